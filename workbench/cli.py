@@ -1,0 +1,382 @@
+"""Headless commands over the same services as the TUI. `--json` output is documented in docs/cli-json.md.
+
+Exit codes: 0 success; 1 a user-caused or environmental error (one line on stderr) or a run that did not
+succeed under --wait; 2 command-line syntax (argparse); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+from workbench.errors import WorkbenchError
+
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
+
+
+# output helpers -----------------------------------------------------------------------------------
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, separators=(",", ":"), default=str))
+    sys.stdout.write("\n")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _duration(run: dict[str, Any]) -> float | None:
+    if not run.get("started_at"):
+        return None
+    end = run.get("finished_at") or time.time()
+    return max(0.0, end - run["started_at"])
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _summary_text(values: dict[str, Any], limit: int = 3) -> str:
+    return " ".join(f"{k}={_fmt_value(v)}" for k, v in list(values.items())[:limit])
+
+
+def run_json(run: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "project", "experiment", "status", "status_reason", "machine", "executor", "created_at",
+            "started_at", "finished_at", "exit_code", "params", "summary", "metric_points")
+    out = {k: run.get(k) for k in keys}
+    out["duration"] = _duration(run)
+    return out
+
+
+# commands -----------------------------------------------------------------------------------------
+def cmd_run(wb: Any, args: argparse.Namespace) -> int:
+    wb.reconcile()
+    run = wb.launch(args.path, args.experiment, args.param, machine=args.machine, executor=args.executor)
+    return _after_start(wb, run, args)
+
+
+def cmd_rerun(wb: Any, args: argparse.Namespace) -> int:
+    wb.reconcile()
+    run = wb.rerun(args.run, executor=args.executor)
+    _say(f"run {run['id']} reruns {run['rerun_of']} from snapshot {run['snapshot'][:12]}")
+    return _after_start(wb, run, args)
+
+
+def _after_start(wb: Any, run: dict[str, Any], args: argparse.Namespace) -> int:
+    if not args.wait:
+        wb.follow_in_background(run["id"])
+        if args.json:
+            _emit_json(run_json(run))
+        else:
+            print(run["id"])
+            _say(f"run {run['id']} started ({run['executor']}); follow it with `workbench runs logs {run['id']} --follow`")
+        return 0
+    _say(f"run {run['id']} started ({run['executor']}); waiting for it (Ctrl-C leaves it running)")
+    sink = None if args.json else _log_printer(timestamps=False)
+    final = wb.wait(run["id"], sink=sink)
+    if args.json:
+        _emit_json(run_json(final))
+    else:
+        _say(_verdict(final))
+    return 0 if final["status"] == "succeeded" else 1
+
+
+def _verdict(run: dict[str, Any]) -> str:
+    text = f"run {run['id']} {run['status']} in {_fmt_duration(_duration(run))}"
+    if run.get("status_reason"):
+        text += f": {run['status_reason']}"
+    if run.get("summary"):
+        text += f" ({_summary_text(run['summary'], limit=6)})"
+    return text
+
+
+def _log_printer(timestamps: bool):
+    from workbench.execution.logformat import split_line
+
+    out = sys.stdout.buffer
+
+    def sink(data: bytes) -> None:
+        lines = []
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            stamp, _, text = split_line(line)
+            lines.append(f"{stamp} {text}" if timestamps else text)
+        out.write(("\n".join(lines) + "\n").encode())
+        out.flush()
+
+    return sink
+
+
+def cmd_runs_list(wb: Any, args: argparse.Namespace) -> int:
+    wb.reconcile()
+    runs = wb.store.list_runs(limit=args.limit or None, status=args.status, project=args.project,
+                              experiment=args.experiment)
+    if args.json:
+        now = time.time()
+        out = []
+        for run in runs:
+            started, finished = run["started_at"], run["finished_at"]
+            run["duration"] = None if not started else max(0.0, (finished or now) - started)
+            out.append(run)
+        sys.stdout.write(json.dumps(out, separators=(",", ":")))
+        sys.stdout.write("\n")
+        return 0
+    if not runs:
+        _say("no runs yet: start one with `workbench run PATH`")
+        return 0
+    rows = [("ID", "STATUS", "PROJECT/EXPERIMENT", "PARAMS", "METRICS", "STARTED", "DURATION")]
+    for run in runs:
+        rows.append((run["id"], run["status"], f"{run['project']}/{run['experiment']}",
+                     _summary_text(run["params"]), _summary_text(run["summary"]),
+                     _ago(run["started_at"] or run["created_at"]), _fmt_duration(_duration(run))))
+    widths = [min(40, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell[:w].ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
+    wb.reconcile()
+    run = wb.show(args.run)
+    run.pop("handle", None)
+    if args.json:
+        run.pop("seq", None)
+        run["duration"] = _duration(run)
+        _emit_json(run)
+        return 0
+    print(f"run {run['id']}  {run['status']}" + (f"  ({run['status_reason']})" if run.get("status_reason") else ""))
+    fields = [
+        ("project", f"{run['project']}  ({run['project_path']})"), ("experiment", run["experiment"]),
+        ("machine", f"{run['machine']}  executor={run['executor']}"),
+        ("created", _ago(run["created_at"])), ("started", _ago(run["started_at"])),
+        ("finished", _ago(run["finished_at"])), ("duration", _fmt_duration(_duration(run))),
+        ("exit code", run["exit_code"]), ("params", json.dumps(run["params"])),
+        ("argv", json.dumps(run["argv"])), ("env", json.dumps(run["env"])),
+        ("image", f"{run.get('image') or '-'}  {run.get('image_id') or ''}"),
+        ("snapshot", run.get("snapshot")),
+        ("git", f"{run.get('git_commit') or '-'}" + ("  (dirty: diff recorded)" if run.get("git_dirty") else "")),
+        ("gpus", ", ".join(run.get("gpu_uuids") or []) or "none"),
+        ("rerun of", run.get("rerun_of")), ("run dir", run["run_dir"]),
+    ]
+    for name, value in fields:
+        if value not in (None, ""):
+            print(f"  {name:<11}{value}")
+    if run["metrics"]:
+        print("metrics")
+        for name, d in run["metrics"].items():
+            print(f"  {name:<16} last={_fmt_value(d['last'])}  min={_fmt_value(d['min'])}  "
+                  f"max={_fmt_value(d['max'])}  points={d['points']}")
+    if run["bad_metric_lines"] or run["bad_metric_values"]:
+        print(f"  skipped: {run['bad_metric_lines']} line(s) that were not JSON objects, "
+              f"{run['bad_metric_values']} non-numeric value(s)")
+    if run["artifacts"]:
+        print("artifacts")
+        for a in run["artifacts"]:
+            print(f"  {a['path']:<24} {a['size']:>12,} bytes  sha256:{a['sha256'][:16]}")
+    return 0
+
+
+def cmd_runs_logs(wb: Any, args: argparse.Namespace) -> int:
+    sink = _log_printer(timestamps=args.timestamps)
+    if not args.follow:
+        wb.reconcile()
+    for data in wb.logs(args.run, follow=args.follow):
+        sink(data)
+    return 0
+
+
+def cmd_runs_cancel(wb: Any, args: argparse.Namespace) -> int:
+    run = wb.cancel(args.run)
+    if args.json:
+        _emit_json(run_json(run))
+    else:
+        _say(_verdict(run))
+    return 0
+
+
+def cmd_runs_rm(wb: Any, args: argparse.Namespace) -> int:
+    removed = [wb.remove(ref, force=args.force) for ref in args.runs]
+    if args.json:
+        _emit_json({"removed": removed})
+    else:
+        for run_id in removed:
+            _say(f"removed run {run_id}")
+    return 0
+
+
+def cmd_gc(wb: Any, args: argparse.Namespace) -> int:
+    result = wb.gc()
+    if args.json:
+        _emit_json(result)
+    else:
+        _say(f"removed {result['snapshots_removed']} snapshot(s) and {result['run_dirs_removed']} orphaned run "
+             f"dir(s); freed {result['bytes_freed'] / 2**20:.1f} MiB")
+    return 0
+
+
+def cmd_projects_add(wb: Any, args: argparse.Namespace) -> int:
+    spec = wb.add_project(args.path)
+    if args.json:
+        _emit_json({"name": spec.name, "path": str(spec.root), "experiments": sorted(spec.experiments)})
+    else:
+        _say(f"added project {spec.name} ({spec.root}): experiments {', '.join(spec.experiments)}")
+    return 0
+
+
+def cmd_projects_list(wb: Any, args: argparse.Namespace) -> int:
+    projects = wb.projects()
+    if args.json:
+        _emit_json(projects)
+        return 0
+    if not projects:
+        _say("no projects yet: add one with `workbench projects add PATH`")
+    for p in projects:
+        state = p["error"] or ("experiments: " + ", ".join(p["experiments"]))
+        print(f"{p['name']:<20} {p['path']}  {state}")
+    return 0
+
+
+def cmd_projects_remove(wb: Any, args: argparse.Namespace) -> int:
+    wb.remove_project(args.project)
+    if not args.json:
+        _say(f"removed project {args.project} (its runs stay in the history)")
+    else:
+        _emit_json({"removed": args.project})
+    return 0
+
+
+def cmd_doctor(wb: Any, args: argparse.Namespace) -> int:
+    checks = wb.doctor()
+    if args.json:
+        _emit_json(checks)
+    else:
+        marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+        for c in checks:
+            print(f"[{marks[c['status']]}] {c['check']:<17} {c['detail']}")
+            if c["fix"]:
+                print(f"       {'':<17} fix: {c['fix']}")
+    return 1 if any(c["status"] == "fail" for c in checks if c["check"] in ("data dir", "database")) else 0
+
+
+def cmd_follow(wb: Any, args: argparse.Namespace) -> int:
+    wb.wait(args.run)
+    return 0
+
+
+def cmd_tui(wb: Any, args: argparse.Namespace) -> int:
+    from workbench.tui.app import run_app
+    return run_app(wb)
+
+
+# parser -------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="Local-first ML experiment workstation.")
+    parser.add_argument("--version", action="version", version=f"workbench {__import__('workbench').__version__}")
+    parser.set_defaults(func=cmd_tui, json=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(subparsers: Any, name: str, func: Any, help_text: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = subparsers.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        return p
+
+    command(sub, "doctor", cmd_doctor, "check the engine, GPU runtime, NVML, data dir and disk")
+
+    p = command(sub, "run", cmd_run, "launch an experiment of a project folder")
+    p.add_argument("path", help="project folder (holds workbench.toml)")
+    p.add_argument("-e", "--experiment", help="experiment name (optional when the spec declares one)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="override a param")
+    p.add_argument("--machine", default="local", help="machine to run on: local (default) or auto")
+    p.add_argument("--executor", choices=("docker", "process"), help="default: docker if an engine answers")
+    p.add_argument("--wait", action="store_true", help="follow the run's logs until it ends")
+
+    runs = sub.add_parser("runs", help="the run history").add_subparsers(dest="runs_command", metavar="ACTION",
+                                                                         required=True)
+    p = command(runs, "list", cmd_runs_list, "list runs, newest first")
+    p.add_argument("--status", choices=RUN_STATUSES)
+    p.add_argument("--project")
+    p.add_argument("--experiment")
+    p.add_argument("--limit", type=int, default=100, help="rows to show (0 = all; default 100)")
+    p = command(runs, "show", cmd_runs_show, "everything recorded about a run")
+    p.add_argument("run", help="run id or unique prefix")
+    p = command(runs, "logs", cmd_runs_logs, "print a run's logs", json_flag=False)
+    p.add_argument("run")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    p.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its time")
+    p = command(runs, "cancel", cmd_runs_cancel, "stop a running run")
+    p.add_argument("run")
+    p = command(runs, "rerun", cmd_rerun, "start an identical run from the stored snapshot and image")
+    p.add_argument("run")
+    p.add_argument("--executor", choices=("docker", "process"))
+    p.add_argument("--wait", action="store_true")
+    p = command(runs, "rm", cmd_runs_rm, "delete runs, their metrics and their files")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--force", action="store_true", help="cancel a running run first")
+
+    command(sub, "gc", cmd_gc, "reclaim snapshots and run dirs no run uses")
+
+    projects = sub.add_parser("projects", help="registered project folders").add_subparsers(
+        dest="projects_command", metavar="ACTION", required=True)
+    command(projects, "list", cmd_projects_list, "list registered projects")
+    p = command(projects, "add", cmd_projects_add, "register a project folder")
+    p.add_argument("path")
+    p = command(projects, "remove", cmd_projects_remove, "unregister a project (its runs stay)")
+    p.add_argument("project", help="name or path")
+
+    p = sub.add_parser("_follow")  # internal: the detached background follower of one run
+    p.add_argument("run")
+    p.set_defaults(func=cmd_follow)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    wb = None
+    try:
+        from workbench.services import Workbench
+
+        wb = Workbench(progress=_say)
+        return args.func(wb, args)
+    except WorkbenchError as exc:
+        _say(f"workbench: error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _say("workbench: interrupted (runs keep going; see `workbench runs list`)")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback, unless asked for
+        if os.environ.get("WORKBENCH_DEBUG"):
+            raise
+        _say(f"workbench: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+             f"(set WORKBENCH_DEBUG=1 for the traceback)")
+        return 1
+    finally:
+        if wb is not None:
+            try:
+                wb.close()
+            except Exception:  # noqa: BLE001
+                pass

@@ -1,0 +1,67 @@
+"""`workbench doctor`: is everything a run needs in place? Each check says what to do when it is not."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import EngineUnavailable
+
+if TYPE_CHECKING:
+    from workbench.services import Workbench
+
+MIN_FREE_BYTES = 5 << 30
+
+
+def _check(name: str, ok: bool | None, detail: str, fix: str | None = None) -> dict[str, Any]:
+    return {"check": name, "status": "ok" if ok else ("warn" if ok is None else "fail"), "detail": detail,
+            "fix": None if ok else fix}
+
+
+def run_checks(wb: "Workbench") -> list[dict[str, Any]]:
+    checks = []
+    data = wb.dirs.data
+    try:
+        with tempfile.NamedTemporaryFile(dir=data):
+            pass
+        checks.append(_check("data dir", True, f"{data} is writable"))
+    except OSError as exc:
+        checks.append(_check("data dir", False, f"{data}: {exc.strerror}",
+                             "set WORKBENCH_HOME to a writable folder, or fix the folder's permissions"))
+    free = shutil.disk_usage(data).free
+    checks.append(_check("disk space", free >= MIN_FREE_BYTES or None, f"{free / 2**30:.1f} GiB free under {data}",
+                         "free space, or run `workbench gc` and `workbench runs rm` to reclaim it"))
+    try:
+        count = wb.store.count_runs()
+        checks.append(_check("database", True, f"{wb.dirs.db_path} ({count} runs)"))
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        checks.append(_check("database", False, str(exc), "move the file aside; Workbench creates a new one"))
+
+    engine_ok = False
+    try:
+        client = wb.docker_client()
+        version = client.version()
+        engine_ok = True
+        checks.append(_check("docker engine", True,
+                             f"Docker {version.get('Version')} (API {version.get('ApiVersion')}) at {client.api.base_url}"))
+    except EngineUnavailable as exc:
+        checks.append(_check("docker engine", False, exc.message,
+                             "install and start Docker (or set DOCKER_HOST); until then runs use --executor process"))
+    if engine_ok:
+        runtimes = client.info().get("Runtimes", {})
+        has_nvidia = "nvidia" in runtimes or any("nvidia" in str(v) for v in runtimes.values())
+        checks.append(_check("gpu runtime", has_nvidia or None,
+                             "NVIDIA container runtime present" if has_nvidia else
+                             f"no NVIDIA runtime (runtimes: {', '.join(runtimes) or 'none'})",
+                             "install the NVIDIA Container Toolkit to run experiments with gpus > 0"))
+    inventory = wb.gpu_probe()
+    if inventory.gpus:
+        names = ", ".join(sorted({g.name for g in inventory.gpus}))
+        checks.append(_check("nvml", True, f"{len(inventory.gpus)} GPU(s): {names}; driver {inventory.driver}"))
+    else:
+        checks.append(_check("nvml", None, f"no GPUs visible ({inventory.error or 'none found'})",
+                             "CPU-only runs work; for GPUs install the NVIDIA driver"))
+    checks.append(_check("process executor", True, f"python {os.sys.version.split()[0]} for detached runs"))
+    return checks

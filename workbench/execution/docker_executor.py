@@ -1,0 +1,220 @@
+"""Runs as containers on a Docker engine, through docker-py. Logs come from the engine's log API; metrics
+and artifacts from the run's output dir, mounted into the container."""
+
+from __future__ import annotations
+
+import signal
+import struct
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from workbench.errors import WorkbenchError
+from workbench.execution.base import Chunk, Launch, RunState, container_paths, read_file_from
+from workbench.execution.logformat import format_line, stamp_to_ns
+
+SNAPSHOT_TARGET = "/wb/src"
+OUTPUT_TARGET = "/wb/out"
+LOG_BATCH_BYTES = 1 << 20
+LOG_BATCH_SECONDS = 0.25
+
+
+def _short(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None) or str(exc)
+    return str(explanation).strip().splitlines()[0][:300]
+
+
+class DockerExecutor:
+    name = "docker"
+
+    def __init__(self, client: Any, instance: str) -> None:
+        self.client = client
+        self.instance = instance
+
+    # submit ---------------------------------------------------------------------------------------
+    def submit(self, launch: Launch) -> dict[str, Any]:
+        import docker.errors
+        from docker.types import DeviceRequest, Mount
+
+        paths = container_paths(launch.run_dir)
+        paths["out"].mkdir(parents=True, exist_ok=True)
+        env = {**launch.env, "WORKBENCH_OUTPUT": OUTPUT_TARGET,
+               "WORKBENCH_METRICS": f"{OUTPUT_TARGET}/{paths['metrics'].name}"}
+        mounts = [
+            Mount(SNAPSHOT_TARGET, str(launch.snapshot_dir), type="bind", read_only=True),
+            Mount(OUTPUT_TARGET, str(paths["out"]), type="bind"),
+        ]
+        for source, target, read_only in launch.mounts:
+            if not Path(source).exists():
+                raise WorkbenchError(f"mount source {source} does not exist on this machine",
+                                     hint="create it or fix `mounts` in workbench.toml")
+            mounts.append(Mount(target, source, type="bind", read_only=read_only))
+        kwargs: dict[str, Any] = dict(
+            image=launch.image, command=launch.argv, environment=env, working_dir=SNAPSHOT_TARGET,
+            labels={"workbench.run-id": launch.run_id, "workbench.project": launch.project,
+                    "workbench.kind": "run", "workbench.instance": self.instance},
+            mounts=mounts, name=f"workbench-{launch.run_id}", detach=True, init=True,
+        )
+        if launch.user:
+            kwargs["user"] = launch.user
+        if launch.shm_size:
+            kwargs["shm_size"] = launch.shm_size
+        if launch.memory:
+            kwargs["mem_limit"] = launch.memory
+            kwargs["memswap_limit"] = launch.memory
+        if launch.gpu_ids:
+            kwargs["device_requests"] = [DeviceRequest(device_ids=launch.gpu_ids, capabilities=[["gpu"]])]
+        container = None
+        try:
+            container = self.client.containers.create(**kwargs)
+            container.start()
+        except docker.errors.APIError as exc:
+            message = _short(exc)
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except docker.errors.APIError:
+                    pass
+            if "could not select device driver" in message:
+                raise WorkbenchError(
+                    "the Docker engine has no GPU runtime (could not select device driver \"\" with capabilities: "
+                    "[[gpu]])", hint="install the NVIDIA Container Toolkit on this machine, or set gpus = 0",
+                ) from None
+            raise WorkbenchError(f"Docker could not start the container: {message}") from None
+        return {"container": container.id, "run_dir": str(launch.run_dir)}
+
+    # state ----------------------------------------------------------------------------------------
+    def _inspect(self, handle: dict[str, Any]) -> dict[str, Any] | None:
+        import docker.errors
+
+        try:
+            return self.client.api.inspect_container(handle["container"])
+        except docker.errors.NotFound:
+            return None
+
+    def status(self, handle: dict[str, Any]) -> RunState:
+        info = self._inspect(handle)
+        if info is None:
+            return RunState("missing", reason="its container no longer exists")
+        state = info["State"]
+        started = _docker_time(state.get("StartedAt"))
+        if state["Status"] in ("created", "running", "restarting", "paused"):
+            return RunState("running", started_at=started)
+        code = state.get("ExitCode")
+        reason = None
+        if state.get("OOMKilled"):
+            reason = "out of memory"
+        elif code and code > 128:
+            reason = _signal_reason(code - 128)
+        elif state.get("Error"):
+            reason = state["Error"]
+        return RunState("exited", exit_code=code, reason=reason, started_at=started,
+                        finished_at=_docker_time(state.get("FinishedAt")))
+
+    # logs ---------------------------------------------------------------------------------------
+    def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
+        """Offsets are `<last time in ns>|<lines seen at that time>`: Docker's `since` is inclusive."""
+        import docker.errors
+
+        stamp_ns, _, count_text = (offset or "0|0").partition("|")
+        last_ns, count = int(stamp_ns), int(count_text or 0)
+        skip_ns, skip_count = last_ns, count  # lines at exactly skip_ns that an earlier read consumed
+        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": int(follow)}
+        if last_ns:
+            params["since"] = f"{last_ns // 1_000_000_000}.{last_ns % 1_000_000_000:09d}"
+        api = self.client.api
+        try:
+            response = api._get(api._url("/containers/{0}/logs", handle["container"]), params=params, stream=True)
+            api._raise_for_status(response)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            raise WorkbenchError(f"cannot read the logs of container {handle['container'][:12]}: {_short(exc)}") from None
+        api._disable_socket_timeout(api._get_raw_response_socket(response))
+        buffer: list[bytes] = []
+        size, flushed_at = 0, time.monotonic()
+        try:
+            for stream_id, payload in _frames(response.raw):
+                stamp, _, text = payload.partition(b" ")
+                try:
+                    ns = stamp_to_ns(stamp.decode())
+                except ValueError:
+                    continue
+                if ns < skip_ns:
+                    continue
+                if ns == skip_ns and skip_count > 0:
+                    skip_count -= 1
+                    continue
+                if ns == last_ns:
+                    count += 1
+                else:
+                    last_ns, count = ns, 1
+                line = format_line(stamp.decode(), "err" if stream_id == 2 else "out", text)
+                buffer.append(line)
+                size += len(line)
+                now = time.monotonic()
+                if size >= LOG_BATCH_BYTES or now - flushed_at >= LOG_BATCH_SECONDS:
+                    yield Chunk(b"".join(buffer), f"{last_ns}|{count}")
+                    buffer, size, flushed_at = [], 0, now
+            if buffer:
+                yield Chunk(b"".join(buffer), f"{last_ns}|{count}")
+        finally:
+            response.close()
+
+    def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk:
+        return read_file_from(container_paths(Path(handle["run_dir"]))["metrics"], offset, limit, final)
+
+    def fetch_artifacts(self, handle: dict[str, Any], dest: Path) -> Path:
+        return container_paths(Path(handle["run_dir"]))["out"]
+
+    # control --------------------------------------------------------------------------------------
+    def cancel(self, handle: dict[str, Any]) -> None:
+        import docker.errors
+
+        try:
+            self.client.api.stop(handle["container"], timeout=10)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise WorkbenchError(f"cannot stop container {handle['container'][:12]}: {_short(exc)}") from None
+
+    def list(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        return [
+            {"container": c["Id"], "run_id": c["Labels"].get("workbench.run-id"), "state": c["State"]}
+            for c in self.client.api.containers(all=True, filters=filters)
+        ]
+
+    def cleanup(self, handle: dict[str, Any]) -> None:
+        import docker.errors
+
+        try:
+            self.client.api.remove_container(handle["container"], force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def _frames(raw: Any) -> Iterator[tuple[int, bytes]]:
+    """Docker's multiplexed log stream: an 8-byte header (stream id, length) before each record."""
+    while True:
+        header = raw.read(8)
+        if len(header) < 8:
+            return
+        stream_id, length = struct.unpack(">BxxxL", header)
+        payload = raw.read(length) if length else b""
+        if length and not payload:
+            return
+        yield stream_id, payload
+
+
+def _signal_reason(number: int) -> str:
+    try:
+        return f"killed by signal {number} ({signal.Signals(number).name})"
+    except ValueError:
+        return f"killed by signal {number}"
+
+
+def _docker_time(value: str | None) -> float | None:
+    if not value or value.startswith("0001-"):
+        return None
+    return stamp_to_ns(value) / 1e9

@@ -1,0 +1,169 @@
+"""Exactly-once ingestion of one run's logs and metrics (DESIGN.md principle 2).
+
+One process at a time owns a run's ingestion through a lease in the database. Metrics: the rows and the
+offset after them commit in one transaction. Logs: lines are appended to the local logs.txt and the
+offset commits with the file's new length; before appending, the file is cut back to the committed length,
+so whatever a killed process appended without committing is written again exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from workbench.execution.base import Executor, RunState
+from workbench.execution.metrics_parser import parse_metric_lines
+from workbench.store import Store
+from workbench.store.ingest import Offset
+
+LEASE_TTL = 15.0
+RENEW_EVERY = 3.0
+METRIC_CHUNK = 8 << 20
+POLL = 0.2
+ARTIFACT_CHUNK = 1 << 20
+
+LogSink = Callable[[bytes], None]
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lease_name(run_id: str) -> str:
+    return f"ingest:{run_id}"
+
+
+class RunIngestor:
+    def __init__(self, store: Store, executor: Executor, run: dict[str, Any], run_dir: Path,
+                 owner: str | None = None) -> None:
+        self.store = store
+        self.executor = executor
+        self.run = run
+        self.seq = run["seq"]
+        self.handle = run["handle"]
+        self.run_dir = run_dir
+        self.owner = owner or new_owner()
+        self._log_lock = threading.Lock()
+
+    # lease ----------------------------------------------------------------------------------------
+    def acquire(self) -> bool:
+        return self.store.acquire_lease(lease_name(self.run["id"]), self.owner, LEASE_TTL)
+
+    def release(self) -> None:
+        self.store.release_lease(lease_name(self.run["id"]), self.owner)
+
+    # logs -----------------------------------------------------------------------------------------
+    def ingest_logs(self, follow: bool, sink: LogSink | None = None) -> None:
+        offset = self.store.get_offset(self.seq, "logs")
+        path = self.run_dir / "logs.txt"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as fh:
+            fh.truncate(offset.local_size)  # drop what a killed owner appended but never committed
+        with open(path, "ab") as fh:
+            for chunk in self.executor.read_logs(self.handle, offset.offset, follow):
+                with self._log_lock:
+                    fh.write(chunk.data)
+                    fh.flush()
+                    offset = Offset(chunk.offset, offset.lines + chunk.data.count(b"\n"), fh.tell())
+                    self.store.commit_offset(self.seq, "logs", offset)
+                if sink:
+                    sink(chunk.data)
+
+    # metrics --------------------------------------------------------------------------------------
+    def ingest_metrics(self, final: bool) -> int:
+        """Reads and commits everything available now; returns the number of points added."""
+        added = 0
+        offset = self.store.get_offset(self.seq, "metrics")
+        while True:
+            chunk = self.executor.read_metrics(self.handle, offset.offset, METRIC_CHUNK, final)
+            if not chunk.data:
+                return added
+            batch, lines = parse_metric_lines(chunk.data, offset.lines, time.time())
+            offset = Offset(chunk.offset, offset.lines + lines, 0)
+            self.store.commit_metrics(self.seq, batch, offset)
+            added += len(batch.rows)
+
+    # whole run ------------------------------------------------------------------------------------
+    def catch_up(self) -> RunState:
+        """One pass over everything the run has written so far; finalises it if it has ended."""
+        state = self.executor.status(self.handle)
+        if state.state == "missing":
+            self.ingest_logs(follow=False)
+            self.ingest_metrics(final=True)
+            self.store.finish_run(self.run["id"], "lost", exit_code=None, reason=state.reason)
+            return state
+        self.ingest_logs(follow=False)
+        self.ingest_metrics(final=state.state == "exited")
+        if state.state == "exited":
+            self.finalize(state)
+        return state
+
+    def follow(self, sink: LogSink | None = None, should_stop: Callable[[], bool] | None = None) -> RunState:
+        """Ingests live until the run ends (or `should_stop`), renewing the lease; finalises at the end."""
+        errors: list[BaseException] = []
+
+        def logs() -> None:
+            try:
+                self.ingest_logs(follow=True, sink=sink)
+            except BaseException as exc:  # surfaced by the main loop
+                errors.append(exc)
+
+        log_thread = threading.Thread(target=logs, name=f"logs-{self.run['id']}", daemon=True)
+        log_thread.start()
+        renewed = time.monotonic()
+        while True:
+            added = self.ingest_metrics(final=False)
+            if errors:
+                raise errors[0]
+            if time.monotonic() - renewed > RENEW_EVERY:
+                if not self.acquire():
+                    return RunState("running", reason="another process took over ingestion")
+                renewed = time.monotonic()
+            if should_stop and should_stop():
+                return RunState("running")
+            if not log_thread.is_alive():
+                state = self.executor.status(self.handle)
+                if state.state != "running":
+                    break
+            if not added:
+                time.sleep(POLL)
+        log_thread.join()
+        return self.catch_up()
+
+    def finalize(self, state: RunState) -> None:
+        self.record_artifacts()
+        fresh = self.store.get_run(self.run["id"])
+        if state.exit_code == 0:
+            status, reason = "succeeded", None
+        elif fresh.get("cancel_requested"):
+            status, reason = "cancelled", "cancelled by the user"
+        else:
+            status = "failed"
+            reason = state.reason or f"exit code {state.exit_code}"
+            if state.reason == "out of memory" and fresh["spec"].get("memory"):
+                reason = f"out of memory (limit {fresh['spec']['memory']})"
+        self.store.finish_run(self.run["id"], status, exit_code=state.exit_code, reason=reason,
+                              finished_at=state.finished_at)
+        self.executor.cleanup(self.handle)
+
+    def record_artifacts(self) -> None:
+        out = self.executor.fetch_artifacts(self.handle, self.run_dir / "out")
+        found = []
+        for path in sorted(out.rglob("*")) if out.is_dir() else []:
+            if path.is_file() and path.name != "metrics.jsonl":
+                digest = hashlib.sha256()
+                with open(path, "rb") as fh:
+                    while block := fh.read(ARTIFACT_CHUNK):
+                        digest.update(block)
+                found.append((path.relative_to(out).as_posix(), path.stat().st_size, digest.hexdigest()))
+        self.store.set_artifacts(self.seq, found)
+        declared = self.run["spec"].get("artifacts", [])
+        missing = [a for a in declared if not (out / a).exists()]
+        if missing:
+            self.store.add_event(self.run["id"], "warning", f"declared artifacts not written: {', '.join(missing)}")

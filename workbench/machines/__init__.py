@@ -1,0 +1,1 @@
+"""Machines: the local workstation and SSH hosts, their connections and telemetry."""

@@ -1,0 +1,1 @@
+"""Project folders: the workbench.toml spec, snapshots, and (later) folder watching."""

@@ -1,0 +1,382 @@
+"""workbench.toml: load, validate, and resolve an experiment's params into argv and environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from workbench.errors import SpecError
+from workbench.projects.checks import Check, parse_check
+from workbench.projects.locate import locate
+
+SPEC_FILE = "workbench.toml"
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SIZE = re.compile(r"^\d+(?:\.\d+)?\s*[bkmgBKMG]?$")
+SweepValue = int | float | str | bool
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # absolute host path, ~ expanded
+    target: str
+    read_only: bool
+
+    @property
+    def text(self) -> str:
+        return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
+
+
+@dataclass
+class Experiment:
+    name: str
+    command: list[str]
+    image: str | None = None
+    dockerfile: str | None = None
+    params: dict[str, SweepValue] = field(default_factory=dict)
+    gpus: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
+    shm_size: str | None = None
+    memory: str | None = None
+    user: str | None = None
+    artifacts: list[str] = field(default_factory=list)
+    sweep: dict[str, list[SweepValue]] = field(default_factory=dict)
+    sweep_method: str = "grid"
+    sweep_samples: int | None = None
+    checks: list[Check] = field(default_factory=list)
+
+
+@dataclass
+class Watch:
+    run: str
+    paths: list[str] = field(default_factory=list)
+    ignore: list[str] = field(default_factory=list)
+    on_busy: str = "restart"
+
+
+@dataclass
+class Deploy:
+    command: list[str]
+    image: str | None = None
+    dockerfile: str | None = None
+    health: str = "/health"
+    port: int = 8000
+
+
+@dataclass
+class ProjectSpec:
+    name: str
+    root: Path
+    exclude: list[str]
+    experiments: dict[str, Experiment]
+    watch: Watch | None = None
+    deploy: Deploy | None = None
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / SPEC_FILE
+
+    def experiment(self, name: str | None) -> Experiment:
+        if name is None:
+            if len(self.experiments) == 1:
+                return next(iter(self.experiments.values()))
+            raise SpecError(
+                f"{self.spec_path}: several experiments ({', '.join(self.experiments)}); choose one with -e NAME"
+            )
+        try:
+            return self.experiments[name]
+        except KeyError:
+            raise SpecError(
+                f"{self.spec_path}: no experiment {name!r}; it declares: {', '.join(self.experiments) or 'none'}"
+            ) from None
+
+
+# ---------------------------------------------------------------------------------------------------
+class _Validator:
+    def __init__(self, path: Path, source: str) -> None:
+        self.path = path
+        self.source = source
+
+    def fail(self, key: tuple[str, ...], problem: str) -> SpecError:
+        line = locate(self.source, key)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return SpecError(f"{where}: {'.'.join(key) or 'top level'}: {problem}")
+
+    def table(self, value: Any, key: tuple[str, ...], allowed: set[str] | None) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a table, got {_kind(value)}")
+        if allowed is not None:
+            for name in value:
+                if name not in allowed:
+                    raise self.fail(key + (name,), f"unknown key (allowed here: {', '.join(sorted(allowed))})")
+        return value
+
+    def string(self, value: Any, key: tuple[str, ...], *, empty: bool = False) -> str:
+        if not isinstance(value, str) or (not empty and not value.strip()):
+            raise self.fail(key, f"expected a non-empty string, got {_kind(value)}")
+        return value
+
+    def strings(self, value: Any, key: tuple[str, ...], *, nonempty: bool = False) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, f"expected a list of strings, got {_kind(value)}")
+        if nonempty and not value:
+            raise self.fail(key, "must not be empty")
+        return value
+
+    def integer(self, value: Any, key: tuple[str, ...], minimum: int = 0) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(key, f"expected an integer >= {minimum}, got {_kind(value)}")
+        return value
+
+    def size(self, value: Any, key: tuple[str, ...]) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not SIZE.match(value):
+            raise self.fail(key, f"expected a size such as \"2g\" or \"512m\", got {_kind(value)}")
+        return value.replace(" ", "").lower()
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+EXPERIMENT_KEYS = {
+    "image", "dockerfile", "command", "params", "gpus", "env", "mounts", "shm_size", "memory", "user",
+    "artifacts", "sweep", "checks",
+}
+
+
+def _image_source(v: _Validator, table: dict[str, Any], key: tuple[str, ...]) -> tuple[str | None, str | None]:
+    image = v.string(table["image"], key + ("image",)) if "image" in table else None
+    dockerfile = v.string(table["dockerfile"], key + ("dockerfile",)) if "dockerfile" in table else None
+    if bool(image) == bool(dockerfile):
+        raise v.fail(key, "set exactly one of `image` or `dockerfile`")
+    return image, dockerfile
+
+
+def _placeholders(v: _Validator, argv: list[str], key: tuple[str, ...], known: set[str]) -> None:
+    for index, item in enumerate(argv):
+        for name in PLACEHOLDER.findall(item):
+            if name not in known:
+                raise v.fail(key, f"item {index} uses {{{name}}}, which is not a declared param "
+                                  f"(declared: {', '.join(sorted(known)) or 'none'})")
+
+
+def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
+    key = ("experiments", name)
+    table = v.table(raw, key, EXPERIMENT_KEYS)
+    image, dockerfile = _image_source(v, table, key)
+    if dockerfile and not (root / dockerfile).is_file():
+        raise v.fail(key + ("dockerfile",), f"{dockerfile} does not exist in {root}")
+    if "command" not in table:
+        raise v.fail(key, "missing `command` (the argv list to run)")
+    command = v.strings(table["command"], key + ("command",), nonempty=True)
+
+    params: dict[str, SweepValue] = {}
+    for pname, value in v.table(table.get("params", {}), key + ("params",), None).items():
+        if not PARAM_NAME.match(pname):
+            raise v.fail(key + ("params", pname), "param names are letters, digits and _ (not starting with a digit)")
+        if not isinstance(value, (int, float, str, bool)):
+            raise v.fail(key + ("params", pname), f"a param is a string, number or boolean, got {_kind(value)}")
+        params[pname] = value
+    _placeholders(v, command, key + ("command",), set(params))
+
+    env = {}
+    for ename, value in v.table(table.get("env", {}), key + ("env",), None).items():
+        if isinstance(value, (dict, list)):
+            raise v.fail(key + ("env", ename), f"expected a string, got {_kind(value)}")
+        env[ename] = str(value).lower() if isinstance(value, bool) else str(value)
+
+    mounts = [_mount(v, m, key + ("mounts",)) for m in v.strings(table.get("mounts", []), key + ("mounts",))]
+    user = v.string(table["user"], key + ("user",)) if "user" in table else None
+
+    sweep: dict[str, list[SweepValue]] = {}
+    method, samples = "grid", None
+    for sname, values in v.table(table.get("sweep", {}), key + ("sweep",), None).items():
+        skey = key + ("sweep", sname)
+        if sname == "method":
+            if values not in ("grid", "random"):
+                raise v.fail(skey, "expected \"grid\" or \"random\"")
+            method = values
+        elif sname == "samples":
+            samples = v.integer(values, skey, minimum=1)
+        elif sname not in params:
+            raise v.fail(skey, f"not a declared param (declared: {', '.join(params) or 'none'})")
+        elif not isinstance(values, list) or not values:
+            raise v.fail(skey, f"expected a non-empty array of values, got {_kind(values)}")
+        else:
+            sweep[sname] = [_typed(v, skey, params[sname], item) for item in values]
+
+    checks = []
+    for metric, expression in v.table(table.get("checks", {}), key + ("checks",), None).items():
+        ckey = key + ("checks", metric)
+        try:
+            checks.append(parse_check(metric, v.string(expression, ckey)))
+        except ValueError as exc:
+            raise v.fail(ckey, str(exc)) from None
+
+    return Experiment(
+        name=name, command=command, image=image, dockerfile=dockerfile, params=params,
+        gpus=v.integer(table.get("gpus", 0), key + ("gpus",)), env=env, mounts=mounts,
+        shm_size=v.size(table["shm_size"], key + ("shm_size",)) if "shm_size" in table else None,
+        memory=v.size(table["memory"], key + ("memory",)) if "memory" in table else None,
+        user=user, artifacts=v.strings(table.get("artifacts", []), key + ("artifacts",)),
+        sweep=sweep, sweep_method=method, sweep_samples=samples, checks=checks,
+    )
+
+
+def _typed(v: _Validator, key: tuple[str, ...], default: SweepValue, value: Any) -> SweepValue:
+    kind = type(default)
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        raise v.fail(key, f"{_kind(value)} does not match the param's type ({kind.__name__})")
+    return value
+
+
+def _mount(v: _Validator, text: str, key: tuple[str, ...]) -> Mount:
+    parts = text.split(":")
+    mode = "rw"
+    if len(parts) == 3:
+        mode = parts.pop()
+    if len(parts) != 2 or mode not in ("ro", "rw") or not parts[0] or not parts[1].startswith("/"):
+        raise v.fail(key, f"mount {text!r} is not HOST:CONTAINER[:ro|rw] with an absolute container path")
+    source = os.path.expanduser(parts[0])
+    if not os.path.isabs(source):
+        raise v.fail(key, f"mount {text!r}: the host path must be absolute or start with ~")
+    return Mount(source=source, target=parts[1], read_only=mode == "ro")
+
+
+def load_spec(folder: str | os.PathLike[str]) -> ProjectSpec:
+    root = Path(folder).expanduser()
+    if not root.exists():
+        raise SpecError(f"{root}: no such folder")
+    root = root.resolve()
+    path = root / SPEC_FILE
+    if not path.is_file():
+        raise SpecError(f"{path}: not found; a project folder needs a {SPEC_FILE} (see README: Project spec)")
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: TOML syntax error: {exc}") from None
+
+    v = _Validator(path, source)
+    v.table(data, (), {"project", "experiments", "watch", "deploy"})
+    project = v.table(data.get("project", {}), ("project",), {"name", "exclude"})
+    name = v.string(project["name"], ("project", "name")) if "name" in project else root.name
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+        raise v.fail(("project", "name"), "use letters, digits, '.', '_' and '-' only")
+    exclude = v.strings(project.get("exclude", []), ("project", "exclude"))
+
+    experiments = {
+        ename: _experiment(v, ename, raw, root)
+        for ename, raw in v.table(data.get("experiments", {}), ("experiments",), None).items()
+    }
+    if not experiments:
+        raise v.fail(("experiments",), "declare at least one [experiments.NAME] table")
+
+    watch = None
+    if "watch" in data:
+        w = v.table(data["watch"], ("watch",), {"run", "paths", "ignore", "on_busy"})
+        run = v.string(w.get("run", ""), ("watch", "run"))
+        if run not in experiments:
+            raise v.fail(("watch", "run"), f"no experiment {run!r} (declared: {', '.join(experiments)})")
+        on_busy = w.get("on_busy", "restart")
+        if on_busy not in ("restart", "queue"):
+            raise v.fail(("watch", "on_busy"), f"expected \"restart\" or \"queue\", got {_kind(on_busy)}")
+        watch = Watch(run=run, paths=v.strings(w.get("paths", []), ("watch", "paths")),
+                      ignore=v.strings(w.get("ignore", []), ("watch", "ignore")), on_busy=on_busy)
+
+    deploy = None
+    if "deploy" in data:
+        d = v.table(data["deploy"], ("deploy",), {"image", "dockerfile", "command", "health", "port"})
+        image, dockerfile = _image_source(v, d, ("deploy",))
+        command = v.strings(d.get("command"), ("deploy", "command"), nonempty=True)
+        _placeholders(v, command, ("deploy", "command"), {"model", "port"})
+        health = v.string(d.get("health", "/health"), ("deploy", "health"))
+        if not health.startswith("/"):
+            raise v.fail(("deploy", "health"), "expected a URL path starting with /")
+        deploy = Deploy(command=command, image=image, dockerfile=dockerfile, health=health,
+                        port=v.integer(d.get("port", 8000), ("deploy", "port"), minimum=1))
+
+    return ProjectSpec(name=name, root=root, exclude=exclude, experiments=experiments, watch=watch, deploy=deploy)
+
+
+# ---------------------------------------------------------------------------------------------------
+def parse_overrides(experiment: Experiment, pairs: list[str], where: str) -> dict[str, SweepValue]:
+    """`-p name=value` items, each checked against the declared params and converted to the declared type."""
+    out: dict[str, SweepValue] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise SpecError(f"-p {pair!r}: expected NAME=VALUE")
+        if name not in experiment.params:
+            declared = ", ".join(f"{k} ({type(d).__name__})" for k, d in experiment.params.items()) or "none"
+            raise SpecError(f"-p {name}: {where} experiment {experiment.name!r} declares no param {name!r}; "
+                            f"declared: {declared}")
+        out[name] = convert_param(name, experiment.params[name], text)
+    return out
+
+
+_CONVERTERS: dict[type, Callable[[str], SweepValue]] = {
+    int: int,
+    float: float,
+    str: str,
+}
+
+
+def convert_param(name: str, default: SweepValue, text: str) -> SweepValue:
+    kind = type(default)
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "yes", "1", "on"):
+            return True
+        if lowered in ("false", "no", "0", "off"):
+            return False
+        raise SpecError(f"-p {name}={text!r}: expected a boolean (true/false)")
+    try:
+        return _CONVERTERS[kind](text.strip() if kind is not str else text)
+    except ValueError:
+        raise SpecError(f"-p {name}={text!r}: expected {'an integer' if kind is int else 'a number'}, "
+                        f"like the declared default {default!r}") from None
+
+
+def format_param(value: SweepValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def substitute(argv: list[str], values: dict[str, Any]) -> list[str]:
+    """Replaces {name} inside each item; an item stays one argument whatever the value holds."""
+    def one(item: str) -> str:
+        return PLACEHOLDER.sub(lambda m: format_param(values[m.group(1)]) if m.group(1) in values else m.group(0), item)
+    return [one(item) for item in argv]
+
+
+SECRET_NAME = re.compile(r"(?i)(secret|token|passw|pwd|api[_-]?key|private|credential|auth|access[_-]?key)")
+
+
+def redact_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: ("***" if SECRET_NAME.search(k) else v) for k, v in env.items()}

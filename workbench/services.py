@@ -1,0 +1,404 @@
+"""The facade both front ends use: launch, wait/follow, cancel, rerun, remove, gc, reconcile, doctor.
+
+Blocking by design (Docker, SQLite, files): the CLI calls it directly, the TUI from worker threads.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from workbench.dirs import Dirs, resolve_dirs
+from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
+from workbench.execution.base import Executor, Launch
+from workbench.execution.ingest import RunIngestor, lease_name
+from workbench.machines.gpus import GpuInventory, GpuProbe, nvml_inventory
+from workbench.projects.snapshot import remove_unreferenced, take_snapshot
+from workbench.projects.spec import (
+    Experiment, ProjectSpec, load_spec, parse_overrides, redact_env, substitute, format_param,
+)
+from workbench.store import Store, open_store
+
+Progress = Callable[[str], None]
+GIT_DIFF_LIMIT = 1 << 20
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class Workbench:
+    def __init__(self, dirs: Dirs | None = None, *, gpu_probe: GpuProbe = nvml_inventory,
+                 progress: Progress = _quiet) -> None:
+        self.dirs = (dirs or resolve_dirs()).ensure()
+        self.gpu_probe = gpu_probe
+        self.progress = progress
+        self._store: Store | None = None
+        self._docker: Any = None
+        self._docker_error: EngineUnavailable | None = None
+
+    # plumbing -------------------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.dirs.db_path)
+            self._store.ensure_machine("local", "local")
+        return self._store
+
+    def docker_client(self) -> Any:
+        if self._docker is None and self._docker_error is None:
+            from workbench.execution.engine import connect
+            try:
+                self._docker = connect()
+            except EngineUnavailable as exc:
+                self._docker_error = exc
+        if self._docker_error is not None:
+            raise self._docker_error
+        return self._docker
+
+    def executor(self, name: str) -> Executor:
+        if name == "docker":
+            from workbench.execution.docker_executor import DockerExecutor
+            return DockerExecutor(self.docker_client(), self.store.instance)
+        if name == "process":
+            from workbench.execution.process_executor import ProcessExecutor
+            return ProcessExecutor(self.dirs.runs)
+        raise WorkbenchError(f"unknown executor {name!r}", hint="use docker or process")
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+        if self._docker is not None:
+            self._docker.close()
+
+    # projects -------------------------------------------------------------------------------------
+    def add_project(self, path: str) -> ProjectSpec:
+        spec = load_spec(path)
+        for existing in self.store.projects():
+            if existing["name"] == spec.name and existing["path"] != str(spec.root):
+                raise WorkbenchError(f"a project named {spec.name!r} is already registered at {existing['path']}",
+                                     hint="rename one of them in [project] name, or remove the other first")
+        self.store.add_project(spec.name, str(spec.root))
+        return spec
+
+    def remove_project(self, name_or_path: str) -> None:
+        path = str(Path(name_or_path).expanduser().resolve()) if os.sep in name_or_path else name_or_path
+        if not (self.store.remove_project(name_or_path) or self.store.remove_project(path)):
+            raise NotFound(f"no registered project {name_or_path!r}", hint="see `workbench projects list`")
+
+    def projects(self) -> list[dict[str, Any]]:
+        out = []
+        for project in self.store.projects():
+            try:
+                spec = load_spec(project["path"])
+                project = {**project, "experiments": sorted(spec.experiments), "error": None}
+            except WorkbenchError as exc:
+                project = {**project, "experiments": [], "error": str(exc)}
+            out.append(project)
+        return out
+
+    # launching ------------------------------------------------------------------------------------
+    def choose_executor(self, requested: str | None) -> str:
+        if requested:
+            if requested == "docker":
+                self.docker_client()  # a clear error now if there is no engine
+            return requested
+        try:
+            self.docker_client()
+            return "docker"
+        except EngineUnavailable as exc:
+            self.progress(f"{exc.message}: running with the process executor instead (--executor process)")
+            return "process"
+
+    def launch(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
+               machine: str = "local", executor: str | None = None) -> dict[str, Any]:
+        if machine not in ("local", "auto"):
+            raise WorkbenchError(f"no machine {machine!r} is available to run on",
+                                 hint="only `local` runs experiments in this version")
+        spec = load_spec(path)
+        exp = spec.experiment(experiment)
+        values = {**exp.params, **parse_overrides(exp, overrides or [], str(spec.spec_path))}
+        executor_name = self.choose_executor(executor)
+        return self._start(spec, exp, values, executor_name)
+
+    def _start(self, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], executor_name: str, *,
+               snapshot_hash: str | None = None, image_id: str | None = None,
+               rerun_of: str | None = None) -> dict[str, Any]:
+        run_id = secrets.token_hex(4)
+        while self.store.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
+            run_id = secrets.token_hex(4)
+        argv = substitute(exp.command, values)
+        env = {**exp.env, **{f"WB_PARAM_{k.upper()}": format_param(v) for k, v in values.items()},
+               "WORKBENCH_RUN_ID": run_id}
+        gpus = self._pick_gpus(exp.gpus) if exp.gpus else None
+        git = _git_state(spec.root) if snapshot_hash is None else {}
+        record = {
+            "id": run_id, "project": spec.name, "project_path": str(spec.root), "experiment": exp.name,
+            "status": "queued", "machine": "local", "executor": executor_name, "created_at": time.time(),
+            "params": values, "argv": argv, "env": redact_env(env), "rerun_of": rerun_of,
+            "spec": _spec_record(exp), **git,
+        }
+        if gpus:
+            record.update(gpu_uuids=[g.uuid for g in gpus.gpus], gpu_model=gpus.gpus[0].name, driver=gpus.driver)
+        seq = self.store.insert_run(record)
+        try:
+            if snapshot_hash is None:
+                snapshot = take_snapshot(spec.root, spec.exclude, self.dirs.snapshots)
+                snapshot_hash, snapshot_dir = snapshot.hash, snapshot.path
+                self.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
+            else:
+                snapshot_dir = self.dirs.snapshots / snapshot_hash
+                if not snapshot_dir.is_dir():
+                    raise WorkbenchError(f"snapshot {snapshot_hash[:12]} of run {rerun_of} is gone (removed by gc?)")
+            self.store.update_run(run_id, snapshot=snapshot_hash)
+            run_exec = self.executor(executor_name)
+            image = None
+            if executor_name == "docker":
+                image = image_id or self._image_for(spec, exp, snapshot_dir, snapshot_hash)
+                self.store.update_run(run_id, image=exp.image or exp.dockerfile, image_id=image)
+            elif exp.dockerfile or exp.image:
+                self.progress(f"process executor: running {argv[0]!r} on this machine, not in "
+                              f"{exp.image or exp.dockerfile}")
+            run_dir = self.dirs.run_dir(run_id)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            launch = Launch(
+                run_id=run_id, project=spec.name, argv=argv, env=env, snapshot_dir=snapshot_dir,
+                run_dir=run_dir, image=image, gpu_ids=[g.uuid for g in gpus.gpus] if gpus else [],
+                mounts=[(m.source, m.target, m.read_only) for m in exp.mounts], shm_size=exp.shm_size,
+                memory=exp.memory, user=None if exp.user == "root" else (exp.user or f"{os.getuid()}:{os.getgid()}"),
+            )
+            handle = run_exec.submit(launch)
+        except BaseException as exc:
+            reason = exc.message if isinstance(exc, WorkbenchError) else f"launch interrupted: {exc!r}"
+            self.store.finish_run(run_id, "failed", exit_code=None, reason=reason)
+            raise
+        self.store.update_run(run_id, status="running", handle=handle, started_at=time.time())
+        self.store.add_event(run_id, "started", f"{executor_name}: {' '.join(argv)[:200]}")
+        return self.store.get_run(run_id) | {"seq": seq}
+
+    def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str) -> str:
+        from workbench.execution import images
+
+        client = self.docker_client()
+        if exp.dockerfile:
+            tag = f"workbench/{spec.name.lower()}:{snapshot_hash[:16]}"
+            return images.build(client, snapshot_dir, exp.dockerfile, tag, self.progress)
+        return images.ensure_image(client, exp.image or "", self.progress)
+
+    def _pick_gpus(self, count: int) -> GpuInventory:
+        inventory = self.gpu_probe()
+        taken = set()
+        for run in self.store.active_runs():
+            taken.update(run.get("gpu_uuids") or [])
+        free = [g for g in inventory.gpus if not g.busy and g.uuid not in taken]
+        if len(free) < count:
+            detail = inventory.error or f"{len(inventory.gpus)} GPU(s), {len(free)} free"
+            raise WorkbenchError(f"the experiment needs {count} GPU(s) but machine local has {len(free)} free "
+                                 f"({detail})", hint="set gpus = 0, free a GPU, or try again later")
+        return GpuInventory(free[:count], driver=inventory.driver)
+
+    def rerun(self, ref: str, executor: str | None = None) -> dict[str, Any]:
+        """An identical run: the stored snapshot, image id, params and experiment, not the folder as it is now."""
+        old = self.store.get_run(ref)
+        if not old.get("snapshot"):
+            raise WorkbenchError(f"run {old['id']} never got a snapshot (its launch failed); nothing to rerun")
+        spec = ProjectSpec(name=old["project"], root=Path(old["project_path"]), exclude=[], experiments={})
+        exp = _experiment_from_record(old["spec"])
+        executor_name = self.choose_executor(executor or old["executor"])
+        image_id = old.get("image_id") if executor_name == "docker" else None
+        if executor_name == "docker" and not image_id:
+            raise WorkbenchError(f"run {old['id']} ran without an image; rerun it with --executor process")
+        return self._start(spec, exp, old["params"], executor_name, snapshot_hash=old["snapshot"],
+                           image_id=image_id, rerun_of=old["id"])
+
+    # following ------------------------------------------------------------------------------------
+    def ingestor(self, run: dict[str, Any]) -> RunIngestor:
+        return RunIngestor(self.store, self.executor(run["executor"]), run, self.dirs.run_dir(run["id"]))
+
+    def wait(self, ref: str, sink: Callable[[bytes], None] | None = None) -> dict[str, Any]:
+        """Follows a run to its end, ingesting live (taking over from a background follower if needed)."""
+        run = self.store.get_run(ref)
+        while run["status"] in ("queued", "running"):
+            ingestor = self.ingestor(run)
+            if ingestor.acquire():
+                try:
+                    ingestor.follow(sink=sink)
+                finally:
+                    ingestor.release()
+            else:
+                time.sleep(0.2)  # another process is ingesting it; wait for its verdict
+            run = self.store.get_run(run["id"])
+        return run
+
+    def follow_in_background(self, run_id: str) -> None:
+        """A detached process that ingests the run until it ends, so history fills in without the CLI."""
+        subprocess.Popen(
+            [sys.executable, "-m", "workbench", "_follow", run_id], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=open(self.dirs.run_dir(run_id) / "follower.err", "ab"),
+            start_new_session=True, close_fds=True, env={**os.environ, "WORKBENCH_HOME": str(self.dirs.data)}
+            if self.dirs.data == self.dirs.config else None,
+        )
+
+    def logs(self, ref: str, follow: bool = False, poll: float = 0.2) -> Iterator[bytes]:
+        """Stored log lines; with `follow`, new lines as they are ingested, until the run ends."""
+        run = self.store.get_run(ref)
+        path = self.dirs.run_dir(run["id"]) / "logs.txt"
+        position = 0
+        while True:
+            if follow and run["status"] in ("queued", "running"):
+                self._ingest_if_unowned(run)
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(position)
+                    data = fh.read()
+            except FileNotFoundError:
+                data = b""
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                position += cut
+                yield data[:cut]
+            if not follow:
+                return
+            run = self.store.get_run(run["id"])
+            if run["status"] not in ("queued", "running") and not cut:
+                return
+            if not cut:
+                time.sleep(poll)
+
+    def _ingest_if_unowned(self, run: dict[str, Any]) -> None:
+        ingestor = self.ingestor(run)
+        if ingestor.acquire():
+            try:
+                ingestor.catch_up()
+            finally:
+                ingestor.release()
+
+    # control --------------------------------------------------------------------------------------
+    def cancel(self, ref: str) -> dict[str, Any]:
+        run = self.store.get_run(ref)
+        if run["status"] not in ("queued", "running"):
+            raise WorkbenchError(f"run {run['id']} is already {run['status']}")
+        self.store.update_run(run["id"], cancel_requested=1)
+        if run.get("handle"):
+            self.executor(run["executor"]).cancel(run["handle"])
+            self._ingest_if_unowned(run)
+        else:
+            self.store.finish_run(run["id"], "cancelled", exit_code=None, reason="cancelled before it started")
+        deadline = time.monotonic() + 15
+        run = self.store.get_run(run["id"])
+        while run["status"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            self._ingest_if_unowned(run)
+            run = self.store.get_run(run["id"])
+        return run
+
+    def remove(self, ref: str, force: bool = False) -> str:
+        run = self.store.get_run(ref)
+        if run["status"] in ("queued", "running"):
+            if not force:
+                raise WorkbenchError(f"run {run['id']} is {run['status']}", hint="cancel it first, or use --force")
+            self.cancel(run["id"])
+        if run.get("handle"):
+            try:
+                self.executor(run["executor"]).cleanup(run["handle"])
+            except EngineUnavailable:
+                pass
+        self.store.delete_run(run["id"])
+        shutil.rmtree(self.dirs.run_dir(run["id"]), ignore_errors=True)
+        return run["id"]
+
+    def gc(self) -> dict[str, Any]:
+        """Reclaims snapshots no run references and run dirs no run record owns."""
+        keep = self.store.referenced_snapshots()
+        snapshots, freed = remove_unreferenced(self.dirs.snapshots, keep)
+        known = self.store.all_run_ids()
+        orphans = 0
+        for entry in self.dirs.runs.iterdir() if self.dirs.runs.is_dir() else []:
+            if entry.is_dir() and entry.name not in known:
+                freed += sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+                shutil.rmtree(entry, ignore_errors=True)
+                orphans += 1
+        return {"snapshots_removed": snapshots, "run_dirs_removed": orphans, "bytes_freed": freed}
+
+    # reconciliation -------------------------------------------------------------------------------
+    def reconcile(self) -> list[dict[str, Any]]:
+        """Brings every run recorded as active up to date with what its executor reports."""
+        changed = []
+        for run in self.store.active_runs():
+            if self.store.lease_holder(lease_name(run["id"])):
+                continue  # someone is following it live
+            if not run.get("handle"):
+                if time.time() - run["created_at"] > 300:
+                    self.store.finish_run(run["id"], "lost", exit_code=None,
+                                          reason="its launch was interrupted before the run started")
+                    changed.append(run)
+                continue
+            try:
+                ingestor = self.ingestor(run)
+            except EngineUnavailable:
+                continue  # cannot tell; keep the record as it is
+            if ingestor.acquire():
+                try:
+                    state = ingestor.catch_up()
+                finally:
+                    ingestor.release()
+                if state.state != "running":
+                    changed.append(run)
+        return changed
+
+    # reading --------------------------------------------------------------------------------------
+    def show(self, ref: str) -> dict[str, Any]:
+        run = self.store.get_run(ref)
+        run["artifacts"] = self.store.artifacts(run["seq"])
+        run["events"] = self.store.events(run["id"])
+        run["metrics"] = {name: _describe(self.store.metric_history(run["seq"], name))
+                          for name in self.store.metric_names(run["seq"])}
+        run["run_dir"] = str(self.dirs.run_dir(run["id"]))
+        return run
+
+    def doctor(self) -> list[dict[str, Any]]:
+        from workbench.doctor import run_checks
+        return run_checks(self)
+
+
+def _describe(history: list[tuple[int, float, float]]) -> dict[str, Any]:
+    values = [v for _, _, v in history if v == v]
+    return {"points": len(history), "last": history[-1][2] if history else None,
+            "min": min(values) if values else None, "max": max(values) if values else None}
+
+
+def _spec_record(exp: Experiment) -> dict[str, Any]:
+    return asdict(exp)
+
+
+def _experiment_from_record(recorded: dict[str, Any]) -> Experiment:
+    from workbench.projects.checks import Check
+    from workbench.projects.spec import Mount
+
+    exp = Experiment(**recorded)
+    exp.mounts = [Mount(**m) for m in recorded.get("mounts", [])]
+    exp.checks = [Check(**c) for c in recorded.get("checks", [])]
+    return exp
+
+
+def _git_state(root: Path) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.decode(errors="replace") if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {}
+    diff = git("diff", "HEAD", "--", ".") or ""
+    return {"git_commit": commit.strip(), "git_dirty": int(bool(diff)),
+            "git_diff": diff[:GIT_DIFF_LIMIT] if diff else None}

@@ -1,0 +1,90 @@
+"""Ingestion state: per-stream offsets committed with the rows they cover, and ownership leases."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+
+@dataclass
+class Offset:
+    offset: str = "0"      # the executor's opaque position in the source
+    lines: int = 0         # lines consumed so far (the ordinal of the next metric line)
+    local_size: int = 0    # bytes of the local copy (logs.txt) that this offset accounts for
+
+
+@dataclass
+class MetricBatch:
+    rows: Sequence[tuple[str, int, float, float | None]]  # (key, step, ts, value)
+    bad_lines: int
+    bad_values: int
+    summary: dict[str, Any]
+
+
+class IngestQueries:
+    conn: sqlite3.Connection
+
+    def get_offset(self, run_seq: int, stream: str) -> Offset:
+        rows = self.query(  # type: ignore[attr-defined]
+            "SELECT offset, lines, local_size FROM ingest_offsets WHERE run_seq = ? AND stream = ?",
+            (run_seq, stream),
+        )
+        return Offset(rows[0][0], rows[0][1], rows[0][2]) if rows else Offset()
+
+    @staticmethod
+    def _put_offset(conn: sqlite3.Connection, run_seq: int, stream: str, offset: Offset) -> None:
+        conn.execute(
+            "INSERT INTO ingest_offsets (run_seq, stream, offset, lines, local_size) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_seq, stream) DO UPDATE SET offset = excluded.offset, lines = excluded.lines, "
+            "local_size = excluded.local_size",
+            (run_seq, stream, offset.offset, offset.lines, offset.local_size),
+        )
+
+    def commit_offset(self, run_seq: int, stream: str, offset: Offset) -> None:
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            self._put_offset(conn, run_seq, stream, offset)
+
+    def commit_metrics(self, run_seq: int, batch: MetricBatch, offset: Offset) -> None:
+        """The points and the offset after them, in one transaction: a crash keeps both or neither."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            ids = self.key_ids(conn, {r[0] for r in batch.rows})  # type: ignore[attr-defined]
+            conn.executemany(
+                "INSERT INTO metrics (run_seq, key_id, step, ts, value) VALUES (?, ?, ?, ?, ?)",
+                [(run_seq, ids[k], s, t, v) for k, s, t, v in batch.rows],
+            )
+            if batch.summary:
+                old = conn.execute("SELECT summary FROM runs WHERE seq = ?", (run_seq,)).fetchone()
+                summary = {**json.loads(old[0] if old else "{}"), **batch.summary}
+                conn.execute("UPDATE runs SET summary = ? WHERE seq = ?", (json.dumps(summary), run_seq))
+            conn.execute(
+                "UPDATE runs SET metric_points = metric_points + ?, bad_metric_lines = bad_metric_lines + ?, "
+                "bad_metric_values = bad_metric_values + ? WHERE seq = ?",
+                (len(batch.rows), batch.bad_lines, batch.bad_values, run_seq),
+            )
+            self._put_offset(conn, run_seq, "metrics", offset)
+
+    # leases -----------------------------------------------------------------------------------------
+    def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Takes the lease if free, expired, or already ours; renews it in that case."""
+        now = time.time()
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            row = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
+            if row and row[0] != owner and row[1] > now:
+                return False
+            conn.execute(
+                "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",
+                (name, owner, now + ttl),
+            )
+            return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+    def lease_holder(self, name: str) -> str | None:
+        rows = self.query("SELECT owner FROM leases WHERE name = ? AND expires_at > ?", (name, time.time()))  # type: ignore[attr-defined]
+        return rows[0][0] if rows else None

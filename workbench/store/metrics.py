@@ -1,0 +1,50 @@
+"""Metric points: one row per (run, key, step). NaN is stored as NULL (SQLite has no NaN) and read back as NaN."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from typing import Iterable
+
+NAN = math.nan
+
+
+class MetricQueries:
+    conn: sqlite3.Connection
+    _key_cache: dict[str, int]
+
+    def key_ids(self, conn: sqlite3.Connection, names: Iterable[str]) -> dict[str, int]:
+        """Interned ids for metric names; call inside a write transaction."""
+        cache = self.__dict__.setdefault("_key_cache", {})
+        missing = [n for n in set(names) if n not in cache]
+        if missing:
+            conn.executemany("INSERT OR IGNORE INTO metric_keys (name) VALUES (?)", [(n,) for n in missing])
+            marks = ",".join("?" * len(missing))
+            for key_id, name in conn.execute(f"SELECT id, name FROM metric_keys WHERE name IN ({marks})", missing):
+                cache[name] = key_id
+        return cache
+
+    def metric_names(self, run_seq: int) -> list[str]:
+        rows = self.query(  # type: ignore[attr-defined]
+            "SELECT name FROM metric_keys WHERE id IN (SELECT DISTINCT key_id FROM metrics WHERE run_seq = ?) "
+            "ORDER BY name",
+            (run_seq,),
+        )
+        return [r[0] for r in rows]
+
+    def metric_history(self, run_seq: int, key: str) -> list[tuple[int, float, float]]:
+        """(step, ts, value) in step order."""
+        with self.lock:  # type: ignore[attr-defined]
+            row = self.conn.execute("SELECT id FROM metric_keys WHERE name = ?", (key,)).fetchone()
+            if row is None:
+                return []
+            cursor = self.conn.execute(
+                "SELECT step, ts, value FROM metrics WHERE run_seq = ? AND key_id = ? ORDER BY step",
+                (run_seq, row[0]),
+            )
+            cursor.row_factory = None
+            rows = cursor.fetchall()
+        return [(s, t, NAN if v is None else v) for s, t, v in rows]
+
+    def metric_count(self, run_seq: int) -> int:
+        return self.query("SELECT count(*) FROM metrics WHERE run_seq = ?", (run_seq,))[0][0]  # type: ignore[attr-defined]

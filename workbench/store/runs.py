@@ -1,0 +1,167 @@
+"""Queries on runs, their params, artifacts and events."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any, Iterable
+
+from workbench.errors import NotFound, WorkbenchError
+
+JSON_COLUMNS = ("params", "argv", "env", "gpu_uuids", "spec", "summary", "handle")
+ACTIVE = ("queued", "running")
+FINAL = ("succeeded", "failed", "cancelled", "lost")
+STATUSES = ACTIVE + FINAL
+LIST_COLUMNS = (
+    "id, project, experiment, status, status_reason, machine, executor, created_at, started_at, "
+    "finished_at, exit_code, params, summary, metric_points"
+)
+
+
+def decode_run(row: sqlite3.Row) -> dict[str, Any]:
+    run = dict(row)
+    for column in JSON_COLUMNS:
+        if column in run and isinstance(run[column], str):
+            run[column] = json.loads(run[column])
+    return run
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: (json.dumps(v) if k in JSON_COLUMNS and v is not None else v) for k, v in fields.items()}
+
+
+class RunQueries:
+    conn: sqlite3.Connection
+
+    def insert_run(self, fields: dict[str, Any]) -> int:
+        params = fields.get("params", {})
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            encoded = _encode(fields)
+            columns = ", ".join(encoded)
+            marks = ", ".join("?" for _ in encoded)
+            seq = conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", tuple(encoded.values())).lastrowid
+            conn.executemany(
+                "INSERT INTO params (run_seq, name, value) VALUES (?, ?, ?)",
+                [(seq, name, json.dumps(value)) for name, value in params.items()],
+            )
+            conn.execute(
+                "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'created', ?)",
+                (time.time(), fields["id"], f"{fields['project']}/{fields['experiment']} on {fields['machine']}"),
+            )
+        return int(seq)
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        encoded = _encode(fields)
+        assignments = ", ".join(f"{k} = ?" for k in encoded)
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*encoded.values(), run_id))
+
+    def finish_run(self, run_id: str, status: str, *, exit_code: int | None, reason: str | None,
+                   finished_at: float | None = None) -> None:
+        """Records a final status once; a run already final keeps its first verdict."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            changed = conn.execute(
+                "UPDATE runs SET status = ?, exit_code = ?, status_reason = ?, finished_at = ? "
+                "WHERE id = ? AND status IN ('queued', 'running')",
+                (status, exit_code, reason, finished_at or time.time(), run_id),
+            ).rowcount
+            if changed:
+                conn.execute(
+                    "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, ?, ?)",
+                    (time.time(), run_id, status, reason or f"exit code {exit_code}"),
+                )
+
+    def get_run(self, ref: str) -> dict[str, Any]:
+        """A run by full id or unique prefix."""
+        ref = ref.strip()
+        if not ref:
+            raise NotFound("no run id given")
+        rows = self.query("SELECT * FROM runs WHERE id = ?", (ref,))  # type: ignore[attr-defined]
+        if not rows:
+            rows = self.query(  # type: ignore[attr-defined]
+                "SELECT * FROM runs WHERE id >= ? AND id < ? LIMIT 2", (ref, ref + "\uffff")
+            )
+        if not rows:
+            raise NotFound(f"no run {ref!r}", hint="see `workbench runs list`")
+        if len(rows) > 1:
+            raise WorkbenchError(f"run id prefix {ref!r} is ambiguous", hint="type more characters")
+        return decode_run(rows[0])
+
+    def list_runs(self, *, limit: int | None = 100, offset: int = 0, status: str | None = None,
+                  project: str | None = None, experiment: str | None = None) -> list[dict[str, Any]]:
+        where, args = [], []
+        for column, value in (("status", status), ("project", project), ("experiment", experiment)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = f"SELECT {LIST_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, seq DESC"
+        if limit:
+            sql += " LIMIT ? OFFSET ?"
+            args += [limit, offset]
+        with self.lock:  # type: ignore[attr-defined]
+            cursor = self.conn.execute(sql, args)
+            cursor.row_factory = None
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        loads = json.loads
+        out = []
+        for row in rows:
+            run = dict(zip(names, row))
+            run["params"] = loads(run["params"])
+            run["summary"] = loads(run["summary"])
+            out.append(run)
+        return out
+
+    def count_runs(self) -> int:
+        return self.query("SELECT count(*) FROM runs")[0][0]  # type: ignore[attr-defined]
+
+    def active_runs(self) -> list[dict[str, Any]]:
+        rows = self.query("SELECT * FROM runs WHERE status IN ('queued', 'running') ORDER BY seq")  # type: ignore[attr-defined]
+        return [decode_run(r) for r in rows]
+
+    def delete_run(self, run_id: str) -> None:
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            seq = conn.execute("SELECT seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if seq is None:
+                return
+            conn.execute("DELETE FROM metrics WHERE run_seq = ?", (seq[0],))
+            conn.execute("DELETE FROM runs WHERE seq = ?", (seq[0],))
+            conn.execute("DELETE FROM leases WHERE name = ?", (f"ingest:{run_id}",))
+            conn.execute(
+                "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'removed', 'run removed')",
+                (time.time(), run_id),
+            )
+
+    def add_event(self, run_id: str | None, kind: str, message: str) -> None:
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute(
+                "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, ?, ?)",
+                (time.time(), run_id, kind, message),
+            )
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query(  # type: ignore[attr-defined]
+            "SELECT ts, kind, message FROM events WHERE run_id = ? ORDER BY id", (run_id,))]
+
+    def set_artifacts(self, run_seq: int, artifacts: Iterable[tuple[str, int, str]]) -> None:
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.executemany(
+                "INSERT OR REPLACE INTO artifacts (run_seq, path, size, sha256) VALUES (?, ?, ?, ?)",
+                [(run_seq, *a) for a in artifacts],
+            )
+
+    def artifacts(self, run_seq: int) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query(  # type: ignore[attr-defined]
+            "SELECT path, size, sha256 FROM artifacts WHERE run_seq = ? ORDER BY path", (run_seq,))]
+
+    def referenced_snapshots(self) -> set[str]:
+        return {r[0] for r in self.query("SELECT DISTINCT snapshot FROM runs WHERE snapshot IS NOT NULL")}  # type: ignore[attr-defined]
+
+    def all_run_ids(self) -> set[str]:
+        return {r[0] for r in self.query("SELECT id FROM runs")}  # type: ignore[attr-defined]

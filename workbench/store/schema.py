@@ -1,0 +1,111 @@
+"""Schema migrations, applied in order; PRAGMA user_version records how many have run."""
+
+MIGRATIONS: list[str] = [
+    # 1: the core engine
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+    CREATE TABLE projects (
+        name TEXT PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        added_at REAL NOT NULL
+    );
+
+    CREATE TABLE machines (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        address TEXT,
+        config TEXT NOT NULL DEFAULT '{}',
+        added_at REAL NOT NULL
+    );
+
+    CREATE TABLE runs (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        project TEXT NOT NULL,
+        project_path TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_reason TEXT,
+        machine TEXT NOT NULL,
+        executor TEXT NOT NULL,
+        handle TEXT,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        exit_code INTEGER,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        params TEXT NOT NULL DEFAULT '{}',
+        argv TEXT NOT NULL DEFAULT '[]',
+        env TEXT NOT NULL DEFAULT '{}',
+        image TEXT,
+        image_id TEXT,
+        snapshot TEXT,
+        git_commit TEXT,
+        git_dirty INTEGER,
+        git_diff TEXT,
+        gpu_uuids TEXT NOT NULL DEFAULT '[]',
+        gpu_model TEXT,
+        driver TEXT,
+        spec TEXT NOT NULL DEFAULT '{}',
+        summary TEXT NOT NULL DEFAULT '{}',
+        metric_points INTEGER NOT NULL DEFAULT 0,
+        bad_metric_lines INTEGER NOT NULL DEFAULT 0,
+        bad_metric_values INTEGER NOT NULL DEFAULT 0,
+        rerun_of TEXT
+    );
+    CREATE INDEX runs_by_created ON runs (created_at DESC, seq DESC);
+    CREATE INDEX runs_by_status ON runs (status) WHERE status IN ('queued', 'running');
+    CREATE INDEX runs_by_project ON runs (project, created_at DESC);
+
+    CREATE TABLE params (
+        run_seq INTEGER NOT NULL REFERENCES runs (seq) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (run_seq, name)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE metric_keys (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+
+    CREATE TABLE metrics (
+        run_seq INTEGER NOT NULL,
+        key_id INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        ts REAL NOT NULL,
+        value REAL
+    );
+    CREATE INDEX metrics_history ON metrics (run_seq, key_id, step);
+
+    CREATE TABLE artifacts (
+        run_seq INTEGER NOT NULL REFERENCES runs (seq) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        PRIMARY KEY (run_seq, path)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        run_id TEXT,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX events_by_run ON events (run_id, id);
+
+    CREATE TABLE ingest_offsets (
+        run_seq INTEGER NOT NULL REFERENCES runs (seq) ON DELETE CASCADE,
+        stream TEXT NOT NULL,
+        offset TEXT NOT NULL,
+        lines INTEGER NOT NULL DEFAULT 0,
+        local_size INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_seq, stream)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+]
