@@ -148,6 +148,8 @@ class RunIngestor:
             reason = state.reason or f"exit code {state.exit_code}"
             if state.reason == "out of memory" and fresh["spec"].get("memory"):
                 reason = f"out of memory (limit {fresh['spec']['memory']})"
+        if state.started_at:
+            self.store.update_run(self.run["id"], started_at=state.started_at)
         self.store.finish_run(self.run["id"], status, exit_code=state.exit_code, reason=reason,
                               finished_at=state.finished_at)
         self.executor.cleanup(self.handle)

@@ -7,9 +7,10 @@ import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
 from workbench.errors import WorkbenchError
 from workbench.store.ingest import IngestQueries
@@ -35,6 +36,7 @@ class Store(RunQueries, MetricQueries, IngestQueries, ProjectQueries):
         self.conn.row_factory = sqlite3.Row
         self.lock = threading.RLock()
         self._depth = 0
+        self._db: Any = None
         try:
             self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.conn.execute("PRAGMA journal_mode = WAL")
@@ -43,8 +45,17 @@ class Store(RunQueries, MetricQueries, IngestQueries, ProjectQueries):
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise WorkbenchError(f"{self.path} is not a usable Workbench database: {exc}") from None
-        self.db = sqlite_utils.Database(self.conn)
         self.instance = self._instance_id()
+
+    @property
+    def db(self) -> "sqlite_utils.Database":
+        """sqlite-utils over the same connection, for ordinary table work. Imported lazily: it pulls in
+        numpy when installed (~0.2 s), which the CLI's hot paths (runs list, run) must not pay."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     # transactions -------------------------------------------------------------------------------
     @contextmanager
@@ -69,6 +80,7 @@ class Store(RunQueries, MetricQueries, IngestQueries, ProjectQueries):
                 self.conn.execute("COMMIT")
             finally:
                 self._depth = 0
+        self._db: Any = None
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         with self.lock:
