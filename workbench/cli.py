@@ -14,13 +14,14 @@ import time
 from typing import Any, Sequence
 
 from workbench.errors import WorkbenchError
+from workbench.jsonsafe import json_safe
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
 
 
 # output helpers -----------------------------------------------------------------------------------
 def _emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, separators=(",", ":"), default=str))
+    sys.stdout.write(json.dumps(json_safe(data), separators=(",", ":"), default=str, allow_nan=False))
     sys.stdout.write("\n")
 
 

@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from workbench.jsonsafe import finite_or_name
 from workbench.store.ingest import MetricBatch
 
 _loads = json.loads
@@ -52,4 +53,4 @@ def parse_metric_lines(data: bytes, first_ordinal: int, now: float) -> tuple[Met
 
 def _json_safe(summary: dict[str, float]) -> dict[str, Any]:
     """Last values for the run summary; NaN/inf become strings JSON can hold."""
-    return {k: (v if math.isfinite(v) else repr(v)) for k, v in summary.items()}
+    return {k: finite_or_name(v) for k, v in summary.items()}
