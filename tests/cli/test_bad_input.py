@@ -1,0 +1,88 @@
+"""Every user-caused error: one clear line on stderr, exit 1 (2 for command-line syntax), no traceback,
+and nothing already recorded is lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SAMPLES, assert_one_line_error
+
+GOOD = '[project]\nname = "p"\n[experiments.t]\nimage = "busybox:latest"\ncommand = ["echo", "{lr}"]\nparams = { lr = 0.1 }\n'
+
+
+@pytest.fixture
+def recorded(cli):
+    """A run recorded before the bad input, which must survive it."""
+    result = cli("run", str(SAMPLES / "hello-shell"), "--executor", "process", "--wait", "--json")
+    assert result.code == 0, result.err
+    return result.json()["id"]
+
+
+@pytest.mark.parametrize("spec, needles", [
+    (None, ("workbench.toml: not found",)),
+    ('[project\nname = "x"\n', ("TOML syntax error", "line 1")),
+    (GOOD + "colour = 1\n", ("workbench.toml:7:", "experiments.t.colour: unknown key")),
+    (GOOD.replace("0.1 }", "0.1 }\ngpus = -1"), ("workbench.toml:7:", "experiments.t.gpus")),
+])
+def test_bad_specs(cli, make_project, tmp_path, recorded, spec, needles):
+    root = make_project(spec) if spec is not None else tmp_path / "empty"
+    root.mkdir(exist_ok=True)
+    assert_one_line_error(cli("run", str(root)), *needles)
+    assert cli("runs", "show", recorded, "--json").json()["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("args, needles", [
+    (("-e", "nope"), ("no experiment 'nope'; it declares: t",)),
+    (("-p", "momentum=0.9"), ("declares no param 'momentum'", "lr (float)")),
+    (("-p", "lr=fast"), ("-p lr='fast': expected a number",)),
+    (("--machine", "gpu-box"), ("no machine 'gpu-box'",)),
+])
+def test_bad_run_arguments(cli, make_project, recorded, args, needles):
+    root = make_project(GOOD)
+    assert_one_line_error(cli("run", str(root), *args), *needles)
+    runs = cli("runs", "list", "--json").json()
+    assert [r["id"] for r in runs] == [recorded]  # nothing half-recorded
+
+
+def test_unknown_run_and_ambiguity(cli, recorded):
+    assert_one_line_error(cli("runs", "show", "zzzz"), "no run 'zzzz'")
+    assert_one_line_error(cli("runs", "logs", "zzzz"), "no run 'zzzz'")
+    assert_one_line_error(cli("runs", "cancel", recorded), "already succeeded")
+
+
+def test_syntax_errors_exit_2(cli):
+    for args in (("run",), ("runs",), ("run", ".", "--bogus"), ("runs", "list", "--status", "weird")):
+        result = cli(*args)
+        assert result.code == 2, (args, result.err)
+        assert "Traceback" not in result.err
+
+
+def test_corrupt_database_is_one_line(cli, home):
+    (home / "workbench.db").write_bytes(b"this is not sqlite" * 100)
+    assert_one_line_error(cli("runs", "list"), "not a usable Workbench database")
+
+
+def test_projects_add_list_remove(cli, make_project, tmp_path):
+    root = make_project(GOOD)
+    assert cli("projects", "add", str(root)).code == 0
+    listed = cli("projects", "list", "--json").json()
+    assert listed == [{"name": "p", "path": str(root), "added_at": listed[0]["added_at"], "experiments": ["t"],
+                       "error": None}]
+    (root / "workbench.toml").write_text("[project\n")
+    broken = cli("projects", "list", "--json").json()[0]
+    assert "TOML syntax error" in broken["error"]  # shown, never a crash
+    assert_one_line_error(cli("projects", "add", str(tmp_path / "absent")), "no such folder")
+    assert cli("projects", "remove", "p").code == 0
+    assert cli("projects", "list", "--json").json() == []
+    assert_one_line_error(cli("projects", "remove", "p"), "no registered project 'p'")
+
+
+def test_doctor_reports_each_check(cli):
+    result = cli("doctor", "--json")
+    checks = {c["check"]: c for c in result.json()}
+    assert {"data dir", "disk space", "database", "docker engine", "nvml"} <= set(checks)
+    assert checks["data dir"]["status"] == "ok"
+    assert checks["nvml"]["status"] in ("ok", "warn")
+    down = cli("doctor", "--json", env={"DOCKER_HOST": "unix:///nonexistent.sock"}).json()
+    engine = next(c for c in down if c["check"] == "docker engine")
+    assert engine["status"] == "fail" and "start Docker" in engine["fix"]

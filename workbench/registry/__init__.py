@@ -1,0 +1,1 @@
+"""Model versions, aliases and deployments (a later issue)."""
