@@ -130,18 +130,12 @@ def _log_printer(timestamps: bool):
 
 def cmd_runs_list(wb: Any, args: argparse.Namespace) -> int:
     wb.reconcile()
-    runs = wb.store.list_runs(limit=args.limit or None, status=args.status, project=args.project,
-                              experiment=args.experiment)
+    filters = dict(limit=args.limit or None, status=args.status, project=args.project, experiment=args.experiment)
     if args.json:
-        now = time.time()
-        out = []
-        for run in runs:
-            started, finished = run["started_at"], run["finished_at"]
-            run["duration"] = None if not started else max(0.0, (finished or now) - started)
-            out.append(run)
-        sys.stdout.write(json.dumps(out, separators=(",", ":")))
+        sys.stdout.write(wb.store.list_runs_json(**filters, now=time.time()))
         sys.stdout.write("\n")
         return 0
+    runs = wb.store.list_runs(**filters)
     if not runs:
         _say("no runs yet: start one with `workbench run PATH`")
         return 0

@@ -58,6 +58,8 @@ def test_pull_with_progress_from_a_registry(cli, make_project, registry, docker_
 
 def test_mnist_sample_builds_its_dockerfile_and_learns(cli, docker_client):
     """The sample's Dockerfile (FROM python:3.11-slim, pip install numpy) is built by the real engine."""
+    for image in docker_client.images.list(name="workbench/mnist-numpy"):
+        docker_client.images.remove(image.id, force=True)  # a build every time, even on a warm machine
     result = cli("run", str(SAMPLES / "mnist-numpy"), "--wait", "--json", timeout=600)
     assert result.code == 0, result.err
     assert "building Dockerfile as workbench/mnist-numpy:" in result.err

@@ -118,6 +118,32 @@ class RunQueries:
             out.append(run)
         return out
 
+    def list_runs_json(self, *, limit: int | None = 100, status: str | None = None, project: str | None = None,
+                       experiment: str | None = None, now: float) -> str:
+        """The run list as one JSON array, built by SQLite's JSON functions (100k runs in well under a
+        second, where decoding and re-encoding each row in Python takes seconds)."""
+        where, args = [], []
+        for column, value in (("status", status), ("project", project), ("experiment", experiment)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        inner = f"SELECT * FROM runs{' WHERE ' + ' AND '.join(where) if where else ''} " \
+                "ORDER BY created_at DESC, seq DESC" + (" LIMIT ?" if limit else "")
+        if limit:
+            args.append(limit)
+        sql = (
+            "SELECT coalesce(json_group_array(json_object("
+            "'id', id, 'project', project, 'experiment', experiment, 'status', status, "
+            "'status_reason', status_reason, 'machine', machine, 'executor', executor, "
+            "'created_at', created_at, 'started_at', started_at, 'finished_at', finished_at, "
+            "'exit_code', exit_code, 'params', json(params), 'summary', json(summary), "
+            "'metric_points', metric_points, "
+            "'duration', CASE WHEN started_at IS NULL THEN NULL "
+            "ELSE max(0.0, coalesce(finished_at, ?) - started_at) END)), '[]') "
+            f"FROM ({inner})"
+        )
+        return self.query(sql, (now, *args))[0][0]  # type: ignore[attr-defined]
+
     def count_runs(self) -> int:
         return self.query("SELECT count(*) FROM runs")[0][0]  # type: ignore[attr-defined]
 
