@@ -368,9 +368,9 @@ class Workbench:
         return run_checks(self)
 
 
-def _describe(history: list[tuple[int, float, float]]) -> dict[str, Any]:
-    values = [v for _, _, v in history if v == v]
-    return {"points": len(history), "last": history[-1][2] if history else None,
+def _describe(history: list[tuple[int, float]]) -> dict[str, Any]:
+    values = [v for _, v in history if v == v]
+    return {"points": len(history), "last": history[-1][1] if history else None,
             "min": min(values) if values else None, "max": max(values) if values else None}
 
 

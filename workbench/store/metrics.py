@@ -32,19 +32,21 @@ class MetricQueries:
         )
         return [r[0] for r in rows]
 
-    def metric_history(self, run_seq: int, key: str) -> list[tuple[int, float, float]]:
-        """(step, ts, value) in step order."""
+    def metric_history(self, run_seq: int, key: str, *, with_ts: bool = False) -> list[tuple]:
+        """(step, value) — or (step, ts, value) — in step order; NaN comes back as NaN."""
+        columns = "step, ts, value" if with_ts else "step, value"
         with self.lock:  # type: ignore[attr-defined]
             row = self.conn.execute("SELECT id FROM metric_keys WHERE name = ?", (key,)).fetchone()
             if row is None:
                 return []
             cursor = self.conn.execute(
-                "SELECT step, ts, value FROM metrics WHERE run_seq = ? AND key_id = ? ORDER BY step",
-                (run_seq, row[0]),
+                f"SELECT {columns} FROM metrics WHERE run_seq = ? AND key_id = ? ORDER BY step", (run_seq, row[0])
             )
             cursor.row_factory = None
             rows = cursor.fetchall()
-        return [(s, t, NAN if v is None else v) for s, t, v in rows]
+        if any(r[-1] is None for r in rows):
+            rows = [(*r[:-1], NAN if r[-1] is None else r[-1]) for r in rows]
+        return rows
 
     def metric_count(self, run_seq: int) -> int:
         return self.query("SELECT count(*) FROM metrics WHERE run_seq = ?", (run_seq,))[0][0]  # type: ignore[attr-defined]

@@ -127,19 +127,20 @@ class RunQueries:
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)
-        inner = f"SELECT * FROM runs{' WHERE ' + ' AND '.join(where) if where else ''} " \
+        inner = f"SELECT {LIST_COLUMNS} FROM runs{' WHERE ' + ' AND '.join(where) if where else ''} " \
                 "ORDER BY created_at DESC, seq DESC" + (" LIMIT ?" if limit else "")
         if limit:
             args.append(limit)
+        # params and summary are stored as JSON text already: splice them in rather than re-parse them.
         sql = (
-            "SELECT coalesce(json_group_array(json_object("
+            "SELECT '[' || coalesce(group_concat(rtrim(json_object("
             "'id', id, 'project', project, 'experiment', experiment, 'status', status, "
             "'status_reason', status_reason, 'machine', machine, 'executor', executor, "
             "'created_at', created_at, 'started_at', started_at, 'finished_at', finished_at, "
-            "'exit_code', exit_code, 'params', json(params), 'summary', json(summary), "
-            "'metric_points', metric_points, "
+            "'exit_code', exit_code, 'metric_points', metric_points, "
             "'duration', CASE WHEN started_at IS NULL THEN NULL "
-            "ELSE max(0.0, coalesce(finished_at, ?) - started_at) END)), '[]') "
+            "ELSE max(0.0, coalesce(finished_at, ?) - started_at) END), '}') "
+            "|| ',\"params\":' || params || ',\"summary\":' || summary || '}', ','), '') || ']' "
             f"FROM ({inner})"
         )
         return self.query(sql, (now, *args))[0][0]  # type: ignore[attr-defined]
