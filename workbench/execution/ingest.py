@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,7 +25,7 @@ from workbench.store.ingest import Offset
 
 LEASE_TTL = 15.0
 RENEW_EVERY = 3.0
-METRIC_CHUNK = 8 << 20
+METRIC_CHUNK = 1 << 20
 POLL = 0.2
 ARTIFACT_CHUNK = 1 << 20
 
@@ -50,6 +51,7 @@ class RunIngestor:
         self.run_dir = run_dir
         self.owner = owner or new_owner()
         self._log_lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"metrics-{run['id']}")
 
     # lease ----------------------------------------------------------------------------------------
     def acquire(self) -> bool:
@@ -57,6 +59,7 @@ class RunIngestor:
 
     def release(self) -> None:
         self.store.release_lease(lease_name(self.run["id"]), self.owner)
+        self._writer.shutdown(wait=True)
 
     # logs -----------------------------------------------------------------------------------------
     def ingest_logs(self, follow: bool, sink: LogSink | None = None) -> None:
@@ -77,17 +80,28 @@ class RunIngestor:
 
     # metrics --------------------------------------------------------------------------------------
     def ingest_metrics(self, final: bool) -> int:
-        """Reads and commits everything available now; returns the number of points added."""
+        """Reads and commits everything available now; returns the number of points added.
+
+        A pipeline of two: while one chunk's rows commit on the writer thread (SQLite releases the GIL
+        while it steps), the next chunk is parsed here. Commits stay in order, each with its offset.
+        """
         added = 0
         offset = self.store.get_offset(self.seq, "metrics")
-        while True:
-            chunk = self.executor.read_metrics(self.handle, offset.offset, METRIC_CHUNK, final)
-            if not chunk.data:
-                return added
-            batch, lines = parse_metric_lines(chunk.data, offset.lines, time.time())
-            offset = Offset(chunk.offset, offset.lines + lines, 0)
-            self.store.commit_metrics(self.seq, batch, offset)
-            added += len(batch.rows)
+        pending: Future[None] | None = None
+        try:
+            while True:
+                chunk = self.executor.read_metrics(self.handle, offset.offset, METRIC_CHUNK, final)
+                if not chunk.data:
+                    return added
+                batch, lines = parse_metric_lines(chunk.data, offset.lines, time.time(), self.store.key_id)
+                offset = Offset(chunk.offset, offset.lines + lines, 0)
+                if pending is not None:
+                    pending.result()
+                pending = self._writer.submit(self.store.commit_metrics, self.seq, batch, offset)
+                added += len(batch.rows)
+        finally:
+            if pending is not None:
+                pending.result()
 
     # whole run ------------------------------------------------------------------------------------
     def catch_up(self) -> RunState:

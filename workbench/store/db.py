@@ -41,6 +41,9 @@ class Store(RunQueries, MetricQueries, IngestQueries, ProjectQueries):
             self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
+            # Checkpoint less often than every 4 MB (each one fsyncs) during heavy ingestion; cap the file.
+            self.conn.execute("PRAGMA wal_autocheckpoint = 8000")
+            self.conn.execute("PRAGMA journal_size_limit = 67108864")
             self.conn.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:

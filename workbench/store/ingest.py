@@ -18,7 +18,7 @@ class Offset:
 
 @dataclass
 class MetricBatch:
-    rows: Sequence[tuple[str, int, float, float | None]]  # (key, step, ts, value)
+    rows: Sequence[tuple[int, int, float, float | None]]  # (key id, step, ts, value)
     bad_lines: int
     bad_values: int
     summary: dict[str, Any]
@@ -50,10 +50,10 @@ class IngestQueries:
     def commit_metrics(self, run_seq: int, batch: MetricBatch, offset: Offset) -> None:
         """The points and the offset after them, in one transaction: a crash keeps both or neither."""
         with self.tx() as conn:  # type: ignore[attr-defined]
-            ids = self.key_ids(conn, {r[0] for r in batch.rows})  # type: ignore[attr-defined]
+            # Rows go in as the parser made them (run_seq is our own integer, inlined).
             conn.executemany(
-                "INSERT INTO metrics (run_seq, key_id, step, ts, value) VALUES (?, ?, ?, ?, ?)",
-                [(run_seq, ids[k], s, t, v) for k, s, t, v in batch.rows],
+                f"INSERT INTO metrics (run_seq, key_id, step, ts, value) VALUES ({int(run_seq)}, ?, ?, ?, ?)",
+                batch.rows,
             )
             if batch.summary:
                 old = conn.execute("SELECT summary FROM runs WHERE seq = ?", (run_seq,)).fetchone()

@@ -24,6 +24,13 @@ class MetricQueries:
                 cache[name] = key_id
         return cache
 
+    def key_id(self, name: str) -> int:
+        cache = self.__dict__.setdefault("_key_cache", {})
+        if name not in cache:
+            with self.tx() as conn:  # type: ignore[attr-defined]
+                self.key_ids(conn, [name])
+        return cache[name]
+
     def metric_names(self, run_seq: int) -> list[str]:
         rows = self.query(  # type: ignore[attr-defined]
             "SELECT name FROM metric_keys WHERE id IN (SELECT DISTINCT key_id FROM metrics WHERE run_seq = ?) "
