@@ -64,15 +64,17 @@ class DockerExecutor:
             kwargs["memswap_limit"] = launch.memory
         if launch.gpu_ids:
             kwargs["device_requests"] = [DeviceRequest(device_ids=launch.gpu_ids, capabilities=[["gpu"]])]
+        api = self.client.api
         container = None
         try:
-            container = self.client.containers.create(**kwargs)
-            container.start()
+            # The low-level API: the models' create() inspects the new container once more.
+            container = api.create_container(**_create_args(api, kwargs))["Id"]
+            api.start(container)
         except docker.errors.APIError as exc:
             message = _short(exc)
             if container is not None:
                 try:
-                    container.remove(force=True)
+                    api.remove_container(container, force=True)
                 except docker.errors.APIError:
                     pass
             if "could not select device driver" in message:
@@ -81,7 +83,7 @@ class DockerExecutor:
                     "[[gpu]])", hint="install the NVIDIA Container Toolkit on this machine, or set gpus = 0",
                 ) from None
             raise WorkbenchError(f"Docker could not start the container: {message}") from None
-        return {"container": container.id, "run_dir": str(launch.run_dir)}
+        return {"container": container, "run_dir": str(launch.run_dir)}
 
     # state ----------------------------------------------------------------------------------------
     def _inspect(self, handle: dict[str, Any]) -> dict[str, Any] | None:
@@ -192,6 +194,16 @@ class DockerExecutor:
             self.client.api.remove_container(handle["container"], force=True)
         except docker.errors.NotFound:
             pass
+
+
+def _create_args(api: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    host_config = api.create_host_config(
+        mounts=kwargs.pop("mounts"), init=kwargs.pop("init"), shm_size=kwargs.pop("shm_size", None),
+        mem_limit=kwargs.pop("mem_limit", None), memswap_limit=kwargs.pop("memswap_limit", None),
+        device_requests=kwargs.pop("device_requests", None),
+    )
+    kwargs.pop("detach", None)
+    return {**kwargs, "host_config": host_config}
 
 
 def _frames(raw: Any) -> Iterator[tuple[int, bytes]]:

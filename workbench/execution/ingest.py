@@ -146,7 +146,7 @@ class RunIngestor:
                 if state.state != "running":
                     break
             if not added:
-                time.sleep(POLL)
+                log_thread.join(timeout=POLL)  # wakes at once when the run's log stream ends
         log_thread.join()
         return self.catch_up()
 
