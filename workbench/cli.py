@@ -95,7 +95,12 @@ def _after_start(wb: Any, run: dict[str, Any], args: argparse.Namespace) -> int:
         return 0
     _say(f"run {run['id']} started ({run['executor']}); waiting for it (Ctrl-C leaves it running)")
     sink = None if args.json else _log_printer(timestamps=False)
-    final = wb.wait(run["id"], sink=sink)
+    try:
+        final = wb.wait(run["id"], sink=sink)
+    except KeyboardInterrupt:
+        wb.follow_in_background(run["id"])  # the run goes on; so does its ingestion
+        _say(f"stopped waiting; run {run['id']} keeps running (`workbench runs logs {run['id']} --follow`)")
+        return 130
     if args.json:
         _emit_json(run_json(final))
     else:

@@ -138,3 +138,37 @@ def test_vanished_container_becomes_lost(cli, make_project, docker_client):
     time.sleep(16)
     run = cli("runs", "show", run_id, "--json").json()
     assert run["status"] == "lost" and "no longer exists" in run["status_reason"]
+
+
+@pytest.mark.usefixtures("docker_client")
+def test_two_workbench_processes_on_one_data_dir(cli, make_project, home):
+    """Two launches and a lister at once on one database: all recorded, nobody blocked or corrupted."""
+    root = make_project('[experiments.x]\nimage = "busybox:latest"\ncommand = ["sh", "-c", "echo {n}; echo \'{\\"v\\": {n}}\' >> $WORKBENCH_METRICS"]\n'
+                        'params = { n = 0 }\n')
+    env = {**os.environ, "WORKBENCH_HOME": str(home)}
+    procs = [subprocess.Popen([sys.executable, "-m", "workbench", "run", str(root), "-p", f"n={i}", "--wait", "--json"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    listers = [subprocess.Popen([sys.executable, "-m", "workbench", "runs", "list", "--json"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [p.communicate(timeout=180) for p in procs + listers]
+    assert all(p.returncode == 0 for p in procs + listers), [r[1] for r in results]
+    runs = cli("runs", "list", "--json").json()
+    assert sorted(r["summary"]["v"] for r in runs) == [0.0, 1.0, 2.0, 3.0]
+    assert all(r["status"] == "succeeded" and r["metric_points"] == 1 for r in runs)
+    integrity = sqlite3.connect(home / "workbench.db").execute("PRAGMA integrity_check").fetchone()[0]
+    assert integrity == "ok"
+
+
+def test_logs_follow_streams_a_live_run(cli, make_project, home):
+    root = make_project('[experiments.tick]\nimage = "busybox:latest"\n'
+                        'command = ["sh", "-c", "for i in 1 2 3 4 5; do echo tick $i; sleep 0.3; done"]\n')
+    run_id = cli("run", str(root), "--executor", "process", "--json").json()["id"]
+    env = {**os.environ, "WORKBENCH_HOME": str(home)}
+    follower = subprocess.Popen([sys.executable, "-m", "workbench", "runs", "logs", run_id, "--follow"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = follower.stdout.readline()
+    assert first.startswith("tick ")  # arrives while the run is still going
+    assert cli("runs", "show", run_id, "--json").json()["status"] == "running"
+    rest, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert (first + rest).splitlines() == [f"tick {i}" for i in range(1, 6)]

@@ -94,14 +94,16 @@ def take_snapshot(root: Path, exclude: list[str], store: Path) -> Snapshot:
                 os.link(obj, target)
             except OSError:
                 shutil.copy2(obj, target)
+        for directory, _, _ in os.walk(staging):
+            os.chmod(directory, 0o555)  # shared by every run of this content: nobody writes into it
         try:
             os.rename(staging, final)
         except OSError:
             if not final.is_dir():
                 raise
-            shutil.rmtree(staging, ignore_errors=True)  # another process made the same snapshot first
+            _remove_tree(staging)  # another process made the same snapshot first
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_tree(staging)
         raise
     return Snapshot(tree, final, len(entries), total)
 
@@ -116,7 +118,7 @@ def remove_unreferenced(store: Path, keep: set[str]) -> tuple[int, int]:
             continue
         if entry.name.startswith(".tmp-"):
             continue
-        shutil.rmtree(entry, ignore_errors=True)
+        _remove_tree(entry)
         removed += 1
     freed = 0
     objects = store / "objects"
@@ -127,3 +129,12 @@ def remove_unreferenced(store: Path, keep: set[str]) -> tuple[int, int]:
                 freed += st.st_size
                 obj.unlink()
     return removed, freed
+
+
+def _remove_tree(path: Path) -> None:
+    for directory, _, _ in os.walk(path):
+        try:
+            os.chmod(directory, 0o755)
+        except OSError:
+            pass
+    shutil.rmtree(path, ignore_errors=True)
