@@ -366,7 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("workbench: interrupted (runs keep going; see `workbench runs list`)")
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `workbench runs list | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback, unless asked for
         if os.environ.get("WORKBENCH_DEBUG"):

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator
 from workbench.dirs import Dirs, resolve_dirs
 from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
 from workbench.execution.base import Executor, Launch
-from workbench.execution.ingest import RunIngestor, lease_name
+from workbench.execution.ingest import RunIngestor, lease_name, new_owner
+from workbench.store.ingest import LeaseLost
 from workbench.machines.gpus import GpuInventory, GpuProbe, nvml_inventory
 from workbench.projects.snapshot import remove_unreferenced, take_snapshot
 from workbench.projects.spec import (
@@ -28,6 +29,7 @@ from workbench.store import Store, open_store
 
 Progress = Callable[[str], None]
 GIT_DIFF_LIMIT = 1 << 20
+LAUNCH_LEASE_TTL = 3600.0  # a launch (a build, a pull) holds its run this long at most
 
 
 def _quiet(_: str) -> None:
@@ -148,6 +150,9 @@ class Workbench:
         if gpus:
             record.update(gpu_uuids=[g.uuid for g in gpus.gpus], gpu_model=gpus.gpus[0].name, driver=gpus.driver)
         seq = self.store.insert_run(record)
+        # The launcher owns the run until it is started: the reconciler leaves a slow build or pull alone.
+        launcher = new_owner()
+        self.store.acquire_lease(lease_name(run_id), launcher, LAUNCH_LEASE_TTL)
         try:
             if snapshot_hash is None:
                 snapshot = take_snapshot(spec.root, spec.exclude, self.dirs.snapshots)
@@ -178,9 +183,14 @@ class Workbench:
         except BaseException as exc:
             reason = exc.message if isinstance(exc, WorkbenchError) else f"launch interrupted: {exc!r}"
             self.store.finish_run(run_id, "failed", exit_code=None, reason=reason)
+            self.store.release_lease(lease_name(run_id), launcher)
             raise
-        self.store.update_run(run_id, status="running", handle=handle, started_at=time.time())
-        self.store.add_event(run_id, "started", f"{executor_name}: {' '.join(argv)[:200]}")
+        if not self.store.mark_running(run_id, handle, time.time()):
+            run_exec.cancel(handle)  # cancelled while it was being prepared: do not leave it running
+            run_exec.cleanup(handle)
+        else:
+            self.store.add_event(run_id, "started", f"{executor_name}: {' '.join(argv)[:200]}")
+        self.store.release_lease(lease_name(run_id), launcher)
         return self.store.get_run(run_id) | {"seq": seq}
 
     def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str) -> str:
@@ -227,9 +237,11 @@ class Workbench:
         run = self.store.get_run(ref)
         while run["status"] in ("queued", "running"):
             ingestor = self.ingestor(run)
-            if ingestor.acquire():
+            if run.get("handle") and ingestor.acquire():
                 try:
                     ingestor.follow(sink=sink)
+                except LeaseLost:
+                    pass  # another process took over; keep waiting for its verdict
                 finally:
                     ingestor.release()
             else:
@@ -273,10 +285,14 @@ class Workbench:
                 time.sleep(poll)
 
     def _ingest_if_unowned(self, run: dict[str, Any]) -> None:
+        if not run.get("handle"):
+            return  # still being launched
         ingestor = self.ingestor(run)
         if ingestor.acquire():
             try:
                 ingestor.catch_up()
+            except LeaseLost:
+                pass
             finally:
                 ingestor.release()
 
@@ -286,6 +302,7 @@ class Workbench:
         if run["status"] not in ("queued", "running"):
             raise WorkbenchError(f"run {run['id']} is already {run['status']}")
         self.store.update_run(run["id"], cancel_requested=1)
+        run = self.store.get_run(run["id"])
         if run.get("handle"):
             self.executor(run["executor"]).cancel(run["handle"])
             self._ingest_if_unowned(run)
@@ -335,7 +352,7 @@ class Workbench:
             if self.store.lease_holder(lease_name(run["id"])):
                 continue  # someone is following it live
             if not run.get("handle"):
-                if time.time() - run["created_at"] > 300:
+                if time.time() - run["created_at"] > LAUNCH_LEASE_TTL:
                     self.store.finish_run(run["id"], "lost", exit_code=None,
                                           reason="its launch was interrupted before the run started")
                     changed.append(run)
@@ -347,6 +364,8 @@ class Workbench:
             if ingestor.acquire():
                 try:
                     state = ingestor.catch_up()
+                except LeaseLost:
+                    continue
                 finally:
                     ingestor.release()
                 if state.state != "running":

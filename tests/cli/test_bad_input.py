@@ -86,3 +86,12 @@ def test_doctor_reports_each_check(cli):
     down = cli("doctor", "--json", env={"DOCKER_HOST": "unix:///nonexistent.sock"}).json()
     engine = next(c for c in down if c["check"] == "docker engine")
     assert engine["status"] == "fail" and "start Docker" in engine["fix"]
+
+
+def test_non_finite_params_keep_json_strict(cli, make_project):
+    root = make_project('[experiments.t]\nimage = "busybox:latest"\ncommand = ["echo", "{lr}"]\nparams = { lr = 0.1 }\n')
+    result = cli("run", str(root), "-p", "lr=nan", "--executor", "process", "--wait")
+    assert result.code == 0, result.err
+    import json
+    listed = json.loads(cli("runs", "list", "--json").out, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert listed[0]["params"] == {"lr": "NaN"}

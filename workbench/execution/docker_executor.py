@@ -17,6 +17,7 @@ SNAPSHOT_TARGET = "/wb/src"
 OUTPUT_TARGET = "/wb/out"
 LOG_BATCH_BYTES = 1 << 20
 LOG_BATCH_SECONDS = 0.25
+SINCE_MARGIN_NS = 1_000_000_000
 
 
 def _short(exc: Exception) -> str:
@@ -106,7 +107,7 @@ class DockerExecutor:
         reason = None
         if state.get("OOMKilled"):
             reason = "out of memory"
-        elif code and code > 128:
+        elif code and 128 < code <= 128 + 64:  # the shell convention for "killed by signal N"
             reason = _signal_reason(code - 128)
         elif state.get("Error"):
             reason = state["Error"]
@@ -115,15 +116,19 @@ class DockerExecutor:
 
     # logs ---------------------------------------------------------------------------------------
     def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
-        """Offsets are `<last time in ns>|<lines seen at that time>`: Docker's `since` is inclusive."""
+        """Offsets are per stream, `<out ns>:<count>,<err ns>:<count>`: the last timestamp consumed and
+        how many records carried it. Timestamps rise within a stream but stdout and stderr are stamped
+        separately, so the request starts a second before the latest one seen (Docker's `since` is
+        inclusive) and each stream skips what it already consumed."""
         import docker.errors
 
-        stamp_ns, _, count_text = (offset or "0|0").partition("|")
-        last_ns, count = int(stamp_ns), int(count_text or 0)
-        skip_ns, skip_count = last_ns, count  # lines at exactly skip_ns that an earlier read consumed
+        position = _parse_log_offset(offset)
+        skip = dict(position)  # (ns, records at ns) consumed before this read, per stream
         params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": int(follow)}
-        if last_ns:
-            params["since"] = f"{last_ns // 1_000_000_000}.{last_ns % 1_000_000_000:09d}"
+        latest = max(ns for ns, _ in position.values())
+        if latest:
+            since = max(0, latest - SINCE_MARGIN_NS)
+            params["since"] = f"{since // 1_000_000_000}.{since % 1_000_000_000:09d}"
         api = self.client.api
         try:
             response = api._get(api._url("/containers/{0}/logs", handle["container"]), params=params, stream=True)
@@ -142,24 +147,24 @@ class DockerExecutor:
                     ns = stamp_to_ns(stamp.decode())
                 except ValueError:
                     continue
-                if ns < skip_ns:
+                stream = "err" if stream_id == 2 else "out"
+                seen_ns, seen_count = skip[stream]
+                if ns < seen_ns:
                     continue
-                if ns == skip_ns and skip_count > 0:
-                    skip_count -= 1
+                if ns == seen_ns and seen_count > 0:
+                    skip[stream] = (seen_ns, seen_count - 1)
                     continue
-                if ns == last_ns:
-                    count += 1
-                else:
-                    last_ns, count = ns, 1
-                line = format_line(stamp.decode(), "err" if stream_id == 2 else "out", text)
+                last_ns, count = position[stream]
+                position[stream] = (ns, count + 1) if ns == last_ns else (ns, 1)
+                line = format_line(stamp.decode(), stream, text)
                 buffer.append(line)
                 size += len(line)
                 now = time.monotonic()
                 if size >= LOG_BATCH_BYTES or now - flushed_at >= LOG_BATCH_SECONDS:
-                    yield Chunk(b"".join(buffer), f"{last_ns}|{count}")
+                    yield Chunk(b"".join(buffer), _format_log_offset(position))
                     buffer, size, flushed_at = [], 0, now
             if buffer:
-                yield Chunk(b"".join(buffer), f"{last_ns}|{count}")
+                yield Chunk(b"".join(buffer), _format_log_offset(position))
         finally:
             response.close()
 
@@ -192,8 +197,21 @@ class DockerExecutor:
 
         try:
             self.client.api.remove_container(handle["container"], force=True)
-        except docker.errors.NotFound:
-            pass
+        except docker.errors.APIError:
+            pass  # already gone, or being removed; `workbench gc` collects any leftover
+
+
+def _parse_log_offset(offset: str) -> dict[str, tuple[int, int]]:
+    position = {"out": (0, 0), "err": (0, 0)}
+    for part, stream in zip((offset or "").split(","), ("out", "err")):
+        ns, _, count = part.partition(":")
+        if ns.isdigit():
+            position[stream] = (int(ns), int(count or 0))
+    return position
+
+
+def _format_log_offset(position: dict[str, tuple[int, int]]) -> str:
+    return ",".join(f"{position[s][0]}:{position[s][1]}" for s in ("out", "err"))
 
 
 def _create_args(api: Any, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from workbench.execution.base import Executor, RunState
 from workbench.execution.metrics_parser import parse_metric_lines
 from workbench.store import Store
-from workbench.store.ingest import Offset
+from workbench.store.ingest import Lease, Offset
 
 LEASE_TTL = 15.0
 RENEW_EVERY = 3.0
@@ -52,14 +52,20 @@ class RunIngestor:
         self.owner = owner or new_owner()
         self._log_lock = threading.Lock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"metrics-{run['id']}")
+        self.lease = Lease(lease_name(run["id"]), self.owner, LEASE_TTL)
+        self._stop_logs = threading.Event()
+        self._log_thread: threading.Thread | None = None
 
     # lease ----------------------------------------------------------------------------------------
     def acquire(self) -> bool:
-        return self.store.acquire_lease(lease_name(self.run["id"]), self.owner, LEASE_TTL)
+        return self.store.acquire_lease(self.lease.name, self.owner, LEASE_TTL)
 
     def release(self) -> None:
-        self.store.release_lease(lease_name(self.run["id"]), self.owner)
+        self._stop_logs.set()
+        if self._log_thread is not None:
+            self._log_thread.join(timeout=2)  # a follow stream with no output yet may block; it stops itself
         self._writer.shutdown(wait=True)
+        self.store.release_lease(self.lease.name, self.owner)
 
     # logs -----------------------------------------------------------------------------------------
     def ingest_logs(self, follow: bool, sink: LogSink | None = None) -> None:
@@ -70,11 +76,13 @@ class RunIngestor:
             fh.truncate(offset.local_size)  # drop what a killed owner appended but never committed
         with open(path, "ab") as fh:
             for chunk in self.executor.read_logs(self.handle, offset.offset, follow):
+                if self._stop_logs.is_set():
+                    return  # released: whatever comes now belongs to the next owner
                 with self._log_lock:
                     fh.write(chunk.data)
                     fh.flush()
                     offset = Offset(chunk.offset, offset.lines + chunk.data.count(b"\n"), fh.tell())
-                    self.store.commit_offset(self.seq, "logs", offset)
+                    self.store.commit_offset(self.seq, "logs", offset, self.lease)
                 if sink:
                     sink(chunk.data)
 
@@ -97,7 +105,7 @@ class RunIngestor:
                 offset = Offset(chunk.offset, offset.lines + lines, 0)
                 if pending is not None:
                     pending.result()
-                pending = self._writer.submit(self.store.commit_metrics, self.seq, batch, offset)
+                pending = self._writer.submit(self.store.commit_metrics, self.seq, batch, offset, self.lease)
                 added += len(batch.rows)
         finally:
             if pending is not None:
@@ -128,7 +136,7 @@ class RunIngestor:
             except BaseException as exc:  # surfaced by the main loop
                 errors.append(exc)
 
-        log_thread = threading.Thread(target=logs, name=f"logs-{self.run['id']}", daemon=True)
+        log_thread = self._log_thread = threading.Thread(target=logs, name=f"logs-{self.run['id']}", daemon=True)
         log_thread.start()
         renewed = time.monotonic()
         while True:

@@ -12,6 +12,7 @@ from workbench.store.ingest import MetricBatch
 
 _loads = json.loads
 _INF = math.inf
+_MAX_STEP = 2**63
 
 
 def parse_metric_lines(data: bytes, first_ordinal: int, now: float,
@@ -40,21 +41,31 @@ def parse_metric_lines(data: bytes, first_ordinal: int, now: float,
             continue
         step = record.pop("step", ordinal)
         if type(step) is not int:
-            step = int(step) if type(step) is float and step.is_integer() else ordinal
+            step = int(step) if type(step) is float and step.is_integer() and abs(step) < _MAX_STEP else ordinal
+        elif not -_MAX_STEP < step < _MAX_STEP:
+            step = ordinal
         ts = record.pop("ts", now)
-        if type(ts) is not float and type(ts) is not int or ts != ts or ts in (_INF, -_INF):
+        if type(ts) is not float and type(ts) is not int or ts != ts or ts in (_INF, -_INF) or abs(ts) > 1e15:
             ts = now
+        elif type(ts) is int:
+            ts = float(ts)
         for key, value in record.items():
             kind = type(value)
             if kind is float or kind is int:
                 kid = ids.get(key)
                 if kid is None:
                     kid = ids[key] = key_id(key)
+                if kind is int:
+                    try:
+                        value = float(value)  # SQLite integers stop at 2**63; a metric is a real number
+                    except OverflowError:
+                        bad_values += 1
+                        continue
                 append((kid, step, ts, value if value == value else None))  # NaN is stored as NULL
             else:
                 bad_values += 1
         update(record)
-    summary = {k: float(v) for k, v in latest.items() if type(v) is float or type(v) is int}
+    summary = {k: float(v) for k, v in latest.items() if type(v) is float or (type(v) is int and abs(v) < 2**1000)}
     return MetricBatch(rows, bad_lines, bad_values, _json_safe(summary)), len(lines)
 
 

@@ -29,6 +29,17 @@ def main(argv: list[str]) -> int:
         print("usage: proc_shim RUN_DIR -- ARGV...", file=sys.stderr)
         return 2
     log = open(os.path.join(run_dir, "logs.raw"), "ab", buffering=0)
+    child: subprocess.Popen[bytes] | None = None
+    cancelled = False
+
+    def on_term(*_: object) -> None:  # cancel = SIGTERM to the shim, forwarded to the run's process group
+        nonlocal cancelled
+        cancelled = True
+        if child is not None:
+            _signal_group(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)  # before the pid file exists, so no cancel is ever missed
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, process_group=0)
@@ -36,14 +47,12 @@ def main(argv: list[str]) -> int:
         log.write(_stamp() + f" err workbench: cannot start {command[0]!r}: {exc.strerror}\n".encode())
         _write_exit(run_dir, 127, None)
         return 0
+    if cancelled:
+        _signal_group(child.pid, signal.SIGTERM)
     with open(os.path.join(run_dir, "pid.tmp"), "w") as fh:
-        json.dump({"shim": os.getpid(), "pid": child.pid, "started_at": time.time(),
-                   "proc_start": _proc_start(child.pid)}, fh)
+        json.dump({"shim": os.getpid(), "shim_start": _proc_start(os.getpid()), "pid": child.pid,
+                   "started_at": time.time(), "proc_start": _proc_start(child.pid)}, fh)
     os.replace(os.path.join(run_dir, "pid.tmp"), os.path.join(run_dir, "pid"))
-
-    # Cancel = SIGTERM to the shim, which forwards it to the run's process group.
-    signal.signal(signal.SIGTERM, lambda *_: _signal_group(child.pid, signal.SIGTERM))
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     selector = selectors.DefaultSelector()
     partial = {b"out": b"", b"err": b""}

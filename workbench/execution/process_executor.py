@@ -32,6 +32,9 @@ class ProcessExecutor:
         paths["out"].mkdir(parents=True, exist_ok=True)
         env = {**_base_env(), **launch.env, "WORKBENCH_OUTPUT": str(paths["out"]),
                "WORKBENCH_METRICS": str(paths["metrics"])}
+        bad = [k for k in env if not k or "=" in k or "\0" in k] + [k for k, v in env.items() if "\0" in v]
+        if bad:
+            raise WorkbenchError(f"environment variable {bad[0]!r} cannot be passed to a process (empty, '=' or NUL)")
         try:
             subprocess.Popen(
                 [sys.executable, "-m", "workbench.execution.proc_shim", str(launch.run_dir), "--", *launch.argv],
@@ -61,7 +64,7 @@ class ProcessExecutor:
                 reason = f"killed by signal {exit_info['signal']} ({name})"
             return RunState("exited", exit_code=exit_info["exit_code"], reason=reason,
                             started_at=handle.get("started_at"), finished_at=exit_info.get("finished_at"))
-        if _alive(handle.get("shim")):
+        if _alive(handle.get("shim"), handle.get("shim_start")):
             return RunState("running", started_at=handle.get("started_at"))
         if exit_info := _read_json(run_dir / "exit.json"):  # finished between the two looks
             return self.status(handle)
@@ -87,13 +90,13 @@ class ProcessExecutor:
         return container_paths(Path(handle["run_dir"]))["out"]
 
     def cancel(self, handle: dict[str, Any]) -> None:
-        for pid, sig in ((handle.get("shim"), signal.SIGTERM),):
-            if _alive(pid):
-                os.kill(pid, sig)
+        shim, start = handle.get("shim"), handle.get("shim_start")
+        if _alive(shim, start):
+            os.kill(shim, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while _alive(handle.get("shim")) and time.monotonic() < deadline:
+        while _alive(shim, start) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(handle.get("shim")) and handle.get("pid"):
+        if _alive(shim, start) and handle.get("pid"):
             try:
                 os.killpg(handle["pid"], signal.SIGKILL)
             except ProcessLookupError:
@@ -111,14 +114,17 @@ def _base_env() -> dict[str, str]:
     return {k: os.environ[k] for k in keep if k in os.environ}
 
 
-def _alive(pid: int | None) -> bool:
+def _alive(pid: int | None, start: str | None = None) -> bool:
+    """The process lives (not a zombie) and, when its start time was recorded, is the same process
+    (a recycled pid has another start time)."""
     if not pid:
         return False
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+            fields = fh.read().rsplit(")", 1)[1].split()
     except OSError:
         return False
+    return fields[0] != "Z" and (start is None or fields[19] == start)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

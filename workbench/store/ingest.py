@@ -24,6 +24,29 @@ class MetricBatch:
     summary: dict[str, Any]
 
 
+class LeaseLost(Exception):
+    """This process no longer owns the run's ingestion: another took over; stop writing."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    name: str
+    owner: str
+    ttl: float
+
+
+def _hold(conn: sqlite3.Connection, lease: Lease | None) -> None:
+    """Inside a write transaction: proves we still own the lease and renews it, or raises LeaseLost."""
+    if lease is None:
+        return
+    renewed = conn.execute(
+        "UPDATE leases SET expires_at = ? WHERE name = ? AND owner = ?",
+        (time.time() + lease.ttl, lease.name, lease.owner),
+    ).rowcount
+    if not renewed:
+        raise LeaseLost(lease.name)
+
+
 class IngestQueries:
     conn: sqlite3.Connection
 
@@ -43,13 +66,16 @@ class IngestQueries:
             (run_seq, stream, offset.offset, offset.lines, offset.local_size),
         )
 
-    def commit_offset(self, run_seq: int, stream: str, offset: Offset) -> None:
+    def commit_offset(self, run_seq: int, stream: str, offset: Offset, lease: Lease | None = None) -> None:
         with self.tx() as conn:  # type: ignore[attr-defined]
+            _hold(conn, lease)
             self._put_offset(conn, run_seq, stream, offset)
 
-    def commit_metrics(self, run_seq: int, batch: MetricBatch, offset: Offset) -> None:
-        """The points and the offset after them, in one transaction: a crash keeps both or neither."""
+    def commit_metrics(self, run_seq: int, batch: MetricBatch, offset: Offset, lease: Lease | None = None) -> None:
+        """The points and the offset after them, in one transaction: a crash keeps both or neither, and
+        only the lease's owner commits (so two processes can never both ingest the same lines)."""
         with self.tx() as conn:  # type: ignore[attr-defined]
+            _hold(conn, lease)
             # Rows go in as the parser made them (run_seq is our own integer, inlined).
             conn.executemany(
                 f"INSERT INTO metrics (run_seq, key_id, step, ts, value) VALUES ({int(run_seq)}, ?, ?, ?, ?)",

@@ -25,6 +25,8 @@ class ProjectQueries:
 
     def ensure_machine(self, name: str, kind: str, address: str | None = None,
                        config: dict[str, Any] | None = None) -> None:
+        if self.query("SELECT 1 FROM machines WHERE name = ?", (name,)):  # type: ignore[attr-defined]
+            return  # the common case: no write transaction on every start
         with self.tx() as conn:  # type: ignore[attr-defined]
             conn.execute(
                 "INSERT OR IGNORE INTO machines (name, kind, address, config, added_at) VALUES (?, ?, ?, ?, ?)",

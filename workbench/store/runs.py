@@ -8,6 +8,7 @@ import time
 from typing import Any, Iterable
 
 from workbench.errors import NotFound, WorkbenchError
+from workbench.jsonsafe import json_safe
 
 JSON_COLUMNS = ("params", "argv", "env", "gpu_uuids", "spec", "summary", "handle")
 ACTIVE = ("queued", "running")
@@ -19,6 +20,33 @@ LIST_COLUMNS = (
 )
 
 
+SORTS = {
+    "created": "created_at", "started": "coalesce(started_at, created_at)", "status": "status",
+    "project": "project, experiment", "experiment": "experiment", "machine": "machine", "id": "id",
+    "duration": "coalesce(finished_at, 1e12) - coalesce(started_at, 1e12)",
+}
+
+
+def _where(status: str | None, project: str | None, experiment: str | None,
+           text: str | None) -> tuple[str, list[Any]]:
+    clauses, args = [], []
+    for column, value in (("status", status), ("project", project), ("experiment", experiment)):
+        if value:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if text:
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = "LIKE ? ESCAPE '\\'"
+        clauses.append(f"(id {like} OR project {like} OR experiment {like} OR status {like} OR params {like})")
+        args += [f"%{escaped}%"] * 5
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _order(sort: str, descending: bool) -> str:
+    direction = "DESC" if descending else "ASC"
+    return f"{SORTS.get(sort, 'created_at')} {direction}, seq {direction}"
+
+
 def decode_run(row: sqlite3.Row) -> dict[str, Any]:
     run = dict(row)
     for column in JSON_COLUMNS:
@@ -28,7 +56,8 @@ def decode_run(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: (json.dumps(v) if k in JSON_COLUMNS and v is not None else v) for k, v in fields.items()}
+    """JSON columns hold strict JSON (NaN/inf as strings), so SQLite's JSON functions can read them."""
+    return {k: (json.dumps(json_safe(v)) if k in JSON_COLUMNS and v is not None else v) for k, v in fields.items()}
 
 
 class RunQueries:
@@ -43,13 +72,21 @@ class RunQueries:
             seq = conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", tuple(encoded.values())).lastrowid
             conn.executemany(
                 "INSERT INTO params (run_seq, name, value) VALUES (?, ?, ?)",
-                [(seq, name, json.dumps(value)) for name, value in params.items()],
+                [(seq, name, json.dumps(json_safe(value))) for name, value in params.items()],
             )
             conn.execute(
                 "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'created', ?)",
                 (time.time(), fields["id"], f"{fields['project']}/{fields['experiment']} on {fields['machine']}"),
             )
         return int(seq)
+
+    def mark_running(self, run_id: str, handle: dict[str, Any], started_at: float) -> bool:
+        """queued -> running, unless something (a cancel, the reconciler) already decided otherwise."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            return conn.execute(
+                "UPDATE runs SET status = 'running', handle = ?, started_at = ? WHERE id = ? AND status = 'queued'",
+                (json.dumps(handle), started_at, run_id),
+            ).rowcount == 1
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         if not fields:
@@ -91,16 +128,10 @@ class RunQueries:
         return decode_run(rows[0])
 
     def list_runs(self, *, limit: int | None = 100, offset: int = 0, status: str | None = None,
-                  project: str | None = None, experiment: str | None = None) -> list[dict[str, Any]]:
-        where, args = [], []
-        for column, value in (("status", status), ("project", project), ("experiment", experiment)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        sql = f"SELECT {LIST_COLUMNS} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, seq DESC"
+                  project: str | None = None, experiment: str | None = None, text: str | None = None,
+                  sort: str = "created", descending: bool = True) -> list[dict[str, Any]]:
+        where, args = _where(status, project, experiment, text)
+        sql = f"SELECT {LIST_COLUMNS} FROM runs{where} ORDER BY {_order(sort, descending)}"
         if limit:
             sql += " LIMIT ? OFFSET ?"
             args += [limit, offset]
@@ -118,17 +149,18 @@ class RunQueries:
             out.append(run)
         return out
 
+    def count_matching(self, *, status: str | None = None, project: str | None = None,
+                       experiment: str | None = None, text: str | None = None) -> int:
+        where, args = _where(status, project, experiment, text)
+        return self.query(f"SELECT count(*) FROM runs{where}", tuple(args))[0][0]  # type: ignore[attr-defined]
+
     def list_runs_json(self, *, limit: int | None = 100, status: str | None = None, project: str | None = None,
                        experiment: str | None = None, now: float) -> str:
-        """The run list as one JSON array, built by SQLite's JSON functions (100k runs in well under a
-        second, where decoding and re-encoding each row in Python takes seconds)."""
-        where, args = [], []
-        for column, value in (("status", status), ("project", project), ("experiment", experiment)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        inner = f"SELECT {LIST_COLUMNS} FROM runs{' WHERE ' + ' AND '.join(where) if where else ''} " \
-                "ORDER BY created_at DESC, seq DESC" + (" LIMIT ?" if limit else "")
+        """The run list as one JSON array, built by SQLite's JSON functions (100k runs in about a second,
+        where decoding and re-encoding each row in Python takes several)."""
+        where, args = _where(status, project, experiment, None)
+        inner = f"SELECT {LIST_COLUMNS} FROM runs{where} ORDER BY created_at DESC, seq DESC" + \
+            (" LIMIT ?" if limit else "")
         if limit:
             args.append(limit)
         # params and summary are stored as JSON text already: splice them in rather than re-parse them.
