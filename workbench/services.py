@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from workbench.dirs import Dirs, resolve_dirs
 from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
@@ -26,6 +26,9 @@ from workbench.projects.spec import (
     Experiment, ProjectSpec, load_spec, parse_overrides, redact_env, substitute, format_param,
 )
 from workbench.store import Store, open_store
+
+if TYPE_CHECKING:
+    from workbench.machines.local import LocalSample
 
 Progress = Callable[[str], None]
 GIT_DIFF_LIMIT = 1 << 20
@@ -373,6 +376,22 @@ class Workbench:
         return changed
 
     # reading --------------------------------------------------------------------------------------
+    def refresh_run(self, ref: str) -> None:
+        """Ingests what a live run has written, unless another process is already following it."""
+        run = self.store.get_run(ref)
+        if run["status"] in ("queued", "running"):
+            try:
+                self._ingest_if_unowned(run)
+            except EngineUnavailable:
+                pass
+
+    def show_record(self, ref: str) -> dict[str, Any]:
+        """The run with its artifacts and events (no metric scan: cheap enough to poll every second)."""
+        run = self.store.get_run(ref)
+        run["artifacts"] = self.store.artifacts(run["seq"])
+        run["events"] = self.store.events(run["id"])
+        return run
+
     def show(self, ref: str) -> dict[str, Any]:
         run = self.store.get_run(ref)
         run["artifacts"] = self.store.artifacts(run["seq"])
@@ -381,6 +400,17 @@ class Workbench:
                           for name in self.store.metric_names(run["seq"])}
         run["run_dir"] = str(self.dirs.run_dir(run["id"]))
         return run
+
+    def local_machine(self) -> "LocalSample":
+        from workbench.machines.local import sample_local
+        return sample_local(self.dirs.data, self.gpu_probe)
+
+    def dashboard(self) -> dict[str, Any]:
+        """What the Dashboard shows, in one round trip: live, queued and recent runs."""
+        active = self.store.list_runs(limit=50, status="running")
+        queued = self.store.list_runs(limit=50, status="queued")
+        recent = [r for r in self.store.list_runs(limit=12) if r["status"] not in ("queued", "running")][:8]
+        return {"running": active, "queued": queued, "recent": recent, "total": self.store.count_runs()}
 
     def doctor(self) -> list[dict[str, Any]]:
         from workbench.doctor import run_checks

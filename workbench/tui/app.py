@@ -1,105 +1,141 @@
-"""The full-screen app. This first version shows the run history live; the Dashboard, Machines, Projects,
-Models and Deployments screens arrive with their issues."""
+"""The full-screen app: six screens as Textual modes over the same services as the CLI. All blocking work
+(Docker, SQLite, files) runs in thread workers that post messages; handlers own the widgets."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.binding import Binding
-from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, Static
 
-REFRESH_SECONDS = 2.0
-PAGE = 500
-STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "queued": "cyan",
-                "cancelled": "magenta", "lost": "bright_black"}
-COLUMNS = ("id", "status", "project/experiment", "params", "metrics", "started", "duration")
-
-
-class RunsLoaded(Message):
-    def __init__(self, runs: list[dict[str, Any]], total: int) -> None:
-        super().__init__()
-        self.runs = runs
-        self.total = total
-
-
-def _cells(run: dict[str, Any], now: float) -> tuple[str, ...]:
-    started = run["started_at"] or run["created_at"]
-    duration = ((run["finished_at"] or now) - run["started_at"]) if run["started_at"] else None
-    style = STATUS_STYLE.get(run["status"], "")
-    params = " ".join(f"{k}={v}" for k, v in list(run["params"].items())[:3])
-    metrics = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in list(run["summary"].items())[:2])
-    return (run["id"], f"[{style}]{run['status']}[/]", f"{run['project']}/{run['experiment']}", params, metrics,
-            time.strftime("%m-%d %H:%M:%S", time.localtime(started)),
-            "-" if duration is None else f"{max(0.0, duration):.1f}s")
+from workbench.config import Config, load_config, save_config
+from workbench.errors import WorkbenchError
+from workbench.tui.commands import ScreenCommands
+from workbench.tui.screens.dashboard import DashboardScreen
+from workbench.tui.screens.deployments import DeploymentsScreen
+from workbench.tui.screens.help import HelpScreen, help_rows
+from workbench.tui.screens.machines import MachinesScreen
+from workbench.tui.screens.models import ModelsScreen
+from workbench.tui.screens.projects import ProjectsScreen
+from workbench.tui.screens.runs import RunsScreen
+from workbench.tui.themes import DEFAULT_THEME, PACKAGE_THEMES, load_themes
+from workbench.tui.widgets.nav_bar import SCREENS
 
 
 class WorkbenchApp(App[None]):
     TITLE = "Workbench"
+    MODES = {"dashboard": DashboardScreen, "machines": MachinesScreen, "projects": ProjectsScreen,
+             "runs": RunsScreen, "models": ModelsScreen, "deployments": DeploymentsScreen}
+    DEFAULT_MODE = "dashboard"
+    COMMANDS = App.COMMANDS | {ScreenCommands}
     BINDINGS = [
+        Binding("1", "switch_mode('dashboard')", "Dashboard", show=False, id="nav.dashboard"),
+        Binding("2", "switch_mode('machines')", "Machines", show=False, id="nav.machines"),
+        Binding("3", "switch_mode('projects')", "Projects", show=False, id="nav.projects"),
+        Binding("4", "switch_mode('runs')", "Runs", show=False, id="nav.runs"),
+        Binding("5", "switch_mode('models')", "Models", show=False, id="nav.models"),
+        Binding("6", "switch_mode('deployments')", "Deployments", show=False, id="nav.deployments"),
+        Binding("right_square_bracket", "step_mode(1)", "Next screen", show=False, id="nav.next"),
+        Binding("left_square_bracket", "step_mode(-1)", "Previous screen", show=False, id="nav.previous"),
+        Binding("question_mark,f1", "help", "Help", id="app.help"),
+        Binding("colon", "command_palette", "Commands", show=False, id="app.commands"),
         Binding("q", "quit", "Quit", id="app.quit"),
-        Binding("r", "refresh", "Refresh", id="runs.refresh"),
-        Binding("j", "cursor_down", "Down", show=False, id="runs.down"),
-        Binding("k", "cursor_up", "Up", show=False, id="runs.up"),
     ]
-    CSS = "#summary { height: 1; padding: 0 1; color: $text-muted; } DataTable { height: 1fr; }"
 
-    def __init__(self, workbench: Any) -> None:
+    def __init__(self, workbench: Any, *, clock: Callable[[], float] = time.time,
+                 config: Config | None = None, user_themes: Path | None = None) -> None:
         super().__init__()
         self.workbench = workbench
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static("loading runs…", id="summary")
-        yield DataTable(cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        self.clock = clock
+        self.config_error: str | None = None
+        if config is None:
+            try:
+                config = load_config(workbench.dirs.config_file)
+            except WorkbenchError as exc:
+                config, self.config_error = Config(path=workbench.dirs.config_file), str(exc)
+        self.config = config
+        self.user_themes = user_themes or workbench.dirs.data / "themes"
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for name in COLUMNS:
-            table.add_column(name, key=name)
-        self.action_refresh()
-        self.set_interval(REFRESH_SECONDS, self.action_refresh)
+        themes, errors = load_themes(PACKAGE_THEMES, self.user_themes)
+        for theme in themes:
+            self.register_theme(theme)
+        if errors:
+            self.notify("\n".join(errors), title=f"{len(errors)} theme file(s) skipped", severity="warning",
+                        timeout=10)
+        wanted = self.config.theme or DEFAULT_THEME
+        self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
+        if self.config.keymap:
+            self.set_keymap(self.config.keymap)
+        if self.config_error:
+            self.notify(self.config_error, title="config.toml ignored", severity="error", timeout=10)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
 
-    def action_refresh(self) -> None:
-        self.load_runs()
+    def _theme_changed(self, theme: Any) -> None:
+        if theme.name != self.config.theme:
+            self.config.theme = theme.name
+            self.persist_config()
 
-    def action_cursor_down(self) -> None:
-        self.query_one(DataTable).action_cursor_down()
+    @work(thread=True, exit_on_error=False, group="config")
+    def persist_config(self) -> None:
+        try:
+            save_config(self.config)
+        except OSError as exc:
+            self.call_from_thread(self.notify, f"cannot save {self.config.path}: {exc}", severity="error")
 
-    def action_cursor_up(self) -> None:
-        self.query_one(DataTable).action_cursor_up()
+    # navigation -----------------------------------------------------------------------------------
+    def action_step_mode(self, delta: int) -> None:
+        modes = [mode for mode, _ in SCREENS]
+        current = self.current_mode if self.current_mode in modes else modes[0]
+        self.switch_mode(modes[(modes.index(current) + delta) % len(modes)])
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="runs")
-    def load_runs(self) -> None:
-        self.workbench.reconcile()
-        runs = self.workbench.store.list_runs(limit=PAGE)
-        self.post_message(RunsLoaded(runs, self.workbench.store.count_runs()))
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(type(self.screen).__name__.removesuffix("Screen"), help_rows(self.screen)))
 
-    def on_runs_loaded(self, message: RunsLoaded) -> None:
-        table = self.query_one(DataTable)
-        now = time.time()
-        wanted = {run["id"]: _cells(run, now) for run in message.runs}
-        with self.batch_update():
-            for key in [k for k in table.rows if k.value not in wanted]:
-                table.remove_row(key)
-            for index, (run_id, cells) in enumerate(wanted.items()):
-                if run_id in table.rows:
-                    for column, value in zip(COLUMNS, cells):
-                        if table.get_cell(run_id, column) != value:
-                            table.update_cell(run_id, column, value)
-                else:
-                    table.add_row(*cells, key=run_id)
-            if len(table.rows) and list(table.rows)[0].value != message.runs[0]["id"]:
-                table.sort("started", reverse=True)
-        shown = len(message.runs)
-        self.query_one("#summary", Static).update(
-            f"{message.total} runs" + (f" (newest {shown} shown)" if shown < message.total else "")
-            if message.total else "no runs yet: start one with `workbench run PATH`")
+    # actions on runs, shared by the screens ----------------------------------------------------------
+    def run_action_on_run(self, action: str, run_id: str) -> None:
+        self._run_action(action, run_id)
+
+    @work(thread=True, exit_on_error=False, group="run-actions")
+    def _run_action(self, action: str, run_id: str) -> None:
+        wb = self.workbench
+        try:
+            if action == "cancel":
+                run = wb.cancel(run_id)
+                self.call_from_thread(self.notify, f"run {run['id']} {run['status']}")
+            else:
+                run = wb.rerun(run_id)
+                wb.follow_in_background(run["id"])
+                self.call_from_thread(self.notify, f"run {run['id']} started (rerun of {run_id})", title="Rerun")
+        except WorkbenchError as exc:
+            self.call_from_thread(self.notify, str(exc), title=f"Cannot {action}", severity="error")
+
+    def launch_run(self, path: str, experiment: str, overrides: list[str], executor: str | None) -> None:
+        self.notify(f"launching {experiment}…")
+        self._launch(path, experiment, overrides, executor)
+
+    @work(thread=True, exit_on_error=False, group="launch")
+    def _launch(self, path: str, experiment: str, overrides: list[str], executor: str | None) -> None:
+        wb = self.workbench
+        try:
+            run = wb.launch(path, experiment, overrides, executor=executor)
+        except WorkbenchError as exc:
+            self.call_from_thread(self.notify, str(exc), title="Launch failed", severity="error", timeout=10)
+            return
+        wb.follow_in_background(run["id"])
+        self.call_from_thread(self._open_run, run["id"])
+
+    def _open_run(self, run_id: str) -> None:
+        from workbench.tui.screens.run_detail import RunDetailScreen
+
+        self.notify(f"run {run_id} started", title="Launched")
+        self.switch_mode("runs")
+        self.push_screen(RunDetailScreen(run_id))
 
 
 def run_app(workbench: Any) -> int:

@@ -1,0 +1,198 @@
+"""Every screen driven by Pilot over a real database: navigation, keys, help, palette, filters, detail."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Log, Static
+
+from workbench.tui.app import WorkbenchApp
+from workbench.tui.screens.help import HelpScreen
+from workbench.tui.screens.run_detail import RunDetailScreen
+from workbench.tui.widgets.metric_chart import MetricChart
+
+from fixture_db import NOW
+
+
+async def settle(app, pilot):
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def test_number_keys_reach_every_screen(seeded):
+    app = WorkbenchApp(seeded, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        seen = []
+        for key, mode in zip("123456", ("dashboard", "machines", "projects", "runs", "models", "deployments")):
+            await pilot.press(key)
+            await settle(app, pilot)
+            assert app.current_mode == mode
+            seen.append(type(app.screen).__name__)
+        await pilot.press("right_square_bracket")
+        assert app.current_mode == "dashboard"
+        await pilot.press("left_square_bracket")
+        assert app.current_mode == "deployments"
+        assert "not built yet" in str(app.screen.query_one(".empty", Static).render())
+        assert len(set(seen)) == 6
+
+
+async def test_runs_screen_lists_filters_sorts_and_opens(seeded):
+    app = WorkbenchApp(seeded, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await settle(app, pilot)
+        table = app.screen.query_one("#runs-table", DataTable)
+        assert [k.value for k in table.rows] == [f"r{i:07d}" for i in range(5, -1, -1)]
+        assert "failed" in str(table.get_cell("r0000001", "status"))
+        await pilot.press("f")  # status: running -> none of ours
+        await settle(app, pilot)
+        assert table.row_count == 0
+        for _ in range(2):  # queued, succeeded
+            await pilot.press("f")
+        await settle(app, pilot)
+        assert {str(table.get_cell(k, "status")) for k in table.rows} == {"[green]succeeded[/]"}
+        for _ in range(4):  # failed, cancelled, lost, all
+            await pilot.press("f")
+        await settle(app, pilot)
+        assert table.row_count == 6
+        await pilot.press("slash", *"hello")
+        await settle(app, pilot)
+        assert all("hello" in str(table.get_cell(k, "project/experiment")) for k in table.rows)
+        assert table.row_count == 3
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert table.row_count == 6
+        await pilot.press("S")  # oldest first
+        await settle(app, pilot)
+        assert [k.value for k in table.rows][0] == "r0000000"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, RunDetailScreen) and app.screen.run_id == "r0000000"
+        await pilot.press("m")
+        await settle(app, pilot)
+        charts = list(app.screen.query(MetricChart))
+        assert {c.metric for c in charts} == {"loss", "acc"}
+        assert all(c.data["points"] == 40 for c in charts)
+        await pilot.press("escape")
+        assert app.screen.__class__.__name__ == "RunsScreen"
+
+
+async def test_help_is_generated_from_bindings(seeded):
+    app = WorkbenchApp(seeded, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await settle(app, pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        ids = {row[2] for row in app.screen.rows}
+        assert {"runs.open", "runs.filter", "runs.cancel", "app.quit", "app.help"} <= ids
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_keymap_from_config_remaps_a_binding(seeded):
+    from workbench.config import Config
+
+    config = Config(keymap={"nav.runs": "r,4", "app.quit": "ctrl+q"}, path=seeded.dirs.config_file)
+    app = WorkbenchApp(seeded, clock=lambda: NOW, config=config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("r")
+        await settle(app, pilot)
+        assert app.current_mode == "runs"
+        await pilot.press("q")  # no longer quits
+        await pilot.pause()
+        assert app.is_running
+
+
+async def test_palette_offers_the_screen_actions(seeded):
+    from workbench.tui.commands import ScreenCommands
+
+    app = WorkbenchApp(seeded, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await settle(app, pilot)
+        names = [name for name, _, _ in app.screen.palette_commands()]
+        assert {"Cancel run", "Rerun", "Follow logs", "Filter runs"} <= set(names)
+        provider = ScreenCommands(app.screen)
+        hits = [hit async for hit in provider.search("cancel")]
+        assert hits and "Cancel" in str(hits[0].text)
+        await pilot.press("colon")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "CommandPalette"
+
+
+async def test_runs_screen_pages_through_a_big_history(wb):
+    import time as _time
+    rows = [(f"{i:08x}", "p", "e", "succeeded", "local", "docker", "/p", NOW - i, NOW - i, NOW - i + 5)
+            for i in range(1000)]
+    with wb.store.tx() as conn:
+        conn.executemany("INSERT INTO runs (id, project, experiment, status, machine, executor, project_path, "
+                         "created_at, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await settle(app, pilot)
+        table = app.screen.query_one("#runs-table", DataTable)
+        assert table.row_count == 200  # a page, never the whole history
+        await pilot.press("G")
+        await settle(app, pilot)
+        assert [k.value for k in table.rows][-1] == f"{999:08x}"  # the oldest run is reachable
+        status = str(app.screen.query_one("#runs-status", Static).render())
+        assert "801–1000 of 1,000" in status
+        await pilot.press("g", "ctrl+f")
+        await settle(app, pilot)
+        assert [k.value for k in table.rows][0] == f"{200:08x}"
+
+
+async def test_bad_theme_files_are_reported_and_choice_persists(seeded, tmp_path):
+    themes = tmp_path / "themes"
+    themes.mkdir()
+    (themes / "broken.toml").write_text("name = \n")
+    (themes / "nocolor.toml").write_text('name = "x"\nprimary = "not-a-colour"\n')
+    (themes / "mine.toml").write_text('name = "mine"\nprimary = "#ff00ff"\n')
+    app = WorkbenchApp(seeded, clock=lambda: NOW, user_themes=themes)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert {"workbench-dark", "workbench-light", "high-contrast", "ansi-16", "mine"} <= set(app.available_themes)
+        assert app.theme == "workbench-dark"
+        notes = [n for n in app._notifications]
+        assert any("2 theme file(s) skipped" in (n.title or "") and "broken.toml" in n.message
+                   and "nocolor.toml" in n.message for n in notes)
+        app.theme = "high-contrast"
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert 'theme = "high-contrast"' in seeded.dirs.config_file.read_text()
+    again = WorkbenchApp(seeded, clock=lambda: NOW)
+    async with again.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert again.theme == "high-contrast"
+
+
+async def test_projects_screen_shows_spec_errors_inline(wb, make_project):
+    good = make_project('[project]\nname = "good"\n[experiments.t]\nimage = "busybox:latest"\ncommand = ["echo"]\n'
+                        'params = { lr = 0.1 }\n')
+    bad = make_project('[project]\nname = "bad"\n[experiments.t]\nimage = "busybox:latest"\ncommand = ["echo"]\n')
+    wb.add_project(str(good))
+    wb.add_project(str(bad))
+    (bad / "workbench.toml").write_text("[project\n")
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("3")
+        await settle(app, pilot)
+        table = app.screen.query_one("#projects-table", DataTable)
+        cells = [str(table.get_row_at(i)) for i in range(table.row_count)]
+        assert any("TOML syntax error" in c for c in cells)
+        assert any("good" in c and "lr=0.1" in c for c in cells)
+
+
+async def test_dashboard_summarises_runs_and_machine(seeded):
+    app = WorkbenchApp(seeded, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        recent = app.screen.query_one("#recent", DataTable)
+        assert recent.row_count == 6
+        machine = str(app.screen.query_one("#machine", Static).render())
+        assert "local" in machine and "CPUs" in machine
+        assert "no GPUs" in machine or "GPU0" in machine

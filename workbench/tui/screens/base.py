@@ -1,0 +1,57 @@
+"""What every top-level screen shares: header, navigation row, footer, and a periodic refresh that runs
+its blocking work in a thread worker while the screen is visible."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from workbench.tui.widgets.nav_bar import NavBar
+
+PaletteCommand = tuple[str, str, Callable[[], Any]]
+
+
+class BaseScreen(Screen[None]):
+    MODE = ""
+    REFRESH_SECONDS = 2.0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield NavBar(self.MODE)
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    @property
+    def workbench(self) -> Any:
+        return self.app.workbench  # type: ignore[attr-defined]
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.app.clock  # type: ignore[attr-defined]
+
+    def on_mount(self) -> None:
+        self.reload()
+        if self.REFRESH_SECONDS:
+            self._timer = self.set_interval(self.REFRESH_SECONDS, self.reload)
+
+    def on_screen_suspend(self) -> None:
+        if self.REFRESH_SECONDS and hasattr(self, "_timer"):
+            self._timer.pause()
+
+    def on_screen_resume(self) -> None:
+        if self.REFRESH_SECONDS and hasattr(self, "_timer"):
+            self._timer.resume()
+            self.reload()
+
+    def reload(self) -> None:
+        """Starts this screen's data worker (override)."""
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        """(name, help, callback) for the command palette on this screen."""
+        return []

@@ -1,0 +1,118 @@
+"""At a glance: runs going now (with live progress), the queue, recent results, this machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from workbench.tui.formatting import ago, duration, pairs, size, status_markup
+from workbench.tui.screens.base import BaseScreen, PaletteCommand
+
+
+class DashboardLoaded(Message):
+    def __init__(self, data: dict[str, Any], machine: Any) -> None:
+        super().__init__()
+        self.data, self.machine = data, machine
+
+
+def machine_summary(sample: Any) -> str:
+    memory = (f"RAM {size(sample.memory_used)} / {size(sample.memory_total)}"
+              if sample.memory_total else "RAM n/a")
+    lines = [f"[b]local[/b]  [green]●[/] this workstation · {sample.cpus} CPUs · load "
+             f"{sample.load[0]:.2f} {sample.load[1]:.2f} {sample.load[2]:.2f} · {memory} · "
+             f"disk {size(sample.disk_used)} / {size(sample.disk_total)}"]
+    if sample.gpus.gpus:
+        for gpu in sample.gpus.gpus:
+            util = "n/a" if gpu.utilization is None else f"{gpu.utilization:.0f}%"
+            mem = "n/a" if gpu.memory_total is None else f"{size(gpu.memory_used)} / {size(gpu.memory_total)}"
+            lines.append(f"  GPU{gpu.index} {gpu.name} · util {util} · mem {mem} · "
+                         f"{len(gpu.processes)} process(es)")
+    else:
+        lines.append(f"  no GPUs ({sample.gpus.error or 'none found'})")
+    return "\n".join(lines)
+
+
+class DashboardScreen(BaseScreen):
+    MODE = "dashboard"
+    BINDINGS = [
+        Binding("enter", "open", "Open run", id="dashboard.open"),
+        Binding("tab", "app.focus_next", "Next panel", show=False, id="dashboard.next"),
+    ]
+    DEFAULT_CSS = """
+    DashboardScreen .panel-title { height: 1; padding: 0 1; background: $boost; color: $accent; }
+    DashboardScreen #live { height: 1fr; }
+    DashboardScreen #recent { height: 1fr; }
+    DashboardScreen #machine { height: auto; max-height: 6; padding: 0 1; }
+    """
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical():
+            yield Static("Running", id="live-title", classes="panel-title")
+            live: DataTable[str] = DataTable(cursor_type="row", id="live")
+            live.add_columns("id", "project/experiment", "elapsed", "points", "latest")
+            yield live
+            yield Static("Recent results", classes="panel-title")
+            recent: DataTable[str] = DataTable(cursor_type="row", id="recent")
+            recent.add_columns("id", "status", "project/experiment", "metrics", "finished")
+            yield recent
+            yield Static("Machines", classes="panel-title")
+            yield Static("sampling…", id="machine")
+
+    def reload(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="dashboard")
+    def load(self) -> None:
+        wb = self.workbench
+        wb.reconcile()
+        self.post_message(DashboardLoaded(wb.dashboard(), wb.local_machine()))
+
+    def on_dashboard_loaded(self, message: DashboardLoaded) -> None:
+        data, now = message.data, self.clock()
+        queued = len(data["queued"])
+        self.query_one("#live-title", Static).update(
+            f"Running ({len(data['running'])})" + (f" · queue: {queued} waiting" if queued else " · queue empty"))
+        self._fill("#live", [(r["id"], (r["id"], f"{r['project']}/{r['experiment']}", duration(r, now),
+                                        f"{r['metric_points']:,}", pairs(r["summary"])))
+                             for r in data["running"] + data["queued"]],
+                   empty=("-", "nothing running: launch from Projects (3) or `workbench run`", "", "", ""))
+        self._fill("#recent", [(r["id"], (r["id"], status_markup(r["status"]), f"{r['project']}/{r['experiment']}",
+                                          pairs(r["summary"]), ago(r["finished_at"], now)))
+                               for r in data["recent"]],
+                   empty=("-", "", "no finished runs yet", "", ""))
+        self.query_one("#machine", Static).update(machine_summary(message.machine))
+
+    def _fill(self, selector: str, rows: list[tuple[str, tuple[str, ...]]], empty: tuple[str, ...]) -> None:
+        table = self.query_one(selector, DataTable)
+        keys = [key for key, _ in rows] or ["-"]
+        if [k.value for k in table.rows] != keys:
+            table.clear()
+            for key, cells in rows or [("-", empty)]:
+                table.add_row(*cells, key=key)
+            return
+        for key, cells in rows:
+            for column, value in zip(table.columns, cells):
+                if table.get_cell(key, column) != value:
+                    table.update_cell(key, column, value)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_open(self) -> None:
+        table = self.focused if isinstance(self.focused, DataTable) else self.query_one("#live", DataTable)
+        if not table.row_count:
+            return
+        run_id = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if run_id and run_id != "-":
+            from workbench.tui.screens.run_detail import RunDetailScreen
+            self.app.push_screen(RunDetailScreen(run_id))
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        return [("Open run", "the selected running or recent run", self.action_open)]

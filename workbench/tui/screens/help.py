@@ -1,0 +1,55 @@
+"""`?`: the keys of the screen underneath, generated from its active bindings (never a hand-kept list)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="help.close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > Vertical { width: 72; max-width: 95%; height: auto; max-height: 90%;
+                            border: round $accent; background: $surface; padding: 0 1; }
+    HelpScreen DataTable { height: auto; max-height: 18; }
+    HelpScreen .hint { color: $text-muted; }
+    """
+
+    def __init__(self, title: str, rows: list[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.rows = rows
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"[b]Keys: {self.title_text}[/b]")
+            table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True)
+            table.add_columns("key", "action", "binding id")
+            for row in self.rows:
+                table.add_row(*row)
+            yield table
+            yield Static("Remap any binding in config.toml: [keymap] \"binding id\" = \"keys\"", classes="hint")
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)
+
+
+def help_rows(screen: object) -> list[tuple[str, str, str]]:
+    """(key, description, id) of every binding active on `screen` (its widgets' and the app's)."""
+    rows, seen = [], set()
+    bindings = [active.binding for active in screen.active_bindings.values()]  # type: ignore[attr-defined]
+    # The screen's own bindings too, where a focused widget shadows the key (enter on a table opens).
+    own = screen._bindings.key_to_bindings.values()  # type: ignore[attr-defined]
+    bindings += [binding for group in own for binding in group]
+    for binding in bindings:
+        name = binding.id or binding.action
+        if not binding.description or name in seen:
+            continue
+        seen.add(name)
+        display = screen.app.get_key_display(binding)  # type: ignore[attr-defined]
+        rows.append((display, binding.description, binding.id or ""))
+    return rows

@@ -1,0 +1,70 @@
+"""Launch an experiment: one field per declared param (prefilled with its default) and the executor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+EXECUTORS = [("auto (docker if an engine answers)", "auto"), ("docker", "docker"), ("process", "process")]
+
+
+class LaunchForm(ModalScreen[dict[str, Any] | None]):
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="launch.cancel"),
+        Binding("ctrl+s", "submit", "Launch", id="launch.submit"),
+    ]
+    DEFAULT_CSS = """
+    LaunchForm { align: center middle; }
+    LaunchForm > VerticalScroll { width: 70; max-width: 95%; height: auto; max-height: 90%;
+                                  border: round $accent; background: $surface; padding: 0 1; }
+    LaunchForm Horizontal { height: auto; }
+    LaunchForm Label { width: 16; padding: 1 1 0 0; }
+    LaunchForm Input { width: 1fr; }
+    LaunchForm Select { width: 1fr; }
+    LaunchForm #buttons { margin-top: 1; }
+    """
+
+    def __init__(self, project: str, experiment: str, params: dict[str, Any]) -> None:
+        super().__init__()
+        self.project, self.experiment, self.params = project, experiment, params
+
+    def compose(self) -> ComposeResult:
+        from workbench.projects.spec import format_param
+
+        with VerticalScroll():
+            yield Static(f"[b]Launch {self.project}/{self.experiment}[/b]  (ctrl+s launches · esc cancels)")
+            for name, default in self.params.items():
+                with Horizontal():
+                    yield Label(f"{name} ({type(default).__name__})")
+                    yield Input(format_param(default), id=f"param-{name}")
+            with Horizontal():
+                yield Label("executor")
+                yield Select(EXECUTORS, value="auto", allow_blank=False, id="executor")
+            with Horizontal(id="buttons"):
+                yield Button("Launch", variant="primary", id="launch")
+                yield Button("Cancel", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_submit() if event.button.id == "launch" else self.action_cancel()
+
+    def on_input_submitted(self) -> None:
+        self.action_submit()
+
+    def action_submit(self) -> None:
+        from workbench.projects.spec import format_param
+
+        overrides = []
+        for name, default in self.params.items():
+            value = self.query_one(f"#param-{name}", Input).value
+            if value != format_param(default):
+                overrides.append(f"{name}={value}")
+        executor = self.query_one("#executor", Select).value
+        self.dismiss({"overrides": overrides, "executor": None if executor == "auto" else executor})
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

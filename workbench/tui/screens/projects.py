@@ -1,0 +1,174 @@
+"""Registered projects and their experiments; spec errors inline; add a folder; launch with overrides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from workbench.tui.formatting import pairs
+from workbench.tui.screens.base import BaseScreen, PaletteCommand
+
+SEP = "\x1f"
+
+
+class ProjectsLoaded(Message):
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.rows = rows
+
+
+class ProjectsScreen(BaseScreen):
+    MODE = "projects"
+    REFRESH_SECONDS = 5.0
+    BINDINGS = [
+        Binding("enter", "launch", "Launch", id="projects.launch"),
+        Binding("a", "add", "Add project", id="projects.add"),
+        Binding("d", "remove", "Remove", id="projects.remove"),
+        Binding("r", "reload", "Refresh", id="projects.refresh"),
+        Binding("j", "down", "Down", show=False, id="projects.down"),
+        Binding("k", "up", "Up", show=False, id="projects.up"),
+    ]
+    DEFAULT_CSS = """
+    ProjectsScreen #projects-hint { height: 1; padding: 0 1; color: $text-muted; }
+    ProjectsScreen DataTable { height: 1fr; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("loading projects…", id="projects-hint")
+        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="projects-table")
+        for label in ("project", "experiment", "runs on", "params", "folder / problem"):
+            table.add_column(label, key=label)
+        yield table
+
+    @property
+    def table(self) -> DataTable[str]:
+        return self.query_one("#projects-table", DataTable)
+
+    def reload(self) -> None:
+        self.load()
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="projects")
+    def load(self) -> None:
+        from workbench.projects.spec import load_spec
+        from workbench.errors import WorkbenchError
+
+        rows = []
+        for project in self.workbench.store.projects():
+            try:
+                spec = load_spec(project["path"])
+            except WorkbenchError as exc:
+                rows.append({"project": project["name"], "experiment": None, "path": project["path"],
+                             "error": exc.message})
+                continue
+            for exp in spec.experiments.values():
+                rows.append({"project": project["name"], "experiment": exp.name, "path": project["path"],
+                             "image": exp.image or f"build {exp.dockerfile}", "params": exp.params,
+                             "gpus": exp.gpus, "error": None})
+        self.post_message(ProjectsLoaded(rows))
+
+    def on_projects_loaded(self, message: ProjectsLoaded) -> None:
+        table = self.table
+        wanted = {f"{r['project']}{SEP}{r['experiment'] or ''}": r for r in message.rows}
+        self.rows = wanted
+        with self.app.batch_update():
+            if list(wanted) != [k.value for k in table.rows]:
+                table.clear()
+                for key, row in wanted.items():
+                    table.add_row(*self._cells(row), key=key)
+            else:
+                for key, row in wanted.items():
+                    for label, value in zip(("project", "experiment", "runs on", "params", "folder / problem"),
+                                            self._cells(row)):
+                        if table.get_cell(key, label) != value:
+                            table.update_cell(key, label, value)
+        hint = (f"{len({r['project'] for r in message.rows})} project(s) · enter launches the selected experiment"
+                if message.rows else "no projects yet: press a to add a folder that holds a workbench.toml")
+        self.query_one("#projects-hint", Static).update(hint)
+
+    @staticmethod
+    def _cells(row: dict[str, Any]) -> tuple[str, ...]:
+        if row["error"]:
+            return (row["project"], "-", "-", "-", f"[red]{row['error']}[/]")
+        resources = f"{row['image']}" + (f" · {row['gpus']} GPU" if row["gpus"] else "")
+        return (row["project"], row["experiment"], resources, pairs(row["params"], limit=3), row["path"])
+
+    def selected(self) -> dict[str, Any] | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.rows.get(key)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_launch()
+
+    def action_down(self) -> None:
+        self.table.action_cursor_down()
+
+    def action_up(self) -> None:
+        self.table.action_cursor_up()
+
+    def action_add(self) -> None:
+        from workbench.tui.screens.add_project import AddProjectScreen
+
+        def added(path: str | None) -> None:
+            if path:
+                self.add_project(path)
+        self.app.push_screen(AddProjectScreen(), added)
+
+    @work(thread=True, exit_on_error=False, group="projects-edit")
+    def add_project(self, path: str) -> None:
+        from workbench.errors import WorkbenchError
+        try:
+            spec = self.workbench.add_project(path)
+        except WorkbenchError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="Cannot add project", severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"{spec.name}: {', '.join(spec.experiments)}", title="Project added")
+        self.load()
+
+    def action_remove(self) -> None:
+        row = self.selected()
+        if row:
+            self.remove_project(row["project"])
+
+    @work(thread=True, exit_on_error=False, group="projects-edit")
+    def remove_project(self, name: str) -> None:
+        self.workbench.remove_project(name)
+        self.app.call_from_thread(self.notify, f"{name} removed (its runs stay in the history)")
+        self.load()
+
+    def action_launch(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        if row["error"]:
+            self.notify(row["error"], title="Fix the spec first", severity="error")
+            return
+        from workbench.tui.screens.launch_form import LaunchForm
+
+        def submitted(result: dict[str, Any] | None) -> None:
+            if result:
+                self.app.launch_run(row["path"], row["experiment"], result["overrides"],  # type: ignore[attr-defined]
+                                    result["executor"])
+        self.app.push_screen(LaunchForm(row["project"], row["experiment"], row["params"]), submitted)
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        return [
+            ("Launch experiment", "run the selected experiment, with param overrides", self.action_launch),
+            ("Add project", "register a folder that holds a workbench.toml", self.action_add),
+            ("Remove project", "unregister the selected project (runs stay)", self.action_remove),
+        ]

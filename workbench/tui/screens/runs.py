@@ -1,0 +1,273 @@
+"""The run history: paged from SQLite (never all 100,000 rows in a DataTable), filtered by text, status
+and project, sorted by any column, updated live by difference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Input, Static
+
+from workbench.tui.formatting import duration, pairs, started, status_markup
+from workbench.tui.screens.base import BaseScreen, PaletteCommand
+
+PAGE = 200
+COLUMNS = (("id", "id"), ("status", "status"), ("project/experiment", "project"), ("params", None),
+           ("metrics", None), ("machine", "machine"), ("started", "started"), ("duration", "duration"))
+SORTABLE = [sort for _, sort in COLUMNS if sort]
+STATUSES = (None, "running", "queued", "succeeded", "failed", "cancelled", "lost")
+
+
+@dataclass(frozen=True)
+class Query:
+    offset: int = 0
+    text: str = ""
+    status: str | None = None
+    project: str | None = None
+    sort: str = "started"
+    descending: bool = True
+
+
+class PageLoaded(Message):
+    def __init__(self, query: Query, runs: list[dict[str, Any]], total: int, projects: list[str]) -> None:
+        super().__init__()
+        self.query, self.runs, self.total, self.projects = query, runs, total, projects
+
+
+class RunsScreen(BaseScreen):
+    MODE = "runs"
+    BINDINGS = [
+        Binding("enter", "open", "Open", id="runs.open"),
+        Binding("slash", "filter", "Filter", id="runs.filter"),
+        Binding("f", "cycle_status", "Status", id="runs.status"),
+        Binding("p", "cycle_project", "Project", id="runs.project"),
+        Binding("s", "cycle_sort", "Sort", id="runs.sort"),
+        Binding("S", "reverse", "Reverse", show=False, id="runs.reverse"),
+        Binding("c", "cancel_run", "Cancel", id="runs.cancel"),
+        Binding("R", "rerun", "Rerun", id="runs.rerun"),
+        Binding("j,down", "down", "Down", show=False, id="runs.down"),
+        Binding("k,up", "up", "Up", show=False, id="runs.up"),
+        Binding("ctrl+f,pagedown", "next_page", "Next page", show=False, id="runs.next_page"),
+        Binding("ctrl+b,pageup", "previous_page", "Previous page", show=False, id="runs.previous_page"),
+        Binding("g,home", "newest", "Newest", show=False, id="runs.newest"),
+        Binding("G,end", "oldest", "Oldest", show=False, id="runs.oldest"),
+        Binding("r", "reload", "Refresh", show=False, id="runs.refresh"),
+    ]
+    DEFAULT_CSS = """
+    RunsScreen #runs-status { height: 1; padding: 0 1; color: $text-muted; }
+    RunsScreen DataTable { height: 1fr; }
+    RunsScreen #runs-filter { dock: bottom; display: none; margin-bottom: 1; }
+    RunsScreen #runs-filter.shown { display: block; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_state = Query()
+        self.total = 0
+        self.projects: list[str] = []
+        self._cursor_to: str | None = None  # "top" / "bottom" after a page turn
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("loading…", id="runs-status")
+        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="runs-table")
+        for label, _ in COLUMNS:
+            table.add_column(label, key=label)
+        yield table
+        yield Input(placeholder="filter: id, project, experiment, status or param text — enter keeps, esc clears",
+                    id="runs-filter")
+
+    @property
+    def table(self) -> DataTable[str]:
+        return self.query_one("#runs-table", DataTable)
+
+    # data -----------------------------------------------------------------------------------------
+    def reload(self) -> None:
+        self.load_page(self.query_state)
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def _set_query(self, **changes: Any) -> None:
+        if set(changes) - {"offset"} and self._cursor_to is None:
+            self._cursor_to = "top"  # a new filter or order starts at its first row
+        self.query_state = replace(self.query_state, **changes)
+        self.reload()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="runs-page")
+    def load_page(self, query: Query) -> None:
+        wb = self.workbench
+        wb.reconcile()
+        filters = dict(status=query.status, project=query.project, text=query.text or None)
+        total = wb.store.count_matching(**filters)
+        offset = min(query.offset, max(0, (total - 1) // PAGE * PAGE))
+        if offset != query.offset:
+            query = replace(query, offset=offset)
+        runs = wb.store.list_runs(limit=PAGE, offset=offset, sort=query.sort, descending=query.descending, **filters)
+        projects = [p["name"] for p in wb.store.projects()] if not self.projects else self.projects
+        self.post_message(PageLoaded(query, runs, total, projects))
+
+    def on_page_loaded(self, message: PageLoaded) -> None:
+        if message.query != self.query_state and replace(message.query, offset=self.query_state.offset) != self.query_state:
+            return  # a stale answer to an older filter
+        self.query_state = message.query
+        self.total = message.total
+        self.projects = sorted(set(message.projects) | {r["project"] for r in message.runs})
+        self._show(message.runs)
+        self._update_status()
+
+    def _show(self, runs: list[dict[str, Any]]) -> None:
+        table = self.table
+        now = self.clock()
+        wanted = [(run["id"], self._cells(run, now)) for run in runs]
+        current_keys = [key.value for key in table.rows]
+        selected = current_keys[table.cursor_row] if current_keys and 0 <= table.cursor_row < len(current_keys) else None
+        with self.app.batch_update():
+            if current_keys == [run_id for run_id, _ in wanted]:
+                for run_id, cells in wanted:  # same rows: touch only the cells that changed
+                    for (label, _), value in zip(COLUMNS, cells):
+                        if table.get_cell(run_id, label) != value:
+                            table.update_cell(run_id, label, value)
+            else:
+                table.clear()
+                for run_id, cells in wanted:
+                    table.add_row(*cells, key=run_id)
+                if self._cursor_to == "bottom":
+                    table.move_cursor(row=len(wanted) - 1)
+                elif self._cursor_to == "top" or selected is None:
+                    table.move_cursor(row=0)
+                elif selected in table.rows:
+                    table.move_cursor(row=table.get_row_index(selected))
+                self._cursor_to = None
+
+    @staticmethod
+    def _cells(run: dict[str, Any], now: float) -> tuple[str, ...]:
+        return (run["id"], status_markup(run["status"]), f"{run['project']}/{run['experiment']}",
+                pairs(run["params"]), pairs(run["summary"]), run["machine"], started(run), duration(run, now))
+
+    def _update_status(self) -> None:
+        q = self.query_state
+        shown = len(self.table.rows)
+        where = f"{q.offset + 1 if shown else 0}–{q.offset + shown} of {self.total:,}"
+        parts = [f"runs {where}", f"sort {q.sort} {'↓' if q.descending else '↑'}",
+                 f"status {q.status or 'all'}", f"project {q.project or 'all'}"]
+        if q.text:
+            parts.append(f"filter “{q.text}”")
+        self.query_one("#runs-status", Static).update(" · ".join(parts))
+
+    # actions --------------------------------------------------------------------------------------
+    def selected_run(self) -> str | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def action_open(self) -> None:
+        run_id = self.selected_run()
+        if run_id:
+            from workbench.tui.screens.run_detail import RunDetailScreen
+            self.app.push_screen(RunDetailScreen(run_id))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()  # enter on the focused table
+
+    def action_down(self) -> None:
+        table = self.table
+        if table.row_count and table.cursor_row >= table.row_count - 1:
+            if self.query_state.offset + PAGE < self.total:
+                self._cursor_to = "top"
+                self._set_query(offset=self.query_state.offset + PAGE)
+            return
+        table.action_cursor_down()
+
+    def action_up(self) -> None:
+        table = self.table
+        if table.cursor_row <= 0:
+            if self.query_state.offset > 0:
+                self._cursor_to = "bottom"
+                self._set_query(offset=max(0, self.query_state.offset - PAGE))
+            return
+        table.action_cursor_up()
+
+    def action_next_page(self) -> None:
+        if self.query_state.offset + PAGE < self.total:
+            self._cursor_to = "top"
+            self._set_query(offset=self.query_state.offset + PAGE)
+
+    def action_previous_page(self) -> None:
+        if self.query_state.offset:
+            self._cursor_to = "top"
+            self._set_query(offset=max(0, self.query_state.offset - PAGE))
+
+    def action_newest(self) -> None:
+        self._cursor_to = "top"
+        self._set_query(offset=0)
+
+    def action_oldest(self) -> None:
+        self._cursor_to = "bottom"
+        self._set_query(offset=max(0, (self.total - 1) // PAGE * PAGE))
+
+    def action_filter(self) -> None:
+        box = self.query_one("#runs-filter", Input)
+        box.add_class("shown")
+        box.focus()
+
+    @on(Input.Changed, "#runs-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._cursor_to = "top"
+        self._set_query(text=event.value.strip(), offset=0)
+
+    @on(Input.Submitted, "#runs-filter")
+    def _filter_done(self) -> None:
+        self.query_one("#runs-filter", Input).remove_class("shown")
+        self.table.focus()
+
+    def key_escape(self) -> None:
+        box = self.query_one("#runs-filter", Input)
+        if box.has_class("shown") or box.value:
+            box.value = ""
+            box.remove_class("shown")
+            self.table.focus()
+
+    def action_cycle_status(self) -> None:
+        index = STATUSES.index(self.query_state.status)
+        self._set_query(status=STATUSES[(index + 1) % len(STATUSES)], offset=0)
+
+    def action_cycle_project(self) -> None:
+        choices: list[str | None] = [None, *self.projects]
+        index = choices.index(self.query_state.project) if self.query_state.project in choices else 0
+        self._set_query(project=choices[(index + 1) % len(choices)], offset=0)
+
+    def action_cycle_sort(self) -> None:
+        index = SORTABLE.index(self.query_state.sort) if self.query_state.sort in SORTABLE else -1
+        self._set_query(sort=SORTABLE[(index + 1) % len(SORTABLE)], offset=0)
+
+    def action_reverse(self) -> None:
+        self._set_query(descending=not self.query_state.descending, offset=0)
+
+    def action_cancel_run(self) -> None:
+        run_id = self.selected_run()
+        if run_id:
+            self.app.run_action_on_run("cancel", run_id)  # type: ignore[attr-defined]
+
+    def action_rerun(self) -> None:
+        run_id = self.selected_run()
+        if run_id:
+            self.app.run_action_on_run("rerun", run_id)  # type: ignore[attr-defined]
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        return [
+            ("Open run", "details, logs and charts of the selected run", self.action_open),
+            ("Follow logs", "open the selected run on its live log", self.action_open),
+            ("Cancel run", "stop the selected run", self.action_cancel_run),
+            ("Rerun", "an identical run from the stored snapshot and image", self.action_rerun),
+            ("Filter runs", "filter by text", self.action_filter),
+            ("Cycle status filter", "all, running, queued, succeeded, …", self.action_cycle_status),
+            ("Cycle project filter", "all projects, then each", self.action_cycle_project),
+            ("Sort by next column", "id, status, project, machine, started, duration", self.action_cycle_sort),
+            ("Jump to oldest run", "the last page of the history", self.action_oldest),
+        ]
