@@ -77,11 +77,12 @@ class DashboardScreen(BaseScreen):
         data, now = message.data, self.clock()
         queued = len(data["queued"])
         self.query_one("#live-title", Static).update(
-            f"Running ({len(data['running'])})" + (f" · queue: {queued} waiting" if queued else " · queue empty"))
+            f"Running ({len(data['running'])})" + (f" · queue: {queued} waiting" if queued else " · queue empty")
+            + ("" if data["running"] else " · launch from Projects (3) or `workbench run PATH`"))
         self._fill("#live", [(r["id"], (r["id"], f"{r['project']}/{r['experiment']}", duration(r, now),
                                         f"{r['metric_points']:,}", pairs(r["summary"])))
                              for r in data["running"] + data["queued"]],
-                   empty=("-", "nothing running: launch from Projects (3) or `workbench run`", "", "", ""))
+                   empty=("-", "nothing running", "", "", ""))
         self._fill("#recent", [(r["id"], (r["id"], status_markup(r["status"]), f"{r['project']}/{r['experiment']}",
                                           pairs(r["summary"]), ago(r["finished_at"], now)))
                                for r in data["recent"]],

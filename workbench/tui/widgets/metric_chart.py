@@ -63,7 +63,6 @@ class MetricChart(Widget):
         def y_dot(value: float) -> int:
             return min(dots_y - 1, max(0, round((high - value) / (high - low) * (dots_y - 1))))
 
-        previous: tuple[int, int] | None = None
         columns: dict[int, tuple[int, int]] = {}
         for step, lo, hi in finite:
             x = min(dots_x - 1, round((step - first) / step_span * (dots_x - 1)))
@@ -71,13 +70,24 @@ class MetricChart(Widget):
             if x in columns:
                 top, bottom = min(top, columns[x][0]), max(bottom, columns[x][1])
             columns[x] = (top, bottom)
-        for x in sorted(columns):
-            top, bottom = columns[x]
-            if previous is not None:  # join to the previous column so the line stays continuous
-                top, bottom = min(top, previous[1]), max(bottom, previous[0])
+
+        def plot(x: int, top: int, bottom: int) -> None:
             for y in range(top, bottom + 1):
                 grid[y // 4][x // 2] |= DOTS[y % 4][x % 2]
-            previous = columns[x]
+
+        previous: tuple[int, float] | None = None
+        for x in sorted(columns):
+            top, bottom = columns[x]
+            plot(x, top, bottom)
+            middle = (top + bottom) / 2
+            if previous is not None and x - previous[0] > 0:  # a straight segment from the previous point
+                px, py = previous
+                y_prev = round(py)
+                for xi in range(px + 1, x + 1):
+                    yi = round(py + (middle - py) * (xi - px) / (x - px))
+                    plot(xi, min(y_prev, yi), max(y_prev, yi))
+                    y_prev = yi
+            previous = (x, middle)
 
         text = Text()
         for row in range(height):
