@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import SAMPLES, assert_one_line_error
+from helpers import SAMPLES, assert_one_line_error
 
 GOOD = '[project]\nname = "p"\n[experiments.t]\nimage = "busybox:latest"\ncommand = ["echo", "{lr}"]\nparams = { lr = 0.1 }\n'
 

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from conftest import SAMPLES, assert_one_line_error, wait_for
+from helpers import SAMPLES, assert_one_line_error, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_client")
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import IN_CI, SAMPLES, require, wait_for
+from helpers import IN_CI, SAMPLES, require, wait_for
 
 
 def _free_port() -> int:

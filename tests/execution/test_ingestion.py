@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from helpers import wait_for
 
 METRICS_SPEC = """\
 [experiments.m]

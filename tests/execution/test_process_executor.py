@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import SAMPLES, wait_for
+from helpers import SAMPLES, wait_for
 
 
 def test_sample_mnist_with_process_executor(cli, home):

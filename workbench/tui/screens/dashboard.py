@@ -55,11 +55,14 @@ class DashboardScreen(BaseScreen):
         with Vertical():
             yield Static("Running", id="live-title", classes="panel-title")
             live: DataTable[str] = DataTable(cursor_type="row", id="live")
-            live.add_columns("id", "project/experiment", "elapsed", "points", "latest")
+            for label, width in (("id", 8), ("project/experiment", 26), ("elapsed", 8), ("points", 8), ("latest", 22)):
+                live.add_column(label, width=width, key=label)
             yield live
             yield Static("Recent results", classes="panel-title")
             recent: DataTable[str] = DataTable(cursor_type="row", id="recent")
-            recent.add_columns("id", "status", "project/experiment", "metrics", "finished")
+            for label, width in (("id", 8), ("status", 9), ("project/experiment", 26), ("metrics", 22),
+                                 ("finished", 9)):
+                recent.add_column(label, width=width, key=label)
             yield recent
             yield Static("Machines", classes="panel-title")
             yield Static("sampling…", id="machine")
@@ -100,7 +103,7 @@ class DashboardScreen(BaseScreen):
         for key, cells in rows:
             for column, value in zip(table.columns, cells):
                 if table.get_cell(key, column) != value:
-                    table.update_cell(key, column, value)
+                    table.update_cell(key, column, value, update_width=True)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -92,7 +92,7 @@ class ProjectsScreen(BaseScreen):
                     for label, value in zip(("project", "experiment", "runs on", "params", "folder / problem"),
                                             self._cells(row)):
                         if table.get_cell(key, label) != value:
-                            table.update_cell(key, label, value)
+                            table.update_cell(key, label, value, update_width=True)
         hint = (f"{len({r['project'] for r in message.rows})} project(s) · enter launches the selected experiment"
                 if message.rows else "no projects yet: press a to add a folder that holds a workbench.toml")
         self.query_one("#projects-hint", Static).update(hint)

@@ -130,7 +130,7 @@ class RunsScreen(BaseScreen):
                 for run_id, cells in wanted:  # same rows: touch only the cells that changed
                     for (label, _), value in zip(COLUMNS, cells):
                         if table.get_cell(run_id, label) != value:
-                            table.update_cell(run_id, label, value)
+                            table.update_cell(run_id, label, value, update_width=True)
             else:
                 table.clear()
                 for run_id, cells in wanted:
