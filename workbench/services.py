@@ -48,6 +48,7 @@ class Workbench:
         self._store: Store | None = None
         self._docker: Any = None
         self._docker_error: EngineUnavailable | None = None
+        self._reconciled_at = float("-inf")
 
     # plumbing -------------------------------------------------------------------------------------
     @property
@@ -348,8 +349,14 @@ class Workbench:
         return {"snapshots_removed": snapshots, "run_dirs_removed": orphans, "bytes_freed": freed}
 
     # reconciliation -------------------------------------------------------------------------------
+    def reconcile_if_stale(self, max_age: float = 2.0) -> None:
+        """For screens that refresh often: one reconcile per `max_age` seconds, however many ask."""
+        if time.monotonic() - self._reconciled_at >= max_age:
+            self.reconcile()
+
     def reconcile(self) -> list[dict[str, Any]]:
         """Brings every run recorded as active up to date with what its executor reports."""
+        self._reconciled_at = time.monotonic()
         changed = []
         for run in self.store.active_runs():
             if self.store.lease_holder(lease_name(run["id"])):

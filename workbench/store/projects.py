@@ -16,6 +16,10 @@ class ProjectQueries:
         with self.lock:  # type: ignore[attr-defined]
             return list(self.db["projects"].rows_where(order_by="name"))  # type: ignore[attr-defined]
 
+    def project_names(self) -> list[str]:
+        """Plain SQL: the Runs screen asks on its first paint, before sqlite-utils is worth importing."""
+        return [r[0] for r in self.query("SELECT name FROM projects ORDER BY name")]  # type: ignore[attr-defined]
+
     def remove_project(self, name_or_path: str) -> bool:
         with self.tx():  # type: ignore[attr-defined]
             table = self.db["projects"]  # type: ignore[attr-defined]

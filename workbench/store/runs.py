@@ -21,7 +21,7 @@ LIST_COLUMNS = (
 
 
 SORTS = {
-    "created": "created_at", "started": "coalesce(started_at, created_at)", "status": "status",
+    "created": "created_at", "started": "created_at",  # runs start in creation order; created_at is indexed "status": "status",
     "project": "project, experiment", "experiment": "experiment", "machine": "machine", "id": "id",
     "duration": "coalesce(finished_at, 1e12) - coalesce(started_at, 1e12)",
 }
@@ -30,7 +30,11 @@ SORTS = {
 def _where(status: str | None, project: str | None, experiment: str | None,
            text: str | None) -> tuple[str, list[Any]]:
     clauses, args = [], []
-    for column, value in (("status", status), ("project", project), ("experiment", experiment)):
+    if status:
+        if status not in STATUSES:
+            raise WorkbenchError(f"unknown status {status!r}", hint=", ".join(STATUSES))
+        clauses.append(f"status = '{status}'")  # a literal, so SQLite can use the partial index of live runs
+    for column, value in (("project", project), ("experiment", experiment)):
         if value:
             clauses.append(f"{column} = ?")
             args.append(value)

@@ -108,4 +108,9 @@ MIGRATIONS: list[str] = [
         expires_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: the status filters of the Runs and Dashboard screens, newest first, without a scan
+    """
+    DROP INDEX runs_by_status;
+    CREATE INDEX runs_by_status ON runs (status, created_at DESC);
+    """,
 ]

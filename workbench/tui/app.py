@@ -15,20 +15,17 @@ from workbench.config import Config, load_config, save_config
 from workbench.errors import WorkbenchError
 from workbench.tui.commands import ScreenCommands
 from workbench.tui.screens.dashboard import DashboardScreen
-from workbench.tui.screens.deployments import DeploymentsScreen
 from workbench.tui.screens.help import HelpScreen, help_rows
-from workbench.tui.screens.machines import MachinesScreen
-from workbench.tui.screens.models import ModelsScreen
-from workbench.tui.screens.projects import ProjectsScreen
-from workbench.tui.screens.runs import RunsScreen
 from workbench.tui.themes import DEFAULT_THEME, PACKAGE_THEMES, load_themes
 from workbench.tui.widgets.nav_bar import SCREENS
 
 
 class WorkbenchApp(App[None]):
     TITLE = "Workbench"
-    MODES = {"dashboard": DashboardScreen, "machines": MachinesScreen, "projects": ProjectsScreen,
-             "runs": RunsScreen, "models": ModelsScreen, "deployments": DeploymentsScreen}
+    MODES = {"dashboard": DashboardScreen, "machines": lambda: _screen("machines", "MachinesScreen"),
+             "projects": lambda: _screen("projects", "ProjectsScreen"), "runs": lambda: _screen("runs", "RunsScreen"),
+             "models": lambda: _screen("models", "ModelsScreen"),
+             "deployments": lambda: _screen("deployments", "DeploymentsScreen")}
     DEFAULT_MODE = "dashboard"
     COMMANDS = App.COMMANDS | {ScreenCommands}
     BINDINGS = [
@@ -136,6 +133,13 @@ class WorkbenchApp(App[None]):
         self.notify(f"run {run_id} started", title="Launched")
         self.switch_mode("runs")
         self.push_screen(RunDetailScreen(run_id))
+
+
+def _screen(module: str, name: str) -> Any:
+    """Screens other than the Dashboard are imported when first shown: a faster first frame."""
+    import importlib
+
+    return getattr(importlib.import_module(f"workbench.tui.screens.{module}"), name)()
 
 
 def run_app(workbench: Any) -> int:

@@ -43,11 +43,13 @@ class BaseScreen(Screen[None]):
     def on_screen_suspend(self) -> None:
         if self.REFRESH_SECONDS and hasattr(self, "_timer"):
             self._timer.pause()
+            self._suspended = True
 
     def on_screen_resume(self) -> None:
-        if self.REFRESH_SECONDS and hasattr(self, "_timer"):
+        if self.REFRESH_SECONDS and getattr(self, "_suspended", False):
             self._timer.resume()
             self.reload()
+        self._suspended = False
 
     def reload(self) -> None:
         """Starts this screen's data worker (override)."""

@@ -73,7 +73,7 @@ class DashboardScreen(BaseScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="dashboard")
     def load(self) -> None:
         wb = self.workbench
-        wb.reconcile()
+        wb.reconcile_if_stale()
         self.post_message(DashboardLoaded(wb.dashboard(), wb.local_machine()))
 
     def on_dashboard_loaded(self, message: DashboardLoaded) -> None:

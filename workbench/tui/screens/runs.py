@@ -3,6 +3,7 @@ and project, sorted by any column, updated live by difference."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,9 +16,12 @@ from textual.widgets import DataTable, Input, Static
 from workbench.tui.formatting import duration, pairs, started, status_markup
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 
-PAGE = 200
+PAGE = 100
 COLUMNS = (("id", "id"), ("status", "status"), ("project/experiment", "project"), ("params", None),
-           ("metrics", None), ("machine", "machine"), ("started", "started"), ("duration", "duration"))
+           ("metrics", None), ("machine", "machine"), ("started", "created"), ("duration", "duration"))
+# Fixed widths: the table never measures a cell, so a page paints in one pass whatever its content.
+WIDTHS = {"id": 8, "status": 9, "project/experiment": 22, "params": 20, "metrics": 20, "machine": 8,
+          "started": 11, "duration": 8}
 SORTABLE = [sort for _, sort in COLUMNS if sort]
 STATUSES = (None, "running", "queued", "succeeded", "failed", "cancelled", "lost")
 
@@ -28,8 +32,14 @@ class Query:
     text: str = ""
     status: str | None = None
     project: str | None = None
-    sort: str = "started"
+    sort: str = "created"
     descending: bool = True
+
+
+class CountLoaded(Message):
+    def __init__(self, query: Query, total: int) -> None:
+        super().__init__()
+        self.query, self.total = query, total
 
 
 class PageLoaded(Message):
@@ -70,12 +80,15 @@ class RunsScreen(BaseScreen):
         self.total = 0
         self.projects: list[str] = []
         self._cursor_to: str | None = None  # "top" / "bottom" after a page turn
+        self.pages_shown = 0  # pages painted so far (tests and benchmarks wait on it)
+        self._requested_at: float | None = time.perf_counter()  # the first paint counts from creation
+        self.repaint_latency: float | None = None
 
     def compose_body(self) -> ComposeResult:
         yield Static("loading…", id="runs-status")
         table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="runs-table")
         for label, _ in COLUMNS:
-            table.add_column(label, key=label)
+            table.add_column(label, key=label, width=WIDTHS[label])
         yield table
         yield Input(placeholder="filter: id, project, experiment, status or param text — enter keeps, esc clears",
                     id="runs-filter")
@@ -95,29 +108,43 @@ class RunsScreen(BaseScreen):
         if set(changes) - {"offset"} and self._cursor_to is None:
             self._cursor_to = "top"  # a new filter or order starts at its first row
         self.query_state = replace(self.query_state, **changes)
+        self._requested_at = time.perf_counter()
         self.reload()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs-page")
     def load_page(self, query: Query) -> None:
         wb = self.workbench
-        wb.reconcile()
+        wb.reconcile_if_stale()
         filters = dict(status=query.status, project=query.project, text=query.text or None)
-        total = wb.store.count_matching(**filters)
-        offset = min(query.offset, max(0, (total - 1) // PAGE * PAGE))
-        if offset != query.offset:
-            query = replace(query, offset=offset)
-        runs = wb.store.list_runs(limit=PAGE, offset=offset, sort=query.sort, descending=query.descending, **filters)
-        projects = [p["name"] for p in wb.store.projects()] if not self.projects else self.projects
-        self.post_message(PageLoaded(query, runs, total, projects))
+        if query.offset < 0:  # "the last page": needs the count first
+            total = wb.store.count_matching(**filters)
+            query = replace(query, offset=max(0, (total - 1) // PAGE * PAGE))
+        runs = wb.store.list_runs(limit=PAGE, offset=query.offset, sort=query.sort, descending=query.descending,
+                                  **filters)
+        projects = wb.store.project_names() if not self.projects else self.projects
+        # The page paints first; the count (a full scan under a text filter) follows.
+        self.post_message(PageLoaded(query, runs, -1, projects))
+        self.post_message(CountLoaded(query, wb.store.count_matching(**filters)))
 
     def on_page_loaded(self, message: PageLoaded) -> None:
         if message.query != self.query_state and replace(message.query, offset=self.query_state.offset) != self.query_state:
             return  # a stale answer to an older filter
         self.query_state = message.query
-        self.total = message.total
         self.projects = sorted(set(message.projects) | {r["project"] for r in message.runs})
         self._show(message.runs)
         self._update_status()
+        self.pages_shown += 1
+        if self._requested_at is not None:
+            requested, self._requested_at = self._requested_at, None
+            self.call_after_refresh(self._painted, requested)
+
+    def _painted(self, requested: float) -> None:
+        self.repaint_latency = time.perf_counter() - requested  # a key press to the new page on screen
+
+    def on_count_loaded(self, message: CountLoaded) -> None:
+        if message.query == self.query_state:
+            self.total = message.total
+            self._update_status()
 
     def _show(self, runs: list[dict[str, Any]]) -> None:
         table = self.table
@@ -209,7 +236,7 @@ class RunsScreen(BaseScreen):
 
     def action_oldest(self) -> None:
         self._cursor_to = "bottom"
-        self._set_query(offset=max(0, (self.total - 1) // PAGE * PAGE))
+        self._set_query(offset=-1)  # resolved to the last page by the worker
 
     def action_filter(self) -> None:
         box = self.query_one("#runs-filter", Input)
