@@ -1,18 +1,9 @@
-"""Models registered from runs (a later version): an honest empty state until then."""
+"""Models registered from runs: not built yet, said plainly."""
 
-from __future__ import annotations
-
-from textual.app import ComposeResult
-from textual.widgets import Static
-
-from workbench.tui.screens.base import BaseScreen
+from workbench.tui.screens.empty_state import EmptyStateScreen
 
 
-class ModelsScreen(BaseScreen):
+class ModelsScreen(EmptyStateScreen):
     MODE = "models"
-    REFRESH_SECONDS = 0
-    DEFAULT_CSS = "ModelsScreen .empty { padding: 2 2; color: $text-muted; }"
-
-    def compose_body(self) -> ComposeResult:
-        yield Static("No models yet. Registering a run's model (with versions and aliases) is not built yet; "
-                     "runs already keep their artifacts with sha256 (Runs → enter → Overview).", classes="empty")
+    MESSAGE = ("No models yet. Registering a run's model (with versions and aliases) is not built yet; "
+               "runs already keep their artifacts with sha256 (Runs → enter → Overview).")
