@@ -51,7 +51,8 @@ async def test_runs_screen_lists_filters_sorts_and_opens(seeded):
         for _ in range(2):  # queued, succeeded
             await pilot.press("f")
         await settle(app, pilot)
-        assert {str(table.get_cell(k, "status")) for k in table.rows} == {"[green]succeeded[/]"}
+        assert {str(table.get_cell(k, "status")) for k in table.rows} == {"succeeded"}
+        assert table.get_cell("r0000000", "status").style == "green"
         for _ in range(4):  # failed, cancelled, lost, all
             await pilot.press("f")
         await settle(app, pilot)
@@ -196,3 +197,20 @@ async def test_dashboard_summarises_runs_and_machine(seeded):
         machine = str(app.screen.query_one("#machine", Static).render())
         assert "local" in machine and "CPUs" in machine
         assert "no GPUs" in machine or "GPU0" in machine
+
+
+async def test_brackets_in_user_text_are_never_markup(wb):
+    """Param values, names and errors with [brackets] show literally and never break rendering."""
+    wb.store.insert_run({"id": "brkt0001", "project": "[bold]p", "project_path": "/p", "experiment": "e[1]",
+                         "status": "failed", "status_reason": "exit [code] 1", "machine": "local",
+                         "executor": "process", "created_at": NOW, "params": {"layers": "[64, 32]"}})
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await pilot.press("4")
+        await settle(app, pilot)
+        table = app.screen.query_one("#runs-table", DataTable)
+        assert str(table.get_cell("brkt0001", "params")) == "layers=[64, 32]"
+        assert str(table.get_cell("brkt0001", "project/experiment")) == "[bold]p/e[1]"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert "exit [code] 1" in str(app.screen.query_one("#detail-title", Static).render())

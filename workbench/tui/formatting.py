@@ -6,12 +6,25 @@ import math
 import time
 from typing import Any
 
+from rich.text import Text
+
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "queued": "cyan",
                 "cancelled": "magenta", "lost": "bright_black"}
 
 
 def status_markup(status: str) -> str:
+    """For Static text (markup); table cells use status_cell."""
     return f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
+
+
+def cell(text: str, style: str = "") -> Text:
+    """A table cell as rich Text: never parsed as markup (a param like `[64, 32]` stays literal) and cheap
+    to render."""
+    return Text(text, style=style, no_wrap=True, end="")
+
+
+def status_cell(status: str) -> Text:
+    return cell(status, STATUS_STYLE.get(status, ""))
 
 
 def short_value(value: Any) -> str:

@@ -11,7 +11,9 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from workbench.tui.formatting import ago, duration, pairs, size, status_markup
+from rich.markup import escape
+
+from workbench.tui.formatting import ago, cell, duration, pairs, size, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 
 
@@ -31,10 +33,10 @@ def machine_summary(sample: Any) -> str:
         for gpu in sample.gpus.gpus:
             util = "n/a" if gpu.utilization is None else f"{gpu.utilization:.0f}%"
             mem = "n/a" if gpu.memory_total is None else f"{size(gpu.memory_used)} / {size(gpu.memory_total)}"
-            lines.append(f"  GPU{gpu.index} {gpu.name} · util {util} · mem {mem} · "
+            lines.append(f"  GPU{gpu.index} {escape(gpu.name)} · util {util} · mem {mem} · "
                          f"{len(gpu.processes)} process(es)")
     else:
-        lines.append(f"  no GPUs ({sample.gpus.error or 'none found'})")
+        lines.append(f"  no GPUs ({escape(sample.gpus.error or 'none found')})")
     return "\n".join(lines)
 
 
@@ -82,12 +84,14 @@ class DashboardScreen(BaseScreen):
         self.query_one("#live-title", Static).update(
             f"Running ({len(data['running'])})" + (f" · queue: {queued} waiting" if queued else " · queue empty")
             + ("" if data["running"] else " · launch from Projects (3) or `workbench run PATH`"))
-        self._fill("#live", [(r["id"], (r["id"], f"{r['project']}/{r['experiment']}", duration(r, now),
-                                        f"{r['metric_points']:,}", pairs(r["summary"])))
+        self._fill("#live", [(r["id"], (cell(r["id"]), cell(f"{r['project']}/{r['experiment']}"),
+                                        cell(duration(r, now)), cell(f"{r['metric_points']:,}"),
+                                        cell(pairs(r["summary"]))))
                              for r in data["running"] + data["queued"]],
                    empty=("-", "nothing running", "", "", ""))
-        self._fill("#recent", [(r["id"], (r["id"], status_markup(r["status"]), f"{r['project']}/{r['experiment']}",
-                                          pairs(r["summary"]), ago(r["finished_at"], now)))
+        self._fill("#recent", [(r["id"], (cell(r["id"]), status_cell(r["status"]),
+                                          cell(f"{r['project']}/{r['experiment']}"), cell(pairs(r["summary"])),
+                                          cell(ago(r["finished_at"], now))))
                                for r in data["recent"]],
                    empty=("-", "", "no finished runs yet", "", ""))
         self.query_one("#machine", Static).update(machine_summary(message.machine))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -30,7 +31,7 @@ class HelpScreen(ModalScreen[None]):
             table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True)
             table.add_columns("key", "action", "binding id")
             for row in self.rows:
-                table.add_row(*row)
+                table.add_row(*(Text(value) for value in row))  # keys like "[" are not markup
             yield table
             yield Static("Remap any binding in config.toml: [keymap] \"binding id\" = \"keys\"", classes="hint")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -37,7 +38,8 @@ class LaunchForm(ModalScreen[dict[str, Any] | None]):
         from workbench.projects.spec import format_param
 
         with VerticalScroll():
-            yield Static(f"[b]Launch {self.project}/{self.experiment}[/b]  (ctrl+s launches · esc cancels)")
+            yield Static(f"[b]Launch {escape(self.project)}/{escape(self.experiment)}[/b]  "
+                         "(ctrl+s launches · esc cancels)")
             for name, default in self.params.items():
                 with Horizontal():
                     yield Label(f"{name} ({type(default).__name__})")

@@ -10,7 +10,9 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from workbench.tui.formatting import pairs
+from rich.text import Text
+
+from workbench.tui.formatting import cell, pairs
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 
 SEP = "\x1f"
@@ -98,11 +100,12 @@ class ProjectsScreen(BaseScreen):
         self.query_one("#projects-hint", Static).update(hint)
 
     @staticmethod
-    def _cells(row: dict[str, Any]) -> tuple[str, ...]:
+    def _cells(row: dict[str, Any]) -> tuple[Text, ...]:
         if row["error"]:
-            return (row["project"], "-", "-", "-", f"[red]{row['error']}[/]")
+            return (cell(row["project"]), cell("-"), cell("-"), cell("-"), cell(row["error"], "red"))
         resources = f"{row['image']}" + (f" · {row['gpus']} GPU" if row["gpus"] else "")
-        return (row["project"], row["experiment"], resources, pairs(row["params"], limit=3), row["path"])
+        return (cell(row["project"]), cell(row["experiment"]), cell(resources), cell(pairs(row["params"], limit=3)),
+                cell(row["path"]))
 
     def selected(self) -> dict[str, Any] | None:
         table = self.table

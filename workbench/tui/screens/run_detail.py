@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -104,8 +105,9 @@ class RunDetailScreen(BaseScreen):
         run = self.run = message.run
         now = self.clock()
         self.query_one("#detail-title", Static).update(
-            f"[b]{run['id']}[/b]  {status_markup(run['status'])}  {run['project']}/{run['experiment']}  "
-            f"on {run['machine']}  {duration(run, now)}" + (f"  — {run['status_reason']}" if run.get("status_reason") else ""))
+            f"[b]{run['id']}[/b]  {status_markup(run['status'])}  {escape(run['project'])}/{escape(run['experiment'])}  "
+            f"on {escape(run['machine'])}  {duration(run, now)}"
+            + (f"  — {escape(run['status_reason'])}" if run.get("status_reason") else ""))
         self.query_one("#overview-text", Static).update(self._overview(run, now))
         if message.log_text:
             log = self.query_one("#log", Log)
@@ -128,10 +130,10 @@ class RunDetailScreen(BaseScreen):
     @staticmethod
     def _overview(run: dict[str, Any], now: float) -> str:
         lines = ["[b]Params[/b]"]
-        lines += [f"  {k} = {json.dumps(v)}" for k, v in run["params"].items()] or ["  (none)"]
+        lines += [escape(f"  {k} = {json.dumps(v)}") for k, v in run["params"].items()] or ["  (none)"]
         if run.get("summary"):
             lines.append("[b]Last metric values[/b]")
-            lines += [f"  {k} = {short_value(v)}" for k, v in run["summary"].items()]
+            lines += [escape(f"  {k} = {short_value(v)}") for k, v in run["summary"].items()]
         lines.append("[b]Reproducibility[/b]")
         record = [
             ("argv", " ".join(json.dumps(a) if " " in a or not a else a for a in run["argv"])),
@@ -143,20 +145,21 @@ class RunDetailScreen(BaseScreen):
             ("created", ago(run.get("created_at"), now)), ("exit code", str(run.get("exit_code"))),
             ("rerun of", run.get("rerun_of") or "-"),
         ]
-        lines += [f"  {k:<10} {v}" for k, v in record]
+        lines += [escape(f"  {k:<10} {v}") for k, v in record]
         env = run.get("env") or {}
         if env:
             lines.append("[b]Environment[/b] (secret-looking names redacted)")
-            lines += [f"  {k}={v}" for k, v in sorted(env.items())]
+            lines += [escape(f"  {k}={v}") for k, v in sorted(env.items())]
         if run.get("artifacts"):
             lines.append("[b]Artifacts[/b]")
-            lines += [f"  {a['path']:<24} {size(a['size']):>10}  sha256:{a['sha256'][:12]}" for a in run["artifacts"]]
+            lines += [escape(f"  {a['path']:<24} {size(a['size']):>10}  sha256:{a['sha256'][:12]}")
+                      for a in run["artifacts"]]
         if run.get("bad_metric_lines") or run.get("bad_metric_values"):
             lines.append(f"[yellow]skipped {run['bad_metric_lines']} non-JSON metric line(s), "
                          f"{run['bad_metric_values']} non-numeric value(s)[/]")
         if run.get("events"):
             lines.append("[b]Events[/b]")
-            lines += [f"  {ago(e['ts'], now):>9}  {e['kind']:<9} {e['message']}" for e in run["events"][-8:]]
+            lines += [escape(f"  {ago(e['ts'], now):>9}  {e['kind']:<9} {e['message']}") for e in run["events"][-8:]]
         return "\n".join(lines)
 
     # actions --------------------------------------------------------------------------------------

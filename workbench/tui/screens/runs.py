@@ -13,7 +13,9 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
-from workbench.tui.formatting import duration, pairs, started, status_markup
+from rich.text import Text
+
+from workbench.tui.formatting import cell, duration, pairs, started, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 
 PAGE = 100
@@ -171,9 +173,10 @@ class RunsScreen(BaseScreen):
                 self._cursor_to = None
 
     @staticmethod
-    def _cells(run: dict[str, Any], now: float) -> tuple[str, ...]:
-        return (run["id"], status_markup(run["status"]), f"{run['project']}/{run['experiment']}",
-                pairs(run["params"]), pairs(run["summary"]), run["machine"], started(run), duration(run, now))
+    def _cells(run: dict[str, Any], now: float) -> tuple[Text, ...]:
+        return (cell(run["id"]), status_cell(run["status"]), cell(f"{run['project']}/{run['experiment']}"),
+                cell(pairs(run["params"])), cell(pairs(run["summary"])), cell(run["machine"]), cell(started(run)),
+                cell(duration(run, now)))
 
     def _update_status(self) -> None:
         q = self.query_state

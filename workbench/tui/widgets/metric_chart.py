@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual.widget import Widget
 
@@ -34,12 +35,12 @@ class MetricChart(Widget):
         super().__init__(**kwargs)
         self.metric = name
         self.data: dict[str, Any] = {"points": 0, "series": []}
-        self.border_title = name
+        self.border_title = escape(name)
         self.line_style = "bold"
 
     def set_data(self, data: dict[str, Any]) -> None:
         self.data = data
-        self.border_title = (f"{self.metric}  last {fmt(data.get('last'))}  min {fmt(data.get('min'))}  "
+        self.border_title = (f"{escape(self.metric)}  last {fmt(data.get('last'))}  min {fmt(data.get('min'))}  "
                              f"max {fmt(data.get('max'))}  ({data.get('points', 0):,} points)")
         self.refresh()
 
