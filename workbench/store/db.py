@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 from workbench.errors import WorkbenchError
 from workbench.store.ingest import IngestQueries
+from workbench.store.machines import MachineQueries
 from workbench.store.metrics import MetricQueries
 from workbench.store.projects import ProjectQueries
 from workbench.store.runs import RunQueries
@@ -22,7 +23,7 @@ from workbench.store.schema import MIGRATIONS
 BUSY_TIMEOUT_MS = 10_000
 
 
-class Store(RunQueries, MetricQueries, IngestQueries, ProjectQueries):
+class Store(RunQueries, MetricQueries, IngestQueries, ProjectQueries, MachineQueries):
     """One SQLite connection shared by the threads of one process; writes are serialised by a lock."""
 
     def __init__(self, path: Path) -> None:

@@ -1,8 +1,7 @@
-"""Registered project folders and machines (ordinary table work: sqlite-utils)."""
+"""Registered project folders (ordinary table work: sqlite-utils)."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -26,17 +25,3 @@ class ProjectQueries:
             before = table.count
             table.delete_where("name = ? OR path = ?", [name_or_path, name_or_path])
             return table.count < before
-
-    def ensure_machine(self, name: str, kind: str, address: str | None = None,
-                       config: dict[str, Any] | None = None) -> None:
-        if self.query("SELECT 1 FROM machines WHERE name = ?", (name,)):  # type: ignore[attr-defined]
-            return  # the common case: no write transaction on every start
-        with self.tx() as conn:  # type: ignore[attr-defined]
-            conn.execute(
-                "INSERT OR IGNORE INTO machines (name, kind, address, config, added_at) VALUES (?, ?, ?, ?, ?)",
-                (name, kind, address, json.dumps(config or {}), time.time()),
-            )
-
-    def machines(self) -> list[dict[str, Any]]:
-        with self.lock:  # type: ignore[attr-defined]
-            return list(self.db["machines"].rows_where(order_by="name"))  # type: ignore[attr-defined]

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""A stand-in `nvidia-smi` for the SSH test hosts: replays the real H100 captures in
+shared/fixtures/gpu/h100-80gb (query-gpu CSV, -L), answering whichever --query-gpu fields are asked for."""
+
+import os
+import sys
+import time
+
+FIXTURES = os.environ.get("WB_GPU_FIXTURES") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+ALIASES = {"clocks.sm": "clocks.current.sm"}
+
+
+def rows():
+    with open(os.path.join(FIXTURES, "query-gpu-idle.csv")) as fh:
+        header, *lines = [line.rstrip("\n") for line in fh if line.strip()]
+    names = [h.strip().split(" [")[0] for h in header.split(",")]
+    for line in lines:
+        values = [v.strip() for v in line.split(",")]
+        yield dict(zip(names, values))
+
+
+UNITS = {"MiB", "%", "W", "MHz"}
+
+
+def strip_unit(value):
+    number, _, unit = value.rpartition(" ")
+    return number if unit in UNITS else value
+
+
+def main(argv):
+    if "-L" in argv:
+        sys.stdout.write(open(os.path.join(FIXTURES, "nvidia-smi-L.txt")).read())
+        return 0
+    query = next((a.split("=", 1)[1] for a in argv if a.startswith("--query-gpu=")), None)
+    if query is None:
+        sys.stdout.write(open(os.path.join(FIXTURES, "nvidia-smi-idle.txt")).read())
+        return 0
+    fields = query.split(",")
+    fmt = next((a.split("=", 1)[1] for a in argv if a.startswith("--format=")), "csv")
+    interval = next((int(argv[i + 1]) for i, a in enumerate(argv) if a == "-lms" and i + 1 < len(argv)), None)
+    while True:
+        for row in rows():
+            values = [row.get(ALIASES.get(f, f), "[N/A]") for f in fields]
+            if "nounits" in fmt:
+                values = [strip_unit(v) for v in values]
+            print(", ".join(values), flush=True)
+        if interval is None:
+            return 0
+        time.sleep(interval / 1000)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,63 @@
+"""nvidia-smi's CSV (`--query-gpu=... --format=csv,noheader,nounits`): `[N/A]` and `[Not Supported]` are
+missing values, never 0."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+QUERY_FIELDS = ("index", "uuid", "name", "memory.total", "memory.used", "utilization.gpu", "temperature.gpu",
+                "power.draw", "power.limit", "fan.speed", "mig.mode.current", "driver_version")
+QUERY_ARGS = ["nvidia-smi", f"--query-gpu={','.join(QUERY_FIELDS)}", "--format=csv,noheader,nounits"]
+MISSING = {"[N/A]", "[Not Supported]", "N/A", "[Unknown Error]", ""}
+MIB = 1 << 20
+
+
+@dataclass
+class GpuReading:
+    index: int
+    uuid: str
+    name: str
+    memory_total: int | None
+    memory_used: int | None
+    utilization: float | None
+    temperature: float | None
+    power: float | None
+    power_limit: float | None
+    fan: float | None
+    mig: str | None
+    driver: str | None
+
+
+def _number(text: str) -> float | None:
+    text = text.strip()
+    if text in MISSING:
+        return None
+    try:
+        return float(text.split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def _text(text: str) -> str | None:
+    text = text.strip()
+    return None if text in MISSING else text
+
+
+def parse_query_line(line: str) -> GpuReading | None:
+    parts = [p.strip() for p in line.split(",")]
+    if len(parts) != len(QUERY_FIELDS) or not parts[0].isdigit():
+        return None
+    values = dict(zip(QUERY_FIELDS, parts))
+    total, used = _number(values["memory.total"]), _number(values["memory.used"])
+    return GpuReading(
+        index=int(values["index"]), uuid=values["uuid"], name=values["name"],
+        memory_total=None if total is None else int(total * MIB),
+        memory_used=None if used is None else int(used * MIB),
+        utilization=_number(values["utilization.gpu"]), temperature=_number(values["temperature.gpu"]),
+        power=_number(values["power.draw"]), power_limit=_number(values["power.limit"]),
+        fan=_number(values["fan.speed"]), mig=_text(values["mig.mode.current"]), driver=_text(values["driver_version"]),
+    )
+
+
+def parse_query(text: str) -> list[GpuReading]:
+    return [r for r in (parse_query_line(line) for line in text.splitlines()) if r is not None]

@@ -1,0 +1,242 @@
+"""SSH connections through paramiko: host keys verified before authentication, agent or key-file auth
+(no passwords, none stored), keepalive, ProxyJump through a direct-tcpip channel, a bounded number of
+channels per connection, and commands whose stdout and stderr are read together (no window deadlock)."""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+
+from workbench.errors import WorkbenchError
+from workbench.machines.hostkeys import HostKeyStore, Verdict
+
+CONNECT_TIMEOUT = 10.0
+KEEPALIVE_SECONDS = 15
+MAX_CHANNELS = 8  # sshd's MaxSessions defaults to 10: leave room for the user's own sessions
+DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
+
+
+class SSHError(WorkbenchError):
+    state = "unreachable"
+
+
+class HostKeyUnknown(SSHError):
+    state = "host key unknown"
+
+    def __init__(self, name: str, verdict: Verdict) -> None:
+        super().__init__(f"{name} ({verdict.entry}) presents an unknown host key: {verdict.key_type} "
+                         f"{verdict.fingerprint}", hint=f"check it, then `workbench machines trust {name}`")
+        self.verdict = verdict
+
+
+class HostKeyChanged(SSHError):
+    state = "host key changed"
+
+    def __init__(self, name: str, verdict: Verdict) -> None:
+        super().__init__(f"HOST KEY CHANGED for {name} ({verdict.entry}): it now presents {verdict.key_type} "
+                         f"{verdict.fingerprint} but {verdict.source} has {verdict.known_fingerprint}. "
+                         "Someone may be intercepting the connection; refusing to connect",
+                         hint="if the host was really reinstalled, remove its old line from that file")
+        self.verdict = verdict
+
+
+class AuthFailed(SSHError):
+    state = "auth failed"
+
+
+@dataclass
+class SSHTarget:
+    name: str
+    hostname: str
+    port: int = 22
+    user: str = "root"
+    identity_files: list[str] = field(default_factory=list)
+    jump: "SSHTarget | None" = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.user}@{self.hostname}" + (f":{self.port}" if self.port != 22 else "")
+
+
+def target_to_dict(target: SSHTarget) -> dict:
+    return {"name": target.name, "hostname": target.hostname, "port": target.port, "user": target.user,
+            "identity_files": target.identity_files, "jump": target_to_dict(target.jump) if target.jump else None}
+
+
+def target_from_dict(data: dict) -> SSHTarget:
+    return SSHTarget(name=data["name"], hostname=data["hostname"], port=data["port"], user=data["user"],
+                     identity_files=list(data.get("identity_files") or []),
+                     jump=target_from_dict(data["jump"]) if data.get("jump") else None)
+
+
+def _keys_for(target: SSHTarget) -> list[paramiko.PKey]:
+    keys: list[paramiko.PKey] = list(paramiko.Agent().get_keys())
+    paths = target.identity_files or [p for p in DEFAULT_IDENTITIES if Path(p).expanduser().is_file()]
+    for path in paths:
+        full = Path(path).expanduser()
+        try:
+            keys.append(paramiko.PKey.from_path(full))
+        except FileNotFoundError:
+            raise AuthFailed(f"identity file {full} does not exist") from None
+        except paramiko.PasswordRequiredException:
+            continue  # encrypted: only usable through the agent
+        except (paramiko.SSHException, ValueError, OSError) as exc:
+            raise AuthFailed(f"cannot read identity file {full}: {exc}") from None
+    return keys
+
+
+def open_transport(target: SSHTarget, hostkeys: HostKeyStore, timeout: float = CONNECT_TIMEOUT,
+                   sock: object | None = None) -> paramiko.Transport:
+    """A verified, authenticated transport to `target` (through its jump host when it has one)."""
+    jump_transport = None
+    if sock is None and target.jump is not None:
+        jump_transport = open_transport(target.jump, hostkeys, timeout)
+        try:
+            sock = jump_transport.open_channel("direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0),
+                                               timeout=timeout)
+        except (paramiko.SSHException, OSError) as exc:
+            jump_transport.close()
+            raise SSHError(f"{target.name}: jump host {target.jump.name} cannot reach "
+                           f"{target.hostname}:{target.port}: {exc}") from None
+    if sock is None:
+        try:
+            sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
+        except OSError as exc:
+            raise SSHError(f"{target.name}: cannot reach {target.hostname}:{target.port}: "
+                           f"{exc.strerror or exc}") from None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+        verdict = hostkeys.check(target.hostname, target.port, key)
+        if verdict.state == "unknown":
+            raise HostKeyUnknown(target.name, verdict)
+        if verdict.state == "changed":
+            raise HostKeyChanged(target.name, verdict)
+        for pkey in _keys_for(target):
+            try:
+                transport.auth_publickey(target.user, pkey)
+                break
+            except paramiko.AuthenticationException:
+                continue
+        if not transport.is_authenticated():
+            raise AuthFailed(f"{target.name}: no key was accepted for {target.user}@{target.hostname}",
+                             hint="load your key in ssh-agent or pass --identity FILE")
+    except SSHError:
+        transport.close()
+        if jump_transport:
+            jump_transport.close()
+        raise
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        transport.close()
+        if jump_transport:
+            jump_transport.close()
+        raise SSHError(f"{target.name}: SSH handshake with {target.hostname}:{target.port} failed: {exc}") from None
+    transport.set_keepalive(KEEPALIVE_SECONDS)
+    transport._workbench_jump = jump_transport  # type: ignore[attr-defined]  # closed with it
+    return transport
+
+
+def fetch_host_key(target: SSHTarget, hostkeys: HostKeyStore, timeout: float = CONNECT_TIMEOUT) -> paramiko.PKey:
+    """The key `target` presents (through its jump host, which must itself be trusted); no authentication."""
+    jump_transport, sock = None, None
+    try:
+        if target.jump is not None:
+            jump_transport = open_transport(target.jump, hostkeys, timeout)
+            sock = jump_transport.open_channel("direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0),
+                                               timeout=timeout)
+        else:
+            sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
+        transport = paramiko.Transport(sock)
+        try:
+            transport.start_client(timeout=timeout)
+            return transport.get_remote_server_key()
+        finally:
+            transport.close()
+    except SSHError:
+        raise
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise SSHError(f"{target.name}: cannot reach {target.hostname}:{target.port}: {exc}") from None
+    finally:
+        if jump_transport is not None:
+            jump_transport.close()
+
+
+def remote_command(argv: list[str]) -> str:
+    """Every argument quoted: the remote shell sees exactly these words."""
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+class Connection:
+    """One persistent connection per host, shared by telemetry and (later) execution."""
+
+    def __init__(self, target: SSHTarget, hostkeys: HostKeyStore) -> None:
+        self.target = target
+        self.hostkeys = hostkeys
+        self._transport: paramiko.Transport | None = None
+        self._lock = threading.Lock()
+        self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and self._transport.is_active()
+
+    def transport(self) -> paramiko.Transport:
+        with self._lock:
+            if not self.connected:
+                self.close_transport()
+                self._transport = open_transport(self.target, self.hostkeys)
+            assert self._transport is not None
+            return self._transport
+
+    def run(self, argv: list[str], timeout: float = 30.0, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+        """Runs argv remotely; returns (exit status, stdout, stderr), both streams drained as they come."""
+        with self._channels:
+            try:
+                channel = self.transport().open_session(timeout=CONNECT_TIMEOUT)
+                channel.settimeout(0.1)
+                channel.exec_command(remote_command(argv))
+                if stdin is not None:
+                    channel.sendall(stdin)
+                    channel.shutdown_write()
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                self.close_transport()
+                raise SSHError(f"{self.target.name}: cannot run {argv[0]}: {exc}") from None
+            out, err = bytearray(), bytearray()
+            deadline = time.monotonic() + timeout
+            try:
+                while True:
+                    progressed = False
+                    while channel.recv_ready():
+                        out += channel.recv(65536)
+                        progressed = True
+                    while channel.recv_stderr_ready():
+                        err += channel.recv_stderr(65536)
+                        progressed = True
+                    if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                        break
+                    if time.monotonic() > deadline:
+                        raise SSHError(f"{self.target.name}: {argv[0]} did not finish within {timeout:.0f}s")
+                    if not progressed:
+                        time.sleep(0.005)
+                return channel.recv_exit_status(), bytes(out), bytes(err)
+            finally:
+                channel.close()
+
+    def close_transport(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            jump = getattr(transport, "_workbench_jump", None)
+            transport.close()
+            if jump is not None:
+                jump.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_transport()
