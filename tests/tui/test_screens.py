@@ -153,14 +153,15 @@ async def test_bad_theme_files_are_reported_and_choice_persists(seeded, tmp_path
     (themes / "broken.toml").write_text("name = \n")
     (themes / "nocolor.toml").write_text('name = "x"\nprimary = "not-a-colour"\n')
     (themes / "mine.toml").write_text('name = "mine"\nprimary = "#ff00ff"\n')
+    (themes / "badvar.toml").write_text('name = "v"\nprimary = "#ff00ff"\n[variables]\nfooter-key-foreground = "nope"\n')
     app = WorkbenchApp(seeded, clock=lambda: NOW, user_themes=themes)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert {"workbench-dark", "workbench-light", "high-contrast", "ansi-16", "mine"} <= set(app.available_themes)
         assert app.theme == "workbench-dark"
         notes = [n for n in app._notifications]
-        assert any("2 theme file(s) skipped" in (n.title or "") and "broken.toml" in n.message
-                   and "nocolor.toml" in n.message for n in notes)
+        assert any("3 theme file(s) skipped" in (n.title or "") and "broken.toml" in n.message
+                   and "nocolor.toml" in n.message and "variables.footer-key-foreground" in n.message for n in notes)
         app.theme = "high-contrast"
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -214,3 +215,47 @@ async def test_brackets_in_user_text_are_never_markup(wb):
         await pilot.press("enter")
         await settle(app, pilot)
         assert "exit [code] 1" in str(app.screen.query_one("#detail-title", Static).render())
+
+
+async def test_arrow_keys_turn_pages_and_a_removed_run_closes_its_detail(wb):
+    rows = [(f"{i:08x}", "p", "e", "succeeded", "local", "docker", "/p", NOW - i, NOW - i, NOW - i + 5)
+            for i in range(150)]
+    with wb.store.tx() as conn:
+        conn.executemany("INSERT INTO runs (id, project, experiment, status, machine, executor, project_path, "
+                         "created_at, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await settle(app, pilot)
+        table = app.screen.query_one("#runs-table", DataTable)
+        table.move_cursor(row=99)
+        await pilot.press("down")  # past the page's last row: the next page, first row
+        await settle(app, pilot)
+        assert [k.value for k in table.rows][0] == f"{100:08x}" and table.cursor_row == 0
+        await pilot.press("up")
+        await settle(app, pilot)
+        assert table.cursor_row == 99 and [k.value for k in table.rows][-1] == f"{99:08x}"
+        await pilot.press("end")
+        await settle(app, pilot)
+        assert [k.value for k in table.rows][-1] == f"{149:08x}"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, RunDetailScreen)
+        wb.store.delete_run(app.screen.run_id)
+        app.screen.reload()
+        await settle(app, pilot)
+        assert not isinstance(app.screen, RunDetailScreen)
+        assert any("no longer exists" in n.message for n in app._notifications)
+
+
+async def test_an_unreadable_config_is_never_overwritten(seeded):
+    path = seeded.dirs.config_file
+    path.write_text('theme = "x"\n[keymap]\n"app.quit" = 5\n')  # wrong type: reported, not used
+    app = WorkbenchApp(seeded, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert any("config.toml ignored" in (n.title or "") for n in app._notifications)
+        app.theme = "workbench-light"
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert path.read_text() == 'theme = "x"\n[keymap]\n"app.quit" = 5\n'

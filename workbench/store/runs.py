@@ -21,7 +21,8 @@ LIST_COLUMNS = (
 
 
 SORTS = {
-    "created": "created_at", "started": "created_at",  # runs start in creation order; created_at is indexed "status": "status",
+    "created": "created_at", "started": "created_at",  # runs start in creation order; created_at is indexed
+    "status": "status",
     "project": "project, experiment", "experiment": "experiment", "machine": "machine", "id": "id",
     "duration": "coalesce(finished_at, 1e12) - coalesce(started_at, 1e12)",
 }

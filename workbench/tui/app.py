@@ -64,7 +64,11 @@ class WorkbenchApp(App[None]):
             self.notify("\n".join(errors), title=f"{len(errors)} theme file(s) skipped", severity="warning",
                         timeout=10)
         wanted = self.config.theme or DEFAULT_THEME
-        self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
+        try:
+            self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
+        except Exception as exc:  # noqa: BLE001 - a theme that validates but still fails to apply
+            self.theme = DEFAULT_THEME
+            self.notify(f"theme {wanted!r} could not be applied: {exc}", severity="error")
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         if self.config_error:
@@ -74,6 +78,9 @@ class WorkbenchApp(App[None]):
     def _theme_changed(self, theme: Any) -> None:
         if theme.name != self.config.theme:
             self.config.theme = theme.name
+            if self.config_error:  # never overwrite a config.toml we could not read
+                self.notify("theme not saved: fix config.toml first", severity="warning")
+                return
             self.persist_config()
 
     @work(thread=True, exit_on_error=False, group="config")
@@ -109,8 +116,8 @@ class WorkbenchApp(App[None]):
                 run = wb.rerun(run_id)
                 wb.follow_in_background(run["id"])
                 self.call_from_thread(self.notify, f"run {run['id']} started (rerun of {run_id})", title="Rerun")
-        except WorkbenchError as exc:
-            self.call_from_thread(self.notify, str(exc), title=f"Cannot {action}", severity="error")
+        except Exception as exc:  # noqa: BLE001 - a worker must say what went wrong, never die silently
+            self.call_from_thread(self.notify, _message(exc), title=f"Cannot {action}", severity="error")
 
     def launch_run(self, path: str, experiment: str, overrides: list[str], executor: str | None) -> None:
         self.notify(f"launching {experiment}…")
@@ -121,10 +128,10 @@ class WorkbenchApp(App[None]):
         wb = self.workbench
         try:
             run = wb.launch(path, experiment, overrides, executor=executor)
-        except WorkbenchError as exc:
-            self.call_from_thread(self.notify, str(exc), title="Launch failed", severity="error", timeout=10)
+            wb.follow_in_background(run["id"])
+        except Exception as exc:  # noqa: BLE001
+            self.call_from_thread(self.notify, _message(exc), title="Launch failed", severity="error", timeout=10)
             return
-        wb.follow_in_background(run["id"])
         self.call_from_thread(self._open_run, run["id"])
 
     def _open_run(self, run_id: str) -> None:
@@ -133,6 +140,14 @@ class WorkbenchApp(App[None]):
         self.notify(f"run {run_id} started", title="Launched")
         self.switch_mode("runs")
         self.push_screen(RunDetailScreen(run_id))
+
+
+def _message(exc: Exception) -> str:
+    """One line for a notification: ours as written, anything else with its type."""
+    if isinstance(exc, WorkbenchError):
+        return str(exc)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300]
 
 
 def _screen(module: str, name: str) -> Any:

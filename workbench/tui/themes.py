@@ -38,6 +38,13 @@ def _theme_from_file(path: Path) -> Theme:
     variables = data.get("variables", {})
     if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
         raise ValueError("`variables` must be a table of strings")
+    for variable, value in variables.items():
+        if variable.endswith("-style"):
+            continue  # text styles such as "bold"; everything else is a colour
+        try:
+            Color.parse(value)
+        except ColorParseError:
+            raise ValueError(f"variables.{variable}: {value!r} is not a colour") from None
     return Theme(name=name, dark=dark, variables=variables, **{k: data[k] for k in COLOR_KEYS if k in data})
 
 

@@ -145,12 +145,24 @@ class ProjectsScreen(BaseScreen):
 
     def action_remove(self) -> None:
         row = self.selected()
-        if row:
-            self.remove_project(row["project"])
+        if not row:
+            return
+        from workbench.tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.remove_project(row["project"])
+        self.app.push_screen(ConfirmScreen(f"Unregister project {row['project']}? Its runs stay in the history."),
+                             answered)
 
     @work(thread=True, exit_on_error=False, group="projects-edit")
     def remove_project(self, name: str) -> None:
-        self.workbench.remove_project(name)
+        from workbench.errors import WorkbenchError
+        try:
+            self.workbench.remove_project(name)
+        except WorkbenchError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
         self.app.call_from_thread(self.notify, f"{name} removed (its runs stay in the history)")
         self.load()
 

@@ -26,9 +26,14 @@ TABS = ("overview", "logs", "metrics")
 
 
 class DetailLoaded(Message):
-    def __init__(self, run: dict[str, Any], log_text: str, log_offset: int, series: dict[str, Any]) -> None:
+    def __init__(self, start: int | None, run: dict[str, Any], log_text: str, log_offset: int,
+                 series: dict[str, Any]) -> None:
         super().__init__()
-        self.run, self.log_text, self.log_offset, self.series = run, log_text, log_offset, series
+        self.start, self.run, self.log_text, self.log_offset, self.series = start, run, log_text, log_offset, series
+
+
+class RunGone(Message):
+    pass
 
 
 class RunDetailScreen(BaseScreen):
@@ -75,9 +80,15 @@ class RunDetailScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run-detail")
     def load(self, log_offset: int | None) -> None:
+        from workbench.errors import NotFound
+
         wb = self.workbench
-        wb.refresh_run(self.run_id)
-        run = wb.show_record(self.run_id)
+        try:
+            wb.refresh_run(self.run_id)
+            run = wb.show_record(self.run_id)
+        except NotFound:
+            self.post_message(RunGone())
+            return
         path = Path(wb.dirs.run_dir(run["id"])) / "logs.txt"
         text, offset = "", log_offset or 0
         try:
@@ -97,11 +108,17 @@ class RunDetailScreen(BaseScreen):
             pass
         series = {name: wb.store.metric_series(run["seq"], name, CHART_BUCKETS)
                   for name in wb.store.metric_names(run["seq"])}
-        self.post_message(DetailLoaded(run, text, offset, series))
+        self.post_message(DetailLoaded(log_offset, run, text, offset, series))
+
+    def on_run_gone(self) -> None:
+        self.notify(f"run {self.run_id} no longer exists (removed?)", severity="warning")
+        self.app.pop_screen()
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         from workbench.execution.logformat import split_line
 
+        if message.start != self.log_offset:
+            return  # a slower load from an older offset: its lines are already shown
         run = self.run = message.run
         now = self.clock()
         self.query_one("#detail-title", Static).update(

@@ -39,15 +39,37 @@ class Query:
 
 
 class CountLoaded(Message):
-    def __init__(self, query: Query, total: int) -> None:
+    def __init__(self, request: int, total: int) -> None:
         super().__init__()
-        self.query, self.total = query, total
+        self.request, self.total = request, total
 
 
 class PageLoaded(Message):
-    def __init__(self, query: Query, runs: list[dict[str, Any]], total: int, projects: list[str]) -> None:
+    def __init__(self, request: int, query: Query, runs: list[dict[str, Any]], projects: list[str]) -> None:
         super().__init__()
-        self.query, self.runs, self.total, self.projects = query, runs, total, projects
+        self.request, self.query, self.runs, self.projects = request, query, runs, projects
+
+
+class RunsTable(DataTable[Text]):
+    """The table's own movement keys (arrows, page up/down, home/end) turn pages at the page's edges."""
+
+    def action_cursor_down(self) -> None:
+        self.screen.action_down()  # type: ignore[attr-defined]
+
+    def action_cursor_up(self) -> None:
+        self.screen.action_up()  # type: ignore[attr-defined]
+
+    def action_page_down(self) -> None:
+        self.screen.action_next_page()  # type: ignore[attr-defined]
+
+    def action_page_up(self) -> None:
+        self.screen.action_previous_page()  # type: ignore[attr-defined]
+
+    def action_scroll_home(self) -> None:
+        self.screen.action_newest()  # type: ignore[attr-defined]
+
+    def action_scroll_end(self) -> None:
+        self.screen.action_oldest()  # type: ignore[attr-defined]
 
 
 class RunsScreen(BaseScreen):
@@ -83,12 +105,13 @@ class RunsScreen(BaseScreen):
         self.projects: list[str] = []
         self._cursor_to: str | None = None  # "top" / "bottom" after a page turn
         self.pages_shown = 0  # pages painted so far (tests and benchmarks wait on it)
+        self._request = 0
         self._requested_at: float | None = time.perf_counter()  # the first paint counts from creation
         self.repaint_latency: float | None = None
 
     def compose_body(self) -> ComposeResult:
         yield Static("loading…", id="runs-status")
-        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="runs-table")
+        table = RunsTable(cursor_type="row", zebra_stripes=True, id="runs-table")
         for label, _ in COLUMNS:
             table.add_column(label, key=label, width=WIDTHS[label])
         yield table
@@ -101,7 +124,8 @@ class RunsScreen(BaseScreen):
 
     # data -----------------------------------------------------------------------------------------
     def reload(self) -> None:
-        self.load_page(self.query_state)
+        self._request += 1  # only the newest request's answers are shown
+        self.load_page(self._request, self.query_state)
 
     def action_reload(self) -> None:
         self.reload()
@@ -114,7 +138,7 @@ class RunsScreen(BaseScreen):
         self.reload()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs-page")
-    def load_page(self, query: Query) -> None:
+    def load_page(self, request: int, query: Query) -> None:
         wb = self.workbench
         wb.reconcile_if_stale()
         filters = dict(status=query.status, project=query.project, text=query.text or None)
@@ -123,14 +147,19 @@ class RunsScreen(BaseScreen):
             query = replace(query, offset=max(0, (total - 1) // PAGE * PAGE))
         runs = wb.store.list_runs(limit=PAGE, offset=query.offset, sort=query.sort, descending=query.descending,
                                   **filters)
+        if not runs and query.offset > 0:  # runs were removed under us: show the last page there is
+            total = wb.store.count_matching(**filters)
+            query = replace(query, offset=max(0, (total - 1) // PAGE * PAGE))
+            runs = wb.store.list_runs(limit=PAGE, offset=query.offset, sort=query.sort,
+                                      descending=query.descending, **filters)
         projects = wb.store.project_names() if not self.projects else self.projects
         # The page paints first; the count (a full scan under a text filter) follows.
-        self.post_message(PageLoaded(query, runs, -1, projects))
-        self.post_message(CountLoaded(query, wb.store.count_matching(**filters)))
+        self.post_message(PageLoaded(request, query, runs, projects))
+        self.post_message(CountLoaded(request, wb.store.count_matching(**filters)))
 
     def on_page_loaded(self, message: PageLoaded) -> None:
-        if message.query != self.query_state and replace(message.query, offset=self.query_state.offset) != self.query_state:
-            return  # a stale answer to an older filter
+        if message.request != self._request:
+            return  # an answer to an older request (a refresh that finished late, an older filter)
         self.query_state = message.query
         self.projects = sorted(set(message.projects) | {r["project"] for r in message.runs})
         self._show(message.runs)
@@ -144,7 +173,7 @@ class RunsScreen(BaseScreen):
         self.repaint_latency = time.perf_counter() - requested  # a key press to the new page on screen
 
     def on_count_loaded(self, message: CountLoaded) -> None:
-        if message.query == self.query_state:
+        if message.request == self._request:
             self.total = message.total
             self._update_status()
 
@@ -170,7 +199,7 @@ class RunsScreen(BaseScreen):
                     table.move_cursor(row=0)
                 elif selected in table.rows:
                     table.move_cursor(row=table.get_row_index(selected))
-                self._cursor_to = None
+        self._cursor_to = None
 
     @staticmethod
     def _cells(run: dict[str, Any], now: float) -> tuple[Text, ...]:
@@ -208,11 +237,11 @@ class RunsScreen(BaseScreen):
     def action_down(self) -> None:
         table = self.table
         if table.row_count and table.cursor_row >= table.row_count - 1:
-            if self.query_state.offset + PAGE < self.total:
+            if 0 <= self.query_state.offset and self.query_state.offset + PAGE < self.total:
                 self._cursor_to = "top"
                 self._set_query(offset=self.query_state.offset + PAGE)
             return
-        table.action_cursor_down()
+        table.move_cursor(row=table.cursor_row + 1)
 
     def action_up(self) -> None:
         table = self.table
@@ -221,10 +250,10 @@ class RunsScreen(BaseScreen):
                 self._cursor_to = "bottom"
                 self._set_query(offset=max(0, self.query_state.offset - PAGE))
             return
-        table.action_cursor_up()
+        table.move_cursor(row=table.cursor_row - 1)
 
     def action_next_page(self) -> None:
-        if self.query_state.offset + PAGE < self.total:
+        if 0 <= self.query_state.offset and self.query_state.offset + PAGE < self.total:
             self._cursor_to = "top"
             self._set_query(offset=self.query_state.offset + PAGE)
 
