@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from workbench.machines.hostkeys import HostKeyStore
     from workbench.machines.local import LocalSample
     from workbench.machines.ssh import SSHTarget
+    from workbench.machines.telemetry import Fleet
 
 Progress = Callable[[str], None]
 GIT_DIFF_LIMIT = 1 << 20
@@ -207,6 +208,17 @@ class Workbench:
                                                                        "pass --fingerprint SHA256:...")
         store.trust(target.hostname, target.port, key)
         return {**result, "trusted": True, "already": False}
+
+    def fleet(self, interval_ms: int = 1000) -> "Fleet":
+        """Live telemetry samplers for every registered SSH machine (not started)."""
+        from workbench.machines.ssh import target_from_dict
+        from workbench.machines.telemetry import Fleet
+
+        targets = []
+        for machine in self.store.machines():
+            if machine["kind"] == "ssh":
+                targets.append(target_from_dict(json.loads(machine["config"])["target"]))
+        return Fleet(targets, self.hostkeys(), interval_ms)
 
     def machine_stats(self, name: str) -> dict[str, Any]:
         """One telemetry sample of a machine."""

@@ -55,6 +55,7 @@ class WorkbenchApp(App[None]):
                 config, self.config_error = Config(path=workbench.dirs.config_file), str(exc)
         self.config = config
         self.user_themes = user_themes or workbench.dirs.data / "themes"
+        self.fleet: Any = None  # live telemetry of the SSH machines, while the app runs
 
     def on_mount(self) -> None:
         themes, errors = load_themes(PACKAGE_THEMES, self.user_themes)
@@ -74,6 +75,21 @@ class WorkbenchApp(App[None]):
         if self.config_error:
             self.notify(self.config_error, title="config.toml ignored", severity="error", timeout=10)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.restart_fleet()
+
+    def restart_fleet(self) -> None:
+        self._restart_fleet()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="fleet")
+    def _restart_fleet(self) -> None:
+        old, self.fleet = self.fleet, None
+        if old is not None:
+            old.stop()
+        self.fleet = self.workbench.fleet().start()
+
+    def on_unmount(self) -> None:
+        if self.fleet is not None:
+            self.fleet.stop()  # the remote streams end with their connections
 
     def _theme_changed(self, theme: Any) -> None:
         if theme.name != self.config.theme:

@@ -1,42 +1,219 @@
-"""Machines: this workstation now; SSH-attached GPU hosts arrive with the machines issue."""
+"""The fleet: this workstation and every SSH host, live — a bar per GPU for utilization and memory,
+5-minute sparklines, temperature, power, connection state and cost. Keys add, trust and remove hosts."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from workbench.tui.screens.base import BaseScreen
+from workbench.tui.formatting import size
+from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.screens.dashboard import machine_summary
+from workbench.tui.widgets.gauges import bar, sparkline
+
+STATE_STYLE = {"connected": "green", "connecting": "yellow", "reconnecting": "yellow", "unreachable": "red",
+               "auth failed": "red", "host key unknown": "magenta", "host key changed": "bold red"}
 
 
-class MachineSampled(Message):
-    def __init__(self, sample: Any) -> None:
+class FleetSampled(Message):
+    def __init__(self, local: Any, machines: list[dict[str, Any]], live: dict[str, dict[str, Any]]) -> None:
         super().__init__()
-        self.sample = sample
+        self.local, self.machines, self.live = local, machines, live
+
+
+def host_block(machine: dict[str, Any], live: dict[str, Any] | None) -> str:
+    state = live["state"] if live else "connecting"
+    cost = f" · ${machine['hourly_cost']:.2f}/h" if machine.get("hourly_cost") is not None else ""
+    lines = [f"[b]{escape(machine['name'])}[/b]  [{STATE_STYLE.get(state, '')}]● {state}[/]  "
+             f"{escape(machine['address'])}{cost}"]
+    if live and live.get("detail") and state != "connected":
+        lines.append(f"  [dim]{escape(live['detail'])}[/]")
+    if live and live.get("cpu_only"):
+        lines.append("  no NVIDIA GPU (a CPU machine)")
+    for gpu in (live or {}).get("gpus", []):
+        mem_pct = None if not gpu.memory_total or gpu.memory_used is None else 100 * gpu.memory_used / gpu.memory_total
+        temp = "n/a" if gpu.temperature is None else f"{gpu.temperature:.0f}°C"
+        power = "n/a" if gpu.power is None else f"{gpu.power:.0f}"
+        limit = "n/a" if gpu.power_limit is None else f"{gpu.power_limit:.0f}W"
+        util = "n/a" if gpu.utilization is None else f"{gpu.utilization:3.0f}%"
+        lines.append(f"  GPU{gpu.index} {escape(gpu.name)[:22]:<22} util {bar(gpu.utilization)} {util} "
+                     f"{sparkline(live['util_history'].get(gpu.index, []), 16)}")
+        lines.append(f"  {'':<27} mem  {bar(mem_pct)} {size(gpu.memory_used)} / {size(gpu.memory_total)} "
+                     f"· {temp} · {power}/{limit}")
+    return "\n".join(lines)
 
 
 class MachinesScreen(BaseScreen):
     MODE = "machines"
+    REFRESH_SECONDS = 1.0
+    BINDINGS = [
+        Binding("a", "add", "Add host", id="machines.add"),
+        Binding("t", "trust", "Trust key", id="machines.trust"),
+        Binding("d", "remove", "Remove", id="machines.remove"),
+        Binding("j,down", "next", "Next", show=False, id="machines.next"),
+        Binding("k,up", "previous", "Previous", show=False, id="machines.previous"),
+        Binding("r", "restart_fleet", "Reconnect", id="machines.reconnect"),
+    ]
     DEFAULT_CSS = """
-    MachinesScreen #local { border: round $panel-lighten-2; padding: 0 1; height: auto; }
-    MachinesScreen .hint { color: $text-muted; padding: 1 1; }
+    MachinesScreen .host { border: round $panel-lighten-2; padding: 0 1; height: auto; }
+    MachinesScreen .host.selected { border: round $accent; }
+    MachinesScreen .hint { color: $text-muted; padding: 0 1; }
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+        self.selected = 0
+
     def compose_body(self) -> ComposeResult:
-        yield Static("sampling…", id="local")
-        yield Static("SSH hosts are not supported yet: adding GPU boxes over SSH (with live telemetry) is the "
-                     "next step on the roadmap.", classes="hint")
+        yield Static("a add an SSH host · t trust its host key (fingerprint shown) · d remove · j/k select",
+                     classes="hint")
+        yield VerticalScroll(Static("sampling…", id="local", classes="host"), id="fleet")
 
     def reload(self) -> None:
         self.sample()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="machines")
     def sample(self) -> None:
-        self.post_message(MachineSampled(self.workbench.local_machine()))
+        wb = self.workbench
+        machines = [m for m in wb.list_machines() if m["kind"] == "ssh"]
+        fleet = self.app.fleet  # type: ignore[attr-defined]
+        live = fleet.snapshot() if fleet is not None else {}
+        self.post_message(FleetSampled(wb.local_machine(), machines, live))
 
-    def on_machine_sampled(self, message: MachineSampled) -> None:
-        self.query_one("#local", Static).update(machine_summary(message.sample))
+    def on_fleet_sampled(self, message: FleetSampled) -> None:
+        container = self.query_one("#fleet", VerticalScroll)
+        self.query_one("#local", Static).update(machine_summary(message.local))
+        names = [m["name"] for m in message.machines]
+        if names != self.names:
+            for old in self.query(".remote"):
+                old.remove()
+            for name in names:
+                container.mount(Static(id=f"host-{_safe(name)}", classes="host remote"))
+            self.names = names
+            self.selected = min(self.selected, max(0, len(names) - 1))
+        for index, machine in enumerate(message.machines):
+            block = self.query_one(f"#host-{_safe(machine['name'])}", Static)
+            block.update(host_block(machine, message.live.get(machine["name"])))
+            block.set_class(index == self.selected, "selected")
+        if self.app.fleet is not None and set(names) != set(message.live):  # type: ignore[attr-defined]
+            self.app.restart_fleet()  # type: ignore[attr-defined]
+
+    def current(self) -> str | None:
+        return self.names[self.selected] if self.names else None
+
+    def action_next(self) -> None:
+        if self.names:
+            self.selected = (self.selected + 1) % len(self.names)
+            self.reload()
+
+    def action_previous(self) -> None:
+        if self.names:
+            self.selected = (self.selected - 1) % len(self.names)
+            self.reload()
+
+    def action_add(self) -> None:
+        from workbench.tui.screens.add_machine import AddMachineScreen
+
+        def added(answer: dict[str, str] | None) -> None:
+            if answer:
+                self.add_machine(answer)
+        self.app.push_screen(AddMachineScreen(), added)
+
+    @work(thread=True, exit_on_error=False, group="machines-edit")
+    def add_machine(self, answer: dict[str, str]) -> None:
+        try:
+            result = self.workbench.add_machine(answer["name"], ssh=answer["ssh"] or None,
+                                                identity=answer.get("identity") or None)
+        except Exception as exc:  # noqa: BLE001 - said in a notification
+            self.app.call_from_thread(self.notify, str(exc), title="Cannot add machine", severity="error")
+            return
+        note = (f"host key {result['key_type']} {result['fingerprint']} is not trusted yet: press t"
+                if result["state"] == "host key unknown" else result.get("error", result["state"]))
+        self.app.call_from_thread(self.notify, note, title=f"Added {result['name']}")
+        self.app.call_from_thread(self.app.restart_fleet)  # type: ignore[attr-defined]
+
+    def action_trust(self) -> None:
+        name = self.current()
+        if name:
+            self.fetch_key(name)
+
+    @work(thread=True, exit_on_error=False, group="machines-edit")
+    def fetch_key(self, name: str) -> None:
+        from workbench.machines.ssh import fetch_host_key
+        wb = self.workbench
+        try:
+            target = wb.machine_target(name)
+            key = fetch_host_key(target, wb.hostkeys())
+            verdict = wb.hostkeys().check(target.hostname, target.port, key)
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self.notify, str(exc), title=f"Cannot reach {name}", severity="error")
+            return
+        self.app.call_from_thread(self._ask_trust, name, verdict)
+
+    def _ask_trust(self, name: str, verdict: Any) -> None:
+        from workbench.tui.screens.confirm import ConfirmScreen
+        if verdict.state == "known":
+            self.notify(f"{name}: {verdict.key_type} {verdict.fingerprint} is already trusted")
+            return
+        if verdict.state == "changed":
+            self.notify(f"HOST KEY CHANGED for {name}: it presents {verdict.fingerprint}, {verdict.source} has "
+                        f"{verdict.known_fingerprint}. Not trusting it.", severity="error", timeout=20)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.trust(name, verdict.fingerprint)
+        self.app.push_screen(ConfirmScreen(f"{name} ({verdict.entry}) presents {verdict.key_type} key\n"
+                                           f"{verdict.fingerprint}\nTrust it?"), answered)
+
+    @work(thread=True, exit_on_error=False, group="machines-edit")
+    def trust(self, name: str, fingerprint: str) -> None:
+        try:
+            self.workbench.trust_machine(name, fingerprint=fingerprint)
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self.notify, str(exc), title="Not trusted", severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"{name}: host key trusted")
+        self.app.call_from_thread(self.app.restart_fleet)  # type: ignore[attr-defined]
+
+    def action_remove(self) -> None:
+        name = self.current()
+        if not name:
+            return
+        from workbench.tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.remove(name)
+        self.app.push_screen(ConfirmScreen(f"Forget machine {name}?"), answered)
+
+    @work(thread=True, exit_on_error=False, group="machines-edit")
+    def remove(self, name: str) -> None:
+        try:
+            self.workbench.remove_machine(name)
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.app.call_from_thread(self.app.restart_fleet)  # type: ignore[attr-defined]
+
+    def action_restart_fleet(self) -> None:
+        self.app.restart_fleet()  # type: ignore[attr-defined]
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        return [("Add SSH host", "register a GPU box reachable over SSH", self.action_add),
+                ("Trust host key", "shows the selected host's fingerprint first", self.action_trust),
+                ("Remove machine", "forget the selected host", self.action_remove),
+                ("Reconnect all", "restart every telemetry stream", self.action_restart_fleet)]
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
