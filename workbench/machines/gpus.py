@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from workbench.machines.nvml_sampler import NvmlSampler
 
 
 @dataclass
@@ -36,45 +39,26 @@ class GpuInventory:
 GpuProbe = Callable[[], GpuInventory]
 
 
+_SAMPLER: "NvmlSampler | None" = None
+
+
 def nvml_inventory() -> GpuInventory:
-    try:
-        import pynvml
-    except ImportError:
-        return GpuInventory([], error="nvidia-ml-py is not installed")
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        return GpuInventory([], error=f"NVML: {exc}")
-    try:
-        driver = _text(pynvml.nvmlSystemGetDriverVersion())
-        gpus = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            gpu = Gpu(index=index, uuid=_text(pynvml.nvmlDeviceGetUUID(handle)),
-                      name=_text(pynvml.nvmlDeviceGetName(handle)))
-            try:
-                memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-                gpu.memory_used, gpu.memory_total = memory.used, memory.total
-            except pynvml.NVMLError:
-                pass
-            try:
-                gpu.utilization = float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-            except pynvml.NVMLError:
-                pass
-            try:
-                gpu.processes = [{"pid": p.pid, "memory": p.usedGpuMemory}
-                                 for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)]
-            except pynvml.NVMLError:
-                pass
-            gpus.append(gpu)
-        return GpuInventory(gpus, driver=driver)
-    except pynvml.NVMLError as exc:
-        return GpuInventory([], error=f"NVML: {exc}")
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except pynvml.NVMLError:
-            pass
+    """The local GPUs now, through one process-wide NVML sampler (initialised once, never per call)."""
+    global _SAMPLER
+    from workbench.machines.nvml_sampler import NvmlSampler
+
+    if _SAMPLER is None:
+        _SAMPLER = NvmlSampler()
+    return inventory_from(_SAMPLER)
+
+
+def inventory_from(sampler: "NvmlSampler") -> GpuInventory:
+    readings = sampler.sample()
+    if sampler.error:
+        return GpuInventory([], error=sampler.error)
+    return GpuInventory([Gpu(index=r.index, uuid=r.uuid, name=r.name, memory_used=r.memory_used,
+                             memory_total=r.memory_total, utilization=r.utilization,
+                             processes=r.processes or []) for r in readings], driver=sampler.driver)
 
 
 def _text(value: Any) -> str:

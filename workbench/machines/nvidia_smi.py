@@ -26,6 +26,7 @@ class GpuReading:
     fan: float | None
     mig: str | None
     driver: str | None
+    processes: list[dict] | None = None  # (pid, memory) where the source reports them
 
 
 def _number(text: str) -> float | None:
