@@ -227,15 +227,21 @@ class Connection:
                         time.sleep(0.005)
                 return channel.recv_exit_status(), bytes(out), bytes(err)
             finally:
-                channel.close()
+                try:
+                    channel.close()
+                except (EOFError, OSError, paramiko.SSHException):
+                    pass
 
     def close_transport(self) -> None:
         transport, self._transport = self._transport, None
         if transport is not None:
             jump = getattr(transport, "_workbench_jump", None)
-            transport.close()
-            if jump is not None:
-                jump.close()
+            for closing in (transport, jump):
+                if closing is not None:
+                    try:
+                        closing.close()
+                    except (EOFError, OSError, paramiko.SSHException):
+                        pass
 
     def close(self) -> None:
         with self._lock:

@@ -58,7 +58,10 @@ class RemoteSampler(threading.Thread):
         self._halt.set()
         channel = self._channel
         if channel is not None:
-            channel.close()
+            try:
+                channel.close()
+            except (EOFError, OSError, paramiko.SSHException):
+                pass  # the connection is already gone
         self.connection.close()
 
     def _set(self, state: str, detail: str | None = None) -> None:
