@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 GIT_DIFF_LIMIT = 1 << 20
+HISTORY_WINDOW = 300.0  # seconds of telemetry a restarted fleet view starts with
 LAUNCH_LEASE_TTL = 3600.0  # a launch (a build, a pull) holds its run this long at most
 
 
@@ -218,7 +219,12 @@ class Workbench:
         for machine in self.store.machines():
             if machine["kind"] == "ssh":
                 targets.append(target_from_dict(json.loads(machine["config"])["target"]))
-        return Fleet(targets, self.hostkeys(), interval_ms)
+        store = self.store
+        window = HISTORY_WINDOW
+
+        def history(name: str) -> dict[int, list[tuple]]:
+            return store.telemetry_since(name, time.time() - window)
+        return Fleet(targets, self.hostkeys(), interval_ms, recorder=store.add_telemetry, history=history)
 
     def machine_stats(self, name: str) -> dict[str, Any]:
         """One telemetry sample of a machine."""
@@ -464,6 +470,7 @@ class Workbench:
 
     def gc(self) -> dict[str, Any]:
         """Reclaims snapshots no run references and run dirs no run record owns."""
+        self.store.downsample_telemetry()
         keep = self.store.referenced_snapshots()
         snapshots, freed = remove_unreferenced(self.dirs.snapshots, keep)
         known = self.store.all_run_ids()

@@ -62,3 +62,21 @@ def test_reconnects_after_sshd_restart(trusted, ssh_env):
         print(f"back to connected {time.monotonic() - restarted:.2f}s after sshd restarted")
     finally:
         fleet.stop()
+
+
+def test_history_is_recorded_and_survives_a_restart(trusted, tmp_path):
+    from workbench.store import open_store
+
+    store_db = open_store(tmp_path / "wb.db")
+    hostkeys, targets = trusted
+    fleet = Fleet(targets[:1], hostkeys, interval_ms=100, recorder=store_db.add_telemetry,
+                  history=lambda name: store_db.telemetry_since(name, time.time() - 300)).start()
+    try:
+        wait_for(lambda: len(fleet.snapshot()["gpu"]["util_history"].get(0, [])) >= 5, timeout=20)
+    finally:
+        fleet.stop()
+    kept = store_db.telemetry_since("gpu", time.time() - 300)[0]
+    assert len(kept) >= 1 and kept[0][1] == 0.0  # the replayed H100 is idle
+    again = Fleet(targets[:1], hostkeys, recorder=store_db.add_telemetry,
+                  history=lambda name: store_db.telemetry_since(name, time.time() - 300))
+    assert len(again.snapshot()["gpu"]["util_history"][0]) == len(kept)  # sparkline restored before any sample

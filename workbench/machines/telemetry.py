@@ -134,10 +134,41 @@ class RemoteSampler(threading.Thread):
 
 
 class Fleet:
-    """The samplers of every SSH machine; `snapshot()` is safe to call from any thread."""
+    """The samplers of every SSH machine; `snapshot()` is safe to call from any thread. With a `recorder`,
+    each GPU's samples are also handed over in batches (to be kept as history)."""
 
-    def __init__(self, targets: list[SSHTarget], hostkeys: HostKeyStore, interval_ms: int = 1000) -> None:
+    def __init__(self, targets: list[SSHTarget], hostkeys: HostKeyStore, interval_ms: int = 1000,
+                 recorder: Callable[[list[tuple]], None] | None = None,
+                 history: Callable[[str], dict[int, list[tuple]]] | None = None) -> None:
         self.samplers = {t.name: RemoteSampler(t, hostkeys, interval_ms) for t in targets}
+        self.recorder = recorder
+        self._pending: list[tuple] = []
+        self._pending_lock = threading.Lock()
+        for name, sampler in self.samplers.items():
+            sampler.on_change = self._collect
+            for gpu, points in (history(name) if history else {}).items():  # sparklines survive a restart
+                sampler.state.util_history.setdefault(gpu, collections.deque(maxlen=HISTORY_SECONDS)).extend(
+                    util for _, util, _ in points)
+
+    def _collect(self, state: HostState) -> None:
+        if self.recorder is None or not state.gpus or state.updated == getattr(state, "_recorded", None):
+            return
+        state._recorded = state.updated  # type: ignore[attr-defined]
+        rows = [(state.name, g.index, state.updated, g.utilization, g.memory_used, g.temperature, g.power)
+                for g in state.gpus]
+        with self._pending_lock:
+            self._pending.extend(rows)
+            batch = self._pending if len(self._pending) >= 50 else None
+            if batch is not None:
+                self._pending = []
+        if batch:
+            self.recorder(batch)
+
+    def flush(self) -> None:
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+        if batch and self.recorder:
+            self.recorder(batch)
 
     def start(self) -> "Fleet":
         for sampler in self.samplers.values():
@@ -149,6 +180,7 @@ class Fleet:
             sampler.stop()
         for sampler in self.samplers.values():
             sampler.join(timeout=5)
+        self.flush()
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         out = {}

@@ -18,12 +18,13 @@ from workbench.store.machines import MachineQueries
 from workbench.store.metrics import MetricQueries
 from workbench.store.projects import ProjectQueries
 from workbench.store.runs import RunQueries
+from workbench.store.telemetry import TelemetryQueries
 from workbench.store.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
 
 
-class Store(RunQueries, MetricQueries, IngestQueries, ProjectQueries, MachineQueries):
+class Store(RunQueries, MetricQueries, IngestQueries, ProjectQueries, MachineQueries, TelemetryQueries):
     """One SQLite connection shared by the threads of one process; writes are serialised by a lock."""
 
     def __init__(self, path: Path) -> None:

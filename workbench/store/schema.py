@@ -113,4 +113,18 @@ MIGRATIONS: list[str] = [
     DROP INDEX runs_by_status;
     CREATE INDEX runs_by_status ON runs (status, created_at DESC);
     """,
+    # 3: GPU telemetry history: 1 s samples for the last hour, 1 min averages for a month
+    """
+    CREATE TABLE telemetry (
+        machine TEXT NOT NULL,
+        gpu INTEGER NOT NULL,
+        ts REAL NOT NULL,
+        resolution INTEGER NOT NULL,
+        utilization REAL,
+        memory_used REAL,
+        temperature REAL,
+        power REAL,
+        PRIMARY KEY (machine, gpu, resolution, ts)
+    ) WITHOUT ROWID;
+    """,
 ]

@@ -76,6 +76,11 @@ class WorkbenchApp(App[None]):
             self.notify(self.config_error, title="config.toml ignored", severity="error", timeout=10)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.restart_fleet()
+        self.set_interval(60, self._downsample_telemetry)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="telemetry-history")
+    def _downsample_telemetry(self) -> None:
+        self.workbench.store.downsample_telemetry()
 
     def restart_fleet(self) -> None:
         self._restart_fleet()

@@ -18,9 +18,22 @@ from workbench.tui.screens.base import BaseScreen, PaletteCommand
 
 
 class DashboardLoaded(Message):
-    def __init__(self, data: dict[str, Any], machine: Any) -> None:
+    def __init__(self, data: dict[str, Any], machine: Any, fleet: dict[str, dict[str, Any]]) -> None:
         super().__init__()
-        self.data, self.machine = data, machine
+        self.data, self.machine, self.fleet = data, machine, fleet
+
+
+def fleet_summary(fleet: dict[str, dict[str, Any]]) -> str:
+    """One line per SSH host, from the same live samples as the Machines screen."""
+    lines = []
+    for name, live in sorted(fleet.items()):
+        gpus = live["gpus"]
+        utils = [g.utilization for g in gpus if g.utilization is not None]
+        busy = f" · util {sum(utils) / len(utils):.0f}% avg" if utils else ""
+        kind = "CPU only" if live["cpu_only"] else f"{len(gpus)} GPU(s)"
+        colour = "green" if live["state"] == "connected" else "yellow" if "connect" in live["state"] else "red"
+        lines.append(f"[b]{escape(name)}[/b]  [{colour}]●[/] {live['state']} · {kind}{busy}")
+    return "\n".join(lines)
 
 
 def machine_summary(sample: Any) -> str:
@@ -76,7 +89,8 @@ class DashboardScreen(BaseScreen):
     def load(self) -> None:
         wb = self.workbench
         wb.reconcile_if_stale()
-        self.post_message(DashboardLoaded(wb.dashboard(), wb.local_machine()))
+        fleet = self.app.fleet  # type: ignore[attr-defined]
+        self.post_message(DashboardLoaded(wb.dashboard(), wb.local_machine(), fleet.snapshot() if fleet else {}))
 
     def on_dashboard_loaded(self, message: DashboardLoaded) -> None:
         data, now = message.data, self.clock()
@@ -94,7 +108,8 @@ class DashboardScreen(BaseScreen):
                                           cell(ago(r["finished_at"], now))))
                                for r in data["recent"]],
                    empty=("-", "", "no finished runs yet", "", ""))
-        self.query_one("#machine", Static).update(machine_summary(message.machine))
+        remote = fleet_summary(message.fleet)
+        self.query_one("#machine", Static).update(machine_summary(message.machine) + ("\n" + remote if remote else ""))
 
     def _fill(self, selector: str, rows: list[tuple[str, tuple[str, ...]]], empty: tuple[str, ...]) -> None:
         table = self.query_one(selector, DataTable)
