@@ -158,6 +158,10 @@ class Workbench:
             if not path.is_file():
                 raise WorkbenchError(f"identity file {path} does not exist")
             target.identity_files = [str(path.resolve())]
+            hop = target.jump
+            while hop is not None:  # a jump host without its own key setting uses the same key
+                hop.identity_files = hop.identity_files or target.identity_files
+                hop = hop.jump
         self.store.add_machine(name, "ssh", target.address,
                                {"target": target_to_dict(target), "hourly_cost": hourly_cost})
         try:

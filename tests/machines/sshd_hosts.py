@@ -61,11 +61,12 @@ class Host:
         self.fingerprint = keygen(self.dir / "hostkey")
 
 
-def make_host(root: Path, name: str, address: str, authorized: Path, path_prefix: str | None) -> Host:
+def make_host(root: Path, name: str, address: str, authorized: Path, path_prefix: str | None,
+              port: int | None = None) -> Host:
     d = root / name
     d.mkdir()
     fingerprint = keygen(d / "hostkey")
-    port = _free_port(address)
+    port = port or _free_port(address)
     env_path = f"{path_prefix}:/usr/local/bin:/usr/bin:/bin" if path_prefix else "/usr/local/bin:/usr/bin:/bin"
     config = d / "sshd_config"
     config.write_text(

@@ -4,6 +4,7 @@ channels per connection, and commands whose stdout and stderr are read together 
 
 from __future__ import annotations
 
+import logging
 import shlex
 import socket
 import threading
@@ -15,6 +16,10 @@ import paramiko
 
 from workbench.errors import WorkbenchError
 from workbench.machines.hostkeys import HostKeyStore, Verdict
+
+# paramiko logs handshake failures with tracebacks; we report them ourselves, in one line.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE_SECONDS = 15
