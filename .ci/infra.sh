@@ -12,6 +12,7 @@ command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 command -v git >/dev/null || need_pkgs+=(git)
+command -v ip >/dev/null || need_pkgs+=(iproute2)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "apt-get install ${need_pkgs[*]}"
   apt-get update -qq

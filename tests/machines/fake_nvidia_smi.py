@@ -22,6 +22,15 @@ def rows():
 UNITS = {"MiB", "%", "W", "MHz"}
 
 
+def processes():
+    """(pid, name, MiB) rows of the process table captured while a python3 process held GPU memory."""
+    with open(os.path.join(FIXTURES, "nvidia-smi-with-process.txt")) as fh:
+        for line in fh:
+            parts = line.strip("| \n").split()
+            if len(parts) >= 7 and parts[0].isdigit() and parts[3].isdigit() and parts[-1].endswith("MiB"):
+                yield parts[3], parts[5], parts[-1][:-3]
+
+
 def strip_unit(value):
     number, _, unit = value.rpartition(" ")
     return number if unit in UNITS else value
@@ -30,6 +39,13 @@ def strip_unit(value):
 def main(argv):
     if "-L" in argv:
         sys.stdout.write(open(os.path.join(FIXTURES, "nvidia-smi-L.txt")).read())
+        return 0
+    apps = next((a.split("=", 1)[1] for a in argv if a.startswith("--query-compute-apps=")), None)
+    if apps is not None:
+        uuid = next(rows())["uuid"]
+        for process in processes():
+            values = {"gpu_uuid": uuid, "pid": process[0], "process_name": process[1], "used_memory": process[2]}
+            print(", ".join(values.get(f, "[N/A]") for f in apps.split(",")))
         return 0
     query = next((a.split("=", 1)[1] for a in argv if a.startswith("--query-gpu=")), None)
     if query is None:

@@ -80,3 +80,14 @@ def test_history_is_recorded_and_survives_a_restart(trusted, tmp_path):
     again = Fleet(targets[:1], hostkeys, recorder=store_db.add_telemetry,
                   history=lambda name: store_db.telemetry_since(name, time.time() - 300))
     assert len(again.snapshot()["gpu"]["util_history"][0]) == len(kept)  # sparkline restored before any sample
+
+
+def test_gpu_processes_arrive_on_a_second_channel(trusted):
+    store, targets = trusted
+    fleet = Fleet(targets[:1], store, interval_ms=200).start()
+    try:
+        wait_for(lambda: fleet.snapshot()["gpu"]["processes"], timeout=20)
+        procs = fleet.snapshot()["gpu"]["processes"]["GPU-cccebab5-6be7-2a4d-6d66-fa7a59c3aa2f"]
+        assert procs == [{"pid": 473, "name": "python3", "memory": 518 << 20}]
+    finally:
+        fleet.stop()

@@ -60,5 +60,22 @@ def parse_query_line(line: str) -> GpuReading | None:
     )
 
 
+APPS_FIELDS = ("gpu_uuid", "pid", "process_name", "used_memory")
+APPS_ARGS = ["nvidia-smi", f"--query-compute-apps={','.join(APPS_FIELDS)}", "--format=csv,noheader,nounits"]
+
+
+def parse_apps(text: str) -> dict[str, list[dict]]:
+    """GPU uuid -> its compute processes (pid, name, memory in bytes or None)."""
+    out: dict[str, list[dict]] = {}
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != len(APPS_FIELDS) or not parts[1].isdigit():
+            continue
+        memory = _number(parts[3])
+        out.setdefault(parts[0], []).append({"pid": int(parts[1]), "name": parts[2],
+                                             "memory": None if memory is None else int(memory * MIB)})
+    return out
+
+
 def parse_query(text: str) -> list[GpuReading]:
     return [r for r in (parse_query_line(line) for line in text.splitlines()) if r is not None]

@@ -13,11 +13,12 @@ from typing import Any, Callable
 
 import paramiko
 
-from workbench.machines.nvidia_smi import QUERY_FIELDS, GpuReading, parse_query_line
+from workbench.machines.nvidia_smi import APPS_ARGS, QUERY_FIELDS, GpuReading, parse_apps, parse_query_line
 from workbench.machines.ssh import Connection, SSHError, SSHTarget, remote_command
 from workbench.machines.hostkeys import HostKeyStore
 
 HISTORY_SECONDS = 300
+PROCESSES_EVERY = 5.0  # seconds between looks at the GPUs' processes (a second channel, same connection)
 BACKOFF = (1, 2, 4, 8, 15, 30)
 
 
@@ -29,6 +30,7 @@ class HostState:
     gpus: list[GpuReading] = field(default_factory=list)
     cpu_only: bool = False
     updated: float = 0.0
+    processes: dict[str, list[dict]] = field(default_factory=dict)  # GPU uuid -> compute processes
     util_history: dict[int, collections.deque] = field(default_factory=dict)
     memory_history: dict[int, collections.deque] = field(default_factory=dict)
 
@@ -100,6 +102,7 @@ class RemoteSampler(threading.Thread):
         channel.exec_command(remote_command(args))
         self._set("connected")
         buffer, batch = b"", []
+        processes_at = 0.0
         channel.settimeout(max(5.0, self.interval_ms / 1000 * 5))
         while not self._halt.is_set():
             try:
@@ -131,6 +134,11 @@ class RemoteSampler(threading.Thread):
                 self.state.record(batch, time.time())
                 self.on_change(self.state)
                 batch = []
+            if self.state.gpus and time.monotonic() - processes_at > PROCESSES_EVERY:
+                processes_at = time.monotonic()
+                code, out, _ = self.connection.run(APPS_ARGS, timeout=10)
+                if code == 0:
+                    self.state.processes = parse_apps(out.decode(errors="replace"))
 
 
 class Fleet:
@@ -188,6 +196,7 @@ class Fleet:
             state = sampler.state
             out[name] = {"state": state.state, "detail": state.detail, "gpus": list(state.gpus),
                          "cpu_only": state.cpu_only, "updated": state.updated,
+                         "processes": dict(state.processes),
                          "util_history": {i: list(r) for i, r in state.util_history.items()},
                          "memory_history": {i: list(r) for i, r in state.memory_history.items()}}
         return out

@@ -48,6 +48,10 @@ def host_block(machine: dict[str, Any], live: dict[str, Any] | None) -> str:
                      f"{sparkline(live['util_history'].get(gpu.index, []), 16)}")
         lines.append(f"  {'':<27} mem  {bar(mem_pct)} {size(gpu.memory_used)} / {size(gpu.memory_total)} "
                      f"· {temp} · {power}/{limit}")
+        procs = (live or {}).get("processes", {}).get(gpu.uuid, [])
+        if procs:
+            lines.append("  " + " " * 27 + " " + escape(", ".join(
+                f"{p['pid']} {p['name']} {size(p['memory'])}" for p in procs[:4])))
     return "\n".join(lines)
 
 
