@@ -48,4 +48,12 @@ async def test_fleet_view_and_trust_from_the_screen(home, ssh_env):
         await pilot.press("y")
         await wait_until(app, pilot, lambda: app.screen.query("#host-cpubox") and
                          "CPU machine" in text(app, "cpubox"), timeout=40)
+        while app.screen.current() != "gpubox":
+            await pilot.press("j")
+        await pilot.press("enter")  # the detail view: every field, processes, the engine's GPU runtime
+        await wait_until(app, pilot, lambda: app.screen.query("#machine-detail") and
+                         "fan n/a" in str(app.screen.query_one("#machine-detail").render()))
+        detail = str(app.screen.query_one("#machine-detail").render())
+        assert "GPU-cccebab5-6be7-2a4d-6d66-fa7a59c3aa2f" in detail and "MIG Disabled" in detail
+        await pilot.press("escape")
     wb.close()

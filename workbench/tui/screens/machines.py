@@ -59,6 +59,7 @@ class MachinesScreen(BaseScreen):
     MODE = "machines"
     REFRESH_SECONDS = 1.0
     BINDINGS = [
+        Binding("enter", "open", "Details", id="machines.open"),
         Binding("a", "add", "Add host", id="machines.add"),
         Binding("t", "trust", "Trust key", id="machines.trust"),
         Binding("d", "remove", "Remove", id="machines.remove"),
@@ -78,7 +79,7 @@ class MachinesScreen(BaseScreen):
         self.selected = 0
 
     def compose_body(self) -> ComposeResult:
-        yield Static("a add an SSH host · t trust its host key (fingerprint shown) · d remove · j/k select",
+        yield Static("a add an SSH host · t trust its host key (fingerprint shown) · enter details · d remove",
                      classes="hint")
         yield VerticalScroll(Static("sampling…", id="local", classes="host"), id="fleet")
 
@@ -123,6 +124,12 @@ class MachinesScreen(BaseScreen):
         if self.names:
             self.selected = (self.selected - 1) % len(self.names)
             self.reload()
+
+    def action_open(self) -> None:
+        name = self.current()
+        if name:
+            from workbench.tui.screens.machine_detail import MachineDetailScreen
+            self.app.push_screen(MachineDetailScreen(name))
 
     def action_add(self) -> None:
         from workbench.tui.screens.add_machine import AddMachineScreen
