@@ -14,6 +14,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _process_name(pid: int) -> str | None:
+    """The command name of a local pid (None when it has gone or lives in another pid namespace)."""
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
 class NvmlSampler:
     def __init__(self, nvml: Any = None) -> None:
         self._nvml = nvml
@@ -85,7 +94,8 @@ class NvmlSampler:
                 power=None if power is None else power / 1000, power_limit=static.power_limit,
                 fan=None if fan is None else float(fan), mig=static.mig, driver=static.driver,
                 processes=None if processes is None else [
-                    {"pid": p.pid, "memory": getattr(p, "usedGpuMemory", None)} for p in processes],
+                    {"pid": p.pid, "name": _process_name(p.pid), "memory": getattr(p, "usedGpuMemory", None)}
+                    for p in processes],
             ))
         return readings
 
