@@ -81,4 +81,4 @@ class FakeNvml:
         return self.device["mig_mode"]
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[SimpleNamespace]:
-        return [SimpleNamespace(pid=4242, usedGpuMemory=self.device["memory"]["used"])]
+        return [SimpleNamespace(pid=4194399, usedGpuMemory=self.device["memory"]["used"])]

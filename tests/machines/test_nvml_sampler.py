@@ -21,7 +21,7 @@ def test_samples_follow_the_busy_series_and_unsupported_is_na():
     assert [r.utilization for r in readings] == [float(s["util"]) for s in series]
     assert [r.power for r in readings] == [s["power_mw"] / 1000 for s in series]
     assert max(r.utilization for r in readings) == 100.0
-    assert readings[0].processes == [{"pid": 4242, "name": None, "memory": 7565279232}]  # pid not here: no name
+    assert readings[0].processes == [{"pid": 4194399, "name": None, "memory": 7565279232}]  # beyond pid_max: no such process here, so no name
     assert fake.inits == 1  # initialised once, not per tick
 
 
