@@ -30,6 +30,7 @@ marks = {}
 class Timed(WorkbenchApp):
     def on_ready(self) -> None:
         marks["first_frame"] = time.time() - t0
+        super().on_ready()
 
 async def main():
     app = Timed(Workbench())

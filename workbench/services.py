@@ -214,15 +214,16 @@ class Workbench:
         store.trust(target.hostname, target.port, key)
         return {**result, "trusted": True, "already": False}
 
-    def fleet(self, interval_ms: int = 1000) -> "Fleet":
-        """Live telemetry samplers for every registered SSH machine (not started)."""
+    def fleet(self, interval_ms: int = 1000) -> "Fleet | None":
+        """Live telemetry samplers for every registered SSH machine (not started); None without any, so
+        paramiko is not even imported."""
+        configs = [json.loads(m["config"]) for m in self.store.machines() if m["kind"] == "ssh"]
+        if not configs:
+            return None
         from workbench.machines.ssh import target_from_dict
         from workbench.machines.telemetry import Fleet
 
-        targets = []
-        for machine in self.store.machines():
-            if machine["kind"] == "ssh":
-                targets.append(target_from_dict(json.loads(machine["config"])["target"]))
+        targets = [target_from_dict(config["target"]) for config in configs]
         store = self.store
         window = HISTORY_WINDOW
 

@@ -75,8 +75,10 @@ class WorkbenchApp(App[None]):
         if self.config_error:
             self.notify(self.config_error, title="config.toml ignored", severity="error", timeout=10)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
-        self.restart_fleet()
         self.set_interval(60, self._downsample_telemetry)
+
+    def on_ready(self) -> None:
+        self.restart_fleet()  # after the first frame: connecting (and importing paramiko) can wait a moment
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="telemetry-history")
     def _downsample_telemetry(self) -> None:
@@ -90,7 +92,8 @@ class WorkbenchApp(App[None]):
         old, self.fleet = self.fleet, None
         if old is not None:
             old.stop()
-        self.fleet = self.workbench.fleet().start()
+        fleet = self.workbench.fleet()
+        self.fleet = fleet.start() if fleet is not None else None
 
     def on_unmount(self) -> None:
         if self.fleet is not None:

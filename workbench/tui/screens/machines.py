@@ -109,8 +109,8 @@ class MachinesScreen(BaseScreen):
             block = self.query_one(f"#host-{_safe(machine['name'])}", Static)
             block.update(host_block(machine, message.live.get(machine["name"])))
             block.set_class(index == self.selected, "selected")
-        if self.app.fleet is not None and set(names) != set(message.live):  # type: ignore[attr-defined]
-            self.app.restart_fleet()  # type: ignore[attr-defined]
+        if set(names) != set(message.live):  # hosts added or removed elsewhere (the CLI, another app)
+            self.app.restart_fleet()  # type: ignore[attr-defined]  # type: ignore[attr-defined]
 
     def current(self) -> str | None:
         return self.names[self.selected] if self.names else None
