@@ -12,6 +12,15 @@ from workbench.tui.widgets.metric_chart import MetricChart
 from fixture_db import NOW
 
 
+def insert_runs(wb, count: int) -> None:
+    """`count` finished runs, the newest first by id order (00000000 newest)."""
+    rows = [(f"{i:08x}", "p", "e", "succeeded", "local", "docker", "/p", NOW - i, NOW - i, NOW - i + 5)
+            for i in range(count)]
+    with wb.store.tx() as conn:
+        conn.executemany("INSERT INTO runs (id, project, experiment, status, machine, executor, project_path, "
+                         "created_at, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
 async def settle(app, pilot):
     await app.workers.wait_for_complete()
     await pilot.pause()
@@ -125,12 +134,7 @@ async def test_palette_offers_the_screen_actions(seeded):
 
 
 async def test_runs_screen_pages_through_a_big_history(wb):
-    import time as _time
-    rows = [(f"{i:08x}", "p", "e", "succeeded", "local", "docker", "/p", NOW - i, NOW - i, NOW - i + 5)
-            for i in range(1000)]
-    with wb.store.tx() as conn:
-        conn.executemany("INSERT INTO runs (id, project, experiment, status, machine, executor, project_path, "
-                         "created_at, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    insert_runs(wb, 1000)
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("4")
@@ -218,11 +222,7 @@ async def test_brackets_in_user_text_are_never_markup(wb):
 
 
 async def test_arrow_keys_turn_pages_and_a_removed_run_closes_its_detail(wb):
-    rows = [(f"{i:08x}", "p", "e", "succeeded", "local", "docker", "/p", NOW - i, NOW - i, NOW - i + 5)
-            for i in range(150)]
-    with wb.store.tx() as conn:
-        conn.executemany("INSERT INTO runs (id, project, experiment, status, machine, executor, project_path, "
-                         "created_at, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    insert_runs(wb, 150)
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("4")
