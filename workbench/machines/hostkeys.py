@@ -1,5 +1,5 @@
 """Host keys as OpenSSH checks them: the system known_hosts files and Workbench's own. A host is trusted
-only by an explicit action; a changed key is refused, never replaced silently (no AutoAddPolicy)."""
+only by an explicit action; a changed key is refused, never replaced silently (nothing is ever added automatically)."""
 
 from __future__ import annotations
 
