@@ -64,7 +64,7 @@ def _summary_text(values: dict[str, Any], limit: int = 3) -> str:
 
 def run_json(run: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "project", "experiment", "status", "status_reason", "machine", "executor", "created_at",
-            "started_at", "finished_at", "exit_code", "params", "summary", "metric_points")
+            "started_at", "finished_at", "exit_code", "params", "summary", "metric_points", "verdict")
     out = {k: run.get(k) for k in keys}
     out["duration"] = _duration(run)
     return out
@@ -114,6 +114,8 @@ def _verdict(run: dict[str, Any]) -> str:
         text += f": {run['status_reason']}"
     if run.get("summary"):
         text += f" ({_summary_text(run['summary'], limit=6)})"
+    if run.get("verdict"):
+        text += f"; checks {run['verdict']}"
     return text
 
 
@@ -189,6 +191,11 @@ def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
     if run["bad_metric_lines"] or run["bad_metric_values"]:
         print(f"  skipped: {run['bad_metric_lines']} line(s) that were not JSON objects, "
               f"{run['bad_metric_values']} non-numeric value(s)")
+    if run["checks"]:
+        print(f"checks: {run['verdict'].upper()}")
+        for c in run["checks"]:
+            value = "missing" if c["value"] is None else _fmt_value(c["value"])
+            print(f"  {'pass' if c['passed'] else 'FAIL'}  {c['expression']:<24} value={value}")
     if run["artifacts"]:
         print("artifacts")
         for a in run["artifacts"]:

@@ -536,12 +536,14 @@ class Workbench:
         run = self.store.get_run(ref)
         run["artifacts"] = self.store.artifacts(run["seq"])
         run["events"] = self.store.events(run["id"])
+        run["checks"] = self.store.checks(run["seq"])
         return run
 
     def show(self, ref: str) -> dict[str, Any]:
         run = self.store.get_run(ref)
         run["artifacts"] = self.store.artifacts(run["seq"])
         run["events"] = self.store.events(run["id"])
+        run["checks"] = self.store.checks(run["seq"])
         run["metrics"] = {name: _describe(self.store.metric_history(run["seq"], name))
                           for name in self.store.metric_names(run["seq"])}
         run["run_dir"] = str(self.dirs.run_dir(run["id"]))

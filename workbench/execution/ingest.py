@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from workbench.execution.base import Executor, RunState
 from workbench.execution.metrics_parser import parse_metric_lines
+from workbench.projects.checks import Check, evaluate
 from workbench.store import Store
 from workbench.store.ingest import Lease, Offset
 
@@ -172,9 +173,16 @@ class RunIngestor:
                 reason = f"out of memory (limit {fresh['spec']['memory']})"
         if state.started_at:
             self.store.update_run(self.run["id"], started_at=state.started_at)
+        self.evaluate_checks(fresh)
         self.store.finish_run(self.run["id"], status, exit_code=state.exit_code, reason=reason,
                               finished_at=state.finished_at)
         self.executor.cleanup(self.handle)
+
+    def evaluate_checks(self, run: dict[str, Any]) -> str | None:
+        """The experiment's metric checks on the final (or best) values, recorded with a verdict."""
+        checks = [Check(**c) for c in run["spec"].get("checks", [])]
+        results = evaluate(checks, lambda name: [v for _, v in self.store.metric_history(self.seq, name)])
+        return self.store.record_checks(self.seq, results)
 
     def record_artifacts(self) -> None:
         out = self.executor.fetch_artifacts(self.handle, self.run_dir / "out")

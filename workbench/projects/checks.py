@@ -6,7 +6,7 @@ import math
 import operator
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 _GRAMMAR = re.compile(
@@ -36,6 +36,16 @@ class Check:
 
     def passes(self, value: float | None) -> bool:
         return value is not None and not math.isnan(value) and OPERATORS[self.op](value, self.threshold)
+
+
+def evaluate(checks: Iterable[Check], history: Callable[[str], list[float]]) -> list[dict]:
+    """Each check against its metric's values in step order (`history(name)`); a missing metric fails."""
+    results = []
+    for check in checks:
+        value = check.value_of(history(check.metric))
+        results.append({"metric": check.metric, "expression": check.text, "value": value,
+                        "passed": check.passes(value)})
+    return results
 
 
 def parse_check(metric: str, expression: str) -> Check:

@@ -16,7 +16,7 @@ FINAL = ("succeeded", "failed", "cancelled", "lost")
 STATUSES = ACTIVE + FINAL
 LIST_COLUMNS = (
     "id, project, experiment, status, status_reason, machine, executor, created_at, started_at, "
-    "finished_at, exit_code, params, summary, metric_points"
+    "finished_at, exit_code, params, summary, metric_points, verdict"
 )
 
 
@@ -174,7 +174,7 @@ class RunQueries:
             "'id', id, 'project', project, 'experiment', experiment, 'status', status, "
             "'status_reason', status_reason, 'machine', machine, 'executor', executor, "
             "'created_at', created_at, 'started_at', started_at, 'finished_at', finished_at, "
-            "'exit_code', exit_code, 'metric_points', metric_points, "
+            "'exit_code', exit_code, 'metric_points', metric_points, 'verdict', verdict, "
             "'duration', CASE WHEN started_at IS NULL THEN NULL "
             "ELSE max(0.0, coalesce(finished_at, ?) - started_at) END), '}') "
             "|| ',\"params\":' || params || ',\"summary\":' || summary || '}', ','), '') || ']' "
@@ -219,6 +219,23 @@ class RunQueries:
                 "INSERT OR REPLACE INTO artifacts (run_seq, path, size, sha256) VALUES (?, ?, ?, ?)",
                 [(run_seq, *a) for a in artifacts],
             )
+
+    def record_checks(self, run_seq: int, results: list[dict[str, Any]]) -> str | None:
+        """Each check's value and outcome, and the run's verdict: pass when every check passed."""
+        if not results:
+            return None
+        verdict = "pass" if all(r["passed"] for r in results) else "fail"
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.executemany(
+                "INSERT OR REPLACE INTO checks (run_seq, metric, expression, value, passed) VALUES (?, ?, ?, ?, ?)",
+                [(run_seq, r["metric"], r["expression"], r["value"], int(r["passed"])) for r in results])
+            conn.execute("UPDATE runs SET verdict = ? WHERE seq = ?", (verdict, run_seq))
+        return verdict
+
+    def checks(self, run_seq: int) -> list[dict[str, Any]]:
+        rows = self.query("SELECT metric, expression, value, passed FROM checks WHERE run_seq = ? ORDER BY metric",  # type: ignore[attr-defined]
+                          (run_seq,))
+        return [{"metric": m, "expression": e, "value": v, "passed": bool(p)} for m, e, v, p in rows]
 
     def artifacts(self, run_seq: int) -> list[dict[str, Any]]:
         return [dict(r) for r in self.query(  # type: ignore[attr-defined]

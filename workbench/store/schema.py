@@ -127,4 +127,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (machine, gpu, resolution, ts)
     ) WITHOUT ROWID;
     """,
+    # 4: metric checks per run (GradientCI-style verdicts)
+    """
+    ALTER TABLE runs ADD COLUMN verdict TEXT;
+    CREATE TABLE checks (
+        run_seq INTEGER NOT NULL REFERENCES runs (seq) ON DELETE CASCADE,
+        metric TEXT NOT NULL,
+        expression TEXT NOT NULL,
+        value REAL,
+        passed INTEGER NOT NULL,
+        PRIMARY KEY (run_seq, metric)
+    ) WITHOUT ROWID;
+    """,
 ]

@@ -23,6 +23,17 @@ def cell(text: str, style: str = "") -> Text:
     return Text(text, style=style, no_wrap=True, end="")
 
 
+def metrics_cell(run: dict[str, Any]) -> Text:
+    """The run's latest metrics, led by its checks' verdict (✓ all passed, ✗ one failed) when it has checks."""
+    text = Text(no_wrap=True, end="")
+    if run.get("verdict") == "pass":
+        text.append("✓ ", style="green")
+    elif run.get("verdict") == "fail":
+        text.append("✗ ", style="red")
+    text.append(pairs(run["summary"]))
+    return text
+
+
 def status_cell(status: str) -> Text:
     return cell(status, STATUS_STYLE.get(status, ""))
 

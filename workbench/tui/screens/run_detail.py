@@ -151,6 +151,11 @@ class RunDetailScreen(BaseScreen):
         if run.get("summary"):
             lines.append("[b]Last metric values[/b]")
             lines += [escape(f"  {k} = {short_value(v)}") for k, v in run["summary"].items()]
+        if run.get("checks"):
+            verdict = run.get("verdict") or "?"
+            lines.append(f"[b]Checks[/b] [{'green' if verdict == 'pass' else 'red'}]{verdict}[/]")
+            lines += [escape(f"  {'pass' if c['passed'] else 'FAIL'}  {c['expression']:<22} value="
+                             f"{'missing' if c['value'] is None else short_value(c['value'])}") for c in run["checks"]]
         lines.append("[b]Reproducibility[/b]")
         record = [
             ("argv", " ".join(json.dumps(a) if " " in a or not a else a for a in run["argv"])),

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Input, Static
 
 from rich.text import Text
 
-from workbench.tui.formatting import cell, duration, pairs, started, status_cell
+from workbench.tui.formatting import cell, duration, metrics_cell, pairs, started, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 
 PAGE = 100
@@ -204,7 +204,7 @@ class RunsScreen(BaseScreen):
     @staticmethod
     def _cells(run: dict[str, Any], now: float) -> tuple[Text, ...]:
         return (cell(run["id"]), status_cell(run["status"]), cell(f"{run['project']}/{run['experiment']}"),
-                cell(pairs(run["params"])), cell(pairs(run["summary"])), cell(run["machine"]), cell(started(run)),
+                cell(pairs(run["params"])), metrics_cell(run), cell(run["machine"]), cell(started(run)),
                 cell(duration(run, now)))
 
     def _update_status(self) -> None:
