@@ -367,6 +367,19 @@ def cmd_doctor(wb: Any, args: argparse.Namespace) -> int:
     return 1 if any(c["status"] == "fail" for c in checks if c["check"] in ("data dir", "database")) else 0
 
 
+def cmd_watch(wb: Any, args: argparse.Namespace) -> int:
+    wb.reconcile()
+    session = wb.watch(args.path, lambda line: print(line, flush=True), polling=args.polling)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        session.stop()
+        running = f"; run {session.current} keeps going" if session.current else ""
+        print(f"stopped watching ({len(session.runs)} run(s) recorded{running})", flush=True)
+        return 0
+
+
 def cmd_follow(wb: Any, args: argparse.Namespace) -> int:
     wb.wait(args.run)
     return 0
@@ -433,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p = command(projects, "remove", cmd_projects_remove, "unregister a project (its runs stay)")
     p.add_argument("project", help="name or path")
+
+    p = command(sub, "watch", cmd_watch, "re-run an experiment whenever the project's files change", json_flag=False)
+    p.add_argument("path", help="project folder (its workbench.toml has a [watch] table)")
+    p.add_argument("--polling", action="store_true", help="poll instead of inotify (network file systems)")
 
     machines = sub.add_parser("machines", help="this workstation and SSH hosts").add_subparsers(
         dest="machines_command", metavar="ACTION", required=True)

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from workbench.machines.local import LocalSample
     from workbench.machines.ssh import SSHTarget
     from workbench.machines.telemetry import Fleet
+    from workbench.watch_session import WatchSession
+    from workbench.watch_session import WatchSession
 
 Progress = Callable[[str], None]
 GIT_DIFF_LIMIT = 1 << 20
@@ -369,6 +371,17 @@ class Workbench:
             raise WorkbenchError(f"run {old['id']} ran without an image; rerun it with --executor process")
         return self._start(spec, exp, old["params"], executor_name, snapshot_hash=old["snapshot"],
                            image_id=image_id, rerun_of=old["id"])
+
+    # watching -------------------------------------------------------------------------------------
+    def watch(self, path: str, say: Callable[[str], None], *, polling: bool = False,
+              debounce: float | None = None) -> "WatchSession":
+        """Starts watching a project per its [watch] table; `say` gets a line per trigger and verdict."""
+        from workbench.watch_session import WatchSession
+
+        spec = load_spec(path)
+        if spec.watch is None:
+            raise WorkbenchError(f"{spec.spec_path}: no [watch] table", hint="add [watch] with run = \"EXPERIMENT\"")
+        return WatchSession(self, spec, say, polling=polling, debounce=debounce).start()
 
     # following ------------------------------------------------------------------------------------
     def ingestor(self, run: dict[str, Any]) -> RunIngestor:
