@@ -259,3 +259,25 @@ async def test_an_unreadable_config_is_never_overwritten(seeded):
         await app.workers.wait_for_complete()
         await pilot.pause()
     assert path.read_text() == 'theme = "x"\n[keymap]\n"app.quit" = 5\n'
+
+
+async def test_watching_is_toggled_per_project(wb, make_project):
+    root = make_project('[project]\nname = "w"\n[experiments.t]\nimage = "busybox:latest"\ncommand = ["true"]\n'
+                        '[watch]\nrun = "t"\npaths = ["*.py"]\n')
+    wb.add_project(str(root))
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await pilot.press("3")
+        await settle(app, pilot)
+        table = app.screen.query_one("#projects-table", DataTable)
+        table.focus()
+        assert str(table.get_cell(f"w\x1ft", "watch")) == "off"
+        await pilot.press("w")
+        await settle(app, pilot)
+        assert "w" in app.watches and app.watches["w"].state == "watching"
+        app.screen.reload()
+        await settle(app, pilot)
+        assert str(table.get_cell(f"w\x1ft", "watch")) == "watching"
+        await pilot.press("w")
+        await settle(app, pilot)
+        assert app.watches == {}

@@ -56,6 +56,7 @@ class WorkbenchApp(App[None]):
         self.config = config
         self.user_themes = user_themes or workbench.dirs.data / "themes"
         self.fleet: Any = None  # live telemetry of the SSH machines, while the app runs
+        self.watches: dict[str, Any] = {}  # project name -> its WatchSession, while watching
 
     def on_mount(self) -> None:
         themes, errors = load_themes(PACKAGE_THEMES, self.user_themes)
@@ -98,6 +99,24 @@ class WorkbenchApp(App[None]):
     def on_unmount(self) -> None:
         if self.fleet is not None:
             self.fleet.stop()  # the remote streams end with their connections
+        for session in self.watches.values():
+            session.stop()  # runs it started keep going
+
+    def toggle_watch(self, project: str, path: str) -> None:
+        self._toggle_watch(project, path)
+
+    @work(thread=True, exit_on_error=False, group="watch-toggle")
+    def _toggle_watch(self, project: str, path: str) -> None:
+        session = self.watches.pop(project, None)
+        if session is not None:
+            session.stop()
+            self.call_from_thread(self.notify, f"stopped watching {project}")
+            return
+        try:
+            self.watches[project] = self.workbench.watch(
+                path, lambda line: self.call_from_thread(self.notify, line, title=project))
+        except Exception as exc:  # noqa: BLE001
+            self.call_from_thread(self.notify, _message(exc), title=f"Cannot watch {project}", severity="error")
 
     def _theme_changed(self, theme: Any) -> None:
         if theme.name != self.config.theme:

@@ -18,6 +18,9 @@ from workbench.tui.screens.base import BaseScreen, PaletteCommand
 SEP = "\x1f"
 
 
+COLUMNS = ("project", "experiment", "watch", "runs on", "params", "folder / problem")
+
+
 class ProjectsLoaded(Message):
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         super().__init__()
@@ -26,11 +29,12 @@ class ProjectsLoaded(Message):
 
 class ProjectsScreen(BaseScreen):
     MODE = "projects"
-    REFRESH_SECONDS = 5.0
+    REFRESH_SECONDS = 2.0
     BINDINGS = [
         Binding("enter", "launch", "Launch", id="projects.launch"),
         Binding("a", "add", "Add project", id="projects.add"),
         Binding("d", "remove", "Remove", id="projects.remove"),
+        Binding("w", "toggle_watch", "Watch", id="projects.watch"),
         Binding("r", "reload", "Refresh", id="projects.refresh"),
         Binding("j", "down", "Down", show=False, id="projects.down"),
         Binding("k", "up", "Up", show=False, id="projects.up"),
@@ -47,7 +51,7 @@ class ProjectsScreen(BaseScreen):
     def compose_body(self) -> ComposeResult:
         yield Static("loading projects…", id="projects-hint")
         table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="projects-table")
-        for label in ("project", "experiment", "runs on", "params", "folder / problem"):
+        for label in COLUMNS:
             table.add_column(label, key=label)
         yield table
 
@@ -77,7 +81,7 @@ class ProjectsScreen(BaseScreen):
             for exp in spec.experiments.values():
                 rows.append({"project": project["name"], "experiment": exp.name, "path": project["path"],
                              "image": exp.image or f"build {exp.dockerfile}", "params": exp.params,
-                             "gpus": exp.gpus, "error": None})
+                             "gpus": exp.gpus, "error": None, "watch_run": spec.watch.run if spec.watch else None})
         self.post_message(ProjectsLoaded(rows))
 
     def on_projects_loaded(self, message: ProjectsLoaded) -> None:
@@ -91,21 +95,21 @@ class ProjectsScreen(BaseScreen):
                     table.add_row(*self._cells(row), key=key)
             else:
                 for key, row in wanted.items():
-                    for label, value in zip(("project", "experiment", "runs on", "params", "folder / problem"),
-                                            self._cells(row)):
+                    for label, value in zip(COLUMNS, self._cells(row)):
                         if table.get_cell(key, label) != value:
                             table.update_cell(key, label, value, update_width=True)
         hint = (f"{len({r['project'] for r in message.rows})} project(s) · enter launches the selected experiment"
                 if message.rows else "no projects yet: press a to add a folder that holds a workbench.toml")
         self.query_one("#projects-hint", Static).update(hint)
 
-    @staticmethod
-    def _cells(row: dict[str, Any]) -> tuple[Text, ...]:
+    def _cells(self, row: dict[str, Any]) -> tuple[Text, ...]:
         if row["error"]:
-            return (cell(row["project"]), cell("-"), cell("-"), cell("-"), cell(row["error"], "red"))
+            return (cell(row["project"]), cell("-"), cell("-"), cell("-"), cell("-"), cell(row["error"], "red"))
         resources = f"{row['image']}" + (f" · {row['gpus']} GPU" if row["gpus"] else "")
-        return (cell(row["project"]), cell(row["experiment"]), cell(resources), cell(pairs(row["params"], limit=3)),
-                cell(row["path"]))
+        session = self.app.watches.get(row["project"])  # type: ignore[attr-defined]
+        watching = "-" if row.get("watch_run") != row["experiment"] else (session.state if session else "off")
+        return (cell(row["project"]), cell(row["experiment"]), cell(watching, "green" if session else ""),
+                cell(resources), cell(pairs(row["params"], limit=3)), cell(row["path"]))
 
     def selected(self) -> dict[str, Any] | None:
         table = self.table
@@ -123,6 +127,15 @@ class ProjectsScreen(BaseScreen):
 
     def action_up(self) -> None:
         self.table.action_cursor_up()
+
+    def action_toggle_watch(self) -> None:
+        row = self.selected()
+        if row is None or row["error"]:
+            return
+        if not row.get("watch_run"):
+            self.notify(f"{row['project']} has no [watch] table in its workbench.toml", severity="warning")
+            return
+        self.app.toggle_watch(row["project"], row["path"])  # type: ignore[attr-defined]
 
     def action_add(self) -> None:
         from workbench.tui.screens.add_project import AddProjectScreen
@@ -186,4 +199,5 @@ class ProjectsScreen(BaseScreen):
             ("Launch experiment", "run the selected experiment, with param overrides", self.action_launch),
             ("Add project", "register a folder that holds a workbench.toml", self.action_add),
             ("Remove project", "unregister the selected project (runs stay)", self.action_remove),
+            ("Toggle watching", "re-run on file changes, per the project's [watch] table", self.action_toggle_watch),
         ]
