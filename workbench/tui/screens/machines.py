@@ -79,7 +79,7 @@ class MachinesScreen(BaseScreen):
         self.selected = 0
 
     def compose_body(self) -> ComposeResult:
-        yield Static("a add an SSH host · t trust its host key (fingerprint shown) · enter details · d remove",
+        yield Static("a add SSH host · t trust its key · enter details · d remove · r reconnect",
                      classes="hint")
         yield VerticalScroll(Static("sampling…", id="local", classes="host"), id="fleet")
 
