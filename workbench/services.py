@@ -553,12 +553,12 @@ class Workbench:
         return run
 
     def show(self, ref: str) -> dict[str, Any]:
-        run = self.store.get_run(ref)
-        run["artifacts"] = self.store.artifacts(run["seq"])
-        run["events"] = self.store.events(run["id"])
-        run["checks"] = self.store.checks(run["seq"])
-        run["metrics"] = {name: _describe(self.store.metric_history(run["seq"], name))
-                          for name in self.store.metric_names(run["seq"])}
+        """Everything recorded about a run; each metric summarised in SQL (never its whole history)."""
+        run = self.show_record(ref)
+        run["metrics"] = {}
+        for name in self.store.metric_names(run["seq"]):
+            stats = self.store.metric_stats(run["seq"], name)
+            run["metrics"][name] = {k: stats[k] for k in ("points", "last", "min", "max")}
         run["run_dir"] = str(self.dirs.run_dir(run["id"]))
         return run
 
@@ -576,12 +576,6 @@ class Workbench:
     def doctor(self) -> list[dict[str, Any]]:
         from workbench.doctor import run_checks
         return run_checks(self)
-
-
-def _describe(history: list[tuple[int, float]]) -> dict[str, Any]:
-    values = [v for _, v in history if v == v]
-    return {"points": len(history), "last": history[-1][1] if history else None,
-            "min": min(values) if values else None, "max": max(values) if values else None}
 
 
 def _spec_record(exp: Experiment) -> dict[str, Any]:

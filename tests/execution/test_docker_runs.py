@@ -153,12 +153,14 @@ def test_engine_down_is_one_line_and_process_fallback_is_said(cli, make_project)
 
 def test_gpu_request_on_engine_without_gpu_runtime(home, make_project, docker_client):
     """A (fixture) free H100 on this machine, but the engine has no NVIDIA runtime: a clear error."""
-    from workbench.machines.gpus import Gpu, GpuInventory
+    from workbench.machines.gpus import GpuInventory
+    from workbench.machines.nvidia_smi import GpuReading
     from workbench.services import Workbench
     from workbench.errors import WorkbenchError
 
     uuid = "GPU-3a9a2f4c-6b3e-4c8e-9d52-6f0e1c7d2a11"
-    probe = lambda: GpuInventory([Gpu(0, uuid, "NVIDIA H100 80GB HBM3", 0, 80 << 30, 0.0)], driver="580.159.04")
+    probe = lambda: GpuInventory([GpuReading(0, uuid, "NVIDIA H100 80GB HBM3", memory_total=80 << 30,
+                                                   memory_used=0, utilization=0.0)], driver="580.159.04")
     root = make_project('[experiments.g]\nimage = "busybox:latest"\ncommand = ["true"]\ngpus = 1\n')
     wb = Workbench(gpu_probe=probe)
     with pytest.raises(WorkbenchError, match="has no GPU runtime"):

@@ -14,19 +14,29 @@ MIB = 1 << 20
 
 @dataclass
 class GpuReading:
+    """One GPU as NVML or nvidia-smi reports it; None is a field the GPU does not report (n/a)."""
     index: int
     uuid: str
     name: str
-    memory_total: int | None
-    memory_used: int | None
-    utilization: float | None
-    temperature: float | None
-    power: float | None
-    power_limit: float | None
-    fan: float | None
-    mig: str | None
-    driver: str | None
-    processes: list[dict] | None = None  # (pid, memory) where the source reports them
+    memory_total: int | None = None
+    memory_used: int | None = None
+    utilization: float | None = None
+    temperature: float | None = None
+    power: float | None = None
+    power_limit: float | None = None
+    fan: float | None = None
+    mig: str | None = None
+    driver: str | None = None
+    processes: list[dict] | None = None  # (pid, name, memory) where the source reports them
+
+    @property
+    def busy(self) -> bool:
+        """A GPU someone is using: processes on it, or more than a tenth of its memory taken."""
+        if self.processes:
+            return True
+        if self.memory_used is not None and self.memory_total:
+            return self.memory_used / self.memory_total > 0.1
+        return False
 
 
 def _number(text: str) -> float | None:

@@ -55,20 +55,30 @@ class MetricQueries:
             rows = [(*r[:-1], NAN if r[-1] is None else r[-1]) for r in rows]
         return rows
 
-    def metric_series(self, run_seq: int, key: str, buckets: int) -> dict[str, Any]:
-        """A metric downsampled in SQLite to at most `buckets` (step, min, max) triples by step range, with
-        its count, extremes and last value: a 1,000,000-point history draws from a few hundred rows."""
+    def metric_stats(self, run_seq: int, key: str) -> dict[str, Any]:
+        """Count, extremes (NaN ignored) and last value of a metric, computed by SQLite."""
         with self.lock:  # type: ignore[attr-defined]
             row = self.conn.execute("SELECT id FROM metric_keys WHERE name = ?", (key,)).fetchone()
             if row is None:
-                return {"points": 0, "series": [], "min": None, "max": None, "last": None}
-            key_id = row[0]
+                return {"points": 0, "min": None, "max": None, "last": None}
             count, s0, s1, vmin, vmax = self.conn.execute(
                 "SELECT count(*), min(step), max(step), min(value), max(value) FROM metrics "
-                "WHERE run_seq = ? AND key_id = ?", (run_seq, key_id)).fetchone()
+                "WHERE run_seq = ? AND key_id = ?", (run_seq, row[0])).fetchone()
             last = self.conn.execute(
                 "SELECT value FROM metrics WHERE run_seq = ? AND key_id = ? ORDER BY step DESC LIMIT 1",
-                (run_seq, key_id)).fetchone()
+                (run_seq, row[0])).fetchone()
+        return {"points": count, "min": vmin, "max": vmax,
+                "last": None if last is None else NAN if last[0] is None else last[0],
+                "key_id": row[0], "first_step": s0, "last_step": s1}
+
+    def metric_series(self, run_seq: int, key: str, buckets: int) -> dict[str, Any]:
+        """A metric downsampled in SQLite to at most `buckets` (step, min, max) triples by step range, with
+        its count, extremes and last value: a 1,000,000-point history draws from a few hundred rows."""
+        stats = self.metric_stats(run_seq, key)
+        if not stats["points"]:
+            return {**stats, "series": []}
+        key_id, count, s0, s1 = stats.pop("key_id"), stats["points"], stats["first_step"], stats["last_step"]
+        with self.lock:  # type: ignore[attr-defined]
             if count <= buckets:
                 series = self.conn.execute(
                     "SELECT step, value, value FROM metrics WHERE run_seq = ? AND key_id = ? AND value IS NOT NULL "
@@ -79,9 +89,7 @@ class MetricQueries:
                     "SELECT min(step), min(value), max(value) FROM metrics WHERE run_seq = ? AND key_id = ? "
                     "AND value IS NOT NULL GROUP BY (step - ?) * ? / ? ORDER BY 1",
                     (run_seq, key_id, s0, buckets, span)).fetchall()
-        return {"points": count, "first_step": s0, "last_step": s1, "min": vmin, "max": vmax,
-                "last": NAN if last is None or last[0] is None else last[0],
-                "series": [tuple(r) for r in series]}
+        return {**stats, "series": [tuple(r) for r in series]}
 
     def metric_count(self, run_seq: int) -> int:
         return self.query("SELECT count(*) FROM metrics WHERE run_seq = ?", (run_seq,))[0][0]  # type: ignore[attr-defined]

@@ -47,7 +47,7 @@ def machine_summary(sample: Any) -> str:
             util = "n/a" if gpu.utilization is None else f"{gpu.utilization:.0f}%"
             mem = "n/a" if gpu.memory_total is None else f"{size(gpu.memory_used)} / {size(gpu.memory_total)}"
             lines.append(f"  GPU{gpu.index} {escape(gpu.name)} · util {util} · mem {mem} · "
-                         f"{len(gpu.processes)} process(es)")
+                         f"{len(gpu.processes or [])} process(es)")
     else:
         lines.append(f"  no GPUs ({escape(sample.gpus.error or 'none found')})")
     return "\n".join(lines)
