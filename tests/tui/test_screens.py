@@ -281,3 +281,19 @@ async def test_watching_is_toggled_per_project(wb, make_project):
         await pilot.press("w")
         await settle(app, pilot)
         assert app.watches == {}
+
+
+async def test_escape_cancels_every_dialog(seeded):
+    from workbench.tui.screens.add_project import AddProjectScreen
+    from workbench.tui.screens.confirm import ConfirmScreen
+
+    app = WorkbenchApp(seeded, clock=lambda: NOW)
+    answers = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        for dialog in (AddProjectScreen(), ConfirmScreen("Sure?")):
+            app.push_screen(dialog, answers.append)
+            await pilot.pause()
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is not dialog
+    assert answers == [None, False]

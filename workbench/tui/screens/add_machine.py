@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from workbench.tui.screens.dialog import Dialog
 
-class AddMachineScreen(ModalScreen[dict[str, str] | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="add_machine.cancel")]
-    DEFAULT_CSS = """
-    AddMachineScreen { align: center middle; }
-    AddMachineScreen > Vertical { width: 70; max-width: 95%; height: auto; border: round $accent;
-                                  background: $surface; padding: 0 1; }
-    """
 
+class AddMachineScreen(Dialog[dict[str, str] | None]):
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="dialog"):
             yield Static("[b]Add an SSH host[/b] (its host key is shown, not trusted)")
             yield Input(placeholder="name, e.g. gpu-box (or a Host alias of ~/.ssh/config)", id="name")
             yield Input(placeholder="[user@]host[:port] (empty: the alias's settings)", id="ssh")
@@ -36,6 +29,3 @@ class AddMachineScreen(ModalScreen[dict[str, str] | None]):
             return
         self.dismiss({"name": name, "ssh": self.query_one("#ssh", Input).value.strip(),
                       "identity": self.query_one("#identity", Input).value.strip()})
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -6,18 +6,16 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from workbench.tui.screens.dialog import Dialog
 
-class HelpScreen(ModalScreen[None]):
+
+class HelpScreen(Dialog[None]):
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="help.close")]
     DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > Vertical { width: 72; max-width: 95%; height: auto; max-height: 90%;
-                            border: round $accent; background: $surface; padding: 0 1; }
+    HelpScreen > .dialog { width: 72; }
     HelpScreen DataTable { height: auto; max-height: 18; }
-    HelpScreen .hint { color: $text-muted; }
     """
 
     def __init__(self, title: str, rows: list[tuple[str, str, str]]) -> None:
@@ -26,7 +24,7 @@ class HelpScreen(ModalScreen[None]):
         self.rows = rows
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="dialog"):
             yield Static(f"[b]Keys: {self.title_text}[/b]")
             table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True)
             table.add_columns("key", "action", "binding id")

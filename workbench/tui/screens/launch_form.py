@@ -8,21 +8,16 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
+
+from workbench.tui.screens.dialog import Dialog
 
 EXECUTORS = [("auto (docker if an engine answers)", "auto"), ("docker", "docker"), ("process", "process")]
 
 
-class LaunchForm(ModalScreen[dict[str, Any] | None]):
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="launch.cancel"),
-        Binding("ctrl+s", "submit", "Launch", id="launch.submit"),
-    ]
+class LaunchForm(Dialog[dict[str, Any] | None]):
+    BINDINGS = [Binding("ctrl+s", "submit", "Launch", id="launch.submit")]
     DEFAULT_CSS = """
-    LaunchForm { align: center middle; }
-    LaunchForm > VerticalScroll { width: 70; max-width: 95%; height: auto; max-height: 90%;
-                                  border: round $accent; background: $surface; padding: 0 1; }
     LaunchForm Horizontal { height: auto; }
     LaunchForm Label { width: 16; padding: 1 1 0 0; }
     LaunchForm Input { width: 1fr; }
@@ -37,7 +32,7 @@ class LaunchForm(ModalScreen[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         from workbench.projects.spec import format_param
 
-        with VerticalScroll():
+        with VerticalScroll(classes="dialog"):
             yield Static(f"[b]Launch {escape(self.project)}/{escape(self.experiment)}[/b]  "
                          "(ctrl+s launches · esc cancels)")
             for name, default in self.params.items():
@@ -67,6 +62,3 @@ class LaunchForm(ModalScreen[dict[str, Any] | None]):
                 overrides.append(f"{name}={value}")
         executor = self.query_one("#executor", Select).value
         self.dismiss({"overrides": overrides, "executor": None if executor == "auto" else executor})
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
