@@ -6,7 +6,8 @@ import pytest
 
 from workbench.errors import SpecError
 from workbench.projects.checks import parse_check
-from workbench.projects.spec import load_spec, parse_overrides, redact_env, substitute
+from workbench.projects.spec import load_spec, parse_overrides, substitute
+from workbench.redaction import redact_env
 
 GOOD = """\
 [project]

@@ -6,12 +6,13 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from workbench.errors import SpecError
 from workbench.projects.checks import Check, parse_check
 from workbench.projects.locate import locate
+from workbench.projects.sensitive import sensitive_mount_reason
 
 SPEC_FILE = "workbench.toml"
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -44,6 +45,7 @@ class Experiment:
     shm_size: str | None = None
     memory: str | None = None
     user: str | None = None
+    allow_sensitive_mounts: bool = False
     artifacts: list[str] = field(default_factory=list)
     sweep: dict[str, list[SweepValue]] = field(default_factory=dict)
     sweep_method: str = "grid"
@@ -157,7 +159,7 @@ def _kind(value: Any) -> str:
 
 EXPERIMENT_KEYS = {
     "image", "dockerfile", "command", "params", "gpus", "env", "mounts", "shm_size", "memory", "user",
-    "artifacts", "sweep", "checks",
+    "artifacts", "sweep", "checks", "allow_sensitive_mounts",
 }
 
 
@@ -202,8 +204,14 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
             raise v.fail(key + ("env", ename), f"expected a string, got {_kind(value)}")
         env[ename] = str(value).lower() if isinstance(value, bool) else str(value)
 
-    mounts = [_mount(v, m, key + ("mounts",)) for m in v.strings(table.get("mounts", []), key + ("mounts",))]
+    allow_sensitive = table.get("allow_sensitive_mounts", False)
+    if not isinstance(allow_sensitive, bool):
+        raise v.fail(key + ("allow_sensitive_mounts",), f"expected true or false, got {_kind(allow_sensitive)}")
+    mounts = [_mount(v, m, key + ("mounts",), allow_sensitive)
+              for m in v.strings(table.get("mounts", []), key + ("mounts",))]
     user = v.string(table["user"], key + ("user",)) if "user" in table else None
+    artifacts = [_artifact(v, a, key + ("artifacts",))
+                 for a in v.strings(table.get("artifacts", []), key + ("artifacts",))]
 
     sweep: dict[str, list[SweepValue]] = {}
     method, samples = "grid", None
@@ -235,7 +243,7 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
         gpus=v.integer(table.get("gpus", 0), key + ("gpus",)), env=env, mounts=mounts,
         shm_size=v.size(table["shm_size"], key + ("shm_size",)) if "shm_size" in table else None,
         memory=v.size(table["memory"], key + ("memory",)) if "memory" in table else None,
-        user=user, artifacts=v.strings(table.get("artifacts", []), key + ("artifacts",)),
+        user=user, allow_sensitive_mounts=allow_sensitive, artifacts=artifacts,
         sweep=sweep, sweep_method=method, sweep_samples=samples, checks=checks,
     )
 
@@ -250,7 +258,18 @@ def _typed(v: _Validator, key: tuple[str, ...], default: SweepValue, value: Any)
     return value
 
 
-def _mount(v: _Validator, text: str, key: tuple[str, ...]) -> Mount:
+def _artifact(v: _Validator, text: str, key: tuple[str, ...]) -> str:
+    """An artifact is a path inside the run's output dir: relative, without `..`, never absolute."""
+    path = PurePosixPath(text)
+    if not text.strip() or path.is_absolute() or text.startswith("~") or ".." in path.parts or "\0" in text:
+        raise v.fail(key, f"artifact {text!r} must be a relative path inside the output dir "
+                          "(no leading /, ~ or ..)")
+    if path.as_posix() in (".", ""):
+        raise v.fail(key, f"artifact {text!r} names the output dir itself; name a file or folder in it")
+    return path.as_posix()
+
+
+def _mount(v: _Validator, text: str, key: tuple[str, ...], allow_sensitive: bool = False) -> Mount:
     parts = text.split(":")
     mode = "rw"
     if len(parts) == 3:
@@ -260,6 +279,10 @@ def _mount(v: _Validator, text: str, key: tuple[str, ...]) -> Mount:
     source = os.path.expanduser(parts[0])
     if not os.path.isabs(source):
         raise v.fail(key, f"mount {text!r}: the host path must be absolute or start with ~")
+    danger = None if allow_sensitive else sensitive_mount_reason(source)
+    if danger:
+        raise v.fail(key, f"mount {text!r} would give the container {danger}; refused "
+                          "(set allow_sensitive_mounts = true in this experiment if you really mean it)")
     return Mount(source=source, target=parts[1], read_only=mode == "ro")
 
 
@@ -374,9 +397,3 @@ def substitute(argv: list[str], values: dict[str, Any]) -> list[str]:
         return PLACEHOLDER.sub(lambda m: format_param(values[m.group(1)]) if m.group(1) in values else m.group(0), item)
     return [one(item) for item in argv]
 
-
-SECRET_NAME = re.compile(r"(?i)(secret|token|passw|pwd|api[_-]?key|private|credential|auth|access[_-]?key)")
-
-
-def redact_env(env: dict[str, str]) -> dict[str, str]:
-    return {k: ("***" if SECRET_NAME.search(k) else v) for k, v in env.items()}

@@ -119,8 +119,11 @@ class Store(RunQueries, MetricQueries, IngestQueries, ProjectQueries, MachineQue
             # Another process may have migrated while we waited for the write lock.
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in _statements(script):
-                    self.conn.execute(statement)
+                if callable(script):
+                    script(self.conn)
+                else:
+                    for statement in _statements(script):
+                        self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version = {number}")
             self.conn.execute("COMMIT")
         except BaseException:

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from workbench.errors import NotFound, WorkbenchError
 from workbench.jsonsafe import json_safe
+from workbench.redaction import redact_run_fields
 
 JSON_COLUMNS = ("params", "argv", "env", "gpu_uuids", "spec", "summary", "handle")
 ACTIVE = ("queued", "running")
@@ -70,6 +71,7 @@ class RunQueries:
 
     def insert_run(self, fields: dict[str, Any]) -> int:
         params = fields.get("params", {})
+        fields = redact_run_fields(fields)  # the history keeps the redacted form only
         with self.tx() as conn:  # type: ignore[attr-defined]
             encoded = _encode(fields)
             columns = ", ".join(encoded)

@@ -1,6 +1,32 @@
-"""Schema migrations, applied in order; PRAGMA user_version records how many have run."""
+"""Schema migrations, applied in order; PRAGMA user_version records how many have run.
 
-MIGRATIONS: list[str] = [
+A migration is an SQL script, or a function of the connection where SQL alone cannot say it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Callable
+
+from workbench.redaction import redact_run_fields
+
+
+def _links_and_redacted_history(conn: sqlite3.Connection) -> None:
+    """Artifacts that are symbolic links are recorded as links (their target, never followed); secrets
+    that older versions kept in a run's spec environment (or missed in its environment) are redacted."""
+    conn.execute("ALTER TABLE artifacts ADD COLUMN link TEXT")
+    rows = conn.execute("SELECT seq, env, spec FROM runs").fetchall()
+    for seq, env, spec in rows:
+        try:
+            fields = {"env": json.loads(env), "spec": json.loads(spec)}
+        except (TypeError, ValueError):
+            continue
+        clean = redact_run_fields(fields)
+        if clean != fields:
+            conn.execute("UPDATE runs SET env = ?, spec = ? WHERE seq = ?",
+                         (json.dumps(clean["env"]), json.dumps(clean["spec"]), seq))
+
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: the core engine
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -139,4 +165,6 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_seq, metric)
     ) WITHOUT ROWID;
     """,
+    # 5: artifact links; secrets redacted in every stored environment
+    _links_and_redacted_history,
 ]

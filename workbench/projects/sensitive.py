@@ -1,0 +1,49 @@
+"""Host paths a container must not get by accident: the whole host, its system directories, the user's
+home and credentials, and Workbench's own data (DESIGN.md principle 6). A spec may still mount them, by
+saying so with `allow_sensitive_mounts = true`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SYSTEM = ("/etc", "/root", "/boot", "/proc", "/sys", "/dev", "/usr", "/bin", "/sbin", "/lib", "/lib32",
+          "/lib64", "/libx32", "/run", "/var/run", "/var/lib/docker", "/var/lib/containerd")
+CREDENTIALS = (".ssh", ".gnupg", ".aws", ".azure", ".kube", ".docker", ".config/gcloud", ".netrc",
+               ".git-credentials", ".pypirc", ".password-store")
+
+
+def _real(path: str | Path) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(str(path))))
+
+
+def _inside(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def protected_paths() -> list[tuple[Path, str]]:
+    """(path, what it is) of everything that is refused as a mount source, and whose parents are too."""
+    from workbench.dirs import resolve_dirs
+
+    home = _real("~")
+    dirs = resolve_dirs()
+    found = [(_real(dirs.data), "Workbench's data dir"), (_real(dirs.config), "Workbench's config dir")]
+    found += [(home / name, f"your ~/{name}") for name in CREDENTIALS]
+    found += [(_real(p), f"the host's {p}") for p in SYSTEM if _real(p) != home]
+    return found
+
+
+def sensitive_mount_reason(source: str) -> str | None:
+    """Why mounting `source` would hand the container something sensitive, or None."""
+    path = _real(source)
+    if path == Path("/"):
+        return "the host's whole file system"
+    home = _real("~")
+    if path == home or (path in home.parents and path != Path("/")):
+        return f"your home directory {home} (keys and credentials included)"
+    for protected, what in protected_paths():
+        if _inside(path, protected):
+            return what if path == protected else f"part of {what}"
+        if path in protected.parents:
+            return f"a folder holding {what}"
+    return None

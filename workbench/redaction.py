@@ -1,0 +1,43 @@
+"""The one rule for secrets in a run's environment (DESIGN.md principle 6): what is stored, printed,
+shown in the app or put in an event goes through `redact_env`, so the history never holds the value."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REDACTED = "***"
+# A name is secret when it contains one of these words, in any case and position (OPENAI_KEY, hfToken,
+# DB_PASSWD, AWS_SECRET_ACCESS_KEY, GIT_AUTH, SSH_PRIVATE, ...). Over-redacting costs a rerun nothing:
+# rerun takes redacted values from the project or the environment again.
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASS", "PWD", "CREDENTIAL", "AUTH", "PRIVATE", "COOKIE",
+                "SESSION", "SIGNATURE", "CERT", "DSN")
+_SECRET_NAME = re.compile("|".join(SECRET_WORDS), re.IGNORECASE)
+# user:password@ inside a URL value (postgres://me:pw@db/x): the password goes, whatever the name
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?P<password>[^@\s/]+)(?=@)")
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
+def redact_value(name: str, value: str) -> str:
+    if is_secret_name(name):
+        return REDACTED
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, value) if "://" in value else value
+
+
+def redact_env(env: dict[str, Any]) -> dict[str, Any]:
+    return {k: redact_value(k, v) if isinstance(v, str) else (REDACTED if is_secret_name(k) else v)
+            for k, v in env.items()}
+
+
+def redact_run_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A run record with its environment and its spec's environment redacted."""
+    out = dict(fields)
+    if isinstance(out.get("env"), dict):
+        out["env"] = redact_env(out["env"])
+    spec = out.get("spec")
+    if isinstance(spec, dict) and isinstance(spec.get("env"), dict):
+        out["spec"] = {**spec, "env": redact_env(spec["env"])}
+    return out
