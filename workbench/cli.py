@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from workbench.errors import WorkbenchError
 from workbench.jsonsafe import json_safe
+from workbench.textsafe import log_text, printable
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
 
@@ -26,7 +27,7 @@ def _emit_json(data: Any) -> None:
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(printable(message), file=sys.stderr, flush=True)
 
 
 def _ago(ts: float | None) -> str:
@@ -59,7 +60,7 @@ def _fmt_value(value: Any) -> str:
 
 
 def _summary_text(values: dict[str, Any], limit: int = 3) -> str:
-    return " ".join(f"{k}={_fmt_value(v)}" for k, v in list(values.items())[:limit])
+    return printable(" ".join(f"{k}={_fmt_value(v)}" for k, v in list(values.items())[:limit]))
 
 
 def run_json(run: dict[str, Any]) -> dict[str, Any]:
@@ -119,16 +120,19 @@ def _verdict(run: dict[str, Any]) -> str:
     return text
 
 
-def _log_printer(timestamps: bool):
+def _log_printer(timestamps: bool, raw: bool = False):
+    """Log lines as a terminal would leave them (escape sequences dropped), or byte for byte with `raw`."""
     from workbench.execution.logformat import split_line
 
     out = sys.stdout.buffer
 
     def sink(data: bytes) -> None:
         lines = []
-        for line in data.decode("utf-8", errors="replace").splitlines():
-            stamp, _, text = split_line(line)
-            lines.append(f"{stamp} {text}" if timestamps else text)
+        text = data.decode("utf-8", errors="replace")
+        for line in text[:-1].split("\n") if text.endswith("\n") else text.split("\n"):  # not splitlines: \r
+            stamp, _, body = split_line(line)
+            body = body if raw else log_text(body)
+            lines.append(f"{stamp} {body}" if timestamps else body)
         out.write(("\n".join(lines) + "\n").encode())
         out.flush()
 
@@ -166,7 +170,7 @@ def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
         run["duration"] = _duration(run)
         _emit_json(run)
         return 0
-    print(f"run {run['id']}  {run['status']}" + (f"  ({run['status_reason']})" if run.get("status_reason") else ""))
+    print(f"run {run['id']}  {run['status']}" + (f"  ({printable(run['status_reason'])})" if run.get("status_reason") else ""))
     fields = [
         ("project", f"{run['project']}  ({run['project_path']})"), ("experiment", run["experiment"]),
         ("machine", f"{run['machine']}  executor={run['executor']}"),
@@ -182,11 +186,11 @@ def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
     ]
     for name, value in fields:
         if value not in (None, ""):
-            print(f"  {name:<11}{value}")
+            print(f"  {name:<11}{printable(str(value))}")
     if run["metrics"]:
         print("metrics")
         for name, d in run["metrics"].items():
-            print(f"  {name:<16} last={_fmt_value(d['last'])}  min={_fmt_value(d['min'])}  "
+            print(f"  {printable(name):<16} last={_fmt_value(d['last'])}  min={_fmt_value(d['min'])}  "
                   f"max={_fmt_value(d['max'])}  points={d['points']}")
     if run["bad_metric_lines"] or run["bad_metric_values"]:
         print(f"  skipped: {run['bad_metric_lines']} line(s) that were not JSON objects, "
@@ -195,16 +199,19 @@ def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
         print(f"checks: {run['verdict'].upper()}")
         for c in run["checks"]:
             value = "missing" if c["value"] is None else _fmt_value(c["value"])
-            print(f"  {'pass' if c['passed'] else 'FAIL'}  {c['expression']:<24} value={value}")
+            print(f"  {'pass' if c['passed'] else 'FAIL'}  {printable(c['expression']):<24} value={value}")
     if run["artifacts"]:
         print("artifacts")
         for a in run["artifacts"]:
-            print(f"  {a['path']:<24} {a['size']:>12,} bytes  sha256:{a['sha256'][:16]}")
+            if a.get("link") is not None:
+                print(f"  {printable(a['path']):<24} link to {printable(a['link'])} (not followed)")
+            else:
+                print(f"  {printable(a['path']):<24} {a['size']:>12,} bytes  sha256:{a['sha256'][:16]}")
     return 0
 
 
 def cmd_runs_logs(wb: Any, args: argparse.Namespace) -> int:
-    sink = _log_printer(timestamps=args.timestamps)
+    sink = _log_printer(timestamps=args.timestamps, raw=args.raw)
     if not args.follow:
         wb.reconcile()
     for data in wb.logs(args.run, follow=args.follow):
@@ -213,9 +220,12 @@ def cmd_runs_logs(wb: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_runs_cancel(wb: Any, args: argparse.Namespace) -> int:
+    before = wb.store.get_run(args.run)["status"]
     run = wb.cancel(args.run)
     if args.json:
         _emit_json(run_json(run))
+    elif before not in ("queued", "running"):
+        _say(f"run {run['id']} already {run['status']}; nothing to cancel")
     else:
         _say(_verdict(run))
     return 0
@@ -427,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
     p.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its time")
+    p.add_argument("--raw", action="store_true", help="print lines byte for byte (terminal escapes included)")
     p = command(runs, "cancel", cmd_runs_cancel, "stop a running run")
     p.add_argument("run")
     p = command(runs, "rerun", cmd_rerun, "start an identical run from the stored snapshot and image")
@@ -474,6 +485,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _data_dir() -> Any:
+    try:
+        from workbench.dirs import resolve_dirs
+        return resolve_dirs().data
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -496,6 +515,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback, unless asked for
         if os.environ.get("WORKBENCH_DEBUG"):
             raise
+        from workbench.failures import explain
+
+        message = explain(exc, wb.dirs.data if wb is not None else _data_dir())
+        if message:
+            _say(f"workbench: error: {message}")
+            return 1
         _say(f"workbench: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
              f"(set WORKBENCH_DEBUG=1 for the traceback)")
         return 1

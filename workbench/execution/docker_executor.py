@@ -66,18 +66,20 @@ class DockerExecutor:
         if launch.gpu_ids:
             kwargs["device_requests"] = [DeviceRequest(device_ids=launch.gpu_ids, capabilities=[["gpu"]])]
         api = self.client.api
-        container = None
         try:
             # The low-level API: the models' create() inspects the new container once more.
             container = api.create_container(**_create_args(api, kwargs))["Id"]
             api.start(container)
-        except docker.errors.APIError as exc:
+        except BaseException as exc:
+            # The engine may have created it even when we never heard back (a read timeout): by name.
+            self._remove_quietly(kwargs["name"])
+            if not isinstance(exc, docker.errors.APIError):
+                if isinstance(exc, OSError):  # requests' timeouts and connection errors
+                    raise WorkbenchError(f"the Docker engine did not answer while creating the container: "
+                                         f"{str(exc).splitlines()[0][:200]}",
+                                         hint="check that dockerd is healthy, then run it again") from None
+                raise
             message = _short(exc)
-            if container is not None:
-                try:
-                    api.remove_container(container, force=True)
-                except docker.errors.APIError:
-                    pass
             if "could not select device driver" in message:
                 raise WorkbenchError(
                     "the Docker engine has no GPU runtime (could not select device driver \"\" with capabilities: "
@@ -184,6 +186,29 @@ class DockerExecutor:
             pass
         except docker.errors.APIError as exc:
             raise WorkbenchError(f"cannot stop container {handle['container'][:12]}: {_short(exc)}") from None
+
+    def _remove_quietly(self, container: str) -> None:
+        import docker.errors
+
+        try:
+            self.client.api.remove_container(container, force=True)
+        except (docker.errors.APIError, OSError):
+            pass  # never created, or the engine is gone: reconcile and gc remove what is left
+
+    def adopt(self, run_id: str, run_dir: Path) -> dict[str, Any] | None:
+        """The handle of the run's container, found by its labels (its launcher died before recording it)."""
+        found = self.list({"workbench.run-id": run_id, "workbench.instance": self.instance})
+        return {"container": found[0]["container"], "run_dir": str(run_dir)} if found else None
+
+    def remove_orphans(self, containers: list[dict[str, Any]], active: set[str]) -> int:
+        """Removes our containers that no active run owns. `active` must be read after `containers` was
+        listed: a run is recorded before its container is created, so no launch is mistaken for an orphan."""
+        removed = 0
+        for c in containers:
+            if c["run_id"] not in active:
+                self._remove_quietly(c["container"])
+                removed += 1
+        return removed
 
     def list(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}

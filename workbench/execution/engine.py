@@ -9,6 +9,8 @@ from typing import Any
 from workbench.errors import EngineUnavailable
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+PING_TIMEOUT = 5.0
+API_TIMEOUT = 60.0
 
 
 def engine_address() -> str:
@@ -57,24 +59,46 @@ def import_docker(address: str) -> Any:
     return docker
 
 
-def connect(timeout: float = 60.0) -> Any:
+def ping_timeout() -> float:
+    """Seconds an engine has to answer its first ping: a frozen engine is reported in seconds, not minutes."""
+    try:
+        return max(0.1, float(os.environ.get("WORKBENCH_ENGINE_TIMEOUT", PING_TIMEOUT)))
+    except ValueError:
+        return PING_TIMEOUT
+
+
+def connect(timeout: float = API_TIMEOUT) -> Any:
     """A docker.DockerClient that answered a ping, or EngineUnavailable with the reason."""
     address = engine_address()
     docker = import_docker(address)
     import docker.errors
 
+    first = ping_timeout()
     try:
         if os.environ.get("DOCKER_HOST"):
-            client = docker.from_env(timeout=timeout)
+            client = docker.from_env(timeout=first)
         else:
-            client = docker.DockerClient(base_url=address, timeout=timeout)
+            client = docker.DockerClient(base_url=address, timeout=first)
         client.ping()
     except (docker.errors.DockerException, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "FileNotFoundError" in reason or "No such file" in reason or "Connection refused" in reason:
             reason = "no engine is listening there"
+        elif "timed out" in reason.lower():
+            raise EngineUnavailable(f"the Docker engine at {address} does not answer (no reply within {first:g} s)",
+                                    hint="it may be frozen or overloaded: check dockerd, or use --executor process"
+                                    ) from None
         raise EngineUnavailable(
             f"no Docker engine at {address}: {reason[:200]}",
             hint="start dockerd (or set DOCKER_HOST), or use --executor process",
         ) from None
+    client.api.timeout = timeout  # later calls (a create with a large spec, a build step) may take longer
     return client
+
+
+def is_engine_failure(exc: BaseException) -> bool:
+    """The engine stopped answering (killed, restarting, frozen) rather than refusing a request."""
+    if isinstance(exc, EngineUnavailable):
+        return True
+    module = type(exc).__module__
+    return module.startswith(("requests", "urllib3")) or isinstance(exc, (ConnectionError, TimeoutError))

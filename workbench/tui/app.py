@@ -187,10 +187,13 @@ class WorkbenchApp(App[None]):
 
 def _message(exc: Exception) -> str:
     """One line for a notification: ours as written, anything else with its type."""
+    from workbench.failures import explain
+    from workbench.tui.formatting import escape
+
     if isinstance(exc, WorkbenchError):
-        return str(exc)
+        return escape(str(exc))
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:300]
+    return escape(explain(exc) or f"{type(exc).__name__}: {text}"[:300])
 
 
 def _screen(module: str, name: str) -> Any:

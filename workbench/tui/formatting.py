@@ -6,7 +6,10 @@ import math
 import time
 from typing import Any
 
+from rich.markup import escape as _escape_markup
 from rich.text import Text
+
+from workbench.textsafe import printable
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "queued": "cyan",
                 "cancelled": "magenta", "lost": "bright_black"}
@@ -17,10 +20,15 @@ def status_markup(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
 
 
+def escape(text: str) -> str:
+    """User text (names, params, messages) for markup: control characters shown, brackets literal."""
+    return _escape_markup(printable(str(text)))
+
+
 def cell(text: str, style: str = "") -> Text:
     """A table cell as rich Text: never parsed as markup (a param like `[64, 32]` stays literal) and cheap
-    to render."""
-    return Text(text, style=style, no_wrap=True, end="")
+    to render; control characters are shown, never sent to the terminal."""
+    return Text(printable(text), style=style, no_wrap=True, end="")
 
 
 def metrics_cell(run: dict[str, Any]) -> Text:
@@ -30,7 +38,7 @@ def metrics_cell(run: dict[str, Any]) -> Text:
         text.append("✓ ", style="green")
     elif run.get("verdict") == "fail":
         text.append("✗ ", style="red")
-    text.append(pairs(run["summary"]))
+    text.append(printable(pairs(run["summary"])))
     return text
 
 

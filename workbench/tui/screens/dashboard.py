@@ -11,9 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from rich.markup import escape
 
-from workbench.tui.formatting import ago, cell, duration, pairs, size, status_cell
+from workbench.tui.formatting import ago, cell, duration, escape, pairs, size, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 
 

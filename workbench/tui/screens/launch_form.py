@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
+from workbench.tui.formatting import escape
 from workbench.tui.screens.dialog import Dialog
 
 EXECUTORS = [("auto (docker if an engine answers)", "auto"), ("docker", "docker"), ("process", "process")]

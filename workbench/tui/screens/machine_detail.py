@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from workbench.tui.formatting import size
+from workbench.tui.formatting import escape, size
 from workbench.tui.screens.base import BaseScreen
 from workbench.tui.widgets.gauges import sparkline
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from workbench.tui.formatting import size
+from workbench.tui.formatting import escape, size
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.screens.dashboard import machine_summary
 from workbench.tui.widgets.gauges import bar, sparkline

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,7 +14,8 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Log, Static, TabbedContent, TabPane
 
-from workbench.tui.formatting import ago, duration, short_value, size, status_markup
+from workbench.textsafe import log_text as safe_log_line
+from workbench.tui.formatting import ago, duration, escape, short_value, size, status_markup
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.metric_chart import MetricChart
 
@@ -128,7 +128,7 @@ class RunDetailScreen(BaseScreen):
         self.query_one("#overview-text", Static).update(self._overview(run, now))
         if message.log_text:
             log = self.query_one("#log", Log)
-            log.write_lines([split_line(line)[2] for line in message.log_text.splitlines()])
+            log.write_lines([safe_log_line(split_line(line)[2]) for line in message.log_text.splitlines()])
         self.log_offset = message.log_offset
         self._update_charts(message.series)
 

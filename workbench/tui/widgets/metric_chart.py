@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rich.markup import escape
 from rich.text import Text
 from textual.widget import Widget
+
+from workbench.tui.formatting import escape
 
 BRAILLE = 0x2800
 DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))  # [row within cell][column within cell]
@@ -100,3 +101,4 @@ class MetricChart(Widget):
         gap = max(1, width - len(left) - len(right))
         text.append(" " * Y_LABEL_WIDTH + "└" + left + " " * gap + right, style="dim")
         return text
+
