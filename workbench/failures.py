@@ -4,8 +4,19 @@ engine that stopped answering. Used where an unexpected exception would otherwis
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 from pathlib import Path
+
+from workbench.errors import EngineUnavailable
+
+
+def is_engine_failure(exc: BaseException) -> bool:
+    """The engine stopped answering (killed, restarting, frozen) rather than refusing a request."""
+    if isinstance(exc, EngineUnavailable):
+        return True
+    module = type(exc).__module__
+    return module.startswith(("requests", "urllib3")) or isinstance(exc, (ConnectionError, TimeoutError))
 
 
 def explain(exc: BaseException, data_dir: Path | None = None) -> str | None:
@@ -15,10 +26,12 @@ def explain(exc: BaseException, data_dir: Path | None = None) -> str | None:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     lowered = text.lower()
     if isinstance(exc, sqlite3.DatabaseError):
-        if "full" in lowered:
+        if "full" in lowered or ("disk i/o" in lowered and _nearly_full(data_dir)):
             return _disk_full(where)
-        if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        if "readonly" in lowered or "read-only" in lowered or _on_read_only_fs(data_dir):
             return _read_only(where)
+        if "unable to open" in lowered:
+            return f"cannot open {db} ({text}): check that {where} exists and that you may write to it"
         if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
             return (f"the database {db} is damaged ({text}); "
                     f"keep a copy, then recover it: sqlite3 {db} .recover | sqlite3 recovered.db, and move "
@@ -34,8 +47,6 @@ def explain(exc: BaseException, data_dir: Path | None = None) -> str | None:
             return _read_only(str(target))
         if exc.errno in (errno.EACCES, errno.EPERM):
             return f"permission denied: {target} (fix its owner or mode, or set WORKBENCH_HOME to a folder you own)"
-    from workbench.execution.engine import is_engine_failure
-
     if is_engine_failure(exc):
         return (f"the Docker engine stopped answering ({text[:160]}); check that dockerd runs "
                 "(`workbench doctor`), then try again")
@@ -50,3 +61,19 @@ def _disk_full(where: str) -> str:
 def _read_only(where: str) -> str:
     return (f"cannot write to {where}: it is read-only; remount it writable or set WORKBENCH_HOME to a "
             "writable folder")
+
+
+def _on_read_only_fs(path: Path | None) -> bool:
+    try:
+        return path is not None and bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _nearly_full(path: Path | None) -> bool:
+    """SQLite reports a WAL that cannot grow as a disk I/O error: tell a full disk from a failing one."""
+    try:
+        st = os.statvfs(path) if path is not None else None
+    except OSError:
+        return False
+    return st is not None and st.f_bavail * st.f_frsize < (1 << 20)

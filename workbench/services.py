@@ -19,14 +19,17 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from workbench.dirs import Dirs, resolve_dirs
 from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
+from workbench.failures import is_engine_failure
 from workbench.execution.base import Executor, Launch
 from workbench.execution.ingest import RunIngestor, lease_name, new_owner
+from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.store.ingest import LeaseLost
 from workbench.machines.gpus import GpuInventory, GpuProbe, nvml_inventory
-from workbench.projects.snapshot import remove_unreferenced, take_snapshot
+from workbench.projects.snapshot import left_out_summary, remove_unreferenced, snapshot_lock, take_snapshot
 from workbench.projects.spec import (
-    Experiment, ProjectSpec, load_spec, parse_overrides, redact_env, substitute, format_param,
+    Experiment, ProjectSpec, load_spec, parse_overrides, substitute, format_param,
 )
+from workbench.redaction import REDACTED, redact_env
 from workbench.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -35,12 +38,13 @@ if TYPE_CHECKING:
     from workbench.machines.ssh import SSHTarget
     from workbench.machines.telemetry import Fleet
     from workbench.watch_session import WatchSession
-    from workbench.watch_session import WatchSession
 
 Progress = Callable[[str], None]
 GIT_DIFF_LIMIT = 1 << 20
 HISTORY_WINDOW = 300.0  # seconds of telemetry a restarted fleet view starts with
-LAUNCH_LEASE_TTL = 3600.0  # a launch (a build, a pull) holds its run this long at most
+LAUNCH_LEASE_TTL = 10.0  # a launcher renews its hold on a run while it builds or pulls; a dead one lets go
+LAUNCH_LEASE_RENEW = 2.0
+ENGINE_RETRY_MAX = 5.0
 
 
 def _quiet(_: str) -> None:
@@ -57,6 +61,7 @@ class Workbench:
         self._docker: Any = None
         self._docker_error: EngineUnavailable | None = None
         self._reconciled_at = float("-inf")
+        self._said: set[str] = set()
 
     # plumbing -------------------------------------------------------------------------------------
     @property
@@ -293,20 +298,26 @@ class Workbench:
         }
         if gpus:
             record.update(gpu_uuids=[g.uuid for g in gpus.gpus], gpu_model=gpus.gpus[0].name, driver=gpus.driver)
-        seq = self.store.insert_run(record)
-        # The launcher owns the run until it is started: the reconciler leaves a slow build or pull alone.
+        # The launcher owns the run (from before it is recorded) until it is started, renewing its lease while
+        # it builds or pulls: the reconciler leaves a slow launch alone, and adopts the container of a
+        # launcher that died.
         launcher = new_owner()
         self.store.acquire_lease(lease_name(run_id), launcher, LAUNCH_LEASE_TTL)
+        seq = self.store.insert_run(record)
+        keeper = LeaseKeeper(self.store, lease_name(run_id), launcher, LAUNCH_LEASE_TTL, LAUNCH_LEASE_RENEW)
         try:
-            if snapshot_hash is None:
-                snapshot = take_snapshot(spec.root, spec.exclude, self.dirs.snapshots)
-                snapshot_hash, snapshot_dir = snapshot.hash, snapshot.path
-                self.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
-            else:
-                snapshot_dir = self.dirs.snapshots / snapshot_hash
-                if not snapshot_dir.is_dir():
-                    raise WorkbenchError(f"snapshot {snapshot_hash[:12]} of run {rerun_of} is gone (removed by gc?)")
-            self.store.update_run(run_id, snapshot=snapshot_hash)
+            with snapshot_lock(self.dirs.snapshots, exclusive=False):  # gc cannot remove it before it is recorded
+                if snapshot_hash is None:
+                    snapshot = take_snapshot(spec.root, spec.exclude, self.dirs.snapshots)
+                    snapshot_hash, snapshot_dir = snapshot.hash, snapshot.path
+                    self.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
+                    if snapshot.left_out:
+                        self._warn(run_id, "snapshot " + left_out_summary(snapshot.left_out))
+                else:
+                    snapshot_dir = self.dirs.snapshots / snapshot_hash
+                    if not snapshot_dir.is_dir():
+                        raise WorkbenchError(f"snapshot {snapshot_hash[:12]} of run {rerun_of} is gone (removed by gc?)")
+                self.store.update_run(run_id, snapshot=snapshot_hash)
             run_exec = self.executor(executor_name)
             image = None
             if executor_name == "docker":
@@ -315,6 +326,10 @@ class Workbench:
             elif exp.dockerfile or exp.image:
                 self.progress(f"process executor: running {argv[0]!r} on this machine, not in "
                               f"{exp.image or exp.dockerfile}")
+            writable = [m.source for m in exp.mounts if not m.read_only]
+            if exp.user == "root" and writable and executor_name == "docker":
+                self._warn(run_id, f"the container runs as root with writable host mounts ({', '.join(writable)}): "
+                                   "it can change or replace anything in them")
             run_dir = self.dirs.run_dir(run_id)
             run_dir.mkdir(parents=True, exist_ok=True)
             launch = Launch(
@@ -325,10 +340,12 @@ class Workbench:
             )
             handle = run_exec.submit(launch)
         except BaseException as exc:
+            keeper.stop()
             reason = exc.message if isinstance(exc, WorkbenchError) else f"launch interrupted: {exc!r}"
             self.store.finish_run(run_id, "failed", exit_code=None, reason=reason)
             self.store.release_lease(lease_name(run_id), launcher)
             raise
+        keeper.stop()
         if not self.store.mark_running(run_id, handle, time.time()):
             run_exec.cancel(handle)  # cancelled while it was being prepared: do not leave it running
             run_exec.cleanup(handle)
@@ -336,6 +353,11 @@ class Workbench:
             self.store.add_event(run_id, "started", f"{executor_name}: {' '.join(argv)[:200]}")
         self.store.release_lease(lease_name(run_id), launcher)
         return self.store.get_run(run_id) | {"seq": seq}
+
+    def _warn(self, run_id: str, message: str) -> None:
+        """Said to the user now and kept with the run."""
+        self.progress(f"warning: {message}")
+        self.store.add_event(run_id, "warning", message)
 
     def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str) -> str:
         from workbench.execution import images
@@ -365,6 +387,7 @@ class Workbench:
             raise WorkbenchError(f"run {old['id']} never got a snapshot (its launch failed); nothing to rerun")
         spec = ProjectSpec(name=old["project"], root=Path(old["project_path"]), exclude=[], experiments={})
         exp = _experiment_from_record(old["spec"])
+        exp.env = _unredacted_env(exp, Path(old["project_path"]))
         executor_name = self.choose_executor(executor or old["executor"])
         image_id = old.get("image_id") if executor_name == "docker" else None
         if executor_name == "docker" and not image_id:
@@ -388,21 +411,46 @@ class Workbench:
         return RunIngestor(self.store, self.executor(run["executor"]), run, self.dirs.run_dir(run["id"]))
 
     def wait(self, ref: str, sink: Callable[[bytes], None] | None = None) -> dict[str, Any]:
-        """Follows a run to its end, ingesting live (taking over from a background follower if needed)."""
+        """Follows a run to its end, ingesting live (taking over from a background follower if needed);
+        keeps following through an engine restart."""
         run = self.store.get_run(ref)
+        delay, engine_lost = 0.5, False
         while run["status"] in ("queued", "running"):
-            ingestor = self.ingestor(run)
-            if run.get("handle") and ingestor.acquire():
-                try:
-                    ingestor.follow(sink=sink)
-                except LeaseLost:
-                    pass  # another process took over; keep waiting for its verdict
-                finally:
-                    ingestor.release()
-            else:
-                time.sleep(0.2)  # another process is ingesting it; wait for its verdict
+            try:
+                ingestor = self.ingestor(run)
+                if run.get("handle") and ingestor.acquire():
+                    try:
+                        ingestor.follow(sink=sink)
+                    except LeaseLost:
+                        pass  # another process took over; keep waiting for its verdict
+                    finally:
+                        ingestor.release()
+                else:
+                    time.sleep(0.2)  # another process is ingesting it; wait for its verdict
+                if engine_lost:
+                    self.progress(f"the Docker engine answers again; following run {run['id']}")
+                    delay, engine_lost = 0.5, False
+            except Exception as exc:  # noqa: BLE001 - only an engine that stopped answering is waited out
+                if not is_engine_failure(exc):
+                    raise
+                if not engine_lost:
+                    self.progress(f"the Docker engine stopped answering ({_first_line(exc)}); waiting for it to "
+                                  "come back (Ctrl-C stops waiting; the run is left as it is)")
+                engine_lost = True
+                self._forget_engine()
+                time.sleep(delay)
+                delay = min(delay * 2, ENGINE_RETRY_MAX)
             run = self.store.get_run(run["id"])
         return run
+
+    def _forget_engine(self) -> None:
+        """The next use connects again (the engine restarted, or was down when we last tried)."""
+        docker, self._docker, self._docker_error = self._docker, None, None
+        if docker is not None:
+            try:
+                docker.close()
+            except Exception:  # noqa: BLE001
+                pass
 
     def follow_in_background(self, run_id: str) -> None:
         """A detached process that ingests the run until it ends, so history fills in without the CLI."""
@@ -453,21 +501,26 @@ class Workbench:
 
     # control --------------------------------------------------------------------------------------
     def cancel(self, ref: str) -> dict[str, Any]:
+        """Stops a run; one that already ended is reported as it is (not an error: it is stopped). A run
+        still being launched is stopped by its launcher; one whose launcher died is adopted, then stopped."""
         run = self.store.get_run(ref)
         if run["status"] not in ("queued", "running"):
-            raise WorkbenchError(f"run {run['id']} is already {run['status']}")
+            return run
         self.store.update_run(run["id"], cancel_requested=1)
-        run = self.store.get_run(run["id"])
-        if run.get("handle"):
-            self.executor(run["executor"]).cancel(run["handle"])
-            self._ingest_if_unowned(run)
-        else:
-            self.store.finish_run(run["id"], "cancelled", exit_code=None, reason="cancelled before it started")
-        deadline = time.monotonic() + 15
-        run = self.store.get_run(run["id"])
+        stopped = False
+        deadline = time.monotonic() + LAUNCH_LEASE_TTL + 15
         while run["status"] in ("queued", "running") and time.monotonic() < deadline:
+            if run.get("handle"):
+                if not stopped:
+                    self.executor(run["executor"]).cancel(run["handle"])
+                    stopped = True
+                self._ingest_if_unowned(run)
+            elif not self.store.lease_holder(lease_name(run["id"])):
+                if self._adopt(run) is None:
+                    self.store.finish_run(run["id"], "cancelled", exit_code=None, reason="cancelled before it started")
+                run = self.store.get_run(run["id"])
+                continue  # adopted: stopped on the next pass
             time.sleep(0.1)
-            self._ingest_if_unowned(run)
             run = self.store.get_run(run["id"])
         return run
 
@@ -487,18 +540,35 @@ class Workbench:
         return run["id"]
 
     def gc(self) -> dict[str, Any]:
-        """Reclaims snapshots no run references and run dirs no run record owns."""
+        """Reclaims snapshots no run references, run dirs no run record owns, and containers of ours that
+        no active run owns (left by an interrupted launch)."""
         self.store.downsample_telemetry()
-        keep = self.store.referenced_snapshots()
-        snapshots, freed = remove_unreferenced(self.dirs.snapshots, keep)
+        with snapshot_lock(self.dirs.snapshots, exclusive=True):  # no launch is between snapshot and record
+            keep = self.store.referenced_snapshots()
+            snapshots, freed = remove_unreferenced(self.dirs.snapshots, keep)
         known = self.store.all_run_ids()
         orphans = 0
         for entry in self.dirs.runs.iterdir() if self.dirs.runs.is_dir() else []:
             if entry.is_dir() and entry.name not in known:
-                freed += sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+                freed += sum(f.lstat().st_size for f in entry.rglob("*") if f.is_file() and not f.is_symlink())
                 shutil.rmtree(entry, ignore_errors=True)
                 orphans += 1
-        return {"snapshots_removed": snapshots, "run_dirs_removed": orphans, "bytes_freed": freed}
+        containers = 0
+        try:
+            containers = self._remove_orphan_containers()
+        except EngineUnavailable:
+            pass
+        return {"snapshots_removed": snapshots, "run_dirs_removed": orphans, "containers_removed": containers,
+                "bytes_freed": freed}
+
+    def _remove_orphan_containers(self) -> int:
+        from workbench.execution.docker_executor import DockerExecutor
+
+        executor = self.executor("docker")
+        assert isinstance(executor, DockerExecutor)
+        found = executor.list({"workbench.instance": self.store.instance, "workbench.kind": "run"})
+        active = {run["id"] for run in self.store.active_runs()}  # read after the listing: see DockerExecutor
+        return executor.remove_orphans(found, active)
 
     # reconciliation -------------------------------------------------------------------------------
     def reconcile_if_stale(self, max_age: float = 2.0) -> None:
@@ -507,32 +577,69 @@ class Workbench:
             self.reconcile()
 
     def reconcile(self) -> list[dict[str, Any]]:
-        """Brings every run recorded as active up to date with what its executor reports."""
+        """Brings every run recorded as active up to date with what its executor reports: a run whose
+        launcher died after starting it is adopted by its labels; one that never started is lost."""
         self._reconciled_at = time.monotonic()
         changed = []
+        engine_used = False
         for run in self.store.active_runs():
             if self.store.lease_holder(lease_name(run["id"])):
-                continue  # someone is following it live
-            if not run.get("handle"):
-                if time.time() - run["created_at"] > LAUNCH_LEASE_TTL:
-                    self.store.finish_run(run["id"], "lost", exit_code=None,
-                                          reason="its launch was interrupted before the run started")
-                    changed.append(run)
-                continue
+                continue  # someone is launching or following it live
+            adopted = False
             try:
+                if not run.get("handle"):
+                    found = self._adopt(run)
+                    if found is None:
+                        self.store.finish_run(run["id"], "lost", exit_code=None,
+                                              reason="its launch was interrupted before the run started")
+                        changed.append(run)
+                        continue
+                    run, adopted = found, True
                 ingestor = self.ingestor(run)
-            except EngineUnavailable:
+                engine_used = engine_used or run["executor"] == "docker"
+            except EngineUnavailable as exc:
+                self._say_once(f"{exc.message}; its runs are shown as last recorded")
                 continue  # cannot tell; keep the record as it is
             if ingestor.acquire():
                 try:
                     state = ingestor.catch_up()
                 except LeaseLost:
                     continue
+                except Exception as exc:  # noqa: BLE001 - an engine gone mid-way leaves the record as it is
+                    if not is_engine_failure(exc):
+                        raise
+                    self._say_once(f"the Docker engine stopped answering ({_first_line(exc)}); "
+                                   "its runs are shown as last recorded")
+                    continue
                 finally:
                     ingestor.release()
                 if state.state != "running":
                     changed.append(run)
+                elif adopted:
+                    self.follow_in_background(run["id"])  # its own follower died with its launcher
+        if engine_used:
+            try:
+                self._remove_orphan_containers()
+            except Exception as exc:  # noqa: BLE001 - tidying up never fails a reconcile
+                if not is_engine_failure(exc):
+                    raise
         return changed
+
+    def _adopt(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        """The run's container (or process) found by its labels, recorded as running; None when it
+        never started. EngineUnavailable when that cannot be told."""
+        handle = self.executor(run["executor"]).adopt(run["id"], self.dirs.run_dir(run["id"]))
+        if handle is None:
+            return None
+        if self.store.mark_running(run["id"], handle, time.time()):
+            self.store.add_event(run["id"], "adopted", "its launcher stopped before recording the start; "
+                                                       "found by its labels and followed from here")
+        return self.store.get_run(run["id"])
+
+    def _say_once(self, message: str) -> None:
+        if message not in self._said:
+            self._said.add(message)
+            self.progress(message)
 
     # reading --------------------------------------------------------------------------------------
     def refresh_run(self, ref: str) -> None:
@@ -590,6 +697,33 @@ def _experiment_from_record(recorded: dict[str, Any]) -> Experiment:
     exp.mounts = [Mount(**m) for m in recorded.get("mounts", [])]
     exp.checks = [Check(**c) for c in recorded.get("checks", [])]
     return exp
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def _unredacted_env(exp: Experiment, project: Path) -> dict[str, str]:
+    """The history keeps secrets redacted: a rerun takes their values from the project's workbench.toml
+    as it is now, or else from this environment, and says which one is missing."""
+    env = dict(exp.env)
+    current: dict[str, str] = {}
+    try:
+        current = load_spec(project).experiments.get(exp.name, Experiment(name="", command=[])).env
+    except WorkbenchError:
+        pass
+    for name, value in exp.env.items():
+        if REDACTED not in value:
+            continue
+        if name in current:
+            env[name] = current[name]
+        elif name in os.environ:
+            env[name] = os.environ[name]
+        else:
+            raise WorkbenchError(f"the history keeps {name} redacted and neither {project}/workbench.toml nor "
+                                 "this environment sets it", hint=f"export {name}=... and rerun")
+    return env
 
 
 def _git_state(root: Path) -> dict[str, Any]:

@@ -95,10 +95,3 @@ def connect(timeout: float = API_TIMEOUT) -> Any:
     client.api.timeout = timeout  # later calls (a create with a large spec, a build step) may take longer
     return client
 
-
-def is_engine_failure(exc: BaseException) -> bool:
-    """The engine stopped answering (killed, restarting, frozen) rather than refusing a request."""
-    if isinstance(exc, EngineUnavailable):
-        return True
-    module = type(exc).__module__
-    return module.startswith(("requests", "urllib3")) or isinstance(exc, (ConnectionError, TimeoutError))

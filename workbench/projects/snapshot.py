@@ -1,24 +1,39 @@
 """Content-addressed snapshots of a project folder.
 
-Each file's bytes are stored once under `snapshots/objects/` (named by sha256); a snapshot is a directory
-`snapshots/<tree-hash>/` of hard links to those objects. The same content gives the same tree hash, so a
-hundred runs of an unchanged project share one snapshot, and a small edit shares every unchanged file.
+Each file's bytes are stored once under `snapshots/objects/` (named by sha256 and the file's mode); a snapshot
+is a directory `snapshots/<tree-hash>/` of hard links to those objects. The same content gives the same tree
+hash, so a hundred runs of an unchanged project share one snapshot, and a small edit shares every unchanged
+file.
+
+A snapshot never follows a link: a link that stays inside the project is kept as a link, and one that leaves
+it (to `~/.ssh/id_ed25519`, `/proc/self/environ`, `/etc`), a fifo, a socket or a device is left out and
+reported in `Snapshot.left_out`. Stored files and directories keep the user's permission bits minus the write
+bits, so nothing private becomes readable by others.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 from workbench.errors import WorkbenchError
 from workbench.projects.patterns import ALWAYS_IGNORED, compile_patterns
 
 CHUNK = 1 << 20
+# O_NONBLOCK: a file swapped for a fifo while we walk must not hang the open.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+CHANGED = "changed while it was read"
 
 
 @dataclass(frozen=True)
@@ -27,75 +42,200 @@ class Snapshot:
     path: Path
     files: int
     bytes: int
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason), sorted
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+class _Entry(NamedTuple):
+    kind: str  # "d" directory, "f" file, "l" link
+    rel: str   # POSIX path relative to the project root; "" for the root
+    mode: int  # permission bits as stored (write bits removed); 0 for links
+    data: str  # sha256 of a file, target of a link, "" for a directory
+
+
+def left_out_summary(left_out: list[tuple[str, str]], limit: int = 3) -> str:
+    """One line: `left out 2 entries: env.txt (link to /proc/self/environ leaves the project), pipe (fifo)`."""
+    n = len(left_out)
+    shown = ", ".join(f"{rel} ({reason})" for rel, reason in left_out[:limit])
+    more = f", and {n - limit} more" if n > limit else ""
+    return f"left out {n} {'entry' if n == 1 else 'entries'}: {shown}{more}" if n else "left out nothing"
+
+
+def _stored_mode(st: os.stat_result) -> int:
+    return stat.S_IMODE(st.st_mode) & 0o777 & ~0o222
+
+
+def _special(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "not a regular file"
+
+
+def _hash_file(dir_fd: int, name: str) -> tuple[int, str, int] | None:
+    """(stored mode, sha256, size) of a regular file, or None where it is no longer one."""
+    with os.fdopen(os.open(name, _READ_FLAGS, dir_fd=dir_fd), "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        digest, size = hashlib.sha256(), 0
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+            size += len(chunk)
+    return _stored_mode(st), digest.hexdigest(), size
 
 
-def scan(root: Path, exclude: list[str]) -> list[tuple[str, Path, bool]]:
-    """(relative posix path, absolute path, executable) of every file a snapshot keeps, sorted."""
+def _judge_link(root: str, rel: str, target: str) -> tuple[str | None, str | None]:
+    """(target to store, None) for a link that resolves inside `root`, or (None, why it is left out).
+
+    The stored target is relative to the link's folder and points at the resolved path, so it resolves to
+    the same file inside the snapshot wherever the snapshot is mounted (/wb/src in a container)."""
+    full = os.path.join(root, rel)
+    resolved = os.path.realpath(full)
+    if not Path(resolved).is_relative_to(root):
+        kind = "directory link" if os.path.isdir(full) else "link"
+        return None, f"{kind} to {target} leaves the project"
+    try:
+        os.stat(full)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, f"link to {target} is a loop"
+        # Dangling, but inside the project: harmless, kept as it is.
+    return os.path.relpath(resolved, os.path.dirname(full)), None
+
+
+def _walk(root: str, exclude: list[str]) -> tuple[list[_Entry], list[tuple[str, str]], int]:
+    """What a snapshot keeps (directories before what they hold) and leaves out, and the bytes it keeps.
+
+    No link is followed: each directory is opened through its parent's descriptor with O_NOFOLLOW and each
+    file likewise, so an entry swapped for a link while we walk is reported, not read."""
     excluded = compile_patterns(exclude)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        dirnames[:] = sorted(d for d in dirnames if d not in ALWAYS_IGNORED and not excluded(rel_dir + d))
-        for name in filenames:
+    entries: list[_Entry] = []
+    left_out: list[tuple[str, str]] = []
+    total = 0
+
+    def visit(dir_fd: int, rel_dir: str) -> None:
+        nonlocal total
+        with os.scandir(dir_fd) as listing:
+            names = sorted(e.name for e in listing)
+        for name in names:
             rel = rel_dir + name
-            full = Path(dirpath) / name
-            try:
-                st = full.stat()
-            except OSError:
-                continue  # a dangling link or a file removed while we walk
-            if not stat.S_ISREG(st.st_mode) or excluded(rel):
+            if name in ALWAYS_IGNORED or excluded(rel):
                 continue
-            found.append((rel, full, bool(st.st_mode & stat.S_IXUSR)))
-    found.sort()
-    return found
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    target, why = _judge_link(root, rel, os.readlink(name, dir_fd=dir_fd))
+                    if why:
+                        left_out.append((rel, why))
+                    else:
+                        entries.append(_Entry("l", rel, 0, target))
+                elif stat.S_ISDIR(st.st_mode):
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                    try:
+                        entries.append(_Entry("d", rel, _stored_mode(os.fstat(fd)), ""))
+                        visit(fd, rel + "/")
+                    finally:
+                        os.close(fd)
+                elif stat.S_ISREG(st.st_mode):
+                    read = _hash_file(dir_fd, name)
+                    if read is None:
+                        left_out.append((rel, CHANGED))
+                    else:
+                        entries.append(_Entry("f", rel, read[0], read[1]))
+                        total += read[2]
+                else:
+                    left_out.append((rel, _special(st.st_mode)))
+            except FileNotFoundError:
+                continue  # removed while we walk
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):  # swapped since the stat
+                    left_out.append((rel, CHANGED))
+                    continue
+                raise WorkbenchError(f"cannot read {os.path.join(root, rel)} for the snapshot: "
+                                     f"{exc.strerror or exc}") from None
+
+    try:
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot read project folder {root} for the snapshot: {exc.strerror or exc}") from None
+    try:
+        entries.append(_Entry("d", "", _stored_mode(os.fstat(root_fd)), ""))
+        visit(root_fd, "")
+    finally:
+        os.close(root_fd)
+    return entries, sorted(left_out), total
+
+
+def _store_object(objects: Path, source: str, entry: _Entry) -> Path:
+    """The object holding `entry`'s bytes with its mode, copied from `source` if no snapshot has it yet."""
+    obj = objects / entry.data[:2] / f"{entry.data}-{entry.mode:03o}"
+    if obj.exists():
+        return obj
+    obj.parent.mkdir(exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=obj.parent)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            try:
+                src = os.open(source, _READ_FLAGS)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOENT):
+                    raise WorkbenchError(f"{source} changed while the snapshot was taken; launch again") from None
+                raise WorkbenchError(f"cannot read {source} for the snapshot: {exc.strerror or exc}") from None
+            with os.fdopen(src, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+        # What is stored is exactly what was hashed on the no-follow walk, or nothing.
+        if digest.hexdigest() != entry.data:
+            raise WorkbenchError(f"{source} changed while the snapshot was taken; launch again")
+        os.chmod(tmp, entry.mode)
+        os.replace(tmp, obj)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return obj
 
 
 def take_snapshot(root: Path, exclude: list[str], store: Path) -> Snapshot:
-    objects = store / "objects"
-    objects.mkdir(parents=True, exist_ok=True)
-    entries, total = [], 0
+    """Snapshots `root` into `store`. Hold `snapshot_lock(store, exclusive=False)` from here until the hash
+    is recorded, so gc cannot remove it in between."""
+    real_root = os.path.realpath(root)
+    entries, left_out, total = _walk(real_root, exclude)
     manifest = hashlib.sha256()
-    for rel, full, executable in scan(root, exclude):
-        try:
-            digest = _sha256(full)
-            size = full.stat().st_size
-        except OSError as exc:
-            raise WorkbenchError(f"cannot read {full} for the snapshot: {exc}") from None
-        entries.append((rel, full, executable, digest))
-        total += size
-        manifest.update(f"{'x' if executable else '-'} {digest} {rel}\n".encode())
+    for e in entries:
+        # NUL cannot occur in a path, so the fields cannot run into each other.
+        manifest.update(f"{e.kind}\0{e.mode:03o}\0{e.data}\0{e.rel}\0".encode("utf-8", "surrogateescape"))
     tree = manifest.hexdigest()[:32]
+    files = sum(e.kind == "f" for e in entries)
     final = store / tree
     if final.is_dir():
-        return Snapshot(tree, final, len(entries), total)
+        return Snapshot(tree, final, files, total, left_out)
 
+    objects = store / "objects"
+    objects.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=store))
     try:
-        for rel, full, executable, digest in entries:
-            obj = objects / digest[:2] / digest
-            if not obj.exists():
-                obj.parent.mkdir(exist_ok=True)
-                tmp = obj.with_name(f".{digest}.{os.getpid()}")
-                shutil.copyfile(full, tmp)
-                os.chmod(tmp, 0o555 if executable else 0o444)
-                os.replace(tmp, obj)
-            target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(obj, target)
-            except OSError:
-                shutil.copy2(obj, target)
-        for directory, _, _ in os.walk(staging):
-            os.chmod(directory, 0o555)  # shared by every run of this content: nobody writes into it
+        for e in entries:
+            path = staging / e.rel
+            if e.kind == "d":
+                path.mkdir(exist_ok=True)
+            elif e.kind == "l":
+                os.symlink(e.data, path)
+            else:
+                obj = _store_object(objects, os.path.join(real_root, e.rel), e)
+                try:
+                    os.link(obj, path)
+                except OSError:
+                    shutil.copy2(obj, path)
+        # Shared by every run of this content, so nobody writes into it; children before parents, since a
+        # parent may lose the search bit.
+        for e in reversed(entries):
+            if e.kind == "d":
+                os.chmod(staging / e.rel, e.mode)
         try:
             os.rename(staging, final)
         except OSError:
@@ -105,36 +245,85 @@ def take_snapshot(root: Path, exclude: list[str], store: Path) -> Snapshot:
     except BaseException:
         _remove_tree(staging)
         raise
-    return Snapshot(tree, final, len(entries), total)
+    return Snapshot(tree, final, files, total, left_out)
+
+
+@contextmanager
+def snapshot_lock(store: Path, exclusive: bool, timeout: float | None = None) -> Iterator[None]:
+    """flock on `store/.lock`. A launch holds it shared from taking its snapshot until the snapshot's hash
+    is recorded; gc holds it exclusive while it reads the referenced hashes and deletes, so it never removes
+    a snapshot (or staging dir) a launch is about to use. `timeout`: seconds to wait before a WorkbenchError;
+    None waits as long as it takes."""
+    store.mkdir(parents=True, exist_ok=True)
+    fd = os.open(store / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        if timeout is None:
+            fcntl.flock(fd, op)
+        else:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, op | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise WorkbenchError(f"snapshot store {store} is busy (a launch or gc holds its lock); "
+                                             "try again") from None
+                    time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def remove_unreferenced(store: Path, keep: set[str]) -> tuple[int, int]:
-    """Deletes snapshots not in `keep` and objects no snapshot links; returns (snapshots, bytes) freed."""
+    """Deletes snapshots not in `keep`, staging dirs (`.tmp-*`) left by killed launches, and objects no
+    snapshot links; returns (snapshots, bytes) freed. Only safe under `snapshot_lock(store, exclusive=True)`:
+    without it, a launch may be staging a snapshot or not yet have recorded the one it took."""
     if not store.is_dir():
         return 0, 0
     removed = 0
     for entry in store.iterdir():
-        if entry.name == "objects" or not entry.is_dir() or entry.name in keep:
-            continue
-        if entry.name.startswith(".tmp-"):
+        if entry.name == "objects" or entry.name in keep or entry.is_symlink() or not entry.is_dir():
             continue
         _remove_tree(entry)
-        removed += 1
+        if not entry.name.startswith(".tmp-"):
+            removed += 1
     freed = 0
-    objects = store / "objects"
-    if objects.is_dir():
-        for obj in objects.glob("*/*"):
-            st = obj.stat()
+    for obj in _listdir(store / "objects", depth=2):
+        try:
+            st = obj.lstat()
             if st.st_nlink <= 1:
-                freed += st.st_size
                 obj.unlink()
+                freed += st.st_size
+        except FileNotFoundError:
+            continue
     return removed, freed
 
 
+def _listdir(path: Path, depth: int) -> Iterator[Path]:
+    try:
+        children = list(path.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for child in children:
+        if depth == 1:
+            yield child
+        else:
+            yield from _listdir(child, depth - 1)
+
+
 def _remove_tree(path: Path) -> None:
-    for directory, _, _ in os.walk(path):
+    # Snapshot dirs keep the user's modes minus write (perhaps minus read too): open them up, top down.
+    def unlock(directory: str) -> None:
         try:
-            os.chmod(directory, 0o755)
+            os.chmod(directory, 0o700)
+            with os.scandir(directory) as listing:
+                subdirs = [e.path for e in listing if e.is_dir(follow_symlinks=False)]
         except OSError:
-            pass
+            return
+        for sub in subdirs:
+            unlock(sub)
+
+    unlock(str(path))
     shutil.rmtree(path, ignore_errors=True)

@@ -49,7 +49,10 @@ class Store(RunQueries, MetricQueries, IngestQueries, ProjectQueries, MachineQue
             self.conn.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise WorkbenchError(f"{self.path} is not a usable Workbench database: {exc}") from None
+            from workbench.failures import explain
+
+            raise WorkbenchError(explain(exc, self.path.parent)
+                                 or f"{self.path} is not a usable Workbench database: {exc}") from None
         self.instance = self._instance_id()
 
     @property

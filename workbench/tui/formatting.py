@@ -6,7 +6,6 @@ import math
 import time
 from typing import Any
 
-from rich.markup import escape as _escape_markup
 from rich.text import Text
 
 from workbench.textsafe import printable
@@ -21,8 +20,10 @@ def status_markup(status: str) -> str:
 
 
 def escape(text: str) -> str:
-    """User text (names, params, messages) for markup: control characters shown, brackets literal."""
-    return _escape_markup(printable(str(text)))
+    """User text (names, params, messages) for markup: control characters shown, every bracket literal.
+    (rich's and Textual's own escape only touch tag-like brackets; Textual's parser still misreads an
+    untouched one such as `[2J` followed by real markup.)"""
+    return printable(str(text)).replace("[", "\\[")
 
 
 def cell(text: str, style: str = "") -> Text:
