@@ -13,9 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_projects"
-# shared/ lies beside the checkout (or inside it, where a tool copied it there)
-SHARED = next((p for p in (REPO.parent / "shared", REPO / "shared") if p.is_dir()), REPO.parent / "shared")
-GPU_FIXTURES = SHARED / "fixtures" / "gpu" / "h100-80gb"
+# real H100 captures, copied from shared/fixtures/gpu (tests/fixtures/README.md): tests never leave the repo
+GPU_FIXTURES = REPO / "tests" / "fixtures" / "gpu" / "h100-80gb"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
