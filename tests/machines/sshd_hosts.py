@@ -3,6 +3,7 @@ key, our test user key authorised, and (for GPU hosts) a fake nvidia-smi first o
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -21,8 +22,12 @@ def _free_port(address: str) -> int:
         return s.getsockname()[1]
 
 
-def keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+def keygen(path: Path, key_type: str = "ed25519", passphrase: str = "") -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", passphrase, "-f", str(path)], check=True)
+    return key_fingerprint(path)
+
+
+def key_fingerprint(path: Path) -> str:
     listed = subprocess.run(["ssh-keygen", "-lf", f"{path}.pub"], capture_output=True, text=True, check=True)
     return listed.stdout.split()[1]  # SHA256:...
 
@@ -59,6 +64,48 @@ class Host:
         for suffix in ("", ".pub"):
             (self.dir / f"hostkey{suffix}").unlink()
         self.fingerprint = keygen(self.dir / "hostkey")
+
+    def use_host_keys(self, *key_types: str) -> dict[str, str]:
+        """Makes the next start() present host keys of these types only (e.g. "ecdsa", "rsa"; "ed25519" is
+        the host's first key); each is made once. Returns {type: fingerprint}."""
+        paths = {t: self.dir / ("hostkey" if t == "ed25519" else f"hostkey-{t}") for t in key_types}
+        for key_type, path in paths.items():
+            if not path.exists():
+                keygen(path, key_type)
+        lines = [l for l in self.config.read_text().splitlines() if not l.startswith("HostKey ")]
+        self.config.write_text("\n".join([*(f"HostKey {p}" for p in paths.values()), *lines]) + "\n")
+        return {key_type: key_fingerprint(path) for key_type, path in paths.items()}
+
+    def known_hosts_line(self, key_type: str) -> str:
+        """The known_hosts line for one of this host's keys (see use_host_keys)."""
+        pub = self.dir / ("hostkey.pub" if key_type == "ed25519" else f"hostkey-{key_type}.pub")
+        algorithm, blob = pub.read_text().split()[:2]
+        return f"[{self.address}]:{self.port} {algorithm} {blob}\n"
+
+
+class Agent:
+    """A real ssh-agent of our own on a socket, stopped by its pid (never by name)."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket = socket_path
+        self.process = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        wait_for(socket_path.exists, timeout=10)
+
+    def add(self, key: Path, passphrase: str) -> None:
+        """ssh-add with the passphrase given through an SSH_ASKPASS script, as a desktop would."""
+        askpass = key.with_name(key.name + ".askpass")
+        askpass.write_text(f"#!/bin/sh\necho '{passphrase}'\n")
+        askpass.chmod(0o700)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(self.socket), "SSH_ASKPASS": str(askpass),
+               "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"}
+        subprocess.run(["ssh-add", str(key)], env=env, stdin=subprocess.DEVNULL, capture_output=True, check=True,
+                       timeout=20)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
 
 def make_host(root: Path, name: str, address: str, authorized: Path, path_prefix: str | None,

@@ -23,6 +23,11 @@ def host_entry(hostname: str, port: int) -> str:
     return hostname if port == 22 else f"[{hostname}]:{port}"
 
 
+# The host-key algorithms that select a known key of each type during negotiation (paramiko drops the
+# SHA-1 "ssh-rsa" where it no longer supports it).
+ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+
+
 @dataclass
 class Verdict:
     state: str                 # "known" | "unknown" | "changed"
@@ -31,6 +36,7 @@ class Verdict:
     fingerprint: str
     known_fingerprint: str | None = None
     source: str | None = None  # the known_hosts file holding the other key, for a changed one
+    known_key_type: str | None = None
 
 
 class HostKeyStore:
@@ -41,24 +47,39 @@ class HostKeyStore:
     def _files(self) -> list[Path]:
         return [p for p in (*self.system, self.own) if p.is_file()]
 
-    def check(self, hostname: str, port: int, key: paramiko.PKey) -> Verdict:
-        entry = host_entry(hostname, port)
-        verdict = Verdict("unknown", entry, key.get_name(), fingerprint(key))
+    def known_keys(self, hostname: str, port: int) -> list[tuple[paramiko.PKey, Path]]:
+        """Every key recorded for the host, of any type, with the file that holds it."""
+        found = []
         for path in self._files():
             keys = paramiko.HostKeys()
             try:
                 keys.load(str(path))
             except (OSError, paramiko.SSHException, ValueError):
                 continue
-            known = keys.lookup(entry)
-            if not known:
-                continue
-            if key.get_name() in known:
-                if known[key.get_name()] == key:
-                    return Verdict("known", entry, key.get_name(), fingerprint(key))
-                verdict = Verdict("changed", entry, key.get_name(), fingerprint(key),
-                                  fingerprint(known[key.get_name()]), str(path))
-        return verdict
+            known = keys.lookup(host_entry(hostname, port)) or {}
+            found += [(known[name], path) for name in known]
+        return found
+
+    def known_algorithms(self, hostname: str, port: int) -> list[str]:
+        """The host-key algorithms to ask for first, so a host with several keys presents the one we know."""
+        names = []
+        for key, _ in self.known_keys(hostname, port):
+            names += ALGORITHMS.get(key.get_name(), (key.get_name(),))
+        return list(dict.fromkeys(names))
+
+    def check(self, hostname: str, port: int, key: paramiko.PKey) -> Verdict:
+        """Like OpenSSH: a host with any known key that presents another one, whatever its type, has a
+        CHANGED key."""
+        entry = host_entry(hostname, port)
+        known = self.known_keys(hostname, port)
+        if any(k.asbytes() == key.asbytes() for k, _ in known):
+            return Verdict("known", entry, key.get_name(), fingerprint(key))
+        if not known:
+            return Verdict("unknown", entry, key.get_name(), fingerprint(key))
+        # report the known key of the same type if there is one, else the first
+        other, path = next(((k, p) for k, p in known if k.get_name() == key.get_name()), known[0])
+        return Verdict("changed", entry, key.get_name(), fingerprint(key), fingerprint(other), str(path),
+                       other.get_name())
 
     def trust(self, hostname: str, port: int, key: paramiko.PKey) -> None:
         """Appends the key to Workbench's own known_hosts (after the caller showed and confirmed it)."""

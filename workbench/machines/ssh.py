@@ -4,11 +4,13 @@ channels per connection, and commands whose stdout and stderr are read together 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shlex
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +47,8 @@ class HostKeyChanged(SSHError):
 
     def __init__(self, name: str, verdict: Verdict) -> None:
         super().__init__(f"HOST KEY CHANGED for {name} ({verdict.entry}): it now presents {verdict.key_type} "
-                         f"{verdict.fingerprint} but {verdict.source} has {verdict.known_fingerprint}. "
+                         f"{verdict.fingerprint} but {verdict.source} has {verdict.known_key_type} "
+                         f"{verdict.known_fingerprint}. "
                          "Someone may be intercepting the connection; refusing to connect",
                          hint="if the host was really reinstalled, remove its old line from that file")
         self.verdict = verdict
@@ -80,69 +83,122 @@ def target_from_dict(data: dict) -> SSHTarget:
                      jump=target_from_dict(data["jump"]) if data.get("jump") else None)
 
 
-def _keys_for(target: SSHTarget) -> list[paramiko.PKey]:
-    keys: list[paramiko.PKey] = list(paramiko.Agent().get_keys())
+def _key_files(target: SSHTarget, notes: list[str]) -> Iterator[paramiko.PKey]:
+    """The identity files' keys, each read only when the keys before it were refused. Like OpenSSH, a file
+    others can read is never used; one that needs a passphrase is left to the agent; each skip is noted."""
     paths = target.identity_files or [p for p in DEFAULT_IDENTITIES if Path(p).expanduser().is_file()]
     for path in paths:
         full = Path(path).expanduser()
         try:
-            keys.append(paramiko.PKey.from_path(full))
-        except FileNotFoundError:
-            raise AuthFailed(f"identity file {full} does not exist") from None
-        except paramiko.PasswordRequiredException:
-            continue  # encrypted: only usable through the agent
+            mode = full.stat().st_mode
+        except OSError:
+            notes.append(f"identity file {full} does not exist")
+            continue
+        if mode & 0o077:
+            notes.append(f"UNPROTECTED PRIVATE KEY FILE {full} (mode {mode & 0o777:04o}) was not used: "
+                         f"chmod 600 {full}")
+            continue
+        try:
+            key = paramiko.PKey.from_path(full)
+        # cryptography raises TypeError for an encrypted OpenSSH-format key read without a passphrase
+        except (paramiko.PasswordRequiredException, TypeError):
+            notes.append(f"{full} needs a passphrase: load it with ssh-add {full}")
+            continue
         except (paramiko.SSHException, ValueError, OSError) as exc:
-            raise AuthFailed(f"cannot read identity file {full}: {exc}") from None
-    return keys
+            notes.append(f"cannot read identity file {full}: {exc}")
+            continue
+        yield key
+
+
+def _authenticate(transport: paramiko.Transport, target: SSHTarget) -> None:
+    """Agent keys first, then the identity files (as `ssh` does); no passwords."""
+    notes: list[str] = []
+    agent = paramiko.Agent()
+    try:
+        for key in itertools.chain(agent.get_keys(), _key_files(target, notes)):
+            try:
+                transport.auth_publickey(target.user, key)
+            except paramiko.AuthenticationException:
+                continue
+            if transport.is_authenticated():
+                return
+    finally:
+        agent.close()
+    raise AuthFailed(f"{target.name}: no key was accepted for {target.user}@{target.hostname}"
+                     + "".join(f"; {note}" for note in notes),
+                     hint="load your key in ssh-agent or pass --identity FILE")
+
+
+def _handshake(target: SSHTarget, hostkeys: HostKeyStore, sock: object, timeout: float, who: str
+               ) -> paramiko.Transport:
+    """Banner and key exchange over `sock`, asking first for the host-key algorithms already known for the
+    host (as OpenSSH does), so a host with several keys presents the one we know."""
+    transport = paramiko.Transport(sock)
+    options = transport.get_security_options()
+    known = [n for n in hostkeys.known_algorithms(target.hostname, target.port) if n in options.key_types]
+    options.key_types = known + [n for n in options.key_types if n not in known]
+    done = threading.Event()
+    try:
+        # start_client(timeout=...) returns quietly when the time is up, and a silent server then surfaces
+        # later as "No existing session": wait on an event of our own instead.
+        transport.start_client(event=done)
+        if not done.wait(timeout):
+            raise SSHError(f"{who} did not answer the SSH handshake within {timeout:g}s (timed out)")
+        if not transport.is_active():
+            raise SSHError(f"{who} failed the SSH handshake: {transport.get_exception() or 'connection closed'}")
+    except BaseException:
+        transport.close()
+        raise
+    return transport
+
+
+def _connect(target: SSHTarget, hostkeys: HostKeyStore, timeout: float, via: str | None = None
+             ) -> tuple[paramiko.Transport, paramiko.Transport | None]:
+    """A transport to `target` past the key exchange (its host key not checked yet), and the verified jump
+    transport it runs through, if any. `via` names the machine whose jump host `target` is."""
+    name = f"{via}: jump host {target.name}" if via else target.name
+    address = f"{target.hostname}:{target.port}"
+    jump_transport = None
+    try:
+        if target.jump is not None:
+            jump_transport = open_transport(target.jump, hostkeys, timeout, via=target.name)
+            try:
+                sock = jump_transport.open_channel("direct-tcpip", (target.hostname, target.port),
+                                                   ("127.0.0.1", 0), timeout=timeout)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise SSHError(f"{target.name}: jump host {target.jump.name} cannot reach {address}: {exc}") from None
+        else:
+            try:
+                sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
+            except OSError as exc:
+                raise SSHError(f"{name}: cannot reach {address}: {exc.strerror or exc}") from None
+        return _handshake(target, hostkeys, sock, timeout, name if via else f"{name}: {address}"), jump_transport
+    except BaseException:
+        if jump_transport is not None:
+            jump_transport.close()
+        raise
 
 
 def open_transport(target: SSHTarget, hostkeys: HostKeyStore, timeout: float = CONNECT_TIMEOUT,
-                   sock: object | None = None) -> paramiko.Transport:
+                   via: str | None = None) -> paramiko.Transport:
     """A verified, authenticated transport to `target` (through its jump host when it has one)."""
-    jump_transport = None
-    if sock is None and target.jump is not None:
-        jump_transport = open_transport(target.jump, hostkeys, timeout)
-        try:
-            sock = jump_transport.open_channel("direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0),
-                                               timeout=timeout)
-        except (paramiko.SSHException, OSError) as exc:
-            jump_transport.close()
-            raise SSHError(f"{target.name}: jump host {target.jump.name} cannot reach "
-                           f"{target.hostname}:{target.port}: {exc}") from None
-    if sock is None:
-        try:
-            sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
-        except OSError as exc:
-            raise SSHError(f"{target.name}: cannot reach {target.hostname}:{target.port}: "
-                           f"{exc.strerror or exc}") from None
-    transport = paramiko.Transport(sock)
+    transport, jump_transport = _connect(target, hostkeys, timeout, via)
     try:
-        transport.start_client(timeout=timeout)
-        key = transport.get_remote_server_key()
-        verdict = hostkeys.check(target.hostname, target.port, key)
-        if verdict.state == "unknown":
-            raise HostKeyUnknown(target.name, verdict)
-        if verdict.state == "changed":
-            raise HostKeyChanged(target.name, verdict)
-        for pkey in _keys_for(target):
-            try:
-                transport.auth_publickey(target.user, pkey)
-                break
-            except paramiko.AuthenticationException:
-                continue
-        if not transport.is_authenticated():
-            raise AuthFailed(f"{target.name}: no key was accepted for {target.user}@{target.hostname}",
-                             hint="load your key in ssh-agent or pass --identity FILE")
-    except SSHError:
+        try:
+            verdict = hostkeys.check(target.hostname, target.port, transport.get_remote_server_key())
+            if verdict.state == "unknown":
+                raise HostKeyUnknown(target.name, verdict)
+            if verdict.state == "changed":
+                raise HostKeyChanged(target.name, verdict)
+            _authenticate(transport, target)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"{target.name}: SSH handshake with {target.hostname}:{target.port} failed: "
+                           f"{exc}") from None
+    except BaseException:
         transport.close()
-        if jump_transport:
+        if jump_transport is not None:
             jump_transport.close()
         raise
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        transport.close()
-        if jump_transport:
-            jump_transport.close()
-        raise SSHError(f"{target.name}: SSH handshake with {target.hostname}:{target.port} failed: {exc}") from None
     transport.set_keepalive(KEEPALIVE_SECONDS)
     transport._workbench_jump = jump_transport  # type: ignore[attr-defined]  # closed with it
     return transport
@@ -150,25 +206,11 @@ def open_transport(target: SSHTarget, hostkeys: HostKeyStore, timeout: float = C
 
 def fetch_host_key(target: SSHTarget, hostkeys: HostKeyStore, timeout: float = CONNECT_TIMEOUT) -> paramiko.PKey:
     """The key `target` presents (through its jump host, which must itself be trusted); no authentication."""
-    jump_transport, sock = None, None
+    transport, jump_transport = _connect(target, hostkeys, timeout)
     try:
-        if target.jump is not None:
-            jump_transport = open_transport(target.jump, hostkeys, timeout)
-            sock = jump_transport.open_channel("direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0),
-                                               timeout=timeout)
-        else:
-            sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
-        transport = paramiko.Transport(sock)
-        try:
-            transport.start_client(timeout=timeout)
-            return transport.get_remote_server_key()
-        finally:
-            transport.close()
-    except SSHError:
-        raise
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise SSHError(f"{target.name}: cannot reach {target.hostname}:{target.port}: {exc}") from None
+        return transport.get_remote_server_key()
     finally:
+        transport.close()
         if jump_transport is not None:
             jump_transport.close()
 
