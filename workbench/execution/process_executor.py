@@ -1,5 +1,6 @@
-"""Runs as detached processes on this machine (no Docker): a setsid supervisor per run records the pid,
-start time, logs and exit code in the run dir, so a run outlives Workbench and can be reconciled."""
+"""Runs as detached processes on this machine (no Docker): a setsid supervisor per run records the pids,
+start times and exit code in the run dir, where the experiment writes its own stdout.log and stderr.log, so a
+run outlives Workbench, and even its supervisor, and can be reconciled."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from typing import Any, Iterator
 
 from workbench.errors import WorkbenchError
 from workbench.execution.base import Chunk, Launch, RunState, container_paths, read_file_from
+from workbench.execution.logformat import format_line, now_stamp
 
 LOG_CHUNK = 1 << 20
 FOLLOW_POLL = 0.1
+CANCEL_GRACE = 10.0
+LOG_FILES = (("out", "stdout.log"), ("err", "stderr.log"))
+SUPERVISOR_KILLED = "its supervisor was killed; the exit code is unknown"
 
 
 class ProcessExecutor:
@@ -54,6 +59,9 @@ class ProcessExecutor:
     def status(self, handle: dict[str, Any]) -> RunState:
         run_dir = Path(handle["run_dir"])
         exit_info = _read_json(run_dir / "exit.json")
+        if not exit_info and _alive(handle.get("shim"), handle.get("shim_start")):
+            return RunState("running", started_at=handle.get("started_at"))
+        exit_info = exit_info or _read_json(run_dir / "exit.json")  # it may have finished between the two looks
         if exit_info:
             reason = None
             if exit_info.get("signal"):
@@ -64,20 +72,29 @@ class ProcessExecutor:
                 reason = f"killed by signal {exit_info['signal']} ({name})"
             return RunState("exited", exit_code=exit_info["exit_code"], reason=reason,
                             started_at=handle.get("started_at"), finished_at=exit_info.get("finished_at"))
-        if _alive(handle.get("shim"), handle.get("shim_start")):
+        if not handle.get("pid") or not (run_dir / "pid").exists():
+            return RunState("missing", reason="its supervisor process is gone and left no record of the run")
+        if _group_alive(handle["pid"], handle.get("proc_start")):
             return RunState("running", started_at=handle.get("started_at"))
-        if exit_info := _read_json(run_dir / "exit.json"):  # finished between the two looks
-            return self.status(handle)
-        return RunState("missing", reason="its supervisor process is gone and recorded no exit code")
+        # the supervisor died before the experiment: it ended, but nobody was there to see how
+        return RunState("exited", exit_code=None, reason=SUPERVISOR_KILLED, started_at=handle.get("started_at"))
 
     def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
-        path = Path(handle["run_dir"]) / "logs.raw"
+        """The experiment writes stdout.log and stderr.log itself; their lines are stamped when read (a live
+        run is followed every FOLLOW_POLL) and, within one read, stdout's come before stderr's.
+        Offsets are `<stdout.log bytes>,<stderr.log bytes>`."""
+        run_dir = Path(handle["run_dir"])
+        out, _, err = (offset or "0").partition(",")
+        positions = [int(out), int(err or 0)]
         while True:
-            finished = self.status(handle).state != "running"
-            chunk = read_file_from(path, offset, LOG_CHUNK, finished)
-            if chunk.data:
-                offset = chunk.offset
-                yield chunk
+            finished = self.status(handle).state != "running"  # looked at first: then nothing is left unread
+            stamp, lines, more = now_stamp(), [], False
+            for i, (stream, name) in enumerate(LOG_FILES):
+                texts, positions[i], left = _read_lines(run_dir / name, positions[i], LOG_CHUNK, finished)
+                lines += [format_line(stamp, stream, text) for text in texts]
+                more = more or left
+            if lines:
+                yield Chunk(b"".join(lines), f"{positions[0]},{positions[1]}", eof=finished and not more)
                 continue
             if finished or not follow:
                 return
@@ -90,23 +107,36 @@ class ProcessExecutor:
         return container_paths(Path(handle["run_dir"]))["out"]
 
     def cancel(self, handle: dict[str, Any]) -> None:
-        shim, start = handle.get("shim"), handle.get("shim_start")
-        if _alive(shim, start):
-            os.kill(shim, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _alive(shim, start) and time.monotonic() < deadline:
+        """SIGTERM to the supervisor, which forwards it to the run's process group, or to the group itself
+        when the supervisor was killed; SIGKILL to whatever of the group is left after CANCEL_GRACE."""
+        shim, shim_start = handle.get("shim"), handle.get("shim_start")
+        group, leader_start = handle.get("pid"), handle.get("proc_start")
+
+        def group_alive() -> bool:
+            return bool(group) and _group_alive(group, leader_start)
+
+        if _alive(shim, shim_start):
+            _signal(os.kill, shim, signal.SIGTERM)
+        elif group_alive():
+            _signal(os.killpg, group, signal.SIGTERM)
+        deadline = time.monotonic() + CANCEL_GRACE
+        while (_alive(shim, shim_start) or group_alive()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(shim, start) and handle.get("pid"):
-            try:
-                os.killpg(handle["pid"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if group_alive():
+            _signal(os.killpg, group, signal.SIGKILL)
+
+    def adopt(self, run_id: str, run_dir: Path) -> dict[str, Any] | None:
+        """The handle of a run whose launcher died before recording it, from its run dir; None if it never started."""
+        if (run_dir / "pid").exists() or (run_dir / "exit.json").exists():
+            return {"run_dir": str(run_dir), **_read_json(run_dir / "pid")}
+        return None
 
     def list(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         return []  # process runs are found through their run dirs, which the database names
 
     def cleanup(self, handle: dict[str, Any]) -> None:
-        (Path(handle["run_dir"]) / "logs.raw").unlink(missing_ok=True)
+        for _, name in LOG_FILES:  # ingested into logs.txt beside them
+            (Path(handle["run_dir"]) / name).unlink(missing_ok=True)
 
 
 def _base_env() -> dict[str, str]:
@@ -114,17 +144,64 @@ def _base_env() -> dict[str, str]:
     return {k: os.environ[k] for k in keep if k in os.environ}
 
 
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat from its state field on: [0] state, [2] process group, [19] start time."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _alive(pid: int | None, start: str | None = None) -> bool:
     """The process lives (not a zombie) and, when its start time was recorded, is the same process
     (a recycled pid has another start time)."""
-    if not pid:
-        return False
+    fields = _stat(pid) if pid else None
+    return fields is not None and fields[0] != "Z" and (start is None or fields[19] == start)
+
+
+def _group_alive(pgid: int, leader_start: str | None) -> bool:
+    """A live member is left in the process group the run's leader started. The kernel does not reuse a
+    pid while a group still bears it, so a process with that pid but another start time means it is gone."""
+    leader = _stat(pgid)
+    if leader is not None:
+        if leader_start is not None and leader[19] != leader_start:
+            return False
+        if leader[0] != "Z":
+            return True
+    for entry in os.scandir("/proc"):  # the leader has ended; what it started may not have
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and fields[2] == str(pgid) and fields[0] != "Z":
+                return True
+    return False
+
+
+def _signal(send: Any, target: int, sig: int) -> None:
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
+        send(target, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _read_lines(path: Path, start: int, limit: int, final: bool) -> tuple[list[bytes], int, bool]:
+    """The whole lines of a file from a byte offset (and, once `final`, a last one without its newline):
+    (lines, offset after them, whether more is left to read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
-        return False
-    return fields[0] != "Z" and (start is None or fields[19] == start)
+        return [], start, False  # not written yet (or replaced by something that is not a file)
+    with os.fdopen(fd, "rb") as fh:
+        fh.seek(start)
+        data = fh.read(limit)
+    more = len(data) >= limit
+    if more or not final:
+        cut = data.rfind(b"\n") + 1
+        data = data[:cut or (len(data) if more else 0)]  # a line longer than the limit comes in pieces
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return lines, start + len(data), more
 
 
 def _read_json(path: Path) -> dict[str, Any]:
