@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -56,6 +57,7 @@ class RunIngestor:
         self.lease = Lease(lease_name(run["id"]), self.owner, LEASE_TTL)
         self._stop_logs = threading.Event()
         self._log_thread: threading.Thread | None = None
+        self._warned: set[str] = set()
 
     # lease ----------------------------------------------------------------------------------------
     def acquire(self) -> bool:
@@ -100,17 +102,31 @@ class RunIngestor:
         try:
             while True:
                 chunk = self.executor.read_metrics(self.handle, offset.offset, METRIC_CHUNK, final)
-                if not chunk.data:
+                if chunk.refused:
+                    self._warn_once(chunk.refused)
+                if not chunk.data and chunk.offset == offset.offset:
                     return added
+                warning = None
+                if chunk.rewritten_at is not None:  # ordinals go on counting: re-read step-less lines never collide
+                    warning = (f"metrics file was truncated or rewritten at byte {chunk.rewritten_at}; "
+                               "ingesting it again from its start")
                 batch, lines = parse_metric_lines(chunk.data, offset.lines, time.time(), self.store.key_id)
                 offset = Offset(chunk.offset, offset.lines + lines, 0)
                 if pending is not None:
                     pending.result()
-                pending = self._writer.submit(self.store.commit_metrics, self.seq, batch, offset, self.lease)
+                pending = self._writer.submit(self.store.commit_metrics, self.seq, batch, offset, self.lease,
+                                              warning)
                 added += len(batch.rows)
         finally:
             if pending is not None:
                 pending.result()
+
+    def _warn_once(self, message: str) -> None:
+        """A warning about the run recorded once, however often (and by whichever process) it is seen."""
+        if message not in self._warned:
+            self._warned.add(message)
+            if all(e["message"] != message for e in self.store.events(self.run["id"])):
+                self.store.add_event(self.run["id"], "warning", message)
 
     # whole run ------------------------------------------------------------------------------------
     def catch_up(self) -> RunState:
@@ -185,17 +201,45 @@ class RunIngestor:
         return self.store.record_checks(self.seq, results)
 
     def record_artifacts(self) -> None:
+        """Every regular file of the output dir with its size and sha256; a symbolic link as a link (its
+        target, never followed: an experiment can point one at any host file); anything else is skipped."""
         out = self.executor.fetch_artifacts(self.handle, self.run_dir / "out")
-        found = []
-        for path in sorted(out.rglob("*")) if out.is_dir() else []:
-            if path.is_file() and path.name != "metrics.jsonl":
-                digest = hashlib.sha256()
-                with open(path, "rb") as fh:
-                    while block := fh.read(ARTIFACT_CHUNK):
-                        digest.update(block)
-                found.append((path.relative_to(out).as_posix(), path.stat().st_size, digest.hexdigest()))
+        found, seen = [], set()
+        # fwalk opens each dir relative to its parent's fd and never follows links, so nothing an experiment
+        # renames or relinks while we walk can lead outside the output dir.
+        for root, dirs, files, root_fd in os.fwalk(out, follow_symlinks=False):
+            for name in dirs + files:
+                rel = Path(root, name).relative_to(out).as_posix()
+                seen.add(rel)
+                if name == "metrics.jsonl":
+                    continue
+                try:
+                    info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+                    if stat.S_ISLNK(info.st_mode):
+                        found.append((_text(rel), 0, "", _text(os.readlink(name, dir_fd=root_fd))))
+                    elif stat.S_ISREG(info.st_mode):
+                        found.append((_text(rel), *_hash_file(name, root_fd), None))
+                except OSError:
+                    continue  # gone, unreadable, or no longer a regular file
         self.store.set_artifacts(self.seq, found)
         declared = self.run["spec"].get("artifacts", [])
-        missing = [a for a in declared if not (out / a).exists()]
+        missing = [a for a in declared if Path(os.path.normpath(a)).as_posix() not in seen]
         if missing:
             self.store.add_event(self.run["id"], "warning", f"declared artifacts not written: {', '.join(missing)}")
+
+
+def _text(name: str) -> str:
+    """A file name as text SQLite can store (names that are not UTF-8 keep their bytes as escapes)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _hash_file(name: str, dir_fd: int) -> tuple[int, str]:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{name} is no longer a regular file")
+        digest, size = hashlib.sha256(), 0
+        while block := fh.read(ARTIFACT_CHUNK):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()

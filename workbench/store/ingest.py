@@ -71,11 +71,15 @@ class IngestQueries:
             _hold(conn, lease)
             self._put_offset(conn, run_seq, stream, offset)
 
-    def commit_metrics(self, run_seq: int, batch: MetricBatch, offset: Offset, lease: Lease | None = None) -> None:
-        """The points and the offset after them, in one transaction: a crash keeps both or neither, and
-        only the lease's owner commits (so two processes can never both ingest the same lines)."""
+    def commit_metrics(self, run_seq: int, batch: MetricBatch, offset: Offset, lease: Lease | None = None,
+                       warning: str | None = None) -> None:
+        """The points and the offset after them (and a warning event about them), in one transaction: a crash
+        keeps all or none, and only the lease's owner commits (so two processes never ingest the same lines)."""
         with self.tx() as conn:  # type: ignore[attr-defined]
             _hold(conn, lease)
+            if warning:
+                conn.execute("INSERT INTO events (ts, run_id, kind, message) SELECT ?, id, 'warning', ? FROM runs "
+                             "WHERE seq = ?", (time.time(), warning, run_seq))
             # Rows go in as the parser made them (run_seq is our own integer, inlined).
             conn.executemany(
                 f"INSERT INTO metrics (run_seq, key_id, step, ts, value) VALUES ({int(run_seq)}, ?, ?, ?, ?)",

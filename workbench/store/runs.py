@@ -215,10 +215,11 @@ class RunQueries:
         return [dict(r) for r in self.query(  # type: ignore[attr-defined]
             "SELECT ts, kind, message FROM events WHERE run_id = ? ORDER BY id", (run_id,))]
 
-    def set_artifacts(self, run_seq: int, artifacts: Iterable[tuple[str, int, str]]) -> None:
+    def set_artifacts(self, run_seq: int, artifacts: Iterable[tuple[str, int, str, str | None]]) -> None:
+        """(path, size, sha256, link): a symbolic link has its target in `link`, size 0 and sha256 ''."""
         with self.tx() as conn:  # type: ignore[attr-defined]
             conn.executemany(
-                "INSERT OR REPLACE INTO artifacts (run_seq, path, size, sha256) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO artifacts (run_seq, path, size, sha256, link) VALUES (?, ?, ?, ?, ?)",
                 [(run_seq, *a) for a in artifacts],
             )
 
@@ -241,7 +242,7 @@ class RunQueries:
 
     def artifacts(self, run_seq: int) -> list[dict[str, Any]]:
         return [dict(r) for r in self.query(  # type: ignore[attr-defined]
-            "SELECT path, size, sha256 FROM artifacts WHERE run_seq = ? ORDER BY path", (run_seq,))]
+            "SELECT path, size, sha256, link FROM artifacts WHERE run_seq = ? ORDER BY path", (run_seq,))]
 
     def referenced_snapshots(self) -> set[str]:
         return {r[0] for r in self.query("SELECT DISTINCT snapshot FROM runs WHERE snapshot IS NOT NULL")}  # type: ignore[attr-defined]
