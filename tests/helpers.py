@@ -15,6 +15,15 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_projects"
 # real H100 captures, copied from shared/fixtures/gpu (tests/fixtures/README.md): tests never leave the repo
 GPU_FIXTURES = REPO / "tests" / "fixtures" / "gpu" / "h100-80gb"
+# A busybox experiment that prints `line I` and writes metric x=I, N times, PAUSE seconds apart.
+COUNTING_SPEC = r"""
+[project]
+name = "counting"
+[experiments.count]
+image = "busybox:latest"
+command = ["sh", "-c", "i=1; while [ $i -le {n} ]; do echo line $i; echo '{\"step\": '$i', \"x\": '$i'}' >> $WORKBENCH_METRICS; sleep {pause}; i=$((i+1)); done"]
+params = { n = 30, pause = 0.1 }
+"""
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

@@ -32,7 +32,10 @@ def explain(exc: BaseException, data_dir: Path | None = None) -> str | None:
             return _read_only(where)
         if "unable to open" in lowered:
             return f"cannot open {db} ({text}): check that {where} exists and that you may write to it"
-        if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        if "not a database" in lowered:
+            return (f"{db} is not a usable Workbench database ({text}): move it aside to start a new history, "
+                    "or put a backup in its place")
+        if "malformed" in lowered or "corrupt" in lowered:
             return (f"the database {db} is damaged ({text}); "
                     f"keep a copy, then recover it: sqlite3 {db} .recover | sqlite3 recovered.db, and move "
                     "recovered.db in its place")

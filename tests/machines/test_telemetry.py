@@ -26,9 +26,13 @@ def trusted(ssh_env, tmp_path):
     return store, targets
 
 
-def remote_samplers() -> int:
+def sampler_pids() -> set[str]:
     done = subprocess.run(["pgrep", "-f", "fakegpu/bin/nvidia-smi"], capture_output=True, text=True)
-    return len(done.stdout.split())
+    return set(done.stdout.split())
+
+
+def remote_samplers() -> int:
+    return len(sampler_pids())
 
 
 def test_stream_samples_and_cpu_host_and_clean_stop(trusted):
@@ -41,7 +45,10 @@ def test_stream_samples_and_cpu_host_and_clean_stop(trusted):
         assert snap["gpu"]["gpus"][0].name == "NVIDIA H100 80GB HBM3"
         assert snap["gpu"]["gpus"][0].fan is None
         wait_for(lambda: fleet.snapshot()["cpu"]["cpu_only"], timeout=20)
-        assert remote_samplers() == 1  # one long-lived stream, not a process per sample
+        wait_for(lambda: remote_samplers() == 1, timeout=10)  # an earlier test's stream may still be ending
+        stream = sampler_pids()
+        time.sleep(1.0)  # five samples at 200 ms
+        assert sampler_pids() == stream  # one long-lived stream, not a process per sample
     finally:
         fleet.stop()
     wait_for(lambda: remote_samplers() == 0, timeout=10)  # the stream ends with the connection

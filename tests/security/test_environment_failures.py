@@ -14,16 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_one_line_error, require, wait_for
+from helpers import COUNTING_SPEC, assert_one_line_error, require
 
 ENGINE = "/var/run/docker.sock"
-SLOW = r"""
-[project]
-name = "slow"
-[experiments.count]
-image = "busybox:latest"
-command = ["sh", "-c", "i=1; while [ $i -le 40 ]; do echo line $i; echo '{\"x\": '$i'}' >> $WORKBENCH_METRICS; sleep 0.1; i=$((i+1)); done"]
-"""
+SLOW = COUNTING_SPEC.replace("n = 30", "n = 40")
 
 
 class EngineProxy:

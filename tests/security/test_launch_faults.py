@@ -11,19 +11,10 @@ import time
 
 import pytest
 
-from helpers import wait_for
+from helpers import COUNTING_SPEC, wait_for
 from workbench.services import Workbench
 
 pytestmark = pytest.mark.usefixtures("docker_client")
-
-STEADY = r"""
-[project]
-name = "steady"
-[experiments.count]
-image = "busybox:latest"
-command = ["sh", "-c", "i=1; while [ $i -le {n} ]; do echo line $i; echo '{{\"step\": '$i', \"x\": '$i'}}' >> $WORKBENCH_METRICS; sleep {pause}; i=$((i+1)); done"]
-params = {{ n = 30, pause = 0.1 }}
-"""
 
 # Launches, then dies by SIGKILL at the moment between "container started" and "recorded as running".
 KILLED_LAUNCHER = r"""
@@ -53,7 +44,7 @@ def _containers(docker_client, run_id: str):
 
 
 def test_a_run_whose_launcher_died_is_adopted_in_seconds_and_ingested_fully(cli, make_project, home, docker_client):
-    root = make_project(STEADY.format(n="{n}", pause="{pause}"))
+    root = make_project(COUNTING_SPEC)
     run_id = _launch_and_die(home, root, "n=30", "pause=0.1")
     assert _containers(docker_client, run_id), "the container was started before the launcher died"
     died = time.monotonic()
@@ -70,7 +61,7 @@ def test_a_run_whose_launcher_died_is_adopted_in_seconds_and_ingested_fully(cli,
 
 
 def test_cancel_stops_the_container_of_a_launcher_that_died(cli, make_project, home, docker_client):
-    root = make_project(STEADY.format(n="{n}", pause="{pause}"))
+    root = make_project(COUNTING_SPEC)
     run_id = _launch_and_die(home, root, "n=600", "pause=0.1")
     cancelled = cli("runs", "cancel", run_id, "--json")
     assert cancelled.code == 0, cancelled.err
@@ -81,7 +72,7 @@ def test_cancel_stops_the_container_of_a_launcher_that_died(cli, make_project, h
 
 
 def test_gc_waits_for_a_launch_between_its_snapshot_and_its_record(make_project, home):
-    root = make_project(STEADY.format(n="{n}", pause="{pause}"), files={"fresh.txt": str(time.time_ns())})
+    root = make_project(COUNTING_SPEC, files={"fresh.txt": str(time.time_ns())})
     launcher, collector = Workbench(), Workbench()
     reached, go = threading.Event(), threading.Event()
     real_update = launcher.store.update_run
@@ -116,7 +107,7 @@ def test_a_create_that_times_out_leaves_no_container_and_gc_removes_our_orphans(
                                                                                docker_client):
     import requests
 
-    root = make_project(STEADY.format(n="{n}", pause="{pause}"))
+    root = make_project(COUNTING_SPEC)
     wb = Workbench()
     api = wb.docker_client().api
     real_create = api.create_container
