@@ -286,8 +286,10 @@ class Workbench:
         while self.store.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
             run_id = secrets.token_hex(4)
         argv = substitute(exp.command, values)
-        env = {**exp.env, **{f"WB_PARAM_{k.upper()}": format_param(v) for k, v in values.items()},
-               "WORKBENCH_RUN_ID": run_id}
+        # Python block-buffers stdout that is not a terminal: without this, live logs stay empty and a
+        # cancelled run loses what it printed. The spec's env may still say otherwise.
+        env = {"PYTHONUNBUFFERED": "1", **exp.env,
+               **{f"WB_PARAM_{k.upper()}": format_param(v) for k, v in values.items()}, "WORKBENCH_RUN_ID": run_id}
         gpus = self._pick_gpus(exp.gpus) if exp.gpus else None
         git = _git_state(spec.root) if snapshot_hash is None else {}
         record = {
@@ -583,40 +585,15 @@ class Workbench:
         changed = []
         engine_used = False
         for run in self.store.active_runs():
-            if self.store.lease_holder(lease_name(run["id"])):
-                continue  # someone is launching or following it live
-            adopted = False
             try:
-                if not run.get("handle"):
-                    found = self._adopt(run)
-                    if found is None:
-                        self.store.finish_run(run["id"], "lost", exit_code=None,
-                                              reason="its launch was interrupted before the run started")
-                        changed.append(run)
-                        continue
-                    run, adopted = found, True
-                ingestor = self.ingestor(run)
-                engine_used = engine_used or run["executor"] == "docker"
-            except EngineUnavailable as exc:
-                self._say_once(f"{exc.message}; its runs are shown as last recorded")
-                continue  # cannot tell; keep the record as it is
-            if ingestor.acquire():
-                try:
-                    state = ingestor.catch_up()
-                except LeaseLost:
-                    continue
-                except Exception as exc:  # noqa: BLE001 - an engine gone mid-way leaves the record as it is
-                    if not is_engine_failure(exc):
-                        raise
-                    self._say_once(f"the Docker engine stopped answering ({_first_line(exc)}); "
-                                   "its runs are shown as last recorded")
-                    continue
-                finally:
-                    ingestor.release()
-                if state.state != "running":
-                    changed.append(run)
-                elif adopted:
-                    self.follow_in_background(run["id"])  # its own follower died with its launcher
+                state = self._reconcile_one(run)
+            except Exception as exc:  # noqa: BLE001 - one run that cannot be read never stops the others
+                self._note_failure(run["id"], exc)
+                continue
+            if state == "docker":
+                engine_used = True
+            elif state is not None:
+                changed.append(run)
         if engine_used:
             try:
                 self._remove_orphan_containers()
@@ -624,6 +601,54 @@ class Workbench:
                 if not is_engine_failure(exc):
                     raise
         return changed
+
+    def _reconcile_one(self, run: dict[str, Any]) -> str | None:
+        """Brings one run up to date: its new final state, "docker" when it is still running there, or None."""
+        if self.store.lease_holder(lease_name(run["id"])):
+            return None  # someone is launching or following it live
+        adopted = False
+        try:
+            if not run.get("handle"):
+                found = self._adopt(run)
+                if found is None:
+                    self.store.finish_run(run["id"], "lost", exit_code=None,
+                                          reason="its launch was interrupted before the run started")
+                    return "lost"
+                run, adopted = found, True
+            ingestor = self.ingestor(run)
+        except EngineUnavailable as exc:
+            self._say_once(f"{exc.message}; its runs are shown as last recorded")
+            return None  # cannot tell; keep the record as it is
+        if not ingestor.acquire():
+            return None
+        try:
+            state = ingestor.catch_up()
+        except LeaseLost:
+            return None
+        except Exception as exc:  # noqa: BLE001 - an engine gone mid-way leaves the record as it is
+            if not is_engine_failure(exc):
+                raise
+            self._say_once(f"the Docker engine stopped answering ({_first_line(exc)}); "
+                           "its runs are shown as last recorded")
+            return None
+        finally:
+            ingestor.release()
+        if state.state != "running":
+            return state.state
+        if adopted:
+            self.follow_in_background(run["id"])  # its own follower died with its launcher
+        return "docker" if run["executor"] == "docker" else None
+
+    def _note_failure(self, run_id: str, exc: BaseException) -> None:
+        """A run that could not be reconciled keeps its record; why is said once, as its event."""
+        from workbench.failures import explain
+
+        why = exc.message if isinstance(exc, WorkbenchError) else explain(exc) or _first_line(exc)
+        message = f"could not be brought up to date: {why}"
+        events = self.store.events(run_id)
+        if not events or events[-1]["message"] != message:
+            self.store.add_event(run_id, "warning", message)
+            self._say_once(f"run {run_id} {message}")
 
     def _adopt(self, run: dict[str, Any]) -> dict[str, Any] | None:
         """The run's container (or process) found by its labels, recorded as running; None when it

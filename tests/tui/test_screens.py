@@ -96,8 +96,13 @@ async def test_help_is_generated_from_bindings(seeded):
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        ids = {row[2] for row in app.screen.rows}
+        ids = {row[3] for row in app.screen.rows}
         assert {"runs.open", "runs.filter", "runs.cancel", "app.quit", "app.help"} <= ids
+        groups = [row[0] for row in app.screen.rows]
+        # the screen's own actions first, then the app's, then generic cursor/page/copy keys (issue 9)
+        assert groups == sorted(groups, key=["This screen", "Everywhere", "Lists, fields and the terminal"].index)
+        assert app.screen.rows[0][3].startswith("runs.") and groups[-1] == "Lists, fields and the terminal"
+        assert "Cursor up" in [row[2] for row in app.screen.rows if row[0] == groups[-1]]
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 

@@ -3,8 +3,10 @@ and artifacts from the run's output dir, mounted into the container."""
 
 from __future__ import annotations
 
+import queue
 import signal
 import struct
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -143,7 +145,13 @@ class DockerExecutor:
         buffer: list[bytes] = []
         size, flushed_at = 0, time.monotonic()
         try:
-            for stream_id, payload in _frames(response.raw):
+            for frame in _frames_or_idle(response.raw, LOG_BATCH_SECONDS):
+                if frame is None:  # the stream is quiet: what is buffered is due now, not at the next line
+                    if buffer:
+                        yield Chunk(b"".join(buffer), _format_log_offset(position))
+                        buffer, size, flushed_at = [], 0, time.monotonic()
+                    continue
+                stream_id, payload = frame
                 stamp, _, text = payload.partition(b" ")
                 try:
                     ns = stamp_to_ns(stamp.decode())
@@ -260,6 +268,45 @@ def _frames(raw: Any) -> Iterator[tuple[int, bytes]]:
         if length and not payload:
             return
         yield stream_id, payload
+
+
+def _frames_or_idle(raw: Any, idle: float) -> Iterator[tuple[int, bytes] | None]:
+    """The frames of `raw`, read on a thread of their own, with None whenever none came for `idle`
+    seconds: a batch is never held back waiting for a line that may not come for minutes."""
+    frames: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=4096)
+    closed = threading.Event()
+
+    def put(item: tuple[int, bytes] | None) -> bool:
+        while not closed.is_set():
+            try:
+                frames.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for frame in _frames(raw):
+                if not put(frame):
+                    return
+        except (OSError, ValueError, AttributeError):
+            pass  # the response was closed under us: the reader is done
+        put(None)
+
+    threading.Thread(target=pump, name="docker-log-frames", daemon=True).start()
+    try:
+        while True:
+            try:
+                frame = frames.get(timeout=idle)
+            except queue.Empty:
+                yield None
+                continue
+            if frame is None:
+                return
+            yield frame
+    finally:
+        closed.set()
 
 
 def _signal_reason(number: int) -> str:

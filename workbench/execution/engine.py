@@ -43,19 +43,22 @@ def _named_context() -> str | None:
 
 
 def import_docker(address: str) -> Any:
-    """Imports docker-py without its optional paramiko transport unless the engine is reached over ssh://:
-    paramiko (and cryptography) cost ~0.25 s of import, a third of a short run's launch overhead.
-    The block is lifted right after, so the machines layer imports paramiko normally."""
+    """Imports docker-py without its optional ssh:// transport unless the engine is reached over ssh://:
+    that module imports paramiko (and cryptography), ~0.25 s, a third of a short run's launch overhead.
+    Only docker's own `docker.transport.sshconn` is held back (docker-py treats it as optional), never
+    `paramiko` itself, so another thread importing paramiko meanwhile is unaffected."""
     import sys
 
-    if "docker" in sys.modules or address.startswith("ssh://") or "paramiko" in sys.modules:
+    if "docker" in sys.modules or address.startswith("ssh://"):
         import docker
         return docker
-    sys.modules["paramiko"] = None  # type: ignore[assignment]
+    blocked = "docker.transport.sshconn"
+    sys.modules[blocked] = None  # type: ignore[assignment]
     try:
         import docker
     finally:
-        del sys.modules["paramiko"]
+        if sys.modules.get(blocked, 0) is None:
+            del sys.modules[blocked]
     return docker
 
 

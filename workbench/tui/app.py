@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -10,6 +11,8 @@ from typing import Any, Callable
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.message import Message
+from textual.worker import Worker, WorkerState
 
 from workbench.config import Config, load_config, save_config
 from workbench.errors import WorkbenchError
@@ -18,6 +21,27 @@ from workbench.tui.screens.dashboard import DashboardScreen
 from workbench.tui.screens.help import HelpScreen, help_rows
 from workbench.tui.themes import DEFAULT_THEME, PACKAGE_THEMES, load_themes
 from workbench.tui.widgets.nav_bar import SCREENS
+
+
+# What a failing worker of each group was doing, for its one notification.
+WORKER_TITLES = {
+    "reconcile": "Checking runs", "fleet": "Machines", "telemetry-history": "Telemetry history",
+    "config": "Saving config.toml", "runs-page": "Loading runs", "run-detail": "Loading the run",
+    "dashboard": "Loading the dashboard", "projects": "Loading projects", "machines": "Loading machines",
+    "machine-detail": "Sampling the machine", "launch": "Launch failed", "watch": "Watching",
+}
+
+
+class FleetReady(Message):
+    def __init__(self, fleet: Any) -> None:
+        super().__init__()
+        self.fleet = fleet
+
+
+class WatchStarted(Message):
+    def __init__(self, project: str, session: Any) -> None:
+        super().__init__()
+        self.project, self.session = project, session
 
 
 class WorkbenchApp(App[None]):
@@ -39,6 +63,7 @@ class WorkbenchApp(App[None]):
         Binding("left_square_bracket", "step_mode(-1)", "Previous screen", show=False, id="nav.previous"),
         Binding("question_mark,f1", "help", "Help", id="app.help"),
         Binding("colon", "command_palette", "Commands", show=False, id="app.commands"),
+        Binding("ctrl+p", "command_palette", "Commands", show=False, id="app.palette"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -55,8 +80,10 @@ class WorkbenchApp(App[None]):
                 config, self.config_error = Config(path=workbench.dirs.config_file), str(exc)
         self.config = config
         self.user_themes = user_themes or workbench.dirs.data / "themes"
+        # Owned by the event loop: workers hand new values over in messages, never assign these.
         self.fleet: Any = None  # live telemetry of the SSH machines, while the app runs
         self.watches: dict[str, Any] = {}  # project name -> its WatchSession, while watching
+        self._failing: dict[str, str] = {}  # worker group -> the failure already notified
 
     def on_mount(self) -> None:
         themes, errors = load_themes(PACKAGE_THEMES, self.user_themes)
@@ -73,10 +100,15 @@ class WorkbenchApp(App[None]):
             self.notify(f"theme {wanted!r} could not be applied: {exc}", severity="error")
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
+            clashes = keymap_clashes(self, self.config.keymap)
+            if clashes:
+                self.notify("; ".join(clashes), title="keymap: keys bound twice (first one wins)",
+                            severity="warning", timeout=15)
         if self.config_error:
             self.notify(self.config_error, title="config.toml ignored", severity="error", timeout=10)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.set_interval(60, self._downsample_telemetry)
+        self.set_interval(2, self._reconcile)  # runs finished or vanished while away; never before a page loads
 
     def on_ready(self) -> None:
         self.restart_fleet()  # after the first frame: connecting (and importing paramiko) can wait a moment
@@ -85,38 +117,68 @@ class WorkbenchApp(App[None]):
     def _downsample_telemetry(self) -> None:
         self.workbench.store.downsample_telemetry()
 
+    @work(thread=True, exclusive=True, exit_on_error=False, group="reconcile")
+    def _reconcile(self) -> None:
+        self.workbench.reconcile_if_stale()
+
+    # workers report here: one notification per failure, none while it keeps failing the same way ------
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.worker_state_changed(event.worker, event.state)
+
+    def worker_state_changed(self, worker: Worker[Any], state: WorkerState) -> None:
+        """The one place a worker's failure reaches the user (screens forward theirs here)."""
+        group = worker.group
+        if state == WorkerState.SUCCESS:
+            self._failing.pop(group, None)
+        elif state == WorkerState.ERROR and worker.error is not None:
+            message = _message(worker.error)
+            if self._failing.get(group) == message:
+                return
+            self._failing[group] = message
+            title = worker.name if worker.name and " " in worker.name else WORKER_TITLES.get(group, group)
+            self.notify(message, title=title, severity="error", timeout=10)
+
+    # machines and watches: built and stopped in workers, owned by the event loop ----------------------
     def restart_fleet(self) -> None:
-        self._restart_fleet()
+        old, self.fleet = self.fleet, None
+        self._restart_fleet(old)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="fleet")
-    def _restart_fleet(self) -> None:
-        old, self.fleet = self.fleet, None
+    def _restart_fleet(self, old: Any) -> None:
         if old is not None:
             old.stop()
         fleet = self.workbench.fleet()
-        self.fleet = fleet.start() if fleet is not None else None
+        self.post_message(FleetReady(fleet.start() if fleet is not None else None))
+
+    def on_fleet_ready(self, message: FleetReady) -> None:
+        if self.fleet is not None:  # two restarts raced: keep the newest
+            _stop_in_background([self.fleet])
+        self.fleet = message.fleet
 
     def on_unmount(self) -> None:
-        if self.fleet is not None:
-            self.fleet.stop()  # the remote streams end with their connections
-        for session in self.watches.values():
-            session.stop()  # runs it started keep going
+        """Samplers and watch sessions stop on a thread of their own: quitting never waits for them
+        (the thread is not a daemon, so the process still lets them finish; runs keep going)."""
+        _stop_in_background([self.fleet, *self.watches.values()])
+        self.fleet, self.watches = None, {}
 
     def toggle_watch(self, project: str, path: str) -> None:
-        self._toggle_watch(project, path)
-
-    @work(thread=True, exit_on_error=False, group="watch-toggle")
-    def _toggle_watch(self, project: str, path: str) -> None:
         session = self.watches.pop(project, None)
         if session is not None:
-            session.stop()
-            self.call_from_thread(self.notify, f"stopped watching {project}")
+            _stop_in_background([session])
+            self.notify(f"stopped watching {project}")
             return
-        try:
-            self.watches[project] = self.workbench.watch(
-                path, lambda line: self.call_from_thread(self.notify, line, title=project))
-        except Exception as exc:  # noqa: BLE001
-            self.call_from_thread(self.notify, _message(exc), title=f"Cannot watch {project}", severity="error")
+        self.run_worker(lambda: self._start_watch(project, path), name=f"Cannot watch {project}", group="watch",
+                        thread=True, exit_on_error=False)
+
+    def _start_watch(self, project: str, path: str) -> None:
+        session = self.workbench.watch(path, lambda line: self.call_from_thread(self.notify, line, title=project))
+        self.post_message(WatchStarted(project, session))
+
+    def on_watch_started(self, message: WatchStarted) -> None:
+        if message.project in self.watches:  # toggled twice while starting: keep one
+            _stop_in_background([message.session])
+            return
+        self.watches[message.project] = message.session
 
     def _theme_changed(self, theme: Any) -> None:
         if theme.name != self.config.theme:
@@ -128,10 +190,7 @@ class WorkbenchApp(App[None]):
 
     @work(thread=True, exit_on_error=False, group="config")
     def persist_config(self) -> None:
-        try:
-            save_config(self.config)
-        except OSError as exc:
-            self.call_from_thread(self.notify, f"cannot save {self.config.path}: {exc}", severity="error")
+        save_config(self.config)
 
     # navigation -----------------------------------------------------------------------------------
     def action_step_mode(self, delta: int) -> None:
@@ -146,21 +205,18 @@ class WorkbenchApp(App[None]):
 
     # actions on runs, shared by the screens ----------------------------------------------------------
     def run_action_on_run(self, action: str, run_id: str) -> None:
-        self._run_action(action, run_id)
+        self.run_worker(lambda: self._run_action(action, run_id), name=f"Cannot {action} {run_id}",
+                        group="run-actions", thread=True, exit_on_error=False)
 
-    @work(thread=True, exit_on_error=False, group="run-actions")
     def _run_action(self, action: str, run_id: str) -> None:
         wb = self.workbench
-        try:
-            if action == "cancel":
-                run = wb.cancel(run_id)
-                self.call_from_thread(self.notify, f"run {run['id']} {run['status']}")
-            else:
-                run = wb.rerun(run_id)
-                wb.follow_in_background(run["id"])
-                self.call_from_thread(self.notify, f"run {run['id']} started (rerun of {run_id})", title="Rerun")
-        except Exception as exc:  # noqa: BLE001 - a worker must say what went wrong, never die silently
-            self.call_from_thread(self.notify, _message(exc), title=f"Cannot {action}", severity="error")
+        if action == "cancel":
+            run = wb.cancel(run_id)
+            self.call_from_thread(self.notify, f"run {run['id']} {run['status']}")
+        else:
+            run = wb.rerun(run_id)
+            wb.follow_in_background(run["id"])
+            self.call_from_thread(self.notify, f"run {run['id']} started (rerun of {run_id})", title="Rerun")
 
     def launch_run(self, path: str, experiment: str, overrides: list[str], executor: str | None) -> None:
         self.notify(f"launching {experiment}…")
@@ -169,12 +225,8 @@ class WorkbenchApp(App[None]):
     @work(thread=True, exit_on_error=False, group="launch")
     def _launch(self, path: str, experiment: str, overrides: list[str], executor: str | None) -> None:
         wb = self.workbench
-        try:
-            run = wb.launch(path, experiment, overrides, executor=executor)
-            wb.follow_in_background(run["id"])
-        except Exception as exc:  # noqa: BLE001
-            self.call_from_thread(self.notify, _message(exc), title="Launch failed", severity="error", timeout=10)
-            return
+        run = wb.launch(path, experiment, overrides, executor=executor)
+        wb.follow_in_background(run["id"])
         self.call_from_thread(self._open_run, run["id"])
 
     def _open_run(self, run_id: str) -> None:
@@ -185,7 +237,33 @@ class WorkbenchApp(App[None]):
         self.push_screen(RunDetailScreen(run_id))
 
 
-def _message(exc: Exception) -> str:
+def _stop_in_background(things: list[Any]) -> None:
+    """Stops samplers and watch sessions (each may take seconds) off the event loop."""
+    things = [t for t in things if t is not None]
+    if things:
+        threading.Thread(target=lambda: [t.stop() for t in things], name="workbench-stop").start()
+
+
+def keymap_clashes(app: App[Any], keymap: dict[str, str]) -> list[str]:
+    """Keys the user's keymap binds to two different actions where both are active (the app's bindings
+    and each screen's), e.g. `"runs.filter" = "slash,ctrl+f"` against the Runs screen's next page."""
+    from workbench.tui.screens.base import bindings_by_screen
+
+    remapped = {key.strip() for keys in keymap.values() for key in keys.split(",")}
+    clashes = []
+    for where, bindings in bindings_by_screen(app).items():
+        owners: dict[str, set[str]] = {}
+        for binding in bindings:
+            keys = keymap.get(binding.id or "", binding.key) if binding.id else binding.key
+            for key in (k.strip() for k in keys.split(",")):
+                owners.setdefault(key, set()).add(binding.id or binding.action)
+        for key, ids in sorted(owners.items()):
+            if len(ids) > 1 and key in remapped:
+                clashes.append(f"{key} on {where}: {', '.join(sorted(ids))}")
+    return clashes
+
+
+def _message(exc: BaseException) -> str:
     """One line for a notification: ours as written, anything else with its type."""
     from workbench.failures import explain
     from workbench.tui.formatting import escape

@@ -3,11 +3,14 @@ its blocking work in a thread worker while the screen is visible."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingsMap
 from textual.screen import Screen
 from textual.widgets import Footer, Header
+from textual.worker import Worker
 
 from workbench.tui.widgets.nav_bar import NavBar
 
@@ -54,6 +57,28 @@ class BaseScreen(Screen[None]):
     def reload(self) -> None:
         """Starts this screen's data worker (override)."""
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.app.worker_state_changed(event.worker, event.state)  # type: ignore[attr-defined]
+
     def palette_commands(self) -> list[PaletteCommand]:
         """(name, help, callback) for the command palette on this screen."""
         return []
+
+
+SCREEN_MODULES = ("dashboard", "machines", "machine_detail", "projects", "runs", "run_detail", "models",
+                  "deployments")
+
+
+def bindings_by_screen(app: App[Any]) -> dict[str, list[Binding]]:
+    """Every screen's bindings with the app's, as the keymap sees them (for clash reports)."""
+    for module in SCREEN_MODULES:
+        importlib.import_module(f"workbench.tui.screens.{module}")
+    out = {}
+    pending = list(BaseScreen.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        own = [b for group in BindingsMap(cls.BINDINGS).key_to_bindings.values() for b in group]
+        shared = [b for group in BindingsMap(type(app).BINDINGS).key_to_bindings.values() for b in group]
+        out[cls.__name__.removesuffix("Screen")] = own + shared
+    return out

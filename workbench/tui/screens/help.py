@@ -18,7 +18,7 @@ class HelpScreen(Dialog[None]):
     HelpScreen DataTable { height: auto; max-height: 18; }
     """
 
-    def __init__(self, title: str, rows: list[tuple[str, str, str]]) -> None:
+    def __init__(self, title: str, rows: list[tuple[str, str, str, str]]) -> None:
         super().__init__()
         self.title_text = title
         self.rows = rows
@@ -28,7 +28,11 @@ class HelpScreen(Dialog[None]):
             yield Static(f"[b]Keys: {self.title_text}[/b]")
             table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True)
             table.add_columns("key", "action", "binding id")
-            for row in self.rows:
+            group = None
+            for where, *row in self.rows:
+                if where != group:
+                    group = where
+                    table.add_row(Text(where, style="bold"), Text(""), Text(""))
                 table.add_row(*(Text(value) for value in row))  # keys like "[" are not markup
             yield table
             yield Static("Remap any binding in config.toml: [keymap] \"binding id\" = \"keys\"", classes="hint")
@@ -37,18 +41,28 @@ class HelpScreen(Dialog[None]):
         self.dismiss(None)
 
 
-def help_rows(screen: object) -> list[tuple[str, str, str]]:
-    """(key, description, id) of every binding active on `screen` (its widgets' and the app's)."""
+HELP_GROUPS = ("This screen", "Everywhere", "Lists, fields and the terminal")
+
+
+def help_rows(screen: object) -> list[tuple[str, str, str, str]]:
+    """(group, key, description, id) of every binding active on `screen`: its own actions first, then the
+    app's, then the focused widget's generic keys (cursor, page, copy)."""
+    def flat(bindings_map: object) -> list[Binding]:
+        return [b for group in bindings_map.key_to_bindings.values() for b in group]  # type: ignore[attr-defined]
+
+    app = screen.app  # type: ignore[attr-defined]
+    # The screen's own bindings too where a focused widget shadows the key (enter on a table opens).
+    own = [b for b in flat(screen._bindings) if b.id]  # type: ignore[attr-defined]
+    everywhere = [b for b in flat(app._bindings) if b.id]
+    active = [active.binding for active in screen.active_bindings.values()]  # type: ignore[attr-defined]
+    generic = [b for b in active + flat(screen._bindings) + flat(app._bindings)  # type: ignore[attr-defined]
+               if b not in own and b not in everywhere]
     rows, seen = [], set()
-    bindings = [active.binding for active in screen.active_bindings.values()]  # type: ignore[attr-defined]
-    # The screen's own bindings too, where a focused widget shadows the key (enter on a table opens).
-    own = screen._bindings.key_to_bindings.values()  # type: ignore[attr-defined]
-    bindings += [binding for group in own for binding in group]
-    for binding in bindings:
-        name = binding.id or binding.action
-        if not binding.description or name in seen:
-            continue
-        seen.add(name)
-        display = screen.app.get_key_display(binding)  # type: ignore[attr-defined]
-        rows.append((display, binding.description, binding.id or ""))
+    for group, bindings in zip(HELP_GROUPS, (own, everywhere, generic)):
+        for binding in bindings:
+            name = binding.id or binding.action
+            if not binding.description or name in seen:
+                continue
+            seen.add(name)
+            rows.append((group, app.get_key_display(binding), binding.description, binding.id or ""))
     return rows

@@ -19,7 +19,7 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
     BINDINGS = [Binding("ctrl+s", "submit", "Launch", id="launch.submit")]
     DEFAULT_CSS = """
     LaunchForm Horizontal { height: auto; }
-    LaunchForm Label { width: 16; padding: 1 1 0 0; }
+    LaunchForm Label { width: auto; min-width: 16; max-width: 30; padding: 1 1 0 0; }
     LaunchForm Input { width: 1fr; }
     LaunchForm Select { width: 1fr; }
     LaunchForm #buttons { margin-top: 1; }
@@ -38,13 +38,21 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
             for name, default in self.params.items():
                 with Horizontal():
                     yield Label(f"{name} ({type(default).__name__})")
-                    yield Input(format_param(default), id=f"param-{name}")
+                    field = Input(format_param(default), id=f"param-{name}", placeholder=name)
+                    field.border_title = name  # which param this is, even where the label is cut
+                    field.tooltip = f"{name}: {type(default).__name__}, default {format_param(default)}"
+                    yield field
             with Horizontal():
                 yield Label("executor")
                 yield Select(EXECUTORS, value="auto", allow_blank=False, id="executor")
             with Horizontal(id="buttons"):
                 yield Button("Launch", variant="primary", id="launch")
                 yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        # the first param's field has the focus: typing must never change another param than the one shown
+        fields = self.query(Input)
+        (fields.first() if fields else self.query_one("#executor", Select)).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.action_submit() if event.button.id == "launch" else self.action_cancel()
