@@ -12,6 +12,13 @@ import pytest
 from helpers import Result, require
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that uses the Docker engine carries the `docker` marker (`-m "not docker"` without one)."""
+    for item in items:
+        if "docker_client" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.docker)
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     try:

@@ -3,6 +3,8 @@ and nothing already recorded is lost."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from helpers import SAMPLES, assert_one_line_error
@@ -83,7 +85,8 @@ def test_doctor_reports_each_check(cli):
     checks = {c["check"]: c for c in result.json()}
     assert {"data dir", "disk space", "database", "docker engine", "nvml"} <= set(checks)
     assert checks["data dir"]["status"] == "ok"
-    assert checks["nvml"]["status"] in ("ok", "warn")
+    has_driver = os.path.exists("/proc/driver/nvidia")  # a GPU machine: NVML answers; elsewhere it is said
+    assert checks["nvml"]["status"] == ("ok" if has_driver else "warn"), checks["nvml"]
     down = cli("doctor", "--json", env={"DOCKER_HOST": "unix:///nonexistent.sock"}).json()
     engine = next(c for c in down if c["check"] == "docker engine")
     assert engine["status"] == "fail" and "start Docker" in engine["fix"]

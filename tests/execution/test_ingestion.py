@@ -14,6 +14,12 @@ import pytest
 
 from helpers import wait_for
 
+
+@pytest.fixture(autouse=True)
+def short_leases(monkeypatch):
+    """A dead follower's lease lapses in 3 s here (15 s by default): takeovers without long sleeps."""
+    monkeypatch.setenv("WORKBENCH_LEASE_TTL", "3")
+
 METRICS_SPEC = """\
 [experiments.m]
 image = "busybox:latest"
@@ -61,9 +67,8 @@ def test_kill_9_of_the_ingesting_process_loses_and_doubles_nothing(cli, make_pro
     run_id = _db(home).execute("SELECT id FROM runs").fetchone()[0]
     assert _run_row(home, run_id)["status"] == "running"
     # The next start takes over (the dead owner's lease expires) and ingests the rest.
-    time.sleep(16)
     final = wait_for(lambda: (r := cli("runs", "show", run_id, "--json").json())["status"] == "succeeded" and r,
-                     timeout=60)
+                     timeout=60, interval=0.5)
     conn = _db(home)
     seq = conn.execute("SELECT seq FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
     steps = [s for (s,) in conn.execute("SELECT step FROM metrics WHERE run_seq = ? ORDER BY step", (seq,))]
@@ -121,9 +126,9 @@ def test_runs_outlive_the_cli_and_the_background_follower(cli, make_project, hom
     # Kill every background follower: the run must still finish and be reconciled by the next command.
     subprocess.run(["pkill", "-9", "-f", f"workbench _follow {run_id}"])
     wait_for(lambda: (home / "runs" / run_id / "exit.json").exists(), timeout=30)
-    time.sleep(16)  # let a killed follower's lease expire
-    run = cli("runs", "show", run_id, "--json").json()
-    assert run["status"] == "succeeded"
+    # the next command takes over once the killed follower's lease expires
+    run = wait_for(lambda: (r := cli("runs", "show", run_id, "--json").json())["status"] == "succeeded" and r,
+                   timeout=30, interval=0.5)
     assert run["metrics"]["v"]["points"] == 1
     assert "finished" in cli("runs", "logs", run_id).out
 
@@ -135,9 +140,9 @@ def test_vanished_container_becomes_lost(cli, make_project, docker_client):
     subprocess.run(["pkill", "-9", "-f", f"workbench _follow {run_id}"])
     container = docker_client.containers.list(filters={"label": f"workbench.run-id={run_id}"})[0]
     container.remove(force=True)
-    time.sleep(16)
-    run = cli("runs", "show", run_id, "--json").json()
-    assert run["status"] == "lost" and "no longer exists" in run["status_reason"]
+    run = wait_for(lambda: (r := cli("runs", "show", run_id, "--json").json())["status"] == "lost" and r,
+                   timeout=30, interval=0.5)
+    assert "no longer exists" in run["status_reason"]
 
 
 @pytest.mark.usefixtures("docker_client")

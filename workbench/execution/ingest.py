@@ -25,13 +25,20 @@ from workbench.projects.checks import Check, evaluate
 from workbench.store import Store
 from workbench.store.ingest import Lease, Offset
 
-LEASE_TTL = 15.0
-RENEW_EVERY = 3.0
+LEASE_TTL = 15.0  # seconds; WORKBENCH_LEASE_TTL overrides it (tests, or a slow shared file system)
 METRIC_CHUNK = 1 << 20
 POLL = 0.2
 ARTIFACT_CHUNK = 1 << 20
 
 LogSink = Callable[[bytes], None]
+
+
+def lease_ttl() -> float:
+    """How long an ingestion lease lasts unrenewed: how soon a dead follower's run is taken over."""
+    try:
+        return max(1.0, float(os.environ.get("WORKBENCH_LEASE_TTL", LEASE_TTL)))
+    except ValueError:
+        return LEASE_TTL
 
 
 def new_owner() -> str:
@@ -54,14 +61,15 @@ class RunIngestor:
         self.owner = owner or new_owner()
         self._log_lock = threading.Lock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"metrics-{run['id']}")
-        self.lease = Lease(lease_name(run["id"]), self.owner, LEASE_TTL)
+        self.ttl = lease_ttl()
+        self.lease = Lease(lease_name(run["id"]), self.owner, self.ttl)
         self._stop_logs = threading.Event()
         self._log_thread: threading.Thread | None = None
         self._warned: set[str] = set()
 
     # lease ----------------------------------------------------------------------------------------
     def acquire(self) -> bool:
-        return self.store.acquire_lease(self.lease.name, self.owner, LEASE_TTL)
+        return self.store.acquire_lease(self.lease.name, self.owner, self.ttl)
 
     def release(self) -> None:
         self._stop_logs.set()
@@ -160,7 +168,7 @@ class RunIngestor:
             added = self.ingest_metrics(final=False)
             if errors:
                 raise errors[0]
-            if time.monotonic() - renewed > RENEW_EVERY:
+            if time.monotonic() - renewed > self.ttl / 5:
                 if not self.acquire():
                     return RunState("running", reason="another process took over ingestion")
                 renewed = time.monotonic()
