@@ -6,12 +6,14 @@ import pytest
 
 from fixture_db import seed
 from workbench.services import Workbench
+from workbench.tui.app import finish_stopping
 
 
 @pytest.fixture
 def wb(home):
     workbench = Workbench()
     yield workbench
+    finish_stopping()  # what the app handed off to stop writes to the database last
     workbench.close()
 
 

@@ -237,11 +237,24 @@ class WorkbenchApp(App[None]):
         self.push_screen(RunDetailScreen(run_id))
 
 
+_stopping: list[threading.Thread] = []
+
+
 def _stop_in_background(things: list[Any]) -> None:
     """Stops samplers and watch sessions (each may take seconds) off the event loop."""
     things = [t for t in things if t is not None]
     if things:
-        threading.Thread(target=lambda: [t.stop() for t in things], name="workbench-stop").start()
+        thread = threading.Thread(target=lambda: [t.stop() for t in things], name="workbench-stop")
+        thread.start()
+        _stopping.append(thread)
+
+
+def finish_stopping(timeout: float = 15.0) -> None:
+    """Waits for what the app handed off to stop (a fleet's last telemetry batch is written to the
+    database then): call it after the app has exited and before closing the Workbench."""
+    deadline = time.monotonic() + timeout
+    while _stopping:
+        _stopping.pop().join(max(0.0, deadline - time.monotonic()))
 
 
 def keymap_clashes(app: App[Any], keymap: dict[str, str]) -> list[str]:
@@ -283,4 +296,5 @@ def _screen(module: str, name: str) -> Any:
 
 def run_app(workbench: Any) -> int:
     WorkbenchApp(workbench).run()
+    finish_stopping()  # the event loop is gone: waiting here blocks nothing
     return 0

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Static
 
 from workbench.tui.formatting import escape, size
@@ -23,9 +24,10 @@ STATE_STYLE = {"connected": "green", "connecting": "yellow", "reconnecting": "ye
 
 
 class FleetSampled(Message):
-    def __init__(self, local: Any, machines: list[dict[str, Any]], live: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, seq: int, local: Any, machines: list[dict[str, Any]],
+                 live: dict[str, dict[str, Any]]) -> None:
         super().__init__()
-        self.local, self.machines, self.live = local, machines, live
+        self.seq, self.local, self.machines, self.live = seq, local, machines, live
 
 
 def host_block(machine: dict[str, Any], live: dict[str, Any] | None) -> str:
@@ -74,55 +76,98 @@ class MachinesScreen(BaseScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.names: list[str] = []
+        self.names: list[str] = []  # the SSH machines, in the order of their cards
+        self.cards: dict[str, Static] = {}  # machine name -> its card, while it is mounted
         self.selected = 0
+        self._seq = 0  # samples asked for; an answer older than the one shown is dropped
+        self._shown = 0
 
     def compose_body(self) -> ComposeResult:
         yield Static("a add SSH host · t trust its key · enter details · d remove · r reconnect",
                      classes="hint")
-        yield VerticalScroll(Static("sampling…", id="local", classes="host"), id="fleet")
+        # Not focusable: its own up/down would scroll it instead of moving the selection, which scrolls it.
+        yield VerticalScroll(Static("sampling…", id="local", classes="host"), id="fleet", can_focus=False)
 
     def reload(self) -> None:
-        self.sample()
+        self._seq += 1
+        self.sample(self._seq)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="machines")
-    def sample(self) -> None:
+    def sample(self, seq: int) -> None:
         wb = self.workbench
         machines = [m for m in wb.list_machines() if m["kind"] == "ssh"]
         fleet = self.app.fleet  # type: ignore[attr-defined]
         live = fleet.snapshot() if fleet is not None else {}
-        self.post_message(FleetSampled(wb.local_machine(), machines, live))
+        self.post_message(FleetSampled(seq, wb.local_machine(), machines, live))
 
-    def on_fleet_sampled(self, message: FleetSampled) -> None:
-        container = self.query_one("#fleet", VerticalScroll)
+    async def on_fleet_sampled(self, message: FleetSampled) -> None:
+        # An exclusive worker that was superseded still posts its answer: never paint it over a newer one.
+        if message.seq < self._shown:
+            return
+        self._shown = message.seq
         self.query_one("#local", Static).update(machine_summary(message.local))
-        names = [m["name"] for m in message.machines]
-        if names != self.names:
-            for old in self.query(".remote"):
-                old.remove()
-            for name in names:
-                container.mount(Static(id=f"host-{_safe(name)}", classes="host remote"))
-            self.names = names
-            self.selected = min(self.selected, max(0, len(names) - 1))
-        for index, machine in enumerate(message.machines):
-            block = self.query_one(f"#host-{_safe(machine['name'])}", Static)
-            block.update(host_block(machine, message.live.get(machine["name"])))
-            block.set_class(index == self.selected, "selected")
-        if set(names) != set(message.live):  # hosts added or removed elsewhere (the CLI, another app)
-            self.app.restart_fleet()  # type: ignore[attr-defined]  # type: ignore[attr-defined]
+        await self._sync_cards(message.machines)
+        for machine in message.machines:
+            self.cards[machine["name"]].update(host_block(machine, message.live.get(machine["name"])))
+        self._restart_fleet_if_stale()
+
+    async def _sync_cards(self, machines: list[dict[str, Any]]) -> None:
+        """Cards by difference: hosts gone are removed (and the removal awaited, so a host re-added under
+        the same name gets a fresh card with its id free again), new ones mounted, the rest kept; the order
+        follows the machine list. The selection stays on the same host when it can."""
+        names = [m["name"] for m in machines]
+        if names == self.names:
+            return
+        container = self.query_one("#fleet", VerticalScroll)
+        current = self.current()
+        gone = [self.cards.pop(name) for name in self.names if name not in names]
+        if gone:
+            await container.remove_children(gone)
+        new = []
+        for name in names:
+            if name not in self.cards:
+                self.cards[name] = Static(id=card_id(name), classes="host remote")
+                new.append(self.cards[name])
+        if new:
+            await container.mount_all(new)
+        previous: Widget = self.query_one("#local", Static)
+        for name in names:  # put the cards in the list's order (new ones were mounted at the end)
+            card = self.cards[name]
+            if container.children.index(card) != container.children.index(previous) + 1:
+                container.move_child(card, after=previous)
+            previous = card
+        self.names = names
+        index = names.index(current) if current in names else min(self.selected, len(names) - 1)
+        self._select(max(0, index), scroll=False)
+
+    def _select(self, index: int, scroll: bool = True) -> None:
+        self.selected = index
+        for position, name in enumerate(self.names):
+            self.cards[name].set_class(position == index, "selected")
+        if scroll and self.names:
+            self.cards[self.names[index]].scroll_visible(animate=False)
+
+    def _restart_fleet_if_stale(self) -> None:
+        """Hosts added or removed elsewhere (the CLI, another app): the fleet is rebuilt from the machine
+        list, once; while a rebuild is under way its samplers are not there yet, so none is asked again."""
+        fleet = self.app.fleet  # type: ignore[attr-defined]
+        streaming = set(getattr(fleet, "samplers", {})) if fleet is not None else set()
+        if set(self.names) == streaming:
+            return
+        if any(worker.group == "fleet" and not worker.is_finished for worker in self.app.workers):
+            return
+        self.app.restart_fleet()  # type: ignore[attr-defined]
 
     def current(self) -> str | None:
         return self.names[self.selected] if self.names else None
 
     def action_next(self) -> None:
         if self.names:
-            self.selected = (self.selected + 1) % len(self.names)
-            self.reload()
+            self._select((self.selected + 1) % len(self.names))
 
     def action_previous(self) -> None:
         if self.names:
-            self.selected = (self.selected - 1) % len(self.names)
-            self.reload()
+            self._select((self.selected - 1) % len(self.names))
 
     def action_open(self) -> None:
         name = self.current()
@@ -149,7 +194,7 @@ class MachinesScreen(BaseScreen):
         note = (f"host key {result['key_type']} {result['fingerprint']} is not trusted yet: press t"
                 if result["state"] == "host key unknown" else result.get("error", result["state"]))
         self.app.call_from_thread(self.notify, note, title=f"Added {result['name']}")
-        self.app.call_from_thread(self.app.restart_fleet)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._edited)
 
     def action_trust(self) -> None:
         name = self.current()
@@ -213,7 +258,12 @@ class MachinesScreen(BaseScreen):
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
-        self.app.call_from_thread(self.app.restart_fleet)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self._edited)
+
+    def _edited(self) -> None:
+        """After a host was added or removed here: new streams, and the cards at once (not on the next tick)."""
+        self.app.restart_fleet()  # type: ignore[attr-defined]
+        self.reload()
 
     def action_restart_fleet(self) -> None:
         self.app.restart_fleet()  # type: ignore[attr-defined]
@@ -225,5 +275,17 @@ class MachinesScreen(BaseScreen):
                 ("Reconnect all", "restart every telemetry stream", self.action_restart_fleet)]
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+def card_id(name: str) -> str:
+    """A widget id for a machine's card, one per name: names may hold '.', which ids cannot, so '_' is
+    written '__' and '.' '_-' (`a.b`, `a_b` and `a-b` stay three ids); anything else becomes '_x<hex>_'."""
+    out = []
+    for c in name:
+        if c == "_":
+            out.append("__")
+        elif c == ".":
+            out.append("_-")
+        elif c.isascii() and (c.isalnum() or c == "-"):
+            out.append(c)
+        else:
+            out.append(f"_x{ord(c):x}_")
+    return "host-" + "".join(out)
