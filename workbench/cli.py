@@ -246,8 +246,11 @@ def cmd_gc(wb: Any, args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(result)
     else:
-        _say(f"removed {result['snapshots_removed']} snapshot(s) and {result['run_dirs_removed']} orphaned run "
-             f"dir(s); freed {result['bytes_freed'] / 2**20:.1f} MiB")
+        _say(f"removed {result['snapshots_removed']} snapshot(s), {result['run_dirs_removed']} orphaned run "
+             f"dir(s) and {result['images_removed']} image(s) no run needs; "
+             f"freed {result['bytes_freed'] / 2**20:.1f} MiB")
+        for note in result["notes"]:
+            _say(f"note: {note}")
     return 0
 
 

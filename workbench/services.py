@@ -323,7 +323,7 @@ class Workbench:
             run_exec = self.executor(executor_name)
             image = None
             if executor_name == "docker":
-                image = image_id or self._image_for(spec, exp, snapshot_dir, snapshot_hash)
+                image = image_id or self._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id)
                 self.store.update_run(run_id, image=exp.image or exp.dockerfile, image_id=image)
             elif exp.dockerfile or exp.image:
                 self.progress(f"process executor: running {argv[0]!r} on this machine, not in "
@@ -361,14 +361,43 @@ class Workbench:
         self.progress(f"warning: {message}")
         self.store.add_event(run_id, "warning", message)
 
-    def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str) -> str:
+    def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str,
+                   run_id: str | None = None) -> str:
+        """The image id for the run: `exp.image` from the engine (pulled if missing), or `exp.dockerfile` built
+        from the snapshot as workbench/<project>:<snapshot hash>, labelled with this data dir's instance (so
+        `gc` knows it built it). The build output is kept with the run: runs/<id>/build.log when it succeeds;
+        when it fails, as the run's logs.txt (`workbench runs logs ID`), which is safe to write here because a
+        run whose build failed never gets a container, so no ingestion ever appends to or cuts that file."""
         from workbench.execution import images
+        from workbench.execution.logformat import format_line, now_stamp
 
         client = self.docker_client()
-        if exp.dockerfile:
-            tag = f"workbench/{spec.name.lower()}:{snapshot_hash[:16]}"
-            return images.build(client, snapshot_dir, exp.dockerfile, tag, self.progress)
-        return images.ensure_image(client, exp.image or "", self.progress)
+        if not exp.dockerfile:
+            return images.ensure_image(client, exp.image or "", self.progress)
+        tag = f"workbench/{spec.name.lower()}:{snapshot_hash[:16]}"
+        lines: list[bytes] = []
+
+        def keep(name: str) -> None:
+            if run_id is not None and lines:
+                run_dir = self.dirs.run_dir(run_id)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / name).write_bytes(b"".join(lines))
+
+        try:
+            image_id = images.build(
+                client, snapshot_dir, exp.dockerfile, tag, self.progress,
+                log=lambda stream, text: lines.append(format_line(now_stamp(), stream, text.encode())),
+                labels={images.INSTANCE_LABEL: self.store.instance, "workbench.project": spec.name})
+        except images.BuildFailed as exc:
+            if run_id is None:
+                raise
+            keep("logs.txt")
+            raise WorkbenchError(exc.message, hint=f"its build output is the run's log: `workbench runs logs {run_id}`"
+                                 ) from None
+        if run_id is not None and lines:
+            keep("build.log")
+            self.store.add_event(run_id, "build", f"built {tag}: {len(lines)} lines of build output in build.log")
+        return image_id
 
     def _pick_gpus(self, count: int) -> GpuInventory:
         inventory = self.gpu_probe()
@@ -384,16 +413,36 @@ class Workbench:
 
     def rerun(self, ref: str, executor: str | None = None) -> dict[str, Any]:
         """An identical run: the stored snapshot, image id, params and experiment, not the folder as it is now."""
+        import shlex
+
+        from workbench.execution.images import local_image_id
+
         old = self.store.get_run(ref)
+        again = f"`workbench run {shlex.quote(old['project_path'])}`"
         if not old.get("snapshot"):
-            raise WorkbenchError(f"run {old['id']} never got a snapshot (its launch failed); nothing to rerun")
+            raise WorkbenchError(f"run {old['id']} never got a snapshot (its launch failed); nothing to rerun",
+                                 hint=f"run the project again: {again}")
         spec = ProjectSpec(name=old["project"], root=Path(old["project_path"]), exclude=[], experiments={})
         exp = _experiment_from_record(old["spec"])
-        exp.env = _unredacted_env(exp, Path(old["project_path"]))
         executor_name = self.choose_executor(executor or old["executor"])
         image_id = old.get("image_id") if executor_name == "docker" else None
         if executor_name == "docker" and not image_id:
-            raise WorkbenchError(f"run {old['id']} ran without an image; rerun it with --executor process")
+            if exp.dockerfile and (old.get("status_reason") or "").startswith(f"building {exp.dockerfile} failed"):
+                # Its snapshot holds the Dockerfile that failed: building it again fails again.
+                raise WorkbenchError(f"run {old['id']} never got an image: building its {exp.dockerfile} failed "
+                                     f"(`workbench runs logs {old['id']}` shows the build) and a rerun reuses its "
+                                     "snapshot, that Dockerfile included",
+                                     hint=f"fix the {exp.dockerfile} and run the project again: {again}")
+            if not (exp.dockerfile or exp.image):
+                raise WorkbenchError(f"run {old['id']} names no image or Dockerfile to run in",
+                                     hint="rerun it with --executor process")
+            # It never resolved one (a pull that failed, a launch interrupted, a process run): resolved now, the
+            # Dockerfile built from the stored snapshot.
+        elif executor_name == "docker" and exp.dockerfile and local_image_id(self.docker_client(), image_id) is None:
+            self.progress(f"image {image_id.removeprefix('sha256:')[:12]} of run {old['id']} is no longer on the "
+                          "engine (removed by `workbench gc`?); rebuilding it from the run's snapshot")
+            image_id = None
+        exp.env = _unredacted_env(exp, Path(old["project_path"]))
         return self._start(spec, exp, old["params"], executor_name, snapshot_hash=old["snapshot"],
                            image_id=image_id, rerun_of=old["id"])
 
@@ -542,8 +591,10 @@ class Workbench:
         return run["id"]
 
     def gc(self) -> dict[str, Any]:
-        """Reclaims snapshots no run references, run dirs no run record owns, and containers of ours that
-        no active run owns (left by an interrupted launch)."""
+        """Reclaims snapshots no run references, run dirs no run record owns, containers of ours that no
+        active run owns (left by an interrupted launch), and the images built for Dockerfile experiments that
+        no run needs any more (see `_remove_unneeded_images`). Without an engine, containers and images are
+        left as they are, with a note in `notes`; the files are reclaimed all the same."""
         self.store.downsample_telemetry()
         with snapshot_lock(self.dirs.snapshots, exclusive=True):  # no launch is between snapshot and record
             keep = self.store.referenced_snapshots()
@@ -555,13 +606,20 @@ class Workbench:
                 freed += sum(f.lstat().st_size for f in entry.rglob("*") if f.is_file() and not f.is_symlink())
                 shutil.rmtree(entry, ignore_errors=True)
                 orphans += 1
-        containers = 0
+        containers = images_removed = 0
+        notes: list[str] = []
         try:
             containers = self._remove_orphan_containers()
-        except EngineUnavailable:
-            pass
+            images_removed, image_bytes = self._remove_unneeded_images()
+            freed += image_bytes
+        except Exception as exc:  # noqa: BLE001 - no engine (or one that stopped answering) never fails gc
+            if not (isinstance(exc, EngineUnavailable) or is_engine_failure(exc)):
+                raise
+            why = (exc.message if isinstance(exc, EngineUnavailable)
+                   else f"the Docker engine stopped answering ({_first_line(exc)})")
+            notes.append(f"{why}: containers and images were left as they are")
         return {"snapshots_removed": snapshots, "run_dirs_removed": orphans, "containers_removed": containers,
-                "bytes_freed": freed}
+                "images_removed": images_removed, "bytes_freed": freed, "notes": notes}
 
     def _remove_orphan_containers(self) -> int:
         from workbench.execution.docker_executor import DockerExecutor
@@ -571,6 +629,42 @@ class Workbench:
         found = executor.list({"workbench.instance": self.store.instance, "workbench.kind": "run"})
         active = {run["id"] for run in self.store.active_runs()}  # read after the listing: see DockerExecutor
         return executor.remove_orphans(found, active)
+
+    def _remove_unneeded_images(self) -> tuple[int, int]:
+        """(images removed, bytes freed). Candidates are the images Workbench built for this data dir (tagged
+        workbench/<project>:<snapshot hash> and labelled with its instance, or recorded by one of its runs);
+        an image another data dir, the user or anything else built is never touched. Kept: the image of every
+        active run, of every run an active run reruns, of one still being built (its tag names the snapshot of
+        an active run), and of the newest run of each project/experiment that got one, so the latest build stays
+        ready. Older runs' images go: `runs rerun` of such a run rebuilds its image from the run's snapshot
+        (which gc keeps while any run references it). No deployments are recorded in this version; when the
+        registry records them, their images join the kept set. An image a container uses stays."""
+        from workbench.execution import images
+
+        client = self.docker_client()
+        recorded = {r[0] for r in self.store.query("SELECT DISTINCT image_id FROM runs WHERE image_id IS NOT NULL")}
+        # Listed before the runs are read: a launch records its snapshot before it builds, and its image id
+        # before it starts, so an image listed here that a launch needs is seen as needed below.
+        candidates = images.built_images(client, self.store.instance, recorded)
+        if not candidates:
+            return 0, 0
+        keep: set[str] = set()
+        building: set[str] = set()
+        newest: dict[tuple[str, str], str] = {}
+        active = self.store.active_runs()
+        reruns_of = {run["rerun_of"] for run in active if run.get("rerun_of")}
+        for run in active:
+            keep.add(run.get("image_id") or "")
+            building.add((run.get("snapshot") or "")[:16])
+        for run_id, project, experiment, image_id in self.store.query(
+                "SELECT id, project, experiment, image_id FROM runs WHERE image_id IS NOT NULL ORDER BY seq"):
+            newest[(project, experiment)] = image_id
+            if run_id in reruns_of:
+                keep.add(image_id)
+        keep.update(newest.values())
+        doomed = {image_id: tags for image_id, tags in candidates.items()
+                  if image_id not in keep and not any(tag.rsplit(":", 1)[1] in building for tag in tags)}
+        return images.remove_images(client, doomed)
 
     # reconciliation -------------------------------------------------------------------------------
     def reconcile_if_stale(self, max_age: float = 2.0) -> None:

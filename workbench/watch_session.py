@@ -60,26 +60,42 @@ class WatchSession:
         if busy and previous:
             self.say(f"change: {shown}; restarting (cancelling run {previous})")
             try:
+                # Said before the cancel, so the run's end records why: superseded, not cancelled by the user.
+                self.wb.store.add_event(previous, "superseded", f"superseded by a change to {shown}")
                 self.wb.cancel(previous)
             except WorkbenchError:
                 pass
         else:
             self.say(f"change: {shown}")
-        self._launch()
+        new = self._launch()
+        if busy and previous and new:
+            self._superseded(previous, new)
 
-    def _launch(self) -> None:
+    def _superseded(self, old: str, new: str) -> None:
+        """Names the run that replaced `old`: for its end if it is still ending, else in its final record."""
+        message = f"superseded by run {new}"
+        try:
+            self.wb.store.add_event(old, "superseded", message)
+            run = self.wb.store.get_run(old)
+            if run["status"] == "cancelled" and (run.get("status_reason") or "").startswith("superseded by"):
+                self.wb.store.update_run(old, status_reason=message)
+        except WorkbenchError:
+            pass  # removed meanwhile
+
+    def _launch(self) -> str | None:
         try:
             run = self.wb.launch(str(self.spec.root), self.rule.run)
         except WorkbenchError as exc:
             self.state = "launch failed"
             self.say(f"cannot start {self.rule.run}: {exc}")
-            return
+            return None
         self.wb.follow_in_background(run["id"])
         with self._lock:
             self.current = run["id"]
             self.runs.append(run["id"])
         self.state = "run started"
         self.say(f"run {run['id']} started")
+        return run["id"]
 
     def _follow_runs(self) -> None:
         while not self._stop.wait(POLL_RUNS):

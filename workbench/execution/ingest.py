@@ -184,12 +184,17 @@ class RunIngestor:
         return self.catch_up()
 
     def finalize(self, state: RunState) -> None:
+        """Records how the run ended. Its checks are evaluated only when it succeeded: a run that failed or
+        was cancelled stopped short of its final values, so it gets no verdict (NULL), never a pass. A run
+        cancelled because a newer one replaced it (`workbench watch` restarting on a change: an event of kind
+        `superseded`, recorded before the cancel) says so instead of "cancelled by the user"."""
         self.record_artifacts()
         fresh = self.store.get_run(self.run["id"])
         if state.exit_code == 0:
             status, reason = "succeeded", None
         elif fresh.get("cancel_requested"):
-            status, reason = "cancelled", "cancelled by the user"
+            superseded = [e["message"] for e in self.store.events(self.run["id"]) if e["kind"] == "superseded"]
+            status, reason = "cancelled", superseded[-1] if superseded else "cancelled by the user"
         else:
             status = "failed"
             reason = state.reason or f"exit code {state.exit_code}"
@@ -197,7 +202,8 @@ class RunIngestor:
                 reason = f"out of memory (limit {fresh['spec']['memory']})"
         if state.started_at:
             self.store.update_run(self.run["id"], started_at=state.started_at)
-        self.evaluate_checks(fresh)
+        if status == "succeeded":
+            self.evaluate_checks(fresh)
         self.store.finish_run(self.run["id"], status, exit_code=state.exit_code, reason=reason,
                               finished_at=state.finished_at)
         self.executor.cleanup(self.handle)
