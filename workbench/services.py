@@ -539,8 +539,8 @@ class Workbench:
                 time.sleep(poll)
 
     def _ingest_if_unowned(self, run: dict[str, Any]) -> None:
-        if not run.get("handle"):
-            return  # still being launched
+        if not run.get("handle") or self.store.lease_holder(lease_name(run["id"])):
+            return  # still being launched, or followed live by another process
         ingestor = self.ingestor(run)
         if ingestor.acquire():
             try:

@@ -60,7 +60,7 @@ class RunIngestor:
         self.run_dir = run_dir
         self.owner = owner or new_owner()
         self._log_lock = threading.Lock()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"metrics-{run['id']}")
+        self._writer: ThreadPoolExecutor | None = None  # made when metrics first arrive: most looks find none
         self.ttl = lease_ttl()
         self.lease = Lease(lease_name(run["id"]), self.owner, self.ttl)
         self._stop_logs = threading.Event()
@@ -75,7 +75,8 @@ class RunIngestor:
         self._stop_logs.set()
         if self._log_thread is not None:
             self._log_thread.join(timeout=2)  # a follow stream with no output yet may block; it stops itself
-        self._writer.shutdown(wait=True)
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
         self.store.release_lease(self.lease.name, self.owner)
 
     # logs -----------------------------------------------------------------------------------------
@@ -122,6 +123,8 @@ class RunIngestor:
                 offset = Offset(chunk.offset, offset.lines + lines, 0)
                 if pending is not None:
                     pending.result()
+                if self._writer is None:
+                    self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"metrics-{self.run['id']}")
                 pending = self._writer.submit(self.store.commit_metrics, self.seq, batch, offset, self.lease,
                                               warning)
                 added += len(batch.rows)

@@ -27,6 +27,60 @@ SORTS = {
     "project": "project, experiment", "experiment": "experiment", "machine": "machine", "id": "id",
     "duration": "coalesce(finished_at, 1e12) - coalesce(started_at, 1e12)",
 }
+# Sorts by a value: "param:NAME" (any type) and "metric:NAME" (the last value; numbers only, NaN as missing).
+VALUE_SORTS = {"param": "params", "metric": "summary"}
+
+# A JSON member (a json_each row) as the Runs table shows it (formatting.short_value): floats to 4 significant
+# digits, integers and strings as they are, booleans and null as Python writes them, lists and tables near
+# enough to Python's repr ("[64, 32]").
+_SHOWN = ("(CASE type WHEN 'real' THEN printf('%.4g', atom) WHEN 'integer' THEN CAST(atom AS TEXT) "
+          "WHEN 'text' THEN atom WHEN 'true' THEN 'True' WHEN 'false' THEN 'False' WHEN 'null' THEN 'None' "
+          "ELSE replace(replace(replace(value, ',', ', '), ':', ': '), '\"', '''') END)")
+
+
+def parse_filter(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """The filter box's text as free text and `key=value` terms, each as the table shows it:
+    `mnist lr=0.3 layers=[64, 32]` -> ("mnist", [("lr", "0.3"), ("layers", "[64, 32]")]). A value that opens
+    a bracket runs on until it is closed."""
+    words: list[str] = []
+    terms: list[tuple[str, str]] = []
+    tokens = text.split()
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        key, equals, value = token.partition("=")
+        if not equals or not key:
+            words.append(token)
+            continue
+        while i < len(tokens) and (value.count("[") > value.count("]") or value.count("{") > value.count("}")):
+            value += " " + tokens[i]
+            i += 1
+        terms.append((key, value))
+    return " ".join(words), terms
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _term(key: str, value: str) -> tuple[str, list[Any]]:
+    """A run whose param or last metric value `key` shows as `value` (or equals it as a number; `key=` alone:
+    any run that has `key`). Evaluated by SQLite's JSON functions, one pass over the runs."""
+    if not value:
+        test, extra = "", []
+    else:
+        number = _number(value)
+        test = f" AND ({_SHOWN} = ? COLLATE NOCASE" + (" OR (type IN ('integer', 'real') AND atom = ?))"
+                                                       if number is not None else ")")
+        extra = [value] + ([number] if number is not None else [])
+    member = "EXISTS (SELECT 1 FROM json_each(runs.{column}) WHERE key = ?" + test + ")"
+    return (f"({member.format(column='params')} OR {member.format(column='summary')})",
+            [key, *extra] * 2)
 
 
 def _where(status: str | None, project: str | None, experiment: str | None,
@@ -40,16 +94,40 @@ def _where(status: str | None, project: str | None, experiment: str | None,
         if value:
             clauses.append(f"{column} = ?")
             args.append(value)
-    if text:
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    words, terms = parse_filter(text or "")
+    for key, value in terms:
+        clause, term_args = _term(key, value)
+        clauses.append(clause)
+        args += term_args
+    if words:
+        escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         like = "LIKE ? ESCAPE '\\'"
         clauses.append(f"(id {like} OR project {like} OR experiment {like} OR status {like} OR params {like})")
         args += [f"%{escaped}%"] * 5
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
-def _order(sort: str, descending: bool) -> str:
+def _sort_value(sort: str) -> tuple[str, list[Any]] | None:
+    """The SQL of a param or metric sort key ("param:lr", "metric:loss"), or None for a column sort."""
+    kind, _, name = sort.partition(":")
+    column = VALUE_SORTS.get(kind)
+    if column is None or not name:
+        return None
+    numeric = kind == "metric"  # a NaN (stored as "NaN") or a non-number sorts as missing
+    if '"' in name:  # a JSON path cannot quote it: look the member up by name instead
+        where = " AND type IN ('integer', 'real')" if numeric else ""
+        return f"(SELECT atom FROM json_each(runs.{column}) WHERE key = ?{where})", [name]
+    path = '$."' + name + '"'
+    if numeric:
+        return (f"(CASE WHEN json_type({column}, ?) IN ('integer', 'real') THEN json_extract({column}, ?) END)",
+                [path, path])
+    return f"json_extract({column}, ?)", [path]
+
+
+def _order(sort: str, descending: bool, seq: str = "seq") -> str:
     direction = "DESC" if descending else "ASC"
+    if _sort_value(sort) is not None:  # missing values last, whichever the direction
+        return f"sort_key IS NULL, sort_key {direction}, {seq} {direction}"
     return f"{SORTS.get(sort, 'created_at')} {direction}, seq {direction}"
 
 
@@ -137,11 +215,20 @@ class RunQueries:
     def list_runs(self, *, limit: int | None = 100, offset: int = 0, status: str | None = None,
                   project: str | None = None, experiment: str | None = None, text: str | None = None,
                   sort: str = "created", descending: bool = True) -> list[dict[str, Any]]:
+        """A page of runs. `text` holds free words and `key=value` terms (see parse_filter); `sort` is a
+        column name, or "param:NAME" / "metric:NAME" (missing values last)."""
         where, args = _where(status, project, experiment, text)
-        sql = f"SELECT {LIST_COLUMNS} FROM runs{where} ORDER BY {_order(sort, descending)}"
+        value = _sort_value(sort)
+        page = " LIMIT ? OFFSET ?" if limit else ""
         if limit:
-            sql += " LIMIT ? OFFSET ?"
             args += [limit, offset]
+        if value is None:
+            sql = f"SELECT {LIST_COLUMNS} FROM runs{where} ORDER BY {_order(sort, descending)}{page}"
+        else:  # sort (seq, key) pairs only, then read the page's rows: a deep page sorts no JSON text
+            sql = (f"SELECT {LIST_COLUMNS} FROM (SELECT seq AS page_seq, {value[0]} AS sort_key FROM runs{where} "
+                   f"ORDER BY {_order(sort, descending)}{page}) CROSS JOIN runs ON runs.seq = page_seq "
+                   f"ORDER BY {_order(sort, descending, 'page_seq')}")
+            args = value[1] + args
         with self.lock:  # type: ignore[attr-defined]
             cursor = self.conn.execute(sql, args)
             cursor.row_factory = None

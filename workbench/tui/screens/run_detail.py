@@ -4,6 +4,8 @@ mode, and a chart per metric, refreshed every second while the run goes."""
 from __future__ import annotations
 
 import json
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +21,142 @@ from workbench.tui.formatting import ago, duration, escape, short_value, size, s
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.metric_chart import MetricChart
 
-LOG_TAIL_BYTES = 256 * 1024
-MAX_LOG_LINES = 5000
+LOG_TAIL_BYTES = 256 * 1024  # the most one refresh reads of logs.txt: the newest, whatever the file's size
+MAX_LOG_LINES = 5000  # lines the Log keeps (and the most one refresh hands it)
+LOG_BATCH = 500  # lines per Log.write_lines call; the event loop runs between batches
+MAX_LINE_CHARS = 4000  # a longer line is cut (the CLI's `runs logs` prints it whole)
 CHART_BUCKETS = 240
 TABS = ("overview", "logs", "metrics")
+ACTIVE = ("queued", "running")
+
+
+@dataclass
+class LogChunk:
+    """Lines read from logs.txt in one refresh: where the next read starts, and how much was passed over."""
+    lines: list[str] = field(default_factory=list)
+    offset: int = 0
+    skipped_bytes: int = 0
+
+
+def read_log_tail(path: Path, offset: int, cap: int = LOG_TAIL_BYTES, max_lines: int = MAX_LOG_LINES) -> LogChunk:
+    """The complete lines of `path` from byte `offset`, never more than its last `cap` bytes
+    and `max_lines` lines: what lies before them is passed over and counted. Lines come parsed and made
+    safe to draw. A partial last line is left for the next read; a read that starts inside a line (after a
+    skip) begins at the next one."""
+    from workbench.execution.logformat import split_line
+
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return LogChunk(offset=offset)
+    with fh:
+        end = fh.seek(0, 2)
+        begin = min(offset, end)  # the file was cut back (ingestion rewrites an uncommitted tail)
+        start = max(begin, end - cap)
+        if start >= end:
+            return LogChunk(offset=end)
+        fh.seek(start - 1 if start else 0)
+        data = fh.read(end - start + (1 if start else 0))
+    skipped = start - begin
+    if start:
+        before, data = data[:1], data[1:]
+        if before != b"\n":  # inside a line whose start was never read: begin at the next line
+            newline = data.find(b"\n")
+            if newline < 0:  # all of it one unfinished line: pass it over
+                return LogChunk(offset=end, skipped_bytes=skipped + len(data))
+            skipped += newline + 1
+            start += newline + 1
+            data = data[newline + 1:]
+    cut = data.rfind(b"\n") + 1
+    raw = data[:cut].split(b"\n")[:-1]
+    dropped = max(0, len(raw) - max_lines)
+    if dropped:
+        skipped += sum(len(line) + 1 for line in raw[:dropped])
+        raw = raw[dropped:]
+    shown = []
+    for line in raw:
+        text = safe_log_line(split_line(line.decode("utf-8", errors="replace"))[2])
+        shown.append(text if len(text) <= MAX_LINE_CHARS else text[:MAX_LINE_CHARS] + "…")
+    return LogChunk(shown, start + cut, skipped)
 
 
 class DetailLoaded(Message):
-    def __init__(self, start: int | None, run: dict[str, Any], log_text: str, log_offset: int,
-                 series: dict[str, Any]) -> None:
+    def __init__(self, start: int, run: dict[str, Any], log: LogChunk, series: dict[str, Any]) -> None:
         super().__init__()
-        self.start, self.run, self.log_text, self.log_offset, self.series = start, run, log_text, log_offset, series
+        self.start, self.run, self.log, self.series = start, run, log, series
 
 
 class RunGone(Message):
     pass
 
 
-class RunDetailScreen(BaseScreen):
+class RunRemoved(Message):
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+
+class RunActions:
+    """Cancel and delete, asked first (ConfirmScreen), shared by the Runs screen and the run detail. The
+    removal runs in an app worker (its failure reaches the app's one handler) and posts RunRemoved here."""
+
+    def confirm_cancel(self, run_id: str, status: str | None) -> None:
+        from workbench.tui.screens.confirm import ConfirmScreen
+
+        screen: Any = self
+        if status is not None and status not in ACTIVE:
+            screen.notify(f"run {run_id} has already ended ({status})")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                screen.app.run_action_on_run("cancel", run_id)
+        screen.app.push_screen(ConfirmScreen(f"Cancel run {run_id}? It is stopped now and recorded as "
+                                             "cancelled."), answered)
+
+    def confirm_delete(self, run_id: str, status: str | None) -> None:
+        from workbench.tui.screens.confirm import ConfirmScreen
+
+        screen: Any = self
+        force = status in ACTIVE
+        question = (f"Run {run_id} is {status}: cancel it, then delete it with its logs, metrics and artifacts?"
+                    if force else f"Delete run {run_id} with its logs, metrics and artifacts? This cannot be undone.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.deleting(run_id)
+                wb = screen.workbench
+                screen.app.run_worker(lambda: self._remove_run(wb, run_id, force), name=f"Cannot delete run {run_id}",
+                                      group="run-delete", thread=True, exit_on_error=False)
+        screen.app.push_screen(ConfirmScreen(question), answered)
+
+    def deleting(self, run_id: str) -> None:
+        """Called on the event loop when the user confirmed a delete (override)."""
+
+    def _remove_run(self, wb: Any, run_id: str, force: bool) -> None:
+        """In a worker thread. Not forced, a run that became active since the question is refused (the
+        refusal says to cancel it first)."""
+        wb.remove(run_id, force=force)
+        self.post_message(RunRemoved(run_id))  # type: ignore[attr-defined]
+
+
+class PaneScroll(VerticalScroll):
+    """A tab's scrolling content, focused when its tab shows, so the movement keys scroll it at once."""
+
+    BINDINGS = [
+        Binding("j,down", "scroll_down", "Scroll down", show=False, id="detail.scroll_down"),
+        Binding("k,up", "scroll_up", "Scroll up", show=False, id="detail.scroll_up"),
+        Binding("pagedown,ctrl+f", "page_down", "Page down", show=False, id="detail.page_down"),
+        Binding("pageup,ctrl+b", "page_up", "Page up", show=False, id="detail.page_up"),
+        Binding("home,g", "scroll_home", "Top", show=False, id="detail.top"),
+        Binding("end,G", "scroll_end", "Bottom", show=False, id="detail.bottom"),
+    ]
+
+
+class RunDetailScreen(RunActions, BaseScreen):
     MODE = "runs"
     REFRESH_SECONDS = 1.0
+    AUTO_FOCUS = "#overview-scroll"
     BINDINGS = [
         Binding("escape", "back", "Back", id="detail.back"),
         Binding("h,left", "previous_tab", "Prev tab", show=False, id="detail.previous_tab"),
@@ -48,6 +166,7 @@ class RunDetailScreen(BaseScreen):
         Binding("m", "tab('metrics')", "Metrics", id="detail.metrics"),
         Binding("F", "toggle_follow", "Follow", id="detail.follow"),
         Binding("c", "cancel_run", "Cancel", id="detail.cancel"),
+        Binding("d,delete", "delete_run", "Delete", id="detail.delete"),
         Binding("R", "rerun", "Rerun", id="detail.rerun"),
     ]
     DEFAULT_CSS = """
@@ -56,67 +175,79 @@ class RunDetailScreen(BaseScreen):
     RunDetailScreen #overview { padding: 0 1; }
     RunDetailScreen Log { height: 1fr; }
     """
+    FOCUS = {"overview": "#overview-scroll", "logs": "#log", "metrics": "#charts"}
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
-        self.log_offset: int | None = None
+        self.log_offset = 0
         self.follow = True
         self.charts: dict[str, MetricChart] = {}
         self.run: dict[str, Any] | None = None
+        self._pending_log: deque[str] = deque(maxlen=MAX_LOG_LINES)  # read, not yet written to the Log
+        self._draining = False
+        self._deleting = False  # the user confirmed a delete: its RunGone is expected
+        self._said_deleted = False
 
     def compose_body(self) -> ComposeResult:
         yield Static(f"run {self.run_id}", id="detail-title")
         with TabbedContent(initial="overview"):
             with TabPane("Overview", id="overview"):
-                yield VerticalScroll(Static("loading…", id="overview-text"))
+                yield PaneScroll(Static("loading…", id="overview-text"), id="overview-scroll")
             with TabPane("Logs", id="logs"):
                 yield Log(max_lines=MAX_LOG_LINES, auto_scroll=True, id="log")
             with TabPane("Metrics", id="metrics"):
-                yield VerticalScroll(Static("no metrics yet", id="no-metrics"), id="charts")
+                yield PaneScroll(Static("no metrics yet", id="no-metrics"), id="charts")
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        """The shown tab's content takes the focus: j/k, arrows and page keys scroll it without a Tab first."""
+        target = self.FOCUS.get(event.pane.id or "")
+        if target:
+            self.query_one(target).focus()
 
     def reload(self) -> None:
         self.load(self.log_offset)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run-detail")
-    def load(self, log_offset: int | None) -> None:
+    def load(self, log_offset: int) -> None:
         from workbench.errors import NotFound
+        from workbench.execution.ingest import lease_name
 
         wb = self.workbench
         try:
-            wb.refresh_run(self.run_id)
             run = wb.show_record(self.run_id)
+            # A live run nobody follows is ingested here; one a follower owns is only read (no ingestor).
+            if run["status"] in ACTIVE and not wb.store.lease_holder(lease_name(run["id"])):
+                wb.refresh_run(self.run_id)
+                run = wb.show_record(self.run_id)
         except NotFound:
             self.post_message(RunGone())
             return
-        path = Path(wb.dirs.run_dir(run["id"])) / "logs.txt"
-        text, offset = "", log_offset or 0
-        try:
-            with open(path, "rb") as fh:
-                end = fh.seek(0, 2)
-                if log_offset is None:  # first look: the tail only
-                    offset = max(0, end - LOG_TAIL_BYTES)
-                fh.seek(offset)
-                data = fh.read(end - offset)
-            if log_offset is None and offset:
-                data = data[data.find(b"\n") + 1:]  # start on a whole line
-                offset = end - len(data)
-            cut = data.rfind(b"\n") + 1
-            text = data[:cut].decode("utf-8", errors="replace")
-            offset += cut
-        except FileNotFoundError:
-            pass
+        log = read_log_tail(Path(wb.dirs.run_dir(run["id"])) / "logs.txt", log_offset,
+                            max_lines=MAX_LOG_LINES - 1)  # room for the note of what was passed over
         series = {name: wb.store.metric_series(run["seq"], name, CHART_BUCKETS)
                   for name in wb.store.metric_names(run["seq"])}
-        self.post_message(DetailLoaded(log_offset, run, text, offset, series))
+        self.post_message(DetailLoaded(log_offset, run, log, series))
 
     def on_run_gone(self) -> None:
-        self.notify(f"run {self.run_id} no longer exists (removed?)", severity="warning")
-        self.app.pop_screen()
+        if not self._deleting:
+            self.notify(f"run {self.run_id} no longer exists (removed?)", severity="warning")
+        self._close()
+
+    def on_run_removed(self, message: RunRemoved) -> None:
+        self._close()
+
+    def deleting(self, run_id: str) -> None:
+        self._deleting = True
+
+    def _close(self) -> None:
+        if self._deleting and not self._said_deleted:  # once, whichever of RunGone and RunRemoved comes first
+            self._said_deleted = True
+            self.notify(f"run {self.run_id} deleted")
+        if self.is_current:  # under a dialog it closes when shown again (its next load finds no run)
+            self.app.pop_screen()
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
-        from workbench.execution.logformat import split_line
-
         if message.start != self.log_offset:
             return  # a slower load from an older offset: its lines are already shown
         run = self.run = message.run
@@ -126,14 +257,32 @@ class RunDetailScreen(BaseScreen):
             f"on {escape(run['machine'])}  {duration(run, now)}"
             + (f"  — {escape(run['status_reason'])}" if run.get("status_reason") else ""))
         self.query_one("#overview-text", Static).update(self._overview(run, now))
-        if message.log_text:
-            log = self.query_one("#log", Log)
-            log.write_lines([safe_log_line(split_line(line)[2]) for line in message.log_text.splitlines()])
-        self.log_offset = message.log_offset
+        log = message.log
+        if log.skipped_bytes:
+            self._pending_log.append(f"… {size(log.skipped_bytes)} of output not shown here "
+                                     f"(`workbench runs logs {run['id']}` prints it all) …")
+        if log.lines:
+            self._pending_log.extend(log.lines)
+        self.log_offset = log.offset
+        self._drain_log()
         self._update_charts(message.series)
 
+    def _drain_log(self) -> None:
+        if not self._draining:  # else a batch is due already; it takes these lines too
+            self._write_log_batch()
+
+    def _write_log_batch(self) -> None:
+        """Writes pending lines in batches, one per turn of the event loop, so keys are answered between."""
+        pending = self._pending_log
+        batch = [pending.popleft() for _ in range(min(LOG_BATCH, len(pending)))]
+        if batch:
+            self.query_one("#log", Log).write_lines(batch)
+        self._draining = bool(pending)
+        if pending:
+            self.call_later(self._write_log_batch)
+
     def _update_charts(self, series: dict[str, Any]) -> None:
-        container = self.query_one("#charts", VerticalScroll)
+        container = self.query_one("#charts", PaneScroll)
         if series:
             for placeholder in self.query("#no-metrics"):
                 placeholder.remove()
@@ -209,8 +358,14 @@ class RunDetailScreen(BaseScreen):
             log.scroll_end(animate=False)
         self.notify(f"log follow {'on' if self.follow else 'off'}")
 
+    def _status(self) -> str | None:
+        return self.run["status"] if self.run else None
+
     def action_cancel_run(self) -> None:
-        self.app.run_action_on_run("cancel", self.run_id)  # type: ignore[attr-defined]
+        self.confirm_cancel(self.run_id, self._status())
+
+    def action_delete_run(self) -> None:
+        self.confirm_delete(self.run_id, self._status())
 
     def action_rerun(self) -> None:
         self.app.run_action_on_run("rerun", self.run_id)  # type: ignore[attr-defined]
@@ -220,7 +375,8 @@ class RunDetailScreen(BaseScreen):
             ("Follow logs", "show the live log tail", lambda: self.action_tab("logs")),
             ("Toggle log follow", "keep the newest line in view, or stop scrolling", self.action_toggle_follow),
             ("Show metrics", "a chart per metric", lambda: self.action_tab("metrics")),
-            ("Cancel run", "stop this run", self.action_cancel_run),
+            ("Cancel run", "stop this run (asks first)", self.action_cancel_run),
+            ("Delete run", "remove this run with its logs, metrics and artifacts (asks first)", self.action_delete_run),
             ("Rerun", "an identical run from the stored snapshot and image", self.action_rerun),
             ("Back to runs", "the run history", self.action_back),
         ]

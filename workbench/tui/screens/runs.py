@@ -1,5 +1,6 @@
-"""The run history: paged from SQLite (never all 100,000 rows in a DataTable), filtered by text, status
-and project, sorted by any column, updated live by difference."""
+"""The run history: paged from SQLite (never all 100,000 rows in a DataTable), filtered by text (and
+`key=value` as the table shows params and metrics), status and project, sorted by any column or by a param
+or metric, updated live by difference."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from textual.widgets import DataTable, Input, Static
 
 from rich.text import Text
 
-from workbench.tui.formatting import cell, duration, metrics_cell, pairs, started, status_cell
+from workbench.tui.formatting import cell, duration, escape, metrics_cell, pairs, started, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.screens.run_detail import RunActions, RunRemoved
 
 PAGE = 100
 COLUMNS = (("id", "id"), ("status", "status"), ("project/experiment", "project"), ("params", None),
@@ -72,7 +74,7 @@ class RunsTable(DataTable[Text]):
         self.screen.action_oldest()  # type: ignore[attr-defined]
 
 
-class RunsScreen(BaseScreen):
+class RunsScreen(RunActions, BaseScreen):
     MODE = "runs"
     BINDINGS = [
         Binding("enter", "open", "Open", id="runs.open"),
@@ -81,7 +83,9 @@ class RunsScreen(BaseScreen):
         Binding("p", "cycle_project", "Project", id="runs.project"),
         Binding("s", "cycle_sort", "Sort", id="runs.sort"),
         Binding("S", "reverse", "Reverse", show=False, id="runs.reverse"),
+        Binding("o", "cycle_value_sort", "Sort by param/metric", show=False, id="runs.sort_value"),
         Binding("c", "cancel_run", "Cancel", id="runs.cancel"),
+        Binding("d,delete", "delete_run", "Delete", id="runs.delete"),
         Binding("R", "rerun", "Rerun", id="runs.rerun"),
         Binding("j,down", "down", "Down", show=False, id="runs.down"),
         Binding("k,up", "up", "Up", show=False, id="runs.up"),
@@ -103,6 +107,7 @@ class RunsScreen(BaseScreen):
         self.query_state = Query()
         self.total = 0
         self.projects: list[str] = []
+        self.shown: dict[str, dict[str, Any]] = {}  # the page's runs by id, as last loaded
         self._cursor_to: str | None = None  # "top" / "bottom" after a page turn
         self.pages_shown = 0  # pages painted so far (tests and benchmarks wait on it)
         self._request = 0
@@ -115,7 +120,7 @@ class RunsScreen(BaseScreen):
         for label, _ in COLUMNS:
             table.add_column(label, key=label, width=WIDTHS[label])
         yield table
-        yield Input(placeholder="filter: id, project, experiment, status or param text — enter keeps, esc clears",
+        yield Input(placeholder="filter: text, or key=value as shown (lr=0.3) — enter keeps, esc clears",
                     id="runs-filter")
 
     @property
@@ -178,27 +183,37 @@ class RunsScreen(BaseScreen):
             self._update_status()
 
     def _show(self, runs: list[dict[str, Any]]) -> None:
+        """Rows by difference: cells that changed are updated, rows gone are removed and rows that follow
+        the kept ones are appended; only a reordered page (a new sort, a new run at the top) is rebuilt."""
         table = self.table
         now = self.clock()
+        self.shown = {run["id"]: run for run in runs}
         wanted = [(run["id"], self._cells(run, now)) for run in runs]
+        wanted_keys = [run_id for run_id, _ in wanted]
         current_keys = [key.value for key in table.rows]
         selected = current_keys[table.cursor_row] if current_keys and 0 <= table.cursor_row < len(current_keys) else None
+        kept = [key for key in current_keys if key in self.shown]
         with self.app.batch_update():
-            if current_keys == [run_id for run_id, _ in wanted]:
-                for run_id, cells in wanted:  # same rows: touch only the cells that changed
+            if kept == wanted_keys[:len(kept)] and (kept or not current_keys):  # else: another page
+                for key in current_keys:
+                    if key not in self.shown:
+                        table.remove_row(key)
+                for run_id, cells in wanted[:len(kept)]:  # the rows kept: touch only the cells that changed
                     for (label, _), value in zip(COLUMNS, cells):
                         if table.get_cell(run_id, label) != value:
                             table.update_cell(run_id, label, value, update_width=True)
+                for run_id, cells in wanted[len(kept):]:
+                    table.add_row(*cells, key=run_id)
             else:
                 table.clear()
                 for run_id, cells in wanted:
                     table.add_row(*cells, key=run_id)
-                if self._cursor_to == "bottom":
-                    table.move_cursor(row=len(wanted) - 1)
-                elif self._cursor_to == "top" or selected is None:
-                    table.move_cursor(row=0)
-                elif selected in table.rows:
-                    table.move_cursor(row=table.get_row_index(selected))
+            if self._cursor_to == "bottom":
+                table.move_cursor(row=len(wanted) - 1)
+            elif self._cursor_to == "top" or (selected is None and kept != current_keys):
+                table.move_cursor(row=0)
+            elif selected in table.rows:
+                table.move_cursor(row=table.get_row_index(selected))
         self._cursor_to = None
 
     @staticmethod
@@ -211,10 +226,10 @@ class RunsScreen(BaseScreen):
         q = self.query_state
         shown = len(self.table.rows)
         where = f"{q.offset + 1 if shown else 0}–{q.offset + shown} of {self.total:,}"
-        parts = [f"runs {where}", f"sort {q.sort} {'↓' if q.descending else '↑'}",
-                 f"status {q.status or 'all'}", f"project {q.project or 'all'}"]
+        parts = [f"runs {where}", f"sort {escape(q.sort)} {'↓' if q.descending else '↑'}",
+                 f"status {q.status or 'all'}", f"project {escape(q.project or 'all')}"]
         if q.text:
-            parts.append(f"filter “{q.text}”")
+            parts.append(f"filter “{escape(q.text)}”")
         self.query_one("#runs-status", Static).update(" · ".join(parts))
 
     # actions --------------------------------------------------------------------------------------
@@ -308,10 +323,54 @@ class RunsScreen(BaseScreen):
     def action_reverse(self) -> None:
         self._set_query(descending=not self.query_state.descending, offset=0)
 
+    def value_sorts(self) -> list[str]:
+        """"param:NAME" and "metric:NAME" for the params and metrics of the runs shown, in table order."""
+        params: dict[str, None] = {}
+        metrics: dict[str, None] = {}
+        for run in self.shown.values():
+            params.update(dict.fromkeys(run["params"]))
+            metrics.update(dict.fromkeys(run["summary"]))
+        return [f"param:{name}" for name in params] + [f"metric:{name}" for name in metrics]
+
+    def action_cycle_value_sort(self) -> None:
+        """Sorts by the next param or metric of the runs shown (missing values last), then back to newest
+        first."""
+        choices = self.value_sorts()
+        current = self.query_state.sort
+        if current in choices:
+            index = choices.index(current) + 1
+            if index == len(choices):
+                self._set_query(sort="created", descending=True, offset=0)
+                return
+        elif not choices:
+            self.notify("no params or metrics on this page to sort by")
+            return
+        else:
+            index = 0
+        self._set_query(sort=choices[index], offset=0)
+
+    def _selected_status(self, run_id: str) -> str | None:
+        run = self.shown.get(run_id)
+        return run["status"] if run else None
+
     def action_cancel_run(self) -> None:
         run_id = self.selected_run()
         if run_id:
-            self.app.run_action_on_run("cancel", run_id)  # type: ignore[attr-defined]
+            self.confirm_cancel(run_id, self._selected_status(run_id))
+
+    def action_delete_run(self) -> None:
+        run_id = self.selected_run()
+        if run_id:
+            self.confirm_delete(run_id, self._selected_status(run_id))
+
+    def on_run_removed(self, message: RunRemoved) -> None:
+        self.notify(f"run {message.run_id} deleted")
+        if message.run_id in self.table.rows:
+            self.table.remove_row(message.run_id)
+            self.shown.pop(message.run_id, None)
+            self.total = max(0, self.total - 1)
+            self._update_status()
+        self.reload()  # the page fills up again from the next one
 
     def action_rerun(self) -> None:
         run_id = self.selected_run()
@@ -322,11 +381,15 @@ class RunsScreen(BaseScreen):
         return [
             ("Open run", "details, logs and charts of the selected run", self.action_open),
             ("Follow logs", "open the selected run on its live log", self.action_open),
-            ("Cancel run", "stop the selected run", self.action_cancel_run),
+            ("Cancel run", "stop the selected run (asks first)", self.action_cancel_run),
+            ("Delete run", "remove the selected run with its logs, metrics and artifacts (asks first)",
+             self.action_delete_run),
             ("Rerun", "an identical run from the stored snapshot and image", self.action_rerun),
             ("Filter runs", "filter by text", self.action_filter),
             ("Cycle status filter", "all, running, queued, succeeded, …", self.action_cycle_status),
             ("Cycle project filter", "all projects, then each", self.action_cycle_project),
             ("Sort by next column", "id, status, project, machine, started, duration", self.action_cycle_sort),
+            ("Sort by param or metric", "the next param or metric of the runs shown; missing values last",
+             self.action_cycle_value_sort),
             ("Jump to oldest run", "the last page of the history", self.action_oldest),
         ]
