@@ -144,8 +144,7 @@ class RunsScreen(RunActions, BaseScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs-page")
     def load_page(self, request: int, query: Query) -> None:
-        wb = self.workbench
-        wb.reconcile_if_stale()
+        wb = self.workbench  # reconciling is the app's own timer's job: a page never waits for it
         filters = dict(status=query.status, project=query.project, text=query.text or None)
         if query.offset < 0:  # "the last page": needs the count first
             total = wb.store.count_matching(**filters)
