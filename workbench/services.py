@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 GIT_DIFF_LIMIT = 1 << 20
 HISTORY_WINDOW = 300.0  # seconds of telemetry a restarted fleet view starts with
-LAUNCH_LEASE_TTL = 10.0  # a launcher renews its hold on a run while it builds or pulls; a dead one lets go
+LAUNCH_LEASE_TTL = 20.0  # a launcher renews its hold on a run while it builds or pulls; a dead one lets go
 LAUNCH_LEASE_RENEW = 2.0
 ENGINE_RETRY_MAX = 5.0
 
@@ -328,8 +329,9 @@ class Workbench:
             elif exp.dockerfile or exp.image:
                 self.progress(f"process executor: running {argv[0]!r} on this machine, not in "
                               f"{exp.image or exp.dockerfile}")
+            self._check_mounts(exp)
             writable = [m.source for m in exp.mounts if not m.read_only]
-            if exp.user == "root" and writable and executor_name == "docker":
+            if _runs_as_root(exp.user) and writable and executor_name == "docker":
                 self._warn(run_id, f"the container runs as root with writable host mounts ({', '.join(writable)}): "
                                    "it can change or replace anything in them")
             run_dir = self.dirs.run_dir(run_id)
@@ -351,10 +353,21 @@ class Workbench:
         if not self.store.mark_running(run_id, handle, time.time()):
             run_exec.cancel(handle)  # cancelled while it was being prepared: do not leave it running
             run_exec.cleanup(handle)
+            self.store.finish_run(run_id, "cancelled", exit_code=None, reason="cancelled before it started")
         else:
             self.store.add_event(run_id, "started", f"{executor_name}: {' '.join(argv)[:200]}")
         self.store.release_lease(lease_name(run_id), launcher)
         return self.store.get_run(run_id) | {"seq": seq}
+
+    def _check_mounts(self, exp: Experiment) -> None:
+        """Again at launch (a rerun, or a folder that became a link since the spec was read)."""
+        from workbench.projects.sensitive import sensitive_mount_reason
+
+        for mount in exp.mounts:
+            reason = None if exp.allow_sensitive_mounts else sensitive_mount_reason(mount.source)
+            if reason:
+                raise WorkbenchError(f"mount {mount.text} would give the container {reason}; refused",
+                                     hint="set allow_sensitive_mounts = true in the experiment if you mean it")
 
     def _warn(self, run_id: str, message: str) -> None:
         """Said to the user now and kept with the run."""
@@ -539,7 +552,7 @@ class Workbench:
                 time.sleep(poll)
 
     def _ingest_if_unowned(self, run: dict[str, Any]) -> None:
-        if not run.get("handle") or self.store.lease_holder(lease_name(run["id"])):
+        if not run.get("handle") or self._lease_held(run["id"]):
             return  # still being launched, or followed live by another process
         ingestor = self.ingestor(run)
         if ingestor.acquire():
@@ -558,6 +571,10 @@ class Workbench:
         if run["status"] not in ("queued", "running"):
             return run
         self.store.update_run(run["id"], cancel_requested=1)
+        if not run.get("handle") and self._lease_held(run["id"]):
+            # still building or pulling: recorded now; its launcher stops whatever it starts
+            self.store.finish_run(run["id"], "cancelled", exit_code=None, reason="cancelled while it was launched")
+            return self.store.get_run(run["id"])
         stopped = False
         deadline = time.monotonic() + LAUNCH_LEASE_TTL + 15
         while run["status"] in ("queued", "running") and time.monotonic() < deadline:
@@ -566,7 +583,7 @@ class Workbench:
                     self.executor(run["executor"]).cancel(run["handle"])
                     stopped = True
                 self._ingest_if_unowned(run)
-            elif not self.store.lease_holder(lease_name(run["id"])):
+            elif not self._lease_held(run["id"]):  # its launcher died
                 if self._adopt(run) is None:
                     self.store.finish_run(run["id"], "cancelled", exit_code=None, reason="cancelled before it started")
                 run = self.store.get_run(run["id"])
@@ -698,7 +715,7 @@ class Workbench:
 
     def _reconcile_one(self, run: dict[str, Any]) -> str | None:
         """Brings one run up to date: its new final state, "docker" when it is still running there, or None."""
-        if self.store.lease_holder(lease_name(run["id"])):
+        if self._lease_held(run["id"]):
             return None  # someone is launching or following it live
         adopted = False
         try:
@@ -750,10 +767,27 @@ class Workbench:
         handle = self.executor(run["executor"]).adopt(run["id"], self.dirs.run_dir(run["id"]))
         if handle is None:
             return None
-        if self.store.mark_running(run["id"], handle, time.time()):
+        if self.store.adopt_run(run["id"], handle, time.time()):
             self.store.add_event(run["id"], "adopted", "its launcher stopped before recording the start; "
                                                        "found by its labels and followed from here")
         return self.store.get_run(run["id"])
+
+    def _lease_held(self, run_id: str) -> bool:
+        """Someone is launching or following the run: its lease is current and, when its holder is a
+        process on this machine, that process is alive (a launcher killed with -9 lets go at once)."""
+        owner = self.store.lease_holder(lease_name(run_id))
+        if not owner:
+            return False
+        host, _, rest = owner.partition(":")
+        pid = rest.partition(":")[0]
+        if host == socket.gethostname() and pid.isdigit():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                pass
+        return True
 
     def _say_once(self, message: str) -> None:
         if message not in self._said:
@@ -816,6 +850,13 @@ def _experiment_from_record(recorded: dict[str, Any]) -> Experiment:
     exp.mounts = [Mount(**m) for m in recorded.get("mounts", [])]
     exp.checks = [Check(**c) for c in recorded.get("checks", [])]
     return exp
+
+
+def _runs_as_root(user: str | None) -> bool:
+    """uid 0 however it is spelled, or this user's own uid:gid when that is root's."""
+    if user is None:
+        return os.getuid() == 0
+    return user.split(":")[0] in ("root", "0")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -138,3 +138,57 @@ def test_a_create_that_times_out_leaves_no_container_and_gc_removes_our_orphans(
         assert ours.id not in names and theirs.id in names
     finally:
         theirs.remove(force=True)
+
+
+KILLED_BEFORE_START = r"""
+import os, sys
+from workbench.services import Workbench
+wb = Workbench()
+wb.docker_client().api.start = lambda *a, **k: os.kill(os.getpid(), 9)  # created, never started
+wb.launch(sys.argv[1], overrides=sys.argv[2:])
+"""
+
+
+def test_a_container_created_but_never_started_is_started_on_adoption(cli, make_project, home, docker_client):
+    root = make_project(COUNTING_SPEC)
+    env = {**os.environ, "WORKBENCH_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-c", KILLED_BEFORE_START, str(root), "n=5", "pause=0.1"], env=env,
+                          timeout=120)
+    assert done.returncode == -9
+    wb = Workbench()
+    (run,) = wb.store.list_runs()  # read without reconciling
+    wb.close()
+    assert [c.status for c in _containers(docker_client, run["id"])] == ["created"]
+    cli("runs", "show", run["id"])  # reconcile: adopted and started
+    assert cli("runs", "logs", run["id"], "--follow").code == 0
+    shown = cli("runs", "show", run["id"], "--json").json()
+    assert shown["status"] == "succeeded" and shown["metric_points"] == 5
+
+
+def test_cancel_during_a_slow_launch_is_immediate_and_the_launcher_stops_what_it_starts(make_project, home,
+                                                                                      docker_client):
+    root = make_project(COUNTING_SPEC)
+    launcher, other = Workbench(), Workbench()
+    building, go = threading.Event(), threading.Event()
+    real_image_for = launcher._image_for
+
+    def slow_build(*args, **kwargs):
+        building.set()
+        go.wait(30)
+        return real_image_for(*args, **kwargs)
+
+    launcher._image_for = slow_build
+    result: dict = {}
+    launch = threading.Thread(target=lambda: result.update(launcher.launch(str(root), overrides=["n=300"])))
+    launch.start()
+    assert building.wait(60)
+    (run,) = other.store.list_runs()
+    started = time.monotonic()
+    cancelled = other.cancel(run["id"])
+    assert cancelled["status"] == "cancelled" and time.monotonic() - started < 2
+    go.set()
+    launch.join(60)
+    assert result["status"] == "cancelled"
+    wait_for(lambda: not [c for c in _containers(docker_client, run["id"]) if c.status == "running"], timeout=30)
+    launcher.close()
+    other.close()

@@ -206,7 +206,16 @@ class DockerExecutor:
     def adopt(self, run_id: str, run_dir: Path) -> dict[str, Any] | None:
         """The handle of the run's container, found by its labels (its launcher died before recording it)."""
         found = self.list({"workbench.run-id": run_id, "workbench.instance": self.instance})
-        return {"container": found[0]["container"], "run_dir": str(run_dir)} if found else None
+        if not found:
+            return None
+        if found[0]["state"] == "created":  # its launcher died between create and start: finish its job
+            import docker.errors
+
+            try:
+                self.client.api.start(found[0]["container"])
+            except docker.errors.APIError as exc:
+                raise WorkbenchError(f"cannot start the container of run {run_id}: {_short(exc)}") from None
+        return {"container": found[0]["container"], "run_dir": str(run_dir)}
 
     def remove_orphans(self, containers: list[dict[str, Any]], active: set[str]) -> int:
         """Removes our containers that no active run owns. `active` must be read after `containers` was
@@ -272,11 +281,13 @@ def _frames(raw: Any) -> Iterator[tuple[int, bytes]]:
 
 def _frames_or_idle(raw: Any, idle: float) -> Iterator[tuple[int, bytes] | None]:
     """The frames of `raw`, read on a thread of their own, with None whenever none came for `idle`
-    seconds: a batch is never held back waiting for a line that may not come for minutes."""
-    frames: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=4096)
+    seconds: a batch is never held back waiting for a line that may not come for minutes. An error of
+    the stream (the engine went away mid-read) is raised here, in the reader's thread."""
+    frames: queue.Queue[Any] = queue.Queue(maxsize=4096)
     closed = threading.Event()
+    end = object()
 
-    def put(item: tuple[int, bytes] | None) -> bool:
+    def put(item: Any) -> bool:
         while not closed.is_set():
             try:
                 frames.put(item, timeout=0.5)
@@ -286,13 +297,15 @@ def _frames_or_idle(raw: Any, idle: float) -> Iterator[tuple[int, bytes] | None]
         return False
 
     def pump() -> None:
+        outcome: Any = end
         try:
             for frame in _frames(raw):
                 if not put(frame):
                     return
-        except (OSError, ValueError, AttributeError):
-            pass  # the response was closed under us: the reader is done
-        put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, who decides
+            outcome = exc
+        finally:
+            put(outcome)
 
     threading.Thread(target=pump, name="docker-log-frames", daemon=True).start()
     try:
@@ -302,8 +315,12 @@ def _frames_or_idle(raw: Any, idle: float) -> Iterator[tuple[int, bytes] | None]
             except queue.Empty:
                 yield None
                 continue
-            if frame is None:
+            if frame is end:
                 return
+            if isinstance(frame, BaseException):
+                if closed.is_set():
+                    return
+                raise frame
             yield frame
     finally:
         closed.set()

@@ -166,7 +166,18 @@ class RunQueries:
         return int(seq)
 
     def mark_running(self, run_id: str, handle: dict[str, Any], started_at: float) -> bool:
-        """queued -> running, unless something (a cancel, the reconciler) already decided otherwise."""
+        """queued -> running, unless something (a cancel, the reconciler) already decided otherwise: the
+        launcher then stops what it started."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            return conn.execute(
+                "UPDATE runs SET status = 'running', handle = ?, started_at = ? "
+                "WHERE id = ? AND status = 'queued' AND cancel_requested = 0",
+                (json.dumps(handle), started_at, run_id),
+            ).rowcount == 1
+
+    def adopt_run(self, run_id: str, handle: dict[str, Any], started_at: float) -> bool:
+        """queued -> running for a run found already running (its launcher died), cancel requested or not:
+        it is running, and a cancel then stops it."""
         with self.tx() as conn:  # type: ignore[attr-defined]
             return conn.execute(
                 "UPDATE runs SET status = 'running', handle = ?, started_at = ? WHERE id = ? AND status = 'queued'",
