@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from typing import Any, Sequence
@@ -59,8 +60,14 @@ def _fmt_value(value: Any) -> str:
     return str(value)
 
 
+def _summary_items(values: dict[str, Any]) -> list[str]:
+    return [printable(f"{k}={_fmt_value(v)}") for k, v in values.items()]
+
+
 def _summary_text(values: dict[str, Any], limit: int = 3) -> str:
-    return printable(" ".join(f"{k}={_fmt_value(v)}" for k, v in list(values.items())[:limit]))
+    """The first `limit` items whole, then `…` if some were left out (never an item cut short)."""
+    items = _summary_items(values)
+    return " ".join(items[:limit] + (["…"] if len(items) > limit else []))
 
 
 def run_json(run: dict[str, Any]) -> dict[str, Any]:
@@ -148,17 +155,53 @@ def cmd_runs_list(wb: Any, args: argparse.Namespace) -> int:
         return 0
     runs = wb.store.list_runs(**filters)
     if not runs:
-        _say("no runs yet: start one with `workbench run PATH`")
+        given = [f"--{name} {value}" for name in ("status", "project", "experiment")
+                 if (value := getattr(args, name)) is not None]
+        _say(f"no run matches {' '.join(given)}" if given else "no runs yet: start one with `workbench run PATH`")
         return 0
-    rows = [("ID", "STATUS", "PROJECT/EXPERIMENT", "PARAMS", "METRICS", "STARTED", "DURATION")]
-    for run in runs:
-        rows.append((run["id"], run["status"], f"{run['project']}/{run['experiment']}",
-                     _summary_text(run["params"]), _summary_text(run["summary"]),
-                     _ago(run["started_at"] or run["created_at"]), _fmt_duration(_duration(run))))
-    widths = [min(40, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell[:w].ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for line in _runs_table(runs, shutil.get_terminal_size().columns):
+        print(line)
     return 0
+
+
+_LIST_HEADER = ("ID", "STATUS", "PROJECT/EXPERIMENT", "PARAMS", "METRICS", "STARTED", "DURATION")
+_LIST_LEAST = {2: 12, 3: 10, 4: 10}  # the columns that narrow to fit, and how far
+
+
+def _runs_table(runs: list[dict[str, Any]], available: int) -> list[str]:
+    """`runs list` in `available` columns: names end in `…` and params and metrics show whole items then
+    `…` (`iterations=2000` is never cut to `iterations=20`); the start time drops its year and seconds
+    before anything else narrows."""
+    from rich.cells import cell_len
+
+    from workbench.tui.formatting import Pairs, elide, fit_items
+
+    def table(stamp: str) -> list[tuple[str, ...]]:
+        return [_LIST_HEADER] + [
+            (run["id"], run["status"], printable(f"{run['project']}/{run['experiment']}"),
+             Pairs(_summary_items(run["params"])), Pairs(_summary_items(run["summary"])),
+             time.strftime(stamp, time.localtime(t)) if (t := run["started_at"] or run["created_at"]) else "-",
+             _fmt_duration(_duration(run))) for run in runs]
+
+    def natural(rows: list[tuple[str, ...]]) -> list[int]:
+        return [max(cell_len(row[i]) for row in rows) for i in range(len(_LIST_HEADER))]
+
+    gaps = 2 * (len(_LIST_HEADER) - 1)
+    rows = table("%Y-%m-%d %H:%M:%S")
+    if sum(natural(rows)) + gaps > available:
+        rows = table("%m-%d %H:%M")
+    widths = natural(rows)
+    while sum(widths) + gaps > available:  # narrow the widest narrowable column, a cell at a time
+        narrowable = [i for i, least in _LIST_LEAST.items() if widths[i] > least]
+        if not narrowable:
+            break
+        widths[max(narrowable, key=lambda i: (widths[i], i))] -= 1
+
+    def fitted(text: str, width: int) -> str:
+        shown = fit_items(text.items, width, text.more) if isinstance(text, Pairs) else elide(text, width)
+        return shown + " " * (width - cell_len(shown))
+
+    return ["  ".join(fitted(text, width) for text, width in zip(row, widths)).rstrip() for row in rows]
 
 
 def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
@@ -272,7 +315,7 @@ def cmd_projects_list(wb: Any, args: argparse.Namespace) -> int:
         _say("no projects yet: add one with `workbench projects add PATH`")
     for p in projects:
         state = p["error"] or ("experiments: " + ", ".join(p["experiments"]))
-        print(f"{p['name']:<20} {p['path']}  {state}")
+        print(printable(f"{p['name']:<20} {p['path']}  {state}"))
     return 0
 
 
@@ -292,7 +335,7 @@ def cmd_machines_list(wb: Any, args: argparse.Namespace) -> int:
         return 0
     for m in machines:
         cost = f"  ${m['hourly_cost']:.2f}/h" if m.get("hourly_cost") is not None else ""
-        print(f"{m['name']:<16} {m['kind']:<6} {m['address']}{cost}")
+        print(printable(f"{m['name']:<16} {m['kind']:<6} {m['address']}{cost}"))
     return 0
 
 
@@ -356,7 +399,7 @@ def cmd_machines_stats(wb: Any, args: argparse.Namespace) -> int:
         mem_used = gpu.get("memory_used")
         mem_total = gpu.get("memory_total")
         mem = "n/a" if mem_used is None or mem_total is None else f"{mem_used / 2**20:.0f}/{mem_total / 2**20:.0f} MiB"
-        print(f"  GPU{gpu['index']} {gpu['name']}  util {show(gpu.get('utilization'), '%')}  mem {mem}  "
+        print(f"  GPU{gpu['index']} {printable(str(gpu['name']))}  util {show(gpu.get('utilization'), '%')}  mem {mem}  "
               f"temp {show(gpu.get('temperature'), 'C')}  power {show(gpu.get('power'), 'W')}"
               f"/{show(gpu.get('power_limit'), 'W')}")
     if not stats["gpus"]:
@@ -382,7 +425,7 @@ def cmd_doctor(wb: Any, args: argparse.Namespace) -> int:
 
 def cmd_watch(wb: Any, args: argparse.Namespace) -> int:
     wb.reconcile()
-    session = wb.watch(args.path, lambda line: print(line, flush=True), polling=args.polling)
+    session = wb.watch(args.path, lambda line: print(printable(line), flush=True), polling=args.polling)
     try:
         while True:
             time.sleep(3600)

@@ -13,18 +13,28 @@ REDACTED = "***"
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASS", "PWD", "CREDENTIAL", "AUTH", "PRIVATE", "COOKIE",
                 "SESSION", "SIGNATURE", "CERT", "DSN")
 _SECRET_NAME = re.compile("|".join(SECRET_WORDS), re.IGNORECASE)
-# user:password@ inside a URL value (postgres://me:pw@db/x): the password goes, whatever the name
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?P<password>[^@\s/]+)(?=@)")
+# Params are hyperparameters, recorded and shown for reproducibility; only unmistakable secret names are
+# refused there (a param `n_passes` or `key_dim` is fine), pointing the user to `env`.
+_SECRET_PARAM = re.compile(r"token|secret|passw|credential|api_?key|access_?key|private_?key|auth_?key",
+                           re.IGNORECASE)
+# scheme://user:password@host inside a value: the password goes, whatever the name. The password runs to
+# the last `@` of the URL (it may hold `/` or `@` itself).
+_URL_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?P<password>\S*)@(?P<host>[^@\s]*)")
 
 
 def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
+def is_secret_param(name: str) -> bool:
+    return bool(_SECRET_PARAM.search(name))
+
+
 def redact_value(name: str, value: str) -> str:
     if is_secret_name(name):
         return REDACTED
-    return _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, value) if "://" in value else value
+    return _URL_USERINFO.sub(lambda m: f"{m.group('head')}{REDACTED}@{m.group('host')}", value) \
+        if "://" in value else value
 
 
 def redact_env(env: dict[str, Any]) -> dict[str, Any]:

@@ -194,3 +194,22 @@ def test_silent_target_times_out_in_one_clear_line(silent_port, tmp_path):
             attempt(target, store, timeout=0.5)
         assert str(failed.value) == (f"quiet: 127.0.0.1:{silent_port} did not answer the SSH handshake within 0.5s "
                                      "(timed out)")
+
+
+def test_a_malformed_known_hosts_line_never_hides_a_changed_key(tmp_path):
+    """One bad line (a stray byte, bad base64) is skipped, not the whole file: a changed key stays changed."""
+    import subprocess
+
+    import paramiko
+
+    from workbench.machines.hostkeys import HostKeyStore
+
+    for name in ("trusted", "other"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
+    kind, blob = (tmp_path / "trusted.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_bytes(b"stray \xff byte line\n[127.0.0.1]:2299 ssh-ed25519 !!!not-base64\n"
+                      + f"[127.0.0.1]:2299 {kind} {blob}\n".encode())
+    store = HostKeyStore(known, system=())
+    assert store.check("127.0.0.1", 2299, paramiko.PKey.from_path(tmp_path / "trusted")).state == "known"
+    assert store.check("127.0.0.1", 2299, paramiko.PKey.from_path(tmp_path / "other")).state == "changed"

@@ -20,11 +20,13 @@ SECRETS = {
 
 def test_one_rule_redacts_names_in_any_case_and_url_passwords():
     env = redact_env({**SECRETS, "OMP_NUM_THREADS": "2", "DATABASE_URL": "postgres://me:hunter2@db:5432/x",
-                      "PLAIN_URL": "https://example.org/a:b@c"})
+                      "PLAIN_URL": "https://example.org/a:b@c", "SLASHED": "postgres://u:pa/ss@h/db",
+                      "AT": "redis://u:p@ss@h:6379"})
     assert all(env[name] == REDACTED for name in SECRETS)
     assert env["OMP_NUM_THREADS"] == "2"
     assert env["DATABASE_URL"] == f"postgres://me:{REDACTED}@db:5432/x"
     assert env["PLAIN_URL"] == "https://example.org/a:b@c"  # no user:password before the host
+    assert env["SLASHED"] == f"postgres://u:{REDACTED}@h/db" and env["AT"] == f"redis://u:{REDACTED}@h:6379"
 
 
 def _spec(extra_env: str = "") -> str:
@@ -96,6 +98,5 @@ def test_history_written_by_an_older_version_is_redacted_on_upgrade(tmp_path):
     run = store.get_run("r1")
     assert run["env"] == {"OPENAI_KEY": REDACTED, "PLAIN": "p"}
     assert run["spec"]["env"] == {"OPENAI_KEY": REDACTED, "PLAIN": "p"} and run["spec"]["name"] == "x"
-    store.conn.execute("VACUUM")
     store.close()
     assert b"sk-old" not in path.read_bytes()

@@ -78,3 +78,34 @@ def test_root_container_with_a_writable_mount_is_warned_about(cli, make_project,
     read_only = make_project(_experiment(f'mounts = ["{shared}:/shared:ro"]\nuser = "root"'))
     quiet = cli("run", str(read_only), "--wait")
     assert quiet.code == 0 and "writable host mounts" not in quiet.err
+
+
+def test_a_credentials_folder_behind_a_link_is_still_refused(make_project, tmp_path, monkeypatch):
+    fake_home = tmp_path / "home"
+    keys = tmp_path / "elsewhere" / "keys"
+    keys.mkdir(parents=True)
+    fake_home.mkdir()
+    (fake_home / ".ssh").symlink_to(keys)
+    monkeypatch.setenv("HOME", str(fake_home))
+    for source in (str(keys), "~/.ssh"):
+        root = make_project(_experiment(f'mounts = ["{source}:/keys:ro"]'))
+        with pytest.raises(SpecError, match="your ~/.ssh"):
+            load_spec(root)
+
+
+@pytest.mark.parametrize("name", ["api_token", "db_password", "openai_api_key", "aws_secret"])
+def test_secret_looking_params_are_refused_towards_env(make_project, name):
+    root = make_project(_experiment(f'params = {{ {name} = "x" }}'))
+    with pytest.raises(SpecError, match="looks like a secret.*`env`"):
+        load_spec(root)
+
+
+def test_ordinary_params_that_merely_contain_key_or_pass_are_fine(make_project):
+    root = make_project(_experiment('params = { key_dim = 64, n_passes = 3, keep_prob = 0.9 }'))
+    assert set(load_spec(root).experiments["x"].params) == {"key_dim", "n_passes", "keep_prob"}
+
+
+def test_experiment_names_are_plain(make_project):
+    root = make_project('[experiments."x\\u001b[2J"]\nimage = "busybox:latest"\ncommand = ["true"]\n')
+    with pytest.raises(SpecError, match="experiment names use letters"):
+        load_spec(root)

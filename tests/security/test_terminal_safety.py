@@ -81,3 +81,28 @@ async def test_app_draws_no_escapes_and_shows_brackets_literally(home, hostile_r
         overview = detail.query_one("#overview-text", Static).render().plain
         assert "x[/y]" in overview and "\x1b" not in overview
     wb.close()
+
+
+async def test_notifications_show_brackets_and_escapes_as_text(home):
+    from workbench.services import Workbench
+    from workbench.tui.app import WorkbenchApp
+
+    wb = Workbench()
+    app = WorkbenchApp(wb)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.notify("changed x[/y].py \x1b[2J [b]", title="proj[/b]")  # a watch line names the changed file
+        await pilot.pause()
+        (note,) = [n for n in app._notifications if "changed" in n.message]
+        assert note.message == "changed x[/y].py \\x1b[2J [b]" and note.title == "proj[/b]"
+        assert app.is_running
+    wb.close()
+
+
+def test_cli_prints_hostile_folder_names_escaped(cli, tmp_path):
+    root = tmp_path / "p\x1b[2Jq"
+    root.mkdir()
+    (root / "workbench.toml").write_text('[project]\nname = "p"\n[experiments.x]\nimage = "busybox:latest"\n'
+                                         'command = ["true"]\n')
+    assert cli("projects", "add", str(root)).code == 0
+    listed = cli("projects", "list")
+    assert "\x1b" not in listed.out and "p\\x1b[2Jq" in listed.out

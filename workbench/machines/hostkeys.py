@@ -28,6 +28,25 @@ def host_entry(hostname: str, port: int) -> str:
 ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 
 
+def _load(path: Path) -> paramiko.HostKeys:
+    from workbench.errors import WorkbenchError
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise WorkbenchError(f"cannot read the known hosts file {path}: {exc.strerror}",
+                             hint="fix its permissions: host keys cannot be checked without it") from None
+    keys = paramiko.HostKeys()
+    for line in raw.splitlines():
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line.decode("utf-8"))
+        except Exception:  # noqa: BLE001 - paramiko raises several types (InvalidHostKey is a bare Exception)
+            continue
+        if entry is not None:
+            keys._entries.append(entry)  # what HostKeys.load does per line, without giving up on a bad one
+    return keys
+
+
 @dataclass
 class Verdict:
     state: str                 # "known" | "unknown" | "changed"
@@ -48,15 +67,12 @@ class HostKeyStore:
         return [p for p in (*self.system, self.own) if p.is_file()]
 
     def known_keys(self, hostname: str, port: int) -> list[tuple[paramiko.PKey, Path]]:
-        """Every key recorded for the host, of any type, with the file that holds it."""
+        """Every key recorded for the host, of any type, with the file that holds it. A file is read line
+        by line: one malformed line (bad base64, a stray byte) is skipped, never the whole file, so a host
+        whose key changed can never pass as merely unknown. A file that cannot be read at all is an error."""
         found = []
         for path in self._files():
-            keys = paramiko.HostKeys()
-            try:
-                keys.load(str(path))
-            except (OSError, paramiko.SSHException, ValueError):
-                continue
-            known = keys.lookup(host_entry(hostname, port)) or {}
+            known = _load(path).lookup(host_entry(hostname, port)) or {}
             found += [(known[name], path) for name in known]
         return found
 

@@ -28,7 +28,7 @@ def protected_paths() -> list[tuple[Path, str]]:
     home = _real("~")
     dirs = resolve_dirs()
     found = [(_real(dirs.data), "Workbench's data dir"), (_real(dirs.config), "Workbench's config dir")]
-    found += [(home / name, f"your ~/{name}") for name in CREDENTIALS]
+    found += [(_real(home / name), f"your ~/{name}") for name in CREDENTIALS]  # resolved: ~/.ssh may be a link
     found += [(_real(p), f"the host's {p}") for p in SYSTEM if _real(p) != home]
     return found
 

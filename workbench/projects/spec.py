@@ -13,9 +13,11 @@ from workbench.errors import SpecError
 from workbench.projects.checks import Check, parse_check
 from workbench.projects.locate import locate
 from workbench.projects.sensitive import sensitive_mount_reason
+from workbench.redaction import is_secret_param
 
 SPEC_FILE = "workbench.toml"
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SIZE = re.compile(r"^\d+(?:\.\d+)?\s*[bkmgBKMG]?$")
 SweepValue = int | float | str | bool
@@ -181,6 +183,8 @@ def _placeholders(v: _Validator, argv: list[str], key: tuple[str, ...], known: s
 
 def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
     key = ("experiments", name)
+    if not NAME.match(name):
+        raise v.fail(key, "experiment names use letters, digits, '.', '_' and '-' only")
     table = v.table(raw, key, EXPERIMENT_KEYS)
     image, dockerfile = _image_source(v, table, key)
     if dockerfile and not (root / dockerfile).is_file():
@@ -193,6 +197,9 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
     for pname, value in v.table(table.get("params", {}), key + ("params",), None).items():
         if not PARAM_NAME.match(pname):
             raise v.fail(key + ("params", pname), "param names are letters, digits and _ (not starting with a digit)")
+        if is_secret_param(pname):
+            raise v.fail(key + ("params", pname), "looks like a secret: params are recorded in the history and "
+                                                  "shown; pass secrets through `env` (redacted) instead")
         if not isinstance(value, (int, float, str, bool)):
             raise v.fail(key + ("params", pname), f"a param is a string, number or boolean, got {_kind(value)}")
         params[pname] = value
@@ -307,7 +314,7 @@ def load_spec(folder: str | os.PathLike[str]) -> ProjectSpec:
     v.table(data, (), {"project", "experiments", "watch", "deploy"})
     project = v.table(data.get("project", {}), ("project",), {"name", "exclude"})
     name = v.string(project["name"], ("project", "name")) if "name" in project else root.name
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+    if not NAME.match(name):
         raise v.fail(("project", "name"), "use letters, digits, '.', '_' and '-' only")
     exclude = v.strings(project.get("exclude", []), ("project", "exclude"))
 

@@ -14,6 +14,7 @@ from workbench.redaction import redact_run_fields
 def _links_and_redacted_history(conn: sqlite3.Connection) -> None:
     """Artifacts that are symbolic links are recorded as links (their target, never followed); secrets
     that older versions kept in a run's spec environment (or missed in its environment) are redacted."""
+    conn.execute("PRAGMA secure_delete = ON")  # the old values' pages are overwritten, not just freed
     conn.execute("ALTER TABLE artifacts ADD COLUMN link TEXT")
     rows = conn.execute("SELECT seq, env, spec FROM runs").fetchall()
     for seq, env, spec in rows:

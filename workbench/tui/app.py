@@ -108,7 +108,8 @@ class WorkbenchApp(App[None]):
             self.notify(self.config_error, title="config.toml ignored", severity="error", timeout=10)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.set_interval(60, self._downsample_telemetry)
-        self.set_interval(2, self._reconcile)  # runs finished or vanished while away; never before a page loads
+        self.set_interval(2, self._reconcile_tick)  # runs finished or vanished while away; never before a page loads
+        self.workbench.progress = self.say  # the services' progress lines become notifications, not stderr
 
     def on_ready(self) -> None:
         self.restart_fleet()  # after the first frame: connecting (and importing paramiko) can wait a moment
@@ -117,7 +118,19 @@ class WorkbenchApp(App[None]):
     def _downsample_telemetry(self) -> None:
         self.workbench.store.downsample_telemetry()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="reconcile")
+    def say(self, line: str) -> None:
+        """A progress line from the services, from any thread."""
+        try:
+            self.call_from_thread(self.notify, line)
+        except RuntimeError:  # already on the event loop
+            self.notify(line)
+
+    def _reconcile_tick(self) -> None:
+        # a thread cannot be cancelled: with an engine that does not answer, never pile up another one
+        if not any(w.group == "reconcile" and not w.is_finished for w in self.workers):
+            self._reconcile()
+
+    @work(thread=True, exit_on_error=False, group="reconcile")
     def _reconcile(self) -> None:
         self.workbench.reconcile_if_stale()
 
@@ -137,6 +150,14 @@ class WorkbenchApp(App[None]):
             self._failing[group] = message
             title = worker.name if worker.name and " " in worker.name else WORKER_TITLES.get(group, group)
             self.notify(message, title=title, severity="error", timeout=10)
+
+    def notify(self, message: str, *, title: str = "", markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
+        """Notifications carry text from runs, specs and hosts: plain text unless a caller asks for markup."""
+        from workbench.textsafe import printable
+
+        if not markup:
+            message, title = printable(str(message)).replace("\\n", "\n"), printable(str(title))
+        super().notify(message, title=title, markup=markup, **kwargs)
 
     # machines and watches: built and stopped in workers, owned by the event loop ----------------------
     def restart_fleet(self) -> None:
@@ -277,14 +298,13 @@ def keymap_clashes(app: App[Any], keymap: dict[str, str]) -> list[str]:
 
 
 def _message(exc: BaseException) -> str:
-    """One line for a notification: ours as written, anything else with its type."""
+    """One line for a notification (plain text): ours as written, anything else explained or with its type."""
     from workbench.failures import explain
-    from workbench.tui.formatting import escape
 
     if isinstance(exc, WorkbenchError):
-        return escape(str(exc))
+        return str(exc)
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return escape(explain(exc) or f"{type(exc).__name__}: {text}"[:300])
+    return explain(exc) or f"{type(exc).__name__}: {text}"[:300]
 
 
 def _screen(module: str, name: str) -> Any:

@@ -1,14 +1,21 @@
-"""Cell text shared by the screens: statuses in colour, durations, params and metrics in short form."""
+"""Cell text shared by the screens: statuses in colour, durations, params and metrics in short form.
+
+A table cell narrower than its text never cuts a `key=value` item (`iterations=2000` cut to `iterations=20`
+reads as another value): it shows whole items and `…` for those left out, at the width it is drawn in."""
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from workbench.textsafe import printable
+
+if TYPE_CHECKING:  # `workbench runs list` imports this module: keep it light
+    from rich.console import Console, ConsoleOptions, RenderResult
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "queued": "cyan",
                 "cancelled": "magenta", "lost": "bright_black"}
@@ -23,24 +30,101 @@ def escape(text: str) -> str:
     """User text (names, params, messages) for markup: control characters shown, every bracket literal.
     (rich's and Textual's own escape only touch tag-like brackets; Textual's parser still misreads an
     untouched one such as `[2J` followed by real markup.)"""
-    return printable(str(text)).replace("[", "\\[")
+    text = printable(str(text)).replace("[", "\\[")
+    # a trailing backslash would escape the markup that follows (`name\` + `[/b]`): a zero-width space
+    return text + "\u200b" if text.endswith("\\") else text
+
+
+ELLIPSIS = "…"
+
+
+class Pairs(str):
+    """`key=value` items joined by spaces (ending in `…` when some were left out), which remembers its items
+    so that `cell` can show fewer of them, whole, in a narrow column."""
+
+    items: tuple[str, ...]
+    more: bool
+
+    def __new__(cls, items: Iterable[str], more: bool = False) -> Pairs:
+        items = tuple(printable(item) for item in items)
+        self = super().__new__(cls, " ".join(items + ((ELLIPSIS,) if more else ())))
+        self.items, self.more = items, more
+        return self
+
+
+def elide(text: str, width: int) -> str:
+    """`text` in at most `width` cells, ending in `…` when it had to be cut (names, paths; never pairs)."""
+    if cell_len(text) <= width:
+        return text
+    if width < 1:
+        return ""
+    kept, used = [], 0
+    for char in text:
+        used += cell_len(char)
+        if used > width - 1:
+            break
+        kept.append(char)
+    return "".join(kept) + ELLIPSIS
+
+
+def fit_items(items: Sequence[str], width: int, more: bool = False) -> str:
+    """As many whole items as fit in `width` cells, then `…` if any was left out; an item is never cut."""
+    whole = " ".join([*items, ELLIPSIS] if more else items)
+    if cell_len(whole) <= width:
+        return whole
+    shown: list[str] = []
+    for item in items:
+        if cell_len(" ".join([*shown, item, ELLIPSIS])) > width:
+            break
+        shown.append(item)
+    return " ".join([*shown, ELLIPSIS]) if width >= 1 else ""
+
+
+class ItemsText(Text):
+    """A cell of whole items: drawn narrower than its text, it leaves out items from the end and says so
+    with `…` (a prefix such as a verdict mark stays). `str()` and equality are those of the full text."""
+
+    def __init__(self, items: Sequence[str], more: bool = False, prefix: Text | None = None,
+                 style: str = "") -> None:
+        super().__init__(style=style, no_wrap=True, end="")
+        self.items, self.more = tuple(items), more
+        self.prefix = prefix or Text()
+        self.append_text(self.prefix)
+        self.append(" ".join([*self.items, ELLIPSIS] if more else self.items))
+
+    def fitted(self, width: int) -> Text:
+        if self.cell_len <= width:
+            return self
+        text = self.prefix.copy()
+        text.no_wrap, text.end, text.style = True, "", self.style
+        text.append(fit_items(self.items, width - self.prefix.cell_len, self.more))
+        return text
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        fitted = self.fitted(options.max_width)
+        if fitted is self:
+            yield from super().__rich_console__(console, options)
+        else:
+            yield from fitted.__rich_console__(console, options)
 
 
 def cell(text: str, style: str = "") -> Text:
     """A table cell as rich Text: never parsed as markup (a param like `[64, 32]` stays literal) and cheap
-    to render; control characters are shown, never sent to the terminal."""
-    return Text(printable(text), style=style, no_wrap=True, end="")
+    to render; control characters are shown, never sent to the terminal. Text too long for its column ends
+    in `…`; `pairs` text drops whole items instead (see ItemsText)."""
+    if isinstance(text, Pairs):
+        return ItemsText(text.items, text.more, style=style)
+    return Text(printable(text), style=style, no_wrap=True, overflow="ellipsis", end="")
 
 
 def metrics_cell(run: dict[str, Any]) -> Text:
     """The run's latest metrics, led by its checks' verdict (✓ all passed, ✗ one failed) when it has checks."""
-    text = Text(no_wrap=True, end="")
+    prefix = Text()
     if run.get("verdict") == "pass":
-        text.append("✓ ", style="green")
+        prefix.append("✓ ", style="green")
     elif run.get("verdict") == "fail":
-        text.append("✗ ", style="red")
-    text.append(printable(pairs(run["summary"])))
-    return text
+        prefix.append("✗ ", style="red")
+    return ItemsText(pairs(run["summary"]).items, prefix=prefix)
 
 
 def status_cell(status: str) -> Text:
@@ -55,8 +139,29 @@ def short_value(value: Any) -> str:
     return str(value)
 
 
-def pairs(values: dict[str, Any], limit: int = 2) -> str:
-    return " ".join(f"{k}={short_value(v)}" for k, v in list(values.items())[:limit])
+def pairs(values: dict[str, Any], limit: int | None = None) -> Pairs:
+    """`k=v k=v` for the first `limit` items (all by default), ending in `…` when some were left out; a cell
+    narrower than the text shows fewer items, each whole."""
+    items = [f"{k}={short_value(v)}" for k, v in list(values.items())[:limit]]
+    return Pairs(items, more=limit is not None and len(values) > limit)
+
+
+def share_width(available: int, columns: Sequence[tuple[str, int, int]]) -> dict[str, int]:
+    """Widths for columns `(key, least, weight)` in `available` cells: each gets its least width and what is
+    left goes to the weighted ones in proportion (so a wide terminal widens params and metrics, not ids).
+    When even the least widths do not fit, they are kept (the table scrolls sideways)."""
+    widths = {key: least for key, least, _ in columns}
+    spare = available - sum(widths.values())
+    total_weight = sum(weight for _, _, weight in columns)
+    if spare <= 0 or not total_weight:
+        return widths
+    given = 0
+    weighted = [(key, weight) for key, _, weight in columns if weight]
+    for index, (key, weight) in enumerate(weighted):
+        share = spare - given if index == len(weighted) - 1 else spare * weight // total_weight
+        widths[key] += share
+        given += share
+    return widths
 
 
 def duration(run: dict[str, Any], now: float) -> str:

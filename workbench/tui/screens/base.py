@@ -25,7 +25,7 @@ class BaseScreen(Screen[None]):
         yield Header()
         yield NavBar(self.MODE)
         yield from self.compose_body()
-        yield Footer()
+        yield Footer(compact=True)  # 80 columns: every key of a screen fits, help and quit included
 
     def compose_body(self) -> ComposeResult:
         yield from ()

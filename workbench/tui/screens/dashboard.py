@@ -7,13 +7,13 @@ from typing import Any
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-
 from workbench.tui.formatting import ago, cell, duration, escape, pairs, size, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.widgets.fitted_table import FittedTable
 
 
 class DashboardLoaded(Message):
@@ -68,16 +68,12 @@ class DashboardScreen(BaseScreen):
     def compose_body(self) -> ComposeResult:
         with Vertical():
             yield Static("Running", id="live-title", classes="panel-title")
-            live: DataTable[str] = DataTable(cursor_type="row", id="live")
-            for label, width in (("id", 8), ("project/experiment", 26), ("elapsed", 8), ("points", 8), ("latest", 22)):
-                live.add_column(label, width=width, key=label)
-            yield live
+            # at 80 columns every column shows; a wider terminal widens names and metrics (metrics most)
+            yield FittedTable((("id", 8, 0), ("project/experiment", 18, 1), ("elapsed", 8, 0),
+                               ("points", 10, 0), ("latest", 16, 2)), cursor_type="row", id="live")
             yield Static("Recent results", classes="panel-title")
-            recent: DataTable[str] = DataTable(cursor_type="row", id="recent")
-            for label, width in (("id", 8), ("status", 9), ("project/experiment", 26), ("metrics", 22),
-                                 ("finished", 9)):
-                recent.add_column(label, width=width, key=label)
-            yield recent
+            yield FittedTable((("id", 8, 0), ("status", 9, 0), ("project/experiment", 18, 1), ("metrics", 16, 2),
+                               ("finished", 8, 0)), cursor_type="row", id="recent")
             yield Static("Machines", classes="panel-title")
             yield Static("sampling…", id="machine")
 
@@ -87,7 +83,6 @@ class DashboardScreen(BaseScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="dashboard")
     def load(self) -> None:
         wb = self.workbench
-        wb.reconcile_if_stale()
         fleet = self.app.fleet  # type: ignore[attr-defined]
         self.post_message(DashboardLoaded(wb.dashboard(), wb.local_machine(), fleet.snapshot() if fleet else {}))
 

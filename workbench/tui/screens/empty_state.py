@@ -10,8 +10,8 @@ from workbench.tui.screens.base import BaseScreen
 
 class EmptyStateScreen(BaseScreen):
     REFRESH_SECONDS = 0
-    MESSAGE = ""
+    MESSAGE = ""  # plain text, never markup: `[deploy]` shows as written
     DEFAULT_CSS = "EmptyStateScreen .empty { padding: 2 2; color: $text-muted; }"
 
     def compose_body(self) -> ComposeResult:
-        yield Static(self.MESSAGE, classes="empty")
+        yield Static(self.MESSAGE, classes="empty", markup=False)

@@ -32,7 +32,7 @@ class HelpScreen(Dialog[None]):
             for where, *row in self.rows:
                 if where != group:
                     group = where
-                    table.add_row(Text(where, style="bold"), Text(""), Text(""))
+                    table.add_row(Text(""), Text(where, style="bold"), Text(""))  # keeps the key column narrow
                 table.add_row(*(Text(value) for value in row))  # keys like "[" are not markup
             yield table
             yield Static("Remap any binding in config.toml: [keymap] \"binding id\" = \"keys\"", classes="hint")

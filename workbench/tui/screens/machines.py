@@ -45,7 +45,7 @@ def host_block(machine: dict[str, Any], live: dict[str, Any] | None) -> str:
         power = "n/a" if gpu.power is None else f"{gpu.power:.0f}"
         limit = "n/a" if gpu.power_limit is None else f"{gpu.power_limit:.0f}W"
         util = "n/a" if gpu.utilization is None else f"{gpu.utilization:3.0f}%"
-        lines.append(f"  GPU{gpu.index} {escape(gpu.name)[:22]:<22} util {bar(gpu.utilization)} {util} "
+        lines.append(f"  GPU{gpu.index} {escape(gpu.name[:22]):<22} util {bar(gpu.utilization)} {util} "
                      f"{sparkline(live['util_history'].get(gpu.index, []), 16)}")
         lines.append(f"  {'':<27} mem  {bar(mem_pct)} {size(gpu.memory_used)} / {size(gpu.memory_total)} "
                      f"· {temp} · {power}/{limit}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Sequence
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -18,14 +18,16 @@ from rich.text import Text
 
 from workbench.tui.formatting import cell, duration, escape, metrics_cell, pairs, started, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.widgets.fitted_table import FittedTable
 from workbench.tui.screens.run_detail import RunActions, RunRemoved
 
 PAGE = 100
 COLUMNS = (("id", "id"), ("status", "status"), ("project/experiment", "project"), ("params", None),
            ("metrics", None), ("machine", "machine"), ("started", "created"), ("duration", "duration"))
-# Fixed widths: the table never measures a cell, so a page paints in one pass whatever its content.
-WIDTHS = {"id": 8, "status": 9, "project/experiment": 22, "params": 20, "metrics": 20, "machine": 8,
-          "started": 11, "duration": 8}
+# Widths are set, never measured from cells: a page paints in one pass whatever its content.
+# (column, least width, share of the spare width): a wide terminal widens names, params and metrics
+LAYOUT = (("id", 8, 0), ("status", 9, 0), ("project/experiment", 14, 1), ("params", 12, 2), ("metrics", 12, 2),
+          ("machine", 6, 0), ("started", 11, 0), ("duration", 8, 0))
 SORTABLE = [sort for _, sort in COLUMNS if sort]
 STATUSES = (None, "running", "queued", "succeeded", "failed", "cancelled", "lost")
 
@@ -52,8 +54,21 @@ class PageLoaded(Message):
         self.request, self.query, self.runs, self.projects = request, query, runs, projects
 
 
-class RunsTable(DataTable[Text]):
+class RunsTable(FittedTable):
     """The table's own movement keys (arrows, page up/down, home/end) turn pages at the page's edges."""
+
+    def layout_for(self, available: int) -> Sequence[tuple[str, int, int]]:
+        """At 80 columns the machine and start columns give way (the order already says when), and names,
+        params and metrics take their narrowest: every row still shows id, status, what and how it went."""
+        layout = list(self.column_layout)
+        for key in ("machine", "started"):
+            if sum(least for _, least, _ in layout) <= available:
+                break
+            layout = [(k, 0, 0) if k == key else (k, least, weight) for k, least, weight in layout]
+        if sum(least for _, least, _ in layout) > available:
+            narrow = {"project/experiment": 12, "params": 10, "metrics": 10}
+            layout = [(k, min(least, narrow.get(k, least)), weight) for k, least, weight in layout]
+        return layout
 
     def action_cursor_down(self) -> None:
         self.screen.action_down()  # type: ignore[attr-defined]
@@ -116,10 +131,7 @@ class RunsScreen(RunActions, BaseScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static("loading…", id="runs-status")
-        table = RunsTable(cursor_type="row", zebra_stripes=True, id="runs-table")
-        for label, _ in COLUMNS:
-            table.add_column(label, key=label, width=WIDTHS[label])
-        yield table
+        yield RunsTable(LAYOUT, cursor_type="row", zebra_stripes=True, id="runs-table")
         yield Input(placeholder="filter: text, or key=value as shown (lr=0.3) — enter keeps, esc clears",
                     id="runs-filter")
 
