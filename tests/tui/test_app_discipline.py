@@ -119,3 +119,14 @@ async def test_a_keymap_that_binds_one_key_twice_is_reported_once(seeded, tmp_pa
     async with quiet.run_test(size=(80, 24)) as pilot:
         await settle(quiet, pilot)
         assert not [n for n in notes(quiet) if "bound twice" in n]
+
+
+async def test_an_edit_that_fails_says_why_through_the_one_handler(seeded, tmp_path):
+    app = WorkbenchApp(seeded, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3", "a")
+        await pilot.pause()
+        await pilot.press(*str(tmp_path / "nowhere"), "enter")
+        await settle(app, pilot)
+        failures = [n for n in notes(app) if n.startswith("Cannot add project")]
+        assert len(failures) == 1 and "no such folder" in failures[0], notes(app)

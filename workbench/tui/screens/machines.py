@@ -183,14 +183,10 @@ class MachinesScreen(BaseScreen):
                 self.add_machine(answer)
         self.app.push_screen(AddMachineScreen(), added)
 
-    @work(thread=True, exit_on_error=False, group="machines-edit")
+    @work(thread=True, exit_on_error=False, group="machines-edit", name="Cannot add machine")
     def add_machine(self, answer: dict[str, str]) -> None:
-        try:
-            result = self.workbench.add_machine(answer["name"], ssh=answer["ssh"] or None,
-                                                identity=answer.get("identity") or None)
-        except Exception as exc:  # noqa: BLE001 - said in a notification
-            self.app.call_from_thread(self.notify, str(exc), title="Cannot add machine", severity="error")
-            return
+        result = self.workbench.add_machine(answer["name"], ssh=answer["ssh"] or None,
+                                            identity=answer.get("identity") or None)
         note = (f"host key {result['key_type']} {result['fingerprint']} is not trusted yet: press t"
                 if result["state"] == "host key unknown" else result.get("error", result["state"]))
         self.app.call_from_thread(self.notify, note, title=f"Added {result['name']}")
@@ -201,17 +197,13 @@ class MachinesScreen(BaseScreen):
         if name:
             self.fetch_key(name)
 
-    @work(thread=True, exit_on_error=False, group="machines-edit")
+    @work(thread=True, exit_on_error=False, group="machines-edit", name="Cannot reach the host")
     def fetch_key(self, name: str) -> None:
         from workbench.machines.ssh import fetch_host_key
         wb = self.workbench
-        try:
-            target = wb.machine_target(name)
-            key = fetch_host_key(target, wb.hostkeys())
-            verdict = wb.hostkeys().check(target.hostname, target.port, key)
-        except Exception as exc:  # noqa: BLE001
-            self.app.call_from_thread(self.notify, str(exc), title=f"Cannot reach {name}", severity="error")
-            return
+        target = wb.machine_target(name)
+        key = fetch_host_key(target, wb.hostkeys())
+        verdict = wb.hostkeys().check(target.hostname, target.port, key)
         self.app.call_from_thread(self._ask_trust, name, verdict)
 
     def _ask_trust(self, name: str, verdict: Any) -> None:
@@ -230,13 +222,9 @@ class MachinesScreen(BaseScreen):
         self.app.push_screen(ConfirmScreen(f"{name} ({verdict.entry}) presents {verdict.key_type} key\n"
                                            f"{verdict.fingerprint}\nTrust it?"), answered)
 
-    @work(thread=True, exit_on_error=False, group="machines-edit")
+    @work(thread=True, exit_on_error=False, group="machines-edit", name="Not trusted")
     def trust(self, name: str, fingerprint: str) -> None:
-        try:
-            self.workbench.trust_machine(name, fingerprint=fingerprint)
-        except Exception as exc:  # noqa: BLE001
-            self.app.call_from_thread(self.notify, str(exc), title="Not trusted", severity="error")
-            return
+        self.workbench.trust_machine(name, fingerprint=fingerprint)
         self.app.call_from_thread(self.notify, f"{name}: host key trusted")
         self.app.call_from_thread(self.app.restart_fleet)  # type: ignore[attr-defined]
 
@@ -251,13 +239,9 @@ class MachinesScreen(BaseScreen):
                 self.remove(name)
         self.app.push_screen(ConfirmScreen(f"Forget machine {name}?"), answered)
 
-    @work(thread=True, exit_on_error=False, group="machines-edit")
+    @work(thread=True, exit_on_error=False, group="machines-edit", name="Cannot remove machine")
     def remove(self, name: str) -> None:
-        try:
-            self.workbench.remove_machine(name)
-        except Exception as exc:  # noqa: BLE001
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
-            return
+        self.workbench.remove_machine(name)
         self.app.call_from_thread(self._edited)
 
     def _edited(self) -> None:

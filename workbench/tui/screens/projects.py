@@ -145,14 +145,9 @@ class ProjectsScreen(BaseScreen):
                 self.add_project(path)
         self.app.push_screen(AddProjectScreen(), added)
 
-    @work(thread=True, exit_on_error=False, group="projects-edit")
+    @work(thread=True, exit_on_error=False, group="projects-edit", name="Cannot add project")
     def add_project(self, path: str) -> None:
-        from workbench.errors import WorkbenchError
-        try:
-            spec = self.workbench.add_project(path)
-        except WorkbenchError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="Cannot add project", severity="error")
-            return
+        spec = self.workbench.add_project(path)
         self.app.call_from_thread(self.notify, f"{spec.name}: {', '.join(spec.experiments)}", title="Project added")
         self.load()
 
@@ -168,14 +163,9 @@ class ProjectsScreen(BaseScreen):
         self.app.push_screen(ConfirmScreen(f"Unregister project {row['project']}? Its runs stay in the history."),
                              answered)
 
-    @work(thread=True, exit_on_error=False, group="projects-edit")
+    @work(thread=True, exit_on_error=False, group="projects-edit", name="Cannot remove project")
     def remove_project(self, name: str) -> None:
-        from workbench.errors import WorkbenchError
-        try:
-            self.workbench.remove_project(name)
-        except WorkbenchError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
-            return
+        self.workbench.remove_project(name)
         self.app.call_from_thread(self.notify, f"{name} removed (its runs stay in the history)")
         self.load()
 
