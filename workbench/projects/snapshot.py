@@ -186,6 +186,10 @@ def _store_object(objects: Path, source: str, entry: _Entry) -> Path:
                     raise WorkbenchError(f"{source} changed while the snapshot was taken; launch again") from None
                 raise WorkbenchError(f"cannot read {source} for the snapshot: {exc.strerror or exc}") from None
             with os.fdopen(src, "rb") as fh:
+                # O_NOFOLLOW guards the last component only: a folder above swapped for a link to /dev must
+                # not turn this into an endless read of a device
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    raise WorkbenchError(f"{source} changed while the snapshot was taken; launch again")
                 while chunk := fh.read(CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
