@@ -774,7 +774,8 @@ class Workbench:
 
     def _lease_held(self, run_id: str) -> bool:
         """Someone is launching or following the run: its lease is current and, when its holder is a
-        process on this machine, that process is alive (a launcher killed with -9 lets go at once)."""
+        process on this machine, that process is alive (the lease of a launcher or follower killed with -9
+        is released here, so the run is taken over at once rather than when the lease lapses)."""
         owner = self.store.lease_holder(lease_name(run_id))
         if not owner:
             return False
@@ -784,6 +785,7 @@ class Workbench:
             try:
                 os.kill(int(pid), 0)
             except ProcessLookupError:
+                self.store.release_lease(lease_name(run_id), owner)  # only if still that dead owner's
                 return False
             except PermissionError:
                 pass
