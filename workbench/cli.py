@@ -15,6 +15,7 @@ import time
 from typing import Any, Sequence
 
 from workbench.errors import WorkbenchError
+from workbench.execution.images import human_bytes, run_image_size
 from workbench.jsonsafe import json_safe
 from workbench.textsafe import log_text, printable
 
@@ -208,6 +209,7 @@ def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
     wb.reconcile()
     run = wb.show(args.run)
     run.pop("handle", None)
+    run["image_size"] = run_image_size(wb.store, run)  # bytes, from the run's records (no engine needed)
     if args.json:
         run.pop("seq", None)
         run["duration"] = _duration(run)
@@ -221,9 +223,15 @@ def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
         ("finished", _ago(run["finished_at"])), ("duration", _fmt_duration(_duration(run))),
         ("exit code", run["exit_code"]), ("params", json.dumps(run["params"])),
         ("argv", json.dumps(run["argv"])), ("env", json.dumps(run["env"])),
-        ("image", f"{run.get('image') or '-'}  {run.get('image_id') or ''}"),
+        ("image", f"{run.get('image') or '-'}  {run.get('image_id') or ''}"
+                  + (f"  ({human_bytes(run['image_size'])}, {run['image_size']:,} bytes)" if run["image_size"] is not None else "")),
         ("snapshot", run.get("snapshot")),
-        ("git", f"{run.get('git_commit') or '-'}" + ("  (dirty: diff recorded)" if run.get("git_dirty") else "")),
+        ("git", f"{run.get('git_commit') or '-'}" + (
+            "  (dirty: diff recorded)" if run.get("git_dirty")
+            else "  (state " + next((e["message"][len("git state "):] for e in run["events"]
+                                     if e["message"].startswith("git state unknown: ")), "unknown") + ")"
+            if run.get("git_commit") and run.get("git_dirty") is None else "")
+            + "".join(f"  ({e['message'].split(':')[0]})" for e in run["events"] if e["kind"] == "git")),
         ("gpus", ", ".join(run.get("gpu_uuids") or []) or "none"),
         ("rerun of", run.get("rerun_of")), ("run dir", run["run_dir"]),
     ]
@@ -292,6 +300,9 @@ def cmd_gc(wb: Any, args: argparse.Namespace) -> int:
         _say(f"removed {result['snapshots_removed']} snapshot(s), {result['run_dirs_removed']} orphaned run "
              f"dir(s) and {result['images_removed']} image(s) no run needs; "
              f"freed {result['bytes_freed'] / 2**20:.1f} MiB")
+        if result.get("image_disk_bytes") is not None:
+            _say(f"Workbench's images now take {human_bytes(result['image_disk_bytes'])} on disk "
+                 f"({result['images_left']} image(s), shared base layers counted once)")
         for note in result["notes"]:
             _say(f"note: {note}")
     return 0

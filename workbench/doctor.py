@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from workbench.services import Workbench
 
 MIN_FREE_BYTES = 5 << 30
+IMAGES_WARN_BYTES = 50 << 30  # Workbench's own images above this: `workbench gc` is worth running
 
 
 def _check(name: str, ok: bool | None, detail: str, fix: str | None = None) -> dict[str, Any]:
@@ -56,6 +57,7 @@ def run_checks(wb: "Workbench") -> list[dict[str, Any]]:
                              "NVIDIA container runtime present" if has_nvidia else
                              f"no NVIDIA runtime (runtimes: {', '.join(runtimes) or 'none'})",
                              "install the NVIDIA Container Toolkit to run experiments with gpus > 0"))
+    checks.append(_images_check(wb, client if engine_ok else None))
     inventory = wb.gpu_probe()
     if inventory.gpus:
         names = ", ".join(sorted({g.name for g in inventory.gpus}))
@@ -65,3 +67,27 @@ def run_checks(wb: "Workbench") -> list[dict[str, Any]]:
                              "CPU-only runs work; for GPUs install the NVIDIA driver"))
     checks.append(_check("process executor", True, f"python {os.sys.version.split()[0]} for detached runs"))
     return checks
+
+
+def _images_check(wb: "Workbench", client: Any) -> dict[str, Any]:
+    """What the images Workbench built for this data dir take on disk; never a failure (no engine: said so)."""
+    from workbench.execution import images
+    from workbench.failures import is_engine_failure
+
+    name = "workbench images"
+    if client is None:
+        return _check(name, None, "not measured: no Docker engine answers",
+                      "start the Docker engine; `workbench doctor` then says what Workbench's images take")
+    try:
+        recorded = {r[0] for r in wb.store.query("SELECT DISTINCT image_id FROM runs WHERE image_id IS NOT NULL")}
+        count, total, own = images.disk_usage(client, wb.store.instance, recorded)
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        why = "the Docker engine stopped answering" if is_engine_failure(exc) else "the engine refused"
+        return _check(name, None, f"not measured: {why} ({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]})",
+                      "check the Docker engine (`docker info`); `workbench doctor` then says what Workbench's images take")
+    detail = (f"{count} image{'s' if count != 1 else ''}, {images.human_bytes(total)} on disk"
+              + (f" ({images.human_bytes(own)} of it in no other image)" if count else ""))
+    if total > IMAGES_WARN_BYTES:
+        return _check(name, None, detail + f": over {IMAGES_WARN_BYTES >> 30} GiB",
+                      "`workbench gc` removes the images no run needs (each project keeps its newest)")
+    return _check(name, True, detail)

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 GIT_DIFF_LIMIT = 1 << 20
+UNTRACKED_LISTED = 50  # untracked files named in a run's "git" event; the rest are counted
 HISTORY_WINDOW = 300.0  # seconds of telemetry a restarted fleet view starts with
 LAUNCH_LEASE_TTL = 20.0  # a launcher renews its hold on a run while it builds or pulls; a dead one lets go
 LAUNCH_LEASE_RENEW = 2.0
@@ -286,13 +287,14 @@ class Workbench:
         run_id = secrets.token_hex(4)
         while self.store.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
             run_id = secrets.token_hex(4)
-        argv = substitute(exp.command, values)
+        argv = substitute(exp.command, {**values, "run_id": run_id})  # {output}: the executor puts it in
         # Python block-buffers stdout that is not a terminal: without this, live logs stay empty and a
         # cancelled run loses what it printed. The spec's env may still say otherwise.
         env = {"PYTHONUNBUFFERED": "1", **exp.env,
                **{f"WB_PARAM_{k.upper()}": format_param(v) for k, v in values.items()}, "WORKBENCH_RUN_ID": run_id}
         gpus = self._pick_gpus(exp.gpus) if exp.gpus else None
-        git = _git_state(spec.root) if snapshot_hash is None else {}
+        git = _git_state(spec.root, spec.exclude) if snapshot_hash is None else {}
+        git_notes = git.pop("notes", [])  # (kind, message): events once the run is recorded
         record = {
             "id": run_id, "project": spec.name, "project_path": str(spec.root), "experiment": exp.name,
             "status": "queued", "machine": "local", "executor": executor_name, "created_at": time.time(),
@@ -307,6 +309,11 @@ class Workbench:
         launcher = new_owner()
         self.store.acquire_lease(lease_name(run_id), launcher, LAUNCH_LEASE_TTL)
         seq = self.store.insert_run(record)
+        for kind, note in git_notes:
+            if kind == "warning":
+                self._warn(run_id, note)
+            else:
+                self.store.add_event(run_id, kind, note)
         keeper = LeaseKeeper(self.store, lease_name(run_id), launcher, LAUNCH_LEASE_TTL, LAUNCH_LEASE_RENEW)
         try:
             with snapshot_lock(self.dirs.snapshots, exclusive=False):  # gc cannot remove it before it is recorded
@@ -385,10 +392,39 @@ class Workbench:
         from workbench.execution.logformat import format_line, now_stamp
 
         client = self.docker_client()
+
+        def sized(ref: str, image_id: str) -> str:
+            """Its size kept with the run (an `image` event), so `runs show` says it without an engine."""
+            if run_id is not None:
+                try:
+                    size = images.image_size(client, image_id)
+                except Exception:  # noqa: BLE001 - only a record; the launch says what is wrong with the engine
+                    return image_id
+                self.store.add_event(run_id, images.IMAGE_EVENT, images.image_event(ref, image_id, size))
+            return image_id
+
         if not exp.dockerfile:
-            return images.ensure_image(client, exp.image or "", self.progress)
+            return sized(exp.image or "", images.ensure_image(client, exp.image or "", self.progress))
         tag = f"workbench/{spec.name.lower()}:{snapshot_hash[:16]}"
         lines: list[bytes] = []
+        if images.local_image_id(client, tag) is None:
+            # Before the first build of this Dockerfile's content (once: not again when its image exists, nor
+            # for a later build of the same Dockerfile, which an earlier run's warning already names).
+            advice = images.torch_advice(snapshot_dir, exp.dockerfile)
+            if advice:
+                import hashlib
+                try:
+                    digest = hashlib.sha256((snapshot_dir / exp.dockerfile).read_bytes()).hexdigest()[:12]
+                except OSError:
+                    digest = snapshot_hash[:12]
+                advice += f" (said once for this {exp.dockerfile}, content {digest})"
+                said = self.store.query("SELECT 1 FROM events WHERE kind = 'warning' AND message = ? LIMIT 1",
+                                        (advice,))
+                if not said:
+                    if run_id is not None:
+                        self._warn(run_id, advice)
+                    else:
+                        self.progress(f"warning: {advice}")
 
         def keep(name: str) -> None:
             if run_id is not None and lines:
@@ -410,7 +446,7 @@ class Workbench:
         if run_id is not None and lines:
             keep("build.log")
             self.store.add_event(run_id, "build", f"built {tag}: {len(lines)} lines of build output in build.log")
-        return image_id
+        return sized(tag, image_id)
 
     def _pick_gpus(self, count: int) -> GpuInventory:
         inventory = self.gpu_probe()
@@ -634,9 +670,20 @@ class Workbench:
                 raise
             why = (exc.message if isinstance(exc, EngineUnavailable)
                    else f"the Docker engine stopped answering ({_first_line(exc)})")
-            notes.append(f"{why}: containers and images were left as they are")
+            notes.append(f"{why}: containers and images were left as they are (and not measured)")
+        images_left = image_disk = None
+        if not notes:  # what Workbench's images still take, once cleaned (None: the engine did not answer)
+            from workbench.execution import images
+            try:
+                recorded = {r[0] for r in self.store.query("SELECT DISTINCT image_id FROM runs WHERE image_id IS NOT NULL")}
+                images_left, image_disk, _ = images.disk_usage(self.docker_client(), self.store.instance, recorded)
+            except Exception as exc:  # noqa: BLE001 - as above
+                if not (isinstance(exc, EngineUnavailable) or is_engine_failure(exc)):
+                    raise
+                notes.append(f"the Docker engine stopped answering ({_first_line(exc)}): images not measured")
         return {"snapshots_removed": snapshots, "run_dirs_removed": orphans, "containers_removed": containers,
-                "images_removed": images_removed, "bytes_freed": freed, "notes": notes}
+                "images_removed": images_removed, "bytes_freed": freed, "notes": notes,
+                "images_left": images_left, "image_disk_bytes": image_disk}
 
     def _remove_orphan_containers(self) -> int:
         from workbench.execution.docker_executor import DockerExecutor
@@ -888,17 +935,48 @@ def _unredacted_env(exp: Experiment, project: Path) -> dict[str, str]:
     return env
 
 
-def _git_state(root: Path) -> dict[str, Any]:
-    def git(*args: str) -> str | None:
+def _git_state(root: Path, exclude: list[str] | None = None) -> dict[str, Any]:
+    """The commit, whether the work tree differs from it (1, 0, or None = unknown) and the diff. `notes` holds
+    (kind, message) events for the run: a "warning" when git could not tell the state (a repository with a
+    missing object: never recorded as clean), and a "git" event listing untracked files (ignored ones too)
+    that go into the snapshot and so into the run, though the commit does not hold them."""
+    def git(*args: str) -> tuple[str | None, str]:
         try:
             done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.decode(errors="replace") if done.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, f"git {args[0]}: {exc}"
+        if done.returncode != 0:
+            first = next((ln for ln in done.stderr.decode(errors="replace").splitlines() if ln.strip()), "")
+            return None, f"git {args[0]} failed (exit {done.returncode}){': ' + first.strip() if first else ''}"
+        return done.stdout.decode(errors="replace"), ""
 
-    commit = git("rev-parse", "HEAD")
+    commit, _ = git("rev-parse", "HEAD")
     if commit is None:
         return {}
-    diff = git("diff", "HEAD", "--", ".") or ""
-    return {"git_commit": commit.strip(), "git_dirty": int(bool(diff)),
-            "git_diff": diff[:GIT_DIFF_LIMIT] if diff else None}
+    state: dict[str, Any] = {"git_commit": commit.strip(), "notes": []}
+    diff, why = git("diff", "HEAD", "--", ".")
+    if diff is None:
+        state.update(git_dirty=None, git_diff=None)
+        state["notes"].append(("warning", f"git state unknown: {why[:300]}"))
+    else:
+        state.update(git_dirty=int(bool(diff)), git_diff=diff[:GIT_DIFF_LIMIT] if diff else None)
+    listing, why = git("ls-files", "--others", "-z", "--", ".")
+    if listing is None:
+        state["notes"].append(("warning", f"untracked files unknown: {why[:300]}"))
+        return state
+    from workbench.projects.patterns import ALWAYS_IGNORED, compile_patterns
+
+    excluded = compile_patterns(exclude or [])
+
+    def snapshotted(rel: str) -> bool:
+        parts = rel.split("/")
+        return not any(p in ALWAYS_IGNORED for p in parts) and \
+            not any(excluded("/".join(parts[:n])) for n in range(1, len(parts) + 1))
+
+    untracked = [rel for rel in listing.split("\0") if rel and snapshotted(rel)]
+    if untracked:
+        shown = ", ".join(untracked[:UNTRACKED_LISTED])
+        more = f" and {len(untracked) - UNTRACKED_LISTED} more" if len(untracked) > UNTRACKED_LISTED else ""
+        state["notes"].append(("git", f"{len(untracked)} untracked file(s) in the snapshot, not in the commit: "
+                                      f"{shown}{more}"))
+    return state

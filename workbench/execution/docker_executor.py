@@ -53,7 +53,8 @@ class DockerExecutor:
                                      hint="create it or fix `mounts` in workbench.toml")
             mounts.append(Mount(target, source, type="bind", read_only=read_only))
         kwargs: dict[str, Any] = dict(
-            image=launch.image, command=launch.argv, environment=env, working_dir=SNAPSHOT_TARGET,
+            image=launch.image, command=[a.replace("{output}", OUTPUT_TARGET) for a in launch.argv],
+            environment=env, working_dir=SNAPSHOT_TARGET,
             labels={"workbench.run-id": launch.run_id, "workbench.project": launch.project,
                     "workbench.kind": "run", "workbench.instance": self.instance},
             mounts=mounts, name=f"workbench-{launch.run_id}", detach=True, init=True,

@@ -202,3 +202,201 @@ def _freed(before: dict[str, tuple[tuple[str, ...], int]], removed: Iterable[str
         freed += max(0, size - sizes[chain[:known]])
         stored.update(chain[:i] for i in range(len(chain) + 1))  # counted once, however many removed images share it
     return freed
+
+
+# sizes ------------------------------------------------------------------------------------------------
+IMAGE_EVENT = "image"  # a run event: "<ref> <image id>: <N> bytes (<human>)", recorded when its image is resolved
+_IMAGE_BYTES = re.compile(r": (\d+) bytes\b")
+
+
+def human_bytes(count: int) -> str:
+    if count >= 1 << 30:
+        return f"{count / 2**30:.1f} GiB"
+    if count >= 1 << 20:
+        return f"{count / 2**20:.1f} MiB"
+    return f"{count / 2**10:.1f} KiB"
+
+
+def image_size(client: Any, image_id: str) -> int:
+    """What the image holds (all its layers, base layers included), as the engine reports it."""
+    return int(client.api.inspect_image(image_id).get("Size") or 0)
+
+
+def image_event(ref: str, image_id: str, size: int) -> str:
+    return f"{ref} {image_id}: {size} bytes ({human_bytes(size)})"
+
+
+def recorded_size(events: Iterable[dict[str, Any]], image_id: str | None) -> int | None:
+    """The size recorded for `image_id` by an `image` event among `events`, or None."""
+    if not image_id:
+        return None
+    for event in events:
+        if event.get("kind") == IMAGE_EVENT and f" {image_id}: " in event.get("message", ""):
+            match = _IMAGE_BYTES.search(event["message"])
+            if match:
+                return int(match[1])
+    return None
+
+
+def run_image_size(store: Any, run: dict[str, Any]) -> int | None:
+    """The run's image size, from the database alone (works without an engine): its own `image` event, or
+    that of any run that used the same image id (a rerun reuses its original's image without resolving it)."""
+    image_id = run.get("image_id")
+    if not image_id:
+        return None
+    size = recorded_size(run.get("events") or [], image_id)
+    if size is None:
+        rows = store.query("SELECT kind, message FROM events WHERE kind = ? AND message LIKE ? ORDER BY id DESC LIMIT 1",
+                           (IMAGE_EVENT, f"% {image_id}: %"))
+        size = recorded_size([dict(r) for r in rows], image_id)
+    return size
+
+
+def disk_usage(client: Any, instance: str, recorded: set[str]) -> tuple[int, int, int]:
+    """(how many images Workbench built for this data dir, the bytes their layers take on disk counting each
+    shared layer once and their base images' layers included, the bytes only they hold)."""
+    ours = built_images(client, instance, recorded)
+    if not ours:
+        return 0, 0, 0
+    chains = _chains(client)
+    total = _freed(chains, ours, set())  # nothing remains: every layer they use, each once
+    own = _freed(chains, ours, set(chains) - set(ours))
+    return len(ours), total, own
+
+
+# advice before a build ----------------------------------------------------------------------------------
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+_TORCH = re.compile(r"^(torch|torchvision|torchaudio)(\[[^\]]*\])?\s*([<>=!~;@ ].*)?$", re.I)
+_PIP = re.compile(r"^(.*/)?pip[0-9.]*$")
+_SEPARATORS = {"&&", "||", ";", "|", "&", "\n"}
+_INDEX_OPTIONS = ("--index-url", "--extra-index-url", "-i")
+_REQUIREMENT_OPTIONS = ("-r", "--requirement")
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, its arguments) with continuation lines joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if current and line.startswith("#"):
+            continue  # a comment inside a continued instruction
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        current += line
+        word, _, rest = current.strip().partition(" ")
+        out.append((word.upper(), rest.strip()))
+        current = ""
+    if current.strip():
+        word, _, rest = current.strip().partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _tokens(command: str) -> list[str]:
+    import json
+    import shlex
+
+    if command.startswith("["):
+        try:
+            return [str(t) for t in json.loads(command)]
+        except ValueError:
+            pass
+    try:
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        return list(lexer)
+    except ValueError:  # unbalanced quotes: good enough for a guess
+        return re.sub(r"(&&|\|\||[;|&])", r" \1 ", command).split()
+
+
+def _requirements(context: Path, name: str, depth: int = 0) -> tuple[bool, bool]:
+    """(the requirements file lists torch, it names the CPU index); found in the build context by its path, or
+    failing that by its file name."""
+    if depth > 3 or not name:
+        return False, False
+    root = context.resolve()
+    candidates = [root / name.lstrip("/")]
+    candidates += sorted(p for p in root.rglob(Path(name).name) if p.is_file())[:5]
+    for path in candidates:
+        try:
+            if not path.is_file() or root not in path.resolve().parents:
+                continue
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        torch = cpu = False
+        for line in text.splitlines():
+            line = line.split(" #", 1)[0].strip()
+            if not line or line.startswith("#"):
+                continue
+            cpu = cpu or "download.pytorch.org/whl/cpu" in line or bool(re.search(r"\+cpu\b", line))
+            parts = line.split()
+            if parts[0] in _REQUIREMENT_OPTIONS and len(parts) > 1:
+                nested = _requirements(context, parts[1], depth + 1)
+                torch, cpu = torch or nested[0], cpu or nested[1]
+            elif _TORCH.match(line):
+                torch = True
+        return torch, cpu
+    return False, False
+
+
+def _pip_installs_torch(tokens: list[str], context: Path, env_cpu: bool) -> bool:
+    """Whether a `pip install` in these tokens installs torch without the CPU-only index."""
+    for i, token in enumerate(tokens):
+        if not (_PIP.match(token) and i + 1 < len(tokens) and tokens[i + 1] == "install"):
+            continue
+        args: list[str] = []
+        for arg in tokens[i + 2:]:
+            if arg in _SEPARATORS:
+                break
+            args.append(arg)
+        torch, cpu = False, env_cpu
+        j = 0
+        while j < len(args):
+            arg = args[j]
+            value = args[j + 1] if j + 1 < len(args) else ""
+            option, eq, inline = arg.partition("=")
+            if option in _INDEX_OPTIONS:
+                cpu = cpu or "download.pytorch.org/whl/cpu" in (inline if eq else value)
+                j += 1 if eq else 2
+                continue
+            if option in _REQUIREMENT_OPTIONS or (arg.startswith("-r") and len(arg) > 2):
+                name = inline if eq else (arg[2:] if arg.startswith("-r") and len(arg) > 2 else value)
+                listed, named_cpu = _requirements(context, name)
+                torch, cpu = torch or listed, cpu or named_cpu
+                j += 1 if (eq or (arg.startswith("-r") and len(arg) > 2)) else 2
+                continue
+            if _TORCH.match(arg):
+                torch = True
+                cpu = cpu or bool(re.search(r"\+cpu\b", arg))
+            j += 1
+        if torch and not cpu:
+            return True
+    return False
+
+
+def torch_advice(context: Path, dockerfile: str) -> str | None:
+    """Advice when the Dockerfile (read from the build context, never run) pip-installs torch, torchvision or
+    torchaudio without the CPU-only index: the default wheels pull about 6 GB of CUDA libraries. None otherwise,
+    or when the Dockerfile cannot be read (the build says why)."""
+    try:
+        text = (context / dockerfile).read_text(errors="replace")
+    except OSError:
+        return None
+    env_cpu = False
+    for instruction, rest in _instructions(text):
+        if instruction in ("ENV", "ARG") and "PIP_" in rest and "download.pytorch.org/whl/cpu" in rest:
+            env_cpu = True
+        if instruction != "RUN":
+            continue
+        tokens = _tokens(rest)
+        inline_cpu = any(re.match(r"^PIP_(EXTRA_)?INDEX_URL=.*download\.pytorch\.org/whl/cpu", t) for t in tokens)
+        if _pip_installs_torch(tokens, context, env_cpu or inline_cpu):
+            return (f"{dockerfile} pip-installs torch without an index: the default wheels pull about 6 GB of "
+                    "CUDA libraries into the image. If this machine has no GPU (or the runs do not use one), "
+                    f"install the CPU-only build instead: `pip install torch --index-url {CPU_INDEX}`")
+    return None

@@ -42,7 +42,8 @@ class ProcessExecutor:
             raise WorkbenchError(f"environment variable {bad[0]!r} cannot be passed to a process (empty, '=' or NUL)")
         try:
             subprocess.Popen(
-                [sys.executable, "-m", "workbench.execution.proc_shim", str(launch.run_dir), "--", *launch.argv],
+                [sys.executable, "-m", "workbench.execution.proc_shim", str(launch.run_dir), "--",
+                 *[a.replace("{output}", str(paths["out"])) for a in launch.argv]],
                 cwd=launch.snapshot_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=open(launch.run_dir / "shim.err", "ab"), start_new_session=True, close_fds=True,
             )

@@ -21,6 +21,9 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SIZE = re.compile(r"^\d+(?:\.\d+)?\s*[bkmgBKMG]?$")
 SweepValue = int | float | str | bool
+# Placeholders every experiment command may use beside its params: the run's output dir as the program sees
+# it (each executor puts in its own path, /wb/out in a container) and the run's id. No param may take these names.
+RESERVED_PLACEHOLDERS = ("output", "run_id")
 
 
 @dataclass(frozen=True)
@@ -173,12 +176,14 @@ def _image_source(v: _Validator, table: dict[str, Any], key: tuple[str, ...]) ->
     return image, dockerfile
 
 
-def _placeholders(v: _Validator, argv: list[str], key: tuple[str, ...], known: set[str]) -> None:
+def _placeholders(v: _Validator, argv: list[str], key: tuple[str, ...], known: set[str],
+                  builtin: tuple[str, ...] = ()) -> None:
     for index, item in enumerate(argv):
         for name in PLACEHOLDER.findall(item):
-            if name not in known:
+            if name not in known and name not in builtin:
+                also = f"; built in: {', '.join('{' + b + '}' for b in builtin)}" if builtin else ""
                 raise v.fail(key, f"item {index} uses {{{name}}}, which is not a declared param "
-                                  f"(declared: {', '.join(sorted(known)) or 'none'})")
+                                  f"(declared: {', '.join(sorted(known)) or 'none'}{also})")
 
 
 def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
@@ -197,13 +202,17 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
     for pname, value in v.table(table.get("params", {}), key + ("params",), None).items():
         if not PARAM_NAME.match(pname):
             raise v.fail(key + ("params", pname), "param names are letters, digits and _ (not starting with a digit)")
+        if pname in RESERVED_PLACEHOLDERS:
+            raise v.fail(key + ("params", pname), f"{pname!r} is reserved: {{{pname}}} in a command is "
+                                                  + ("the run's output dir" if pname == "output" else "the run's id")
+                                                  + "; give the param another name")
         if is_secret_param(pname):
             raise v.fail(key + ("params", pname), "looks like a secret: params are recorded in the history and "
                                                   "shown; pass secrets through `env` (redacted) instead")
         if not isinstance(value, (int, float, str, bool)):
             raise v.fail(key + ("params", pname), f"a param is a string, number or boolean, got {_kind(value)}")
         params[pname] = value
-    _placeholders(v, command, key + ("command",), set(params))
+    _placeholders(v, command, key + ("command",), set(params), RESERVED_PLACEHOLDERS)
 
     env = {}
     for ename, value in v.table(table.get("env", {}), key + ("env",), None).items():
@@ -399,8 +408,9 @@ def format_param(value: SweepValue) -> str:
 
 
 def substitute(argv: list[str], values: dict[str, Any]) -> list[str]:
-    """Replaces {name} inside each item; an item stays one argument whatever the value holds."""
+    """Replaces {name} inside each item; an item stays one argument whatever the value holds. A placeholder
+    with no value stays as it is: `{output}` is left for the executor, which alone knows the run's output dir
+    as the program sees it, and puts it in at submit."""
     def one(item: str) -> str:
         return PLACEHOLDER.sub(lambda m: format_param(values[m.group(1)]) if m.group(1) in values else m.group(0), item)
     return [one(item) for item in argv]
-
