@@ -746,7 +746,10 @@ class Workbench:
             try:
                 state = self._reconcile_one(run)
             except Exception as exc:  # noqa: BLE001 - one run that cannot be read never stops the others
-                self._note_failure(run["id"], exc)
+                try:
+                    self._note_failure(run["id"], exc)
+                except Exception:  # noqa: BLE001 - not even its event could be written: the pass goes on
+                    pass
                 continue
             if state == "docker":
                 engine_used = True
@@ -755,9 +758,8 @@ class Workbench:
         if engine_used:
             try:
                 self._remove_orphan_containers()
-            except Exception as exc:  # noqa: BLE001 - tidying up never fails a reconcile
-                if not is_engine_failure(exc):
-                    raise
+            except Exception as exc:  # noqa: BLE001 - tidying up never fails a reconcile: said once
+                self._say_once(f"leftover containers not removed: {_first_line(exc)}")
         return changed
 
     def _reconcile_one(self, run: dict[str, Any]) -> str | None:

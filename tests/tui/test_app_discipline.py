@@ -13,7 +13,7 @@ from textual.worker import WorkerFailed
 
 from fixture_db import NOW
 from workbench.config import Config
-from workbench.tui.app import WorkbenchApp
+from workbench.tui.app import WorkbenchApp, finish_stopping
 from workbench.tui.screens.launch_form import LaunchForm
 
 
@@ -76,6 +76,7 @@ async def test_fleet_and_watches_are_owned_by_the_event_loop_and_quitting_never_
         assert isinstance(app.fleet, SlowFleet)
         started = time.monotonic()
     assert time.monotonic() - started < 1.5  # the 3 s stop ran on a thread of its own
+    finish_stopping()
     assert assigned_from and all(name == threading.main_thread().name for name in assigned_from), assigned_from
 
 
@@ -130,3 +131,14 @@ async def test_an_edit_that_fails_says_why_through_the_one_handler(seeded, tmp_p
         await settle(app, pilot)
         failures = [n for n in notes(app) if n.startswith("Cannot add project")]
         assert len(failures) == 1 and "no such folder" in failures[0], notes(app)
+
+
+async def test_a_user_action_that_fails_twice_is_answered_twice(seeded, tmp_path):
+    app = WorkbenchApp(seeded, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(2):
+            await pilot.press("3", "a")
+            await pilot.pause()
+            await pilot.press(*str(tmp_path / "nowhere"), "enter")
+            await settle(app, pilot)
+        assert len([n for n in notes(app) if n.startswith("Cannot add project")]) == 2

@@ -177,7 +177,7 @@ class DockerExecutor:
             if buffer:
                 yield Chunk(b"".join(buffer), _format_log_offset(position))
         finally:
-            response.close()
+            _wake_and_close(api, response)
 
     def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk:
         return read_file_from(container_paths(Path(handle["run_dir"]))["metrics"], offset, limit, final)
@@ -278,6 +278,18 @@ def _frames(raw: Any) -> Iterator[tuple[int, bytes]]:
         if length and not payload:
             return
         yield stream_id, payload
+
+
+def _wake_and_close(api: Any, response: Any) -> None:
+    """Closes a log stream; a shutdown first wakes the frame reader blocked on a silent container (closing
+    alone does not, on Linux)."""
+    import socket
+
+    try:
+        api._get_raw_response_socket(response).shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError, ValueError):
+        pass
+    response.close()
 
 
 def _frames_or_idle(raw: Any, idle: float) -> Iterator[tuple[int, bytes] | None]:

@@ -32,6 +32,11 @@ WORKER_TITLES = {
 }
 
 
+# Workers started by timers: a repeated failure is said once. Anything a user asked for is always answered.
+PERIODIC_GROUPS = frozenset({"reconcile", "fleet", "telemetry-history", "runs-page", "run-detail", "dashboard",
+                             "projects", "machines", "machine-detail"})
+
+
 class FleetReady(Message):
     def __init__(self, fleet: Any) -> None:
         super().__init__()
@@ -120,10 +125,13 @@ class WorkbenchApp(App[None]):
 
     def say(self, line: str) -> None:
         """A progress line from the services, from any thread."""
+        if threading.get_ident() == getattr(self, "_thread_id", None):
+            self.notify(line)
+            return
         try:
             self.call_from_thread(self.notify, line)
-        except RuntimeError:  # already on the event loop
-            self.notify(line)
+        except RuntimeError:
+            pass  # the app has exited: nobody to tell
 
     def _reconcile_tick(self) -> None:
         # a thread cannot be cancelled: with an engine that does not answer, never pile up another one
@@ -141,13 +149,14 @@ class WorkbenchApp(App[None]):
     def worker_state_changed(self, worker: Worker[Any], state: WorkerState) -> None:
         """The one place a worker's failure reaches the user (screens forward theirs here)."""
         group = worker.group
-        if state == WorkerState.SUCCESS:
+        if state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
             self._failing.pop(group, None)
         elif state == WorkerState.ERROR and worker.error is not None:
             message = _message(worker.error)
-            if self._failing.get(group) == message:
-                return
-            self._failing[group] = message
+            if group in PERIODIC_GROUPS:  # a refresh failing every 2 s is said once, until it recovers
+                if self._failing.get(group) == message:
+                    return
+                self._failing[group] = message
             title = worker.name if worker.name and " " in worker.name else WORKER_TITLES.get(group, group)
             self.notify(message, title=title, severity="error", timeout=10)
 
@@ -264,13 +273,23 @@ _stopping: list[threading.Thread] = []
 def _stop_in_background(things: list[Any]) -> None:
     """Stops samplers and watch sessions (each may take seconds) off the event loop."""
     things = [t for t in things if t is not None]
-    if things:
-        thread = threading.Thread(target=lambda: [t.stop() for t in things], name="workbench-stop")
-        thread.start()
-        _stopping.append(thread)
+    if not things:
+        return
+
+    def stop_all() -> None:
+        for thing in things:
+            try:
+                thing.stop()
+            except Exception:  # noqa: BLE001 - e.g. a last telemetry batch after the database closed
+                pass
+
+    _stopping[:] = [t for t in _stopping if t.is_alive()]
+    thread = threading.Thread(target=stop_all, name="workbench-stop")
+    thread.start()
+    _stopping.append(thread)
 
 
-def finish_stopping(timeout: float = 15.0) -> None:
+def finish_stopping(timeout: float = 30.0) -> None:
     """Waits for what the app handed off to stop (a fleet's last telemetry batch is written to the
     database then): call it after the app has exited and before closing the Workbench."""
     deadline = time.monotonic() + timeout
