@@ -11,6 +11,7 @@ from typing import Any
 
 from textual import work
 from textual.app import ComposeResult
+from textual.actions import SkipAction
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
@@ -78,6 +79,19 @@ def read_log_tail(path: Path, offset: int, cap: int = LOG_TAIL_BYTES, max_lines:
         text = safe_log_line(split_line(line.decode("utf-8", errors="replace"))[2])
         shown.append(text if len(text) <= MAX_LINE_CHARS else text[:MAX_LINE_CHARS] + "…")
     return LogChunk(shown, start + cut, skipped)
+
+
+def _check_texts(declared: list[dict[str, Any]], evaluated: list[dict[str, Any]]) -> list[str]:
+    """The checks a spec declares, as written (`acc >= 0.9`), else those once recorded."""
+    from workbench.projects.checks import Check
+
+    texts = []
+    for check in declared:
+        try:
+            texts.append(Check(**check).text)
+        except (TypeError, ValueError):  # a record from another version: show what it holds
+            texts.append(" ".join(str(v) for v in check.values()))
+    return texts or [c["expression"] for c in evaluated]
 
 
 class DetailLoaded(Message):
@@ -153,6 +167,23 @@ class PaneScroll(VerticalScroll):
     ]
 
 
+class PaneLog(Log):
+    """The Logs tab's log, focused when its tab shows: the same movement keys as the other panes. ←/→ scroll
+    it sideways only when a line is wider than the pane; else they reach the screen and switch tabs."""
+
+    BINDINGS = PaneScroll.BINDINGS
+
+    def action_scroll_left(self) -> None:
+        if self.max_scroll_x <= 0:
+            raise SkipAction()
+        super().action_scroll_left()
+
+    def action_scroll_right(self) -> None:
+        if self.max_scroll_x <= 0:
+            raise SkipAction()
+        super().action_scroll_right()
+
+
 class RunDetailScreen(RunActions, BaseScreen):
     MODE = "runs"
     REFRESH_SECONDS = 1.0
@@ -195,9 +226,19 @@ class RunDetailScreen(RunActions, BaseScreen):
             with TabPane("Overview", id="overview"):
                 yield PaneScroll(Static("loading…", id="overview-text"), id="overview-scroll")
             with TabPane("Logs", id="logs"):
-                yield Log(max_lines=MAX_LOG_LINES, auto_scroll=True, id="log")
+                yield PaneLog(max_lines=MAX_LOG_LINES, auto_scroll=True, id="log")
             with TabPane("Metrics", id="metrics"):
                 yield PaneScroll(Static("no metrics yet", id="no-metrics"), id="charts")
+
+    def on_mount(self) -> None:  # BaseScreen's on_mount runs too (Textual calls each class's handler)
+        """Opened over the Runs screen (Enter there, or the app after a launch): that screen's cursor goes to
+        this run, so going back leaves the run selected."""
+        from workbench.tui.screens.runs import RunsScreen
+
+        stack = self.app.screen_stack
+        below = stack[stack.index(self) - 1] if self in stack and stack.index(self) > 0 else None
+        if isinstance(below, RunsScreen):
+            below.select(self.run_id)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         """The shown tab's content takes the focus: j/k, arrows and page keys scroll it without a Tab first."""
@@ -300,7 +341,14 @@ class RunDetailScreen(RunActions, BaseScreen):
         if run.get("summary"):
             lines.append("[b]Last metric values[/b]")
             lines += [escape(f"  {k} = {short_value(v)}") for k, v in run["summary"].items()]
-        if run.get("checks"):
+        declared = (run.get("spec") or {}).get("checks") or []
+        if run["status"] != "succeeded" and (declared or run.get("checks")):
+            # Verdicts are for runs that succeeded: partial metrics of a stopped run pass nothing.
+            why = "evaluated when the run succeeds" if run["status"] in ACTIVE else \
+                "not evaluated (the run did not succeed)"
+            lines.append(f"[b]checks:[/b] {why}")
+            lines += [escape(f"  {text}") for text in _check_texts(declared, run.get("checks") or [])]
+        elif run.get("checks"):
             verdict = run.get("verdict") or "?"
             lines.append(f"[b]Checks[/b] [{'green' if verdict == 'pass' else 'red'}]{verdict}[/]")
             lines += [escape(f"  {'pass' if c['passed'] else 'FAIL'}  {c['expression']:<22} value="

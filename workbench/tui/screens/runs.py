@@ -124,6 +124,7 @@ class RunsScreen(RunActions, BaseScreen):
         self.projects: list[str] = []
         self.shown: dict[str, dict[str, Any]] = {}  # the page's runs by id, as last loaded
         self._cursor_to: str | None = None  # "top" / "bottom" after a page turn
+        self._select: str | None = None  # a run to put the cursor on once a page shows it (select())
         self.pages_shown = 0  # pages painted so far (tests and benchmarks wait on it)
         self._request = 0
         self._requested_at: float | None = time.perf_counter()  # the first paint counts from creation
@@ -219,13 +220,15 @@ class RunsScreen(RunActions, BaseScreen):
                 table.clear()
                 for run_id, cells in wanted:
                     table.add_row(*cells, key=run_id)
-            if self._cursor_to == "bottom":
+            if self._select in table.rows:
+                table.move_cursor(row=table.get_row_index(self._select))
+            elif self._cursor_to == "bottom":
                 table.move_cursor(row=len(wanted) - 1)
             elif self._cursor_to == "top" or (selected is None and kept != current_keys):
                 table.move_cursor(row=0)
             elif selected in table.rows:
                 table.move_cursor(row=table.get_row_index(selected))
-        self._cursor_to = None
+        self._cursor_to = self._select = None
 
     @staticmethod
     def _cells(run: dict[str, Any], now: float) -> tuple[Text, ...]:
@@ -242,6 +245,21 @@ class RunsScreen(RunActions, BaseScreen):
         if q.text:
             parts.append(f"filter “{escape(q.text)}”")
         self.query_one("#runs-status", Static).update(" · ".join(parts))
+
+    def select(self, run_id: str) -> None:
+        """Puts the cursor on `run_id` (a run just launched, a run opened from here): at once when the page
+        shows it, else the first page of the current order is loaded and the cursor goes to it there (a
+        launched run is the newest); where the filter or order puts it elsewhere, the cursor stays."""
+        tables = self.query("#runs-table")  # none yet: the first page selects it
+        table = tables.first(DataTable) if tables else None
+        if table is not None and run_id in table.rows:
+            table.move_cursor(row=table.get_row_index(run_id))
+            return
+        self._select = run_id
+        if self.query_state.offset != 0:
+            self._set_query(offset=0)
+        else:
+            self.reload()
 
     # actions --------------------------------------------------------------------------------------
     def selected_run(self) -> str | None:
