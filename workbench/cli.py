@@ -103,9 +103,10 @@ def _after_start(wb: Any, run: dict[str, Any], args: argparse.Namespace) -> int:
             _say(f"run {run['id']} started ({run['executor']}); follow it with `workbench runs logs {run['id']} --follow`")
         return 0
     _say(f"run {run['id']} started ({run['executor']}); waiting for it (Ctrl-C leaves it running)")
-    sink = None if args.json else _log_printer(timestamps=False)
+    progress = None if args.json else ProgressLine()
+    sink = None if args.json else _log_printer(timestamps=False, progress=progress)
     try:
-        final = wb.wait(run["id"], sink=sink)
+        final = wb.wait(run["id"], sink=sink, progress=progress.show if progress else None)
     except KeyboardInterrupt:
         wb.follow_in_background(run["id"])  # the run goes on; so does its ingestion
         _say(f"stopped waiting; run {run['id']} keeps running (`workbench runs logs {run['id']} --follow`)")
@@ -128,13 +129,52 @@ def _verdict(run: dict[str, Any]) -> str:
     return text
 
 
-def _log_printer(timestamps: bool, raw: bool = False):
+class ProgressLine:
+    """The line a run is redrawing (its progress bar), kept as the terminal's last line below the log:
+    redrawn in place with `\r`, cleared before log lines are printed above it. Only on a terminal."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.enabled = sys.stdout.isatty()
+        self.text = ""
+        self.lock = threading.RLock()  # the log and the progress arrive on different threads under --wait
+
+    def show(self, text: str) -> None:
+        with self.lock:
+            self.text = text
+            self._draw()
+
+    def _draw(self) -> None:
+        if self.enabled:
+            width = shutil.get_terminal_size().columns - 1
+            sys.stdout.write("\r\x1b[K" + printable(self.text)[:width])
+            sys.stdout.flush()
+
+    def around(self, write: Any) -> None:
+        """Runs `write` (log lines) with the progress line moved out of the way and drawn again after."""
+        with self.lock:
+            if self.enabled and self.text:
+                sys.stdout.write("\r\x1b[K")
+                sys.stdout.flush()
+            write()
+            if self.text:
+                self._draw()
+
+
+def _log_printer(timestamps: bool, raw: bool = False, progress: ProgressLine | None = None):
     """Log lines as a terminal would leave them (escape sequences dropped), or byte for byte with `raw`."""
     from workbench.execution.logformat import split_line
 
     out = sys.stdout.buffer
 
     def sink(data: bytes) -> None:
+        if progress is not None:
+            progress.around(lambda: write(data))
+        else:
+            write(data)
+
+    def write(data: bytes) -> None:
         lines = []
         text = data.decode("utf-8", errors="replace")
         for line in text[:-1].split("\n") if text.endswith("\n") else text.split("\n"):  # not splitlines: \r
@@ -262,11 +302,14 @@ def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_runs_logs(wb: Any, args: argparse.Namespace) -> int:
-    sink = _log_printer(timestamps=args.timestamps, raw=args.raw)
+    progress = ProgressLine() if args.follow else None
+    sink = _log_printer(timestamps=args.timestamps, raw=args.raw, progress=progress)
     if not args.follow:
         wb.reconcile()
-    for data in wb.logs(args.run, follow=args.follow):
+    for data in wb.logs(args.run, follow=args.follow, on_progress=progress.show if progress else None):
         sink(data)
+    if progress is not None:
+        progress.show("")  # the run has ended: its last state is in the log above
     return 0
 
 

@@ -22,7 +22,7 @@ from workbench.dirs import Dirs, resolve_dirs
 from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
 from workbench.failures import is_engine_failure
 from workbench.execution.base import Executor, Launch
-from workbench.execution.ingest import RunIngestor, lease_name, new_owner
+from workbench.execution.ingest import PROGRESS_FILE, RunIngestor, lease_name, new_owner
 from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.store.ingest import LeaseLost
 from workbench.machines.gpus import GpuInventory, GpuProbe, nvml_inventory
@@ -510,7 +510,8 @@ class Workbench:
     def ingestor(self, run: dict[str, Any]) -> RunIngestor:
         return RunIngestor(self.store, self.executor(run["executor"]), run, self.dirs.run_dir(run["id"]))
 
-    def wait(self, ref: str, sink: Callable[[bytes], None] | None = None) -> dict[str, Any]:
+    def wait(self, ref: str, sink: Callable[[bytes], None] | None = None,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Follows a run to its end, ingesting live (taking over from a background follower if needed);
         keeps following through an engine restart."""
         run = self.store.get_run(ref)
@@ -520,7 +521,7 @@ class Workbench:
                 ingestor = self.ingestor(run)
                 if run.get("handle") and ingestor.acquire():
                     try:
-                        ingestor.follow(sink=sink)
+                        ingestor.follow(sink=sink, progress=progress)
                     except LeaseLost:
                         pass  # another process took over; keep waiting for its verdict
                     finally:
@@ -561,11 +562,14 @@ class Workbench:
             if self.dirs.data == self.dirs.config else None,
         )
 
-    def logs(self, ref: str, follow: bool = False, poll: float = 0.2) -> Iterator[bytes]:
-        """Stored log lines; with `follow`, new lines as they are ingested, until the run ends."""
+    def logs(self, ref: str, follow: bool = False, poll: float = 0.2,
+             on_progress: Callable[[str], None] | None = None) -> Iterator[bytes]:
+        """Stored log lines; with `follow`, new lines as they are ingested, until the run ends, and the line
+        the run is redrawing (its progress bar) handed to `on_progress` whenever it changes ("" when gone)."""
         run = self.store.get_run(ref)
         path = self.dirs.run_dir(run["id"]) / "logs.txt"
         position = 0
+        shown = ""
         while True:
             if follow and run["status"] in ("queued", "running"):
                 self._ingest_if_unowned(run)
@@ -582,10 +586,27 @@ class Workbench:
             if not follow:
                 return
             run = self.store.get_run(run["id"])
+            if on_progress is not None:
+                line = self.progress_line(run["id"]) or ""
+                if line != shown:
+                    shown = line
+                    on_progress(line)
             if run["status"] not in ("queued", "running") and not cut:
                 return
             if not cut:
                 time.sleep(poll)
+
+    def progress_line(self, ref: str) -> str | None:
+        """The line a live run is redrawing right now (a tqdm bar: text after the last newline, as a terminal
+        shows it), kept by whoever follows the run; None when there is none. Never stored in the history."""
+        run = self.store.get_run(ref)
+        if run["status"] not in ("queued", "running"):
+            return None
+        try:
+            text = (self.dirs.run_dir(run["id"]) / PROGRESS_FILE).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        return text or None
 
     def _ingest_if_unowned(self, run: dict[str, Any]) -> None:
         if not run.get("handle") or self._lease_held(run["id"]):

@@ -10,9 +10,12 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Protocol
+
+from workbench.textsafe import log_text
 
 
 @dataclass
@@ -62,6 +65,9 @@ class Executor(Protocol):
     def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk: ...
     def fetch_artifacts(self, handle: dict[str, Any], dest: Path) -> Path:
         """Makes the run's output dir available locally (a no-op where it already is); returns its path."""
+    def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
+        """The line the run is redrawing now, each time it changes (text after the last newline, as a
+        terminal shows it; "" once it is complete), until the run ends or `stop` is set."""
     def cancel(self, handle: dict[str, Any]) -> None: ...
     def list(self, labels: dict[str, str]) -> list[dict[str, Any]]: ...
     def cleanup(self, handle: dict[str, Any]) -> None: ...
@@ -168,3 +174,9 @@ def _chunk(fh: BinaryIO, data: bytes, eof: bool, rewritten: int | None, skipping
     position = fh.tell()
     offset = f"{position}:{_tail_digest(fh, position)}" + (":skip" if skipping else "")
     return Chunk(data, offset, eof, rewritten)
+
+
+def redrawn_tail(data: bytes) -> str:
+    """What a terminal shows of output after its last newline: the last redraw of a `\r` progress bar."""
+    tail = data.rsplit(b"\n", 1)[-1].rstrip(b"\r")
+    return log_text(tail.rsplit(b"\r", 1)[-1].decode("utf-8", errors="replace")).strip()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import Chunk, Launch, RunState, container_paths, read_file_from
+from workbench.execution.base import Chunk, Launch, RunState, container_paths, read_file_from, redrawn_tail
 from workbench.execution.logformat import format_line, stamp_to_ns
 
 SNAPSHOT_TARGET = "/wb/src"
@@ -178,6 +178,31 @@ class DockerExecutor:
                 yield Chunk(b"".join(buffer), _format_log_offset(position))
         finally:
             _wake_and_close(api, response)
+
+    def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
+        """Docker's log API holds a line back until its newline, so a progress bar redrawn with `\r` is
+        read from an attach stream instead (docker-py's public `attach`; output from now on, as it is
+        written). The stream closes when `stop` is set or the container ends."""
+        import docker.errors
+
+        try:
+            stream = self.client.api.attach(handle["container"], stdout=True, stderr=True, stream=True,
+                                            logs=False, demux=True)
+        except (docker.errors.APIError, OSError):
+            return
+        threading.Thread(target=lambda: (stop.wait(), stream.close()), name="attach-close", daemon=True).start()
+        tails, latest = {"out": b"", "err": b""}, "out"
+        try:
+            for out, err in stream:
+                for name, data in (("out", out), ("err", err)):
+                    if data:
+                        tails[name] = (tails[name] + data).rsplit(b"\n", 1)[-1][-8192:]
+                        latest = name
+                yield redrawn_tail(tails[latest])
+        except (OSError, ValueError, AttributeError):
+            return  # closed under us, or the engine went away: the log stream reports that
+        finally:
+            stream.close()
 
     def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk:
         return read_file_from(container_paths(Path(handle["run_dir"]))["metrics"], offset, limit, final)

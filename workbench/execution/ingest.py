@@ -31,6 +31,8 @@ POLL = 0.2
 ARTIFACT_CHUNK = 1 << 20
 
 LogSink = Callable[[bytes], None]
+ProgressSink = Callable[[str], None]
+PROGRESS_FILE = "progress.txt"  # the line a live run is redrawing now (a tqdm bar); never part of the history
 
 
 def lease_ttl() -> float:
@@ -65,6 +67,7 @@ class RunIngestor:
         self.lease = Lease(lease_name(run["id"]), self.owner, self.ttl)
         self._stop_logs = threading.Event()
         self._log_thread: threading.Thread | None = None
+        self._progress_thread: threading.Thread | None = None
         self._warned: set[str] = set()
 
     # lease ----------------------------------------------------------------------------------------
@@ -75,6 +78,9 @@ class RunIngestor:
         self._stop_logs.set()
         if self._log_thread is not None:
             self._log_thread.join(timeout=2)  # a follow stream with no output yet may block; it stops itself
+        if self._progress_thread is not None:
+            self._progress_thread.join(timeout=1)
+            (self.run_dir / PROGRESS_FILE).unlink(missing_ok=True)  # even if that thread is still blocked
         if self._writer is not None:
             self._writer.shutdown(wait=True)
         self.store.release_lease(self.lease.name, self.owner)
@@ -154,9 +160,15 @@ class RunIngestor:
             self.finalize(state)
         return state
 
-    def follow(self, sink: LogSink | None = None, should_stop: Callable[[], bool] | None = None) -> RunState:
-        """Ingests live until the run ends (or `should_stop`), renewing the lease; finalises at the end."""
+    def follow(self, sink: LogSink | None = None, should_stop: Callable[[], bool] | None = None,
+               progress: ProgressSink | None = None) -> RunState:
+        """Ingests live until the run ends (or `should_stop`), renewing the lease; finalises at the end.
+        Meanwhile the line the run is redrawing (its progress bar) is kept in PROGRESS_FILE for anyone
+        looking, and handed to `progress`."""
         errors: list[BaseException] = []
+        self._progress_thread = threading.Thread(target=self._keep_progress, args=(progress,),
+                                                 name=f"progress-{self.run['id']}", daemon=True)
+        self._progress_thread.start()
 
         def logs() -> None:
             try:
@@ -185,6 +197,29 @@ class RunIngestor:
                 log_thread.join(timeout=POLL)  # wakes at once when the run's log stream ends
         log_thread.join()
         return self.catch_up()
+
+    def _keep_progress(self, progress: ProgressSink | None) -> None:
+        """A courtesy, never part of ingestion: whatever goes wrong here, the history is unaffected."""
+        path = self.run_dir / PROGRESS_FILE
+        shown = None
+        try:
+            for line in self.executor.progress(self.handle, self._stop_logs):
+                if self._stop_logs.is_set():
+                    break
+                if line == shown:
+                    continue
+                shown = line
+                tmp = path.with_name(f".{PROGRESS_FILE}.{os.getpid()}")
+                tmp.write_text(line, encoding="utf-8")
+                os.replace(tmp, path)
+                if progress is not None:
+                    progress(line)
+        except Exception:  # noqa: BLE001
+            pass
+        finally:
+            path.unlink(missing_ok=True)
+            if progress is not None and shown:
+                progress("")
 
     def finalize(self, state: RunState) -> None:
         """Records how the run ended. Its checks are evaluated only when it succeeded: a run that failed or

@@ -9,15 +9,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import Chunk, Launch, RunState, container_paths, read_file_from
+from workbench.execution.base import Chunk, Launch, RunState, container_paths, read_file_from, redrawn_tail
 from workbench.execution.logformat import format_line, now_stamp
 
 LOG_CHUNK = 1 << 20
+PROGRESS_POLL = 0.25
+PROGRESS_TAIL = 8192
 FOLLOW_POLL = 0.1
 CANCEL_GRACE = 10.0
 LOG_FILES = (("out", "stdout.log"), ("err", "stderr.log"))
@@ -100,6 +103,24 @@ class ProcessExecutor:
             if finished or not follow:
                 return
             time.sleep(FOLLOW_POLL)
+
+    def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
+        """The unfinished last line of whichever stream wrote last, looked at every PROGRESS_POLL."""
+        run_dir = Path(handle["run_dir"])
+        while not stop.is_set():
+            tails = []
+            for _, name in LOG_FILES:
+                try:
+                    with open(run_dir / name, "rb") as fh:
+                        size = os.fstat(fh.fileno()).st_size
+                        fh.seek(max(0, size - PROGRESS_TAIL))
+                        tails.append((os.fstat(fh.fileno()).st_mtime_ns, redrawn_tail(fh.read())))
+                except OSError:
+                    continue
+            yield max(tails)[1] if tails else ""
+            if self.status(handle).state != "running":
+                return
+            stop.wait(PROGRESS_POLL)
 
     def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk:
         return read_file_from(container_paths(Path(handle["run_dir"]))["metrics"], offset, limit, final)

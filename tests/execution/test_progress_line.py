@@ -1,0 +1,73 @@
+"""Issue 14, item 1: a progress bar redrawn with `\\r` (tqdm) is live while the run goes, and the history
+keeps its last state as one line. Real Docker engine and real processes; `runs logs --follow` under a pty."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import wait_for
+from workbench.services import Workbench
+
+BAR = r"""
+[project]
+name = "bar"
+[experiments.bar]
+image = "busybox:latest"
+command = ["sh", "-c", "echo start; i=0; while [ $i -le {n} ]; do printf '\\rtraining: %d/{n}' $i >&2; sleep 0.3; i=$((i+1)); done; printf '\\n' >&2; echo done"]
+params = {{ n = 15 }}
+"""
+
+
+def _read_pty(fd: int, seconds: float) -> bytes:
+    out, deadline = b"", time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                break
+    return out
+
+
+@pytest.mark.parametrize("executor", ["docker", "process"])
+def test_a_progress_bar_is_live_and_stored_once(cli, make_project, home, executor, request):
+    if executor == "docker":
+        request.getfixturevalue("docker_client")
+    root = make_project(BAR.format(n="{n}"))
+    run_id = cli("run", str(root), "--executor", executor, "-p", "n=15", "--json").json()["id"]
+    wb = Workbench()
+    try:
+        started = time.monotonic()
+        seen = wait_for(lambda: wb.progress_line(run_id), timeout=10, interval=0.1)
+        assert re.fullmatch(r"training: \d+/15", seen), seen
+        assert time.monotonic() - started < 5  # live, not at the end (the bar has no newline for 4.5 s)
+        later = wait_for(lambda: (line := wb.progress_line(run_id)) and line != seen and line, timeout=5)
+        assert int(later.split()[1].split("/")[0]) > int(seen.split()[1].split("/")[0])
+
+        main, secondary = pty.openpty()
+        follower = subprocess.Popen([sys.executable, "-m", "workbench", "runs", "logs", run_id, "--follow"],
+                                    stdout=secondary, stderr=subprocess.DEVNULL,
+                                    env={**os.environ, "WORKBENCH_HOME": str(home)})
+        os.close(secondary)
+        shown = _read_pty(main, 1.5)
+        follower.wait(timeout=30)
+        shown += _read_pty(main, 0.5)
+        os.close(main)
+        assert b"\r\x1b[Ktraining: " in shown, shown[-300:]  # drawn in place on the terminal
+
+        wait_for(lambda: cli("runs", "show", run_id, "--json").json()["status"] == "succeeded", timeout=30)
+        stored = cli("runs", "logs", run_id).out.splitlines()
+        assert [line for line in stored if line.startswith("training")] == ["training: 15/15"]  # one, its last
+        assert wb.progress_line(run_id) is None
+        assert not (home / "runs" / run_id / "progress.txt").exists()
+    finally:
+        wb.close()
