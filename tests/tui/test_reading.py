@@ -178,3 +178,13 @@ async def test_empty_screens_show_their_text_as_written(seeded, key, needle):
         await settle(app, pilot)
         text = str(app.screen.query_one(".empty", Static).render())
         assert needle in text and "  table" not in text
+
+
+def test_a_run_that_did_not_succeed_never_shows_a_pass_mark():
+    """Older histories recorded verdicts for cancelled runs: the table never shows their ✓."""
+    from workbench.tui.formatting import metrics_cell
+
+    summary = {"acc": 0.99}
+    assert metrics_cell({"status": "succeeded", "verdict": "pass", "summary": summary}).plain.startswith("✓")
+    for status in ("cancelled", "failed", "lost", "running"):
+        assert "✓" not in metrics_cell({"status": status, "verdict": "pass", "summary": summary}).plain

@@ -118,9 +118,12 @@ def cell(text: str, style: str = "") -> Text:
 
 
 def metrics_cell(run: dict[str, Any]) -> Text:
-    """The run's latest metrics, led by its checks' verdict (✓ all passed, ✗ one failed) when it has checks."""
+    """The run's latest metrics, led by its checks' verdict (✓ all passed, ✗ one failed) when it has checks.
+    Only a run that succeeded has a verdict (history from older versions may record one for a cancelled run)."""
     prefix = Text()
-    if run.get("verdict") == "pass":
+    if run.get("status") not in (None, "succeeded"):
+        pass
+    elif run.get("verdict") == "pass":
         prefix.append("✓ ", style="green")
     elif run.get("verdict") == "fail":
         prefix.append("✗ ", style="red")
