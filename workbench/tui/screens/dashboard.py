@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,11 +16,15 @@ from workbench.tui.formatting import ago, cell, duration, escape, pairs, size, s
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.fitted_table import FittedTable
 
+MAX_PROGRESS_CHARS = 1000  # of a run's live progress line: a cell shows far fewer
+
 
 class DashboardLoaded(Message):
-    def __init__(self, data: dict[str, Any], machine: Any, fleet: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, data: dict[str, Any], machine: Any, fleet: dict[str, dict[str, Any]],
+                 progress: dict[str, str] | None = None) -> None:
         super().__init__()
         self.data, self.machine, self.fleet = data, machine, fleet
+        self.progress = progress or {}  # run id -> the line it is redrawing now (its tqdm bar)
 
 
 def fleet_summary(fleet: dict[str, dict[str, Any]]) -> str:
@@ -54,6 +59,7 @@ def machine_summary(sample: Any) -> str:
 
 class DashboardScreen(BaseScreen):
     MODE = "dashboard"
+    REFRESH_SECONDS = 1.0  # a live run's progress line shows within a second
     BINDINGS = [
         Binding("enter", "open", "Open run", id="dashboard.open"),
         Binding("tab", "app.focus_next", "Next panel", show=False, id="dashboard.next"),
@@ -82,19 +88,35 @@ class DashboardScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="dashboard")
     def load(self) -> None:
+        from workbench.errors import NotFound
+
         wb = self.workbench
         fleet = self.app.fleet  # type: ignore[attr-defined]
-        self.post_message(DashboardLoaded(wb.dashboard(), wb.local_machine(), fleet.snapshot() if fleet else {}))
+        data = wb.dashboard()
+        progress = {}
+        for run in data["running"] + data["queued"]:
+            try:
+                line = wb.progress_line(run["id"])
+            except NotFound:  # removed since the list was read
+                continue
+            if line:
+                progress[run["id"]] = line[:MAX_PROGRESS_CHARS]
+        self.post_message(DashboardLoaded(data, wb.local_machine(), fleet.snapshot() if fleet else {}, progress))
 
     def on_dashboard_loaded(self, message: DashboardLoaded) -> None:
-        data, now = message.data, self.clock()
+        data, now, progress = message.data, self.clock(), message.progress
+
+        def latest(run: dict[str, Any]) -> Text:  # what the run is redrawing now, else its latest metrics
+            line = progress.get(run["id"])
+            return cell(line) if line else cell(pairs(run["summary"]))
+
         queued = len(data["queued"])
         self.query_one("#live-title", Static).update(
             f"Running ({len(data['running'])})" + (f" · queue: {queued} waiting" if queued else " · queue empty")
             + ("" if data["running"] else " · launch from Projects (3) or `workbench run PATH`"))
         self._fill("#live", [(r["id"], (cell(r["id"]), cell(f"{r['project']}/{r['experiment']}"),
                                         cell(duration(r, now)), cell(f"{r['metric_points']:,}"),
-                                        cell(pairs(r["summary"]))))
+                                        latest(r)))
                              for r in data["running"] + data["queued"]],
                    empty=("-", "nothing running", "", "", ""))
         self._fill("#recent", [(r["id"], (cell(r["id"]), status_cell(r["status"]),

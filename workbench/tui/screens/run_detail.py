@@ -26,6 +26,7 @@ LOG_TAIL_BYTES = 256 * 1024  # the most one refresh reads of logs.txt: the newes
 MAX_LOG_LINES = 5000  # lines the Log keeps (and the most one refresh hands it)
 LOG_BATCH = 500  # lines per Log.write_lines call; the event loop runs between batches
 MAX_LINE_CHARS = 4000  # a longer line is cut (the CLI's `runs logs` prints it whole)
+MAX_PROGRESS_CHARS = 1000  # the live progress line is one row: the rest could never show
 CHART_BUCKETS = 240
 TABS = ("overview", "logs", "metrics")
 ACTIVE = ("queued", "running")
@@ -95,9 +96,11 @@ def _check_texts(declared: list[dict[str, Any]], evaluated: list[dict[str, Any]]
 
 
 class DetailLoaded(Message):
-    def __init__(self, start: int, run: dict[str, Any], log: LogChunk, series: dict[str, Any]) -> None:
+    def __init__(self, start: int, run: dict[str, Any], log: LogChunk, series: dict[str, Any],
+                 progress: str | None = None) -> None:
         super().__init__()
         self.start, self.run, self.log, self.series = start, run, log, series
+        self.progress = progress  # the line the live run is redrawing now (its tqdm bar), None when none
 
 
 class RunGone(Message):
@@ -205,6 +208,10 @@ class RunDetailScreen(RunActions, BaseScreen):
     RunDetailScreen TabbedContent { height: 1fr; }
     RunDetailScreen #overview { padding: 0 1; }
     RunDetailScreen Log { height: 1fr; }
+    RunDetailScreen .progress {
+        height: 1; padding: 0 1; color: $accent; text-wrap: nowrap; text-overflow: ellipsis; display: none;
+    }
+    RunDetailScreen #overview-progress { padding: 0; }  /* the overview pane has its own padding */
     """
     FOCUS = {"overview": "#overview-scroll", "logs": "#log", "metrics": "#charts"}
 
@@ -224,8 +231,10 @@ class RunDetailScreen(RunActions, BaseScreen):
         yield Static(f"run {self.run_id}", id="detail-title")
         with TabbedContent(initial="overview"):
             with TabPane("Overview", id="overview"):
+                yield Static("", id="overview-progress", classes="progress")
                 yield PaneScroll(Static("loading…", id="overview-text"), id="overview-scroll")
             with TabPane("Logs", id="logs"):
+                yield Static("", id="progress", classes="progress")  # the line the run redraws (a tqdm bar)
                 yield PaneLog(max_lines=MAX_LOG_LINES, auto_scroll=True, id="log")
             with TabPane("Metrics", id="metrics"):
                 yield PaneScroll(Static("no metrics yet", id="no-metrics"), id="charts")
@@ -268,7 +277,11 @@ class RunDetailScreen(RunActions, BaseScreen):
                             max_lines=MAX_LOG_LINES - 1)  # room for the note of what was passed over
         series = {name: wb.store.metric_series(run["seq"], name, CHART_BUCKETS)
                   for name in wb.store.metric_names(run["seq"])}
-        self.post_message(DetailLoaded(log_offset, run, log, series))
+        try:
+            progress = wb.progress_line(run["id"]) if run["status"] in ACTIVE else None
+        except NotFound:  # removed this instant: the next refresh says so
+            progress = None
+        self.post_message(DetailLoaded(log_offset, run, log, series, progress))
 
     def on_run_gone(self) -> None:
         if not self._deleting:
@@ -307,6 +320,15 @@ class RunDetailScreen(RunActions, BaseScreen):
         self.log_offset = log.offset
         self._drain_log()
         self._update_charts(message.series)
+        self._show_progress(message.progress)
+
+    def _show_progress(self, line: str | None) -> None:
+        """The run's live progress line above the log and atop the overview, one row each (cut with `…` at
+        the width, never wrapped); hidden when the run redraws nothing."""
+        text = escape(line[:MAX_PROGRESS_CHARS]) if line else ""
+        for static in self.query(".progress").results(Static):
+            static.update(text)
+            static.display = bool(text)
 
     def _drain_log(self) -> None:
         if not self._draining:  # else a batch is due already; it takes these lines too
