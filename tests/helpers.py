@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_projects"
-# real H100 captures, copied from shared/fixtures/gpu (tests/fixtures/README.md): tests never leave the repo
+# real H100 captures kept in this repository (where they came from: tests/fixtures/README.md)
 GPU_FIXTURES = REPO / "tests" / "fixtures" / "gpu" / "h100-80gb"
 # A busybox experiment that prints `line I` and writes metric x=I, N times, PAUSE seconds apart.
 COUNTING_SPEC = r"""

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A stand-in `nvidia-smi` for the SSH test hosts: replays the real H100 captures in
-shared/fixtures/gpu/h100-80gb (query-gpu CSV, -L), answering whichever --query-gpu fields are asked for."""
+tests/fixtures/gpu/h100-80gb (query-gpu CSV, -L), answering whichever --query-gpu fields are asked for."""
 
 import os
 import sys
