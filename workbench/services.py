@@ -837,7 +837,7 @@ class Workbench:
         handle = self.executor(run["executor"]).adopt(run["id"], self.dirs.run_dir(run["id"]))
         if handle is None:
             return None
-        if self.store.adopt_run(run["id"], handle, time.time()):
+        if self.store.mark_running(run["id"], handle, time.time(), adopted=True):
             self.store.add_event(run["id"], "adopted", "its launcher stopped before recording the start; "
                                                        "found by its labels and followed from here")
         return self.store.get_run(run["id"])

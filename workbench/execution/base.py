@@ -178,5 +178,4 @@ def _chunk(fh: BinaryIO, data: bytes, eof: bool, rewritten: int | None, skipping
 
 def redrawn_tail(data: bytes) -> str:
     """What a terminal shows of output after its last newline: the last redraw of a `\r` progress bar."""
-    tail = data.rsplit(b"\n", 1)[-1].rstrip(b"\r")
-    return log_text(tail.rsplit(b"\r", 1)[-1].decode("utf-8", errors="replace")).strip()
+    return log_text(data.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")).strip()  # log_text keeps the last \r

@@ -165,22 +165,16 @@ class RunQueries:
             )
         return int(seq)
 
-    def mark_running(self, run_id: str, handle: dict[str, Any], started_at: float) -> bool:
+    def mark_running(self, run_id: str, handle: dict[str, Any], started_at: float, *,
+                     adopted: bool = False) -> bool:
         """queued -> running, unless something (a cancel, the reconciler) already decided otherwise: the
-        launcher then stops what it started."""
+        launcher then stops what it started. A run `adopted` (found already running after its launcher died)
+        is recorded as running even when a cancel is pending: it is running, and the cancel then stops it."""
+        pending_cancel = "" if adopted else " AND cancel_requested = 0"
         with self.tx() as conn:  # type: ignore[attr-defined]
             return conn.execute(
                 "UPDATE runs SET status = 'running', handle = ?, started_at = ? "
-                "WHERE id = ? AND status = 'queued' AND cancel_requested = 0",
-                (json.dumps(handle), started_at, run_id),
-            ).rowcount == 1
-
-    def adopt_run(self, run_id: str, handle: dict[str, Any], started_at: float) -> bool:
-        """queued -> running for a run found already running (its launcher died), cancel requested or not:
-        it is running, and a cancel then stops it."""
-        with self.tx() as conn:  # type: ignore[attr-defined]
-            return conn.execute(
-                "UPDATE runs SET status = 'running', handle = ?, started_at = ? WHERE id = ? AND status = 'queued'",
+                f"WHERE id = ? AND status = 'queued'{pending_cancel}",
                 (json.dumps(handle), started_at, run_id),
             ).rowcount == 1
 
