@@ -13,6 +13,9 @@ command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 command -v git >/dev/null || need_pkgs+=(git)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
+# tests/remote: a second dockerd on its own bridge with its own NAT/FORWARD rules, reached over ssh
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_pkgs+=(iptables)
+command -v ssh >/dev/null || need_pkgs+=(openssh-client)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "apt-get install ${need_pkgs[*]}"
   apt-get update -qq
