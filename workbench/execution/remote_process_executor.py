@@ -1,0 +1,399 @@
+"""Runs as detached processes on an SSH host (no Docker): the process executor for a host that may have
+nothing but a POSIX shell, setsid and busybox-level tools (no Python there).
+
+Design (mirrors process_executor/proc_shim, in sh):
+  * submit sends ONE script: it makes the run dir, writes `supervisor.sh` there and starts it with
+    `setsid sh supervisor.sh` (its own session, stdin /dev/null, output to supervisor.err), then waits
+    (bounded) for the supervisor's `pid` file and prints it.
+  * The supervisor starts the experiment with `setsid` too, so the experiment leads its own session and
+    process group (pgid = its pid) apart from the supervisor: cancel signals that whole group, children of
+    children included, and the supervisor survives to record how it ended. The child writes stdout.log and
+    stderr.log in the run dir itself (its output never passes through the supervisor).
+  * `pid` (JSON: supervisor pid, child pid, their /proc start times, host start time) and `exit_code`
+    (JSON: exit_code, signal, finished_at) are written atomically (tmp + mv).
+  * status, cancel and adopt are each one remote command; a recycled pid is told apart by its start time;
+    a supervisor killed while its experiment runs leaves the experiment running, and then SUPERVISOR_KILLED.
+
+The run's environment is the host's, as sshd gives a command (PATH, HOME, ...), plus launch.env and
+WORKBENCH_OUTPUT/WORKBENCH_METRICS: nothing of the workstation's own environment is passed.
+
+Limit: `wait` in sh reports a child killed by signal N as 128+N, the same as a child that exited with
+128+N itself; such a status is recorded as the signal (local Python supervisor tells them apart).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import shlex
+import signal
+import stat
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Iterator
+
+from workbench.errors import WorkbenchError
+from workbench.execution.base import Chunk, Launch, RunState, redrawn_tail
+from workbench.execution.logformat import format_line, now_stamp
+from workbench.execution.process_executor import SUPERVISOR_KILLED
+
+if TYPE_CHECKING:
+    from workbench.execution.hosts import SshHost
+
+LOG_CHUNK = 1 << 20
+FOLLOW_POLL = 0.2               # a followed run's logs (and its status) are looked at at most this often
+PROGRESS_POLL = 0.5
+PROGRESS_TAIL = 8192
+CANCEL_GRACE = 10               # seconds between SIGTERM and SIGKILL
+START_TIMEOUT = 10              # seconds submit waits for the supervisor's pid file
+LOG_FILES = (("out", "stdout.log"), ("err", "stderr.log"))
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+# Shell functions shared by the supervisor, status and cancel scripts: builtins only (read, set, test), no
+# fork per process looked at. /proc/PID/stat is read whole (a command name may hold newlines) and split
+# after its last ')' (a command name may hold spaces and parentheses).
+_LIB = r"""
+pstat() {
+  S=; l=
+  { while IFS= read -r l || [ -n "$l" ]; do S="$S$l "; l=; done; } 2>/dev/null < "/proc/$1/stat" || return 1
+  case $S in *')'*) S=${S##*[)]} ;; *) return 1 ;; esac
+}
+pinfo() {
+  pstat "$1" || return 1
+  set -f; set -- $S; set +f
+  [ $# -ge 20 ] || return 1
+  STATE=$1; PGRP=$3; shift 19; START=$1
+}
+proc_is() {
+  pinfo "$1" && [ "$STATE" != Z ] && [ "$START" = "$2" ]
+}
+group_alive() {
+  if pinfo "$1"; then
+    if [ -n "$2" ] && [ "$START" != "$2" ]; then return 1; fi
+    [ "$STATE" != Z ] && return 0
+  fi
+  for f in /proc/[0-9]*; do
+    pinfo "${f#/proc/}" || continue
+    [ "$PGRP" = "$1" ] && [ "$STATE" != Z ] && return 0
+  done
+  return 1
+}
+nap() { sleep "$1" 2>/dev/null || sleep 1; }
+"""
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def _num(value: Any) -> str:
+    """A pid or start time from a handle, as the digits a script may embed ('' when there is none)."""
+    return str(int(value)) if value not in (None, "") else ""
+
+
+def _supervisor_script(run_dir: str, snapshot_dir: str, argv: list[str], env: dict[str, str]) -> str:
+    exports = "".join(f"  export {name}={_q(value)}\n" for name, value in env.items())
+    command = " ".join(_q(a) for a in argv)
+    return f"""# Workbench run supervisor (written by RemoteProcessExecutor.submit)
+{_LIB}
+run={_q(run_dir)}
+child=
+got=
+finish() {{
+  sig=null
+  if [ "$1" -gt 128 ] && [ "$1" -le 192 ]; then sig=$(($1 - 128)); fi
+  printf '{{"exit_code": %s, "signal": %s, "finished_at": %s}}\\n' "$1" "$sig" "$(date +%s)" \\
+    > "$run/exit_code.tmp" && mv -f "$run/exit_code.tmp" "$run/exit_code"
+}}
+fwd() {{  # cancel = SIGTERM to this supervisor, forwarded to the experiment's process group
+  got=1
+  if [ -n "$child" ]; then kill -TERM -"$child" 2>/dev/null || kill -TERM "$child" 2>/dev/null; fi
+}}
+trap fwd TERM INT HUP
+( umask 077; : >> "$run/stdout.log"; : >> "$run/stderr.log" )
+if ! cd {_q(snapshot_dir)} 2>/dev/null; then
+  printf 'workbench: cannot enter the snapshot dir %s\\n' {_q(snapshot_dir)} >> "$run/stderr.log"
+  finish 127
+  exit 0
+fi
+# The child records its own start time (this shell may reap a child that ends at once before it is looked at)
+(
+  pinfo self && printf '%s\\n' "$START" > "$run/child_start"
+{exports}  exec setsid {command}
+) < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log" &
+child=$!
+# setsid makes the child its own process group: wait (bounded) until it has, so the group can be signalled
+i=0
+while pinfo "$child" && [ "$PGRP" != "$child" ] && [ "$STATE" != Z ] && [ $i -lt 20000 ]; do i=$((i + 1)); done
+proc_start=
+i=0
+while [ -z "$proc_start" ] && [ $i -lt 20000 ]; do
+  if read -r x 2>/dev/null < "$run/child_start"; then proc_start=$x; fi
+  i=$((i + 1))
+done
+pinfo $$; shim_start=$START
+printf '{{"shim": %s, "shim_start": "%s", "pid": %s, "proc_start": "%s", "started_at": %s}}\\n' \\
+  $$ "$shim_start" "$child" "$proc_start" "$(date +%s)" > "$run/pid.tmp" && mv -f "$run/pid.tmp" "$run/pid"
+if [ -n "$got" ]; then fwd; fi
+got=
+wait "$child"
+code=$?
+# A trapped signal interrupts wait (status > 128) whether or not the child has ended: ask again. dash and
+# busybox sh report a child's status again; a shell that has forgotten the child says 127 (the status
+# first seen was the child's). Only a child exiting 127 just as a signal came is misread (as 128+N).
+while [ -n "$got" ] && [ "$code" -gt 128 ]; do
+  got=
+  wait "$child"
+  again=$?
+  if [ "$again" = 127 ]; then break; fi
+  code=$again
+done
+finish "$code"
+"""
+
+
+class RemoteProcessExecutor:
+    """The process executor on an SSH host (see the module docstring). GPU pinning: CUDA_VISIBLE_DEVICES is
+    set to the launch's GPU UUIDs, comma-joined (the NVIDIA driver accepts UUIDs there); nothing else
+    confines the process to them."""
+    name = "process"
+
+    def __init__(self, host: "SshHost") -> None:
+        self.host = host
+
+    # starting -----------------------------------------------------------------------------------------
+    def submit(self, launch: Launch) -> dict[str, Any]:
+        run_dir = str(launch.run_dir)
+        out = posixpath.join(run_dir, "out")
+        env = {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}
+        if launch.gpu_ids:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(launch.gpu_ids)
+        argv = [a.replace("{output}", out) for a in launch.argv]
+        _check(argv, env)
+        supervisor = _supervisor_script(run_dir, str(launch.snapshot_dir), argv, env)
+        script = f"""{_LIB}
+run={_q(run_dir)}
+command -v setsid >/dev/null 2>&1 || {{ echo "setsid is not installed (util-linux or busybox)" >&2; exit 1; }}
+if [ -e "$run/pid" ] || [ -e "$run/exit_code" ]; then echo "$run already holds a run" >&2; exit 1; fi
+mkdir -p "$run/out" || exit 1
+printf '%s' {_q(supervisor)} > "$run/supervisor.sh" || exit 1
+setsid sh "$run/supervisor.sh" < /dev/null >> "$run/supervisor.err" 2>&1 &
+i=0
+while [ ! -f "$run/pid" ] && [ ! -f "$run/exit_code" ] && [ $i -lt {START_TIMEOUT * 20} ]; do
+  sleep 0.05 2>/dev/null || {{ sleep 1; i=$((i + 19)); }}
+  i=$((i + 1))
+done
+if [ -f "$run/pid" ]; then printf 'pid '; cat "$run/pid"; fi
+if [ -f "$run/exit_code" ]; then printf 'exit '; cat "$run/exit_code"; fi
+if [ ! -f "$run/pid" ] && [ ! -f "$run/exit_code" ]; then printf 'none '; tail -n 1 "$run/supervisor.err" 2>/dev/null; fi
+exit 0
+"""
+        found = _records(self.host.sh(script, timeout=START_TIMEOUT + 30, what="starting the run"))
+        if "none" in found or not found:
+            detail = found.get("none", "").strip()
+            raise WorkbenchError(f"{self.host.name}: the run supervisor did not start within {START_TIMEOUT}s"
+                                 + (f": {detail[:200]}" if detail else "")
+                                 + f" (see {posixpath.join(run_dir, 'supervisor.err')})")
+        pid = _json(found.get("pid"))
+        return {"run_dir": run_dir, "machine": self.host.name, "shim": pid.get("shim"),
+                "shim_start": pid.get("shim_start"), "pid": pid.get("pid"), "proc_start": pid.get("proc_start"),
+                "started_at": time.time()}
+
+    # watching -----------------------------------------------------------------------------------------
+    def status(self, handle: dict[str, Any]) -> RunState:
+        """One remote command: the exit record if there is one, else whether the supervisor (same start time)
+        or, once it is gone, anything in the experiment's process group still runs."""
+        shim, shim_start = _num(handle.get("shim")), _num(handle.get("shim_start"))
+        group, leader_start = _num(handle.get("pid")), _num(handle.get("proc_start"))
+        script = f"""{_LIB}
+run={_q(handle["run_dir"])}
+record() {{
+  if [ -f "$run/exit_code" ]; then
+    x=; IFS= read -r x < "$run/exit_code"; printf 'exit %s\\n' "$x"; exit 0
+  fi
+}}
+record
+if [ -n "{shim}" ] && proc_is "{shim}" "{shim_start}"; then echo running; exit 0; fi
+record
+if [ -z "{group}" ] || [ ! -f "$run/pid" ]; then echo missing; exit 0; fi
+if group_alive "{group}" "{leader_start}"; then echo running; exit 0; fi
+record
+echo gone
+"""
+        found = _records(self.host.sh(script, timeout=60, what="reading the run's state"))
+        started = handle.get("started_at")
+        if "exit" in found:
+            info = _json(found["exit"])
+            reason = None
+            if info.get("signal"):
+                try:
+                    name = signal.Signals(info["signal"]).name
+                except ValueError:
+                    name = "?"
+                reason = f"killed by signal {info['signal']} ({name})"
+            return RunState("exited", exit_code=info.get("exit_code"), reason=reason, started_at=started,
+                            finished_at=info.get("finished_at"))
+        if "running" in found:
+            return RunState("running", started_at=started)
+        if "missing" in found:
+            return RunState("missing", reason="its supervisor is gone and left no record of the run")
+        # the supervisor died before the experiment: it ended, but nobody was there to see how
+        return RunState("exited", exit_code=None, reason=SUPERVISOR_KILLED, started_at=started)
+
+    def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
+        """The experiment writes stdout.log and stderr.log itself; their lines are stamped when read, over
+        SFTP (a live run is followed at most every FOLLOW_POLL, one status command per round) and, within
+        one read, stdout's come before stderr's. Offsets are `<stdout.log bytes>,<stderr.log bytes>`, as the
+        local process executor's."""
+        run_dir = handle["run_dir"]
+        out, _, err = (offset or "0").partition(",")
+        positions = [int(out.split(":", 1)[0] or 0), int(err.split(":", 1)[0] or 0)]
+        while True:
+            started = time.monotonic()
+            finished = self.status(handle).state != "running"  # looked at first: then nothing is left unread
+            stamp, lines, more = now_stamp(), [], False
+            for i, (stream, name) in enumerate(LOG_FILES):
+                texts, positions[i], left = self._read_lines(posixpath.join(run_dir, name), positions[i],
+                                                             LOG_CHUNK, finished)
+                lines += [format_line(stamp, stream, text) for text in texts]
+                more = more or left
+            if lines:
+                yield Chunk(b"".join(lines), f"{positions[0]},{positions[1]}", eof=finished and not more)
+            if more:
+                continue  # a backlog: read on at once
+            if finished or not follow:
+                return
+            time.sleep(max(0.0, FOLLOW_POLL - (time.monotonic() - started)))
+
+    def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
+        """The unfinished last line of whichever stream wrote last, looked at every PROGRESS_POLL (yielded
+        when it changes)."""
+        run_dir = handle["run_dir"]
+        last: str | None = None
+        while not stop.is_set():
+            finished = self.status(handle).state != "running"  # looked at first: the last look sees the end
+            tails = []
+            for order, (_, name) in enumerate(LOG_FILES):
+                found = self.host.tail(posixpath.join(run_dir, name), PROGRESS_TAIL)
+                if found is not None:
+                    text = redrawn_tail(found[1])
+                    tails.append((found[0], bool(text), order, text))  # SFTP mtimes are whole seconds
+            line = max(tails)[3] if tails else ""
+            if line != last:
+                last = line
+                yield line
+            if finished:
+                return
+            stop.wait(PROGRESS_POLL)
+
+    def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk:
+        return self.host.read_from(posixpath.join(handle["run_dir"], "out", "metrics.jsonl"), offset, limit, final)
+
+    # ending -------------------------------------------------------------------------------------------
+    def cancel(self, handle: dict[str, Any]) -> None:
+        """One remote command: SIGTERM to the supervisor, which forwards it to the experiment's process
+        group, or to the group itself when the supervisor is gone; SIGKILL to whatever of the group is left
+        after CANCEL_GRACE; then a moment for the supervisor to record the exit."""
+        shim, shim_start = _num(handle.get("shim")), _num(handle.get("shim_start"))
+        group, leader_start = _num(handle.get("pid")), _num(handle.get("proc_start"))
+        script = f"""{_LIB}
+sa() {{ [ -n "{shim}" ] && proc_is "{shim}" "{shim_start}"; }}
+ga() {{ [ -n "{group}" ] && group_alive "{group}" "{leader_start}"; }}
+if sa; then kill -TERM "{shim}" 2>/dev/null
+elif ga; then kill -TERM -"{group}" 2>/dev/null
+fi
+end=$(($(date +%s) + {int(CANCEL_GRACE)}))
+while ga && [ "$(date +%s)" -le "$end" ]; do nap 0.05; done
+if ga; then kill -KILL -"{group}" 2>/dev/null; fi
+i=0
+while sa && [ $i -lt 40 ]; do nap 0.05; i=$((i + 1)); done
+exit 0
+"""
+        self.host.sh(script, timeout=CANCEL_GRACE + 30, what="cancelling the run")
+
+    def adopt(self, run_id: str, run_dir: str) -> dict[str, Any] | None:
+        """The handle of a run whose launcher died before recording it, from its run dir; None if it never
+        started."""
+        run_dir = str(run_dir)
+        pid = self.host.read_small(posixpath.join(run_dir, "pid"))
+        if pid is None and self.host.read_small(posixpath.join(run_dir, "exit_code")) is None:
+            return None
+        info = _json(pid.decode(errors="replace") if pid is not None else None)
+        return {"run_dir": run_dir, "machine": self.host.name, "shim": info.get("shim"),
+                "shim_start": info.get("shim_start"), "pid": info.get("pid"), "proc_start": info.get("proc_start"),
+                "started_at": info.get("started_at")}
+
+    def list(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        return []  # process runs are found through their run dirs, which the database names
+
+    def cleanup(self, handle: dict[str, Any]) -> None:
+        self.host.remove_files(posixpath.join(handle["run_dir"], name) for _, name in LOG_FILES)
+
+    # plumbing -----------------------------------------------------------------------------------------
+    def _read_lines(self, path: str, start: int, limit: int, final: bool) -> tuple[list[bytes], int, bool]:
+        """The whole lines of a host file from a byte offset, over SFTP (and, once `final`, a last one without
+        its newline): (lines, offset after them, whether more is left to read). A line longer than `limit`
+        comes in pieces, as locally."""
+        sftp = self.host.sftp()
+        try:
+            info = sftp.lstat(path)
+            if not stat.S_ISREG(info.st_mode or 0) or (info.st_size or 0) <= start:
+                return [], start, False  # nothing new (or replaced by something that is not a file)
+            end = min(info.st_size or 0, start + limit)
+            with sftp.open(path, "rb") as fh:
+                fh.seek(start)
+                fh.prefetch(end)
+                data = fh.read(end - start)
+        except FileNotFoundError:
+            return [], start, False  # not written yet
+        except Exception as exc:  # noqa: BLE001 - paramiko raises several kinds
+            raise self.host.failure(f"reading {posixpath.basename(path)}", exc) from None
+        more = len(data) >= limit
+        if more or not final:
+            cut = data.rfind(b"\n") + 1
+            data = data[:cut or (len(data) if more else 0)]
+        lines = data.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        return lines, start + len(data), more
+
+
+def _check(argv: list[str], env: dict[str, str]) -> None:
+    """One line for what cannot reach a program through sh: a bad name, a NUL, text that is not UTF-8."""
+    if not argv:
+        raise WorkbenchError("the run has no command to start")
+    for name, value in env.items():
+        if not _ENV_NAME.match(name):
+            raise WorkbenchError(f"environment variable {name!r} cannot be passed through a shell "
+                                 "(names are letters, digits and _, not starting with a digit)")
+        _text(value, f"environment variable {name}")
+    for arg in argv:
+        _text(arg, "a command argument")
+
+
+def _text(value: str, what: str) -> None:
+    if "\0" in value:
+        raise WorkbenchError(f"{what} holds a NUL byte, which a process cannot be given")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise WorkbenchError(f"{what} is not valid UTF-8 text") from None
+
+
+def _records(output: bytes) -> dict[str, str]:
+    """`word rest` lines of a script's output, by word."""
+    found: dict[str, str] = {}
+    for line in output.decode(errors="replace").splitlines():
+        word, _, rest = line.partition(" ")
+        if word:
+            found.setdefault(word, rest)
+    return found
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
