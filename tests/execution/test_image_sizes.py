@@ -129,8 +129,7 @@ def test_no_engine_is_said_not_failed(cli):
 
 
 def test_doctor_warns_above_the_threshold(home, monkeypatch, docker_client, make_project, cli):
-    from workbench import doctor
-    from workbench.services import Workbench
+    from workbench.services import Workbench, doctor
 
     name = f"big-{secrets.token_hex(3)}"
     root = _project(make_project, "FROM busybox:latest\nRUN echo v1 > /v\n", name)

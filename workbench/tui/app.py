@@ -121,7 +121,7 @@ class WorkbenchApp(App[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="telemetry-history")
     def _downsample_telemetry(self) -> None:
-        self.workbench.store.downsample_telemetry()
+        self.workbench.downsample_telemetry()
 
     def say(self, line: str) -> None:
         """A progress line from the services, from any thread."""

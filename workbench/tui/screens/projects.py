@@ -71,7 +71,7 @@ class ProjectsScreen(BaseScreen):
         from workbench.errors import WorkbenchError
 
         rows = []
-        for project in self.workbench.store.projects():
+        for project in self.workbench.project_list():
             try:
                 spec = load_spec(project["path"])
             except WorkbenchError as exc:

@@ -261,13 +261,12 @@ class RunDetailScreen(RunActions, BaseScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="run-detail")
     def load(self, log_offset: int) -> None:
         from workbench.errors import NotFound
-        from workbench.execution.ingest import lease_name
 
         wb = self.workbench
         try:
             run = wb.show_record(self.run_id)
             # A live run nobody follows is ingested here; one a follower owns is only read (no ingestor).
-            if run["status"] in ACTIVE and not wb.store.lease_holder(lease_name(run["id"])):
+            if run["status"] in ACTIVE and not wb.is_followed(run["id"]):
                 wb.refresh_run(self.run_id)
                 run = wb.show_record(self.run_id)
         except NotFound:
@@ -275,8 +274,7 @@ class RunDetailScreen(RunActions, BaseScreen):
             return
         log = read_log_tail(Path(wb.dirs.run_dir(run["id"])) / "logs.txt", log_offset,
                             max_lines=MAX_LOG_LINES - 1)  # room for the note of what was passed over
-        series = {name: wb.store.metric_series(run["seq"], name, CHART_BUCKETS)
-                  for name in wb.store.metric_names(run["seq"])}
+        series = wb.metric_series(run, CHART_BUCKETS)
         try:
             progress = wb.progress_line(run["id"]) if run["status"] in ACTIVE else None
         except NotFound:  # removed this instant: the next refresh says so

@@ -160,19 +160,18 @@ class RunsScreen(RunActions, BaseScreen):
         wb = self.workbench  # reconciling is the app's own timer's job: a page never waits for it
         filters = dict(status=query.status, project=query.project, text=query.text or None)
         if query.offset < 0:  # "the last page": needs the count first
-            total = wb.store.count_matching(**filters)
+            total = wb.count_runs_matching(**filters)
             query = replace(query, offset=max(0, (total - 1) // PAGE * PAGE))
-        runs = wb.store.list_runs(limit=PAGE, offset=query.offset, sort=query.sort, descending=query.descending,
-                                  **filters)
+        runs = wb.run_page(limit=PAGE, offset=query.offset, sort=query.sort, descending=query.descending, **filters)
         if not runs and query.offset > 0:  # runs were removed under us: show the last page there is
-            total = wb.store.count_matching(**filters)
+            total = wb.count_runs_matching(**filters)
             query = replace(query, offset=max(0, (total - 1) // PAGE * PAGE))
-            runs = wb.store.list_runs(limit=PAGE, offset=query.offset, sort=query.sort,
-                                      descending=query.descending, **filters)
-        projects = wb.store.project_names() if not self.projects else self.projects
+            runs = wb.run_page(limit=PAGE, offset=query.offset, sort=query.sort, descending=query.descending,
+                               **filters)
+        projects = wb.project_names() if not self.projects else self.projects
         # The page paints first; the count (a full scan under a text filter) follows.
         self.post_message(PageLoaded(request, query, runs, projects))
-        self.post_message(CountLoaded(request, wb.store.count_matching(**filters)))
+        self.post_message(CountLoaded(request, wb.count_runs_matching(**filters)))
 
     def on_page_loaded(self, message: PageLoaded) -> None:
         if message.request != self._request:

@@ -1,25 +1,22 @@
 """`[watch]` put to work: a change to the project's watched files re-runs its experiment; a change while a
 watch-triggered run is going restarts it (on_busy = "restart") or queues one run behind it ("queue").
-Each trigger and each run's verdict is reported as one line. Service-level (used by services.py only)."""
+Each trigger and each run's verdict is reported as one line."""
 
 from __future__ import annotations
 
 import threading
-import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from workbench.errors import WorkbenchError
-from workbench.projects.spec import ProjectSpec
+from workbench.projects.spec import ProjectSpec, load_spec
 from workbench.projects.watcher import FolderWatcher
-
-if TYPE_CHECKING:
-    from workbench.services import Workbench
+from workbench.services.context import Services
 
 POLL_RUNS = 0.3
 
 
 class WatchSession:
-    def __init__(self, wb: "Workbench", spec: ProjectSpec, say: Callable[[str], None], *, polling: bool = False,
+    def __init__(self, wb: Services, spec: ProjectSpec, say: Callable[[str], None], *, polling: bool = False,
                  debounce: float | None = None) -> None:
         assert spec.watch is not None
         self.wb, self.spec, self.rule, self.say = wb, spec, spec.watch, say
@@ -127,3 +124,12 @@ class WatchSession:
         summary = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in list(run.get("summary", {}).items())[:4])
         return text + (f" — {summary}" if summary else "")
+
+
+def watch(wb: Services, path: str, say: Callable[[str], None], *, polling: bool = False,
+          debounce: float | None = None) -> WatchSession:
+    """Starts watching a project per its [watch] table; `say` gets a line per trigger and verdict."""
+    spec = load_spec(path)
+    if spec.watch is None:
+        raise WorkbenchError(f"{spec.spec_path}: no [watch] table", hint="add [watch] with run = \"EXPERIMENT\"")
+    return WatchSession(wb, spec, say, polling=polling, debounce=debounce).start()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from workbench.errors import EngineUnavailable
-
-if TYPE_CHECKING:
-    from workbench.services import Workbench
+from workbench.services.context import Services, recorded_image_ids
 
 MIN_FREE_BYTES = 5 << 30
 IMAGES_WARN_BYTES = 50 << 30  # Workbench's own images above this: `workbench gc` is worth running
@@ -21,7 +19,7 @@ def _check(name: str, ok: bool | None, detail: str, fix: str | None = None) -> d
             "fix": None if ok else fix}
 
 
-def run_checks(wb: "Workbench") -> list[dict[str, Any]]:
+def run_checks(wb: Services) -> list[dict[str, Any]]:
     checks = []
     data = wb.dirs.data
     try:
@@ -42,7 +40,7 @@ def run_checks(wb: "Workbench") -> list[dict[str, Any]]:
 
     engine_ok = False
     try:
-        client = wb.docker_client()
+        client = wb.executors.docker_client()
         version = client.version()
         engine_ok = True
         checks.append(_check("docker engine", True,
@@ -69,7 +67,7 @@ def run_checks(wb: "Workbench") -> list[dict[str, Any]]:
     return checks
 
 
-def _images_check(wb: "Workbench", client: Any) -> dict[str, Any]:
+def _images_check(wb: Services, client: Any) -> dict[str, Any]:
     """What the images Workbench built for this data dir take on disk; never a failure (no engine: said so)."""
     from workbench.execution import images
     from workbench.failures import is_engine_failure
@@ -79,8 +77,7 @@ def _images_check(wb: "Workbench", client: Any) -> dict[str, Any]:
         return _check(name, None, "not measured: no Docker engine answers",
                       "start the Docker engine; `workbench doctor` then says what Workbench's images take")
     try:
-        recorded = {r[0] for r in wb.store.query("SELECT DISTINCT image_id FROM runs WHERE image_id IS NOT NULL")}
-        count, total, own = images.disk_usage(client, wb.store.instance, recorded)
+        count, total, own = images.disk_usage(client, wb.store.instance, recorded_image_ids(wb.store))
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         why = "the Docker engine stopped answering" if is_engine_failure(exc) else "the engine refused"
         return _check(name, None, f"not measured: {why} ({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]})",

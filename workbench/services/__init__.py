@@ -1,0 +1,214 @@
+"""The facade both front ends use: launch, wait/follow, cancel, rerun, remove, gc, reconcile, doctor, and the
+reads the TUI's screens make. Each method hands its work to the module of its use case (launch.py, runs.py,
+reconcile.py, ...); the modules see the facade only through `context.Services`.
+
+Blocking by design (Docker, SQLite, files): the CLI calls it directly, the TUI from worker threads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from workbench.dirs import Dirs, resolve_dirs
+from workbench.execution.base import Executor
+from workbench.execution.ingest import RunIngestor
+from workbench.machines.gpus import GpuProbe, nvml_inventory
+from workbench.projects.spec import Experiment, ProjectSpec
+from workbench.services import gc as gc_
+from workbench.services import images, launch as launch_, machines, projects as projects_, reconcile as reconcile_
+from workbench.services import runs
+from workbench.services.context import Progress
+from workbench.services.executors import LOCAL, Executors
+from workbench.services.git_state import GIT_DIFF_LIMIT, UNTRACKED_LISTED, git_state as _git_state
+from workbench.services.launch import LAUNCH_LEASE_RENEW, LAUNCH_LEASE_TTL
+from workbench.services.machines import HISTORY_WINDOW
+from workbench.services.runs import ENGINE_RETRY_MAX
+from workbench.store import Store, open_store
+
+if TYPE_CHECKING:
+    from workbench.machines.hostkeys import HostKeyStore
+    from workbench.machines.local import LocalSample
+    from workbench.machines.ssh import SSHTarget
+    from workbench.machines.telemetry import Fleet
+    from workbench.services.watch import WatchSession
+
+__all__ = ["Workbench", "Progress", "LAUNCH_LEASE_TTL", "LAUNCH_LEASE_RENEW", "ENGINE_RETRY_MAX", "HISTORY_WINDOW",
+           "GIT_DIFF_LIMIT", "UNTRACKED_LISTED", "_git_state"]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class Workbench:
+    def __init__(self, dirs: Dirs | None = None, *, gpu_probe: GpuProbe = nvml_inventory,
+                 progress: Progress = _quiet) -> None:
+        self.dirs = (dirs or resolve_dirs()).ensure()
+        self.gpu_probe = gpu_probe
+        self.progress = progress
+        self._store: Store | None = None
+        self.executors = Executors(self.dirs, lambda: self.store)
+        self._reconciler = reconcile_.Reconciler(self)
+
+    # plumbing -------------------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.dirs.db_path)
+            self._store.ensure_machine(LOCAL, "local")
+        return self._store
+
+    def docker_client(self) -> Any:
+        return self.executors.docker_client()
+
+    def executor(self, name: str) -> Executor:
+        """The local executor of kind `name` (docker or process); runs use `executors.for_run(run)`."""
+        return self.executors.get(LOCAL, name)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+        self.executors.close()
+
+    # projects -------------------------------------------------------------------------------------
+    def add_project(self, path: str) -> ProjectSpec:
+        return projects_.add_project(self.store, path)
+
+    def remove_project(self, name_or_path: str) -> None:
+        projects_.remove_project(self.store, name_or_path)
+
+    def projects(self) -> list[dict[str, Any]]:
+        """Registered projects with their experiments (each spec loaded; `error` when it does not load)."""
+        return projects_.projects(self.store)
+
+    def project_list(self) -> list[dict[str, Any]]:
+        """Registered projects as recorded (name, path): no spec is read."""
+        return self.store.projects()
+
+    def project_names(self) -> list[str]:
+        return self.store.project_names()
+
+    # machines -------------------------------------------------------------------------------------
+    def hostkeys(self) -> "HostKeyStore":
+        return machines.hostkeys(self)
+
+    def machine_target(self, name: str) -> "SSHTarget":
+        return machines.machine_target(self, name)
+
+    def add_machine(self, name: str, ssh: str | None = None, identity: str | None = None,
+                    hourly_cost: float | None = None, jump: str | None = None) -> dict[str, Any]:
+        return machines.add_machine(self, name, ssh, identity, hourly_cost, jump)
+
+    def remove_machine(self, name: str) -> None:
+        machines.remove_machine(self, name)
+
+    def list_machines(self) -> list[dict[str, Any]]:
+        return machines.list_machines(self)
+
+    def trust_machine(self, name: str, fingerprint: str | None = None,
+                      confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
+        return machines.trust_machine(self, name, fingerprint, confirm)
+
+    def fleet(self, interval_ms: int = 1000) -> "Fleet | None":
+        return machines.fleet(self, interval_ms)
+
+    def machine_stats(self, name: str) -> dict[str, Any]:
+        return machines.machine_stats(self, name)
+
+    def local_machine(self) -> "LocalSample":
+        return machines.local_machine(self)
+
+    def downsample_telemetry(self) -> int:
+        """Folds old telemetry samples into coarser ones (the TUI asks every minute)."""
+        return self.store.downsample_telemetry()
+
+    # launching ------------------------------------------------------------------------------------
+    def choose_executor(self, requested: str | None) -> str:
+        return launch_.choose_executor(self, requested)
+
+    def launch(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
+               machine: str = "local", executor: str | None = None) -> dict[str, Any]:
+        return launch_.launch(self, path, experiment, overrides, machine=machine, executor=executor)
+
+    def rerun(self, ref: str, executor: str | None = None) -> dict[str, Any]:
+        return launch_.rerun(self, ref, executor)
+
+    def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str,
+                   run_id: str | None = None) -> str:
+        return images.image_for(self, spec, exp, snapshot_dir, snapshot_hash, run_id)
+
+    # watching -------------------------------------------------------------------------------------
+    def watch(self, path: str, say: Callable[[str], None], *, polling: bool = False,
+              debounce: float | None = None) -> "WatchSession":
+        from workbench.services import watch  # the folder watcher is imported only when a project is watched
+        return watch.watch(self, path, say, polling=polling, debounce=debounce)
+
+    # following and reading runs -------------------------------------------------------------------
+    def ingestor(self, run: dict[str, Any]) -> RunIngestor:
+        return reconcile_.ingestor(self, run)
+
+    def wait(self, ref: str, sink: Callable[[bytes], None] | None = None,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        return runs.wait(self, ref, sink, progress)
+
+    def follow_in_background(self, run_id: str) -> None:
+        runs.follow_in_background(self, run_id)
+
+    def logs(self, ref: str, follow: bool = False, poll: float = 0.2,
+             on_progress: Callable[[str], None] | None = None) -> Iterator[bytes]:
+        return runs.logs(self, ref, follow, poll, on_progress)
+
+    def progress_line(self, ref: str) -> str | None:
+        return runs.progress_line(self, ref)
+
+    def refresh_run(self, ref: str) -> None:
+        runs.refresh_run(self, ref)
+
+    def show_record(self, ref: str) -> dict[str, Any]:
+        return runs.show_record(self, ref)
+
+    def show(self, ref: str) -> dict[str, Any]:
+        return runs.show(self, ref)
+
+    def is_followed(self, run_id: str) -> bool:
+        return runs.is_followed(self, run_id)
+
+    def metric_series(self, run: dict[str, Any], buckets: int) -> dict[str, dict[str, Any]]:
+        return runs.metric_series(self, run, buckets)
+
+    def run_page(self, *, limit: int | None = 100, offset: int = 0, sort: str = "created", descending: bool = True,
+                 status: str | None = None, project: str | None = None, text: str | None = None
+                 ) -> list[dict[str, Any]]:
+        """A page of runs, filtered and ordered in SQL (see Store.list_runs)."""
+        return self.store.list_runs(limit=limit, offset=offset, sort=sort, descending=descending, status=status,
+                                    project=project, text=text)
+
+    def count_runs_matching(self, *, status: str | None = None, project: str | None = None,
+                            text: str | None = None) -> int:
+        return self.store.count_matching(status=status, project=project, text=text)
+
+    def dashboard(self) -> dict[str, Any]:
+        return runs.dashboard(self)
+
+    # control --------------------------------------------------------------------------------------
+    def cancel(self, ref: str) -> dict[str, Any]:
+        return runs.cancel(self, ref)
+
+    def remove(self, ref: str, force: bool = False) -> str:
+        return runs.remove(self, ref, force)
+
+    def gc(self) -> dict[str, Any]:
+        return gc_.gc(self)
+
+    # reconciliation -------------------------------------------------------------------------------
+    def reconcile_if_stale(self, max_age: float = 2.0) -> None:
+        self._reconciler.if_stale(max_age)
+
+    def reconcile(self) -> list[dict[str, Any]]:
+        return self._reconciler.reconcile()
+
+    # health ---------------------------------------------------------------------------------------
+    def doctor(self) -> list[dict[str, Any]]:
+        from workbench.services.doctor import run_checks
+        return run_checks(self)

@@ -1,0 +1,50 @@
+"""What the use-case modules need from the facade: its plumbing (dirs, store, executors, progress) and the few
+facade methods one use case calls from another. The modules depend on this protocol, never on the facade's
+class, so none of them imports `workbench.services` (or one another in a circle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from workbench.dirs import Dirs
+from workbench.machines.gpus import GpuProbe
+from workbench.projects.spec import Experiment, ProjectSpec
+from workbench.services.executors import Executors
+from workbench.store import Store
+
+Progress = Callable[[str], None]
+
+
+class Services(Protocol):
+    dirs: Dirs
+    gpu_probe: GpuProbe
+    progress: Progress
+    executors: Executors
+
+    @property
+    def store(self) -> Store: ...
+    def follow_in_background(self, run_id: str) -> None: ...
+    def launch(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
+               machine: str = "local", executor: str | None = None) -> dict[str, Any]: ...
+    def cancel(self, ref: str) -> dict[str, Any]: ...
+    def local_machine(self) -> Any: ...
+    # launch.py calls it through the facade, so a test can stand in for the image step of one Workbench
+    def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str,
+                   run_id: str | None = None) -> str: ...
+
+
+def warn(wb: Services, run_id: str, message: str) -> None:
+    """Said to the user now and kept with the run."""
+    wb.progress(f"warning: {message}")
+    wb.store.add_event(run_id, "warning", message)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def recorded_image_ids(store: Store) -> set[str]:
+    """Every image id a run of this data dir recorded."""
+    return {r[0] for r in store.query("SELECT DISTINCT image_id FROM runs WHERE image_id IS NOT NULL")}

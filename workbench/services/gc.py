@@ -1,0 +1,93 @@
+"""`workbench gc`: snapshots no run references, run dirs no run owns, containers of ours no active run owns,
+and the images Workbench built that no run needs any more."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from workbench.errors import EngineUnavailable
+from workbench.failures import is_engine_failure
+from workbench.projects.snapshot import remove_unreferenced, snapshot_lock
+from workbench.services.context import Services, first_line, recorded_image_ids
+from workbench.services.reconcile import remove_orphan_containers
+
+
+def gc(wb: Services) -> dict[str, Any]:
+    """Reclaims snapshots no run references, run dirs no run record owns, containers of ours that no
+    active run owns (left by an interrupted launch), and the images built for Dockerfile experiments that
+    no run needs any more (see `remove_unneeded_images`). Without an engine, containers and images are
+    left as they are, with a note in `notes`; the files are reclaimed all the same."""
+    wb.store.downsample_telemetry()
+    with snapshot_lock(wb.dirs.snapshots, exclusive=True):  # no launch is between snapshot and record
+        keep = wb.store.referenced_snapshots()
+        snapshots, freed = remove_unreferenced(wb.dirs.snapshots, keep)
+    known = wb.store.all_run_ids()
+    orphans = 0
+    for entry in wb.dirs.runs.iterdir() if wb.dirs.runs.is_dir() else []:
+        if entry.is_dir() and entry.name not in known:
+            freed += sum(f.lstat().st_size for f in entry.rglob("*") if f.is_file() and not f.is_symlink())
+            shutil.rmtree(entry, ignore_errors=True)
+            orphans += 1
+    containers = images_removed = 0
+    notes: list[str] = []
+    try:
+        containers = remove_orphan_containers(wb)
+        images_removed, image_bytes = remove_unneeded_images(wb)
+        freed += image_bytes
+    except Exception as exc:  # noqa: BLE001 - no engine (or one that stopped answering) never fails gc
+        if not (isinstance(exc, EngineUnavailable) or is_engine_failure(exc)):
+            raise
+        why = (exc.message if isinstance(exc, EngineUnavailable)
+               else f"the Docker engine stopped answering ({first_line(exc)})")
+        notes.append(f"{why}: containers and images were left as they are (and not measured)")
+    images_left = image_disk = None
+    if not notes:  # what Workbench's images still take, once cleaned (None: the engine did not answer)
+        from workbench.execution import images
+        try:
+            images_left, image_disk, _ = images.disk_usage(wb.executors.docker_client(), wb.store.instance,
+                                                           recorded_image_ids(wb.store))
+        except Exception as exc:  # noqa: BLE001 - as above
+            if not (isinstance(exc, EngineUnavailable) or is_engine_failure(exc)):
+                raise
+            notes.append(f"the Docker engine stopped answering ({first_line(exc)}): images not measured")
+    return {"snapshots_removed": snapshots, "run_dirs_removed": orphans, "containers_removed": containers,
+            "images_removed": images_removed, "bytes_freed": freed, "notes": notes,
+            "images_left": images_left, "image_disk_bytes": image_disk}
+
+
+def remove_unneeded_images(wb: Services) -> tuple[int, int]:
+    """(images removed, bytes freed). Candidates are the images Workbench built for this data dir (tagged
+    workbench/<project>:<snapshot hash> and labelled with its instance, or recorded by one of its runs);
+    an image another data dir, the user or anything else built is never touched. Kept: the image of every
+    active run, of every run an active run reruns, of one still being built (its tag names the snapshot of
+    an active run), and of the newest run of each project/experiment that got one, so the latest build stays
+    ready. Older runs' images go: `runs rerun` of such a run rebuilds its image from the run's snapshot
+    (which gc keeps while any run references it). No deployments are recorded in this version; when the
+    registry records them, their images join the kept set. An image a container uses stays."""
+    from workbench.execution import images
+
+    client = wb.executors.docker_client()
+    recorded = recorded_image_ids(wb.store)
+    # Listed before the runs are read: a launch records its snapshot before it builds, and its image id
+    # before it starts, so an image listed here that a launch needs is seen as needed below.
+    candidates = images.built_images(client, wb.store.instance, recorded)
+    if not candidates:
+        return 0, 0
+    keep: set[str] = set()
+    building: set[str] = set()
+    newest: dict[tuple[str, str], str] = {}
+    active = wb.store.active_runs()
+    reruns_of = {run["rerun_of"] for run in active if run.get("rerun_of")}
+    for run in active:
+        keep.add(run.get("image_id") or "")
+        building.add((run.get("snapshot") or "")[:16])
+    for run_id, project, experiment, image_id in wb.store.query(
+            "SELECT id, project, experiment, image_id FROM runs WHERE image_id IS NOT NULL ORDER BY seq"):
+        newest[(project, experiment)] = image_id
+        if run_id in reruns_of:
+            keep.add(image_id)
+    keep.update(newest.values())
+    doomed = {image_id: tags for image_id, tags in candidates.items()
+              if image_id not in keep and not any(tag.rsplit(":", 1)[1] in building for tag in tags)}
+    return images.remove_images(client, doomed)

@@ -1,0 +1,204 @@
+"""Launching: a run recorded, snapshotted, given its image and started on its executor; and a rerun, which
+starts the same run again from what the history kept (snapshot, image id, params, experiment)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import EngineUnavailable, WorkbenchError
+from workbench.execution.base import Launch
+from workbench.execution.ingest import lease_name, new_owner
+from workbench.execution.lease_keeper import LeaseKeeper
+from workbench.machines.gpus import GpuInventory
+from workbench.projects.snapshot import left_out_summary, snapshot_lock, take_snapshot
+from workbench.projects.spec import (
+    Experiment, ProjectSpec, format_param, load_spec, parse_overrides, substitute,
+)
+from workbench.redaction import redact_env
+from workbench.services.context import Services, warn
+from workbench.services.git_state import git_state
+from workbench.services.records import experiment_from_record, spec_record, unredacted_env
+
+LAUNCH_LEASE_TTL = 20.0  # a launcher renews its hold on a run while it builds or pulls; a dead one lets go
+LAUNCH_LEASE_RENEW = 2.0
+
+
+def choose_executor(wb: Services, requested: str | None) -> str:
+    if requested:
+        if requested == "docker":
+            wb.executors.docker_client()  # a clear error now if there is no engine
+        return requested
+    try:
+        wb.executors.docker_client()
+        return "docker"
+    except EngineUnavailable as exc:
+        wb.progress(f"{exc.message}: running with the process executor instead (--executor process)")
+        return "process"
+
+
+def launch(wb: Services, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
+           machine: str = "local", executor: str | None = None) -> dict[str, Any]:
+    machine = wb.executors.machine("local" if machine == "auto" else machine)
+    spec = load_spec(path)
+    exp = spec.experiment(experiment)
+    values = {**exp.params, **parse_overrides(exp, overrides or [], str(spec.spec_path))}
+    executor_name = choose_executor(wb, executor)
+    return start(wb, spec, exp, values, executor_name, machine=machine)
+
+
+def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], executor_name: str, *,
+          machine: str = "local", snapshot_hash: str | None = None, image_id: str | None = None,
+          rerun_of: str | None = None) -> dict[str, Any]:
+    run_id = secrets.token_hex(4)
+    while wb.store.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
+        run_id = secrets.token_hex(4)
+    argv = substitute(exp.command, {**values, "run_id": run_id})  # {output}: the executor puts it in
+    # Python block-buffers stdout that is not a terminal: without this, live logs stay empty and a
+    # cancelled run loses what it printed. The spec's env may still say otherwise.
+    env = {"PYTHONUNBUFFERED": "1", **exp.env,
+           **{f"WB_PARAM_{k.upper()}": format_param(v) for k, v in values.items()}, "WORKBENCH_RUN_ID": run_id}
+    gpus = pick_gpus(wb, exp.gpus) if exp.gpus else None
+    git = git_state(spec.root, spec.exclude) if snapshot_hash is None else {}
+    git_notes = git.pop("notes", [])  # (kind, message): events once the run is recorded
+    record = {
+        "id": run_id, "project": spec.name, "project_path": str(spec.root), "experiment": exp.name,
+        "status": "queued", "machine": machine, "executor": executor_name, "created_at": time.time(),
+        "params": values, "argv": argv, "env": redact_env(env), "rerun_of": rerun_of,
+        "spec": spec_record(exp), **git,
+    }
+    if gpus:
+        record.update(gpu_uuids=[g.uuid for g in gpus.gpus], gpu_model=gpus.gpus[0].name, driver=gpus.driver)
+    # The launcher owns the run (from before it is recorded) until it is started, renewing its lease while
+    # it builds or pulls: the reconciler leaves a slow launch alone, and adopts the container of a
+    # launcher that died.
+    launcher = new_owner()
+    wb.store.acquire_lease(lease_name(run_id), launcher, LAUNCH_LEASE_TTL)
+    seq = wb.store.insert_run(record)
+    for kind, note in git_notes:
+        if kind == "warning":
+            warn(wb, run_id, note)
+        else:
+            wb.store.add_event(run_id, kind, note)
+    keeper = LeaseKeeper(wb.store, lease_name(run_id), launcher, LAUNCH_LEASE_TTL, LAUNCH_LEASE_RENEW)
+    try:
+        with snapshot_lock(wb.dirs.snapshots, exclusive=False):  # gc cannot remove it before it is recorded
+            if snapshot_hash is None:
+                snapshot = take_snapshot(spec.root, spec.exclude, wb.dirs.snapshots)
+                snapshot_hash, snapshot_dir = snapshot.hash, snapshot.path
+                wb.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
+                if snapshot.left_out:
+                    warn(wb, run_id, "snapshot " + left_out_summary(snapshot.left_out))
+            else:
+                snapshot_dir = wb.dirs.snapshots / snapshot_hash
+                if not snapshot_dir.is_dir():
+                    raise WorkbenchError(f"snapshot {snapshot_hash[:12]} of run {rerun_of} is gone (removed by gc?)")
+            wb.store.update_run(run_id, snapshot=snapshot_hash)
+        run_exec = wb.executors.get(machine, executor_name)
+        image = None
+        if executor_name == "docker":
+            image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id)
+            wb.store.update_run(run_id, image=exp.image or exp.dockerfile, image_id=image)
+        elif exp.dockerfile or exp.image:
+            wb.progress(f"process executor: running {argv[0]!r} on this machine, not in "
+                          f"{exp.image or exp.dockerfile}")
+        check_mounts(exp)
+        writable = [m.source for m in exp.mounts if not m.read_only]
+        if _runs_as_root(exp.user) and writable and executor_name == "docker":
+            warn(wb, run_id, f"the container runs as root with writable host mounts ({', '.join(writable)}): "
+                               "it can change or replace anything in them")
+        run_dir = wb.dirs.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        launch = Launch(
+            run_id=run_id, project=spec.name, argv=argv, env=env, snapshot_dir=snapshot_dir,
+            run_dir=run_dir, image=image, gpu_ids=[g.uuid for g in gpus.gpus] if gpus else [],
+            mounts=[(m.source, m.target, m.read_only) for m in exp.mounts], shm_size=exp.shm_size,
+            memory=exp.memory, user=None if exp.user == "root" else (exp.user or f"{os.getuid()}:{os.getgid()}"),
+        )
+        handle = run_exec.submit(launch)
+    except BaseException as exc:
+        keeper.stop()
+        reason = exc.message if isinstance(exc, WorkbenchError) else f"launch interrupted: {exc!r}"
+        wb.store.finish_run(run_id, "failed", exit_code=None, reason=reason)
+        wb.store.release_lease(lease_name(run_id), launcher)
+        raise
+    keeper.stop()
+    if not wb.store.mark_running(run_id, handle, time.time()):
+        run_exec.cancel(handle)  # cancelled while it was being prepared: do not leave it running
+        run_exec.cleanup(handle)
+        wb.store.finish_run(run_id, "cancelled", exit_code=None, reason="cancelled before it started")
+    else:
+        wb.store.add_event(run_id, "started", f"{executor_name}: {' '.join(argv)[:200]}")
+    wb.store.release_lease(lease_name(run_id), launcher)
+    return wb.store.get_run(run_id) | {"seq": seq}
+
+
+def check_mounts(exp: Experiment) -> None:
+    """Again at launch (a rerun, or a folder that became a link since the spec was read)."""
+    from workbench.projects.sensitive import sensitive_mount_reason
+
+    for mount in exp.mounts:
+        reason = None if exp.allow_sensitive_mounts else sensitive_mount_reason(mount.source)
+        if reason:
+            raise WorkbenchError(f"mount {mount.text} would give the container {reason}; refused",
+                                 hint="set allow_sensitive_mounts = true in the experiment if you mean it")
+
+
+def pick_gpus(wb: Services, count: int) -> GpuInventory:
+    inventory = wb.gpu_probe()
+    taken = set()
+    for run in wb.store.active_runs():
+        taken.update(run.get("gpu_uuids") or [])
+    free = [g for g in inventory.gpus if not g.busy and g.uuid not in taken]
+    if len(free) < count:
+        detail = inventory.error or f"{len(inventory.gpus)} GPU(s), {len(free)} free"
+        raise WorkbenchError(f"the experiment needs {count} GPU(s) but machine local has {len(free)} free "
+                             f"({detail})", hint="set gpus = 0, free a GPU, or try again later")
+    return GpuInventory(free[:count], driver=inventory.driver)
+
+
+def rerun(wb: Services, ref: str, executor: str | None = None) -> dict[str, Any]:
+    """An identical run: the stored snapshot, image id, params and experiment, not the folder as it is now."""
+    import shlex
+
+    from workbench.execution.images import local_image_id
+
+    old = wb.store.get_run(ref)
+    again = f"`workbench run {shlex.quote(old['project_path'])}`"
+    if not old.get("snapshot"):
+        raise WorkbenchError(f"run {old['id']} never got a snapshot (its launch failed); nothing to rerun",
+                             hint=f"run the project again: {again}")
+    spec = ProjectSpec(name=old["project"], root=Path(old["project_path"]), exclude=[], experiments={})
+    exp = experiment_from_record(old["spec"])
+    executor_name = choose_executor(wb, executor or old["executor"])
+    image_id = old.get("image_id") if executor_name == "docker" else None
+    if executor_name == "docker" and not image_id:
+        if exp.dockerfile and (old.get("status_reason") or "").startswith(f"building {exp.dockerfile} failed"):
+            # Its snapshot holds the Dockerfile that failed: building it again fails again.
+            raise WorkbenchError(f"run {old['id']} never got an image: building its {exp.dockerfile} failed "
+                                 f"(`workbench runs logs {old['id']}` shows the build) and a rerun reuses its "
+                                 "snapshot, that Dockerfile included",
+                                 hint=f"fix the {exp.dockerfile} and run the project again: {again}")
+        if not (exp.dockerfile or exp.image):
+            raise WorkbenchError(f"run {old['id']} names no image or Dockerfile to run in",
+                                 hint="rerun it with --executor process")
+        # It never resolved one (a pull that failed, a launch interrupted, a process run): resolved now, the
+        # Dockerfile built from the stored snapshot.
+    elif executor_name == "docker" and exp.dockerfile and \
+            local_image_id(wb.executors.docker_client(), image_id) is None:
+        wb.progress(f"image {image_id.removeprefix('sha256:')[:12]} of run {old['id']} is no longer on the "
+                    "engine (removed by `workbench gc`?); rebuilding it from the run's snapshot")
+        image_id = None
+    exp.env = unredacted_env(exp, Path(old["project_path"]))
+    return start(wb, spec, exp, old["params"], executor_name, machine=old.get("machine") or "local",
+                 snapshot_hash=old["snapshot"], image_id=image_id, rerun_of=old["id"])
+
+
+def _runs_as_root(user: str | None) -> bool:
+    """uid 0 however it is spelled, or this user's own uid:gid when that is root's."""
+    if user is None:
+        return os.getuid() == 0
+    return user.split(":")[0] in ("root", "0")

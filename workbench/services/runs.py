@@ -1,0 +1,220 @@
+"""Runs once launched: followed to their end (here or by a detached follower), their logs and the line they
+are redrawing, cancelled, removed, and read for the CLI and the TUI's screens."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Iterator
+
+from workbench.errors import EngineUnavailable, WorkbenchError
+from workbench.execution.ingest import PROGRESS_FILE, lease_name
+from workbench.failures import is_engine_failure
+from workbench.services.context import Services, first_line
+from workbench.services.launch import LAUNCH_LEASE_TTL
+from workbench.services.reconcile import adopt, ingestor, lease_held
+from workbench.store.ingest import LeaseLost
+
+ENGINE_RETRY_MAX = 5.0
+
+
+def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
+         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Follows a run to its end, ingesting live (taking over from a background follower if needed);
+    keeps following through an engine restart."""
+    run = wb.store.get_run(ref)
+    delay, engine_lost = 0.5, False
+    while run["status"] in ("queued", "running"):
+        try:
+            following = ingestor(wb, run)
+            if run.get("handle") and following.acquire():
+                try:
+                    following.follow(sink=sink, progress=progress)
+                except LeaseLost:
+                    pass  # another process took over; keep waiting for its verdict
+                finally:
+                    following.release()
+            else:
+                time.sleep(0.2)  # another process is ingesting it; wait for its verdict
+            if engine_lost:
+                wb.progress(f"the Docker engine answers again; following run {run['id']}")
+                delay, engine_lost = 0.5, False
+        except Exception as exc:  # noqa: BLE001 - only an engine that stopped answering is waited out
+            if not is_engine_failure(exc):
+                raise
+            if not engine_lost:
+                wb.progress(f"the Docker engine stopped answering ({first_line(exc)}); waiting for it to "
+                            "come back (Ctrl-C stops waiting; the run is left as it is)")
+            engine_lost = True
+            wb.executors.forget_engine()
+            time.sleep(delay)
+            delay = min(delay * 2, ENGINE_RETRY_MAX)
+        run = wb.store.get_run(run["id"])
+    return run
+
+
+def follow_in_background(wb: Services, run_id: str) -> None:
+    """A detached process that ingests the run until it ends, so history fills in without the CLI."""
+    subprocess.Popen(
+        [sys.executable, "-m", "workbench", "_follow", run_id], stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=open(wb.dirs.run_dir(run_id) / "follower.err", "ab"),
+        start_new_session=True, close_fds=True, env={**os.environ, "WORKBENCH_HOME": str(wb.dirs.data)}
+        if wb.dirs.data == wb.dirs.config else None,
+    )
+
+
+def logs(wb: Services, ref: str, follow: bool = False, poll: float = 0.2,
+         on_progress: Callable[[str], None] | None = None) -> Iterator[bytes]:
+    """Stored log lines; with `follow`, new lines as they are ingested, until the run ends, and the line
+    the run is redrawing (its progress bar) handed to `on_progress` whenever it changes ("" when gone)."""
+    run = wb.store.get_run(ref)
+    path = wb.dirs.run_dir(run["id"]) / "logs.txt"
+    position = 0
+    shown = ""
+    while True:
+        if follow and run["status"] in ("queued", "running"):
+            ingest_if_unowned(wb, run)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(position)
+                data = fh.read()
+        except FileNotFoundError:
+            data = b""
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            position += cut
+            yield data[:cut]
+        if not follow:
+            return
+        run = wb.store.get_run(run["id"])
+        if on_progress is not None:
+            line = progress_line(wb, run["id"]) or ""
+            if line != shown:
+                shown = line
+                on_progress(line)
+        if run["status"] not in ("queued", "running") and not cut:
+            return
+        if not cut:
+            time.sleep(poll)
+
+
+def progress_line(wb: Services, ref: str) -> str | None:
+    """The line a live run is redrawing right now (a tqdm bar: text after the last newline, as a terminal
+    shows it), kept by whoever follows the run; None when there is none. Never stored in the history."""
+    run = wb.store.get_run(ref)
+    if run["status"] not in ("queued", "running"):
+        return None
+    try:
+        text = (wb.dirs.run_dir(run["id"]) / PROGRESS_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return text or None
+
+
+def ingest_if_unowned(wb: Services, run: dict[str, Any]) -> None:
+    if not run.get("handle") or lease_held(wb.store, run["id"]):
+        return  # still being launched, or followed live by another process
+    following = ingestor(wb, run)
+    if following.acquire():
+        try:
+            following.catch_up()
+        except LeaseLost:
+            pass
+        finally:
+            following.release()
+
+
+def cancel(wb: Services, ref: str) -> dict[str, Any]:
+    """Stops a run; one that already ended is reported as it is (not an error: it is stopped). A run
+    still being launched is stopped by its launcher; one whose launcher died is adopted, then stopped."""
+    run = wb.store.get_run(ref)
+    if run["status"] not in ("queued", "running"):
+        return run
+    wb.store.update_run(run["id"], cancel_requested=1)
+    if not run.get("handle") and lease_held(wb.store, run["id"]):
+        # still building or pulling: recorded now; its launcher stops whatever it starts
+        wb.store.finish_run(run["id"], "cancelled", exit_code=None, reason="cancelled while it was launched")
+        return wb.store.get_run(run["id"])
+    stopped = False
+    deadline = time.monotonic() + LAUNCH_LEASE_TTL + 15
+    while run["status"] in ("queued", "running") and time.monotonic() < deadline:
+        if run.get("handle"):
+            if not stopped:
+                wb.executors.for_run(run).cancel(run["handle"])
+                stopped = True
+            ingest_if_unowned(wb, run)
+        elif not lease_held(wb.store, run["id"]):  # its launcher died
+            if adopt(wb, run) is None:
+                wb.store.finish_run(run["id"], "cancelled", exit_code=None, reason="cancelled before it started")
+            run = wb.store.get_run(run["id"])
+            continue  # adopted: stopped on the next pass
+        time.sleep(0.1)
+        run = wb.store.get_run(run["id"])
+    return run
+
+
+def remove(wb: Services, ref: str, force: bool = False) -> str:
+    run = wb.store.get_run(ref)
+    if run["status"] in ("queued", "running"):
+        if not force:
+            raise WorkbenchError(f"run {run['id']} is {run['status']}", hint="cancel it first, or use --force")
+        cancel(wb, run["id"])
+    if run.get("handle"):
+        try:
+            wb.executors.for_run(run).cleanup(run["handle"])
+        except EngineUnavailable:
+            pass
+    wb.store.delete_run(run["id"])
+    shutil.rmtree(wb.dirs.run_dir(run["id"]), ignore_errors=True)
+    return run["id"]
+
+
+def refresh_run(wb: Services, ref: str) -> None:
+    """Ingests what a live run has written, unless another process is already following it."""
+    run = wb.store.get_run(ref)
+    if run["status"] in ("queued", "running"):
+        try:
+            ingest_if_unowned(wb, run)
+        except EngineUnavailable:
+            pass
+
+
+def show_record(wb: Services, ref: str) -> dict[str, Any]:
+    """The run with its artifacts and events (no metric scan: cheap enough to poll every second)."""
+    run = wb.store.get_run(ref)
+    run["artifacts"] = wb.store.artifacts(run["seq"])
+    run["events"] = wb.store.events(run["id"])
+    run["checks"] = wb.store.checks(run["seq"])
+    return run
+
+
+def show(wb: Services, ref: str) -> dict[str, Any]:
+    """Everything recorded about a run; each metric summarised in SQL (never its whole history)."""
+    run = show_record(wb, ref)
+    run["metrics"] = {}
+    for name in wb.store.metric_names(run["seq"]):
+        stats = wb.store.metric_stats(run["seq"], name)
+        run["metrics"][name] = {k: stats[k] for k in ("points", "last", "min", "max")}
+    run["run_dir"] = str(wb.dirs.run_dir(run["id"]))
+    return run
+
+
+def dashboard(wb: Services) -> dict[str, Any]:
+    """What the Dashboard shows, in one round trip: live, queued and recent runs."""
+    active = wb.store.list_runs(limit=50, status="running")
+    queued = wb.store.list_runs(limit=50, status="queued")
+    recent = [r for r in wb.store.list_runs(limit=12) if r["status"] not in ("queued", "running")][:8]
+    return {"running": active, "queued": queued, "recent": recent, "total": wb.store.count_runs()}
+
+
+def is_followed(wb: Services, run_id: str) -> bool:
+    """Someone holds the run's ingestion lease now (a follower, or its launcher): the TUI then only reads it."""
+    return bool(wb.store.lease_holder(lease_name(run_id)))
+
+
+def metric_series(wb: Services, run: dict[str, Any], buckets: int) -> dict[str, dict[str, Any]]:
+    """Every metric of the run, each downsampled in SQLite to at most `buckets` points, for charts."""
+    return {name: wb.store.metric_series(run["seq"], name, buckets) for name in wb.store.metric_names(run["seq"])}
