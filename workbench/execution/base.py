@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import posixpath
 import stat
 import threading
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ class Launch:
     project: str
     argv: list[str]
     env: dict[str, str]                 # complete environment, including WORKBENCH_* and WB_PARAM_*
-    snapshot_dir: Path                  # the project snapshot (working dir, read-only)
-    run_dir: Path                       # runs/<id>/ on the machine where the run executes
+    snapshot_dir: str                   # the project snapshot (working dir, read-only), on the run's machine
+    run_dir: str                        # runs/<id>/ on the run's machine (the executor's host chose it)
     image: str | None = None            # docker: image reference or id
     gpu_ids: list[str] = field(default_factory=list)  # device ids (uuids) to pin
     mounts: list[tuple[str, str, bool]] = field(default_factory=list)  # (host, container, read_only)
@@ -57,14 +58,13 @@ class Chunk:
 
 class Executor(Protocol):
     name: str
+    host: Any                           # hosts.LocalHost or hosts.SshHost: where the run's files are
 
     def submit(self, launch: Launch) -> dict[str, Any]: ...
     def status(self, handle: dict[str, Any]) -> RunState: ...
     def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
         """Log records from `offset` as lines `<RFC3339 time> <out|err> <text>`; with `follow`, until the run ends."""
     def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk: ...
-    def fetch_artifacts(self, handle: dict[str, Any], dest: Path) -> Path:
-        """Makes the run's output dir available locally (a no-op where it already is); returns its path."""
     def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
         """The line the run is redrawing now, each time it changes (text after the last newline, as a
         terminal shows it; "" once it is complete), until the run ends or `stop` is set."""
@@ -73,9 +73,16 @@ class Executor(Protocol):
     def cleanup(self, handle: dict[str, Any]) -> None: ...
 
 
-def container_paths(run_dir: Path) -> dict[str, Path]:
-    out = run_dir / "out"
-    return {"out": out, "metrics": out / "metrics.jsonl"}
+METRICS_FILE = "metrics.jsonl"
+
+
+def out_dir(run_dir: str) -> str:
+    """The run's output dir on its machine (WORKBENCH_OUTPUT points there)."""
+    return posixpath.join(run_dir, "out")
+
+
+def metrics_path(run_dir: str) -> str:
+    return posixpath.join(run_dir, "out", METRICS_FILE)
 
 
 MAX_LINE = 64 << 20                     # a metric line up to this long is one line, read whole
@@ -91,7 +98,6 @@ def read_file_from(path: Path, offset: str, limit: int, eof: bool) -> Chunk:
     start (`rewritten_at`). A line longer than `limit` is read whole up to MAX_LINE; a longer one becomes
     SKIPPED_LINE, read through a block at a time (`:skip` marks an offset inside such a line). The file is
     never opened through a symbolic link and must be a regular file (`refused` says why not)."""
-    position, digest, skipping = _parse_offset(offset)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # NONBLOCK: a fifo must not hang us
     except FileNotFoundError:
@@ -104,24 +110,31 @@ def read_file_from(path: Path, offset: str, limit: int, eof: bool) -> Chunk:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return Chunk(b"", offset, eof, refused=f"{path.name} is not a regular file; not read")
-        rewritten = None
-        if info.st_size < position or digest and _tail_digest(fh, position) != digest:
-            rewritten, position, skipping = position, 0, False
-        fh.seek(position)
-        if skipping and not _pass_line(fh, limit):
-            return _chunk(fh, b"", eof, rewritten, skipping=not eof)
-        start = fh.tell()
-        data = fh.read(limit)
-        if eof and len(data) < limit:
-            return _chunk(fh, data, True, rewritten)  # the run has ended: a last line without newline is a line
-        cut = data.rfind(b"\n") + 1
-        if cut:
-            fh.seek(start + cut)
-            return _chunk(fh, data[:cut], False, rewritten)
-        if len(data) < limit:  # a line still being written
-            fh.seek(start)
-            return _chunk(fh, b"", False, rewritten)
-        return _long_line(fh, start, data, limit, eof, rewritten)
+        return read_open_file(fh, info.st_size, offset, limit, eof)
+
+
+def read_open_file(fh: BinaryIO, size: int, offset: str, limit: int, eof: bool) -> Chunk:
+    """`read_file_from` on a file already opened (and checked to be a regular file) of `size` bytes: a local
+    file, or one on an SSH host read over SFTP."""
+    position, digest, skipping = _parse_offset(offset)
+    rewritten = None
+    if size < position or digest and _tail_digest(fh, position) != digest:
+        rewritten, position, skipping = position, 0, False
+    fh.seek(position)
+    if skipping and not _pass_line(fh, limit):
+        return _chunk(fh, b"", eof, rewritten, skipping=not eof)
+    start = fh.tell()
+    data = fh.read(limit)
+    if eof and len(data) < limit:
+        return _chunk(fh, data, True, rewritten)  # the run has ended: a last line without newline is a line
+    cut = data.rfind(b"\n") + 1
+    if cut:
+        fh.seek(start + cut)
+        return _chunk(fh, data[:cut], False, rewritten)
+    if len(data) < limit:  # a line still being written
+        fh.seek(start)
+        return _chunk(fh, b"", False, rewritten)
+    return _long_line(fh, start, data, limit, eof, rewritten)
 
 
 def _long_line(fh: BinaryIO, start: int, first: bytes, limit: int, eof: bool, rewritten: int | None) -> Chunk:

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import queue
 import signal
-import struct
 import threading
 import time
+import posixpath
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import Chunk, Launch, RunState, container_paths, read_file_from, redrawn_tail
+from workbench.execution.base import METRICS_FILE, Chunk, Launch, RunState, metrics_path, redrawn_tail
 from workbench.execution.logformat import format_line, stamp_to_ns
+
+if TYPE_CHECKING:
+    from workbench.execution.hosts import Host
 
 SNAPSHOT_TARGET = "/wb/src"
 OUTPUT_TARGET = "/wb/out"
@@ -30,25 +33,27 @@ def _short(exc: Exception) -> str:
 class DockerExecutor:
     name = "docker"
 
-    def __init__(self, client: Any, instance: str) -> None:
+    def __init__(self, client: Any, instance: str, host: "Host | None" = None) -> None:
+        from workbench.execution.hosts import LocalHost
+
         self.client = client
         self.instance = instance
+        self.host = host or LocalHost(None)  # where the engine is, and so the run's files: its bind mounts are paths there
 
     # submit ---------------------------------------------------------------------------------------
     def submit(self, launch: Launch) -> dict[str, Any]:
         import docker.errors
         from docker.types import DeviceRequest, Mount
 
-        paths = container_paths(launch.run_dir)
-        paths["out"].mkdir(parents=True, exist_ok=True)
-        env = {**launch.env, "WORKBENCH_OUTPUT": OUTPUT_TARGET,
-               "WORKBENCH_METRICS": f"{OUTPUT_TARGET}/{paths['metrics'].name}"}
+        out = posixpath.join(launch.run_dir, "out")
+        self.host.make_dirs(out)
+        env = {**launch.env, "WORKBENCH_OUTPUT": OUTPUT_TARGET, "WORKBENCH_METRICS": f"{OUTPUT_TARGET}/{METRICS_FILE}"}
         mounts = [
             Mount(SNAPSHOT_TARGET, str(launch.snapshot_dir), type="bind", read_only=True),
-            Mount(OUTPUT_TARGET, str(paths["out"]), type="bind"),
+            Mount(OUTPUT_TARGET, out, type="bind"),
         ]
         for source, target, read_only in launch.mounts:
-            if not Path(source).exists():
+            if not self.host.remote and not Path(source).exists():
                 raise WorkbenchError(f"mount source {source} does not exist on this machine",
                                      hint="create it or fix `mounts` in workbench.toml")
             mounts.append(Mount(target, source, type="bind", read_only=read_only))
@@ -83,13 +88,17 @@ class DockerExecutor:
                                          hint="check that dockerd is healthy, then run it again") from None
                 raise
             message = _short(exc)
+            where = "this machine" if not self.host.remote else self.host.name
             if "could not select device driver" in message:
                 raise WorkbenchError(
-                    "the Docker engine has no GPU runtime (could not select device driver \"\" with capabilities: "
-                    "[[gpu]])", hint="install the NVIDIA Container Toolkit on this machine, or set gpus = 0",
+                    f"the Docker engine on {where} has no GPU runtime (could not select device driver \"\" with "
+                    "capabilities: [[gpu]])", hint=f"install the NVIDIA Container Toolkit on {where}, or set gpus = 0",
                 ) from None
-            raise WorkbenchError(f"Docker could not start the container: {message}") from None
-        return {"container": container, "run_dir": str(launch.run_dir)}
+            if "bind source path does not exist" in message:
+                raise WorkbenchError(f"a mount source does not exist on {where}: {message}",
+                                     hint="create it there or fix `mounts` in workbench.toml")
+            raise WorkbenchError(f"Docker on {where} could not start the container: {message}") from None
+        return {"container": container, "run_dir": str(launch.run_dir), "machine": self.host.name}
 
     # state ----------------------------------------------------------------------------------------
     def _inspect(self, handle: dict[str, Any]) -> dict[str, Any] | None:
@@ -122,43 +131,58 @@ class DockerExecutor:
     # logs ---------------------------------------------------------------------------------------
     def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
         """Offsets are per stream, `<out ns>:<count>,<err ns>:<count>`: the last timestamp consumed and
-        how many records carried it. Timestamps rise within a stream but stdout and stderr are stamped
-        separately, so the request starts a second before the latest one seen (Docker's `since` is
-        inclusive) and each stream skips what it already consumed."""
+        how many records carried it. stdout and stderr are read as two streams of docker-py's public
+        `logs()` (its stream drops the stream id of each frame), each from a second before the latest
+        record it consumed (Docker's `since` is inclusive, and docker-py sends it as float seconds); each
+        skips what it already consumed. Timestamps rise within a stream; a batch is ordered by them."""
         import docker.errors
 
         position = _parse_log_offset(offset)
         skip = dict(position)  # (ns, records at ns) consumed before this read, per stream
-        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": int(follow)}
-        latest = max(ns for ns, _ in position.values())
-        if latest:
-            since = max(0, latest - SINCE_MARGIN_NS)
-            params["since"] = f"{since // 1_000_000_000}.{since % 1_000_000_000:09d}"
         api = self.client.api
+        streams: dict[str, Any] = {}
         try:
-            response = api._get(api._url("/containers/{0}/logs", handle["container"]), params=params, stream=True)
-            api._raise_for_status(response)
+            for name in ("out", "err"):
+                since = max(0, position[name][0] - SINCE_MARGIN_NS)
+                streams[name] = api.logs(handle["container"], stdout=name == "out", stderr=name == "err",
+                                         timestamps=True, stream=True, follow=follow,
+                                         since=since / 1e9 if since else None)
         except docker.errors.NotFound:
+            _close_streams(streams)
             return
         except docker.errors.APIError as exc:
+            _close_streams(streams)
             raise WorkbenchError(f"cannot read the logs of container {handle['container'][:12]}: {_short(exc)}") from None
-        api._disable_socket_timeout(api._get_raw_response_socket(response))
-        buffer: list[bytes] = []
+        except BaseException:
+            _close_streams(streams)
+            raise
+        buffer: list[tuple[int, bytes]] = []
         size, flushed_at = 0, time.monotonic()
+        seconds: dict[bytes, int] = {}
+
+        def batch() -> Chunk:
+            buffer.sort(key=lambda entry: entry[0])  # stable: each stream's own order is kept
+            return Chunk(b"".join(line for _, line in buffer), _format_log_offset(position))
+
         try:
-            for frame in _frames_or_idle(response.raw, LOG_BATCH_SECONDS):
-                if frame is None:  # the stream is quiet: what is buffered is due now, not at the next line
+            for frame in _frames_or_idle(streams, LOG_BATCH_SECONDS):
+                if frame is None:  # the streams are quiet: what is buffered is due now, not at the next line
                     if buffer:
-                        yield Chunk(b"".join(buffer), _format_log_offset(position))
+                        yield batch()
                         buffer, size, flushed_at = [], 0, time.monotonic()
                     continue
-                stream_id, payload = frame
+                stream, payload = frame
                 stamp, _, text = payload.partition(b" ")
-                try:
-                    ns = stamp_to_ns(stamp.decode())
+                base, _, fraction = stamp.rstrip(b"Z").partition(b".")
+                try:  # stamp_to_ns, its whole-second part parsed once per second (strptime is ~10 us)
+                    second = seconds.get(base)
+                    if second is None:
+                        if len(seconds) > 4096:
+                            seconds.clear()
+                        second = seconds[base] = stamp_to_ns(base.decode() + "Z")
+                    ns = second + int((fraction + b"000000000")[:9])
                 except ValueError:
                     continue
-                stream = "err" if stream_id == 2 else "out"
                 seen_ns, seen_count = skip[stream]
                 if ns < seen_ns:
                     continue
@@ -168,16 +192,16 @@ class DockerExecutor:
                 last_ns, count = position[stream]
                 position[stream] = (ns, count + 1) if ns == last_ns else (ns, 1)
                 line = format_line(stamp.decode(), stream, text)
-                buffer.append(line)
+                buffer.append((ns, line))
                 size += len(line)
                 now = time.monotonic()
                 if size >= LOG_BATCH_BYTES or now - flushed_at >= LOG_BATCH_SECONDS:
-                    yield Chunk(b"".join(buffer), _format_log_offset(position))
+                    yield batch()
                     buffer, size, flushed_at = [], 0, now
             if buffer:
-                yield Chunk(b"".join(buffer), _format_log_offset(position))
+                yield batch()
         finally:
-            _wake_and_close(api, response)
+            _close_streams(streams)
 
     def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
         """Docker's log API holds a line back until its newline, so a progress bar redrawn with `\r` is
@@ -205,10 +229,7 @@ class DockerExecutor:
             stream.close()
 
     def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk:
-        return read_file_from(container_paths(Path(handle["run_dir"]))["metrics"], offset, limit, final)
-
-    def fetch_artifacts(self, handle: dict[str, Any], dest: Path) -> Path:
-        return container_paths(Path(handle["run_dir"]))["out"]
+        return self.host.read_from(metrics_path(handle["run_dir"]), offset, limit, final)
 
     # control --------------------------------------------------------------------------------------
     def cancel(self, handle: dict[str, Any]) -> None:
@@ -229,7 +250,7 @@ class DockerExecutor:
         except (docker.errors.APIError, OSError):
             pass  # never created, or the engine is gone: reconcile and gc remove what is left
 
-    def adopt(self, run_id: str, run_dir: Path) -> dict[str, Any] | None:
+    def adopt(self, run_id: str, run_dir: str) -> dict[str, Any] | None:
         """The handle of the run's container, found by its labels (its launcher died before recording it)."""
         found = self.list({"workbench.run-id": run_id, "workbench.instance": self.instance})
         if not found:
@@ -241,7 +262,7 @@ class DockerExecutor:
                 self.client.api.start(found[0]["container"])
             except docker.errors.APIError as exc:
                 raise WorkbenchError(f"cannot start the container of run {run_id}: {_short(exc)}") from None
-        return {"container": found[0]["container"], "run_dir": str(run_dir)}
+        return {"container": found[0]["container"], "run_dir": str(run_dir), "machine": self.host.name}
 
     def remove_orphans(self, containers: list[dict[str, Any]], active: set[str]) -> int:
         """Removes our containers that no active run owns. `active` must be read after `containers` was
@@ -292,35 +313,22 @@ def _create_args(api: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "host_config": host_config}
 
 
-def _frames(raw: Any) -> Iterator[tuple[int, bytes]]:
-    """Docker's multiplexed log stream: an 8-byte header (stream id, length) before each record."""
-    while True:
-        header = raw.read(8)
-        if len(header) < 8:
-            return
-        stream_id, length = struct.unpack(">BxxxL", header)
-        payload = raw.read(length) if length else b""
-        if length and not payload:
-            return
-        yield stream_id, payload
+def _close_streams(streams: dict[str, Any]) -> None:
+    """Closes docker-py log streams (CancellableStream.close(): a shutdown of the socket, which also wakes
+    a reader blocked on a silent container); one already ended or closed is left as it is."""
+    import docker.errors
+
+    for stream in streams.values():
+        try:
+            stream.close()
+        except (OSError, AttributeError, ValueError, docker.errors.DockerException):
+            pass  # ended meanwhile (its response already released), or a transport that cannot cancel
 
 
-def _wake_and_close(api: Any, response: Any) -> None:
-    """Closes a log stream; a shutdown first wakes the frame reader blocked on a silent container (closing
-    alone does not, on Linux)."""
-    import socket
-
-    try:
-        api._get_raw_response_socket(response).shutdown(socket.SHUT_RDWR)
-    except (OSError, AttributeError, ValueError):
-        pass
-    response.close()
-
-
-def _frames_or_idle(raw: Any, idle: float) -> Iterator[tuple[int, bytes] | None]:
-    """The frames of `raw`, read on a thread of their own, with None whenever none came for `idle`
-    seconds: a batch is never held back waiting for a line that may not come for minutes. An error of
-    the stream (the engine went away mid-read) is raised here, in the reader's thread."""
+def _frames_or_idle(streams: dict[str, Any], idle: float) -> Iterator[tuple[str, bytes] | None]:
+    """(stream name, record) from each of `streams`, each read on a thread of its own, with None whenever
+    none came for `idle` seconds: a batch is never held back waiting for a line that may not come for
+    minutes. Ends when every stream has; an error of a stream is raised here, in the reader's thread."""
     frames: queue.Queue[Any] = queue.Queue(maxsize=4096)
     closed = threading.Event()
     end = object()
@@ -334,27 +342,30 @@ def _frames_or_idle(raw: Any, idle: float) -> Iterator[tuple[int, bytes] | None]
                 continue
         return False
 
-    def pump() -> None:
+    def pump(name: str, stream: Any) -> None:
         outcome: Any = end
         try:
-            for frame in _frames(raw):
-                if not put(frame):
+            for payload in stream:
+                if not put((name, payload)):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the reader, who decides
             outcome = exc
         finally:
             put(outcome)
 
-    threading.Thread(target=pump, name="docker-log-frames", daemon=True).start()
+    for name, stream in streams.items():
+        threading.Thread(target=pump, args=(name, stream), name=f"docker-log-{name}", daemon=True).start()
+    running = len(streams)
     try:
-        while True:
+        while running:
             try:
                 frame = frames.get(timeout=idle)
             except queue.Empty:
                 yield None
                 continue
             if frame is end:
-                return
+                running -= 1
+                continue
             if isinstance(frame, BaseException):
                 if closed.is_set():
                     return

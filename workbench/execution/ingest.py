@@ -8,10 +8,9 @@ so whatever a killed process appended without committing is written again exactl
 
 from __future__ import annotations
 
-import hashlib
 import os
+import posixpath
 import socket
-import stat
 import threading
 import time
 import uuid
@@ -19,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from workbench.execution.base import Executor, RunState
+from workbench.execution.base import METRICS_FILE, Executor, RunState, out_dir
 from workbench.execution.metrics_parser import parse_metric_lines
 from workbench.projects.checks import Check, evaluate
 from workbench.store import Store
@@ -28,7 +27,6 @@ from workbench.store.ingest import Lease, Offset
 LEASE_TTL = 15.0  # seconds; WORKBENCH_LEASE_TTL overrides it (tests, or a slow shared file system)
 METRIC_CHUNK = 1 << 20
 POLL = 0.2
-ARTIFACT_CHUNK = 1 << 20
 
 LogSink = Callable[[bytes], None]
 ProgressSink = Callable[[str], None]
@@ -253,45 +251,30 @@ class RunIngestor:
         return self.store.record_checks(self.seq, results)
 
     def record_artifacts(self) -> None:
-        """Every regular file of the output dir with its size and sha256; a symbolic link as a link (its
-        target, never followed: an experiment can point one at any host file); anything else is skipped."""
-        out = self.executor.fetch_artifacts(self.handle, self.run_dir / "out")
-        found, seen = [], set()
-        # fwalk opens each dir relative to its parent's fd and never follows links, so nothing an experiment
-        # renames or relinks while we walk can lead outside the output dir.
-        for root, dirs, files, root_fd in os.fwalk(out, follow_symlinks=False):
-            for name in dirs + files:
-                rel = Path(root, name).relative_to(out).as_posix()
-                seen.add(rel)
-                if name == "metrics.jsonl":
-                    continue
-                try:
-                    info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
-                    if stat.S_ISLNK(info.st_mode):
-                        found.append((_text(rel), 0, "", _text(os.readlink(name, dir_fd=root_fd))))
-                    elif stat.S_ISREG(info.st_mode):
-                        found.append((_text(rel), *_hash_file(name, root_fd), None))
-                except OSError:
-                    continue  # gone, unreadable, or no longer a regular file
-        self.store.set_artifacts(self.seq, found)
-        declared = self.run["spec"].get("artifacts", [])
-        missing = [a for a in declared if Path(os.path.normpath(a)).as_posix() not in seen]
+        """Every output file with its size and sha256, listed and hashed where the run ran (links recorded
+        as links, never followed). On a remote machine the spec's declared artifacts are also copied into the
+        workstation's run dir (`out/`); the rest stays there, listed (`workbench runs pull` fetches it)."""
+        host = self.executor.host
+        out = out_dir(self.handle["run_dir"])
+        listed = [row for row in host.list_outputs(out) if row[0] != METRICS_FILE]
+        self.store.set_artifacts(self.seq, listed)
+        seen = {parent for rel, *_ in listed for parent in _with_parents(rel)}
+        declared = [Path(os.path.normpath(a)).as_posix() for a in self.run["spec"].get("artifacts", [])]
+        missing = [a for a in declared if a not in seen]
         if missing:
             self.store.add_event(self.run["id"], "warning", f"declared artifacts not written: {', '.join(missing)}")
+        if not host.remote:
+            return
+        wanted = [row for row in listed if row[3] is None and any(row[0] == a or row[0].startswith(a + "/")
+                                                                  for a in declared)]
+        copied = sum(host.fetch(posixpath.join(out, rel), self.run_dir / "out" / rel) for rel, *_ in wanted)
+        if wanted:
+            self.store.add_event(self.run["id"], "artifacts", f"copied {len(wanted)} declared artifact file(s) "
+                                                              f"({copied:,} bytes) from {host.name}")
 
 
-def _text(name: str) -> str:
-    """A file name as text SQLite can store (names that are not UTF-8 keep their bytes as escapes)."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+def _with_parents(rel: str) -> list[str]:
+    parts = rel.split("/")
+    return ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
 
 
-def _hash_file(name: str, dir_fd: int) -> tuple[int, str]:
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    with open(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{name} is no longer a regular file")
-        digest, size = hashlib.sha256(), 0
-        while block := fh.read(ARTIFACT_CHUNK):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import Chunk, Launch, RunState, container_paths, read_file_from, redrawn_tail
+from workbench.execution.base import Chunk, Launch, RunState, metrics_path, out_dir, redrawn_tail
+from workbench.execution.hosts import LocalHost
 from workbench.execution.logformat import format_line, now_stamp
 
 LOG_CHUNK = 1 << 20
@@ -32,33 +33,34 @@ class ProcessExecutor:
 
     def __init__(self, runs_root: Path) -> None:
         self.runs_root = runs_root
+        self.host = LocalHost(runs_root)
 
     def submit(self, launch: Launch) -> dict[str, Any]:
         if launch.gpu_ids:
             raise WorkbenchError("the process executor does not pin GPUs", hint="use --executor docker or gpus = 0")
-        paths = container_paths(launch.run_dir)
-        paths["out"].mkdir(parents=True, exist_ok=True)
-        env = {**_base_env(), **launch.env, "WORKBENCH_OUTPUT": str(paths["out"]),
-               "WORKBENCH_METRICS": str(paths["metrics"])}
+        run_dir = Path(launch.run_dir)
+        out = out_dir(str(launch.run_dir))
+        Path(out).mkdir(parents=True, exist_ok=True)
+        env = {**_base_env(), **launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": metrics_path(str(launch.run_dir))}
         bad = [k for k in env if not k or "=" in k or "\0" in k] + [k for k, v in env.items() if "\0" in v]
         if bad:
             raise WorkbenchError(f"environment variable {bad[0]!r} cannot be passed to a process (empty, '=' or NUL)")
         try:
             subprocess.Popen(
                 [sys.executable, "-m", "workbench.execution.proc_shim", str(launch.run_dir), "--",
-                 *[a.replace("{output}", str(paths["out"])) for a in launch.argv]],
+                 *[a.replace("{output}", out) for a in launch.argv]],
                 cwd=launch.snapshot_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=open(launch.run_dir / "shim.err", "ab"), start_new_session=True, close_fds=True,
+                stderr=open(run_dir / "shim.err", "ab"), start_new_session=True, close_fds=True,
             )
         except OSError as exc:
             raise WorkbenchError(f"cannot start the run supervisor: {exc}") from None
-        pid_file = launch.run_dir / "pid"
+        pid_file = run_dir / "pid"
         deadline = time.monotonic() + 10
-        while not pid_file.exists() and not (launch.run_dir / "exit.json").exists():
+        while not pid_file.exists() and not (run_dir / "exit.json").exists():
             if time.monotonic() > deadline:
-                raise WorkbenchError(f"the run supervisor did not start (see {launch.run_dir / 'shim.err'})")
+                raise WorkbenchError(f"the run supervisor did not start (see {run_dir / 'shim.err'})")
             time.sleep(0.005)
-        return {"run_dir": str(launch.run_dir), **_read_json(pid_file)}
+        return {"run_dir": str(launch.run_dir), "machine": "local", **_read_json(pid_file)}
 
     def status(self, handle: dict[str, Any]) -> RunState:
         run_dir = Path(handle["run_dir"])
@@ -123,10 +125,7 @@ class ProcessExecutor:
             stop.wait(PROGRESS_POLL)
 
     def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk:
-        return read_file_from(container_paths(Path(handle["run_dir"]))["metrics"], offset, limit, final)
-
-    def fetch_artifacts(self, handle: dict[str, Any], dest: Path) -> Path:
-        return container_paths(Path(handle["run_dir"]))["out"]
+        return self.host.read_from(metrics_path(handle["run_dir"]), offset, limit, final)
 
     def cancel(self, handle: dict[str, Any]) -> None:
         """SIGTERM to the supervisor, which forwards it to the run's process group, or to the group itself
@@ -147,10 +146,11 @@ class ProcessExecutor:
         if group_alive():
             _signal(os.killpg, group, signal.SIGKILL)
 
-    def adopt(self, run_id: str, run_dir: Path) -> dict[str, Any] | None:
+    def adopt(self, run_id: str, run_dir: str) -> dict[str, Any] | None:
         """The handle of a run whose launcher died before recording it, from its run dir; None if it never started."""
-        if (run_dir / "pid").exists() or (run_dir / "exit.json").exists():
-            return {"run_dir": str(run_dir), **_read_json(run_dir / "pid")}
+        path = Path(run_dir)
+        if (path / "pid").exists() or (path / "exit.json").exists():
+            return {"run_dir": str(run_dir), "machine": "local", **_read_json(path / "pid")}
         return None
 
     def list(self, labels: dict[str, str]) -> list[dict[str, Any]]:

@@ -1,0 +1,330 @@
+"""Where a run's files live: this workstation, or an SSH host reached over its persistent connection.
+
+An executor reads a run's metrics and output files through its host, from byte offsets, and lists and hashes
+the output files where they are (a remote run's checkpoints are never copied just to be hashed). Only what
+the spec declares as artifacts is copied to the workstation's mirror of the run dir; the rest stays listed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shutil
+import stat
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from workbench.errors import WorkbenchError
+from workbench.execution.base import Chunk, read_file_from, read_open_file
+
+if TYPE_CHECKING:
+    import paramiko
+
+    from workbench.machines.ssh import Connection
+
+ARTIFACT_CHUNK = 1 << 20
+HASH_BATCH = 500  # files hashed per remote command
+Listed = tuple[str, int, str, str | None]  # (relative path, size, sha256, link target or None)
+
+
+def text_name(name: str) -> str:
+    """A file name as text SQLite can store (names that are not UTF-8 keep their bytes as escapes)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+class LocalHost:
+    """This workstation: run dirs under the data dir's runs/, which are also their own mirrors."""
+    name = "local"
+    remote = False
+
+    def __init__(self, runs_root: Path | None) -> None:
+        self.runs_root = runs_root
+
+    def run_dir(self, run_id: str) -> str:
+        assert self.runs_root is not None
+        return str(self.runs_root / run_id)
+
+    def make_dirs(self, path: str) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+    def read_from(self, path: str, offset: str, limit: int, eof: bool) -> Chunk:
+        return read_file_from(Path(path), offset, limit, eof)
+
+    def tail(self, path: str, size: int) -> tuple[int, bytes] | None:
+        """(modification time in ns, the last `size` bytes) of a file, or None when it cannot be read."""
+        try:
+            with open(path, "rb") as fh:
+                info = os.fstat(fh.fileno())
+                fh.seek(max(0, info.st_size - size))
+                return info.st_mtime_ns, fh.read()
+        except OSError:
+            return None
+
+    def list_outputs(self, out: str) -> list[Listed]:
+        """Every regular file under `out` with its size and sha256; a symbolic link as a link (its target,
+        never followed: an experiment can point one at any host file); anything else is skipped."""
+        found: list[Listed] = []
+        # fwalk opens each dir relative to its parent's fd and never follows links, so nothing an experiment
+        # renames or relinks while we walk can lead outside the output dir.
+        for root, dirs, files, root_fd in os.fwalk(out, follow_symlinks=False):
+            for name in dirs + files:
+                rel = Path(root, name).relative_to(out).as_posix()
+                try:
+                    info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+                    if stat.S_ISLNK(info.st_mode):
+                        found.append((text_name(rel), 0, "", text_name(os.readlink(name, dir_fd=root_fd))))
+                    elif stat.S_ISREG(info.st_mode):
+                        found.append((text_name(rel), *_hash_file(name, root_fd), None))
+                except OSError:
+                    continue  # gone, unreadable, or no longer a regular file
+        return found
+
+    def fetch(self, path: str, dest: Path) -> int:
+        """Copies a regular file to `dest` (nothing to do when it is `dest` already); bytes copied."""
+        if os.path.abspath(path) == os.path.abspath(dest):
+            return 0
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest, follow_symlinks=False)
+        return dest.stat().st_size
+
+    def remove_tree(self, path: str) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    def remove_files(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            Path(path).unlink(missing_ok=True)
+
+    def user(self) -> str:
+        return f"{os.getuid()}:{os.getgid()}"
+
+
+def _hash_file(name: str, dir_fd: int) -> tuple[int, str]:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{name} is no longer a regular file")
+        digest, size = hashlib.sha256(), 0
+        while block := fh.read(ARTIFACT_CHUNK):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+class SshHost:
+    """An SSH host: files read over SFTP on the host's persistent connection, commands run in its shell.
+    `root` is the Workbench dir there (snapshots/, runs/)."""
+    remote = True
+
+    def __init__(self, connection: "Connection", root: str) -> None:
+        self.connection = connection
+        self.name = connection.target.name
+        self.root = root
+        self._sftp: "paramiko.SFTPClient | None" = None
+        self._sftp_transport: Any = None
+        self._lock = threading.Lock()
+        self._user: str | None = None
+
+    # plumbing -------------------------------------------------------------------------------------
+    def sftp(self) -> "paramiko.SFTPClient":
+        import paramiko
+
+        from workbench.machines.ssh import SSHError
+
+        with self._lock:
+            transport = self.connection.transport()
+            if self._sftp is None or self._sftp_transport is not transport:
+                try:
+                    self._sftp = paramiko.SFTPClient.from_transport(transport)
+                except (paramiko.SSHException, OSError, EOFError) as exc:
+                    self.connection.close_transport()
+                    raise SSHError(f"{self.name}: cannot open an SFTP session: {exc or type(exc).__name__}") from None
+                self._sftp_transport = transport
+            assert self._sftp is not None
+            return self._sftp
+
+    def failure(self, what: str, exc: BaseException) -> WorkbenchError:
+        """An SFTP error as one line naming the host; a broken connection is dropped, so the next call
+        reconnects."""
+        import paramiko
+
+        from workbench.machines.ssh import SSHError
+
+        if isinstance(exc, (EOFError, paramiko.SSHException, ConnectionError, TimeoutError)) or \
+                not self.connection.connected:
+            self.connection.close_transport()
+            self._sftp = None
+            return SSHError(f"{self.name}: the connection dropped while {what}")
+        if isinstance(exc, OSError) and "No space left" in str(exc):
+            return WorkbenchError(f"{self.name}: the disk holding {self.root} is full ({what})",
+                                  hint=f"free space on {self.name}, or run `workbench gc`")
+        return WorkbenchError(f"{self.name}: {what} failed: {exc}")
+
+    def sh(self, script: str, timeout: float = 60.0, what: str = "a command") -> bytes:
+        """Runs a POSIX sh script on the host (sent on stdin); its stdout, or a one-line error."""
+        status, out, err = self.connection.run(["sh", "-s"], timeout=timeout, stdin=script.encode())
+        if status != 0:
+            detail = err.decode(errors="replace").strip().splitlines()
+            message = detail[-1][:200] if detail else f"exit status {status}"
+            if "No space left" in message:
+                raise WorkbenchError(f"{self.name}: the disk holding {self.root} is full ({what}: {message})",
+                                     hint=f"free space on {self.name}, or run `workbench gc`")
+            raise WorkbenchError(f"{self.name}: {what} failed: {message}")
+        return out
+
+    # layout ---------------------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> str:
+        return posixpath.join(self.root, "runs", run_id)
+
+    def make_dirs(self, path: str) -> None:
+        self.sh(f"mkdir -p {_q(path)}", what=f"creating {path}")
+
+    def user(self) -> str:
+        """The login user's uid:gid on the host: what runs there use, so their files are the user's."""
+        if self._user is None:
+            out = self.sh("echo \"$(id -u):$(id -g)\"", what="reading the user id").decode().strip()
+            self._user = out
+        return self._user
+
+    # reading --------------------------------------------------------------------------------------
+    def read_from(self, path: str, offset: str, limit: int, eof: bool) -> Chunk:
+        """`read_file_from` over SFTP: never through a link, only a regular file, from the same offsets."""
+        sftp = self.sftp()
+        name = posixpath.basename(path)
+        try:
+            info = sftp.lstat(path)
+        except FileNotFoundError:
+            return Chunk(b"", offset, eof)
+        except (OSError, EOFError, Exception) as exc:  # noqa: BLE001 - paramiko raises several kinds
+            raise self.failure(f"reading {name}", exc) from None
+        mode = info.st_mode or 0
+        if stat.S_ISLNK(mode):
+            return Chunk(b"", offset, eof, refused=f"{name} is a symbolic link; not followed")
+        if not stat.S_ISREG(mode):
+            return Chunk(b"", offset, eof, refused=f"{name} is not a regular file; not read")
+        try:
+            with sftp.open(path, "rb") as fh:
+                position = int((offset or "0").split(":", 1)[0])
+                if 0 < position <= (info.st_size or 0):
+                    fh.seek(max(0, position - 64))
+                fh.prefetch(min(info.st_size or 0, position + limit + 64) if position <= (info.st_size or 0)
+                            else info.st_size)
+                return read_open_file(fh, info.st_size or 0, offset, limit, eof)
+        except FileNotFoundError:
+            return Chunk(b"", offset, eof)
+        except Exception as exc:  # noqa: BLE001
+            raise self.failure(f"reading {name}", exc) from None
+
+    def tail(self, path: str, size: int) -> tuple[int, bytes] | None:
+        sftp = self.sftp()
+        try:
+            info = sftp.lstat(path)
+            if not stat.S_ISREG(info.st_mode or 0):
+                return None
+            with sftp.open(path, "rb") as fh:
+                fh.seek(max(0, (info.st_size or 0) - size))
+                return int(info.st_mtime or 0) * 1_000_000_000, fh.read(size)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise self.failure(f"reading {posixpath.basename(path)}", exc) from None
+
+    def read_small(self, path: str, limit: int = 1 << 16) -> bytes | None:
+        """A small file's bytes (a pid or exit-code file), None when it does not exist."""
+        found = self.tail(path, limit)
+        return None if found is None else found[1]
+
+    def list_outputs(self, out: str) -> list[Listed]:
+        """The output dir walked over SFTP (attributes of entries, never following links), each regular
+        file hashed on the host with sha256sum, a batch of files per command."""
+        sftp = self.sftp()
+        files: list[tuple[str, int]] = []
+        links: list[Listed] = []
+        pending = [""]
+        try:
+            while pending:
+                rel_dir = pending.pop()
+                try:
+                    entries = sftp.listdir_attr(posixpath.join(out, rel_dir) if rel_dir else out)
+                except FileNotFoundError:
+                    continue
+                for entry in entries:
+                    rel = posixpath.join(rel_dir, entry.filename) if rel_dir else entry.filename
+                    mode = entry.st_mode or 0
+                    if stat.S_ISDIR(mode):
+                        pending.append(rel)
+                    elif stat.S_ISLNK(mode):
+                        links.append((text_name(rel), 0, "", text_name(sftp.readlink(posixpath.join(out, rel)) or "")))
+                    elif stat.S_ISREG(mode):
+                        files.append((rel, entry.st_size or 0))
+        except Exception as exc:  # noqa: BLE001
+            raise self.failure("listing the run's output files", exc) from None
+        found = list(links)
+        for start in range(0, len(files), HASH_BATCH):
+            batch = files[start:start + HASH_BATCH]
+            script = "".join(f"sha256sum 2>/dev/null < {_q(posixpath.join(out, rel))} || echo -\n"
+                             for rel, _ in batch)
+            digests = self.sh(script, timeout=600, what="hashing the run's output files").decode().split("\n")
+            for (rel, size), line in zip(batch, digests):
+                digest = line.split(" ", 1)[0]
+                if len(digest) == 64:  # gone meanwhile otherwise
+                    found.append((text_name(rel), size, digest, None))
+        return found
+
+    def fetch(self, path: str, dest: Path) -> int:
+        """Copies a regular file from the host to `dest` (atomically); bytes copied."""
+        sftp = self.sftp()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".fetch-", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                info = sftp.lstat(path)
+                if not stat.S_ISREG(info.st_mode or 0):
+                    raise WorkbenchError(f"{self.name}: {path} is not a regular file; not copied")
+                sftp.getfo(path, out)
+            os.replace(tmp, dest)
+        except WorkbenchError:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        except Exception as exc:  # noqa: BLE001
+            Path(tmp).unlink(missing_ok=True)
+            raise self.failure(f"copying {posixpath.basename(path)}", exc) from None
+        return dest.stat().st_size
+
+    def remove_tree(self, path: str) -> None:
+        if not path.startswith(self.root.rstrip("/") + "/"):
+            raise WorkbenchError(f"{self.name}: refusing to remove {path}, outside {self.root}")
+        self.sh(f"chmod -R u+w {_q(path)} 2>/dev/null; rm -rf {_q(path)}", what=f"removing {path}")
+
+    def remove_files(self, paths: Iterable[str]) -> None:
+        listed = " ".join(_q(p) for p in paths)
+        if listed:
+            self.sh(f"rm -f {listed}", what="removing files")
+
+    def close(self) -> None:
+        sftp, self._sftp = self._sftp, None
+        if sftp is not None:
+            try:
+                sftp.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _q(path: str) -> str:
+    import shlex
+    return shlex.quote(path)
+
+
+def resolve_root(connection: "Connection", configured: str | None) -> str:
+    """The Workbench dir on a host: as configured for the machine, or ~/.workbench of the login user."""
+    root = configured or "~/.workbench"
+    if root.startswith("~"):
+        status, out, err = connection.run(["sh", "-c", 'printf %s "$HOME"'], timeout=30)
+        home = out.decode().strip()
+        if status != 0 or not home.startswith("/"):
+            raise WorkbenchError(f"{connection.target.name}: cannot tell the login user's home directory",
+                                 hint="set the machine's workbench dir: `workbench machines add NAME --dir PATH`")
+        root = home + root[1:]
+    return root.rstrip("/") or "/"
