@@ -78,6 +78,59 @@ def ensure_image(client: Any, ref: str, progress: Progress) -> str:
     return local_image_id(client, ref) or pull(client, ref, progress)
 
 
+SEND_PROGRESS_BYTES = 32 << 20  # a progress line per this many bytes sent
+
+
+def ensure_image_on(client: Any, ref: str, progress: Progress, where: str, source: Any | None) -> str:
+    """The id of `ref` on the engine of the host `where`: the host's own image first; else the
+    workstation's (`source`, when it has it), streamed over (docker save → docker load), said with its size;
+    else a pull on the host, where a registry answers there; else one error naming the host and image."""
+    found = local_image_id(client, ref)
+    if found:
+        return found
+    if source is not None and local_image_id(source, ref) is not None:
+        return send_image(source, client, ref, progress, where)
+    try:
+        return pull(client, ref, lambda line: progress(line.replace("this engine", where)))
+    except WorkbenchError as exc:
+        raise WorkbenchError(f"image {ref} is on neither {where} nor this workstation, and {where} could not pull "
+                             f"it: {exc.message.split(': ', 1)[-1]}",
+                             hint=f"build or load it on {where} or here, or check the registry name") from None
+
+
+def send_image(source: Any, target: Any, ref: str, progress: Progress, where: str) -> str:
+    """Streams an image from the workstation's engine to a host's (`docker save | docker load`, never
+    written to disk on either side), with progress; its id on the host."""
+    import docker.errors
+
+    size = image_size(source, ref)
+    progress(f"image {ref} is not on {where}; sending it from this workstation ({human_bytes(size)} unpacked)")
+    sent = [0, 0]
+
+    def counted() -> Any:
+        for block in source.api.get_image(ref, chunk_size=1 << 20):
+            sent[0] += len(block)
+            if sent[0] - sent[1] >= SEND_PROGRESS_BYTES:
+                sent[1] = sent[0]
+                progress(f"  sent {human_bytes(sent[0])} of about {human_bytes(size)}")
+            yield block
+
+    try:
+        for event in target.api.load_image(counted()) or []:
+            if isinstance(event, dict) and "error" in event:
+                raise WorkbenchError(f"{where} could not load image {ref}: {event['error']}")
+    except docker.errors.APIError as exc:
+        raise WorkbenchError(f"{where} could not load image {ref}: {_short(exc)}") from None
+    except OSError as exc:
+        raise WorkbenchError(f"sending image {ref} to {where} failed: {str(exc).splitlines()[0][:200]}",
+                             hint="launch again: the image is sent again from the start") from None
+    image_id = local_image_id(target, ref)
+    if image_id is None:
+        raise WorkbenchError(f"sent image {ref} to {where}, but its engine does not list it")
+    progress(f"  image {ref} loaded on {where}: {human_bytes(sent[0])} sent")
+    return image_id
+
+
 def build(client: Any, context: Path, dockerfile: str, tag: str, progress: Progress, *,
           log: BuildLog | None = None, labels: dict[str, str] | None = None) -> str:
     """Builds `dockerfile` in `context` as `tag` unless that tag exists; streams the build output to

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from workbench.machines.nvidia_smi import QUERY_ARGS, GpuReading, parse_query
 from workbench.machines.ssh import Connection
+
+if TYPE_CHECKING:
+    from workbench.machines.gpus import GpuInventory
 
 
 @dataclass
@@ -65,3 +69,24 @@ def sample_remote(conn: Connection) -> RemoteSample:
         except ValueError:
             pass
     return sample
+
+
+def remote_gpu_inventory(conn: Connection) -> "GpuInventory":
+    """The host's GPUs now, with their compute processes (one nvidia-smi query each): what a launch there
+    picks free GPUs from. No nvidia-smi is the normal "no GPUs" state of a CPU machine."""
+    from workbench.machines.gpus import GpuInventory
+    from workbench.machines.nvidia_smi import APPS_ARGS, parse_apps
+
+    code, out, err = conn.run(QUERY_ARGS)
+    if code == 127:
+        return GpuInventory([], error=f"{conn.target.name} has no nvidia-smi: a CPU machine")
+    if code != 0:
+        lines = (err or out).decode(errors="replace").strip().splitlines()
+        return GpuInventory([], error=f"nvidia-smi on {conn.target.name}: "
+                                      f"{lines[-1] if lines else f'exit status {code}'}")
+    gpus = parse_query(out.decode(errors="replace"))
+    code, out, _ = conn.run(APPS_ARGS)
+    apps = parse_apps(out.decode(errors="replace")) if code == 0 else {}
+    for gpu in gpus:
+        gpu.processes = apps.get(gpu.uuid, [])
+    return GpuInventory(gpus, driver=next((g.driver for g in gpus if g.driver), None))
