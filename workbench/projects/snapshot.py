@@ -5,6 +5,11 @@ is a directory `snapshots/<tree-hash>/` of hard links to those objects. The same
 hash, so a hundred runs of an unchanged project share one snapshot, and a small edit shares every unchanged
 file.
 
+Each snapshot's manifest (its entries: kind, mode, sha256 or link target, relative path; exactly the bytes its
+tree hash is taken over) is kept in `snapshots/objects/manifests/<tree-hash>`, so a snapshot can be sent to
+another host without walking it again (`snapshot_manifest`). It lives under `objects/` so the snapshot store
+still holds only `objects/` and snapshots; gc removes a manifest with its snapshot.
+
 A snapshot never follows a link: a link that stays inside the project is kept as a link, and one that leaves
 it (to `~/.ssh/id_ed25519`, `/proc/self/environ`, `/etc`), a fifo, a socket or a device is left out and
 reported in `Snapshot.left_out`. Stored files and directories keep the user's permission bits minus the write
@@ -50,6 +55,15 @@ class _Entry(NamedTuple):
     rel: str   # POSIX path relative to the project root; "" for the root
     mode: int  # permission bits as stored (write bits removed); 0 for links
     data: str  # sha256 of a file, target of a link, "" for a directory
+
+    @property
+    def object_name(self) -> str:
+        """A file's object, relative to `snapshots/objects/`: `<2 hex>/<sha256>-<mode octal>`."""
+        return f"{self.data[:2]}/{self.data}-{self.mode:03o}"
+
+
+Entry = _Entry  # one line of a snapshot's manifest
+MANIFESTS = "manifests"  # under objects/: never a two-hex object folder
 
 
 def left_out_summary(left_out: list[tuple[str, str]], limit: int = 3) -> str:
@@ -169,9 +183,66 @@ def _walk(root: str, exclude: list[str]) -> tuple[list[_Entry], list[tuple[str, 
     return entries, sorted(left_out), total
 
 
+def _manifest_bytes(entries: list[_Entry]) -> bytes:
+    # NUL cannot occur in a path, so the fields cannot run into each other.
+    return b"".join(f"{e.kind}\0{e.mode:03o}\0{e.data}\0{e.rel}\0".encode("utf-8", "surrogateescape")
+                    for e in entries)
+
+
+def _tree_hash(manifest: bytes) -> str:
+    return hashlib.sha256(manifest).hexdigest()[:32]
+
+
+def _parse_manifest(raw: bytes) -> list[_Entry]:
+    fields = raw.decode("utf-8", "surrogateescape").split("\0")
+    if len(fields) % 4 != 1 or fields[-1] != "":
+        raise ValueError("truncated manifest")
+    return [_Entry(fields[i], fields[i + 3], int(fields[i + 1], 8), fields[i + 2])
+            for i in range(0, len(fields) - 1, 4)]
+
+
+def _write_manifest(store: Path, tree: str, manifest: bytes) -> None:
+    """Written to a temporary name, then renamed: a manifest is whole or absent."""
+    folder = store / "objects" / MANIFESTS
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(manifest)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, folder / tree)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def snapshot_manifest(store: Path, tree: str) -> list[Entry]:
+    """The entries of snapshot `tree` in `store`, directories before what they hold (the order its hash is
+    taken in). Read from its manifest; for a snapshot taken before manifests were kept (or whose manifest
+    does not match its hash), rebuilt by walking the snapshot itself without following links, checked
+    against the tree hash, and saved."""
+    path = store / "objects" / MANIFESTS / tree
+    try:
+        raw = path.read_bytes()
+        if _tree_hash(raw) == tree:
+            return _parse_manifest(raw)
+    except (OSError, ValueError):
+        pass
+    folder = store / tree
+    if not folder.is_dir() or folder.is_symlink():
+        raise WorkbenchError(f"no snapshot {tree[:12]} in {store}")
+    entries, left_out, _ = _walk(os.path.realpath(folder), [])
+    raw = _manifest_bytes(entries)
+    if left_out or _tree_hash(raw) != tree:
+        raise WorkbenchError(f"snapshot {tree[:12]} in {store} no longer matches its hash; "
+                             f"remove {folder} and launch again")
+    _write_manifest(store, tree, raw)
+    return entries
+
+
 def _store_object(objects: Path, source: str, entry: _Entry) -> Path:
     """The object holding `entry`'s bytes with its mode, copied from `source` if no snapshot has it yet."""
-    obj = objects / entry.data[:2] / f"{entry.data}-{entry.mode:03o}"
+    obj = objects / entry.object_name
     if obj.exists():
         return obj
     obj.parent.mkdir(exist_ok=True)
@@ -209,14 +280,13 @@ def take_snapshot(root: Path, exclude: list[str], store: Path) -> Snapshot:
     is recorded, so gc cannot remove it in between."""
     real_root = os.path.realpath(root)
     entries, left_out, total = _walk(real_root, exclude)
-    manifest = hashlib.sha256()
-    for e in entries:
-        # NUL cannot occur in a path, so the fields cannot run into each other.
-        manifest.update(f"{e.kind}\0{e.mode:03o}\0{e.data}\0{e.rel}\0".encode("utf-8", "surrogateescape"))
-    tree = manifest.hexdigest()[:32]
+    manifest = _manifest_bytes(entries)
+    tree = _tree_hash(manifest)
     files = sum(e.kind == "f" for e in entries)
     final = store / tree
     if final.is_dir():
+        if not (store / "objects" / MANIFESTS / tree).is_file():  # taken before manifests were kept
+            _write_manifest(store, tree, manifest)
         return Snapshot(tree, final, files, total, left_out)
 
     objects = store / "objects"
@@ -240,6 +310,7 @@ def take_snapshot(root: Path, exclude: list[str], store: Path) -> Snapshot:
         for e in reversed(entries):
             if e.kind == "d":
                 os.chmod(staging / e.rel, e.mode)
+        _write_manifest(store, tree, manifest)  # before the snapshot appears, so none lacks one
         try:
             os.rename(staging, final)
         except OSError:
@@ -281,9 +352,10 @@ def snapshot_lock(store: Path, exclusive: bool, timeout: float | None = None) ->
 
 
 def remove_unreferenced(store: Path, keep: set[str]) -> tuple[int, int]:
-    """Deletes snapshots not in `keep`, staging dirs (`.tmp-*`) left by killed launches, and objects no
-    snapshot links; returns (snapshots, bytes) freed. Only safe under `snapshot_lock(store, exclusive=True)`:
-    without it, a launch may be staging a snapshot or not yet have recorded the one it took."""
+    """Deletes snapshots not in `keep` (and their manifests), staging dirs (`.tmp-*`) left by killed launches,
+    and objects no snapshot links; returns (snapshots, bytes of objects) freed. Only safe under
+    `snapshot_lock(store, exclusive=True)`: without it, a launch may be staging a snapshot or not yet have
+    recorded the one it took."""
     if not store.is_dir():
         return 0, 0
     removed = 0
@@ -293,8 +365,20 @@ def remove_unreferenced(store: Path, keep: set[str]) -> tuple[int, int]:
         _remove_tree(entry)
         if not entry.name.startswith(".tmp-"):
             removed += 1
+    manifests = store / "objects" / MANIFESTS
+    for manifest in _listdir(manifests, depth=1):
+        try:
+            if manifest.name.startswith(".tmp-"):  # being written (maybe outside the lock), or left by a kill
+                if manifest.lstat().st_mtime < time.time() - 3600:
+                    manifest.unlink()
+            elif not (store / manifest.name).is_dir():
+                manifest.unlink()
+        except FileNotFoundError:
+            continue
     freed = 0
     for obj in _listdir(store / "objects", depth=2):
+        if obj.parent == manifests:
+            continue
         try:
             st = obj.lstat()
             if st.st_nlink <= 1:

@@ -1,0 +1,97 @@
+"""Sending a project's snapshot to an SSH host (a real sshd on loopback): bytes and files sent, and the
+time, for the first send, an unchanged project (nothing to send), and a one-line edit of one file.
+
+    python benchmarks/snapshot_upload.py [--files 1000] [--mb 50]
+Targets: an unchanged project sends 0 bytes in one command; an edit sends only the edited file's bytes.
+The project: --files files in nested folders, --mb MB in all (one in ten files is large), plus a link.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "machines")]
+
+from sshd_hosts import keygen, make_host  # noqa: E402
+from workbench.execution.remote_snapshot import remove_unreferenced_remote, send_snapshot  # noqa: E402
+from workbench.machines.hostkeys import HostKeyStore  # noqa: E402
+from workbench.machines.ssh import Connection, SSHTarget, fetch_host_key  # noqa: E402
+from workbench.projects.snapshot import take_snapshot  # noqa: E402
+
+
+def make_project(root: Path, files: int, total: int) -> Path:
+    rng = random.Random(1)
+    project = root / "project"
+    large = max(1, files // 10)
+    large_size = total * 9 // 10 // large
+    small_size = max(1, total // 10 // max(1, files - large))
+    for i in range(files):
+        folder = project / f"pkg{i % 10}" / f"sub{i % 7}"
+        folder.mkdir(parents=True, exist_ok=True)
+        size = large_size if i < large else small_size
+        (folder / f"file{i}.py").write_bytes(rng.randbytes(size))
+    (project / "train.py").write_text("".join(f"print('step {i}')\n" for i in range(200)))
+    (project / "latest").symlink_to("train.py")
+    return project
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--mb", type=float, default=50)
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="wb-bench-upload-"))
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    user_key = root / "userkey"
+    keygen(user_key)
+    authorized = root / "authorized_keys"
+    authorized.write_text((root / "userkey.pub").read_text())
+    host = make_host(root, "gpu", "127.0.0.1", authorized, None)
+    host.start()
+    try:
+        hostkeys = HostKeyStore(root / "known_hosts", system=())
+        target = SSHTarget("gpu-a", host.address, host.port, "root", [str(user_key)])
+        hostkeys.trust(host.address, host.port, fetch_host_key(target, hostkeys))
+        conn = Connection(target, hostkeys)
+        conn.transport()  # connected before the clock starts, as a launch finds it
+        project = make_project(root, args.files, int(args.mb * 1e6))
+        store, remote_root = root / "store", str(root / "remote")
+        result: dict[str, object] = {"files": args.files + 1, "mb": args.mb}
+
+        def send(label: str) -> None:
+            started = time.perf_counter()
+            snap = take_snapshot(project, [], store)
+            snapshotted = time.perf_counter()
+            sent = send_snapshot(conn, store, snap.hash, remote_root)
+            done = time.perf_counter()
+            result[label] = {"files_sent": sent.files_sent, "bytes_sent": sent.bytes_sent,
+                             "snapshot_s": round(snapshotted - started, 3), "send_s": round(done - snapshotted, 3),
+                             "mb_per_s": round(sent.bytes_sent / 1e6 / (done - snapshotted), 1)}
+
+        send("first_send")
+        send("unchanged")
+        with open(project / "train.py", "a") as fh:
+            fh.write("print('one more line')\n")
+        result["edited_file_bytes"] = os.path.getsize(project / "train.py")
+        send("one_file_edit")
+        started = time.perf_counter()
+        result["remote_gc"] = list(remove_unreferenced_remote(conn, remote_root, set()))
+        result["remote_gc_s"] = round(time.perf_counter() - started, 3)
+        conn.close()
+    finally:
+        host.stop()
+    result["targets"] = "unchanged: 0 bytes; one-file edit: that file's bytes only"
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
