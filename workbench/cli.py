@@ -73,7 +73,8 @@ def _summary_text(values: dict[str, Any], limit: int = 3) -> str:
 
 def run_json(run: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "project", "experiment", "status", "status_reason", "machine", "executor", "created_at",
-            "started_at", "finished_at", "exit_code", "params", "summary", "metric_points", "verdict")
+            "started_at", "finished_at", "exit_code", "params", "summary", "metric_points", "verdict",
+            "gpu_uuids", "gpu_model", "driver")
     out = {k: run.get(k) for k in keys}
     out["duration"] = _duration(run)
     return out
@@ -273,7 +274,7 @@ def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
             if run.get("git_commit") and run.get("git_dirty") is None else "")
             + "".join(f"  ({e['message'].split(':')[0]})" for e in run["events"] if e["kind"] == "git")),
         ("gpus", ", ".join(run.get("gpu_uuids") or []) or "none"),
-        ("rerun of", run.get("rerun_of")), ("run dir", run["run_dir"]),
+        ("rerun of", run.get("rerun_of")), ("run dir", run["run_dir"]), ("files on", run.get("host_run_dir")),
     ]
     for name, value in fields:
         if value not in (None, ""):
@@ -322,6 +323,18 @@ def cmd_runs_cancel(wb: Any, args: argparse.Namespace) -> int:
         _say(f"run {run['id']} already {run['status']}; nothing to cancel")
     else:
         _say(_verdict(run))
+    return 0
+
+
+def cmd_runs_pull(wb: Any, args: argparse.Namespace) -> int:
+    copied = wb.pull(args.run, args.paths)
+    run_dir = wb.dirs.run_dir(wb.store.get_run(args.run)["id"]) / "out"
+    if args.json:
+        _emit_json({"dir": str(run_dir), "files": [{"path": p, "bytes": n} for p, n in copied]})
+        return 0
+    fetched = sum(1 for _, n in copied if n)
+    _say(f"{len(copied)} file(s) in {run_dir}: {fetched} copied ({sum(n for _, n in copied):,} bytes), "
+         f"{len(copied) - fetched} already there")
     return 0
 
 
@@ -395,7 +408,7 @@ def cmd_machines_list(wb: Any, args: argparse.Namespace) -> int:
 
 def cmd_machines_add(wb: Any, args: argparse.Namespace) -> int:
     result = wb.add_machine(args.name, ssh=args.ssh, identity=args.identity, hourly_cost=args.hourly_cost,
-                            jump=args.jump)
+                            jump=args.jump, workdir=args.dir)
     if args.json:
         _emit_json(result)
         return 0
@@ -465,7 +478,7 @@ def cmd_machines_stats(wb: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(wb: Any, args: argparse.Namespace) -> int:
-    checks = wb.doctor()
+    checks = wb.doctor(args.machine)
     if args.json:
         _emit_json(checks)
     else:
@@ -474,7 +487,8 @@ def cmd_doctor(wb: Any, args: argparse.Namespace) -> int:
             print(f"[{marks[c['status']]}] {c['check']:<17} {c['detail']}")
             if c["fix"]:
                 print(f"       {'':<17} fix: {c['fix']}")
-    return 1 if any(c["status"] == "fail" for c in checks if c["check"] in ("data dir", "database")) else 0
+    essential = ("data dir", "database") if args.machine in (None, "local") else ("ssh", "workbench dir")
+    return 1 if any(c["status"] == "fail" for c in checks if c["check"] in essential) else 0
 
 
 def cmd_watch(wb: Any, args: argparse.Namespace) -> int:
@@ -514,13 +528,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print machine-readable JSON")
         return p
 
-    command(sub, "doctor", cmd_doctor, "check the engine, GPU runtime, NVML, data dir and disk")
+    p = command(sub, "doctor", cmd_doctor, "check the engine, GPU runtime, NVML, data dir and disk (or an SSH host's)")
+    p.add_argument("machine", nargs="?", help="an SSH machine to check: SSH, Docker, GPU runtime, GPUs, its "
+                                              "Workbench dir and disk")
 
     p = command(sub, "run", cmd_run, "launch an experiment of a project folder")
     p.add_argument("path", help="project folder (holds workbench.toml)")
     p.add_argument("-e", "--experiment", help="experiment name (optional when the spec declares one)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="override a param")
-    p.add_argument("--machine", default="local", help="machine to run on: local (default) or auto")
+    p.add_argument("--machine", default="local", help="machine to run on: local (default), an SSH machine's "
+                                                      "name (see `machines list`), or auto")
     p.add_argument("--executor", choices=("docker", "process"), help="default: docker if an engine answers")
     p.add_argument("--wait", action="store_true", help="follow the run's logs until it ends")
 
@@ -544,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--executor", choices=("docker", "process"))
     p.add_argument("--wait", action="store_true")
+    p = command(runs, "pull", cmd_runs_pull, "copy a remote run's output files here (all, or PATHs)")
+    p.add_argument("run")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="output files or folders, relative to its output dir")
     p = command(runs, "rm", cmd_runs_rm, "delete runs, their metrics and their files")
     p.add_argument("runs", nargs="+", metavar="RUN")
     p.add_argument("--force", action="store_true", help="cancel a running run first")
@@ -571,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identity", metavar="FILE", help="private key file (default: ssh-agent, then ~/.ssh/id_*)")
     p.add_argument("--jump", metavar="[USER@]HOST[:PORT]", help="reach it through this host (ProxyJump)")
     p.add_argument("--hourly-cost", type=float, metavar="X", help="what an hour of it costs, for the fleet view")
+    p.add_argument("--dir", metavar="PATH", help="Workbench's dir on the host (snapshots, runs; default ~/.workbench)")
     p = command(machines, "remove", cmd_machines_remove, "forget an SSH host")
     p.add_argument("name")
     p = command(machines, "trust", cmd_machines_trust, "trust the host key an SSH host presents (shown first)")

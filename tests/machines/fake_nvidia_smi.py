@@ -42,6 +42,11 @@ def main(argv):
         return 0
     apps = next((a.split("=", 1)[1] for a in argv if a.startswith("--query-compute-apps=")), None)
     if apps is not None:
+        listed = os.environ.get("WB_GPU_APPS_FILE")  # a test's own process table: none while the file is absent
+        if listed:
+            if os.path.exists(listed):
+                sys.stdout.write(open(listed).read())
+            return 0
         uuid = next(rows())["uuid"]
         for process in processes():
             values = {"gpu_uuid": uuid, "pid": process[0], "process_name": process[1], "used_memory": process[2]}

@@ -268,7 +268,9 @@ def make_docker_host(root: Path, name: str, address: str, authorized: Path, path
     host = make_host(root, name, address, authorized, path_prefix, port=port)
     text = host.config.read_text()
     assert text.count("SetEnv ") == 1, text
-    host.config.write_text(text.replace("SetEnv ", f"SetEnv DOCKER_HOST={docker_host} ", 1))
+    # the GPU's compute processes are whatever a test writes into gpu-apps.csv (none while it is absent)
+    host.config.write_text(text.replace("SetEnv ", f"SetEnv DOCKER_HOST={docker_host} "
+                                                   f"WB_GPU_APPS_FILE={host.dir / 'gpu-apps.csv'} ", 1))
     return host
 
 

@@ -30,6 +30,18 @@ HASH_BATCH = 500  # files hashed per remote command
 Listed = tuple[str, int, str, str | None]  # (relative path, size, sha256, link target or None)
 
 
+def _one_at_a_time(method: Any) -> Any:
+    """paramiko's SFTPClient is not safe for requests from several threads at once (one thread may read
+    another's reply and both wait forever): a host's SFTP work is done one operation at a time."""
+    import functools
+
+    @functools.wraps(method)
+    def serialized(self: "SshHost", *args: Any, **kwargs: Any) -> Any:
+        with self.io_lock:
+            return method(self, *args, **kwargs)
+    return serialized
+
+
 def text_name(name: str) -> str:
     """A file name as text SQLite can store (names that are not UTF-8 keep their bytes as escapes)."""
     return os.fsencode(name).decode("utf-8", "backslashreplace")
@@ -125,6 +137,7 @@ class SshHost:
         self._sftp: "paramiko.SFTPClient | None" = None
         self._sftp_transport: Any = None
         self._lock = threading.Lock()
+        self.io_lock = threading.RLock()  # held around every SFTP operation (see _one_at_a_time)
         self._user: str | None = None
 
     # plumbing -------------------------------------------------------------------------------------
@@ -189,6 +202,7 @@ class SshHost:
         return self._user
 
     # reading --------------------------------------------------------------------------------------
+    @_one_at_a_time
     def read_from(self, path: str, offset: str, limit: int, eof: bool) -> Chunk:
         """`read_file_from` over SFTP: never through a link, only a regular file, from the same offsets."""
         sftp = self.sftp()
@@ -217,6 +231,26 @@ class SshHost:
         except Exception as exc:  # noqa: BLE001
             raise self.failure(f"reading {name}", exc) from None
 
+    @_one_at_a_time
+    def read_range(self, path: str, start: int, limit: int) -> bytes:
+        """Up to `limit` bytes of a regular file from `start` (b"" when it is missing, shorter, or not a
+        regular file: a link is never followed)."""
+        sftp = self.sftp()
+        try:
+            info = sftp.lstat(path)
+            if not stat.S_ISREG(info.st_mode or 0) or (info.st_size or 0) <= start:
+                return b""
+            end = min(info.st_size or 0, start + limit)
+            with sftp.open(path, "rb") as fh:
+                fh.seek(start)
+                fh.prefetch(end)
+                return fh.read(end - start)
+        except FileNotFoundError:
+            return b""
+        except Exception as exc:  # noqa: BLE001 - paramiko raises several kinds
+            raise self.failure(f"reading {posixpath.basename(path)}", exc) from None
+
+    @_one_at_a_time
     def tail(self, path: str, size: int) -> tuple[int, bytes] | None:
         sftp = self.sftp()
         try:
@@ -236,6 +270,7 @@ class SshHost:
         found = self.tail(path, limit)
         return None if found is None else found[1]
 
+    @_one_at_a_time
     def list_outputs(self, out: str) -> list[Listed]:
         """The output dir walked over SFTP (attributes of entries, never following links), each regular
         file hashed on the host with sha256sum, a batch of files per command."""
@@ -273,6 +308,7 @@ class SshHost:
                     found.append((text_name(rel), size, digest, None))
         return found
 
+    @_one_at_a_time
     def fetch(self, path: str, dest: Path) -> int:
         """Copies a regular file from the host to `dest` (atomically); bytes copied."""
         sftp = self.sftp()

@@ -28,7 +28,6 @@ import posixpath
 import re
 import shlex
 import signal
-import stat
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator
@@ -335,20 +334,9 @@ exit 0
         """The whole lines of a host file from a byte offset, over SFTP (and, once `final`, a last one without
         its newline): (lines, offset after them, whether more is left to read). A line longer than `limit`
         comes in pieces, as locally."""
-        sftp = self.host.sftp()
-        try:
-            info = sftp.lstat(path)
-            if not stat.S_ISREG(info.st_mode or 0) or (info.st_size or 0) <= start:
-                return [], start, False  # nothing new (or replaced by something that is not a file)
-            end = min(info.st_size or 0, start + limit)
-            with sftp.open(path, "rb") as fh:
-                fh.seek(start)
-                fh.prefetch(end)
-                data = fh.read(end - start)
-        except FileNotFoundError:
-            return [], start, False  # not written yet
-        except Exception as exc:  # noqa: BLE001 - paramiko raises several kinds
-            raise self.host.failure(f"reading {posixpath.basename(path)}", exc) from None
+        data = self.host.read_range(path, start, limit)
+        if not data:
+            return [], start, False  # not written yet, nothing new, or not a regular file
         more = len(data) >= limit
         if more or not final:
             cut = data.rfind(b"\n") + 1

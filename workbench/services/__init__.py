@@ -97,8 +97,9 @@ class Workbench:
         return machines.machine_target(self, name)
 
     def add_machine(self, name: str, ssh: str | None = None, identity: str | None = None,
-                    hourly_cost: float | None = None, jump: str | None = None) -> dict[str, Any]:
-        return machines.add_machine(self, name, ssh, identity, hourly_cost, jump)
+                    hourly_cost: float | None = None, jump: str | None = None,
+                    workdir: str | None = None) -> dict[str, Any]:
+        return machines.add_machine(self, name, ssh, identity, hourly_cost, jump, workdir)
 
     def remove_machine(self, name: str) -> None:
         machines.remove_machine(self, name)
@@ -135,8 +136,8 @@ class Workbench:
         return launch_.rerun(self, ref, executor)
 
     def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str,
-                   run_id: str | None = None) -> str:
-        return images.image_for(self, spec, exp, snapshot_dir, snapshot_hash, run_id)
+                   run_id: str | None = None, *, machine: str = LOCAL) -> str:
+        return images.image_for(self, spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)
 
     # watching -------------------------------------------------------------------------------------
     def watch(self, path: str, say: Callable[[str], None], *, polling: bool = False,
@@ -195,6 +196,9 @@ class Workbench:
     def cancel(self, ref: str) -> dict[str, Any]:
         return runs.cancel(self, ref)
 
+    def pull(self, ref: str, paths: list[str] | None = None) -> list[tuple[str, int]]:
+        return runs.pull(self, ref, paths)
+
     def remove(self, ref: str, force: bool = False) -> str:
         return runs.remove(self, ref, force)
 
@@ -209,6 +213,6 @@ class Workbench:
         return self._reconciler.reconcile()
 
     # health ---------------------------------------------------------------------------------------
-    def doctor(self) -> list[dict[str, Any]]:
-        from workbench.services.doctor import run_checks
-        return run_checks(self)
+    def doctor(self, machine: str | None = None) -> list[dict[str, Any]]:
+        from workbench.services.doctor import host_checks, run_checks
+        return run_checks(self) if machine in (None, LOCAL) else host_checks(self, machine)

@@ -88,3 +88,65 @@ def _images_check(wb: Services, client: Any) -> dict[str, Any]:
         return _check(name, None, detail + f": over {IMAGES_WARN_BYTES >> 30} GiB",
                       "`workbench gc` removes the images no run needs (each project keeps its newest)")
     return _check(name, True, detail)
+
+
+def host_checks(wb: Services, machine: str) -> list[dict[str, Any]]:
+    """`workbench doctor NAME`: can runs run on that SSH host? SSH (host key, auth), its Docker engine and GPU
+    runtime, its GPUs, the Workbench dir there and the disk under it."""
+    from workbench.errors import WorkbenchError
+    from workbench.execution.hosts import SshHost
+    from workbench.machines.remote import remote_gpu_inventory
+
+    wb.executors.machine(machine)
+    checks = []
+    try:
+        connection = wb.executors.connection(machine)
+        connection.transport()
+        checks.append(_check("ssh", True, f"{connection.target.address}: host key known, authenticated"))
+    except WorkbenchError as exc:
+        fix = getattr(exc, "hint", None) or f"check that {machine} is up and reachable"
+        return [_check("ssh", False, exc.message, fix)]
+    try:
+        host = wb.executors.host(machine)
+        assert isinstance(host, SshHost)
+        host.make_dirs(f"{host.root}/runs")
+        free = host.sh(f"df -Pk {_q(host.root)} | tail -1", what="measuring free space").split()
+        checks.append(_check("workbench dir", True, f"{host.root} is writable"))
+        if len(free) >= 4 and free[3].isdigit():
+            bytes_free = int(free[3]) * 1024
+            checks.append(_check("disk space", bytes_free >= MIN_FREE_BYTES or None,
+                                 f"{bytes_free / 2**30:.1f} GiB free under {host.root}",
+                                 f"free space on {machine}, or run `workbench gc`"))
+    except WorkbenchError as exc:
+        checks.append(_check("workbench dir", False, exc.message,
+                             f"set another dir: `workbench machines add {machine} --ssh ... --dir PATH`"))
+    engine_ok = False
+    try:
+        client = wb.executors.docker_client_for(machine)
+        version = client.version()
+        engine_ok = True
+        checks.append(_check("docker engine", True, f"Docker {version.get('Version')} "
+                                                    f"(API {version.get('ApiVersion')}) on {machine}"))
+    except (EngineUnavailable, WorkbenchError) as exc:
+        checks.append(_check("docker engine", None, exc.message,
+                             f"install Docker on {machine}; until then runs there use the process executor"))
+    if engine_ok:
+        runtimes = client.info().get("Runtimes", {})
+        has_nvidia = "nvidia" in runtimes or any("nvidia" in str(v) for v in runtimes.values())
+        checks.append(_check("gpu runtime", has_nvidia or None,
+                             "NVIDIA container runtime present" if has_nvidia else
+                             f"no NVIDIA runtime registered (runtimes: {', '.join(runtimes) or 'none'}); a GPU "
+                             "request is tried and reported at launch",
+                             f"install the NVIDIA Container Toolkit on {machine} to run experiments with gpus > 0"))
+    inventory = remote_gpu_inventory(connection)
+    if inventory.gpus:
+        names = ", ".join(sorted({g.name for g in inventory.gpus}))
+        checks.append(_check("gpus", True, f"{len(inventory.gpus)} GPU(s): {names}; driver {inventory.driver}"))
+    else:
+        checks.append(_check("gpus", None, inventory.error or "no GPUs", "CPU-only runs work there"))
+    return checks
+
+
+def _q(text: str) -> str:
+    import shlex
+    return shlex.quote(text)

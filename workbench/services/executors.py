@@ -1,16 +1,25 @@
-"""The executors runs use, one per (machine, executor kind), created on first use and kept. Only `local` runs
-experiments in this version: its Docker engine (the one DOCKER_HOST / the docker context names) and its
-processes. The engine connection lives here too: connected once, forgotten when it stops answering."""
+"""The executors runs use, one per (machine, executor kind), created on first use and kept.
+
+`local` is this workstation: its Docker engine (the one DOCKER_HOST / the docker context names) and its
+processes. Any other name is a registered SSH machine: one persistent connection per host in this process,
+which carries its Docker engine (`docker system dial-stdio` channels), SFTP for the run's files, and the
+commands of the process executor there. An engine or host that stops answering is forgotten, so the next use
+connects again."""
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from workbench.dirs import Dirs
-from workbench.errors import EngineUnavailable, WorkbenchError
+from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
 from workbench.execution.base import Executor
+from workbench.execution.hosts import LocalHost
 from workbench.store import Store
+
+if TYPE_CHECKING:
+    from workbench.execution.hosts import SshHost
+    from workbench.machines.ssh import Connection
 
 LOCAL = "local"
 
@@ -22,8 +31,12 @@ class Executors:
         self._docker: Any = None
         self._docker_error: EngineUnavailable | None = None
         self._made: dict[tuple[str, str], Executor] = {}
+        self._connections: dict[str, "Connection"] = {}
+        self._hosts: dict[str, "SshHost"] = {}
+        self._remote_docker: dict[str, Any] = {}
         self._lock = threading.Lock()
 
+    # the workstation's engine -----------------------------------------------------------------------
     def docker_client(self) -> Any:
         if self._docker is None and self._docker_error is None:
             from workbench.execution.engine import connect
@@ -35,31 +48,123 @@ class Executors:
             raise self._docker_error
         return self._docker
 
+    def local_docker_or_none(self) -> Any:
+        try:
+            return self.docker_client()
+        except EngineUnavailable:
+            return None
+
     def forget_engine(self) -> None:
         """The next use connects again (the engine restarted, or was down when we last tried)."""
         docker, self._docker, self._docker_error = self._docker, None, None
         with self._lock:
-            self._made = {key: made for key, made in self._made.items() if key[1] != "docker"}
+            self._made = {key: made for key, made in self._made.items() if key != (LOCAL, "docker")}
         if docker is not None:
             try:
                 docker.close()
             except Exception:  # noqa: BLE001
                 pass
 
-    @staticmethod
-    def machine(name: str) -> str:
-        """`name` when runs can run there; a clear error otherwise."""
-        if name != LOCAL:
-            raise WorkbenchError(f"no machine {name!r} is available to run on",
-                                 hint="only `local` runs experiments in this version")
+    # machines -------------------------------------------------------------------------------------
+    def machine(self, name: str) -> str:
+        """`name` when runs can run there (this workstation or a registered SSH machine); a clear error
+        otherwise."""
+        if name == LOCAL:
+            return name
+        found = self._store().get_machine(name)
+        if found is None:
+            raise NotFound(f"no machine {name!r}", hint="see `workbench machines list`, or add it with "
+                                                        "`workbench machines add NAME --ssh USER@HOST`")
         return name
+
+    def is_remote(self, machine: str) -> bool:
+        return machine != LOCAL
+
+    def connection(self, machine: str) -> "Connection":
+        from workbench.machines.hostkeys import HostKeyStore
+        from workbench.machines.ssh import Connection, target_from_dict
+
+        with self._lock:
+            found = self._connections.get(machine)
+        if found is not None:
+            return found
+        record = self._store().get_machine(self.machine(machine))
+        assert record is not None
+        made = Connection(target_from_dict(record["config"]["target"]), HostKeyStore(self._dirs.known_hosts))
+        with self._lock:
+            return self._connections.setdefault(machine, made)
+
+    def host(self, machine: str) -> LocalHost | "SshHost":
+        """Where the machine's run dirs are: the data dir's runs/ here, the Workbench dir on a host."""
+        if machine == LOCAL:
+            return LocalHost(self._dirs.runs)
+        from workbench.execution.hosts import SshHost, resolve_root
+
+        with self._lock:
+            found = self._hosts.get(machine)
+        if found is not None:
+            return found
+        connection = self.connection(machine)
+        record = self._store().get_machine(machine)
+        root = resolve_root(connection, (record or {}).get("config", {}).get("dir"))
+        made = SshHost(connection, root)
+        with self._lock:
+            return self._hosts.setdefault(machine, made)
+
+    def docker_client_for(self, machine: str) -> Any:
+        """The Docker engine of `machine`: this workstation's, or the host's over its SSH connection
+        (EngineUnavailable naming the host when none answers there)."""
+        if machine == LOCAL:
+            return self.docker_client()
+        with self._lock:
+            found = self._remote_docker.get(machine)
+        if found is not None:
+            return found
+        from workbench.machines.docker_ssh import docker_client_over
+
+        made = docker_client_over(self.connection(machine))
+        with self._lock:
+            return self._remote_docker.setdefault(machine, made)
+
+    def forget_machine(self, machine: str) -> None:
+        """Drops what this process holds for a host (its connection went away): the next use reconnects."""
+        if machine == LOCAL:
+            self.forget_engine()
+            return
+        with self._lock:
+            self._made = {key: made for key, made in self._made.items() if key[0] != machine}
+            client = self._remote_docker.pop(machine, None)
+            host = self._hosts.pop(machine, None)
+            connection = self._connections.pop(machine, None)
+        for closing in (client, host, connection):
+            if closing is not None:
+                try:
+                    closing.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    # executors ------------------------------------------------------------------------------------
+    def choose(self, machine: str, requested: str | None, progress: Callable[[str], None]) -> str:
+        """The executor kind for a run on `machine`: as requested (checked now), else docker where an
+        engine answers, else the process executor, said plainly."""
+        if requested:
+            if requested == "docker":
+                self.docker_client_for(machine)  # a clear error now if there is no engine
+            return requested
+        try:
+            self.docker_client_for(machine)
+            return "docker"
+        except EngineUnavailable as exc:
+            where = "" if machine == LOCAL else f" on {machine}"
+            progress(f"{exc.message}: running with the process executor{where} instead (--executor process)")
+            return "process"
 
     def get(self, machine: str, kind: str) -> Executor:
         key = (self.machine(machine), kind)
         with self._lock:
             made = self._made.get(key)
         if made is None:
-            made = self._make(kind)  # outside the lock: connecting to an engine may take a while
+            made = self._make(machine, kind)  # outside the lock: connecting may take a while
             with self._lock:
                 made = self._made.setdefault(key, made)
         return made
@@ -67,15 +172,24 @@ class Executors:
     def for_run(self, run: dict[str, Any]) -> Executor:
         return self.get(run.get("machine") or LOCAL, run["executor"])
 
-    def _make(self, kind: str) -> Executor:
+    def _make(self, machine: str, kind: str) -> Executor:
+        if kind not in ("docker", "process"):
+            raise WorkbenchError(f"unknown executor {kind!r}", hint="use docker or process")
         if kind == "docker":
             from workbench.execution.docker_executor import DockerExecutor
-            return DockerExecutor(self.docker_client(), self._store().instance)
-        if kind == "process":
+            return DockerExecutor(self.docker_client_for(machine), self._store().instance, self.host(machine))
+        if machine == LOCAL:
             from workbench.execution.process_executor import ProcessExecutor
             return ProcessExecutor(self._dirs.runs)
-        raise WorkbenchError(f"unknown executor {kind!r}", hint="use docker or process")
+        from workbench.execution.remote_process_executor import RemoteProcessExecutor
+        return RemoteProcessExecutor(self.host(machine))  # type: ignore[arg-type]
+
+    def remote_machines(self) -> list[str]:
+        with self._lock:
+            return list(self._connections)
 
     def close(self) -> None:
         if self._docker is not None:
             self._docker.close()
+        for machine in self.remote_machines():
+            self.forget_machine(machine)

@@ -11,7 +11,7 @@ from workbench.services.context import Services, warn
 
 
 def image_for(wb: Services, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str,
-               run_id: str | None = None) -> str:
+              run_id: str | None = None, *, machine: str = "local") -> str:
     """The image id for the run: `exp.image` from the engine (pulled if missing), or `exp.dockerfile` built
     from the snapshot as workbench/<project>:<snapshot hash>, labelled with this data dir's instance (so
     `gc` knows it built it). The build output is kept with the run: runs/<id>/build.log when it succeeds;
@@ -20,7 +20,7 @@ def image_for(wb: Services, spec: ProjectSpec, exp: Experiment, snapshot_dir: Pa
     from workbench.execution import images
     from workbench.execution.logformat import format_line, now_stamp
 
-    client = wb.executors.docker_client()
+    client = wb.executors.docker_client_for(machine)
 
     def sized(ref: str, image_id: str) -> str:
         """Its size kept with the run (an `image` event), so `runs show` says it without an engine."""
@@ -33,7 +33,13 @@ def image_for(wb: Services, spec: ProjectSpec, exp: Experiment, snapshot_dir: Pa
         return image_id
 
     if not exp.dockerfile:
-        return sized(exp.image or "", images.ensure_image(client, exp.image or "", wb.progress))
+        if machine == "local":
+            return sized(exp.image or "", images.ensure_image(client, exp.image or "", wb.progress))
+        # on a host: its own image, else this workstation's sent over, else a pull there
+        return sized(exp.image or "", images.ensure_image_on(client, exp.image or "", wb.progress, machine,
+                                                             wb.executors.local_docker_or_none()))
+    if machine != "local":
+        wb.progress(f"building {exp.dockerfile} on {machine}'s engine (the build context is sent from here)")
     tag = f"workbench/{spec.name.lower()}:{snapshot_hash[:16]}"
     lines: list[bytes] = []
     if images.local_image_id(client, tag) is None:

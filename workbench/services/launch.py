@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import EngineUnavailable, WorkbenchError
+from workbench.errors import WorkbenchError
 from workbench.execution.base import Launch
 from workbench.execution.ingest import lease_name, new_owner
 from workbench.execution.lease_keeper import LeaseKeeper
@@ -27,17 +27,8 @@ LAUNCH_LEASE_TTL = 20.0  # a launcher renews its hold on a run while it builds o
 LAUNCH_LEASE_RENEW = 2.0
 
 
-def choose_executor(wb: Services, requested: str | None) -> str:
-    if requested:
-        if requested == "docker":
-            wb.executors.docker_client()  # a clear error now if there is no engine
-        return requested
-    try:
-        wb.executors.docker_client()
-        return "docker"
-    except EngineUnavailable as exc:
-        wb.progress(f"{exc.message}: running with the process executor instead (--executor process)")
-        return "process"
+def choose_executor(wb: Services, requested: str | None, machine: str = "local") -> str:
+    return wb.executors.choose(machine, requested, wb.progress)
 
 
 def launch(wb: Services, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
@@ -46,7 +37,7 @@ def launch(wb: Services, path: str, experiment: str | None = None, overrides: li
     spec = load_spec(path)
     exp = spec.experiment(experiment)
     values = {**exp.params, **parse_overrides(exp, overrides or [], str(spec.spec_path))}
-    executor_name = choose_executor(wb, executor)
+    executor_name = choose_executor(wb, executor, machine)
     return start(wb, spec, exp, values, executor_name, machine=machine)
 
 
@@ -61,7 +52,7 @@ def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, An
     # cancelled run loses what it printed. The spec's env may still say otherwise.
     env = {"PYTHONUNBUFFERED": "1", **exp.env,
            **{f"WB_PARAM_{k.upper()}": format_param(v) for k, v in values.items()}, "WORKBENCH_RUN_ID": run_id}
-    gpus = pick_gpus(wb, exp.gpus) if exp.gpus else None
+    gpus = pick_gpus(wb, exp.gpus, machine) if exp.gpus else None
     git = git_state(spec.root, spec.exclude) if snapshot_hash is None else {}
     git_notes = git.pop("notes", [])  # (kind, message): events once the run is recorded
     record = {
@@ -98,25 +89,31 @@ def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, An
                     raise WorkbenchError(f"snapshot {snapshot_hash[:12]} of run {rerun_of} is gone (removed by gc?)")
             wb.store.update_run(run_id, snapshot=snapshot_hash)
         run_exec = wb.executors.get(machine, executor_name)
+        host = run_exec.host
+        # The run's working dir where it runs: the snapshot itself here; on a host, the same tree sent there
+        # (only the files the host lacks)
+        where = str(snapshot_dir)
+        if host.remote:
+            from workbench.execution.remote_snapshot import send_snapshot
+            where = send_snapshot(host.connection, wb.dirs.snapshots, snapshot_hash, host.root, wb.progress).path
         image = None
         if executor_name == "docker":
-            image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id)
+            image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)
             wb.store.update_run(run_id, image=exp.image or exp.dockerfile, image_id=image)
         elif exp.dockerfile or exp.image:
-            wb.progress(f"process executor: running {argv[0]!r} on this machine, not in "
-                          f"{exp.image or exp.dockerfile}")
+            wb.progress(f"process executor: running {argv[0]!r} on {'this machine' if machine == 'local' else machine}"
+                        f", not in {exp.image or exp.dockerfile}")
         check_mounts(exp)
         writable = [m.source for m in exp.mounts if not m.read_only]
         if _runs_as_root(exp.user) and writable and executor_name == "docker":
             warn(wb, run_id, f"the container runs as root with writable host mounts ({', '.join(writable)}): "
                                "it can change or replace anything in them")
-        run_dir = wb.dirs.run_dir(run_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        wb.dirs.run_dir(run_id).mkdir(parents=True, exist_ok=True)  # here: logs.txt, fetched artifacts
         launch = Launch(
-            run_id=run_id, project=spec.name, argv=argv, env=env, snapshot_dir=snapshot_dir,
-            run_dir=run_dir, image=image, gpu_ids=[g.uuid for g in gpus.gpus] if gpus else [],
+            run_id=run_id, project=spec.name, argv=argv, env=env, snapshot_dir=where,
+            run_dir=host.run_dir(run_id), image=image, gpu_ids=[g.uuid for g in gpus.gpus] if gpus else [],
             mounts=[(m.source, m.target, m.read_only) for m in exp.mounts], shm_size=exp.shm_size,
-            memory=exp.memory, user=None if exp.user == "root" else (exp.user or f"{os.getuid()}:{os.getgid()}"),
+            memory=exp.memory, user=None if exp.user == "root" else (exp.user or host.user()),
         )
         handle = run_exec.submit(launch)
     except BaseException as exc:
@@ -147,16 +144,26 @@ def check_mounts(exp: Experiment) -> None:
                                  hint="set allow_sensitive_mounts = true in the experiment if you mean it")
 
 
-def pick_gpus(wb: Services, count: int) -> GpuInventory:
-    inventory = wb.gpu_probe()
+def pick_gpus(wb: Services, count: int, machine: str = "local") -> GpuInventory:
+    """`count` free GPUs of `machine`: idle in its telemetry now (no process, little memory and utilization)
+    and not held by an active Workbench run there."""
+    if machine == "local":
+        inventory = wb.gpu_probe()
+    else:
+        from workbench.machines.remote import remote_gpu_inventory
+        inventory = remote_gpu_inventory(wb.executors.connection(machine))
     taken = set()
     for run in wb.store.active_runs():
-        taken.update(run.get("gpu_uuids") or [])
+        if (run.get("machine") or "local") == machine:
+            taken.update(run.get("gpu_uuids") or [])
     free = [g for g in inventory.gpus if not g.busy and g.uuid not in taken]
     if len(free) < count:
-        detail = inventory.error or f"{len(inventory.gpus)} GPU(s), {len(free)} free"
-        raise WorkbenchError(f"the experiment needs {count} GPU(s) but machine local has {len(free)} free "
-                             f"({detail})", hint="set gpus = 0, free a GPU, or try again later")
+        held = sum(g.uuid in taken for g in inventory.gpus)
+        busy = sum(g.busy and g.uuid not in taken for g in inventory.gpus)
+        detail = inventory.error or (f"{len(inventory.gpus)} GPU(s): {held} held by Workbench runs, {busy} in use "
+                                     "by other processes")
+        raise WorkbenchError(f"the experiment needs {count} GPU(s) but machine {machine} has {len(free)} free "
+                             f"({detail})", hint="set gpus = 0, free a GPU, pick another machine, or try again later")
     return GpuInventory(free[:count], driver=inventory.driver)
 
 
@@ -173,7 +180,8 @@ def rerun(wb: Services, ref: str, executor: str | None = None) -> dict[str, Any]
                              hint=f"run the project again: {again}")
     spec = ProjectSpec(name=old["project"], root=Path(old["project_path"]), exclude=[], experiments={})
     exp = experiment_from_record(old["spec"])
-    executor_name = choose_executor(wb, executor or old["executor"])
+    machine = wb.executors.machine(old.get("machine") or "local")
+    executor_name = choose_executor(wb, executor or old["executor"], machine)
     image_id = old.get("image_id") if executor_name == "docker" else None
     if executor_name == "docker" and not image_id:
         if exp.dockerfile and (old.get("status_reason") or "").startswith(f"building {exp.dockerfile} failed"):
@@ -188,12 +196,12 @@ def rerun(wb: Services, ref: str, executor: str | None = None) -> dict[str, Any]
         # It never resolved one (a pull that failed, a launch interrupted, a process run): resolved now, the
         # Dockerfile built from the stored snapshot.
     elif executor_name == "docker" and exp.dockerfile and \
-            local_image_id(wb.executors.docker_client(), image_id) is None:
+            local_image_id(wb.executors.docker_client_for(machine), image_id) is None:
         wb.progress(f"image {image_id.removeprefix('sha256:')[:12]} of run {old['id']} is no longer on the "
                     "engine (removed by `workbench gc`?); rebuilding it from the run's snapshot")
         image_id = None
     exp.env = unredacted_env(exp, Path(old["project_path"]))
-    return start(wb, spec, exp, old["params"], executor_name, machine=old.get("machine") or "local",
+    return start(wb, spec, exp, old["params"], executor_name, machine=machine,
                  snapshot_hash=old["snapshot"], image_id=image_id, rerun_of=old["id"])
 
 

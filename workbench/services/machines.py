@@ -38,7 +38,8 @@ def machine_target(wb: Services, name: str) -> "SSHTarget":
 
 
 def add_machine(wb: Services, name: str, ssh: str | None = None, identity: str | None = None,
-                hourly_cost: float | None = None, jump: str | None = None) -> dict[str, Any]:
+                hourly_cost: float | None = None, jump: str | None = None,
+                workdir: str | None = None) -> dict[str, Any]:
     """Records an SSH host (from `[user@]host[:port]`, or NAME's ~/.ssh/config entry) and reports
     whether its host key is known. Nothing is trusted here."""
     from workbench.machines.ssh import SSHError, fetch_host_key, target_to_dict
@@ -46,6 +47,8 @@ def add_machine(wb: Services, name: str, ssh: str | None = None, identity: str |
 
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name) or name == "local":
         raise WorkbenchError(f"machine name {name!r}: use letters, digits, '.', '_', '-' (and not `local`)")
+    if workdir is not None and not (workdir.startswith("/") or workdir.startswith("~")):
+        raise WorkbenchError(f"--dir {workdir!r}: give an absolute path on the host, or one under ~")
     if hourly_cost is not None and hourly_cost < 0:
         raise WorkbenchError("--hourly-cost must be zero or more")
     config = load_ssh_config()
@@ -70,7 +73,7 @@ def add_machine(wb: Services, name: str, ssh: str | None = None, identity: str |
             hop.identity_files = hop.identity_files or target.identity_files
             hop = hop.jump
     wb.store.add_machine(name, "ssh", target.address,
-                           {"target": target_to_dict(target), "hourly_cost": hourly_cost})
+                           {"target": target_to_dict(target), "hourly_cost": hourly_cost, "dir": workdir})
     try:
         key = fetch_host_key(target, hostkeys(wb))
         verdict = hostkeys(wb).check(target.hostname, target.port, key)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from typing import Any
 
@@ -17,6 +18,10 @@ from workbench.services.context import Services, first_line
 from workbench.store import Store
 from workbench.store.ingest import LeaseLost
 
+REMOTE_WAIT = 1.5  # seconds a pass waits for SSH hosts before it returns (their passes go on meanwhile)
+UNREACHABLE_RETRY = 10.0  # a host that did not answer is asked again after this long
+UNREACHABLE = "host unreachable"
+
 
 class Reconciler:
     """One per facade: when it last ran (for `if_stale`), and what it has already said (each problem once)."""
@@ -25,6 +30,9 @@ class Reconciler:
         self.wb = wb
         self.reconciled_at = float("-inf")
         self.said: set[str] = set()
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()  # hosts whose pass is still running (waiting for an answer)
+        self._retry_at: dict[str, float] = {}  # hosts that did not answer: not asked again before then
 
     def if_stale(self, max_age: float = 2.0) -> None:
         """For screens that refresh often: one reconcile per `max_age` seconds, however many ask."""
@@ -33,13 +41,57 @@ class Reconciler:
 
     def reconcile(self) -> list[dict[str, Any]]:
         """Brings every run recorded as active up to date with what its executor reports: a run whose
-        launcher died after starting it is adopted by its labels; one that never started is lost."""
+        launcher died after starting it is adopted by its labels; one that never started is lost.
+
+        Machine by machine, each SSH host on a thread of its own: a host that does not answer delays nothing
+        else (its pass goes on in the background; the next pass skips it while it is still busy), and its
+        runs stay as they were, marked unreachable, until it answers again."""
         self.reconciled_at = time.monotonic()
+        by_machine: dict[str, list[dict[str, Any]]] = {}
+        for run in self.wb.store.active_runs():
+            by_machine.setdefault(run.get("machine") or "local", []).append(run)
+        changed: list[dict[str, Any]] = []
+        waiting = []
+        for machine, runs in by_machine.items():
+            if machine == "local":
+                changed += self._reconcile_machine(machine, runs)
+                continue
+            with self._lock:
+                if machine in self._busy:
+                    continue  # its previous pass is still waiting for the host
+                if time.monotonic() < self._retry_at.get(machine, 0.0):
+                    continue  # it did not answer a moment ago: not every pass waits for it again
+                self._busy.add(machine)
+            done = threading.Event()
+            box: list[list[dict[str, Any]]] = []
+            threading.Thread(target=self._remote_pass, args=(machine, runs, box, done), daemon=True,
+                             name=f"reconcile-{machine}").start()
+            waiting.append((done, box))
+        deadline = time.monotonic() + REMOTE_WAIT
+        for done, box in waiting:
+            if done.wait(max(0.0, deadline - time.monotonic())) and box:
+                changed += box[0]
+        return changed
+
+    def _remote_pass(self, machine: str, runs: list[dict[str, Any]], box: list, done: threading.Event) -> None:
+        try:
+            box.append(self._reconcile_machine(machine, runs))
+        finally:
+            with self._lock:
+                self._busy.discard(machine)
+            done.set()
+
+    def _reconcile_machine(self, machine: str, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from workbench.machines.ssh import SSHError
+
         changed = []
         engine_used = False
-        for run in self.wb.store.active_runs():
+        for run in runs:
             try:
                 state = self._reconcile_one(run)
+            except SSHError as exc:
+                self._unreachable(machine, runs, exc)
+                return changed
             except Exception as exc:  # noqa: BLE001 - one run that cannot be read never stops the others
                 try:
                     self._note_failure(run["id"], exc)
@@ -50,12 +102,39 @@ class Reconciler:
                 engine_used = True
             elif state is not None:
                 changed.append(run)
+        if machine != "local":
+            self._reachable(machine, runs)
         if engine_used:
             try:
-                remove_orphan_containers(self.wb)
+                remove_orphan_containers(self.wb, machine)
             except Exception as exc:  # noqa: BLE001 - tidying up never fails a reconcile: said once
                 self._say_once(f"leftover containers not removed: {first_line(exc)}")
         return changed
+
+    def _unreachable(self, machine: str, runs: list[dict[str, Any]], exc: Exception) -> None:
+        """The host does not answer: its runs stay running (they live on the host), marked with since when."""
+        self.wb.executors.forget_machine(machine)
+        with self._lock:
+            self._retry_at[machine] = time.monotonic() + UNREACHABLE_RETRY
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        for run in runs:
+            fresh = self.wb.store.get_run(run["id"])
+            if fresh["status"] in ("queued", "running") and \
+                    not (fresh.get("status_reason") or "").startswith(UNREACHABLE):
+                self.wb.store.update_run(run["id"], status_reason=f"{UNREACHABLE} since {since}")
+                self.wb.store.add_event(run["id"], "unreachable", f"{machine} does not answer: {first_line(exc)}")
+        self._say_once(f"{machine} does not answer ({first_line(exc)}); its runs are shown as last recorded")
+
+    def _reachable(self, machine: str, runs: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._retry_at.pop(machine, None)
+        for run in runs:
+            fresh = self.wb.store.get_run(run["id"])
+            if fresh["status"] in ("queued", "running") and \
+                    (fresh.get("status_reason") or "").startswith(UNREACHABLE):
+                self.wb.store.update_run(run["id"], status_reason=None)
+                self.wb.store.add_event(run["id"], "reachable", f"{machine} answers again; caught up")
+        self.said = {m for m in self.said if not m.startswith(f"{machine} does not answer")}
 
     def _reconcile_one(self, run: dict[str, Any]) -> str | None:
         """Brings one run up to date: its new final state, "docker" when it is still running there, or None."""
@@ -84,6 +163,9 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - an engine gone mid-way leaves the record as it is
             if not is_engine_failure(exc):
                 raise
+            if (run.get("machine") or "local") != "local":  # the host's engine, over SSH: the host is gone
+                from workbench.machines.ssh import SSHError
+                raise SSHError(f"{run['machine']}: {first_line(exc)}") from None
             self._say_once(f"the Docker engine stopped answering ({first_line(exc)}); "
                            "its runs are shown as last recorded")
             return None
@@ -119,7 +201,8 @@ def ingestor(wb: Services, run: dict[str, Any]) -> RunIngestor:
 def adopt(wb: Services, run: dict[str, Any]) -> dict[str, Any] | None:
     """The run's container (or process) found by its labels, recorded as running; None when it
     never started. EngineUnavailable when that cannot be told."""
-    handle = wb.executors.for_run(run).adopt(run["id"], wb.dirs.run_dir(run["id"]))
+    executor = wb.executors.for_run(run)
+    handle = executor.adopt(run["id"], executor.host.run_dir(run["id"]))
     if handle is None:
         return None
     if wb.store.mark_running(run["id"], handle, time.time(), adopted=True):
@@ -148,10 +231,10 @@ def lease_held(store: Store, run_id: str) -> bool:
     return True
 
 
-def remove_orphan_containers(wb: Services) -> int:
+def remove_orphan_containers(wb: Services, machine: str = "local") -> int:
     from workbench.execution.docker_executor import DockerExecutor
 
-    executor = wb.executors.get("local", "docker")
+    executor = wb.executors.get(machine, "docker")
     assert isinstance(executor, DockerExecutor)
     found = executor.list({"workbench.instance": wb.store.instance, "workbench.kind": "run"})
     active = {run["id"] for run in wb.store.active_runs()}  # read after the listing: see DockerExecutor

@@ -26,6 +26,8 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
     """Follows a run to its end, ingesting live (taking over from a background follower if needed);
     keeps following through an engine restart."""
     run = wb.store.get_run(ref)
+    machine = run.get("machine") or "local"
+    what = "the Docker engine" if machine == "local" else machine
     delay, engine_lost = 0.5, False
     while run["status"] in ("queued", "running"):
         try:
@@ -40,16 +42,16 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
             else:
                 time.sleep(0.2)  # another process is ingesting it; wait for its verdict
             if engine_lost:
-                wb.progress(f"the Docker engine answers again; following run {run['id']}")
+                wb.progress(f"{what} answers again; following run {run['id']}")
                 delay, engine_lost = 0.5, False
-        except Exception as exc:  # noqa: BLE001 - only an engine that stopped answering is waited out
-            if not is_engine_failure(exc):
+        except Exception as exc:  # noqa: BLE001 - only an engine or host that stopped answering is waited out
+            if not (is_engine_failure(exc) or _host_gone(exc)):
                 raise
             if not engine_lost:
-                wb.progress(f"the Docker engine stopped answering ({first_line(exc)}); waiting for it to "
+                wb.progress(f"{what} stopped answering ({first_line(exc)}); waiting for it to "
                             "come back (Ctrl-C stops waiting; the run is left as it is)")
             engine_lost = True
-            wb.executors.forget_engine()
+            wb.executors.forget_machine(machine)
             time.sleep(delay)
             delay = min(delay * 2, ENGINE_RETRY_MAX)
         run = wb.store.get_run(run["id"])
@@ -164,9 +166,17 @@ def remove(wb: Services, ref: str, force: bool = False) -> str:
         cancel(wb, run["id"])
     if run.get("handle"):
         try:
-            wb.executors.for_run(run).cleanup(run["handle"])
+            executor = wb.executors.for_run(run)
+            executor.cleanup(run["handle"])
+            if executor.host.remote:  # the run dir on the host (its snapshot stays for gc)
+                executor.host.remove_tree(run["handle"]["run_dir"])
         except EngineUnavailable:
             pass
+        except WorkbenchError as exc:
+            if not _host_gone(exc):
+                raise
+            wb.progress(f"{run['machine']} does not answer: run {run['id']}'s files there are left as they are "
+                        "(`workbench gc` removes them later)")
     wb.store.delete_run(run["id"])
     shutil.rmtree(wb.dirs.run_dir(run["id"]), ignore_errors=True)
     return run["id"]
@@ -199,6 +209,9 @@ def show(wb: Services, ref: str) -> dict[str, Any]:
         stats = wb.store.metric_stats(run["seq"], name)
         run["metrics"][name] = {k: stats[k] for k in ("points", "last", "min", "max")}
     run["run_dir"] = str(wb.dirs.run_dir(run["id"]))
+    handle = run.get("handle") or {}
+    if (run.get("machine") or "local") != "local" and handle.get("run_dir"):
+        run["host_run_dir"] = f"{run['machine']}:{handle['run_dir']}"  # where its files live
     return run
 
 
@@ -218,3 +231,48 @@ def is_followed(wb: Services, run_id: str) -> bool:
 def metric_series(wb: Services, run: dict[str, Any], buckets: int) -> dict[str, dict[str, Any]]:
     """Every metric of the run, each downsampled in SQLite to at most `buckets` points, for charts."""
     return {name: wb.store.metric_series(run["seq"], name, buckets) for name in wb.store.metric_names(run["seq"])}
+
+
+def _host_gone(exc: BaseException) -> bool:
+    from workbench.machines.ssh import SSHError
+    return isinstance(exc, SSHError)
+
+
+def pull(wb: Services, ref: str, paths: list[str] | None = None) -> list[tuple[str, int]]:
+    """Copies a remote run's output files (all, or those under `paths`) from its host into the run dir here
+    (`out/`); (relative path, bytes) per file copied. A local run's files are here already."""
+    import posixpath
+
+    from workbench.execution.base import out_dir
+
+    run = wb.store.get_run(ref)
+    if not run.get("handle"):
+        raise WorkbenchError(f"run {run['id']} never started; it has no files")
+    executor = wb.executors.for_run(run)
+    listed = [a for a in wb.store.artifacts(run["seq"]) if not a.get("link")]
+    if not listed:
+        raise WorkbenchError(f"run {run['id']} has no output files recorded",
+                             hint="it may still be running: they are listed when it ends")
+    wanted = [a for a in listed if not paths or any(a["path"] == p.strip("/") or a["path"].startswith(p.strip("/") + "/")
+                                                    for p in paths)]
+    if not wanted:
+        raise WorkbenchError(f"run {run['id']} has no output file {', '.join(paths or [])}",
+                             hint=f"see `workbench runs show {run['id']}`")
+    local = wb.dirs.run_dir(run["id"]) / "out"
+    if not executor.host.remote:
+        return [(a["path"], 0) for a in wanted]
+    out = out_dir(run["handle"]["run_dir"])
+    copied = []
+    for artifact in wanted:
+        dest = local / artifact["path"]
+        if dest.is_file() and dest.stat().st_size == artifact["size"] and _sha256(dest) == artifact["sha256"]:
+            copied.append((artifact["path"], 0))  # fetched before
+            continue
+        copied.append((artifact["path"], executor.host.fetch(posixpath.join(out, artifact["path"]), dest)))
+    return copied
+
+
+def _sha256(path: "os.PathLike[str]") -> str:
+    import hashlib
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
