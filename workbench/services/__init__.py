@@ -196,6 +196,10 @@ class Workbench:
     def cancel(self, ref: str) -> dict[str, Any]:
         return runs.cancel(self, ref)
 
+    def gpu_holders(self) -> dict[tuple[str, str], str]:
+        """(machine, GPU uuid) -> the active run holding that GPU."""
+        return runs.gpu_holders(self)
+
     def pull(self, ref: str, paths: list[str] | None = None) -> list[tuple[str, int]]:
         return runs.pull(self, ref, paths)
 

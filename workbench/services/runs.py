@@ -276,3 +276,9 @@ def _sha256(path: "os.PathLike[str]") -> str:
     import hashlib
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def gpu_holders(wb: Services) -> dict[tuple[str, str], str]:
+    """(machine, GPU uuid) -> the id of the active run holding it."""
+    return {(run.get("machine") or "local", uuid): run["id"]
+            for run in wb.store.active_runs() for uuid in (run.get("gpu_uuids") or [])}
