@@ -359,6 +359,10 @@ def cmd_gc(wb: Any, args: argparse.Namespace) -> int:
         if result.get("image_disk_bytes") is not None:
             _say(f"Workbench's images now take {human_bytes(result['image_disk_bytes'])} on disk "
                  f"({result['images_left']} image(s), shared base layers counted once)")
+        for name, freed in (result.get("hosts") or {}).items():
+            _say(f"{name}: removed {freed['snapshots_removed']} snapshot(s) ({freed['objects_removed']} file(s) no "
+                 f"snapshot uses), {freed['run_dirs_removed']} run dir(s) and {freed['containers_removed']} "
+                 "container(s) no run needs")
         for note in result["notes"]:
             _say(f"note: {note}")
     return 0

@@ -19,10 +19,12 @@ def gc(wb: Services) -> dict[str, Any]:
     no run needs any more (see `remove_unneeded_images`). Without an engine, containers and images are
     left as they are, with a note in `notes`; the files are reclaimed all the same."""
     wb.store.downsample_telemetry()
+    notes: list[str] = []
+    known = wb.store.all_run_ids()
     with snapshot_lock(wb.dirs.snapshots, exclusive=True):  # no launch is between snapshot and record
         keep = wb.store.referenced_snapshots()
         snapshots, freed = remove_unreferenced(wb.dirs.snapshots, keep)
-    known = wb.store.all_run_ids()
+        hosts = gc_hosts(wb, keep, known, notes)
     orphans = 0
     for entry in wb.dirs.runs.iterdir() if wb.dirs.runs.is_dir() else []:
         if entry.is_dir() and entry.name not in known:
@@ -30,7 +32,6 @@ def gc(wb: Services) -> dict[str, Any]:
             shutil.rmtree(entry, ignore_errors=True)
             orphans += 1
     containers = images_removed = 0
-    notes: list[str] = []
     try:
         containers = remove_orphan_containers(wb)
         images_removed, image_bytes = remove_unneeded_images(wb)
@@ -53,7 +54,44 @@ def gc(wb: Services) -> dict[str, Any]:
             notes.append(f"the Docker engine stopped answering ({first_line(exc)}): images not measured")
     return {"snapshots_removed": snapshots, "run_dirs_removed": orphans, "containers_removed": containers,
             "images_removed": images_removed, "bytes_freed": freed, "notes": notes,
-            "images_left": images_left, "image_disk_bytes": image_disk}
+            "images_left": images_left, "image_disk_bytes": image_disk, "hosts": hosts}
+
+
+def gc_hosts(wb: Services, keep: set[str], known: set[str], notes: list[str]) -> dict[str, dict[str, int]]:
+    """On every SSH machine: the snapshots no run references, the run dirs no run record owns, and our
+    containers no active run owns. A host that does not answer is left as it is, with a note. The host's
+    Workbench dir belongs to this data dir: give each workstation its own (`machines add --dir`)."""
+    from workbench.errors import WorkbenchError
+    from workbench.execution.remote_snapshot import remove_unreferenced_remote
+
+    done: dict[str, dict[str, int]] = {}
+    for machine in wb.list_machines():
+        name = machine["name"]
+        if machine["kind"] != "ssh":
+            continue
+        try:
+            host = wb.executors.host(name)
+            trees, objects = remove_unreferenced_remote(host.connection, host.root, keep)
+            listing = host.sh(f"ls -1 {_q(host.root + '/runs')} 2>/dev/null; true", what="listing run dirs")
+            stale = [d for d in listing.decode(errors="replace").split() if d not in known]
+            for run_dir in stale:
+                host.remove_tree(f"{host.root}/runs/{run_dir}")
+            containers = 0
+            try:
+                containers = remove_orphan_containers(wb, name)
+            except (EngineUnavailable, WorkbenchError):
+                pass  # no engine there: process runs only
+            done[name] = {"snapshots_removed": trees, "objects_removed": objects, "run_dirs_removed": len(stale),
+                          "containers_removed": containers}
+        except WorkbenchError as exc:
+            wb.executors.forget_machine(name)
+            notes.append(f"{name}: {exc.message}; its files there were left as they are")
+    return done
+
+
+def _q(text: str) -> str:
+    import shlex
+    return shlex.quote(text)
 
 
 def remove_unneeded_images(wb: Services) -> tuple[int, int]:

@@ -88,14 +88,15 @@ def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, An
                 if not snapshot_dir.is_dir():
                     raise WorkbenchError(f"snapshot {snapshot_hash[:12]} of run {rerun_of} is gone (removed by gc?)")
             wb.store.update_run(run_id, snapshot=snapshot_hash)
-        run_exec = wb.executors.get(machine, executor_name)
-        host = run_exec.host
-        # The run's working dir where it runs: the snapshot itself here; on a host, the same tree sent there
-        # (only the files the host lacks)
-        where = str(snapshot_dir)
-        if host.remote:
-            from workbench.execution.remote_snapshot import send_snapshot
-            where = send_snapshot(host.connection, wb.dirs.snapshots, snapshot_hash, host.root, wb.progress).path
+            run_exec = wb.executors.get(machine, executor_name)
+            host = run_exec.host
+            # The run's working dir where it runs: the snapshot itself here; on a host, the same tree sent
+            # there (only the files the host lacks), still under the lock: gc also frees hosts' snapshots
+            where = str(snapshot_dir)
+            if host.remote:
+                from workbench.execution.remote_snapshot import send_snapshot
+                where = send_snapshot(host.connection, wb.dirs.snapshots, snapshot_hash, host.root,
+                                      wb.progress).path
         image = None
         if executor_name == "docker":
             image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)

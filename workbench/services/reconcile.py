@@ -112,28 +112,15 @@ class Reconciler:
         return changed
 
     def _unreachable(self, machine: str, runs: list[dict[str, Any]], exc: Exception) -> None:
-        """The host does not answer: its runs stay running (they live on the host), marked with since when."""
-        self.wb.executors.forget_machine(machine)
         with self._lock:
             self._retry_at[machine] = time.monotonic() + UNREACHABLE_RETRY
-        since = time.strftime("%Y-%m-%d %H:%M:%S")
-        for run in runs:
-            fresh = self.wb.store.get_run(run["id"])
-            if fresh["status"] in ("queued", "running") and \
-                    not (fresh.get("status_reason") or "").startswith(UNREACHABLE):
-                self.wb.store.update_run(run["id"], status_reason=f"{UNREACHABLE} since {since}")
-                self.wb.store.add_event(run["id"], "unreachable", f"{machine} does not answer: {first_line(exc)}")
+        mark_unreachable(self.wb, machine, runs, exc)
         self._say_once(f"{machine} does not answer ({first_line(exc)}); its runs are shown as last recorded")
 
     def _reachable(self, machine: str, runs: list[dict[str, Any]]) -> None:
         with self._lock:
             self._retry_at.pop(machine, None)
-        for run in runs:
-            fresh = self.wb.store.get_run(run["id"])
-            if fresh["status"] in ("queued", "running") and \
-                    (fresh.get("status_reason") or "").startswith(UNREACHABLE):
-                self.wb.store.update_run(run["id"], status_reason=None)
-                self.wb.store.add_event(run["id"], "reachable", f"{machine} answers again; caught up")
+        mark_reachable(self.wb, machine, runs)
         self.said = {m for m in self.said if not m.startswith(f"{machine} does not answer")}
 
     def _reconcile_one(self, run: dict[str, Any]) -> str | None:
@@ -239,3 +226,24 @@ def remove_orphan_containers(wb: Services, machine: str = "local") -> int:
     found = executor.list({"workbench.instance": wb.store.instance, "workbench.kind": "run"})
     active = {run["id"] for run in wb.store.active_runs()}  # read after the listing: see DockerExecutor
     return executor.remove_orphans(found, active)
+
+
+def mark_unreachable(wb: Services, machine: str, runs: list[dict[str, Any]], exc: BaseException) -> None:
+    """The host does not answer: its runs stay running (they live on the host), marked with since when, and
+    what this process holds for the host is dropped so the next look reconnects."""
+    wb.executors.forget_machine(machine)
+    since = time.strftime("%Y-%m-%d %H:%M:%S")
+    for run in runs:
+        fresh = wb.store.get_run(run["id"])
+        if fresh["status"] in ("queued", "running") and not (fresh.get("status_reason") or "").startswith(UNREACHABLE):
+            wb.store.update_run(run["id"], status_reason=f"{UNREACHABLE} since {since}")
+            wb.store.add_event(run["id"], "unreachable", f"{machine} does not answer: {first_line(exc)}")
+
+
+def mark_reachable(wb: Services, machine: str, runs: list[dict[str, Any]]) -> None:
+    for run in runs:
+        fresh = wb.store.get_run(run["id"])
+        if (fresh.get("status_reason") or "").startswith(UNREACHABLE):
+            if fresh["status"] in ("queued", "running"):
+                wb.store.update_run(run["id"], status_reason=None)
+            wb.store.add_event(run["id"], "reachable", f"{machine} answers again; caught up")

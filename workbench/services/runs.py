@@ -15,7 +15,7 @@ from workbench.execution.ingest import PROGRESS_FILE, lease_name
 from workbench.failures import is_engine_failure
 from workbench.services.context import Services, first_line
 from workbench.services.launch import LAUNCH_LEASE_TTL
-from workbench.services.reconcile import adopt, ingestor, lease_held
+from workbench.services.reconcile import adopt, ingestor, lease_held, mark_reachable, mark_unreachable
 from workbench.store.ingest import LeaseLost
 
 ENGINE_RETRY_MAX = 5.0
@@ -31,7 +31,12 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
     delay, engine_lost = 0.5, False
     while run["status"] in ("queued", "running"):
         try:
-            following = ingestor(wb, run)
+            following = ingestor(wb, run)  # connects: the engine (or host) answers
+            if engine_lost:
+                wb.progress(f"{what} answers again; following run {run['id']}")
+                delay, engine_lost = 0.5, False
+                if machine != "local":
+                    mark_reachable(wb, machine, [run])
             if run.get("handle") and following.acquire():
                 try:
                     following.follow(sink=sink, progress=progress)
@@ -41,9 +46,6 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
                     following.release()
             else:
                 time.sleep(0.2)  # another process is ingesting it; wait for its verdict
-            if engine_lost:
-                wb.progress(f"{what} answers again; following run {run['id']}")
-                delay, engine_lost = 0.5, False
         except Exception as exc:  # noqa: BLE001 - only an engine or host that stopped answering is waited out
             if not (is_engine_failure(exc) or _host_gone(exc)):
                 raise
@@ -51,6 +53,8 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
                 wb.progress(f"{what} stopped answering ({first_line(exc)}); waiting for it to "
                             "come back (Ctrl-C stops waiting; the run is left as it is)")
             engine_lost = True
+            if machine != "local":
+                mark_unreachable(wb, machine, [run], exc)  # the run lives on: shown as unreachable meanwhile
             wb.executors.forget_machine(machine)
             time.sleep(delay)
             delay = min(delay * 2, ENGINE_RETRY_MAX)
