@@ -182,3 +182,46 @@ def test_bad_machines_are_one_line_errors(cli, make_project, remote_env):
     refused = cli("run", str(root), "--machine", "untrusted")
     assert_one_line_error(refused, "unknown host key")
     assert json.loads(cli("runs", "list", "--json").out) == []  # refused before anything was recorded
+
+
+def test_cancel_rerun_follow_and_gc_work_for_remote_runs(cli, make_project, remote_env, tmp_path):
+    register(cli, "gpu-a", remote_env.gpu, remote_env.user_key, extra=("--dir", str(tmp_path / "host")))
+    root = make_project(SPEC.replace("pause = 0.02", "pause = 0.5"))
+    started = cli("run", str(root), "--machine", "gpu-a", "--json")
+    assert started.code == 0, started.err
+    run_id = started.json()["id"]
+    cancelled = cli("runs", "cancel", run_id, "--json")
+    assert cancelled.code == 0, cancelled.err
+    assert cancelled.json()["status"] == "cancelled"
+    assert not remote_env.docker.containers.list(filters={"label": f"workbench.run-id={run_id}"})
+    # a rerun runs on the same machine, from the same snapshot
+    again = cli("runs", "rerun", run_id, "--json")
+    assert again.code == 0, again.err
+    rerun = again.json()
+    assert rerun["machine"] == "gpu-a"
+    followed = cli("runs", "logs", rerun["id"], "--follow", timeout=120)
+    assert followed.code == 0, followed.err
+    assert [l for l in followed.out.splitlines() if l.startswith("line ")] == [f"line {i}" for i in range(1, 41)]
+    # gc on the host: the snapshot stays while a run references it, and goes with the last one
+    snapshots = tmp_path / "host" / "snapshots"
+    trees = [p for p in snapshots.iterdir() if p.is_dir() and p.name not in ("objects",) and not p.name.startswith(".")]
+    assert len(trees) == 1
+    assert cli("runs", "rm", run_id, rerun["id"]).code == 0
+    (tmp_path / "host" / "runs" / "deadbeef").mkdir()  # a run dir no run owns
+    collected = cli("gc", "--json")
+    assert collected.code == 0, collected.err
+    freed = collected.json()["hosts"]["gpu-a"]
+    assert freed["snapshots_removed"] == 1 and freed["objects_removed"] >= 1 and freed["run_dirs_removed"] == 1
+    assert not trees[0].exists() and not (tmp_path / "host" / "runs" / "deadbeef").exists()
+
+
+def test_a_dockerfile_is_built_on_the_host(cli, make_project, remote_env, tmp_path, docker_client):
+    register(cli, "gpu-a", remote_env.gpu, remote_env.user_key, extra=("--dir", str(tmp_path / "host")))
+    spec = SPEC.replace('image = "busybox:latest"', 'dockerfile = "Dockerfile"').replace("n = 40", "n = 2")
+    root = make_project(spec, files={"Dockerfile": "FROM busybox:latest\nRUN echo built-on-the-host > /built.txt\n"})
+    done = cli("run", str(root), "--machine", "gpu-a", "--wait", "--json")
+    assert done.code == 0, done.err
+    assert "building Dockerfile on gpu-a" in done.err and "built-on-the-host" in done.err
+    tags = [t for image in remote_env.docker.images.list() for t in image.tags if t.startswith("workbench/remote-counting:")]
+    assert tags, "the image was not built on the host's engine"
+    assert not [t for image in docker_client.images.list() for t in image.tags if t in tags]
