@@ -206,8 +206,16 @@ def cmd_runs_list(wb: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-_LIST_HEADER = ("ID", "STATUS", "PROJECT/EXPERIMENT", "PARAMS", "METRICS", "STARTED", "DURATION")
-_LIST_LEAST = {2: 12, 3: 10, 4: 10}  # the columns that narrow to fit, and how far
+_LIST_HEADER = ("ID", "STATUS", "MACHINE", "PROJECT/EXPERIMENT", "PARAMS", "METRICS", "STARTED", "DURATION")
+_LIST_LEAST = {2: 5, 3: 12, 4: 10, 5: 10}  # the columns that narrow to fit, and how far
+_MACHINE = 2  # shown only when a listed run ran elsewhere than here
+
+
+def _status_cell(run: dict[str, Any]) -> str:
+    """A running run whose host does not answer is still running there: said so, not hidden."""
+    if run["status"] == "running" and (run.get("status_reason") or "").startswith("host unreachable"):
+        return "unreachable"
+    return run["status"]
 
 
 def _runs_table(runs: list[dict[str, Any]], available: int) -> list[str]:
@@ -218,23 +226,30 @@ def _runs_table(runs: list[dict[str, Any]], available: int) -> list[str]:
 
     from workbench.tui.formatting import Pairs, elide, fit_items
 
+    show_machine = any((run.get("machine") or "local") != "local" for run in runs)
+    header = _LIST_HEADER if show_machine else _LIST_HEADER[:_MACHINE] + _LIST_HEADER[_MACHINE + 1:]
+    least = {(i if show_machine or i < _MACHINE else i - 1): n for i, n in _LIST_LEAST.items()
+             if show_machine or i != _MACHINE}
+
     def table(stamp: str) -> list[tuple[str, ...]]:
-        return [_LIST_HEADER] + [
-            (run["id"], run["status"], printable(f"{run['project']}/{run['experiment']}"),
+        rows = [_LIST_HEADER] + [
+            (run["id"], _status_cell(run), printable(run.get("machine") or "local"),
+             printable(f"{run['project']}/{run['experiment']}"),
              Pairs(_summary_items(run["params"])), Pairs(_summary_items(run["summary"])),
              time.strftime(stamp, time.localtime(t)) if (t := run["started_at"] or run["created_at"]) else "-",
              _fmt_duration(_duration(run))) for run in runs]
+        return rows if show_machine else [row[:_MACHINE] + row[_MACHINE + 1:] for row in rows]
 
     def natural(rows: list[tuple[str, ...]]) -> list[int]:
-        return [max(cell_len(row[i]) for row in rows) for i in range(len(_LIST_HEADER))]
+        return [max(cell_len(row[i]) for row in rows) for i in range(len(header))]
 
-    gaps = 2 * (len(_LIST_HEADER) - 1)
+    gaps = 2 * (len(header) - 1)
     rows = table("%Y-%m-%d %H:%M:%S")
     if sum(natural(rows)) + gaps > available:
         rows = table("%m-%d %H:%M")
     widths = natural(rows)
     while sum(widths) + gaps > available:  # narrow the widest narrowable column, a cell at a time
-        narrowable = [i for i, least in _LIST_LEAST.items() if widths[i] > least]
+        narrowable = [i for i, fewest in least.items() if widths[i] > fewest]
         if not narrowable:
             break
         widths[max(narrowable, key=lambda i: (widths[i], i))] -= 1

@@ -114,6 +114,8 @@ def test_the_host_going_away_mid_run_leaves_it_running_then_catches_up(cli, make
         assert listed.code == 0, listed.err
         assert listed.json()[0]["status"] == "running"
         assert listed.json()[0]["status_reason"].startswith("host unreachable since")
+        table = cli("runs", "list").out.splitlines()
+        assert "MACHINE" in table[0] and "unreachable" in table[1] and "gpu-a" in table[1], table
         # the container keeps running on the host's engine meanwhile
         running = remote_env.docker.containers.list(filters={"label": f"workbench.run-id={run_id}"})
         assert running and running[0].status == "running"
