@@ -207,7 +207,7 @@ def cmd_runs_list(wb: Any, args: argparse.Namespace) -> int:
 
 
 _LIST_HEADER = ("ID", "STATUS", "MACHINE", "PROJECT/EXPERIMENT", "PARAMS", "METRICS", "STARTED", "DURATION")
-_LIST_LEAST = {2: 5, 3: 12, 4: 10, 5: 10}  # the columns that narrow to fit, and how far
+_LIST_LEAST = {2: 7, 3: 12, 4: 10, 5: 10}  # the columns that narrow to fit, and how far
 _MACHINE = 2  # shown only when a listed run ran elsewhere than here
 
 
