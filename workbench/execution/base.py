@@ -76,6 +76,22 @@ class Executor(Protocol):
 METRICS_FILE = "metrics.jsonl"
 
 
+def signal_reason(number: int) -> str:
+    import signal
+
+    try:
+        return f"killed by signal {number} ({signal.Signals(number).name})"
+    except ValueError:
+        return f"killed by signal {number}"
+
+
+def exited(record: dict[str, Any], started_at: float | None) -> RunState:
+    """The state an exit record of a process run says (`exit_code`, `signal`, `finished_at`)."""
+    reason = signal_reason(record["signal"]) if record.get("signal") else None
+    return RunState("exited", exit_code=record.get("exit_code"), reason=reason, started_at=started_at,
+                    finished_at=record.get("finished_at"))
+
+
 def out_dir(run_dir: str) -> str:
     """The run's output dir on its machine (WORKBENCH_OUTPUT points there)."""
     return posixpath.join(run_dir, "out")

@@ -4,7 +4,6 @@ and artifacts from the run's output dir, mounted into the container."""
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 import time
 import posixpath
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import METRICS_FILE, Chunk, Launch, RunState, metrics_path, redrawn_tail
+from workbench.execution.base import METRICS_FILE, Chunk, Launch, RunState, metrics_path, redrawn_tail, signal_reason
 from workbench.execution.logformat import format_line, stamp_to_ns
 
 if TYPE_CHECKING:
@@ -122,7 +121,7 @@ class DockerExecutor:
         if state.get("OOMKilled"):
             reason = "out of memory"
         elif code and 128 < code <= 128 + 64:  # the shell convention for "killed by signal N"
-            reason = _signal_reason(code - 128)
+            reason = signal_reason(code - 128)
         elif state.get("Error"):
             reason = state["Error"]
         return RunState("exited", exit_code=code, reason=reason, started_at=started,
@@ -373,13 +372,6 @@ def _frames_or_idle(streams: dict[str, Any], idle: float) -> Iterator[tuple[str,
             yield frame
     finally:
         closed.set()
-
-
-def _signal_reason(number: int) -> str:
-    try:
-        return f"killed by signal {number} ({signal.Signals(number).name})"
-    except ValueError:
-        return f"killed by signal {number}"
 
 
 def _docker_time(value: str | None) -> float | None:

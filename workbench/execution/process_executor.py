@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import Chunk, Launch, RunState, metrics_path, out_dir, redrawn_tail
+from workbench.execution.base import Chunk, Launch, RunState, exited, metrics_path, out_dir, redrawn_tail
 from workbench.execution.hosts import LocalHost
 from workbench.execution.logformat import format_line, now_stamp
 
@@ -69,15 +69,7 @@ class ProcessExecutor:
             return RunState("running", started_at=handle.get("started_at"))
         exit_info = exit_info or _read_json(run_dir / "exit.json")  # it may have finished between the two looks
         if exit_info:
-            reason = None
-            if exit_info.get("signal"):
-                try:
-                    name = signal.Signals(exit_info["signal"]).name
-                except ValueError:
-                    name = "?"
-                reason = f"killed by signal {exit_info['signal']} ({name})"
-            return RunState("exited", exit_code=exit_info["exit_code"], reason=reason,
-                            started_at=handle.get("started_at"), finished_at=exit_info.get("finished_at"))
+            return exited(exit_info, handle.get("started_at"))
         if not handle.get("pid") or not (run_dir / "pid").exists():
             return RunState("missing", reason="its supervisor process is gone and left no record of the run")
         if _group_alive(handle["pid"], handle.get("proc_start")):

@@ -27,13 +27,12 @@ import json
 import posixpath
 import re
 import shlex
-import signal
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import Chunk, Launch, RunState, redrawn_tail
+from workbench.execution.base import Chunk, Launch, RunState, exited, redrawn_tail
 from workbench.execution.logformat import format_line, now_stamp
 from workbench.execution.process_executor import SUPERVISOR_KILLED
 
@@ -223,16 +222,7 @@ echo gone
         found = _records(self.host.sh(script, timeout=60, what="reading the run's state"))
         started = handle.get("started_at")
         if "exit" in found:
-            info = _json(found["exit"])
-            reason = None
-            if info.get("signal"):
-                try:
-                    name = signal.Signals(info["signal"]).name
-                except ValueError:
-                    name = "?"
-                reason = f"killed by signal {info['signal']} ({name})"
-            return RunState("exited", exit_code=info.get("exit_code"), reason=reason, started_at=started,
-                            finished_at=info.get("finished_at"))
+            return exited(_json(found["exit"]), started)
         if "running" in found:
             return RunState("running", started_at=started)
         if "missing" in found:
