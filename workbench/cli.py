@@ -82,7 +82,7 @@ def run_json(run: dict[str, Any]) -> dict[str, Any]:
 
 # commands -----------------------------------------------------------------------------------------
 def cmd_run(wb: Any, args: argparse.Namespace) -> int:
-    wb.reconcile()
+    wb.reconcile(wait=0)  # hosts' passes go on meanwhile: a launch never waits for another machine
     run = wb.launch(args.path, args.experiment, args.param, machine=args.machine, executor=args.executor)
     return _after_start(wb, run, args)
 

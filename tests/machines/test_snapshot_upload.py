@@ -126,7 +126,7 @@ def test_first_send_recreates_the_tree_and_a_second_sends_nothing(conn, tmp_path
     assert sent.bytes_sent == sum(p.stat().st_size for p in files) - len("print('train')\n")
     size = f"{sent.bytes_sent / 1000:.1f} kB"  # 0.3 MB
     assert lines[0] == f"snapshot {snap.hash[:12]} → gpu-a: {sent.files_sent} of {sent.files_sent} files to send ({size})"
-    assert lines[-1].startswith(f"snapshot {snap.hash[:12]} → gpu-a: sent {sent.files_sent} files ({size}) in ")
+    assert lines[-1].startswith(f"snapshot {snap.hash[:12]} → gpu-a: sent {sent.files_sent} file{'' if sent.files_sent == 1 else 's'} ({size}) in ")
     assert not list((remote_root / "snapshots").glob(".tmp-*"))  # the staging folder is gone
 
     lines.clear()

@@ -53,3 +53,25 @@ def remote_env():
             tear_down(env, state)
         finally:
             release_lock(lock)
+
+
+@pytest.fixture(autouse=True)
+def _stop_followers_of_this_test(home):
+    """A remote run's detached follower keeps retrying while its host is away (by design: the run lives on);
+    once a test is over and its host torn down, its followers are stopped, by pid."""
+    yield
+    import signal
+
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"_follow" in argv and f"WORKBENCH_HOME={home}".encode() in environ:
+            try:
+                os.kill(int(entry.name), signal.SIGTERM)
+            except ProcessLookupError:
+                pass

@@ -15,7 +15,7 @@ import stat
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from workbench.errors import WorkbenchError
 from workbench.execution.base import Chunk, read_file_from, read_open_file
@@ -130,15 +130,19 @@ class SshHost:
     `root` is the Workbench dir there (snapshots/, runs/)."""
     remote = True
 
-    def __init__(self, connection: "Connection", root: str) -> None:
+    def __init__(self, connection: "Connection", root: str | None = None, *, known: dict[str, str] | None = None,
+                 remember: "Callable[[dict[str, str]], None] | None" = None) -> None:
         self.connection = connection
         self.name = connection.target.name
-        self.root = root
+        self._root = root
+        self._remember = remember  # keeps what `_learn` found (the machine's record), so later runs skip it
         self._sftp: "paramiko.SFTPClient | None" = None
         self._sftp_transport: Any = None
         self._lock = threading.Lock()
         self.io_lock = threading.RLock()  # held around every SFTP operation (see _one_at_a_time)
         self._user: str | None = None
+        if known and known.get("root") and known.get("user") and (root is None or known.get("configured") == root):
+            self._root, self._user = known["root"], known["user"]
 
     # plumbing -------------------------------------------------------------------------------------
     def sftp(self) -> "paramiko.SFTPClient":
@@ -191,15 +195,74 @@ class SshHost:
     def run_dir(self, run_id: str) -> str:
         return posixpath.join(self.root, "runs", run_id)
 
+    @_one_at_a_time
     def make_dirs(self, path: str) -> None:
-        self.sh(f"mkdir -p {_q(path)}", what=f"creating {path}")
+        """mkdir -p over SFTP (no command started on the host: a launch runs as few as it can)."""
+        sftp = self.sftp()
+        missing: list[str] = []
+        current = path.rstrip("/")
+        while current and current != "/":
+            try:
+                sftp.stat(current)
+                break
+            except FileNotFoundError:
+                missing.append(current)
+                current = posixpath.dirname(current)
+            except Exception as exc:  # noqa: BLE001
+                raise self.failure(f"creating {path}", exc) from None
+        for folder in reversed(missing):
+            try:
+                sftp.mkdir(folder)
+            except OSError as exc:
+                try:
+                    if stat.S_ISDIR(sftp.stat(folder).st_mode or 0):
+                        continue  # made meanwhile by another launch
+                except OSError:
+                    pass
+                raise self.failure(f"creating {folder}", exc) from None
+            except Exception as exc:  # noqa: BLE001
+                raise self.failure(f"creating {folder}", exc) from None
+
+    @property
+    def root(self) -> str:
+        """The Workbench dir on the host: as configured for the machine (absolute, or under ~), else
+        ~/.workbench of the login user. Learnt with the user's uid:gid in one command, once."""
+        if self._root is None or self._root.startswith("~") or self._user is None:
+            self._learn()
+        assert self._root is not None
+        return self._root
 
     def user(self) -> str:
         """The login user's uid:gid on the host: what runs there use, so their files are the user's."""
         if self._user is None:
-            out = self.sh("echo \"$(id -u):$(id -g)\"", what="reading the user id").decode().strip()
-            self._user = out
+            self._learn()
+        assert self._user is not None
         return self._user
+
+    def _learn(self) -> None:
+        lines = self.sh('printf "%s\\n%s:%s\\n" "$HOME" "$(id -u)" "$(id -g)"',
+                        what="reading the login user's home and ids").decode().splitlines()
+        home, ids = (lines + ["", ""])[:2]
+        configured = self._root or "~/.workbench"
+        if configured.startswith("~"):
+            if not home.startswith("/"):
+                raise WorkbenchError(f"{self.name}: cannot tell the login user's home directory",
+                                     hint="set the machine's Workbench dir: `workbench machines add NAME --dir PATH`")
+            configured = home.rstrip("/") + configured[1:]
+        learnt = {"configured": self._root or "", "root": configured.rstrip("/") or "/", "user": ids.strip()}
+        self._root, self._user = learnt["root"], learnt["user"]
+        if self._remember is not None:
+            self._remember(learnt)
+
+    @_one_at_a_time
+    def is_dir(self, path: str) -> bool:
+        """Over SFTP (no command started on the host)."""
+        try:
+            return stat.S_ISDIR(self.sftp().stat(path).st_mode or 0)
+        except FileNotFoundError:
+            return False
+        except Exception as exc:  # noqa: BLE001
+            raise self.failure(f"looking for {posixpath.basename(path)}", exc) from None
 
     # reading --------------------------------------------------------------------------------------
     @_one_at_a_time
@@ -351,16 +414,3 @@ class SshHost:
 def _q(path: str) -> str:
     import shlex
     return shlex.quote(path)
-
-
-def resolve_root(connection: "Connection", configured: str | None) -> str:
-    """The Workbench dir on a host: as configured for the machine, or ~/.workbench of the login user."""
-    root = configured or "~/.workbench"
-    if root.startswith("~"):
-        status, out, err = connection.run(["sh", "-c", 'printf %s "$HOME"'], timeout=30)
-        home = out.decode().strip()
-        if status != 0 or not home.startswith("/"):
-            raise WorkbenchError(f"{connection.target.name}: cannot tell the login user's home directory",
-                                 hint="set the machine's workbench dir: `workbench machines add NAME --dir PATH`")
-        root = home + root[1:]
-    return root.rstrip("/") or "/"

@@ -189,7 +189,8 @@ def _materialise_script(snapshots: str, tree: str, entries: list[Entry]) -> str:
 
 
 def send_snapshot(conn: Connection, store: Path, tree: str, remote_root: str,
-                  progress: Callable[[str], None] = lambda line: None) -> SentSnapshot:
+                  progress: Callable[[str], None] = lambda line: None,
+                  is_dir: Callable[[str], bool] | None = None) -> SentSnapshot:
     """Makes `<remote_root>/snapshots/<tree>` on the host equal to the local snapshot `store/<tree>`, sending
     only the objects the host lacks. Raises WorkbenchError (one line naming the host) when it cannot."""
     name = conn.target.name
@@ -200,8 +201,9 @@ def send_snapshot(conn: Connection, store: Path, tree: str, remote_root: str,
     label = f"snapshot {tree[:12]} → {name}"
     started = time.monotonic()
 
-    status, _, _ = _run(conn, ["test", "-d", final], f"checking for snapshot {tree[:12]}")
-    if status == 0:
+    # `is_dir` (the host's SFTP, when the caller has it) saves starting a command on the host
+    if is_dir(final) if is_dir is not None else \
+            _run(conn, ["test", "-d", final], f"checking for snapshot {tree[:12]}")[0] == 0:
         progress(f"{label}: already there")
         return SentSnapshot(final, 0, 0)
 
@@ -235,7 +237,8 @@ def send_snapshot(conn: Connection, store: Path, tree: str, remote_root: str,
             raise _no_space(conn, root)
         raise WorkbenchError(f"{name}: cannot build snapshot {tree[:12]} in {snapshots}: {_last_line(err)}",
                              hint="launch again")
-    progress(f"{label}: sent {sent_files} files ({_size(sent_bytes)}) in {time.monotonic() - started:.1f}s")
+    progress(f"{label}: sent {sent_files} file{'' if sent_files == 1 else 's'} ({_size(sent_bytes)}) in "
+             f"{time.monotonic() - started:.1f}s")
     return SentSnapshot(final, sent_files, sent_bytes)
 
 

@@ -170,6 +170,9 @@ def _connect(target: SSHTarget, hostkeys: HostKeyStore, timeout: float, via: str
         else:
             try:
                 sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
+                # paramiko leaves Nagle on: every small request (a channel open, an SFTP stat) then waits
+                # ~40 ms for the peer's delayed ACK
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError as exc:
                 raise SSHError(f"{name}: cannot reach {address}: {exc.strerror or exc}") from None
         return _handshake(target, hostkeys, sock, timeout, name if via else f"{name}: {address}"), jump_transport

@@ -213,8 +213,9 @@ class Workbench:
     def reconcile_if_stale(self, max_age: float = 2.0) -> None:
         self._reconciler.if_stale(max_age)
 
-    def reconcile(self) -> list[dict[str, Any]]:
-        return self._reconciler.reconcile()
+    def reconcile(self, wait: float | None = None) -> list[dict[str, Any]]:
+        """`wait`: seconds to wait for SSH hosts' passes (default 1.5; they go on in the background)."""
+        return self._reconciler.reconcile(wait)
 
     # health ---------------------------------------------------------------------------------------
     def doctor(self, machine: str | None = None) -> list[dict[str, Any]]:

@@ -98,7 +98,7 @@ class Executors:
         """Where the machine's run dirs are: the data dir's runs/ here, the Workbench dir on a host."""
         if machine == LOCAL:
             return LocalHost(self._dirs.runs)
-        from workbench.execution.hosts import SshHost, resolve_root
+        from workbench.execution.hosts import SshHost
 
         with self._lock:
             found = self._hosts.get(machine)
@@ -106,8 +106,10 @@ class Executors:
             return found
         connection = self.connection(machine)
         record = self._store().get_machine(machine)
-        root = resolve_root(connection, (record or {}).get("config", {}).get("dir"))
-        made = SshHost(connection, root)
+        config = (record or {}).get("config", {})
+        store = self._store()
+        made = SshHost(connection, config.get("dir"), known=config.get("host"),
+                       remember=lambda learnt: store.update_machine_config(machine, host=learnt))
         with self._lock:
             return self._hosts.setdefault(machine, made)
 

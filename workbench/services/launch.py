@@ -96,7 +96,7 @@ def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, An
             if host.remote:
                 from workbench.execution.remote_snapshot import send_snapshot
                 where = send_snapshot(host.connection, wb.dirs.snapshots, snapshot_hash, host.root,
-                                      wb.progress).path
+                                      wb.progress, is_dir=host.is_dir).path
         image = None
         if executor_name == "docker":
             image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)

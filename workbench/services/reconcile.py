@@ -39,7 +39,7 @@ class Reconciler:
         if time.monotonic() - self.reconciled_at >= max_age:
             self.reconcile()
 
-    def reconcile(self) -> list[dict[str, Any]]:
+    def reconcile(self, wait: float | None = None) -> list[dict[str, Any]]:
         """Brings every run recorded as active up to date with what its executor reports: a run whose
         launcher died after starting it is adopted by its labels; one that never started is lost.
 
@@ -67,7 +67,7 @@ class Reconciler:
             threading.Thread(target=self._remote_pass, args=(machine, runs, box, done), daemon=True,
                              name=f"reconcile-{machine}").start()
             waiting.append((done, box))
-        deadline = time.monotonic() + REMOTE_WAIT
+        deadline = time.monotonic() + (REMOTE_WAIT if wait is None else wait)
         for done, box in waiting:
             if done.wait(max(0.0, deadline - time.monotonic())) and box:
                 changed += box[0]

@@ -36,6 +36,14 @@ class MachineQueries:
         machine["config"] = json.loads(machine["config"])
         return machine
 
+    def update_machine_config(self, name: str, **changes: Any) -> None:
+        """Merges `changes` into a machine's config (read and written in one transaction)."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            row = conn.execute("SELECT config FROM machines WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                config = {**json.loads(row[0]), **changes}
+                conn.execute("UPDATE machines SET config = ? WHERE name = ?", (json.dumps(config), name))
+
     def remove_machine(self, name: str) -> bool:
         with self.tx() as conn:  # type: ignore[attr-defined]
             return conn.execute("DELETE FROM machines WHERE name = ?", (name,)).rowcount > 0
