@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 ARTIFACT_CHUNK = 1 << 20
 HASH_BATCH = 500  # files hashed per remote command
+SKIPPED = "metrics.jsonl"  # the run's metrics file: ingested, not an output (never hashed: it can be large)
 Listed = tuple[str, int, str, str | None]  # (relative path, size, sha256, link target or None)
 
 
@@ -88,7 +89,7 @@ class LocalHost:
                     info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
                     if stat.S_ISLNK(info.st_mode):
                         found.append((text_name(rel), 0, "", text_name(os.readlink(name, dir_fd=root_fd))))
-                    elif stat.S_ISREG(info.st_mode):
+                    elif stat.S_ISREG(info.st_mode) and rel != SKIPPED:
                         found.append((text_name(rel), *_hash_file(name, root_fd), None))
                 except OSError:
                     continue  # gone, unreadable, or no longer a regular file
@@ -355,7 +356,7 @@ class SshHost:
                         pending.append(rel)
                     elif stat.S_ISLNK(mode):
                         links.append((text_name(rel), 0, "", text_name(sftp.readlink(posixpath.join(out, rel)) or "")))
-                    elif stat.S_ISREG(mode):
+                    elif stat.S_ISREG(mode) and rel != SKIPPED:
                         files.append((rel, entry.st_size or 0))
         except Exception as exc:  # noqa: BLE001
             raise self.failure("listing the run's output files", exc) from None
