@@ -211,12 +211,6 @@ _LIST_LEAST = {2: 7, 3: 12, 4: 10, 5: 10}  # the columns that narrow to fit, and
 _MACHINE = 2  # shown only when a listed run ran elsewhere than here
 
 
-def _status_cell(run: dict[str, Any]) -> str:
-    """A running run whose host does not answer is still running there: said so, not hidden."""
-    if run["status"] == "running" and (run.get("status_reason") or "").startswith("host unreachable"):
-        return "unreachable"
-    return run["status"]
-
 
 def _runs_table(runs: list[dict[str, Any]], available: int) -> list[str]:
     """`runs list` in `available` columns: names end in `…` and params and metrics show whole items then
@@ -224,7 +218,7 @@ def _runs_table(runs: list[dict[str, Any]], available: int) -> list[str]:
     before anything else narrows."""
     from rich.cells import cell_len
 
-    from workbench.tui.formatting import Pairs, elide, fit_items
+    from workbench.tui.formatting import Pairs, elide, fit_items, shown_status
 
     show_machine = any((run.get("machine") or "local") != "local" for run in runs)
     header = _LIST_HEADER if show_machine else _LIST_HEADER[:_MACHINE] + _LIST_HEADER[_MACHINE + 1:]
@@ -233,7 +227,7 @@ def _runs_table(runs: list[dict[str, Any]], available: int) -> list[str]:
 
     def table(stamp: str) -> list[tuple[str, ...]]:
         rows = [_LIST_HEADER] + [
-            (run["id"], _status_cell(run), printable(run.get("machine") or "local"),
+            (run["id"], shown_status(run), printable(run.get("machine") or "local"),
              printable(f"{run['project']}/{run['experiment']}"),
              Pairs(_summary_items(run["params"])), Pairs(_summary_items(run["summary"])),
              time.strftime(stamp, time.localtime(t)) if (t := run["started_at"] or run["created_at"]) else "-",

@@ -104,7 +104,7 @@ async def test_launch_form_focuses_the_first_param_and_names_each_field(seeded):
         await pilot.press("end", *["backspace"] * 8, *"0.3")  # what a user types goes to the first field
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert result == [{"overrides": ["lr=0.3"], "executor": None}]
+        assert result == [{"overrides": ["lr=0.3"], "executor": None, "machine": "local"}]
 
 
 async def test_a_keymap_that_binds_one_key_twice_is_reported_once(seeded, tmp_path):

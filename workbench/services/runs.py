@@ -15,7 +15,8 @@ from workbench.execution.ingest import PROGRESS_FILE, lease_name
 from workbench.failures import is_engine_failure
 from workbench.services.context import Services, first_line
 from workbench.services.launch import LAUNCH_LEASE_TTL
-from workbench.services.reconcile import adopt, ingestor, lease_held, mark_reachable, mark_unreachable
+from workbench.services.reconcile import (UNREACHABLE, adopt, ingestor, lease_held, mark_reachable,
+                                          mark_unreachable)
 from workbench.store.ingest import LeaseLost
 
 ENGINE_RETRY_MAX = 5.0
@@ -80,9 +81,18 @@ def logs(wb: Services, ref: str, follow: bool = False, poll: float = 0.2,
     path = wb.dirs.run_dir(run["id"]) / "logs.txt"
     position = 0
     shown = ""
+    retry_at = 0.0
     while True:
-        if follow and run["status"] in ("queued", "running"):
-            ingest_if_unowned(wb, run)
+        if follow and run["status"] in ("queued", "running") and time.monotonic() >= retry_at:
+            try:
+                ingest_if_unowned(wb, run)
+                if (run.get("status_reason") or "").startswith(UNREACHABLE):
+                    mark_reachable(wb, run["machine"], [run])
+            except WorkbenchError as exc:
+                if not _host_gone(exc):
+                    raise
+                mark_unreachable(wb, run["machine"], [run], exc)  # said by the run's record; asked again soon
+                retry_at = time.monotonic() + 5.0
         try:
             with open(path, "rb") as fh:
                 fh.seek(position)
@@ -189,11 +199,18 @@ def remove(wb: Services, ref: str, force: bool = False) -> str:
 def refresh_run(wb: Services, ref: str) -> None:
     """Ingests what a live run has written, unless another process is already following it."""
     run = wb.store.get_run(ref)
-    if run["status"] in ("queued", "running"):
-        try:
-            ingest_if_unowned(wb, run)
-        except EngineUnavailable:
-            pass
+    if run["status"] not in ("queued", "running"):
+        return
+    if (run.get("status_reason") or "").startswith(UNREACHABLE):
+        return  # its host does not answer: the reconciler's own thread keeps asking, not every screen refresh
+    try:
+        ingest_if_unowned(wb, run)
+    except EngineUnavailable:
+        pass
+    except WorkbenchError as exc:
+        if not _host_gone(exc):
+            raise
+        mark_unreachable(wb, run["machine"], [run], exc)
 
 
 def show_record(wb: Services, ref: str) -> dict[str, Any]:
@@ -202,6 +219,9 @@ def show_record(wb: Services, ref: str) -> dict[str, Any]:
     run["artifacts"] = wb.store.artifacts(run["seq"])
     run["events"] = wb.store.events(run["id"])
     run["checks"] = wb.store.checks(run["seq"])
+    handle = run.get("handle") or {}
+    if (run.get("machine") or "local") != "local" and handle.get("run_dir"):
+        run["host_run_dir"] = f"{run['machine']}:{handle['run_dir']}"  # where its files live
     return run
 
 
@@ -213,9 +233,6 @@ def show(wb: Services, ref: str) -> dict[str, Any]:
         stats = wb.store.metric_stats(run["seq"], name)
         run["metrics"][name] = {k: stats[k] for k in ("points", "last", "min", "max")}
     run["run_dir"] = str(wb.dirs.run_dir(run["id"]))
-    handle = run.get("handle") or {}
-    if (run.get("machine") or "local") != "local" and handle.get("run_dir"):
-        run["host_run_dir"] = f"{run['machine']}:{handle['run_dir']}"  # where its files live
     return run
 
 

@@ -248,14 +248,16 @@ class WorkbenchApp(App[None]):
             wb.follow_in_background(run["id"])
             self.call_from_thread(self.notify, f"run {run['id']} started (rerun of {run_id})", title="Rerun")
 
-    def launch_run(self, path: str, experiment: str, overrides: list[str], executor: str | None) -> None:
-        self.notify(f"launching {experiment}…")
-        self._launch(path, experiment, overrides, executor)
+    def launch_run(self, path: str, experiment: str, overrides: list[str], executor: str | None,
+                   machine: str = "local") -> None:
+        self.notify(f"launching {experiment}{'' if machine == 'local' else f' on {machine}'}…")
+        self._launch(path, experiment, overrides, executor, machine)
 
     @work(thread=True, exit_on_error=False, group="launch")
-    def _launch(self, path: str, experiment: str, overrides: list[str], executor: str | None) -> None:
+    def _launch(self, path: str, experiment: str, overrides: list[str], executor: str | None,
+                machine: str = "local") -> None:
         wb = self.workbench
-        run = wb.launch(path, experiment, overrides, executor=executor)
+        run = wb.launch(path, experiment, overrides, executor=executor, machine=machine)
         wb.follow_in_background(run["id"])
         self.call_from_thread(self._open_run, run["id"])
 

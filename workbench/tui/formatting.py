@@ -18,7 +18,14 @@ if TYPE_CHECKING:  # `workbench runs list` imports this module: keep it light
     from rich.console import Console, ConsoleOptions, RenderResult
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "queued": "cyan",
-                "cancelled": "magenta", "lost": "bright_black"}
+                "cancelled": "magenta", "lost": "bright_black", "unreachable": "bold yellow"}
+
+
+def shown_status(run: dict) -> str:
+    """A running run whose host does not answer still runs there: "unreachable", not hidden as "running"."""
+    if run.get("status") == "running" and (run.get("status_reason") or "").startswith("host unreachable"):
+        return "unreachable"
+    return run["status"]
 
 
 def status_markup(status: str) -> str:

@@ -1,4 +1,5 @@
-"""Launch an experiment: one field per declared param (prefilled with its default) and the executor."""
+"""Launch an experiment: one field per declared param (prefilled with its default), the machine to run on
+(this workstation or an SSH host) and the executor."""
 
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
     LaunchForm #buttons { margin-top: 1; }
     """
 
-    def __init__(self, project: str, experiment: str, params: dict[str, Any]) -> None:
+    def __init__(self, project: str, experiment: str, params: dict[str, Any],
+                 machines: list[str] | None = None) -> None:
         super().__init__()
         self.project, self.experiment, self.params = project, experiment, params
+        self.machines = machines or ["local"]
 
     def compose(self) -> ComposeResult:
         from workbench.projects.spec import format_param
@@ -42,6 +45,10 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
                     field.border_title = name  # which param this is, even where the label is cut
                     field.tooltip = f"{name}: {type(default).__name__}, default {format_param(default)}"
                     yield field
+            with Horizontal():
+                yield Label("machine")
+                yield Select([("local (this workstation)" if m == "local" else m, m) for m in self.machines],
+                             value="local", allow_blank=False, id="machine")
             with Horizontal():
                 yield Label("executor")
                 yield Select(EXECUTORS, value="auto", allow_blank=False, id="executor")
@@ -69,4 +76,5 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
             if value != format_param(default):
                 overrides.append(f"{name}={value}")
         executor = self.query_one("#executor", Select).value
-        self.dismiss({"overrides": overrides, "executor": None if executor == "auto" else executor})
+        self.dismiss({"overrides": overrides, "executor": None if executor == "auto" else executor,
+                      "machine": self.query_one("#machine", Select).value})

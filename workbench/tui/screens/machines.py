@@ -25,12 +25,14 @@ STATE_STYLE = {"connected": "green", "connecting": "yellow", "reconnecting": "ye
 
 class FleetSampled(Message):
     def __init__(self, seq: int, local: Any, machines: list[dict[str, Any]],
-                 live: dict[str, dict[str, Any]]) -> None:
+                 live: dict[str, dict[str, Any]], holders: dict[tuple[str, str], str] | None = None) -> None:
         super().__init__()
         self.seq, self.local, self.machines, self.live = seq, local, machines, live
+        self.holders = holders or {}  # (machine, GPU uuid) -> the Workbench run holding it
 
 
-def host_block(machine: dict[str, Any], live: dict[str, Any] | None) -> str:
+def host_block(machine: dict[str, Any], live: dict[str, Any] | None,
+               holders: dict[tuple[str, str], str] | None = None) -> str:
     state = live["state"] if live else "connecting"
     cost = f" · ${machine['hourly_cost']:.2f}/h" if machine.get("hourly_cost") is not None else ""
     lines = [f"[b]{escape(machine['name'])}[/b]  [{STATE_STYLE.get(state, '')}]● {state}[/]  "
@@ -49,6 +51,9 @@ def host_block(machine: dict[str, Any], live: dict[str, Any] | None) -> str:
                      f"{sparkline(live['util_history'].get(gpu.index, []), 16)}")
         lines.append(f"  {'':<27} mem  {bar(mem_pct)} {size(gpu.memory_used)} / {size(gpu.memory_total)} "
                      f"· {temp} · {power}/{limit}")
+        holder = (holders or {}).get((machine["name"], gpu.uuid))
+        if holder:
+            lines.append(f"  {'':<27} [b]held by run {escape(holder)}[/b]")
         procs = (live or {}).get("processes", {}).get(gpu.uuid, [])
         if procs:
             lines.append("  " + " " * 27 + " " + escape(", ".join(
@@ -98,7 +103,7 @@ class MachinesScreen(BaseScreen):
         machines = [m for m in wb.list_machines() if m["kind"] == "ssh"]
         fleet = self.app.fleet  # type: ignore[attr-defined]
         live = fleet.snapshot() if fleet is not None else {}
-        self.post_message(FleetSampled(seq, wb.local_machine(), machines, live))
+        self.post_message(FleetSampled(seq, wb.local_machine(), machines, live, wb.gpu_holders()))
 
     async def on_fleet_sampled(self, message: FleetSampled) -> None:
         # An exclusive worker that was superseded still posts its answer: never paint it over a newer one.
@@ -108,7 +113,8 @@ class MachinesScreen(BaseScreen):
         self.query_one("#local", Static).update(machine_summary(message.local))
         await self._sync_cards(message.machines)
         for machine in message.machines:
-            self.cards[machine["name"]].update(host_block(machine, message.live.get(machine["name"])))
+            self.cards[machine["name"]].update(host_block(machine, message.live.get(machine["name"]),
+                                                          message.holders))
         self._restart_fleet_if_stale()
 
     async def _sync_cards(self, machines: list[dict[str, Any]]) -> None:

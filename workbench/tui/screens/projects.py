@@ -22,9 +22,9 @@ COLUMNS = ("project", "experiment", "watch", "runs on", "params", "folder / prob
 
 
 class ProjectsLoaded(Message):
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
+    def __init__(self, rows: list[dict[str, Any]], machines: list[str]) -> None:
         super().__init__()
-        self.rows = rows
+        self.rows, self.machines = rows, machines
 
 
 class ProjectsScreen(BaseScreen):
@@ -47,6 +47,7 @@ class ProjectsScreen(BaseScreen):
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, dict[str, Any]] = {}
+        self.machines: list[str] = ["local"]  # where the launch form offers to run
 
     def compose_body(self) -> ComposeResult:
         yield Static("loading projects…", id="projects-hint")
@@ -82,12 +83,13 @@ class ProjectsScreen(BaseScreen):
                 rows.append({"project": project["name"], "experiment": exp.name, "path": project["path"],
                              "image": exp.image or f"build {exp.dockerfile}", "params": exp.params,
                              "gpus": exp.gpus, "error": None, "watch_run": spec.watch.run if spec.watch else None})
-        self.post_message(ProjectsLoaded(rows))
+        machines = [m["name"] for m in self.workbench.list_machines()]
+        self.post_message(ProjectsLoaded(rows, ["local"] + [m for m in machines if m != "local"]))
 
     def on_projects_loaded(self, message: ProjectsLoaded) -> None:
         table = self.table
         wanted = {f"{r['project']}{SEP}{r['experiment'] or ''}": r for r in message.rows}
-        self.rows = wanted
+        self.rows, self.machines = wanted, message.machines
         with self.app.batch_update():
             if list(wanted) != [k.value for k in table.rows]:
                 table.clear()
@@ -181,8 +183,8 @@ class ProjectsScreen(BaseScreen):
         def submitted(result: dict[str, Any] | None) -> None:
             if result:
                 self.app.launch_run(row["path"], row["experiment"], result["overrides"],  # type: ignore[attr-defined]
-                                    result["executor"])
-        self.app.push_screen(LaunchForm(row["project"], row["experiment"], row["params"]), submitted)
+                                    result["executor"], result["machine"])
+        self.app.push_screen(LaunchForm(row["project"], row["experiment"], row["params"], self.machines), submitted)
 
     def palette_commands(self) -> list[PaletteCommand]:
         return [

@@ -380,6 +380,7 @@ class RunDetailScreen(RunActions, BaseScreen):
             ("snapshot", (run.get("snapshot") or "-")[:16]),
             ("git", (run.get("git_commit") or "-")[:12] + (" (dirty)" if run.get("git_dirty") else "")),
             ("executor", run["executor"]), ("machine", run["machine"]),
+            *([("files on", run["host_run_dir"])] if run.get("host_run_dir") else []),
             ("gpus", ", ".join(run.get("gpu_uuids") or []) or "none"),
             ("created", ago(run.get("created_at"), now)), ("exit code", str(run.get("exit_code"))),
             ("rerun of", run.get("rerun_of") or "-"),

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Input, Static
 
 from rich.text import Text
 
-from workbench.tui.formatting import cell, duration, escape, metrics_cell, pairs, started, status_cell
+from workbench.tui.formatting import cell, duration, escape, metrics_cell, pairs, shown_status, started, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.fitted_table import FittedTable
 from workbench.tui.screens.run_detail import RunActions, RunRemoved
@@ -231,7 +231,7 @@ class RunsScreen(RunActions, BaseScreen):
 
     @staticmethod
     def _cells(run: dict[str, Any], now: float) -> tuple[Text, ...]:
-        return (cell(run["id"]), status_cell(run["status"]), cell(f"{run['project']}/{run['experiment']}"),
+        return (cell(run["id"]), status_cell(shown_status(run)), cell(f"{run['project']}/{run['experiment']}"),
                 cell(pairs(run["params"])), metrics_cell(run), cell(run["machine"]), cell(started(run)),
                 cell(duration(run, now)))
 
