@@ -8,6 +8,7 @@ import time
 import pytest
 
 from fixture_db import NOW
+from test_remote_runs_in_app import remote_run
 from workbench.machines.gpus import GpuInventory
 from workbench.machines.local import LocalSample
 from workbench.tui.app import WorkbenchApp
@@ -63,4 +64,29 @@ def test_help(snap_compare, frozen_app):
         await _settle(pilot)
         await pilot.press("question_mark")
         await pilot.pause()
+    assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=go)
+
+
+def test_runs_with_an_unreachable_remote_run(snap_compare, frozen_app, seeded):
+    """At 80 columns a page with a run on another machine keeps the machine column (the start time gives
+    way); the run whose host does not answer is "running?", and the status line says which host."""
+    remote_run(seeded, created=NOW - 60)
+
+    async def go(pilot):
+        await pilot.press("4")
+        await _settle(pilot)
+    assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=go)
+
+
+def test_remote_run_detail_header(snap_compare, frozen_app, seeded):
+    """Where a remote run's files live, and since when its host does not answer, one row each."""
+    remote_run(seeded, created=NOW - 60)
+
+    async def go(pilot):
+        await pilot.press("4")
+        await _settle(pilot)
+        await pilot.press("enter")
+        await _settle(pilot)
+        await pilot.press("L")  # the log tab: the overview's events carry the wall clock's times
+        await _settle(pilot)
     assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=go)

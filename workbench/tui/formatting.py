@@ -141,6 +141,13 @@ def status_cell(status: str) -> Text:
     return cell(status, STATUS_STYLE.get(status, ""))
 
 
+def table_status(run: dict[str, Any]) -> Text:
+    """A run's status in a table column (9 cells): a running run whose host does not answer is "running?"
+    (it still runs there, as far as anyone knows; the record keeps "running")."""
+    status = shown_status(run)
+    return cell("running?", STATUS_STYLE[status]) if status == "unreachable" else status_cell(status)
+
+
 def short_value(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):

@@ -40,7 +40,8 @@ def fleet_summary(fleet: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def machine_summary(sample: Any) -> str:
+def machine_summary(sample: Any, holders: dict[tuple[str, str], str] | None = None) -> str:
+    """This workstation in a few lines; `holders` ((machine, GPU uuid) -> run id) says which run holds a GPU."""
     memory = (f"RAM {size(sample.memory_used)} / {size(sample.memory_total)}"
               if sample.memory_total else "RAM n/a")
     lines = [f"[b]local[/b]  [green]●[/] this workstation · {sample.cpus} CPUs · load "
@@ -52,6 +53,9 @@ def machine_summary(sample: Any) -> str:
             mem = "n/a" if gpu.memory_total is None else f"{size(gpu.memory_used)} / {size(gpu.memory_total)}"
             lines.append(f"  GPU{gpu.index} {escape(gpu.name)} · util {util} · mem {mem} · "
                          f"{len(gpu.processes or [])} process(es)")
+            holder = (holders or {}).get(("local", gpu.uuid))
+            if holder:
+                lines.append(f"        [b]held by run {escape(holder)}[/b]")
     else:
         lines.append(f"  no GPUs ({escape(sample.gpus.error or 'none found')})")
     return "\n".join(lines)

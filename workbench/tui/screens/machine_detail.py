@@ -18,9 +18,11 @@ from workbench.tui.widgets.gauges import sparkline
 
 
 class MachineDetailLoaded(Message):
-    def __init__(self, stats: dict[str, Any] | None, error: str | None, live: dict[str, Any] | None) -> None:
+    def __init__(self, stats: dict[str, Any] | None, error: str | None, live: dict[str, Any] | None,
+                 holders: dict[tuple[str, str], str] | None = None) -> None:
         super().__init__()
         self.stats, self.error, self.live = stats, error, live
+        self.holders = holders or {}  # (machine, GPU uuid) -> the Workbench run holding it
 
 
 def _na(value: Any, unit: str = "") -> str:
@@ -50,7 +52,7 @@ class MachineDetailScreen(BaseScreen):
             stats, error = self.workbench.machine_stats(self.machine), None
         except Exception as exc:  # noqa: BLE001 - shown on the screen
             stats, error = None, str(exc)
-        self.post_message(MachineDetailLoaded(stats, error, live))
+        self.post_message(MachineDetailLoaded(stats, error, live, self.workbench.gpu_holders()))
 
     def on_machine_detail_loaded(self, message: MachineDetailLoaded) -> None:
         lines = [f"[b]{escape(self.machine)}[/b]"]
@@ -69,7 +71,7 @@ class MachineDetailScreen(BaseScreen):
                 lines.append(f"Docker {escape(str(stats['docker'] or 'not installed'))}"
                              + (f" · {runtime[stats.get('gpu_runtime')]}" if stats.get("docker") else ""))
         gpus = stats.get("gpus") or []
-        if not gpus:
+        if not gpus and not message.error:  # a host that did not answer told nothing about its GPUs
             lines.append(f"no GPUs ({escape(str(stats.get('gpu_error') or 'none found'))})")
         history = (message.live or {}).get("util_history", {})
         processes = (message.live or {}).get("processes", {})
@@ -80,9 +82,16 @@ class MachineDetailScreen(BaseScreen):
                          f"power {_na(gpu.get('power'), 'W')} / {_na(gpu.get('power_limit'), 'W')} · "
                          f"fan {_na(gpu.get('fan'), '%')} · MIG {_na(gpu.get('mig'))} · driver {_na(gpu.get('driver'))}")
             lines.append(f"  5 min  {sparkline(history.get(gpu['index'], []), 60)}")
+            holder = message.holders.get((self.machine, gpu["uuid"]))
+            if holder:
+                lines.append(f"  [b]held by run {escape(holder)}[/b]")
             procs = processes.get(gpu["uuid"]) or gpu.get("processes") or []
             for proc in procs:
                 lines.append(escape(f"  pid {proc['pid']} {proc.get('name', '')} {size(proc.get('memory'))}"))
+        sampled = {gpu["uuid"] for gpu in gpus}
+        for (name, uuid), run_id in sorted(message.holders.items()):  # not sampled now (the host does not answer)
+            if name == self.machine and uuid not in sampled:
+                lines.append(f"\n{escape(uuid)}  [b]held by run {escape(run_id)}[/b]")
         self.query_one("#machine-detail", Static).update("\n".join(lines))
 
     def action_back(self) -> None:

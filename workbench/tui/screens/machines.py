@@ -58,6 +58,10 @@ def host_block(machine: dict[str, Any], live: dict[str, Any] | None,
         if procs:
             lines.append("  " + " " * 27 + " " + escape(", ".join(
                 f"{p['pid']} {p['name']} {size(p['memory'])}" for p in procs[:4])))
+    sampled = {gpu.uuid for gpu in (live or {}).get("gpus", [])}
+    for (name, uuid), run_id in sorted((holders or {}).items()):  # not sampled now (the host does not answer)
+        if name == machine["name"] and uuid not in sampled:
+            lines.append(f"  {escape(uuid)} [b]held by run {escape(run_id)}[/b]")
     return "\n".join(lines)
 
 
@@ -110,7 +114,7 @@ class MachinesScreen(BaseScreen):
         if message.seq < self._shown:
             return
         self._shown = message.seq
-        self.query_one("#local", Static).update(machine_summary(message.local))
+        self.query_one("#local", Static).update(machine_summary(message.local, message.holders))
         await self._sync_cards(message.machines)
         for machine in message.machines:
             self.cards[machine["name"]].update(host_block(machine, message.live.get(machine["name"]),

@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.widgets import Log, Static, TabbedContent, TabPane
 
 from workbench.textsafe import log_text as safe_log_line
-from workbench.tui.formatting import ago, duration, escape, short_value, size, status_markup
+from workbench.tui.formatting import ago, duration, escape, short_value, shown_status, size, status_markup
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.metric_chart import MetricChart
 
@@ -205,6 +205,10 @@ class RunDetailScreen(RunActions, BaseScreen):
     ]
     DEFAULT_CSS = """
     RunDetailScreen #detail-title { height: 1; padding: 0 1; background: $boost; }
+    RunDetailScreen #detail-where { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap;
+                                    text-overflow: ellipsis; display: none; }
+    RunDetailScreen #detail-unreachable { height: auto; padding: 0 1; background: $warning 20%;
+                                          color: $text-warning; display: none; }
     RunDetailScreen TabbedContent { height: 1fr; }
     RunDetailScreen #overview { padding: 0 1; }
     RunDetailScreen Log { height: 1fr; }
@@ -229,6 +233,8 @@ class RunDetailScreen(RunActions, BaseScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static(f"run {self.run_id}", id="detail-title")
+        yield Static("", id="detail-where")  # a remote run: where its files live
+        yield Static("", id="detail-unreachable")  # while its host does not answer
         with TabbedContent(initial="overview"):
             with TabPane("Overview", id="overview"):
                 yield Static("", id="overview-progress", classes="progress")
@@ -304,10 +310,19 @@ class RunDetailScreen(RunActions, BaseScreen):
             return  # a slower load from an older offset: its lines are already shown
         run = self.run = message.run
         now = self.clock()
+        unreachable = shown_status(run) == "unreachable"
+        status = "[bold yellow]running?[/]" if unreachable else status_markup(run["status"])
         self.query_one("#detail-title", Static).update(
-            f"[b]{run['id']}[/b]  {status_markup(run['status'])}  {escape(run['project'])}/{escape(run['experiment'])}  "
+            f"[b]{run['id']}[/b]  {status}  {escape(run['project'])}/{escape(run['experiment'])}  "
             f"on {escape(run['machine'])}  {duration(run, now)}"
-            + (f"  — {escape(run['status_reason'])}" if run.get("status_reason") else ""))
+            + (f"  — {escape(run['status_reason'])}" if run.get("status_reason") and not unreachable else ""))
+        where = self.query_one("#detail-where", Static)
+        where.update(f"files on {escape(run['host_run_dir'])}" if run.get("host_run_dir") else "")
+        where.display = bool(run.get("host_run_dir"))
+        alert = self.query_one("#detail-unreachable", Static)
+        # The run goes on there as far as is known; the reconciler keeps asking in the background.
+        alert.update(f"[b]{escape(run['status_reason'])}[/b] — shown as last seen" if unreachable else "")
+        alert.display = unreachable
         self.query_one("#overview-text", Static).update(self._overview(run, now))
         log = message.log
         if log.skipped_bytes:

@@ -16,7 +16,8 @@ from textual.widgets import DataTable, Input, Static
 
 from rich.text import Text
 
-from workbench.tui.formatting import cell, duration, escape, metrics_cell, pairs, shown_status, started, status_cell
+from workbench.tui.formatting import (cell, duration, escape, metrics_cell, pairs, shown_status, started,
+                                     table_status)
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.fitted_table import FittedTable
 from workbench.tui.screens.run_detail import RunActions, RunRemoved
@@ -27,7 +28,7 @@ COLUMNS = (("id", "id"), ("status", "status"), ("project/experiment", "project")
 # Widths are set, never measured from cells: a page paints in one pass whatever its content.
 # (column, least width, share of the spare width): a wide terminal widens names, params and metrics
 LAYOUT = (("id", 8, 0), ("status", 9, 0), ("project/experiment", 14, 1), ("params", 12, 2), ("metrics", 12, 2),
-          ("machine", 6, 0), ("started", 11, 0), ("duration", 8, 0))
+          ("machine", 7, 0), ("started", 11, 0), ("duration", 8, 0))
 SORTABLE = [sort for _, sort in COLUMNS if sort]
 STATUSES = (None, "running", "queued", "succeeded", "failed", "cancelled", "lost")
 
@@ -57,18 +58,36 @@ class PageLoaded(Message):
 class RunsTable(FittedTable):
     """The table's own movement keys (arrows, page up/down, home/end) turn pages at the page's edges."""
 
+    # Where the width runs out, columns give way in this order until the rest fit: hidden (width 0) or
+    # narrowed to the least that still says something (a pair like `lr=0.0167 …` needs 11). A page with a
+    # run on another machine keeps the machine column, and the start time gives way first (the duration
+    # stays); a page of local runs only, where the column would say "local" on every row, lets it go first.
+    LOCAL_ORDER = (("hide", "machine"), ("hide", "started"),
+                   ("narrow", {"project/experiment": 12, "params": 10, "metrics": 10}))
+    REMOTE_ORDER = (("hide", "started"), ("narrow", {"project/experiment": 10, "params": 11, "metrics": 11}),
+                    ("narrow", {"params": 10, "metrics": 10}), ("hide", "machine"))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.remote = False  # the page shows a run on another machine (set by the screen)
+
     def layout_for(self, available: int) -> Sequence[tuple[str, int, int]]:
-        """At 80 columns the machine and start columns give way (the order already says when), and names,
-        params and metrics take their narrowest: every row still shows id, status, what and how it went."""
+        """At 80 columns every row still shows id, status, what and how it went, and where it ran when the
+        page holds a run that did not run here."""
         layout = list(self.column_layout)
-        for key in ("machine", "started"):
+        for step, what in (self.REMOTE_ORDER if self.remote else self.LOCAL_ORDER):
             if sum(least for _, least, _ in layout) <= available:
                 break
-            layout = [(k, 0, 0) if k == key else (k, least, weight) for k, least, weight in layout]
-        if sum(least for _, least, _ in layout) > available:
-            narrow = {"project/experiment": 12, "params": 10, "metrics": 10}
-            layout = [(k, min(least, narrow.get(k, least)), weight) for k, least, weight in layout]
+            if step == "hide":
+                layout = [(k, 0, 0) if k == what else (k, least, weight) for k, least, weight in layout]
+            else:
+                layout = [(k, min(least, what.get(k, least)), weight) for k, least, weight in layout]
         return layout
+
+    def show_remote(self, remote: bool) -> None:
+        if remote != self.remote:
+            self.remote = remote
+            self.fit_columns()
 
     def action_cursor_down(self) -> None:
         self.screen.action_down()  # type: ignore[attr-defined]
@@ -137,8 +156,8 @@ class RunsScreen(RunActions, BaseScreen):
                     id="runs-filter")
 
     @property
-    def table(self) -> DataTable[str]:
-        return self.query_one("#runs-table", DataTable)
+    def table(self) -> RunsTable:
+        return self.query_one("#runs-table", RunsTable)
 
     # data -----------------------------------------------------------------------------------------
     def reload(self) -> None:
@@ -205,6 +224,7 @@ class RunsScreen(RunActions, BaseScreen):
         selected = current_keys[table.cursor_row] if current_keys and 0 <= table.cursor_row < len(current_keys) else None
         kept = [key for key in current_keys if key in self.shown]
         with self.app.batch_update():
+            table.show_remote(any((run.get("machine") or "local") != "local" for run in runs))
             if kept == wanted_keys[:len(kept)] and (kept or not current_keys):  # else: another page
                 for key in current_keys:
                     if key not in self.shown:
@@ -231,7 +251,7 @@ class RunsScreen(RunActions, BaseScreen):
 
     @staticmethod
     def _cells(run: dict[str, Any], now: float) -> tuple[Text, ...]:
-        return (cell(run["id"]), status_cell(shown_status(run)), cell(f"{run['project']}/{run['experiment']}"),
+        return (cell(run["id"]), table_status(run), cell(f"{run['project']}/{run['experiment']}"),
                 cell(pairs(run["params"])), metrics_cell(run), cell(run["machine"]), cell(started(run)),
                 cell(duration(run, now)))
 
@@ -243,6 +263,9 @@ class RunsScreen(RunActions, BaseScreen):
                  f"status {q.status or 'all'}", f"project {escape(q.project or 'all')}"]
         if q.text:
             parts.append(f"filter “{escape(q.text)}”")
+        unreachable = sorted({run["machine"] for run in self.shown.values() if shown_status(run) == "unreachable"})
+        if unreachable:  # what "running?" in the status column means
+            parts.append(f"[bold yellow]{escape(', '.join(unreachable))} unreachable[/]")
         self.query_one("#runs-status", Static).update(" · ".join(parts))
 
     def select(self, run_id: str) -> None:
