@@ -12,7 +12,7 @@ import time
 
 from helpers import SAMPLES, wait_for
 
-from workbench.execution.base import Launch
+from workbench.execution.base import Launch, RunState
 from workbench.execution.logformat import split_line, stamp_to_ns
 from workbench.execution.process_executor import SUPERVISOR_KILLED, ProcessExecutor
 
@@ -206,3 +206,17 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def test_a_follow_that_sees_the_end_after_its_last_lines_still_ends_with_eof(tmp_path, monkeypatch):
+    """The run writes its last line and exits between the follower's status look and its read: the lines
+    come in a chunk that cannot say eof, so an empty eof chunk follows them."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "stdout.log").write_bytes(b"done\n")
+    executor = ProcessExecutor(tmp_path)
+    looks = iter([RunState("running"), RunState("exited", exit_code=0)])
+    monkeypatch.setattr(executor, "status", lambda handle: next(looks))
+    chunks = list(executor.read_logs({"run_dir": str(run_dir)}, "0", follow=True))
+    assert [c.eof for c in chunks] == [False, True]
+    assert chunks[-1].data == b"" and chunks[-1].offset == chunks[0].offset == "5,0"

@@ -132,10 +132,12 @@ class SshHost:
     remote = True
 
     def __init__(self, connection: "Connection", root: str | None = None, *, known: dict[str, str] | None = None,
-                 remember: "Callable[[dict[str, str]], None] | None" = None) -> None:
+                 remember: "Callable[[dict[str, str]], None] | None" = None, instance: str = "") -> None:
         self.connection = connection
         self.name = connection.target.name
         self._root = root
+        # one Workbench dir per workstation data dir: each one's gc frees only what it does not reference
+        self._default_root = f"~/.workbench/{instance}" if instance else "~/.workbench"
         self._remember = remember  # keeps what `_learn` found (the machine's record), so later runs skip it
         self._sftp: "paramiko.SFTPClient | None" = None
         self._sftp_transport: Any = None
@@ -227,7 +229,7 @@ class SshHost:
     @property
     def root(self) -> str:
         """The Workbench dir on the host: as configured for the machine (absolute, or under ~), else
-        ~/.workbench of the login user. Learnt with the user's uid:gid in one command, once."""
+        ~/.workbench/<instance> of the login user. Learnt with the user's uid:gid in one command, once."""
         if self._root is None or self._root.startswith("~") or self._user is None:
             self._learn()
         assert self._root is not None
@@ -244,7 +246,7 @@ class SshHost:
         lines = self.sh('printf "%s\\n%s:%s\\n" "$HOME" "$(id -u)" "$(id -g)"',
                         what="reading the login user's home and ids").decode().splitlines()
         home, ids = (lines + ["", ""])[:2]
-        configured = self._root or "~/.workbench"
+        configured = self._root or self._default_root
         if configured.startswith("~"):
             if not home.startswith("/"):
                 raise WorkbenchError(f"{self.name}: cannot tell the login user's home directory",

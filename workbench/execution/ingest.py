@@ -94,6 +94,8 @@ class RunIngestor:
             for chunk in self.executor.read_logs(self.handle, offset.offset, follow):
                 if self._stop_logs.is_set():
                     return  # released: whatever comes now belongs to the next owner
+                if not chunk.data:
+                    continue  # only says the logs ended
                 with self._log_lock:
                     fh.write(chunk.data)
                     fh.flush()

@@ -84,6 +84,7 @@ class ProcessExecutor:
         run_dir = Path(handle["run_dir"])
         out, _, err = (offset or "0").partition(",")
         positions = [int(out), int(err or 0)]
+        yielded = ended = False
         while True:
             finished = self.status(handle).state != "running"  # looked at first: then nothing is left unread
             stamp, lines, more = now_stamp(), [], False
@@ -93,7 +94,10 @@ class ProcessExecutor:
                 more = more or left
             if lines:
                 yield Chunk(b"".join(lines), f"{positions[0]},{positions[1]}", eof=finished and not more)
+                yielded, ended = True, finished and not more
                 continue
+            if finished and yielded and not ended:
+                yield Chunk(b"", f"{positions[0]},{positions[1]}", eof=True)  # it ended just after the last read
             if finished or not follow:
                 return
             time.sleep(FOLLOW_POLL)

@@ -238,6 +238,7 @@ echo gone
         run_dir = handle["run_dir"]
         out, _, err = (offset or "0").partition(",")
         positions = [int(out.split(":", 1)[0] or 0), int(err.split(":", 1)[0] or 0)]
+        yielded = ended = False
         while True:
             started = time.monotonic()
             finished = self.status(handle).state != "running"  # looked at first: then nothing is left unread
@@ -249,6 +250,9 @@ echo gone
                 more = more or left
             if lines:
                 yield Chunk(b"".join(lines), f"{positions[0]},{positions[1]}", eof=finished and not more)
+            elif finished and yielded and not ended:
+                yield Chunk(b"", f"{positions[0]},{positions[1]}", eof=True)  # it ended just after the last read
+            yielded, ended = yielded or bool(lines), finished and not more
             if more:
                 continue  # a backlog: read on at once
             if finished or not follow:
