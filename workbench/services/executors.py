@@ -109,7 +109,8 @@ class Executors:
         config = (record or {}).get("config", {})
         store = self._store()
         made = SshHost(connection, config.get("dir"), known=config.get("host"),
-                       remember=lambda learnt: store.update_machine_config(machine, host=learnt))
+                       remember=lambda learnt: store.update_machine_config(machine, host=learnt),
+                       instance=store.instance)
         with self._lock:
             return self._hosts.setdefault(machine, made)
 

@@ -20,14 +20,17 @@ def gc(wb: Services) -> dict[str, Any]:
     left as they are, with a note in `notes`; the files are reclaimed all the same."""
     wb.store.downsample_telemetry()
     notes: list[str] = []
-    known = wb.store.all_run_ids()
     with snapshot_lock(wb.dirs.snapshots, exclusive=True):  # no launch is between snapshot and record
         keep = wb.store.referenced_snapshots()
         snapshots, freed = remove_unreferenced(wb.dirs.snapshots, keep)
-        hosts = gc_hosts(wb, keep, known, notes)
+        hosts = gc_hosts(wb, keep, notes)
     orphans = 0
-    for entry in wb.dirs.runs.iterdir() if wb.dirs.runs.is_dir() else []:
-        if entry.is_dir() and entry.name not in known:
+    # Listed before the records are read: a launch records its run before it makes the run's dir, so
+    # a dir listed here whose run is being launched has its record seen below.
+    listed = [entry for entry in wb.dirs.runs.iterdir() if entry.is_dir()] if wb.dirs.runs.is_dir() else []
+    known = wb.store.all_run_ids()
+    for entry in listed:
+        if entry.name not in known:
             freed += sum(f.lstat().st_size for f in entry.rglob("*") if f.is_file() and not f.is_symlink())
             shutil.rmtree(entry, ignore_errors=True)
             orphans += 1
@@ -57,7 +60,7 @@ def gc(wb: Services) -> dict[str, Any]:
             "images_left": images_left, "image_disk_bytes": image_disk, "hosts": hosts}
 
 
-def gc_hosts(wb: Services, keep: set[str], known: set[str], notes: list[str]) -> dict[str, dict[str, int]]:
+def gc_hosts(wb: Services, keep: set[str], notes: list[str]) -> dict[str, dict[str, int]]:
     """On every SSH machine: the snapshots no run references, the run dirs no run record owns, and our
     containers no active run owns. A host that does not answer is left as it is, with a note. The host's
     Workbench dir belongs to this data dir: give each workstation its own (`machines add --dir`)."""
@@ -73,6 +76,7 @@ def gc_hosts(wb: Services, keep: set[str], known: set[str], notes: list[str]) ->
             host = wb.executors.host(name)
             trees, objects = remove_unreferenced_remote(host.connection, host.root, keep)
             listing = host.sh(f"ls -1 {_q(host.root + '/runs')} 2>/dev/null; true", what="listing run dirs")
+            known = wb.store.all_run_ids()  # read after the listing, as for the local run dirs
             stale = [d for d in listing.decode(errors="replace").split() if d not in known]
             for run_dir in stale:
                 host.remove_tree(f"{host.root}/runs/{run_dir}")
