@@ -285,3 +285,11 @@ def test_manifests_are_kept_rebuilt_for_old_snapshots_and_removed_with_their_tre
     assert sorted(p.name for p in store.iterdir()) == [".lock", other.hash, "objects"]
     with pytest.raises(WorkbenchError, match=f"no snapshot {snap.hash[:12]}"):
         snapshot_manifest(store, snap.hash)
+
+
+def test_a_large_stdin_goes_through_while_the_command_writes(conn):
+    """A command's stdin far larger than the SSH window (a snapshot script for many files), while the
+    command writes as much back: no timeout, no deadlock, every byte both ways."""
+    data = bytes(range(256)) * (12 * 4096)  # 12 MiB
+    status, out, err = conn.run(["sh", "-c", "tee /dev/stderr | wc -c"], timeout=120, stdin=data)
+    assert (status, out.strip(), len(err)) == (0, str(len(data)).encode(), len(data))

@@ -3,7 +3,10 @@ failure, telemetry from the replayed H100 captures, a host without nvidia-smi.""
 
 from __future__ import annotations
 
+import time
+
 from helpers import assert_one_line_error
+from workbench.store import open_store
 
 
 def add(cli, name, host, key):
@@ -61,7 +64,7 @@ def test_auth_failure_is_one_line(cli, ssh_env):
     assert_one_line_error(cli("machines", "stats", "gpu3"), "no key was accepted for root@127.0.0.1")
 
 
-def test_bad_machine_input(cli, ssh_env, tmp_path):
+def test_bad_machine_input(cli, ssh_env, tmp_path, home):
     assert_one_line_error(cli("machines", "add", "bad name", "--ssh", "h"), "machine name 'bad name'")
     assert_one_line_error(cli("machines", "add", "x", "--ssh", "host:port"), "the port must be a number")
     assert_one_line_error(cli("machines", "add", "x", "--ssh", "h", "--identity", str(tmp_path / "nokey")),
@@ -72,6 +75,15 @@ def test_bad_machine_input(cli, ssh_env, tmp_path):
     down = cli("machines", "add", "down", "--ssh", "root@127.0.0.1:1", "--json")
     assert down.code == 0 and down.json()["state"] == "unreachable"
     assert_one_line_error(cli("machines", "stats", "down"), "cannot reach 127.0.0.1:1")
+    store = open_store(home / "workbench.db")
+    store.insert_run({"id": "downrun1", "project": "p", "project_path": "/p", "experiment": "e", "status": "queued",
+                      "machine": "down", "executor": "docker", "created_at": time.time()})
+    store.mark_running("downrun1", {"container": "c0ffee", "run_dir": "/h/runs/downrun1", "machine": "down"}, time.time())
+    store.close()
+    assert_one_line_error(cli("machines", "remove", "down"), "has 1 active run(s) (downrun1); not removed")
+    gone = cli("runs", "rm", "downrun1", "--force")  # the host does not answer: the record goes, its files wait
+    assert gone.code == 0 and "does not answer" in gone.err, gone.err
+    assert cli("machines", "remove", "down").code == 0
 
 
 def test_changed_host_key_is_refused_loudly(cli, ssh_env):

@@ -109,3 +109,15 @@ def test_experiment_names_are_plain(make_project):
     root = make_project('[experiments."x\\u001b[2J"]\nimage = "busybox:latest"\ncommand = ["true"]\n')
     with pytest.raises(SpecError, match="experiment names use letters"):
         load_spec(root)
+
+
+def test_a_mount_on_a_host_is_judged_as_written_there():
+    from workbench.projects.sensitive import remote_mount_reason
+
+    assert remote_mount_reason("/") == "the host's whole file system"
+    assert remote_mount_reason("/etc/") == "the host's /etc"
+    assert remote_mount_reason("/var/lib/docker/volumes") == "part of the host's /var/lib/docker"
+    assert remote_mount_reason("/var") == "a folder holding the host's /var/run"
+    assert remote_mount_reason("/home/alice") and remote_mount_reason("/home")
+    assert remote_mount_reason("/data/../home/bob/.aws/x") == "a credentials folder (.aws)"
+    assert remote_mount_reason("/data/sets") is None and remote_mount_reason("/home/alice/datasets") is None

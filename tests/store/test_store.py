@@ -215,3 +215,21 @@ def test_key_value_filter_and_value_sort_stay_fast_on_100k_runs(tmp_path):
     losses = [r["summary"]["loss"] for r in by_loss]
     assert losses == sorted(losses, reverse=True) and all(r["summary"] == {} for r in deep)
     assert elapsed < 3.0, elapsed  # about 0.5 s here: one pass each, no JSON sorted
+
+
+def test_unreachable_is_noted_once_and_never_on_an_ended_run(tmp_path):
+    store = open_store(tmp_path / "wb.db")
+    for run_id in ("r1", "r2"):
+        store.insert_run({"id": run_id, "project": "p", "project_path": "/p", "experiment": "e",
+                          "status": "running", "machine": "gpu-a", "executor": "docker", "created_at": time.time()})
+    store.finish_run("r2", "succeeded", exit_code=0, reason=None)
+    prefix = "host unreachable"
+    assert store.note_unreachable("r1", prefix, f"{prefix} since T1", "gpu-a does not answer")
+    assert not store.note_unreachable("r1", prefix, f"{prefix} since T2", "gpu-a does not answer")  # a second look
+    assert not store.note_unreachable("r2", prefix, f"{prefix} since T1", "gpu-a does not answer")  # it ended
+    assert store.get_run("r1")["status_reason"] == f"{prefix} since T1"
+    assert store.get_run("r2")["status_reason"] is None
+    assert store.clear_unreachable("r1", prefix, "caught up") and not store.clear_unreachable("r1", prefix, "again")
+    assert store.get_run("r1")["status_reason"] is None
+    assert [e["kind"] for e in store.events("r1")][-2:] == ["unreachable", "reachable"]
+    assert [e["kind"] for e in store.events("r1")].count("unreachable") == 1

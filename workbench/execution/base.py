@@ -97,6 +97,12 @@ def out_dir(run_dir: str) -> str:
     return posixpath.join(run_dir, "out")
 
 
+def inside_out(rel: str) -> bool:
+    """An output path, relative to the run's out/, that stays inside it (never absolute, never through
+    `..`): only such a path is ever joined to a dir here."""
+    return bool(rel) and not rel.startswith("/") and posixpath.normpath(rel) == rel and ".." not in rel.split("/")
+
+
 def metrics_path(run_dir: str) -> str:
     return posixpath.join(run_dir, "out", METRICS_FILE)
 

@@ -76,7 +76,7 @@ class LocalHost:
         except OSError:
             return None
 
-    def list_outputs(self, out: str) -> list[Listed]:
+    def list_outputs(self, out: str, skipped: list[str] | None = None) -> list[Listed]:
         """Every regular file under `out` with its size and sha256; a symbolic link as a link (its target,
         never followed: an experiment can point one at any host file); anything else is skipped."""
         found: list[Listed] = []
@@ -289,8 +289,9 @@ class SshHost:
                 position = int((offset or "0").split(":", 1)[0])
                 if 0 < position <= (info.st_size or 0):
                     fh.seek(max(0, position - 64))
-                fh.prefetch(min(info.st_size or 0, position + limit + 64) if position <= (info.st_size or 0)
-                            else info.st_size)
+                # bounded: a rewritten (shorter) file is read again from its start, a chunk at a time
+                start = position if position <= (info.st_size or 0) else 0
+                fh.prefetch(min(info.st_size or 0, start + limit + 64))
                 return read_open_file(fh, info.st_size or 0, offset, limit, eof)
         except FileNotFoundError:
             return Chunk(b"", offset, eof)
@@ -337,19 +338,24 @@ class SshHost:
         return None if found is None else found[1]
 
     @_one_at_a_time
-    def list_outputs(self, out: str) -> list[Listed]:
+    def list_outputs(self, out: str, skipped: list[str] | None = None) -> list[Listed]:
         """The output dir walked over SFTP (attributes of entries, never following links), each regular
-        file hashed on the host with sha256sum, a batch of files per command."""
+        file hashed on the host with sha256sum, a batch of files per command. A dir that cannot be read, or
+        whose names are not UTF-8, is left out and named in `skipped` (never a reason to fail the run)."""
         sftp = self.sftp()
         files: list[tuple[str, int]] = []
         links: list[Listed] = []
         pending = [""]
+        skipped = [] if skipped is None else skipped
         try:
             while pending:
                 rel_dir = pending.pop()
                 try:
                     entries = sftp.listdir_attr(posixpath.join(out, rel_dir) if rel_dir else out)
                 except FileNotFoundError:
+                    continue
+                except (PermissionError, UnicodeDecodeError):
+                    skipped.append(text_name(rel_dir) or ".")
                     continue
                 for entry in entries:
                     rel = posixpath.join(rel_dir, entry.filename) if rel_dir else entry.filename

@@ -18,7 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from workbench.execution.base import METRICS_FILE, Executor, RunState, out_dir
+from workbench.errors import WorkbenchError
+from workbench.execution.base import METRICS_FILE, Executor, RunState, inside_out, out_dir
 from workbench.execution.metrics_parser import parse_metric_lines
 from workbench.projects.checks import Check, evaluate
 from workbench.store import Store
@@ -258,8 +259,12 @@ class RunIngestor:
         workstation's run dir (`out/`); the rest stays there, listed (`workbench runs pull` fetches it)."""
         host = self.executor.host
         out = out_dir(self.handle["run_dir"])
-        listed = [row for row in host.list_outputs(out) if row[0] != METRICS_FILE]
+        skipped: list[str] = []
+        listed = [row for row in host.list_outputs(out, skipped) if row[0] != METRICS_FILE]
         self.store.set_artifacts(self.seq, listed)
+        if skipped:
+            self.store.add_event(self.run["id"], "warning", "output dirs not listed (unreadable, or names that "
+                                                            f"are not UTF-8): {', '.join(skipped[:10])}")
         seen = {parent for rel, *_ in listed for parent in _with_parents(rel)}
         declared = [Path(os.path.normpath(a)).as_posix() for a in self.run["spec"].get("artifacts", [])]
         missing = [a for a in declared if a not in seen]
@@ -267,12 +272,24 @@ class RunIngestor:
             self.store.add_event(self.run["id"], "warning", f"declared artifacts not written: {', '.join(missing)}")
         if not host.remote:
             return
-        wanted = [row for row in listed if row[3] is None and any(row[0] == a or row[0].startswith(a + "/")
-                                                                  for a in declared)]
-        copied = sum(host.fetch(posixpath.join(out, rel), self.run_dir / "out" / rel) for rel, *_ in wanted)
+        wanted = [row for row in listed if row[3] is None and inside_out(row[0])
+                  and any(row[0] == a or row[0].startswith(a + "/") for a in declared)]
+        from workbench.machines.ssh import SSHError
+
+        copied, failed = 0, []
+        for rel, *_ in wanted:
+            try:
+                copied += host.fetch(posixpath.join(out, rel), self.run_dir / "out" / rel)
+            except WorkbenchError as exc:
+                if isinstance(exc, SSHError):
+                    raise  # the whole pass is tried again when the host answers
+                failed.append(f"{rel} ({exc.message})")
         if wanted:
-            self.store.add_event(self.run["id"], "artifacts", f"copied {len(wanted)} declared artifact file(s) "
-                                                              f"({copied:,} bytes) from {host.name}")
+            self.store.add_event(self.run["id"], "artifacts", f"copied {len(wanted) - len(failed)} declared "
+                                 f"artifact file(s) ({copied:,} bytes) from {host.name}")
+        if failed:
+            self.store.add_event(self.run["id"], "warning", "declared artifacts not copied (still listed, "
+                                 f"`workbench runs pull` tries again): {'; '.join(failed[:5])}")
 
 
 def _with_parents(rel: str) -> list[str]:

@@ -259,7 +259,7 @@ def _upload(conn: Connection, store: Path, tree: str, root: str, objects: str, m
         transport = conn.transport()
     except SSHError as exc:
         raise WorkbenchError(f"{name}: cannot connect to send the snapshot: {exc.message}") from None
-    budget: threading.BoundedSemaphore | None = getattr(conn, "_channels", None)
+    budget: threading.BoundedSemaphore | None = getattr(conn, "channels", None)
     clients: list[paramiko.SFTPClient] = []
     held = 0
     try:

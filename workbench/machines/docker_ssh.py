@@ -22,30 +22,16 @@ import urllib3.connection
 import urllib3.connectionpool
 
 from workbench.errors import EngineUnavailable
-from workbench.machines.ssh import CONNECT_TIMEOUT, Connection, SSHError
+from workbench.machines.ssh import CONNECT_TIMEOUT, MAX_CHANNELS, Connection, SSHError
 
 DIAL_COMMAND = "docker system dial-stdio"
-POOL_SIZE = 8  # idle HTTP connections (channels, each with its dial-stdio) kept for reuse
-# Channels open at once for Docker, per Connection, log streams included. sshd allows MaxSessions (10 by
-# default) sessions per connection, shared with Connection.run's (MAX_CHANNELS): past it, opens are refused.
-DOCKER_CHANNELS = 8
+POOL_SIZE = 2  # idle HTTP connections (channels, each with its dial-stdio) kept for reuse: they hold channels
 PING_TIMEOUT = 10.0
 _SHELL_PREFIXES = ("bash: line 1: ", "bash: ", "sh: 1: ", "sh: ", "zsh:1: ")
 
 
 class ChannelOpenError(ConnectionError):
     """No channel to the host's engine could be opened (an OSError, as a refused socket connect is)."""
-
-
-_budgets: "weakref.WeakKeyDictionary[Connection, threading.BoundedSemaphore]" = weakref.WeakKeyDictionary()
-_budgets_lock = threading.Lock()
-
-
-def _budget(connection: Connection) -> threading.BoundedSemaphore:
-    with _budgets_lock:
-        if connection not in _budgets:
-            _budgets[connection] = threading.BoundedSemaphore(DOCKER_CHANNELS)
-        return _budgets[connection]
 
 
 def _close_channel(channel: paramiko.Channel, release: Callable[[], None]) -> None:
@@ -178,17 +164,17 @@ class ChannelSocket:
 
 
 class _Opener:
-    """Opens the channels of one client, within the Connection's Docker budget."""
+    """Opens the channels of one client, within its Connection's channel budget."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self.budget = _budget(connection)
+        self.budget = connection.channels  # shared with its commands and uploads (ssh.MAX_CHANNELS)
         self.last: ChannelSocket | None = None
 
     def __call__(self, timeout: Any) -> ChannelSocket:
         name = self.connection.target.name
         if not self.budget.acquire(timeout=CONNECT_TIMEOUT):
-            raise ChannelOpenError(f"{name}: all {DOCKER_CHANNELS} SSH channels for Docker stayed in use for "
+            raise ChannelOpenError(f"{name}: all {MAX_CHANNELS} SSH channels of its connection stayed in use for "
                                    f"{CONNECT_TIMEOUT:g}s")
         released = threading.Event()
 

@@ -25,7 +25,10 @@ logging.getLogger("paramiko").propagate = False
 
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE_SECONDS = 15
-MAX_CHANNELS = 8  # sshd's MaxSessions defaults to 10: leave room for the user's own sessions
+# Channels open at once per connection, for commands, Docker (dial-stdio, log streams) and snapshot uploads
+# together: sshd's MaxSessions (10 by default, per connection) refuses more; the host's SFTP session and the
+# telemetry stream take two more, and one is left spare.
+MAX_CHANNELS = 7
 DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 
 
@@ -231,7 +234,7 @@ class Connection:
         self.hostkeys = hostkeys
         self._transport: paramiko.Transport | None = None
         self._lock = threading.Lock()
-        self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
+        self.channels = threading.BoundedSemaphore(MAX_CHANNELS)  # see MAX_CHANNELS
 
     @property
     def connected(self) -> bool:
@@ -247,22 +250,36 @@ class Connection:
 
     def run(self, argv: list[str], timeout: float = 30.0, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
         """Runs argv remotely; returns (exit status, stdout, stderr), both streams drained as they come."""
-        with self._channels:
+        with self.channels:
             try:
                 channel = self.transport().open_session(timeout=CONNECT_TIMEOUT)
                 channel.settimeout(0.1)
                 channel.exec_command(remote_command(argv))
-                if stdin is not None:
-                    channel.sendall(stdin)
-                    channel.shutdown_write()
+            except paramiko.ChannelException as exc:  # refused by the host (MaxSessions): the connection is fine
+                raise WorkbenchError(f"{self.target.name}: the host refused another SSH channel ({exc}); "
+                                     "too many at once on one connection") from None
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 self.close_transport()
                 raise SSHError(f"{self.target.name}: cannot run {argv[0]}: {exc}") from None
             out, err = bytearray(), bytearray()
+            # stdin goes as the channel's window allows, between reads: a large script (a snapshot's
+            # manifest) never blocks on a command that is busy writing its output
+            pending = memoryview(stdin) if stdin is not None else None
             deadline = time.monotonic() + timeout
             try:
                 while True:
                     progressed = False
+                    if pending is not None:
+                        if not pending:
+                            channel.shutdown_write()
+                            pending = None
+                        elif channel.send_ready():
+                            try:
+                                pending = pending[channel.send(pending[:65536]):]
+                            except (paramiko.SSHException, OSError, EOFError) as exc:
+                                self.close_transport()
+                                raise SSHError(f"{self.target.name}: cannot run {argv[0]}: {exc}") from None
+                            progressed = True
                     while channel.recv_ready():
                         out += channel.recv(65536)
                         progressed = True

@@ -47,3 +47,27 @@ def sensitive_mount_reason(source: str) -> str | None:
         if path in protected.parents:
             return f"a folder holding {what}"
     return None
+
+
+def remote_mount_reason(source: str) -> str | None:
+    """`sensitive_mount_reason` for a path on another machine: read as written (nothing of this workstation's
+    file system says what it is there), so the whole file system, the system dirs and credential dirs."""
+    import posixpath
+
+    path = posixpath.normpath(source)
+    if path == "/" or not path.startswith("/"):
+        return "the host's whole file system" if path == "/" else None
+    for system in SYSTEM:
+        if path == system:
+            return f"the host's {system}"
+        if path.startswith(system + "/"):
+            return f"part of the host's {system}"
+        if system.startswith(path + "/"):
+            return f"a folder holding the host's {system}"
+    parts = path.split("/")
+    for name in CREDENTIALS:
+        if name.split("/")[0] in parts:
+            return f"a credentials folder ({name})"
+    if len(parts) == 3 and parts[1] == "home" or path == "/home":
+        return "a home directory on the host (keys and credentials included)"
+    return None

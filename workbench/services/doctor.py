@@ -124,21 +124,29 @@ def host_checks(wb: Services, machine: str) -> list[dict[str, Any]]:
     try:
         client = wb.executors.docker_client_for(machine)
         version = client.version()
+        runtimes = client.info().get("Runtimes", {})
         engine_ok = True
         checks.append(_check("docker engine", True, f"Docker {version.get('Version')} "
                                                     f"(API {version.get('ApiVersion')}) on {machine}"))
     except (EngineUnavailable, WorkbenchError) as exc:
         checks.append(_check("docker engine", None, exc.message,
                              f"install Docker on {machine}; until then runs there use the process executor"))
+    except Exception as exc:  # noqa: BLE001 - an engine that answers badly (docker-py, requests errors)
+        checks.append(_check("docker engine", False, f"the Docker engine on {machine} did not answer: "
+                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                             f"check `docker info` on {machine}"))
     if engine_ok:
-        runtimes = client.info().get("Runtimes", {})
         has_nvidia = "nvidia" in runtimes or any("nvidia" in str(v) for v in runtimes.values())
         checks.append(_check("gpu runtime", has_nvidia or None,
                              "NVIDIA container runtime present" if has_nvidia else
                              f"no NVIDIA runtime registered (runtimes: {', '.join(runtimes) or 'none'}); a GPU "
                              "request is tried and reported at launch",
                              f"install the NVIDIA Container Toolkit on {machine} to run experiments with gpus > 0"))
-    inventory = remote_gpu_inventory(connection)
+    try:
+        inventory = remote_gpu_inventory(connection)
+    except WorkbenchError as exc:  # the connection dropped meanwhile
+        checks.append(_check("gpus", False, exc.message, f"check that {machine} is up and reachable"))
+        return checks
     if inventory.gpus:
         names = ", ".join(sorted({g.name for g in inventory.gpus}))
         checks.append(_check("gpus", True, f"{len(inventory.gpus)} GPU(s): {names}; driver {inventory.driver}"))

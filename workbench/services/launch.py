@@ -104,7 +104,7 @@ def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, An
         elif exp.dockerfile or exp.image:
             wb.progress(f"process executor: running {argv[0]!r} on {'this machine' if machine == 'local' else machine}"
                         f", not in {exp.image or exp.dockerfile}")
-        check_mounts(exp)
+        check_mounts(exp, remote=host.remote)
         writable = [m.source for m in exp.mounts if not m.read_only]
         if _runs_as_root(exp.user) and writable and executor_name == "docker":
             warn(wb, run_id, f"the container runs as root with writable host mounts ({', '.join(writable)}): "
@@ -134,12 +134,14 @@ def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, An
     return wb.store.get_run(run_id) | {"seq": seq}
 
 
-def check_mounts(exp: Experiment) -> None:
-    """Again at launch (a rerun, or a folder that became a link since the spec was read)."""
-    from workbench.projects.sensitive import sensitive_mount_reason
+def check_mounts(exp: Experiment, remote: bool = False) -> None:
+    """Again at launch (a rerun, or a folder that became a link since the spec was read). A mount on
+    another machine is a path there: judged as written, never resolved here."""
+    from workbench.projects.sensitive import remote_mount_reason, sensitive_mount_reason
 
     for mount in exp.mounts:
-        reason = None if exp.allow_sensitive_mounts else sensitive_mount_reason(mount.source)
+        judge = remote_mount_reason if remote else sensitive_mount_reason
+        reason = None if exp.allow_sensitive_mounts else judge(mount.source)
         if reason:
             raise WorkbenchError(f"mount {mount.text} would give the container {reason}; refused",
                                  hint="set allow_sensitive_mounts = true in the experiment if you mean it")

@@ -88,8 +88,13 @@ def add_machine(wb: Services, name: str, ssh: str | None = None, identity: str |
 def remove_machine(wb: Services, name: str) -> None:
     if name == "local":
         raise WorkbenchError("`local` is this workstation; it cannot be removed")
+    active = [run["id"] for run in wb.store.active_runs() if run.get("machine") == name]
+    if active:
+        raise WorkbenchError(f"machine {name!r} has {len(active)} active run(s) ({', '.join(active[:3])}); "
+                             "not removed", hint="wait for them, or `workbench runs cancel` them first")
     if not wb.store.remove_machine(name):
         raise NotFound(f"no machine {name!r}", hint="see `workbench machines list`")
+    wb.executors.forget_machine(name)  # its connection, engine and host dir in this process
 
 
 def list_machines(wb: Services) -> list[dict[str, Any]]:

@@ -76,6 +76,11 @@ class Reconciler:
     def _remote_pass(self, machine: str, runs: list[dict[str, Any]], box: list, done: threading.Event) -> None:
         try:
             box.append(self._reconcile_machine(machine, runs))
+        except Exception as exc:  # noqa: BLE001 - a thread of its own: its failure is said, never a traceback
+            try:  # (the store may be closed already: the CLI exited while the host was being asked)
+                self._say_once(f"{machine}: its runs were not brought up to date ({first_line(exc)})")
+            except Exception:  # noqa: BLE001
+                pass
         finally:
             with self._lock:
                 self._busy.discard(machine)
@@ -234,16 +239,11 @@ def mark_unreachable(wb: Services, machine: str, runs: list[dict[str, Any]], exc
     wb.executors.forget_machine(machine)
     since = time.strftime("%Y-%m-%d %H:%M:%S")
     for run in runs:
-        fresh = wb.store.get_run(run["id"])
-        if fresh["status"] in ("queued", "running") and not (fresh.get("status_reason") or "").startswith(UNREACHABLE):
-            wb.store.update_run(run["id"], status_reason=f"{UNREACHABLE} since {since}")
-            wb.store.add_event(run["id"], "unreachable", f"{machine} does not answer: {first_line(exc)}")
+        wb.store.note_unreachable(run["id"], UNREACHABLE, f"{UNREACHABLE} since {since}",
+                                  f"{machine} does not answer: {first_line(exc)}")
 
 
 def mark_reachable(wb: Services, machine: str, runs: list[dict[str, Any]]) -> None:
-    for run in runs:
-        fresh = wb.store.get_run(run["id"])
-        if (fresh.get("status_reason") or "").startswith(UNREACHABLE):
-            if fresh["status"] in ("queued", "running"):
-                wb.store.update_run(run["id"], status_reason=None)
-            wb.store.add_event(run["id"], "reachable", f"{machine} answers again; caught up")
+    for run in runs:  # as read when the pass began: one marked since is cleared by the next pass
+        if (run.get("status_reason") or "").startswith(UNREACHABLE):
+            wb.store.clear_unreachable(run["id"], UNREACHABLE, f"{machine} answers again; caught up")

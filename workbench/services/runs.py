@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any, Callable, Iterator
 
-from workbench.errors import EngineUnavailable, WorkbenchError
+from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
 from workbench.execution.ingest import PROGRESS_FILE, lease_name
 from workbench.failures import is_engine_failure
 from workbench.services.context import Services, first_line
@@ -177,23 +177,40 @@ def remove(wb: Services, ref: str, force: bool = False) -> str:
     if run["status"] in ("queued", "running"):
         if not force:
             raise WorkbenchError(f"run {run['id']} is {run['status']}", hint="cancel it first, or use --force")
-        cancel(wb, run["id"])
-    if run.get("handle"):
         try:
-            executor = wb.executors.for_run(run)
-            executor.cleanup(run["handle"])
-            if executor.host.remote:  # the run dir on the host (its snapshot stays for gc)
-                executor.host.remove_tree(run["handle"]["run_dir"])
-        except EngineUnavailable:
-            pass
+            cancel(wb, run["id"])
         except WorkbenchError as exc:
             if not _host_gone(exc):
                 raise
-            wb.progress(f"{run['machine']} does not answer: run {run['id']}'s files there are left as they are "
-                        "(`workbench gc` removes them later)")
+            wb.progress(f"{run['machine']} does not answer: run {run['id']} could not be stopped there "
+                        "(`workbench gc` removes its container once the host answers)")
+            wb.store.finish_run(run["id"], "cancelled", exit_code=None, reason="removed while its host did not answer")
+    if run.get("handle"):
+        _remove_run_files(wb, run)
     wb.store.delete_run(run["id"])
     shutil.rmtree(wb.dirs.run_dir(run["id"]), ignore_errors=True)
     return run["id"]
+
+
+def _remove_run_files(wb: Services, run: dict[str, Any]) -> None:
+    """The run's container (or process files) and, for a remote run, its dir on the host. A machine that was
+    removed, an engine that is down or a host that does not answer leaves them, said once (gc frees them
+    later where it still can); the record goes all the same."""
+    machine = run.get("machine") or "local"
+    try:
+        try:
+            wb.executors.for_run(run).cleanup(run["handle"])
+        except EngineUnavailable:
+            pass  # no engine: no container of the run's can be left running there
+        if wb.executors.is_remote(machine):  # the run dir on the host (its snapshot stays for gc)
+            wb.executors.host(machine).remove_tree(run["handle"]["run_dir"])
+    except NotFound:
+        wb.progress(f"machine {machine!r} is no longer registered: run {run['id']}'s files there are left as they are")
+    except WorkbenchError as exc:
+        if not _host_gone(exc):
+            raise
+        wb.progress(f"{machine} does not answer: run {run['id']}'s files there are left as they are "
+                    "(`workbench gc` removes them later)")
 
 
 def refresh_run(wb: Services, ref: str) -> None:
@@ -264,13 +281,13 @@ def pull(wb: Services, ref: str, paths: list[str] | None = None) -> list[tuple[s
     (`out/`); (relative path, bytes) per file copied. A local run's files are here already."""
     import posixpath
 
-    from workbench.execution.base import out_dir
+    from workbench.execution.base import inside_out, out_dir
 
     run = wb.store.get_run(ref)
     if not run.get("handle"):
         raise WorkbenchError(f"run {run['id']} never started; it has no files")
-    executor = wb.executors.for_run(run)
-    listed = [a for a in wb.store.artifacts(run["seq"]) if not a.get("link")]
+    machine = run.get("machine") or "local"
+    listed = [a for a in wb.store.artifacts(run["seq"]) if not a.get("link") and inside_out(a["path"])]
     if not listed:
         raise WorkbenchError(f"run {run['id']} has no output files recorded",
                              hint="it may still be running: they are listed when it ends")
@@ -280,8 +297,9 @@ def pull(wb: Services, ref: str, paths: list[str] | None = None) -> list[tuple[s
         raise WorkbenchError(f"run {run['id']} has no output file {', '.join(paths or [])}",
                              hint=f"see `workbench runs show {run['id']}`")
     local = wb.dirs.run_dir(run["id"]) / "out"
-    if not executor.host.remote:
+    if not wb.executors.is_remote(machine):
         return [(a["path"], 0) for a in wanted]
+    host = wb.executors.host(machine)  # SFTP only: the host's engine need not answer
     out = out_dir(run["handle"]["run_dir"])
     copied = []
     for artifact in wanted:
@@ -289,7 +307,7 @@ def pull(wb: Services, ref: str, paths: list[str] | None = None) -> list[tuple[s
         if dest.is_file() and dest.stat().st_size == artifact["size"] and _sha256(dest) == artifact["sha256"]:
             copied.append((artifact["path"], 0))  # fetched before
             continue
-        copied.append((artifact["path"], executor.host.fetch(posixpath.join(out, artifact["path"]), dest)))
+        copied.append((artifact["path"], host.fetch(posixpath.join(out, artifact["path"]), dest)))
     return copied
 
 

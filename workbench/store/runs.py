@@ -296,6 +296,29 @@ class RunQueries:
                 (time.time(), run_id),
             )
 
+    def note_unreachable(self, run_id: str, prefix: str, reason: str, event: str) -> bool:
+        """Sets an active run's reason (with its event) unless it already starts with `prefix`: one
+        conditional UPDATE, so a run that ends meanwhile, or a second reconciler, never gets it twice."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            changed = conn.execute(
+                "UPDATE runs SET status_reason = ? WHERE id = ? AND status IN ('queued', 'running') "
+                "AND substr(coalesce(status_reason, ''), 1, ?) != ?", (reason, run_id, len(prefix), prefix)).rowcount
+            if changed:
+                conn.execute("INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, ?, ?)",
+                             (time.time(), run_id, "unreachable", event))
+        return bool(changed)
+
+    def clear_unreachable(self, run_id: str, prefix: str, event: str) -> bool:
+        """Clears an active run's reason that starts with `prefix` (with a "reachable" event), once."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            changed = conn.execute(
+                "UPDATE runs SET status_reason = NULL WHERE id = ? AND status IN ('queued', 'running') "
+                "AND substr(coalesce(status_reason, ''), 1, ?) = ?", (run_id, len(prefix), prefix)).rowcount
+            if changed:
+                conn.execute("INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, ?, ?)",
+                             (time.time(), run_id, "reachable", event))
+        return bool(changed)
+
     def add_event(self, run_id: str | None, kind: str, message: str) -> None:
         with self.tx() as conn:  # type: ignore[attr-defined]
             conn.execute(
