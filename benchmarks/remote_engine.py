@@ -23,11 +23,10 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "machines")]
 
 import docker  # noqa: E402
 
-from sshd_hosts import keygen, make_host  # noqa: E402
+from sshd_hosts import trusted_loopback_host  # noqa: E402
 from workbench.execution.docker_executor import DockerExecutor  # noqa: E402
 from workbench.machines.docker_ssh import docker_client_over  # noqa: E402
-from workbench.machines.hostkeys import HostKeyStore  # noqa: E402
-from workbench.machines.ssh import Connection, SSHTarget, fetch_host_key  # noqa: E402
+from workbench.machines.ssh import Connection  # noqa: E402
 
 IMAGE = "busybox:latest"
 LABEL = "wb-bench-remote-engine"
@@ -76,17 +75,7 @@ def main() -> None:
 
     local = docker.from_env(timeout=60)
     root = Path(tempfile.mkdtemp(prefix="wb-bench-engine-"))
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    user_key = root / "userkey"
-    keygen(user_key)
-    authorized = root / "authorized_keys"
-    authorized.write_text((root / "userkey.pub").read_text())
-    host = make_host(root, "engine", "127.0.0.1", authorized, None)
-    host.start()
-    store = HostKeyStore(root / "known_hosts", system=())
-    target = SSHTarget("engine", host.address, host.port, "root", [str(user_key)])
-    store.trust(host.address, host.port, fetch_host_key(target, store))
-    connection = Connection(target, store)
+    host, connection = trusted_loopback_host(root, "engine")
     result: dict[str, object] = {}
     try:
         result["ssh_connect_ms"] = round(timed(connection.transport), 1)

@@ -20,10 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "machines")]
 
-from sshd_hosts import keygen, make_host  # noqa: E402
+from sshd_hosts import trusted_loopback_host  # noqa: E402
 from workbench.execution.remote_snapshot import remove_unreferenced_remote, send_snapshot  # noqa: E402
-from workbench.machines.hostkeys import HostKeyStore  # noqa: E402
-from workbench.machines.ssh import Connection, SSHTarget, fetch_host_key  # noqa: E402
 from workbench.projects.snapshot import take_snapshot  # noqa: E402
 
 
@@ -50,18 +48,8 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="wb-bench-upload-"))
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    user_key = root / "userkey"
-    keygen(user_key)
-    authorized = root / "authorized_keys"
-    authorized.write_text((root / "userkey.pub").read_text())
-    host = make_host(root, "gpu", "127.0.0.1", authorized, None)
-    host.start()
+    host, conn = trusted_loopback_host(root, "gpu-a")
     try:
-        hostkeys = HostKeyStore(root / "known_hosts", system=())
-        target = SSHTarget("gpu-a", host.address, host.port, "root", [str(user_key)])
-        hostkeys.trust(host.address, host.port, fetch_host_key(target, hostkeys))
-        conn = Connection(target, hostkeys)
         conn.transport()  # connected before the clock starts, as a launch finds it
         project = make_project(root, args.files, int(args.mb * 1e6))
         store, remote_root = root / "store", str(root / "remote")

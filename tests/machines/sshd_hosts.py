@@ -9,6 +9,7 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from helpers import GPU_FIXTURES, wait_for
 
@@ -131,3 +132,43 @@ def make_fakegpu(root: Path) -> Path:
     shutil.copy(Path(__file__).with_name("fake_nvidia_smi.py"), fakegpu / "nvidia-smi")
     (fakegpu / "nvidia-smi").chmod(0o755)
     return fakegpu
+
+
+def trusted_loopback_host(root: Path, name: str) -> tuple[Host, Any]:
+    """One sshd on 127.0.0.1 for root with a fresh user key, started, its host key trusted, and a
+    Connection to it (not yet connected): what a benchmark needs of a host."""
+    from workbench.machines.hostkeys import HostKeyStore
+    from workbench.machines.ssh import Connection, SSHTarget, fetch_host_key
+
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    user_key = root / "userkey"
+    keygen(user_key)
+    authorized = root / "authorized_keys"
+    authorized.write_text((root / "userkey.pub").read_text())
+    host = make_host(root, name, "127.0.0.1", authorized, None)
+    host.start()
+    hostkeys = HostKeyStore(root / "known_hosts", system=())
+    target = SSHTarget(name, host.address, host.port, "root", [str(user_key)])
+    hostkeys.trust(host.address, host.port, fetch_host_key(target, hostkeys))
+    return host, Connection(target, hostkeys)
+
+
+def wire_jump_and_target(ip: Callable[..., None], jump_ns: str, target_ns: str, links: tuple[str, str, str, str],
+                         addresses: tuple[str, str, str, str], made: Callable[[str], None] = lambda dev: None) -> None:
+    """Two veth pairs, each a /30 that is up: this machine (links[0]) <-> the jump namespace (links[1]), and
+    the jump namespace (links[2]) <-> the target namespace (links[3]); `addresses` in the same order.
+    `made` hears of the link made on this machine (deleting it deletes its peer)."""
+    a_host, a_jump, b_jump, b_target = links
+    host_side, jump_side, jump_inner, target = addresses
+    ip("link", "add", a_host, "type", "veth", "peer", "name", a_jump)
+    made(a_host)
+    ip("link", "set", a_jump, "netns", jump_ns)
+    ip("addr", "add", f"{host_side}/30", "dev", a_host)
+    ip("link", "set", a_host, "up")
+    ip("link", "add", b_jump, "type", "veth", "peer", "name", b_target)
+    ip("link", "set", b_jump, "netns", jump_ns)
+    ip("link", "set", b_target, "netns", target_ns)
+    for ns, dev, address in ((jump_ns, a_jump, jump_side), (jump_ns, b_jump, jump_inner), (target_ns, b_target, target)):
+        ip("-n", ns, "addr", "add", f"{address}/30", "dev", dev)
+        ip("-n", ns, "link", "set", dev, "up")
+        ip("-n", ns, "link", "set", "lo", "up")

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from helpers import assert_one_line_error, require
-from sshd_hosts import SSHD, keygen, make_fakegpu, make_host
+from sshd_hosts import SSHD, make_fakegpu, make_host, wire_jump_and_target
 
 HOST_SIDE, JUMP_SIDE = "10.251.77.1", "10.251.77.2"      # this machine <-> jump namespace
 JUMP_INNER, TARGET = "10.251.78.1", "10.251.78.2"        # jump namespace <-> target namespace
@@ -35,18 +35,8 @@ def namespaces(tmp_path_factory, ssh_env):
     try:
         # This machine must never send the target's traffic anywhere: no route out for its subnet.
         ip("route", "add", "unreachable", "10.251.78.0/30")
-        ip("link", "add", a_host, "type", "veth", "peer", "name", a_jump)
-        ip("link", "set", a_jump, "netns", jump_ns)
-        ip("addr", "add", f"{HOST_SIDE}/30", "dev", a_host)
-        ip("link", "set", a_host, "up")
-        ip("link", "add", b_jump, "type", "veth", "peer", "name", b_target)
-        ip("link", "set", b_jump, "netns", jump_ns)
-        ip("link", "set", b_target, "netns", target_ns)
-        for ns, dev, address in ((jump_ns, a_jump, JUMP_SIDE), (jump_ns, b_jump, JUMP_INNER),
-                                 (target_ns, b_target, TARGET)):
-            ip("-n", ns, "addr", "add", f"{address}/30", "dev", dev)
-            ip("-n", ns, "link", "set", dev, "up")
-            ip("-n", ns, "link", "set", "lo", "up")
+        wire_jump_and_target(ip, jump_ns, target_ns, (a_host, a_jump, b_jump, b_target),
+                             (HOST_SIDE, JUMP_SIDE, JUMP_INNER, TARGET))
         root = tmp_path_factory.mktemp("jump")
         authorized = root / "authorized_keys"
         authorized.write_text(ssh_env.user_key.with_suffix(".pub").read_text())

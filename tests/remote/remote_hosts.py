@@ -39,7 +39,7 @@ if _MACHINES not in sys.path:
     sys.path.append(_MACHINES)  # for sshd_hosts when tests/remote runs alone (appended: shadows nothing)
 
 from helpers import GPU_FIXTURES, wait_for  # noqa: E402
-from sshd_hosts import SSHD, Host, keygen, make_fakegpu, make_host  # noqa: E402
+from sshd_hosts import SSHD, Host, keygen, make_fakegpu, make_host, wire_jump_and_target  # noqa: E402
 
 # Neither the main engine's default pools (172.17-31.0.0/16, 192.168.0-240.0/20) nor test_proxyjump's
 # 10.251.77-78.0/30 can overlap these.
@@ -291,20 +291,12 @@ def make_namespaces(state: State) -> tuple[str, str]:
     # This machine must never send the target's traffic anywhere: no route out for its subnet.
     ip("route", "add", "unreachable", TARGET_SUBNET)
     state.route = TARGET_SUBNET
-    ip("link", "add", a_host, "type", "veth", "peer", "name", a_jump)
-    state.veth.append(a_host)
-    state.save()
-    ip("link", "set", a_jump, "netns", jump_ns)
-    ip("addr", "add", f"{HOST_SIDE}/30", "dev", a_host)
-    ip("link", "set", a_host, "up")
-    ip("link", "add", b_jump, "type", "veth", "peer", "name", b_target)
-    ip("link", "set", b_jump, "netns", jump_ns)
-    ip("link", "set", b_target, "netns", target_ns)
-    for ns, dev, address in ((jump_ns, a_jump, JUMP_SIDE), (jump_ns, b_jump, JUMP_INNER),
-                             (target_ns, b_target, TARGET)):
-        ip("-n", ns, "addr", "add", f"{address}/30", "dev", dev)
-        ip("-n", ns, "link", "set", dev, "up")
-        ip("-n", ns, "link", "set", "lo", "up")
+
+    def made(dev: str) -> None:
+        state.veth.append(dev)
+        state.save()
+    wire_jump_and_target(ip, jump_ns, target_ns, (a_host, a_jump, b_jump, b_target),
+                         (HOST_SIDE, JUMP_SIDE, JUMP_INNER, TARGET), made)
     return jump_ns, target_ns
 
 

@@ -10,20 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_for
+from helpers import COUNTING_SPEC, wait_for
 from remote_hosts import register
 
 pytestmark = pytest.mark.docker
 
 POINTS = 120
-SPEC = r"""
-[project]
-name = "remote-faults"
-[experiments.count]
-image = "busybox:latest"
-command = ["sh", "-c", "i=1; while [ $i -le {n} ]; do echo line $i; echo '{\"step\": '$i', \"x\": '$i'}' >> $WORKBENCH_METRICS; sleep {pause}; i=$((i+1)); done"]
-params = { n = 120, pause = 0.05 }
-"""
+SPEC = COUNTING_SPEC.replace('name = "counting"', 'name = "remote-faults"').replace(
+    "n = 30, pause = 0.1", "n = 120, pause = 0.05")
 
 
 def _children(pid: int) -> list[int]:
@@ -59,6 +53,16 @@ def _show(cli, run_id: str) -> dict:
     shown = cli("runs", "show", run_id, "--json")
     assert shown.code == 0, shown.err
     return shown.json()
+
+
+def _diagnosis(cli, run_id: str) -> str:
+    """What a failed wait on the run saw: its record and events, its followers, what they wrote on stderr."""
+    shown = _show(cli, run_id)
+    home = Path(os.environ["WORKBENCH_HOME"])
+    errors = [err.read_text()[-2000:] for err in home.glob(f"runs/{run_id}/follower.err")]
+    return (f"status {shown['status']!r} ({shown.get('status_reason')!r}); events "
+            f"{[(e['kind'], e['message'][:80]) for e in shown['events']]}; followers {_follower_pids(run_id)}; "
+            f"follower.err {errors}")
 
 
 def _follower_pids(run_id: str) -> list[int]:
@@ -108,8 +112,11 @@ def test_the_host_going_away_mid_run_leaves_it_running_then_catches_up(cli, make
     _kill_host(remote_env.gpu)
     try:
         # shown as running, with since when the host does not answer; never failed or lost
-        wait_for(lambda: (_show(cli, run_id).get("status_reason") or "").startswith("host unreachable since"),
-                 timeout=60, interval=0.5)
+        try:
+            wait_for(lambda: (_show(cli, run_id).get("status_reason") or "").startswith("host unreachable since"),
+                     timeout=60, interval=0.5)
+        except AssertionError:
+            pytest.fail(_diagnosis(cli, run_id))
         listed = cli("runs", "list", "--json")
         assert listed.code == 0, listed.err
         assert listed.json()[0]["status"] == "running"
