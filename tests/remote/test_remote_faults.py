@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,13 @@ def _diagnosis(cli, run_id: str) -> str:
     errors = [err.read_text()[-2000:] for err in home.glob(f"runs/{run_id}/follower.err")]
     return (f"status {shown['status']!r} ({shown.get('status_reason')!r}); events "
             f"{[(e['kind'], e['message'][:80]) for e in shown['events']]}; followers {_follower_pids(run_id)}; "
-            f"follower.err {errors}")
+            f"follower.err {errors}; sshd processes {_sshd_processes()}")
+
+
+def _sshd_processes() -> list[str]:
+    import subprocess
+    listing = subprocess.run(["ps", "-eo", "pid,ppid,lstart,args"], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines() if "sshd" in line]
 
 
 def _follower_pids(run_id: str) -> list[int]:
@@ -104,12 +111,16 @@ def test_kill_9_of_the_follower_mid_run_loses_nothing(cli, make_project, remote_
 
 def test_the_host_going_away_mid_run_leaves_it_running_then_catches_up(cli, make_project, remote_env, tmp_path):
     register(cli, "gpu-a", remote_env.gpu, remote_env.user_key, extra=("--dir", str(tmp_path / "host")))
-    root = make_project(SPEC.replace("pause = 0.05", "pause = 0.1"))
+    root = make_project(SPEC.replace("pause = 0.05", "pause = 0.25"))  # 30 s: the host goes away mid-run
     started = cli("run", str(root), "--machine", "gpu-a", "--json")
     assert started.code == 0, started.err
     run_id = started.json()["id"]
+    begun = time.monotonic()
     wait_for(lambda: _show(cli, run_id)["metrics"].get("x", {}).get("points", 0) >= 10, timeout=60)
     _kill_host(remote_env.gpu)
+    took = time.monotonic() - begun
+    before = _show(cli, run_id)
+    assert before["status"] == "running", f"{took:.1f}s to 10 points; " + _diagnosis(cli, run_id)
     try:
         # shown as running, with since when the host does not answer; never failed or lost
         try:
