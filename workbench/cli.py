@@ -77,13 +77,24 @@ def run_json(run: dict[str, Any]) -> dict[str, Any]:
             "gpu_uuids", "gpu_model", "driver")
     out = {k: run.get(k) for k in keys}
     out["duration"] = _duration(run)
+    if run.get("hourly_cost") is not None:
+        from workbench.services.runs import run_cost
+        out["cost"] = run_cost(run, time.time())
     return out
 
 
 # commands -----------------------------------------------------------------------------------------
 def cmd_run(wb: Any, args: argparse.Namespace) -> int:
     wb.reconcile(wait=0)  # hosts' passes go on meanwhile: a launch never waits for another machine
-    run = wb.launch(args.path, args.experiment, args.param, machine=args.machine, executor=args.executor)
+    run = wb.launch(args.path, args.experiment, args.param, machine=args.machine, executor=args.executor,
+                    priority=args.priority)
+    if run.get("waiting") is not None and not args.wait:
+        if args.json:
+            _emit_json({**run_json(run), "priority": run.get("priority", 0)})
+        else:
+            print(run["id"])
+            _say(f"run {run['id']} queued: {run['status_reason']} (`workbench queue`; it starts by itself)")
+        return 0
     return _after_start(wb, run, args)
 
 
@@ -103,7 +114,11 @@ def _after_start(wb: Any, run: dict[str, Any], args: argparse.Namespace) -> int:
             print(run["id"])
             _say(f"run {run['id']} started ({run['executor']}); follow it with `workbench runs logs {run['id']} --follow`")
         return 0
-    _say(f"run {run['id']} started ({run['executor']}); waiting for it (Ctrl-C leaves it running)")
+    if run.get("waiting") is not None:
+        _say(f"run {run['id']} queued: {run['status_reason']}; waiting for it to start and end "
+             "(Ctrl-C leaves it queued)")
+    else:
+        _say(f"run {run['id']} started ({run['executor']}); waiting for it (Ctrl-C leaves it running)")
     progress = None if args.json else ProgressLine()
     sink = None if args.json else _log_printer(timestamps=False, progress=progress)
     try:
@@ -517,6 +532,37 @@ def cmd_watch(wb: Any, args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_dispatch(wb: Any, args: argparse.Namespace) -> int:
+    wb.dispatch()
+    return 0
+
+
+def cmd_queue(wb: Any, args: argparse.Namespace) -> int:
+    wb.reconcile()
+    waiting = wb.queue()
+    if args.json:
+        _emit_json([{**run_json(run), "priority": run.get("priority", 0), "waiting": run.get("waiting")}
+                    for run in waiting])
+        return 0
+    if not waiting:
+        print("the queue is empty")
+        return 0
+    now = time.time()
+    rows = [("ID", "PRI", "GPUS", "PROJECT/EXPERIMENT", "WAITING", "REASON")]
+    for run in waiting:
+        rows.append((run["id"], str(run.get("priority", 0)), str((run.get("waiting") or {}).get("gpus", 0)),
+                     f"{run['project']}/{run['experiment']}", _fmt_duration(now - run["created_at"]),
+                     run.get("status_reason") or ""))
+    from workbench.tui.formatting import elide
+
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    rest = max(20, shutil.get_terminal_size().columns - sum(widths) - 2 * len(widths))
+    for row in rows:
+        print("  ".join(printable(cell).ljust(width) for cell, width in zip(row, widths))
+              + "  " + elide(printable(row[-1]), rest))
+    return 0
+
+
 def cmd_follow(wb: Any, args: argparse.Namespace) -> int:
     wb.wait(args.run)
     return 0
@@ -549,10 +595,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="project folder (holds workbench.toml)")
     p.add_argument("-e", "--experiment", help="experiment name (optional when the spec declares one)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="override a param")
-    p.add_argument("--machine", default="local", help="machine to run on: local (default), an SSH machine's "
-                                                      "name (see `machines list`), or auto")
+    p.add_argument("--machine", help="machine to run on: local, an SSH machine's name (see `machines list`), "
+                                     "or auto: the cheapest free one, else the queue (default: the "
+                                     "experiment's machine/machines, else local)")
     p.add_argument("--executor", choices=("docker", "process"), help="default: docker if an engine answers")
+    p.add_argument("--priority", type=int, default=0, help="queue order: higher first, then first come (default 0)")
     p.add_argument("--wait", action="store_true", help="follow the run's logs until it ends")
+
+    command(sub, "queue", cmd_queue, "the runs waiting for a machine, in the order they will start")
 
     runs = sub.add_parser("runs", help="the run history").add_subparsers(dest="runs_command", metavar="ACTION",
                                                                          required=True)
@@ -613,6 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(machines, "stats", cmd_machines_stats, "one telemetry sample of a machine")
     p.add_argument("name")
 
+    p = sub.add_parser("_dispatch")  # internal: the detached dispatcher of the queue
+    p.set_defaults(func=cmd_dispatch)
     p = sub.add_parser("_follow")  # internal: the detached background follower of one run
     p.add_argument("run")
     p.set_defaults(func=cmd_follow)

@@ -10,13 +10,30 @@ FIXTURES = os.environ.get("WB_GPU_FIXTURES") or os.path.join(os.path.dirname(os.
 ALIASES = {"clocks.sm": "clocks.current.sm"}
 
 
+def count():
+    """How many GPUs this host has: the number in WB_GPU_COUNT_FILE (a test's fleet), else the capture's."""
+    path = os.environ.get("WB_GPU_COUNT_FILE")
+    if path and os.path.exists(path):
+        return int(open(path).read().strip() or 1)
+    return None
+
+
+def twin(uuid, i):
+    """The i-th GPU of a fleet host: the captured GPU's uuid with its last two digits numbered (0: itself)."""
+    return uuid if i == 0 else f"{uuid[:-2]}{i:02d}"
+
+
 def rows():
     with open(os.path.join(FIXTURES, "query-gpu-idle.csv")) as fh:
         header, *lines = [line.rstrip("\n") for line in fh if line.strip()]
     names = [h.strip().split(" [")[0] for h in header.split(",")]
-    for line in lines:
-        values = [v.strip() for v in line.split(",")]
-        yield dict(zip(names, values))
+    captured = [dict(zip(names, [v.strip() for v in line.split(",")])) for line in lines]
+    n = count()
+    if n is None:
+        yield from captured
+        return
+    for i in range(n):
+        yield {**captured[0], "index": str(i), "uuid": twin(captured[0]["uuid"], i)}
 
 
 UNITS = {"MiB", "%", "W", "MHz"}
@@ -38,7 +55,13 @@ def strip_unit(value):
 
 def main(argv):
     if "-L" in argv:
-        sys.stdout.write(open(os.path.join(FIXTURES, "nvidia-smi-L.txt")).read())
+        listing = open(os.path.join(FIXTURES, "nvidia-smi-L.txt")).read()
+        if count() is not None:
+            first = listing.splitlines()[0]
+            uuid = first.split("UUID: ")[1].rstrip(")")
+            listing = "".join(first.replace("GPU 0:", f"GPU {i}:").replace(uuid, twin(uuid, i)) + "\n"
+                              for i in range(count()))
+        sys.stdout.write(listing)
         return 0
     apps = next((a.split("=", 1)[1] for a in argv if a.startswith("--query-compute-apps=")), None)
     if apps is not None:

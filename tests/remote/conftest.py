@@ -57,7 +57,8 @@ def remote_env():
 
 @pytest.fixture(autouse=True)
 def _stop_followers_of_this_test(home):
-    """A remote run's detached follower keeps retrying while its host is away (by design: the run lives on);
+    """A remote run's detached follower keeps retrying while its host is away (by design: the run lives on),
+    and a dispatcher waits as long as runs are queued;
     once a test is over and its host torn down, its followers are stopped, by pid."""
     yield
     import signal
@@ -70,7 +71,7 @@ def _stop_followers_of_this_test(home):
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"_follow" in argv and f"WORKBENCH_HOME={home}".encode() in environ:
+        if (b"_follow" in argv or b"_dispatch" in argv) and f"WORKBENCH_HOME={home}".encode() in environ:
             try:
                 os.kill(int(entry.name), signal.SIGTERM)
             except ProcessLookupError:

@@ -269,8 +269,10 @@ def make_docker_host(root: Path, name: str, address: str, authorized: Path, path
     text = host.config.read_text()
     assert text.count("SetEnv ") == 1, text
     # the GPU's compute processes are whatever a test writes into gpu-apps.csv (none while it is absent)
+    # and it has as many GPUs as gpu-count says (the capture's one while it is absent)
     host.config.write_text(text.replace("SetEnv ", f"SetEnv DOCKER_HOST={docker_host} "
-                                                   f"WB_GPU_APPS_FILE={host.dir / 'gpu-apps.csv'} ", 1))
+                                                   f"WB_GPU_APPS_FILE={host.dir / 'gpu-apps.csv'} "
+                                                   f"WB_GPU_COUNT_FILE={host.dir / 'gpu-count'} ", 1))
     return host
 
 

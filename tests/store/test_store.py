@@ -233,3 +233,24 @@ def test_unreachable_is_noted_once_and_never_on_an_ended_run(tmp_path):
     assert store.get_run("r1")["status_reason"] is None
     assert [e["kind"] for e in store.events("r1")][-2:] == ["unreachable", "reachable"]
     assert [e["kind"] for e in store.events("r1")].count("unreachable") == 1
+
+
+def test_a_gpu_is_reserved_by_one_run_only_and_freed_when_it_ends(tmp_path):
+    store = open_store(tmp_path / "wb.db")
+    for run_id in ("r1", "r2", "q1"):
+        store.insert_run({"id": run_id, "project": "p", "project_path": "/p", "experiment": "e", "status": "queued",
+                          "machine": "auto", "executor": "docker", "created_at": time.time(),
+                          **({"waiting": {"gpus": 1}} if run_id == "q1" else {})})
+    assert store.place_run("r1", "gpu-a", ["GPU-1", "GPU-2"], {"gpu_share": 0.5})
+    before = store.reservations_version()
+    assert not store.place_run("r2", "gpu-a", ["GPU-3", "GPU-2"], {"gpu_share": 0.5})  # GPU-2 is r1's
+    assert store.get_run("r2")["machine"] == "auto"  # nothing of the failed placement stayed
+    assert store.reserved_gpus("gpu-a") == {("gpu-a", "GPU-1"): "r1", ("gpu-a", "GPU-2"): "r1"}
+    assert store.place_run("r2", "gpu-b", ["GPU-2"], {})  # the same uuid on another machine is another GPU
+    assert [r["id"] for r in store.waiting_runs()] == ["q1"]
+    assert not store.place_run("r2", "gpu-a", ["GPU-3"], {}, from_queue=True)  # r2 is not waiting
+    store.finish_run("q1", "cancelled", exit_code=None, reason="cancelled while queued")
+    assert not store.place_run("q1", "gpu-a", ["GPU-3"], {}, from_queue=True)  # cancelled: never placed
+    assert store.waiting_runs() == []
+    store.finish_run("r1", "succeeded", exit_code=0, reason=None)
+    assert store.reserved_gpus("gpu-a") == {} and store.reservations_version() != before

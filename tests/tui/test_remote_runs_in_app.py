@@ -212,7 +212,7 @@ async def test_machines_screen_and_detail_say_which_run_holds_each_gpu(wb, monke
     monkeypatch.setattr(wb, "reconcile_if_stale", lambda *a, **k: None)  # the fixture's runs stay as written
     remote_run(wb)
     add_run(wb, "local01", status="running")
-    wb.store.update_run("local01", gpu_uuids=["GPU-11aa22bb"])
+    assert wb.store.place_run("local01", "local", ["GPU-11aa22bb"], {})  # reserved, as a launch does
     asked_in: list = []
     gpu_holders = wb.gpu_holders
 

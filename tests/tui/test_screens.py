@@ -302,3 +302,18 @@ async def test_escape_cancels_every_dialog(seeded):
             await pilot.pause()
             assert app.screen is not dialog
     assert answers == [None, False]
+
+
+async def test_the_dashboard_shows_the_queue_and_what_each_run_waits_for(wb):
+    wb.store.acquire_lease("dispatcher", "this-test", 3600)  # as if one were at work: none is started
+    wb.store.insert_run({"id": "queued01", "project": "p", "project_path": "/p", "experiment": "e",
+                         "status": "queued", "status_reason": "waiting for 2 free GPUs on gpu-a, gpu-b",
+                         "machine": "auto", "executor": "docker", "created_at": NOW - 30,
+                         "waiting": {"machines": "auto", "gpus": 2, "executor": None}})
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        assert "queue: 1 waiting" in str(app.screen.query_one("#live-title", Static).render())
+        live = app.screen.query_one("#live", DataTable)
+        assert str(live.get_cell("queued01", "latest")).startswith("queued: waiting for 2 free GPUs")
+    assert wb.store.get_run("queued01")["waiting"] is not None  # the app's reconcile left it to the dispatcher

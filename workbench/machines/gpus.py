@@ -17,6 +17,7 @@ class GpuInventory:
     gpus: list[GpuReading]
     driver: str | None = None
     error: str | None = None  # why there are none, when NVML could not tell
+    total: int | None = None  # GPUs on the machine, when `gpus` is a choice among them
 
 
 GpuProbe = Callable[[], GpuInventory]

@@ -31,8 +31,11 @@ class GpuReading:
 
     @property
     def busy(self) -> bool:
-        """A GPU someone is using: processes on it, or more than a tenth of its memory taken."""
+        """A GPU someone is using: processes on it, more than a tenth of its memory taken, or more than a
+        fifth of its compute busy."""
         if self.processes:
+            return True
+        if self.utilization is not None and self.utilization > 20:
             return True
         if self.memory_used is not None and self.memory_total:
             return self.memory_used / self.memory_total > 0.1

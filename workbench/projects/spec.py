@@ -56,6 +56,8 @@ class Experiment:
     sweep_method: str = "grid"
     sweep_samples: int | None = None
     checks: list[Check] = field(default_factory=list)
+    machine: str | None = None                   # where it runs: a machine's name, or "auto"
+    machines: list[str] = field(default_factory=list)  # or: any of these, chosen at launch (placement)
 
 
 @dataclass
@@ -164,7 +166,7 @@ def _kind(value: Any) -> str:
 
 EXPERIMENT_KEYS = {
     "image", "dockerfile", "command", "params", "gpus", "env", "mounts", "shm_size", "memory", "user",
-    "artifacts", "sweep", "checks", "allow_sensitive_mounts",
+    "artifacts", "sweep", "checks", "allow_sensitive_mounts", "machine", "machines",
 }
 
 
@@ -254,8 +256,21 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
         except ValueError as exc:
             raise v.fail(ckey, str(exc)) from None
 
+    machine = v.string(table["machine"], key + ("machine",)) if "machine" in table else None
+    machines = v.strings(table.get("machines", []), key + ("machines",))
+    if machine is not None and machines:
+        raise v.fail(key, "set `machine` or `machines`, not both")
+    if "machines" in table and not machines:
+        raise v.fail(key + ("machines",), "expected at least one machine name")
+    for where in ([machine] if machine else []) + machines:
+        if where != "auto" and not NAME.match(where):
+            raise v.fail(key + ("machines" if machines else "machine",), f"{where!r} is not a machine name")
+    if "auto" in machines:
+        raise v.fail(key + ("machines",), "list machine names; for any machine, use machine = \"auto\"")
+
     return Experiment(
-        name=name, command=command, image=image, dockerfile=dockerfile, params=params,
+        name=name, command=command, image=image, dockerfile=dockerfile, params=params, machine=machine,
+        machines=machines,
         gpus=v.integer(table.get("gpus", 0), key + ("gpus",)), env=env, mounts=mounts,
         shm_size=v.size(table["shm_size"], key + ("shm_size",)) if "shm_size" in table else None,
         memory=v.size(table["memory"], key + ("memory",)) if "memory" in table else None,

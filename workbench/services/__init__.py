@@ -129,8 +129,22 @@ class Workbench:
         return launch_.choose_executor(self, requested)
 
     def launch(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
-               machine: str = "local", executor: str | None = None) -> dict[str, Any]:
-        return launch_.launch(self, path, experiment, overrides, machine=machine, executor=executor)
+               machine: str | None = None, executor: str | None = None, priority: int = 0) -> dict[str, Any]:
+        return launch_.launch(self, path, experiment, overrides, machine=machine, executor=executor,
+                              priority=priority)
+
+    def dispatch(self) -> int:
+        """Starts queued runs as machines free up, until the queue is empty (one dispatcher at a time)."""
+        from workbench.services.dispatch import dispatch
+        return dispatch(self, self.follow_in_background)
+
+    def ensure_dispatcher(self) -> None:
+        from workbench.services.dispatch import ensure_dispatcher
+        ensure_dispatcher(self)
+
+    def queue(self) -> list[dict[str, Any]]:
+        """The runs waiting for a machine, in the order the dispatcher takes them."""
+        return self.store.waiting_runs()
 
     def rerun(self, ref: str, executor: str | None = None) -> dict[str, Any]:
         return launch_.rerun(self, ref, executor)

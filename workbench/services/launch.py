@@ -32,48 +32,144 @@ def choose_executor(wb: Services, requested: str | None, machine: str = "local")
 
 
 def launch(wb: Services, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
-           machine: str = "local", executor: str | None = None) -> dict[str, Any]:
-    machine = wb.executors.machine("local" if machine == "auto" else machine)
+           machine: str | None = None, executor: str | None = None, priority: int = 0) -> dict[str, Any]:
+    """Starts a run of the experiment: on `machine`, or (auto, or the experiment's `machines`) on the
+    machine placement chooses, or in the queue when none can take it now (started by the dispatcher)."""
     spec = load_spec(path)
     exp = spec.experiment(experiment)
     values = {**exp.params, **parse_overrides(exp, overrides or [], str(spec.spec_path))}
-    executor_name = choose_executor(wb, executor, machine)
-    return start(wb, spec, exp, values, executor_name, machine=machine)
+    requested: str | list[str] = machine if machine is not None else (exp.machines or exp.machine or "local")
+    if isinstance(requested, str) and requested != "auto":
+        named = wb.executors.machine(requested)
+        return start(wb, spec, exp, values, choose_executor(wb, executor, named), machine=named, priority=priority)
+    from workbench.services import placement as place
+
+    names = place.candidates(wb, requested)
+    request = {"machines": requested, "gpus": exp.gpus, "executor": executor}
+    for _ in range(3):  # another launcher may reserve the chosen GPUs first: look again
+        surveys = place.survey_all(wb, names, exp.gpus, executor)
+        place.refuse_if_never(surveys, exp.gpus)
+        chosen = place.choose(surveys, exp.gpus)
+        if chosen is None:
+            return enqueue(wb, spec, exp, values, request, place.why_not(surveys, exp.gpus), priority)
+        try:
+            return start(wb, spec, exp, values, chosen.executor or "docker", machine=chosen.machine,
+                         placement=place.placement_of(chosen, exp.gpus), request=request, priority=priority)
+        except GpusTaken:
+            continue
+    surveys = place.survey_all(wb, names, exp.gpus, executor)
+    return enqueue(wb, spec, exp, values, request, place.why_not(surveys, exp.gpus), priority)
 
 
-def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], executor_name: str, *,
-          machine: str = "local", snapshot_hash: str | None = None, image_id: str | None = None,
-          rerun_of: str | None = None) -> dict[str, Any]:
+class GpusTaken(WorkbenchError):
+    """The GPUs chosen were reserved by another run meanwhile."""
+
+
+def run_env(exp: Experiment, values: dict[str, Any], run_id: str) -> dict[str, str]:
+    # Python block-buffers stdout that is not a terminal: without PYTHONUNBUFFERED, live logs stay empty and
+    # a cancelled run loses what it printed. The spec's env may still say otherwise.
+    return {"PYTHONUNBUFFERED": "1", **exp.env,
+            **{f"WB_PARAM_{k.upper()}": format_param(v) for k, v in values.items()}, "WORKBENCH_RUN_ID": run_id}
+
+
+def _new_record(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], *, machine: str,
+                executor_name: str, rerun_of: str | None, priority: int, with_git: bool) -> tuple[dict[str, Any], list]:
     run_id = secrets.token_hex(4)
     while wb.store.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
         run_id = secrets.token_hex(4)
     argv = substitute(exp.command, {**values, "run_id": run_id})  # {output}: the executor puts it in
-    # Python block-buffers stdout that is not a terminal: without this, live logs stay empty and a
-    # cancelled run loses what it printed. The spec's env may still say otherwise.
-    env = {"PYTHONUNBUFFERED": "1", **exp.env,
-           **{f"WB_PARAM_{k.upper()}": format_param(v) for k, v in values.items()}, "WORKBENCH_RUN_ID": run_id}
-    gpus = pick_gpus(wb, exp.gpus, machine) if exp.gpus else None
-    git = git_state(spec.root, spec.exclude) if snapshot_hash is None else {}
+    git = git_state(spec.root, spec.exclude) if with_git else {}
     git_notes = git.pop("notes", [])  # (kind, message): events once the run is recorded
     record = {
         "id": run_id, "project": spec.name, "project_path": str(spec.root), "experiment": exp.name,
         "status": "queued", "machine": machine, "executor": executor_name, "created_at": time.time(),
-        "params": values, "argv": argv, "env": redact_env(env), "rerun_of": rerun_of,
-        "spec": spec_record(exp), **git,
+        "params": values, "argv": argv, "env": redact_env(run_env(exp, values, run_id)), "rerun_of": rerun_of,
+        "spec": spec_record(exp), "priority": priority, **git,
     }
-    if gpus:
-        record.update(gpu_uuids=[g.uuid for g in gpus.gpus], gpu_model=gpus.gpus[0].name, driver=gpus.driver)
-    # The launcher owns the run (from before it is recorded) until it is started, renewing its lease while
-    # it builds or pulls: the reconciler leaves a slow launch alone, and adopts the container of a
-    # launcher that died.
-    launcher = new_owner()
-    wb.store.acquire_lease(lease_name(run_id), launcher, LAUNCH_LEASE_TTL)
-    seq = wb.store.insert_run(record)
+    return record, git_notes
+
+
+def _record_notes(wb: Services, run_id: str, git_notes: list) -> None:
     for kind, note in git_notes:
         if kind == "warning":
             warn(wb, run_id, note)
         else:
             wb.store.add_event(run_id, kind, note)
+
+
+def enqueue(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], request: dict[str, Any],
+            reason: str, priority: int = 0) -> dict[str, Any]:
+    """A run no machine can take now: recorded `queued` with its snapshot (the project as it is now) and
+    what it waits for; the dispatcher starts it when a machine can."""
+    from workbench.services.dispatch import ensure_dispatcher
+
+    record, git_notes = _new_record(wb, spec, exp, values, machine="auto", executor_name=request.get("executor")
+                                    or "docker", rerun_of=None, priority=priority, with_git=True)
+    record.update(waiting=request, status_reason=reason)
+    with snapshot_lock(wb.dirs.snapshots, exclusive=False):  # gc keeps it once recorded
+        snapshot = take_snapshot(spec.root, spec.exclude, wb.dirs.snapshots)
+        record["snapshot"] = snapshot.hash
+        seq = wb.store.insert_run(record)
+    wb.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
+    if snapshot.left_out:
+        warn(wb, record["id"], "snapshot " + left_out_summary(snapshot.left_out))
+    _record_notes(wb, record["id"], git_notes)
+    wb.store.add_event(record["id"], "queued", reason)
+    wb.progress(f"run {record['id']} queued: {reason}")
+    ensure_dispatcher(wb)
+    return wb.store.get_run(record["id"]) | {"seq": seq}
+
+
+def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], executor_name: str, *,
+          machine: str = "local", snapshot_hash: str | None = None, image_id: str | None = None,
+          rerun_of: str | None = None, placement: Any = None, request: dict[str, Any] | None = None,
+          priority: int = 0) -> dict[str, Any]:
+    """Records the run with its GPUs reserved (one transaction: no other run can take them), then launches
+    it. `placement` is the choice of `launch` among several machines; without it the GPUs are picked on
+    `machine` now."""
+    from workbench.services.placement import hourly_rate
+
+    record, git_notes = _new_record(wb, spec, exp, values, machine=machine, executor_name=executor_name,
+                                    rerun_of=rerun_of, priority=priority, with_git=snapshot_hash is None)
+    run_id = record["id"]
+    if placement is not None:
+        gpus, fields = placement.gpus, placement.fields(request or {})
+    else:
+        gpus = pick_gpus(wb, exp.gpus, machine) if exp.gpus else None
+        total = gpus.total if gpus and gpus.total else 0
+        fields = {"hourly_cost": hourly_rate(wb, machine), "gpu_share": exp.gpus / total if total else 1.0}
+        if gpus:
+            fields.update(gpu_model=gpus.gpus[0].name, driver=gpus.driver)
+    uuids = [g.uuid for g in gpus.gpus] if gpus else []
+    # The launcher owns the run (from before it is recorded) until it is started, renewing its lease while
+    # it builds or pulls: the reconciler leaves a slow launch alone, and adopts the container of a
+    # launcher that died.
+    launcher = new_owner()
+    wb.store.acquire_lease(lease_name(run_id), launcher, LAUNCH_LEASE_TTL)
+    try:
+        with wb.store.tx():
+            seq = wb.store.insert_run(record)
+            if not wb.store.place_run(run_id, machine, uuids, fields):
+                raise GpusTaken(f"GPU(s) {', '.join(u[:12] for u in uuids)} on {machine} were just taken by another run",
+                                hint="try again")
+    except BaseException:
+        wb.store.release_lease(lease_name(run_id), launcher)
+        raise
+    _record_notes(wb, run_id, git_notes)
+    if placement is not None:
+        wb.store.add_event(run_id, "placed", placement.reason)
+    return launch_recorded(wb, run_id, seq, spec, exp, values, executor_name, machine, gpus, launcher,
+                           snapshot_hash=snapshot_hash, image_id=image_id, rerun_of=rerun_of)
+
+
+def launch_recorded(wb: Services, run_id: str, seq: int, spec: ProjectSpec, exp: Experiment, values: dict[str, Any],
+                    executor_name: str, machine: str, gpus: GpuInventory | None, launcher: str, *,
+                    snapshot_hash: str | None = None, image_id: str | None = None,
+                    rerun_of: str | None = None) -> dict[str, Any]:
+    """Snapshot (unless it has one), image, and the start on its executor, of a run recorded and placed,
+    whose launch lease `launcher` holds."""
+    argv = substitute(exp.command, {**values, "run_id": run_id})
+    env = run_env(exp, values, run_id)
     keeper = LeaseKeeper(wb.store, lease_name(run_id), launcher, LAUNCH_LEASE_TTL, LAUNCH_LEASE_RENEW)
     try:
         with snapshot_lock(wb.dirs.snapshots, exclusive=False):  # gc cannot remove it before it is recorded
@@ -155,10 +251,7 @@ def pick_gpus(wb: Services, count: int, machine: str = "local") -> GpuInventory:
     else:
         from workbench.machines.remote import remote_gpu_inventory
         inventory = remote_gpu_inventory(wb.executors.connection(machine))
-    taken = set()
-    for run in wb.store.active_runs():
-        if (run.get("machine") or "local") == machine:
-            taken.update(run.get("gpu_uuids") or [])
+    taken = {uuid for _, uuid in wb.store.reserved_gpus(machine)}
     free = [g for g in inventory.gpus if not g.busy and g.uuid not in taken]
     if len(free) < count:
         held = sum(g.uuid in taken for g in inventory.gpus)
@@ -167,7 +260,7 @@ def pick_gpus(wb: Services, count: int, machine: str = "local") -> GpuInventory:
                                      "by other processes")
         raise WorkbenchError(f"the experiment needs {count} GPU(s) but machine {machine} has {len(free)} free "
                              f"({detail})", hint="set gpus = 0, free a GPU, pick another machine, or try again later")
-    return GpuInventory(free[:count], driver=inventory.driver)
+    return GpuInventory(free[:count], driver=inventory.driver, total=len(inventory.gpus))
 
 
 def rerun(wb: Services, ref: str, executor: str | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from workbench.errors import EngineUnavailable, WorkbenchError
 from workbench.execution.ingest import RunIngestor, lease_name
 from workbench.failures import is_engine_failure
+from workbench.services.dispatch import ensure_dispatcher
 from workbench.services.context import Services, first_line
 from workbench.store import Store
 from workbench.store.ingest import LeaseLost
@@ -48,8 +49,17 @@ class Reconciler:
         runs stay as they were, marked unreachable, until it answers again."""
         self.reconciled_at = time.monotonic()
         by_machine: dict[str, list[dict[str, Any]]] = {}
+        queued = False
         for run in self.wb.store.active_runs():
+            if run.get("waiting") is not None:
+                queued = True  # the dispatcher's, not the executors'
+                continue
             by_machine.setdefault(run.get("machine") or "local", []).append(run)
+        if queued:
+            try:
+                ensure_dispatcher(self.wb)  # after a reboot, or a dispatcher that was killed
+            except Exception as exc:  # noqa: BLE001 - said, never fatal to a reconcile
+                self._say_once(f"the dispatcher could not be started: {first_line(exc)}")
         changed: list[dict[str, Any]] = []
         waiting = []
         for machine, runs in by_machine.items():
@@ -138,6 +148,10 @@ class Reconciler:
             if not run.get("handle"):
                 found = adopt(wb, run)
                 if found is None:
+                    request = (run.get("placement") or {}).get("request")
+                    if request is not None and wb.store.requeue(
+                            run["id"], request, "back in the queue: its dispatcher died before starting it"):
+                        return "queued"  # placed from the queue by a dispatcher that died: placed again
                     wb.store.finish_run(run["id"], "lost", exit_code=None,
                                         reason="its launch was interrupted before the run started")
                     return "lost"

@@ -31,6 +31,13 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
     what = "the Docker engine" if machine == "local" else machine
     delay, engine_lost = 0.5, False
     while run["status"] in ("queued", "running"):
+        if run.get("waiting") is not None or (run["status"] == "queued" and not run.get("handle")
+                                              and lease_held(wb.store, run["id"])):
+            time.sleep(0.2)  # in the queue, or being launched: the dispatcher (or launcher) starts it
+            run = wb.store.get_run(run["id"])
+            machine = run.get("machine") or "local"
+            what = "the Docker engine" if machine == "local" else machine
+            continue
         try:
             following = ingestor(wb, run)  # connects: the engine (or host) answers
             if engine_lost:
@@ -150,6 +157,11 @@ def cancel(wb: Services, ref: str) -> dict[str, Any]:
     if run["status"] not in ("queued", "running"):
         return run
     wb.store.update_run(run["id"], cancel_requested=1)
+    if run.get("waiting") is not None:  # in the queue: leaves it (unless the dispatcher just took it)
+        wb.store.finish_run(run["id"], "cancelled", exit_code=None, reason="cancelled while queued")
+        run = wb.store.get_run(run["id"])
+        if run["status"] not in ("queued", "running"):
+            return run
     if not run.get("handle") and lease_held(wb.store, run["id"]):
         # still building or pulling: recorded now; its launcher stops whatever it starts
         wb.store.finish_run(run["id"], "cancelled", exit_code=None, reason="cancelled while it was launched")
@@ -230,12 +242,23 @@ def refresh_run(wb: Services, ref: str) -> None:
         mark_unreachable(wb, run["machine"], [run], exc)
 
 
+def run_cost(run: dict[str, Any], now: float) -> float | None:
+    """Its machine's hourly rate × how long it ran × the share of the machine it held (its GPUs of all the
+    machine's; the whole machine for a CPU run). None where the machine has no rate."""
+    rate, started = run.get("hourly_cost"), run.get("started_at")
+    if rate is None or not started:
+        return None if rate is None else 0.0
+    share = run.get("gpu_share")
+    return rate * max(0.0, (run.get("finished_at") or now) - started) / 3600 * (1.0 if share is None else share)
+
+
 def show_record(wb: Services, ref: str) -> dict[str, Any]:
     """The run with its artifacts and events (no metric scan: cheap enough to poll every second)."""
     run = wb.store.get_run(ref)
     run["artifacts"] = wb.store.artifacts(run["seq"])
     run["events"] = wb.store.events(run["id"])
     run["checks"] = wb.store.checks(run["seq"])
+    run["cost"] = run_cost(run, time.time())
     handle = run.get("handle") or {}
     if (run.get("machine") or "local") != "local" and handle.get("run_dir"):
         run["host_run_dir"] = f"{run['machine']}:{handle['run_dir']}"  # where its files live
@@ -319,5 +342,4 @@ def _sha256(path: "os.PathLike[str]") -> str:
 
 def gpu_holders(wb: Services) -> dict[tuple[str, str], str]:
     """(machine, GPU uuid) -> the id of the active run holding it."""
-    return {(run.get("machine") or "local", uuid): run["id"]
-            for run in wb.store.active_runs() for uuid in (run.get("gpu_uuids") or [])}
+    return wb.store.reserved_gpus()

@@ -11,7 +11,7 @@ from workbench.errors import NotFound, WorkbenchError
 from workbench.jsonsafe import json_safe
 from workbench.redaction import redact_run_fields
 
-JSON_COLUMNS = ("params", "argv", "env", "gpu_uuids", "spec", "summary", "handle")
+JSON_COLUMNS = ("params", "argv", "env", "gpu_uuids", "spec", "summary", "handle", "waiting", "placement")
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled", "lost")
 STATUSES = ACTIVE + FINAL
@@ -163,6 +163,10 @@ class RunQueries:
                 "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'created', ?)",
                 (time.time(), fields["id"], f"{fields['project']}/{fields['experiment']} on {fields['machine']}"),
             )
+            if fields.get("status") in ACTIVE:  # GPUs it is recorded with are its own (a GPU taken: IntegrityError)
+                conn.executemany(
+                    "INSERT INTO gpu_reservations (machine, uuid, run_id, reserved_at) VALUES (?, ?, ?, ?)",
+                    [(fields["machine"], uuid, fields["id"], time.time()) for uuid in fields.get("gpu_uuids") or []])
         return int(seq)
 
     def mark_running(self, run_id: str, handle: dict[str, Any], started_at: float, *,
@@ -200,6 +204,8 @@ class RunQueries:
                     "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, ?, ?)",
                     (time.time(), run_id, status, reason or f"exit code {exit_code}"),
                 )
+                conn.execute("UPDATE runs SET waiting = NULL WHERE id = ?", (run_id,))
+                conn.execute("DELETE FROM gpu_reservations WHERE run_id = ?", (run_id,))  # its GPUs are free
 
     def get_run(self, ref: str) -> dict[str, Any]:
         """A run by full id or unique prefix."""
@@ -289,6 +295,7 @@ class RunQueries:
             if seq is None:
                 return
             conn.execute("DELETE FROM metrics WHERE run_seq = ?", (seq[0],))
+            conn.execute("DELETE FROM gpu_reservations WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM runs WHERE seq = ?", (seq[0],))
             conn.execute("DELETE FROM leases WHERE name = ?", (f"ingest:{run_id}",))
             conn.execute(

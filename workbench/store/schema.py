@@ -168,4 +168,27 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """,
     # 5: artifact links; secrets redacted in every stored environment
     _links_and_redacted_history,
+    # 6: the job runner. A run waiting in the queue keeps its placement request in `waiting` (NULL once
+    # placed); `placement` keeps the request and the choice with its reason. GPUs are reserved per
+    # (machine, uuid) by at most one run, in the transaction that places it; its end releases them.
+    # `hourly_cost` and `gpu_share` (GPUs held / GPUs there; 1 for a CPU run) price the run.
+    """
+    ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN waiting TEXT;
+    ALTER TABLE runs ADD COLUMN placement TEXT;
+    ALTER TABLE runs ADD COLUMN hourly_cost REAL;
+    ALTER TABLE runs ADD COLUMN gpu_share REAL;
+    CREATE INDEX runs_waiting ON runs (priority DESC, seq) WHERE waiting IS NOT NULL;
+    CREATE TABLE gpu_reservations (
+        machine TEXT NOT NULL,
+        uuid TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        reserved_at REAL NOT NULL,
+        PRIMARY KEY (machine, uuid)
+    ) WITHOUT ROWID;
+    CREATE INDEX gpu_reservations_by_run ON gpu_reservations (run_id);
+    INSERT OR IGNORE INTO gpu_reservations (machine, uuid, run_id, reserved_at)
+        SELECT runs.machine, j.value, runs.id, runs.created_at FROM runs, json_each(runs.gpu_uuids) AS j
+        WHERE runs.status IN ('queued', 'running');
+    """,
 ]

@@ -111,6 +111,8 @@ class DashboardScreen(BaseScreen):
         data, now, progress = message.data, self.clock(), message.progress
 
         def latest(run: dict[str, Any]) -> Text:  # what the run is redrawing now, else its latest metrics
+            if run["status"] == "queued" and run.get("status_reason"):  # in the queue: what it waits for
+                return cell(f"queued: {run['status_reason']}", "yellow")
             line = progress.get(run["id"])
             return cell(line) if line else cell(pairs(run["summary"]))
 

@@ -1,0 +1,137 @@
+"""The dispatcher: starts queued runs as machines free up.
+
+One at a time, by a lease in the database (`dispatcher`); started detached (`workbench _dispatch`) whenever
+a run is queued and none holds the lease, and by any Workbench start that finds the queue non-empty (after
+a reboot), and exits when the queue drains. Each pass looks at the waiting runs, highest priority first,
+then first come: a run that fits somewhere now is placed (its GPUs reserved in the transaction that takes it
+off the queue, so no other dispatcher, CLI or the app can take them) and launched, then followed by a
+detached follower like any run; one that fits nowhere keeps waiting, with its reason updated. A pass runs
+when a reservation or an active run changed (a run ended: its GPUs are free), and at least every RESURVEY
+seconds (a foreign process on a GPU may have ended)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from workbench.errors import WorkbenchError
+from workbench.execution.ingest import lease_name, new_owner
+from workbench.execution.lease_keeper import LeaseKeeper
+from workbench.projects.spec import ProjectSpec
+from workbench.services import placement as place
+from workbench.services.context import Services, first_line
+
+LEASE = "dispatcher"
+LEASE_TTL = 10.0
+LEASE_RENEW = 2.0
+POLL = 0.1        # how often the database is looked at for a change (one small query)
+RESURVEY = 5.0    # machines are surveyed again at least this often while runs wait
+
+
+def ensure_dispatcher(wb: Services) -> None:
+    """A detached dispatcher, unless one is at work (holds the lease) or nothing waits."""
+    if wb.store.lease_holder(LEASE) or not wb.store.has_waiting():
+        return
+    subprocess.Popen(
+        [sys.executable, "-m", "workbench", "_dispatch"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=open(wb.dirs.data / "dispatcher.err", "ab"), start_new_session=True, close_fds=True,
+        env={**os.environ, "WORKBENCH_HOME": str(wb.dirs.data)} if wb.dirs.data == wb.dirs.config else None,
+    )
+
+
+def dispatch(wb: Services, follow: Callable[[str], None], *, idle_exit: bool = True) -> int:
+    """Dispatches until the queue is empty; the number of runs started. Returns at once (0) when another
+    dispatcher holds the lease. `follow(run_id)` starts the ingestion of a run it launched."""
+    started = 0
+    while True:
+        owner = new_owner()
+        if not wb.store.acquire_lease(LEASE, owner, LEASE_TTL):
+            return started
+        keeper = LeaseKeeper(wb.store, LEASE, owner, LEASE_TTL, LEASE_RENEW)
+        try:
+            started += _dispatch_while_waiting(wb, follow)
+        finally:
+            keeper.stop()
+            wb.store.release_lease(LEASE, owner)
+        # a run queued just as this one found the queue empty saw the lease held and started no dispatcher
+        if not idle_exit or not wb.store.has_waiting():
+            return started
+
+
+def _dispatch_while_waiting(wb: Services, follow: Callable[[str], None]) -> int:
+    started = 0
+    version: Any = None
+    surveyed_at = 0.0
+    while True:
+        if not wb.store.has_waiting():
+            return started
+        now = wb.store.reservations_version()
+        if now == version and time.monotonic() - surveyed_at < RESURVEY:
+            time.sleep(POLL)  # two small queries per look: nothing changed, nothing to do
+            continue
+        wb.store.release_dead_reservations()
+        surveyed_at = time.monotonic()
+        started += dispatch_pass(wb, wb.store.waiting_runs(), follow)
+        version = wb.store.reservations_version()
+
+
+def dispatch_pass(wb: Services, waiting: list[dict[str, Any]], follow: Callable[[str], None]) -> int:
+    """One look at the machines for every waiting run, in queue order; the runs started."""
+    started = 0
+    surveys: dict[tuple[str, int, str | None], place.Survey] = {}
+    for run in waiting:
+        request = run["waiting"] or {}
+        gpus, executor = int(request.get("gpus") or 0), request.get("executor")
+        try:
+            names = place.candidates(wb, request.get("machines"))
+        except WorkbenchError as exc:  # a machine it named was removed meanwhile
+            wb.store.finish_run(run["id"], "failed", exit_code=None, reason=f"cannot be placed: {exc.message}")
+            continue
+        missing = [n for n in names if (n, gpus, executor) not in surveys]
+        for found in place.survey_all(wb, missing, gpus, executor):
+            surveys[(found.machine, gpus, executor)] = found
+        mine = [surveys[(n, gpus, executor)] for n in names]
+        chosen = place.choose(mine, gpus)
+        if chosen is None:
+            wb.store.set_waiting_reason(run["id"], place.why_not(mine, gpus))
+            continue
+        placement = place.placement_of(chosen, gpus)
+        taken = {g.uuid for g in placement.gpus.gpus} if placement.gpus else set()
+        for survey in surveys.values():  # what this pass gave away is not free for the runs after it
+            if survey.machine == chosen.machine:
+                survey.free = [g for g in survey.free if g.uuid not in taken]
+                survey.active += 1
+        if start_waiting(wb, run, placement):
+            started += 1
+            follow(run["id"])
+    return started
+
+
+def start_waiting(wb: Services, run: dict[str, Any], placement: place.Placement) -> bool:
+    """Takes the run off the queue onto `placement` (GPUs reserved) and launches it. False when it was no
+    longer waiting (cancelled, or placed by another dispatcher) or its GPUs were just taken."""
+    from workbench.services.launch import launch_recorded
+    from workbench.services.records import experiment_from_record, unredacted_env
+
+    run_id = run["id"]
+    launcher = new_owner()
+    wb.store.acquire_lease(lease_name(run_id), launcher, 20.0)  # owned before it leaves the queue
+    uuids = [g.uuid for g in placement.gpus.gpus] if placement.gpus else []
+    fields = {**placement.fields(run["waiting"] or {}), "status_reason": None}
+    if not wb.store.place_run(run_id, placement.machine, uuids, fields, from_queue=True):
+        wb.store.release_lease(lease_name(run_id), launcher)
+        return False
+    wb.store.add_event(run_id, "placed", placement.reason)
+    spec = ProjectSpec(name=run["project"], root=Path(run["project_path"]), exclude=[], experiments={})
+    exp = experiment_from_record(run["spec"])
+    exp.env = unredacted_env(exp, Path(run["project_path"]))
+    try:
+        launch_recorded(wb, run_id, run["seq"], spec, exp, run["params"], placement.executor, placement.machine,
+                        placement.gpus, launcher, snapshot_hash=run["snapshot"])
+    except WorkbenchError as exc:  # recorded as the run's failure by the launch; the queue goes on
+        wb.progress(f"run {run_id} failed to start on {placement.machine}: {first_line(exc)}")
+    return True

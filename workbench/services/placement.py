@@ -1,0 +1,156 @@
+"""Placement: which machine a run goes to when it may go to several (`--machine auto`, or the experiment's
+`machine = "auto"` / `machines = [...]`).
+
+Each candidate is surveyed at once, on a thread of its own (an unreachable host delays nothing): its
+executor, its GPUs from its telemetry (NVML here, nvidia-smi on a host), minus those reserved by Workbench
+runs. A GPU is free when it is idle there (no process, little memory and compute in use) and reserved by no
+run. The cheapest machine that fits wins, then the least loaded, then the name."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.errors import WorkbenchError
+from workbench.machines.gpus import GpuInventory
+from workbench.machines.nvidia_smi import GpuReading
+from workbench.services.context import Services, first_line
+
+SURVEY_TIMEOUT = 8.0  # a host that has not answered by then is left out of this placement
+
+
+@dataclass
+class Survey:
+    machine: str
+    executor: str | None = None
+    gpus: list[GpuReading] = field(default_factory=list)
+    free: list[GpuReading] = field(default_factory=list)
+    driver: str | None = None
+    rate: float | None = None
+    active: int = 0               # Workbench runs there now
+    error: str | None = None      # why it cannot take the run now (unreachable, no engine, no GPU runtime)
+    unreachable: bool = False
+
+    def describe(self, gpus: int) -> str:
+        rate = f", ${self.rate:.2f}/h" if self.rate else ""
+        if gpus:
+            return f"{self.machine}: {len(self.free)} of {len(self.gpus)} GPUs free{rate}"
+        return f"{self.machine}: {self.active} active run(s){rate}"
+
+
+@dataclass
+class Placement:
+    machine: str
+    executor: str
+    gpus: GpuInventory | None
+    reason: str
+    hourly_cost: float | None
+    gpu_share: float
+
+    def fields(self, request: dict[str, Any]) -> dict[str, Any]:
+        """What the run records of it (see store.place_run)."""
+        chosen = [g.uuid for g in self.gpus.gpus] if self.gpus else []
+        fields: dict[str, Any] = {"executor": self.executor, "hourly_cost": self.hourly_cost,
+                                  "gpu_share": self.gpu_share,
+                                  "placement": {"request": request, "machine": self.machine, "reason": self.reason}}
+        if self.gpus and chosen:
+            fields.update(gpu_model=self.gpus.gpus[0].name, driver=self.gpus.driver)
+        return fields
+
+
+def candidates(wb: Services, requested: str | list[str] | None) -> list[str]:
+    """The machines a run may go to: one named, the listed ones, or (auto) this workstation and every SSH
+    machine."""
+    if isinstance(requested, list):
+        return [wb.executors.machine(name) for name in requested]
+    if requested in (None, "auto"):
+        return ["local"] + [m["name"] for m in wb.store.machines() if m["kind"] == "ssh"]
+    return [wb.executors.machine(requested)]
+
+
+def hourly_rate(wb: Services, machine: str) -> float | None:
+    record = wb.store.get_machine(machine)
+    return (record or {}).get("config", {}).get("hourly_cost") if record else None
+
+
+def survey(wb: Services, machine: str, gpus: int, executor: str | None) -> Survey:
+    found = Survey(machine, rate=hourly_rate(wb, machine))
+    found.active = sum(1 for run in wb.store.active_runs()
+                       if (run.get("machine") or "local") == machine and run.get("waiting") is None)
+    try:
+        found.executor = wb.executors.choose(machine, executor, lambda _message: None)
+        if gpus:
+            if machine == "local":
+                inventory = wb.gpu_probe()
+            else:
+                from workbench.machines.remote import remote_gpu_inventory
+                inventory = remote_gpu_inventory(wb.executors.connection(machine))
+            reserved = wb.store.reserved_gpus(machine)
+            found.gpus, found.driver = inventory.gpus, inventory.driver
+            found.free = [g for g in inventory.gpus if not g.busy and (machine, g.uuid) not in reserved]
+            if not inventory.gpus:
+                found.error = inventory.error or "no GPUs"
+            elif found.executor == "process" and not wb.executors.is_remote(machine):
+                found.error = "the process executor does not pin GPUs here"
+    except WorkbenchError as exc:
+        from workbench.machines.ssh import SSHError
+
+        found.error, found.unreachable = exc.message, isinstance(exc, SSHError)
+        if found.unreachable:
+            wb.executors.forget_machine(machine)
+    except Exception as exc:  # noqa: BLE001 - one machine's failure only leaves it out
+        found.error = first_line(exc)
+    return found
+
+
+def survey_all(wb: Services, machines: list[str], gpus: int, executor: str | None) -> list[Survey]:
+    """Every machine at once; one that has not answered within SURVEY_TIMEOUT counts as unreachable."""
+    results: dict[str, Survey] = {}
+
+    def one(name: str) -> None:
+        results[name] = survey(wb, name, gpus, executor)
+
+    threads = [threading.Thread(target=one, args=(name,), daemon=True, name=f"survey-{name}") for name in machines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(SURVEY_TIMEOUT)
+    return [results.get(name) or Survey(name, error=f"did not answer within {SURVEY_TIMEOUT:g}s", unreachable=True)
+            for name in machines]
+
+
+def choose(surveys: list[Survey], gpus: int) -> Survey | None:
+    fits = [s for s in surveys if s.error is None and s.executor and len(s.free) >= gpus]
+    if not fits:
+        return None
+    load = (lambda s: (len(s.gpus) - len(s.free)) / len(s.gpus)) if gpus else (lambda s: s.active)
+    return min(fits, key=lambda s: (s.rate or 0.0, load(s), s.machine))
+
+
+def why_not(surveys: list[Survey], gpus: int) -> str:
+    """One line: what the run waits for."""
+    if all(s.error for s in surveys):
+        return "waiting: " + "; ".join(f"{s.machine} {s.error}" for s in surveys)
+    names = ", ".join(s.machine for s in surveys if not s.error)
+    what = f"{gpus} free GPU{'s' if gpus != 1 else ''}" if gpus else "a machine"
+    return f"waiting for {what} on {names}"
+
+
+def refuse_if_never(surveys: list[Survey], gpus: int) -> None:
+    """A run that no candidate could ever take (every one answered, none has that many GPUs) is refused at
+    once rather than queued forever."""
+    if not gpus or any(s.unreachable for s in surveys):
+        return  # an unreachable one may have them
+    most = max((len(s.gpus) for s in surveys), default=0)
+    if most < gpus:
+        detail = ", ".join(f"{s.machine} {len(s.gpus)}" for s in surveys)
+        raise WorkbenchError(f"the experiment needs {gpus} GPU(s); no machine has that many ({detail})",
+                             hint="lower gpus, or add a machine with more GPUs: `workbench machines add`")
+
+
+def placement_of(chosen: Survey, gpus: int) -> Placement:
+    inventory = GpuInventory(chosen.free[:gpus], driver=chosen.driver) if gpus else None
+    share = gpus / len(chosen.gpus) if gpus and chosen.gpus else 1.0
+    return Placement(chosen.machine, chosen.executor or "docker", inventory, chosen.describe(gpus),
+                     chosen.rate, share)
