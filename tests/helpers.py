@@ -64,3 +64,18 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def dispatcher_pids(home) -> list[int]:
+    """The pids of the detached dispatchers (`workbench _dispatch`) of the data dir `home`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                argv = open(f"/proc/{entry.name}/cmdline", "rb").read().split(b"\0")
+                environ = open(f"/proc/{entry.name}/environ", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"_dispatch" in argv and f"WORKBENCH_HOME={home}".encode() in environ:
+                found.append(int(entry.name))
+    return found

@@ -226,13 +226,14 @@ class RunIngestor:
         """Records how the run ended. Its checks are evaluated only when it succeeded: a run that failed or
         was cancelled stopped short of its final values, so it gets no verdict (NULL), never a pass. A run
         cancelled because a newer one replaced it (`workbench watch` restarting on a change: an event of kind
-        `superseded`, recorded before the cancel) says so instead of "cancelled by the user"."""
+        `superseded`, recorded before the cancel) or pruned by its sweep (a `pruned` event) says so instead of
+        "cancelled by the user"."""
         self.record_artifacts()
         fresh = self.store.get_run(self.run["id"])
         if state.exit_code == 0:
             status, reason = "succeeded", None
         elif fresh.get("cancel_requested"):
-            superseded = [e["message"] for e in self.store.events(self.run["id"]) if e["kind"] == "superseded"]
+            superseded = [e["message"] for e in self.store.events(self.run["id"]) if e["kind"] in ("superseded", "pruned")]
             status, reason = "cancelled", superseded[-1] if superseded else "cancelled by the user"
         else:
             status = "failed"
