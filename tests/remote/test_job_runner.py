@@ -198,3 +198,21 @@ def test_bad_placements_are_one_clear_line(cli, make_project, fleet, tmp_path):
         project = make_project(spec(bad))
         assert_one_line_error(cli("run", str(project)), needle)
     assert json.loads(cli("queue", "--json").out) == []
+
+
+def test_a_sweep_stops_at_its_budget(cli, make_project, fleet, tmp_path):
+    """$3600/h is $1 a second: trials of ~1.5 s on the machine's only GPU cost ~$1.5 each; with a $4 budget
+    the third would take the sweep past it, so it stops after two and says why."""
+    _fleet(fleet, 1)
+    register(cli, "gpu-a", fleet.gpu, fleet.user_key, extra=("--dir", str(tmp_path / "host"), "--hourly-cost", "3600"))
+    root = make_project(spec('machines = ["gpu-a"]\n[experiments.train.sweep]\npause = [1.5, 1.6, 1.7, 1.8]\n'
+                             'max_parallel = 1\nbudget = 4.0'))
+    started = cli("sweep", str(root), "--json")
+    assert started.code == 0, started.err
+    sweep_id = started.json()["id"]
+    done = wait_for(lambda: (s := cli("sweeps", "show", sweep_id, "--json").json())["status"] != "running" and s,
+                    timeout=120, interval=0.5)
+    assert done["status"] == "stopped", done
+    assert done["status_reason"].startswith("budget $4.00 reached: $") and "2 queued trial(s) not started" in done["status_reason"]
+    assert sorted(t["status"] for t in done["trials"]) == ["cancelled", "cancelled", "succeeded", "succeeded"]
+    assert 2.5 < done["cost"] <= 4.0 + 1.0, done["cost"]

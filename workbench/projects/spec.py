@@ -52,9 +52,10 @@ class Experiment:
     user: str | None = None
     allow_sensitive_mounts: bool = False
     artifacts: list[str] = field(default_factory=list)
-    sweep: dict[str, list[SweepValue]] = field(default_factory=dict)
+    sweep: dict[str, Any] = field(default_factory=dict)  # param -> [values], or {low, high, log} (random, tpe)
     sweep_method: str = "grid"
     sweep_samples: int | None = None
+    sweep_options: dict[str, Any] = field(default_factory=dict)  # objective, direction, trials, max_parallel, ...
     checks: list[Check] = field(default_factory=list)
     machine: str | None = None                   # where it runs: a machine's name, or "auto"
     machines: list[str] = field(default_factory=list)  # or: any of these, chosen at launch (placement)
@@ -231,22 +232,8 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
     artifacts = [_artifact(v, a, key + ("artifacts",))
                  for a in v.strings(table.get("artifacts", []), key + ("artifacts",))]
 
-    sweep: dict[str, list[SweepValue]] = {}
-    method, samples = "grid", None
-    for sname, values in v.table(table.get("sweep", {}), key + ("sweep",), None).items():
-        skey = key + ("sweep", sname)
-        if sname == "method":
-            if values not in ("grid", "random"):
-                raise v.fail(skey, "expected \"grid\" or \"random\"")
-            method = values
-        elif sname == "samples":
-            samples = v.integer(values, skey, minimum=1)
-        elif sname not in params:
-            raise v.fail(skey, f"not a declared param (declared: {', '.join(params) or 'none'})")
-        elif not isinstance(values, list) or not values:
-            raise v.fail(skey, f"expected a non-empty array of values, got {_kind(values)}")
-        else:
-            sweep[sname] = [_typed(v, skey, params[sname], item) for item in values]
+    sweep, sweep_options = _sweep(v, table.get("sweep", {}), key + ("sweep",), params)
+    method, samples = sweep_options.pop("method"), sweep_options.pop("samples")
 
     checks = []
     for metric, expression in v.table(table.get("checks", {}), key + ("checks",), None).items():
@@ -275,8 +262,85 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
         shm_size=v.size(table["shm_size"], key + ("shm_size",)) if "shm_size" in table else None,
         memory=v.size(table["memory"], key + ("memory",)) if "memory" in table else None,
         user=user, allow_sensitive_mounts=allow_sensitive, artifacts=artifacts,
-        sweep=sweep, sweep_method=method, sweep_samples=samples, checks=checks,
+        sweep=sweep, sweep_method=method, sweep_samples=samples, sweep_options=sweep_options, checks=checks,
     )
+
+
+SWEEP_METHODS = ("grid", "random", "tpe")
+
+
+def _sweep(v: _Validator, raw: Any, key: tuple[str, ...], params: dict[str, SweepValue]
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`[experiments.X.sweep]`: the space (param = [values], or = { low, high, log } for random and tpe) and
+    its options. Everything a sweep needs is checked here, so `workbench sweep` never starts a broken one."""
+    options: dict[str, Any] = {"method": "grid", "samples": None, "objective": None, "direction": "maximize",
+                               "trials": None, "max_parallel": 4, "prune": None, "budget": None}
+    space: dict[str, Any] = {}
+    table = v.table(raw, key, None)
+    for name, value in table.items():
+        skey = key + (name,)
+        if name == "method":
+            if value not in SWEEP_METHODS:
+                raise v.fail(skey, f"expected one of {', '.join(repr(m) for m in SWEEP_METHODS)}")
+            options["method"] = value
+        elif name in ("samples", "trials", "max_parallel"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise v.fail(skey, f"must be a whole number of at least 1, got {value!r}")
+            options[name] = value
+        elif name == "objective":
+            options["objective"] = v.string(value, skey)
+        elif name == "direction":
+            if value not in ("maximize", "minimize"):
+                raise v.fail(skey, 'expected "maximize" or "minimize"')
+            options["direction"] = value
+        elif name == "prune":
+            if value != "median":
+                raise v.fail(skey, 'expected "median" (stop a trial below the median of earlier ones at a step)')
+            options["prune"] = value
+        elif name == "budget":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise v.fail(skey, f"a budget is a positive amount, got {value!r}")
+            options["budget"] = float(value)
+        elif name not in params:
+            raise v.fail(skey, f"not a declared param (declared: {', '.join(params) or 'none'})")
+        elif isinstance(value, dict):
+            space[name] = _range(v, skey, params[name], value)
+        elif not isinstance(value, list) or not value:
+            raise v.fail(skey, f"expected a non-empty array of values, got {_kind(value)}")
+        else:
+            space[name] = [_typed(v, skey, params[name], item) for item in value]
+    if not table:
+        return {}, options
+    method = options["method"]
+    if not space:
+        raise v.fail(key, "sweeps no param: give at least one declared param its values")
+    if method == "grid" and any(isinstance(s, dict) for s in space.values()):
+        raise v.fail(key, "a grid needs a list of values for each param; ranges are for method = \"random\" or \"tpe\"")
+    if method == "random" and options["samples"] is None and any(isinstance(s, dict) for s in space.values()):
+        raise v.fail(key, "method = \"random\" over a range needs `samples = N`")
+    if method == "tpe":
+        if not options["objective"]:
+            raise v.fail(key, "method = \"tpe\" needs `objective = \"metric\"` (and `direction`)")
+        if options["trials"] is None:
+            raise v.fail(key, "method = \"tpe\" needs `trials = N`")
+    if options["prune"] and not options["objective"]:
+        raise v.fail(key, "prune = \"median\" needs `objective = \"metric\"`")
+    return space, options
+
+
+def _range(v: _Validator, key: tuple[str, ...], default: SweepValue, raw: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        raise v.fail(key, f"a range needs a number param; this one is {_kind(default)}: list its values instead")
+    unknown = set(raw) - {"low", "high", "log"}
+    if unknown or "low" not in raw or "high" not in raw:
+        raise v.fail(key, "a range is { low = N, high = N } (optionally log = true)")
+    low, high = (_typed(v, key + (bound,), default, raw[bound]) for bound in ("low", "high"))
+    if not low < high:  # type: ignore[operator]
+        raise v.fail(key, f"low must be below high, got {low} and {high}")
+    log = raw.get("log", False)
+    if not isinstance(log, bool) or (log and low <= 0):  # type: ignore[operator]
+        raise v.fail(key + ("log",), "log = true needs low > 0" if isinstance(log, bool) else "expected true or false")
+    return {"low": low, "high": high, "log": log, "int": isinstance(default, int)}
 
 
 def _typed(v: _Validator, key: tuple[str, ...], default: SweepValue, value: Any) -> SweepValue:

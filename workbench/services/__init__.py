@@ -142,6 +142,23 @@ class Workbench:
         from workbench.services.dispatch import ensure_dispatcher
         ensure_dispatcher(self)
 
+    def sweep(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
+              machine: str | None = None, executor: str | None = None, priority: int = 0) -> dict[str, Any]:
+        from workbench.services.sweeps import start_sweep
+        return start_sweep(self, path, experiment, overrides, machine=machine, executor=executor, priority=priority)
+
+    def sweeps(self) -> list[dict[str, Any]]:
+        from workbench.services.sweeps import sweep_summary
+        return [sweep_summary(self, s) for s in self.store.sweeps()]
+
+    def sweep_summary(self, ref: str) -> dict[str, Any]:
+        from workbench.services.sweeps import sweep_summary
+        return sweep_summary(self, self.store.get_sweep(ref))
+
+    def cancel_sweep(self, ref: str) -> dict[str, Any]:
+        from workbench.services.sweeps import cancel_sweep
+        return cancel_sweep(self, ref)
+
     def queue(self) -> list[dict[str, Any]]:
         """The runs waiting for a machine, in the order the dispatcher takes them."""
         return self.store.waiting_runs()

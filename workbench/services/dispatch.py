@@ -23,6 +23,7 @@ from workbench.execution.ingest import lease_name, new_owner
 from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.projects.spec import ProjectSpec
 from workbench.services import placement as place
+from workbench.services import sweeps
 from workbench.services.context import Services, first_line
 
 LEASE = "dispatcher"
@@ -30,11 +31,12 @@ LEASE_TTL = 10.0
 LEASE_RENEW = 2.0
 POLL = 0.1        # how often the database is looked at for a change (one small query)
 RESURVEY = 5.0    # machines are surveyed again at least this often while runs wait
+PRUNE_LOOK = 1.0  # how often running trials of a sweep that prunes are compared with the median
 
 
 def ensure_dispatcher(wb: Services) -> None:
     """A detached dispatcher, unless one is at work (holds the lease) or nothing waits."""
-    if wb.store.lease_holder(LEASE) or not wb.store.has_waiting():
+    if wb.store.lease_holder(LEASE) or not (wb.store.has_waiting() or wb.store.has_running_sweeps()):
         return
     subprocess.Popen(
         [sys.executable, "-m", "workbench", "_dispatch"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -58,7 +60,7 @@ def dispatch(wb: Services, follow: Callable[[str], None], *, idle_exit: bool = T
             keeper.stop()
             wb.store.release_lease(LEASE, owner)
         # a run queued just as this one found the queue empty saw the lease held and started no dispatcher
-        if not idle_exit or not wb.store.has_waiting():
+        if not idle_exit or not (wb.store.has_waiting() or wb.store.has_running_sweeps()):
             return started
 
 
@@ -66,24 +68,33 @@ def _dispatch_while_waiting(wb: Services, follow: Callable[[str], None]) -> int:
     started = 0
     version: Any = None
     surveyed_at = 0.0
+    every = RESURVEY
     while True:
-        if not wb.store.has_waiting():
+        if not wb.store.has_waiting() and not wb.store.has_running_sweeps():
             return started
         now = wb.store.reservations_version()
-        if now == version and time.monotonic() - surveyed_at < RESURVEY:
+        if now == version and time.monotonic() - surveyed_at < every:
             time.sleep(POLL)  # two small queries per look: nothing changed, nothing to do
             continue
         wb.store.release_dead_reservations()
         surveyed_at = time.monotonic()
+        sweeps.advance(wb)  # what ended told, pruning, budget, new tpe trials asked, finished sweeps closed
         started += dispatch_pass(wb, wb.store.waiting_runs(), follow)
         version = wb.store.reservations_version()
+        # a sweep that prunes is looked at every PRUNE_LOOK: its running trials' metrics decide
+        every = PRUNE_LOOK if any(s["options"].get("prune") for s in wb.store.sweeps("running")) else RESURVEY
 
 
 def dispatch_pass(wb: Services, waiting: list[dict[str, Any]], follow: Callable[[str], None]) -> int:
     """One look at the machines for every waiting run, in queue order; the runs started."""
     started = 0
     surveys: dict[tuple[str, int, str | None], place.Survey] = {}
+    slots = sweeps.in_flight_limits(wb)  # a sweep's trials beyond its max_parallel wait their turn
     for run in waiting:
+        if run.get("sweep_id") in slots:
+            if slots[run["sweep_id"]] <= 0:
+                wb.store.set_waiting_reason(run["id"], f"waiting: sweep {run['sweep_id']} has its most trials running")
+                continue
         request = run["waiting"] or {}
         gpus, executor = int(request.get("gpus") or 0), request.get("executor")
         try:
@@ -107,6 +118,8 @@ def dispatch_pass(wb: Services, waiting: list[dict[str, Any]], follow: Callable[
                 survey.active += 1
         if start_waiting(wb, run, placement):
             started += 1
+            if run.get("sweep_id") in slots:
+                slots[run["sweep_id"]] -= 1
             follow(run["id"])
     return started
 

@@ -55,7 +55,7 @@ class Reconciler:
                 queued = True  # the dispatcher's, not the executors'
                 continue
             by_machine.setdefault(run.get("machine") or "local", []).append(run)
-        if queued:
+        if queued or self.wb.store.has_running_sweeps():
             try:
                 ensure_dispatcher(self.wb)  # after a reboot, or a dispatcher that was killed
             except Exception as exc:  # noqa: BLE001 - said, never fatal to a reconcile

@@ -18,6 +18,7 @@ from workbench.store.machines import MachineQueries
 from workbench.store.metrics import MetricQueries
 from workbench.store.projects import ProjectQueries
 from workbench.store.queue import QueueQueries
+from workbench.store.sweeps import SweepQueries
 from workbench.store.runs import RunQueries
 from workbench.store.telemetry import TelemetryQueries
 from workbench.store.schema import MIGRATIONS
@@ -25,7 +26,7 @@ from workbench.store.schema import MIGRATIONS
 BUSY_TIMEOUT_MS = 10_000
 
 
-class Store(RunQueries, QueueQueries, MetricQueries, IngestQueries, ProjectQueries, MachineQueries, TelemetryQueries):
+class Store(RunQueries, QueueQueries, SweepQueries, MetricQueries, IngestQueries, ProjectQueries, MachineQueries, TelemetryQueries):
     """One SQLite connection shared by the threads of one process; writes are serialised by a lock."""
 
     def __init__(self, path: Path) -> None:

@@ -367,7 +367,9 @@ class RunQueries:
             "SELECT path, size, sha256, link FROM artifacts WHERE run_seq = ? ORDER BY path", (run_seq,))]
 
     def referenced_snapshots(self) -> set[str]:
-        return {r[0] for r in self.query("SELECT DISTINCT snapshot FROM runs WHERE snapshot IS NOT NULL")}  # type: ignore[attr-defined]
+        return {r[0] for r in self.query(  # type: ignore[attr-defined]  (a running tpe sweep's trials to come)
+            "SELECT DISTINCT snapshot FROM runs WHERE snapshot IS NOT NULL "
+            "UNION SELECT snapshot FROM sweeps WHERE status = 'running'")}
 
     def all_run_ids(self) -> set[str]:
         return {r[0] for r in self.query("SELECT id FROM runs")}  # type: ignore[attr-defined]

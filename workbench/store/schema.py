@@ -191,4 +191,29 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
         SELECT runs.machine, j.value, runs.id, runs.created_at FROM runs, json_each(runs.gpu_uuids) AS j
         WHERE runs.status IN ('queued', 'running');
     """,
+    # 7: sweeps. A sweep's trials are runs carrying its id and their trial number, unique per sweep (a
+    # trial is never recorded twice, whichever dispatcher asks for it).
+    """
+    CREATE TABLE sweeps (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        project_path TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        method TEXT NOT NULL,
+        space TEXT NOT NULL,
+        options TEXT NOT NULL,
+        base_params TEXT NOT NULL,
+        request TEXT NOT NULL,
+        experiment_spec TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        status_reason TEXT,
+        created_at REAL NOT NULL,
+        finished_at REAL
+    );
+    ALTER TABLE runs ADD COLUMN sweep_id TEXT;
+    ALTER TABLE runs ADD COLUMN trial INTEGER;
+    CREATE UNIQUE INDEX runs_sweep_trial ON runs (sweep_id, trial) WHERE sweep_id IS NOT NULL;
+    """,
 ]

@@ -1,0 +1,47 @@
+"""Plots made of characters, for the CLI (and any terminal view): how a swept param relates to the objective."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+HEIGHT = 8
+
+
+def param_scatter(trials: list[dict[str, Any]], param: str, objective: str, width: int = 60) -> list[str]:
+    """One scatter: the param across, the objective up, a `●` per trial that has both (a number param on a
+    linear axis, or a log one when it spans two decades or more; other values as evenly spaced categories).
+    [] when fewer than two trials have a value."""
+    points = [(t["params"].get(param), t["objective"]) for t in trials
+              if t.get("objective") is not None and t["params"].get(param) is not None]
+    if len(points) < 2:
+        return []
+    width = max(20, width)
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, _ in points)
+    if numeric:
+        xs = [float(x) for x, _ in points]
+        low, high = min(xs), max(xs)
+        log = low > 0 and high / low >= 100
+        scale = (lambda v: math.log10(v)) if log else (lambda v: v)
+        span = (scale(high) - scale(low)) or 1.0
+        columns = [round((scale(x) - scale(low)) / span * (width - 1)) for x in xs]
+        left, right = f"{low:.3g}", f"{high:.3g}" + (" (log)" if log else "")
+    else:
+        categories = sorted({str(x) for x, _ in points})
+        step = (width - 1) / max(1, len(categories) - 1)
+        columns = [round(categories.index(str(x)) * step) for x, _ in points]
+        left, right = categories[0], categories[-1]
+    ys = [y for _, y in points]
+    bottom, top = min(ys), max(ys)
+    rows = [[" "] * width for _ in range(HEIGHT)]
+    for column, y in zip(columns, ys):
+        row = HEIGHT - 1 - round((y - bottom) / ((top - bottom) or 1.0) * (HEIGHT - 1))
+        rows[row][column] = "●"
+    label = max(len(f"{top:.4g}"), len(f"{bottom:.4g}"))
+    lines = [f"{objective} by {param}"]
+    for i, row in enumerate(rows):
+        tick = f"{top:.4g}" if i == 0 else f"{bottom:.4g}" if i == HEIGHT - 1 else ""
+        lines.append(f"{tick:>{label}} │{''.join(row).rstrip()}")
+    lines.append(" " * label + " └" + "─" * width)
+    lines.append(" " * (label + 2) + left + " " * max(1, width - len(left) - len(right)) + right)
+    return lines
