@@ -90,10 +90,16 @@ def dispatch_pass(wb: Services, waiting: list[dict[str, Any]], follow: Callable[
     started = 0
     surveys: dict[tuple[str, int, str | None], place.Survey] = {}
     slots = sweeps.in_flight_limits(wb)  # a sweep's trials beyond its max_parallel wait their turn
+    reasons: dict[str, str] = {}
+
+    def waits(run: dict[str, Any], reason: str) -> None:
+        if run.get("status_reason") != reason:
+            reasons[run["id"]] = reason
+
     for run in waiting:
         if run.get("sweep_id") in slots:
             if slots[run["sweep_id"]] <= 0:
-                wb.store.set_waiting_reason(run["id"], f"waiting: sweep {run['sweep_id']} has its most trials running")
+                waits(run, f"waiting: sweep {run['sweep_id']} has its most trials running")
                 continue
         request = run["waiting"] or {}
         gpus, executor = int(request.get("gpus") or 0), request.get("executor")
@@ -108,7 +114,7 @@ def dispatch_pass(wb: Services, waiting: list[dict[str, Any]], follow: Callable[
         mine = [surveys[(n, gpus, executor)] for n in names]
         chosen = place.choose(mine, gpus)
         if chosen is None:
-            wb.store.set_waiting_reason(run["id"], place.why_not(mine, gpus))
+            waits(run, place.why_not(mine, gpus))
             continue
         placement = place.placement_of(chosen, gpus)
         taken = {g.uuid for g in placement.gpus.gpus} if placement.gpus else set()
@@ -121,6 +127,7 @@ def dispatch_pass(wb: Services, waiting: list[dict[str, Any]], follow: Callable[
             if run.get("sweep_id") in slots:
                 slots[run["sweep_id"]] -= 1
             follow(run["id"])
+    wb.store.set_waiting_reasons(reasons)
     return started
 
 

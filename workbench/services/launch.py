@@ -73,7 +73,8 @@ def run_env(exp: Experiment, values: dict[str, Any], run_id: str) -> dict[str, s
 
 
 def _new_record(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], *, machine: str,
-                executor_name: str, rerun_of: str | None, priority: int, with_git: bool) -> tuple[dict[str, Any], list]:
+                executor_name: str, rerun_of: str | None, priority: int, with_git: bool,
+                recorded_spec: dict[str, Any] | None = None) -> tuple[dict[str, Any], list]:
     run_id = secrets.token_hex(4)
     while wb.store.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
         run_id = secrets.token_hex(4)
@@ -84,7 +85,7 @@ def _new_record(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[s
         "id": run_id, "project": spec.name, "project_path": str(spec.root), "experiment": exp.name,
         "status": "queued", "machine": machine, "executor": executor_name, "created_at": time.time(),
         "params": values, "argv": argv, "env": redact_env(run_env(exp, values, run_id)), "rerun_of": rerun_of,
-        "spec": spec_record(exp), "priority": priority, **git,
+        "spec": recorded_spec or spec_record(exp), "priority": priority, **git,
     }
     return record, git_notes
 

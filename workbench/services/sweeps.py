@@ -118,12 +118,25 @@ def _quiet_study(sampler: Any, direction: str) -> Any:
     return optuna.create_study(sampler=sampler, direction=direction)
 
 
+_TRIAL_SPECS: dict[int, dict[str, Any]] = {}
+
+
+def trial_spec(exp: Experiment) -> dict[str, Any]:
+    """The experiment as each trial records it: without the sweep's space (the sweep keeps that; a trial
+    is one point of it), made once per experiment object."""
+    made = _TRIAL_SPECS.get(id(exp))
+    if made is None or made.get("name") != exp.name:
+        made = _TRIAL_SPECS[id(exp)] = {**spec_record(exp), "sweep": {}}
+    return made
+
+
 def _record_trial(wb: Services, sweep: dict[str, Any], spec: ProjectSpec, exp: Experiment, values: dict[str, Any],
                   trial: int, git: dict[str, Any]) -> str:
     from workbench.services.launch import _new_record
 
     record, _ = _new_record(wb, spec, exp, values, machine="auto", executor_name=sweep["request"].get("executor")
-                            or "docker", rerun_of=None, priority=sweep["priority"], with_git=False)
+                            or "docker", rerun_of=None, priority=sweep["priority"], with_git=False,
+                            recorded_spec=trial_spec(exp))
     record.update(git, waiting=sweep["request"], status_reason=f"trial {trial + 1} of sweep {sweep['id']}",
                   snapshot=sweep["snapshot"], sweep_id=sweep["id"], trial=trial)
     wb.store.insert_run(record)

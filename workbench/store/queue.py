@@ -87,10 +87,13 @@ class QueueQueries:
                              (time.time(), run_id, reason))
         return bool(changed)
 
-    def set_waiting_reason(self, run_id: str, reason: str) -> None:
+    def set_waiting_reasons(self, reasons: dict[str, str]) -> None:
+        """What each waiting run waits for, in one transaction (a pass's changes together)."""
+        if not reasons:
+            return
         with self.tx() as conn:  # type: ignore[attr-defined]
-            conn.execute("UPDATE runs SET status_reason = ? WHERE id = ? AND waiting IS NOT NULL "
-                         "AND coalesce(status_reason, '') != ?", (reason, run_id, reason))
+            conn.executemany("UPDATE runs SET status_reason = ? WHERE id = ? AND waiting IS NOT NULL",
+                             [(reason, run_id) for run_id, reason in reasons.items()])
 
 
 class _Conflict(Exception):
