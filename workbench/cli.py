@@ -644,6 +644,42 @@ def cmd_sweeps_cancel(wb: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_compare(wb: Any, args: argparse.Namespace) -> int:
+    wb.reconcile()
+    compared = wb.compare(args.runs)
+    if args.json:
+        for metric in compared["metrics"].values():
+            for run in metric["runs"]:
+                run.pop("series", None)
+        _emit_json(compared)
+        return 0
+    from workbench.textplot import overlay
+
+    runs = compared["runs"]
+    ids = [r["id"] for r in runs]
+    rows = [["", *ids], ["run", *(f"{r['project']}/{r['experiment']}" for r in runs)],
+            ["status", *(r["status"] for r in runs)], ["checks", *(r["verdict"] or "-" for r in runs)]]
+    rows += [[name, *(_param_text(v) for v in values)] for name, values in compared["params_differ"].items()]
+    for name, metric in compared["metrics"].items():
+        way = "lowest" if metric["lower_is_better"] else "highest"
+        rows.append([f"{name} last", *("-" if r["last"] is None else f"{r['last']:.5g}" for r in metric["runs"])])
+        rows.append([f"{name} {way}", *("-" if r["best"] is None else f"{r['best']:.5g}" + (" *" if r["id"] == metric["best_run"] else "")
+                                       for r in metric["runs"])])
+    widths = [max(len(printable(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(printable(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    if compared["params_same"]:
+        print("same in all: " + printable(", ".join(f"{k}={_param_text(v)}" for k, v in compared["params_same"].items())))
+    print("* the best run of each metric")
+    width = min(72, shutil.get_terminal_size().columns - 12)
+    for name, metric in compared["metrics"].items():
+        chart = overlay(name, [(r["id"], r["series"]) for r in metric["runs"]], width=width)
+        if chart:
+            print()
+            print("\n".join(printable(line) for line in chart))
+    return 0
+
+
 def cmd_follow(wb: Any, args: argparse.Namespace) -> int:
     wb.wait(args.run)
     return 0
@@ -720,6 +756,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--executor", choices=("docker", "process"))
     p.add_argument("--wait", action="store_true")
+    p = command(runs, "compare", cmd_runs_compare, "runs side by side: differing params, metrics (best marked), checks, charts")
+    p.add_argument("runs", nargs="+", metavar="RUN")
     p = command(runs, "pull", cmd_runs_pull, "copy a remote run's output files here (all, or PATHs)")
     p.add_argument("run")
     p.add_argument("paths", nargs="*", metavar="PATH", help="output files or folders, relative to its output dir")

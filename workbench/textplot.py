@@ -45,3 +45,35 @@ def param_scatter(trials: list[dict[str, Any]], param: str, objective: str, widt
     lines.append(" " * label + " └" + "─" * width)
     lines.append(" " * (label + 2) + left + " " * max(1, width - len(left) - len(right)) + right)
     return lines
+
+
+MARKS = "●○◆◇▲△■□×+*#"
+
+
+def overlay(title: str, curves: list[tuple[str, list[tuple[Any, Any, Any]]]], width: int = 60,
+            height: int = HEIGHT) -> list[str]:
+    """Several runs' curves of one metric on shared axes (step across, value up), each run with its own
+    mark, named in the legend under the chart. `curves`: (label, [(step, low, high)]) as the store's
+    downsampled series gives them. [] when no run has a finite point."""
+    points = [(i, step, (low + high) / 2) for i, (_, series) in enumerate(curves) for step, low, high in series
+              if low is not None and high is not None and math.isfinite(low) and math.isfinite(high)]
+    if not points:
+        return []
+    width = max(20, width)
+    first, last = min(p[1] for p in points), max(p[1] for p in points)
+    bottom, top = min(p[2] for p in points), max(p[2] for p in points)
+    rows = [[" "] * width for _ in range(height)]
+    for i, step, value in points:
+        column = round((step - first) / ((last - first) or 1) * (width - 1))
+        row = height - 1 - round((value - bottom) / ((top - bottom) or 1.0) * (height - 1))
+        rows[row][column] = MARKS[i % len(MARKS)]
+    label = max(len(f"{top:.4g}"), len(f"{bottom:.4g}"))
+    lines = [title]
+    for r, row in enumerate(rows):
+        tick = f"{top:.4g}" if r == 0 else f"{bottom:.4g}" if r == height - 1 else ""
+        lines.append(f"{tick:>{label}} │{''.join(row).rstrip()}")
+    lines.append(" " * label + " └" + "─" * width)
+    left, right = f"step {first}", f"{last}"
+    lines.append(" " * (label + 2) + left + " " * max(1, width - len(left) - len(right)) + right)
+    lines.append(" " * (label + 2) + "  ".join(f"{MARKS[i % len(MARKS)]} {name}" for i, (name, _) in enumerate(curves)))
+    return lines

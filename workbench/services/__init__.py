@@ -159,6 +159,11 @@ class Workbench:
         from workbench.services.sweeps import cancel_sweep
         return cancel_sweep(self, ref)
 
+    def compare(self, refs: list[str], buckets: int = 120) -> dict[str, Any]:
+        """Runs side by side: differing params, each metric's last/best (best run marked), checks, curves."""
+        from workbench.services.compare import compare
+        return compare(self, refs, buckets)
+
     def queue(self) -> list[dict[str, Any]]:
         """The runs waiting for a machine, in the order the dispatcher takes them."""
         return self.store.waiting_runs()

@@ -112,6 +112,8 @@ class RunsScreen(RunActions, BaseScreen):
     MODE = "runs"
     BINDINGS = [
         Binding("enter", "open", "Open", id="runs.open"),
+        Binding("space", "mark", "Mark for compare", show=False, id="runs.mark"),
+        Binding("C", "compare", "Compare marked", show=False, id="runs.compare"),
         Binding("slash", "filter", "Filter", id="runs.filter"),
         Binding("f", "cycle_status", "Status", id="runs.status"),
         Binding("p", "cycle_project", "Project", id="runs.project"),
@@ -142,6 +144,7 @@ class RunsScreen(RunActions, BaseScreen):
         self.total = 0
         self.projects: list[str] = []
         self.shown: dict[str, dict[str, Any]] = {}  # the page's runs by id, as last loaded
+        self.marked: list[str] = []  # runs marked for comparing (space), in the order marked
         self._cursor_to: str | None = None  # "top" / "bottom" after a page turn
         self._select: str | None = None  # a run to put the cursor on once a page shows it (select())
         self.pages_shown = 0  # pages painted so far (tests and benchmarks wait on it)
@@ -249,11 +252,13 @@ class RunsScreen(RunActions, BaseScreen):
                 table.move_cursor(row=table.get_row_index(selected))
         self._cursor_to = self._select = None
 
-    @staticmethod
-    def _cells(run: dict[str, Any], now: float) -> tuple[Text, ...]:
-        return (cell(run["id"]), table_status(run), cell(f"{run['project']}/{run['experiment']}"),
+    def _cells(self, run: dict[str, Any], now: float) -> tuple[Text, ...]:
+        return (self._id_cell(run["id"]), table_status(run), cell(f"{run['project']}/{run['experiment']}"),
                 cell(pairs(run["params"])), metrics_cell(run), cell(run["machine"]), cell(started(run)),
                 cell(duration(run, now)))
+
+    def _id_cell(self, run_id: str) -> Text:
+        return cell(run_id, "reverse bold") if run_id in self.marked else cell(run_id)
 
     def _update_status(self) -> None:
         q = self.query_state
@@ -264,6 +269,8 @@ class RunsScreen(RunActions, BaseScreen):
         if q.text:
             parts.append(f"filter “{escape(q.text)}”")
         unreachable = sorted({run["machine"] for run in self.shown.values() if shown_status(run) == "unreachable"})
+        if self.marked:
+            parts.append(f"[b]{len(self.marked)} marked[/b] (C compares)")
         if unreachable:  # what "running?" in the status column means
             parts.append(f"[bold yellow]{escape(', '.join(unreachable))} unreachable[/]")
         self.query_one("#runs-status", Static).update(" · ".join(parts))
@@ -299,6 +306,27 @@ class RunsScreen(RunActions, BaseScreen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_open()  # enter on the focused table
+
+    def action_mark(self) -> None:
+        """Space marks the run under the cursor for comparing (again: unmarks), and moves down."""
+        run_id = self.selected_run()
+        if not run_id:
+            return
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+        self.table.update_cell(run_id, "id", self._id_cell(run_id))
+        self._update_status()
+        self.action_down()
+
+    def action_compare(self) -> None:
+        marked = self.marked or []
+        if len(marked) < 2:
+            self.notify("mark two runs or more with space, then press C", severity="warning")
+            return
+        from workbench.tui.screens.compare import CompareScreen
+        self.app.push_screen(CompareScreen(marked))
 
     def action_down(self) -> None:
         table = self.table

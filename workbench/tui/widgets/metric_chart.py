@@ -48,23 +48,32 @@ class MetricChart(Widget):
     def render(self) -> Text:
         width = max(4, self.content_size.width - Y_LABEL_WIDTH - 1)
         height = max(2, self.content_size.height - 1)
-        series = self.data.get("series") or []
-        finite = [(s, lo, hi) for s, lo, hi in series
-                  if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)]
-        if not finite:
-            return Text("no points yet", style="dim")
-        low = min(lo for _, lo, _ in finite)
-        high = max(hi for _, _, hi in finite)
-        if high == low:
-            high, low = high + 0.5, low - 0.5
-        first, last = finite[0][0], finite[-1][0]
-        step_span = max(1, last - first)
-        dots_x, dots_y = width * 2, height * 4
-        grid = [[0] * width for _ in range(height)]
+        return draw([(self.data.get("series") or [], self.line_style)], width, height)
 
-        def y_dot(value: float) -> int:
-            return min(dots_y - 1, max(0, round((high - value) / (high - low) * (dots_y - 1))))
 
+def draw(curves: list[tuple[list[tuple[Any, Any, Any]], str]], width: int, height: int) -> Text:
+    """Curves of (step, min, max) triples on shared axes, in braille (2×4 dots a cell), each in its style; a
+    cell two curves cross takes the style of the later one. Y labels left, the step range below."""
+    finite_curves = [([(s, lo, hi) for s, lo, hi in series
+                       if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)], style)
+                     for series, style in curves]
+    points = [p for finite, _ in finite_curves for p in finite]
+    if not points:
+        return Text("no points yet", style="dim")
+    low = min(lo for _, lo, _ in points)
+    high = max(hi for _, _, hi in points)
+    if high == low:
+        high, low = high + 0.5, low - 0.5
+    first, last = min(p[0] for p in points), max(p[0] for p in points)
+    step_span = max(1, last - first)
+    dots_x, dots_y = width * 2, height * 4
+    grid = [[0] * width for _ in range(height)]
+    owner: list[list[str | None]] = [[None] * width for _ in range(height)]
+
+    def y_dot(value: float) -> int:
+        return min(dots_y - 1, max(0, round((high - value) / (high - low) * (dots_y - 1))))
+
+    for finite, style in finite_curves:
         columns: dict[int, tuple[int, int]] = {}
         for step, lo, hi in finite:
             x = min(dots_x - 1, round((step - first) / step_span * (dots_x - 1)))
@@ -76,6 +85,7 @@ class MetricChart(Widget):
         def plot(x: int, top: int, bottom: int) -> None:
             for y in range(top, bottom + 1):
                 grid[y // 4][x // 2] |= DOTS[y % 4][x % 2]
+                owner[y // 4][x // 2] = style
 
         previous: tuple[int, float] | None = None
         for x in sorted(columns):
@@ -91,14 +101,17 @@ class MetricChart(Widget):
                     y_prev = yi
             previous = (x, middle)
 
-        text = Text()
-        for row in range(height):
-            label = fmt(high) if row == 0 else fmt(low) if row == height - 1 else ""
-            text.append(f"{label:>{Y_LABEL_WIDTH}}│", style="dim")
-            text.append("".join(chr(BRAILLE + cell) if cell else " " for cell in grid[row]), style=self.line_style)
-            text.append("\n")
-        left, right = f"step {first}", f"{last}"
-        gap = max(1, width - len(left) - len(right))
-        text.append(" " * Y_LABEL_WIDTH + "└" + left + " " * gap + right, style="dim")
-        return text
-
+    text = Text()
+    for row in range(height):
+        label = fmt(high) if row == 0 else fmt(low) if row == height - 1 else ""
+        text.append(f"{label:>{Y_LABEL_WIDTH}}│", style="dim")
+        if len(curves) == 1:
+            text.append("".join(chr(BRAILLE + cell) if cell else " " for cell in grid[row]), style=curves[0][1])
+        else:
+            for cell, style in zip(grid[row], owner[row]):
+                text.append(chr(BRAILLE + cell) if cell else " ", style=style or "")
+        text.append("\n")
+    left, right = f"step {first}", f"{last}"
+    gap = max(1, width - len(left) - len(right))
+    text.append(" " * Y_LABEL_WIDTH + "└" + left + " " * gap + right, style="dim")
+    return text

@@ -1,0 +1,65 @@
+"""Comparing runs side by side: the params that differ, each metric's last and best value with the best run
+marked, the checks verdicts, and each metric's downsampled curve per run, for overlaid charts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from workbench.errors import WorkbenchError
+from workbench.services.context import Services
+
+MAX_RUNS = 12
+LOWER_IS_BETTER = ("loss", "err", "error", "mse", "mae", "rmse", "perplexity", "ppl", "wer", "cer", "time",
+                   "latency")
+
+
+def better_is_lower(metric: str, checks: list[dict[str, Any]]) -> bool:
+    """Which way is better: a check on the metric says (`< x`: lower); else its name (loss, error, …)."""
+    for check in checks:
+        if check["metric"] == metric:
+            expression = check["expression"].split()
+            op = next((part for part in expression if part in ("<", "<=", ">", ">=")), None)
+            if op:
+                return op.startswith("<")
+    words = metric.lower().replace("-", "_").replace("/", "_").split("_")
+    return any(word in LOWER_IS_BETTER for word in words)
+
+
+def compare(wb: Services, refs: list[str], buckets: int = 120) -> dict[str, Any]:
+    if len(refs) < 2:
+        raise WorkbenchError("compare needs two runs or more", hint="workbench runs compare ID ID ...")
+    runs = []
+    for ref in refs:
+        run = wb.store.get_run(ref)
+        if any(r["id"] == run["id"] for r in runs):
+            raise WorkbenchError(f"run {run['id']} is named twice")
+        runs.append(run)
+    if len(runs) > MAX_RUNS:
+        raise WorkbenchError(f"compare takes at most {MAX_RUNS} runs (a chart stays readable)", hint="name fewer")
+    checks = {run["id"]: wb.store.checks(run["seq"]) for run in runs}
+    names = sorted({k for run in runs for k in run["params"]})
+    differ = {n: [run["params"].get(n) for run in runs] for n in names
+              if len({repr(run["params"].get(n)) for run in runs}) > 1}
+    same = {n: runs[0]["params"].get(n) for n in names if n not in differ}
+    metrics: dict[str, Any] = {}
+    for metric in sorted({m for run in runs for m in wb.store.metric_names(run["seq"])}):
+        lower = better_is_lower(metric, [c for cs in checks.values() for c in cs])
+        per_run = []
+        for run in runs:
+            data = wb.store.metric_series(run["seq"], metric, buckets)
+            best = data.get("min") if lower else data.get("max")
+            per_run.append({"id": run["id"], "last": _finite(data.get("last")), "best": _finite(best),
+                            "points": data.get("points", 0), "series": data.get("series", [])})
+        scored = [r for r in per_run if r["best"] is not None]
+        winner = (min if lower else max)(scored, key=lambda r: r["best"])["id"] if scored else None
+        metrics[metric] = {"lower_is_better": lower, "best_run": winner, "runs": per_run}
+    return {
+        "runs": [{"id": r["id"], "project": r["project"], "experiment": r["experiment"], "status": r["status"],
+                  "machine": r.get("machine"), "verdict": r.get("verdict"), "checks": checks[r["id"]]} for r in runs],
+        "params_differ": differ, "params_same": same, "metrics": metrics,
+    }
+
+
+def _finite(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
