@@ -34,6 +34,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "remote"), 
 
 from remote_hosts import (State, acquire_lock, build, clean_up_after_crashed_session, register,  # noqa: E402
                           release_lock, tear_down)
+from helpers import wait_for  # noqa: E402
 from remote_runs import Cli, container_of, engine_time  # noqa: E402
 
 SPEC = """
@@ -48,16 +49,6 @@ machine = "auto"
 """
 
 
-def wait_until(predicate, timeout: float = 60.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit("timed out")
-
-
 def dispatch_figures(cli: Cli, project: Path, env, n: int) -> dict:
     (env.gpu.dir / "gpu-count").write_text("1")
     from_exit, from_record = [], []
@@ -68,14 +59,14 @@ def dispatch_figures(cli: Cli, project: Path, env, n: int) -> dict:
         assert second.code == 0 and second.json()["status"] == "queued", second.out + second.err
         a, b = first.json()["id"], second.json()["id"]
         container_a = container_of(env.docker, a)
-        exited = wait_until(lambda: _finished_at(container_a), timeout=60, interval=0.01)  # before it is removed
-        container_b = wait_until(lambda: _container(env.docker, b), timeout=60)
-        wait_until(lambda: _running_or_done(container_b), timeout=60)
+        exited = wait_for(lambda: _finished_at(container_a), timeout=60, interval=0.01)  # before it is removed
+        container_b = wait_for(lambda: _container(env.docker, b), timeout=60)
+        wait_for(lambda: _running_or_done(container_b), timeout=60)
         started = engine_time(container_b.attrs["State"]["StartedAt"])
         recorded = cli("runs", "show", a, "--json").json()["finished_at"]
         from_exit.append(started - exited)
         from_record.append(started - recorded)
-        wait_until(lambda: cli("runs", "show", b, "--json").json()["status"] == "succeeded", timeout=60)
+        wait_for(lambda: cli("runs", "show", b, "--json").json()["status"] == "succeeded", timeout=60)
     return {"exit_to_next_container_running_s": {"median": round(statistics.median(from_exit), 3),
                                                   "max": round(max(from_exit), 3)},
             "recorded_end_to_next_container_running_s": {"median": round(statistics.median(from_record), 3),
