@@ -34,7 +34,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "remote"), 
 
 from remote_hosts import (State, acquire_lock, build, clean_up_after_crashed_session, register,  # noqa: E402
                           release_lock, tear_down)
-from helpers import wait_for  # noqa: E402
+from helpers import background_pids, wait_for  # noqa: E402
 from remote_runs import Cli, container_of, engine_time  # noqa: E402
 
 SPEC = """
@@ -153,6 +153,11 @@ def main() -> None:
             (env.gpu.dir / "gpu-apps.csv").write_text(f"{env.gpu_uuids[0]}, 4000, python3, 30000\n")  # busy
             result["2_record_queued"] = record_figures(project, args.records, args.singles)
     finally:
+        for pid in background_pids(home):  # its dispatcher and followers go with its data dir
+            try:
+                os.kill(pid, 15)
+            except ProcessLookupError:
+                pass
         try:
             for name in ("gpu-count", "gpu-apps.csv"):
                 if env is not None:

@@ -66,8 +66,8 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.05):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-def dispatcher_pids(home) -> list[int]:
-    """The pids of the detached dispatchers (`workbench _dispatch`) of the data dir `home`."""
+def background_pids(home, verbs: tuple[bytes, ...] = (b"_dispatch", b"_follow")) -> list[int]:
+    """The pids of the detached Workbench processes (dispatchers, followers) of the data dir `home`."""
     found = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -76,6 +76,11 @@ def dispatcher_pids(home) -> list[int]:
                 environ = open(f"/proc/{entry.name}/environ", "rb").read().split(b"\0")
             except OSError:
                 continue
-            if b"_dispatch" in argv and f"WORKBENCH_HOME={home}".encode() in environ:
+            if any(verb in argv for verb in verbs) and f"WORKBENCH_HOME={home}".encode() in environ:
                 found.append(int(entry.name))
     return found
+
+
+def dispatcher_pids(home) -> list[int]:
+    """The pids of the detached dispatchers (`workbench _dispatch`) of the data dir `home`."""
+    return background_pids(home, (b"_dispatch",))

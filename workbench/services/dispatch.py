@@ -79,7 +79,7 @@ def _dispatch_while_waiting(wb: Services, follow: Callable[[str], None]) -> int:
         wb.store.release_dead_reservations()
         surveyed_at = time.monotonic()
         sweeps.advance(wb)  # what ended told, pruning, budget, new tpe trials asked, finished sweeps closed
-        started += dispatch_pass(wb, wb.store.waiting_runs(), follow)
+        started += dispatch_pass(wb, wb.store.waiting_runs(light=True), follow)
         version = wb.store.reservations_version()
         # a sweep that prunes is looked at every PRUNE_LOOK: its running trials' metrics decide
         every = PRUNE_LOOK if any(s["options"].get("prune") for s in wb.store.sweeps("running")) else RESURVEY
@@ -137,6 +137,7 @@ def start_waiting(wb: Services, run: dict[str, Any], placement: place.Placement)
     from workbench.services.launch import launch_recorded
     from workbench.services.records import experiment_from_record, unredacted_env
 
+    run = wb.store.get_run(run["id"])  # whole: a pass reads only what placing needs
     run_id = run["id"]
     launcher = new_owner()
     wb.store.acquire_lease(lease_name(run_id), launcher, 20.0)  # owned before it leaves the queue
