@@ -17,6 +17,7 @@ import pytest
 
 from helpers import assert_one_line_error, dispatcher_pids, wait_for
 from remote_hosts import register
+from workbench.execution.ingest import lease_name
 
 pytestmark = pytest.mark.docker
 
@@ -157,7 +158,7 @@ def test_a_dispatcher_killed_after_placing_loses_no_run(cli, make_project, fleet
     wb = Workbench()
     try:
         run = wb.store.get_run(run_id)
-        wb.store.acquire_lease(f"launch:{run_id}", "dead-dispatcher", 0.5)
+        wb.store.acquire_lease(lease_name(run_id), "dead-dispatcher", 0.5)  # a launcher's, as a dispatcher takes
         assert wb.store.place_run(run_id, "gpu-a", [fleet.gpu_uuids[0]], {"executor": "docker",
                                   "placement": {"request": run["waiting"], "machine": "gpu-a", "reason": "x"}},
                                   from_queue=True)

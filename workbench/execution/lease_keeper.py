@@ -12,13 +12,15 @@ class LeaseKeeper:
     def __init__(self, store: Store, name: str, owner: str, ttl: float, every: float) -> None:
         self.store, self.name, self.owner, self.ttl, self.every = store, name, owner, ttl, every
         self._stop = threading.Event()
+        self.lost = threading.Event()  # another owner holds it now (ours expired while we were stuck)
         self._thread = threading.Thread(target=self._renew, name=f"lease-{name}", daemon=True)
         self._thread.start()
 
     def _renew(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                self.store.acquire_lease(self.name, self.owner, self.ttl)
+                if not self.store.acquire_lease(self.name, self.owner, self.ttl):
+                    self.lost.set()
             except Exception:  # noqa: BLE001 - a busy or failing database: the next tick tries again
                 pass
 

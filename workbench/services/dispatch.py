@@ -55,7 +55,7 @@ def dispatch(wb: Services, follow: Callable[[str], None], *, idle_exit: bool = T
             return started
         keeper = LeaseKeeper(wb.store, LEASE, owner, LEASE_TTL, LEASE_RENEW)
         try:
-            started += _dispatch_while_waiting(wb, follow)
+            started += _dispatch_while_waiting(wb, follow, keeper.lost)
         finally:
             keeper.stop()
             wb.store.release_lease(LEASE, owner)
@@ -64,12 +64,14 @@ def dispatch(wb: Services, follow: Callable[[str], None], *, idle_exit: bool = T
             return started
 
 
-def _dispatch_while_waiting(wb: Services, follow: Callable[[str], None]) -> int:
+def _dispatch_while_waiting(wb: Services, follow: Callable[[str], None], lost: Any) -> int:
     started = 0
     version: Any = None
     surveyed_at = 0.0
     every = RESURVEY
     while True:
+        if lost.is_set():
+            return started  # another dispatcher holds the lease now: it goes on, this one stops
         if not wb.store.has_waiting() and not wb.store.has_running_sweeps():
             return started
         now = wb.store.reservations_version()
@@ -77,6 +79,7 @@ def _dispatch_while_waiting(wb: Services, follow: Callable[[str], None]) -> int:
             time.sleep(POLL)  # two small queries per look: nothing changed, nothing to do
             continue
         wb.store.release_dead_reservations()
+        requeue_dead_placements(wb)
         surveyed_at = time.monotonic()
         sweeps.advance(wb)  # what ended told, pruning, budget, new tpe trials asked, finished sweeps closed
         started += dispatch_pass(wb, wb.store.waiting_runs(light=True), follow)
@@ -103,10 +106,10 @@ def dispatch_pass(wb: Services, waiting: list[dict[str, Any]], follow: Callable[
                 continue
         request = run["waiting"] or {}
         gpus, executor = int(request.get("gpus") or 0), request.get("executor")
-        try:
-            names = place.candidates(wb, request.get("machines"))
-        except WorkbenchError as exc:  # a machine it named was removed meanwhile
-            wb.store.finish_run(run["id"], "failed", exit_code=None, reason=f"cannot be placed: {exc.message}")
+        names = place.known_candidates(wb, request.get("machines"))
+        if not names:  # every machine it named was removed meanwhile
+            wb.store.finish_run(run["id"], "failed", exit_code=None,
+                                reason=f"cannot be placed: none of its machines ({request.get('machines')}) exists")
             continue
         missing = [n for n in names if (n, gpus, executor) not in surveys]
         for found in place.survey_all(wb, missing, gpus, executor):
@@ -126,9 +129,25 @@ def dispatch_pass(wb: Services, waiting: list[dict[str, Any]], follow: Callable[
             started += 1
             if run.get("sweep_id") in slots:
                 slots[run["sweep_id"]] -= 1
-            follow(run["id"])
+            if wb.store.get_run(run["id"]).get("handle"):  # started (one that failed to start is recorded)
+                try:
+                    follow(run["id"])
+                except Exception as exc:  # noqa: BLE001 - the reconciler follows it then
+                    wb.progress(f"run {run['id']}: no follower started ({first_line(exc)})")
     wb.store.set_waiting_reasons(reasons)
     return started
+
+
+def requeue_dead_placements(wb: Services) -> None:
+    """Runs a dispatcher placed that never started and whose launcher is gone (its lease expired): back in
+    the queue, their GPUs released (the reconciler does the same; here the queue need not wait for it)."""
+    from workbench.services.reconcile import lease_held
+
+    for run in wb.store.active_runs():
+        request = (run.get("placement") or {}).get("request")
+        if (request is not None and run["status"] == "queued" and run.get("waiting") is None
+                and not run.get("handle") and not lease_held(wb.store, run["id"])):
+            wb.store.requeue(run["id"], request, "back in the queue: its dispatcher died before starting it")
 
 
 def start_waiting(wb: Services, run: dict[str, Any], placement: place.Placement) -> bool:
@@ -146,13 +165,16 @@ def start_waiting(wb: Services, run: dict[str, Any], placement: place.Placement)
     if not wb.store.place_run(run_id, placement.machine, uuids, fields, from_queue=True):
         wb.store.release_lease(lease_name(run_id), launcher)
         return False
-    wb.store.add_event(run_id, "placed", placement.reason)
-    spec = ProjectSpec(name=run["project"], root=Path(run["project_path"]), exclude=[], experiments={})
-    exp = experiment_from_record(run["spec"])
-    exp.env = unredacted_env(exp, Path(run["project_path"]))
     try:
+        wb.store.add_event(run_id, "placed", placement.reason)
+        spec = ProjectSpec(name=run["project"], root=Path(run["project_path"]), exclude=[], experiments={})
+        exp = experiment_from_record(run["spec"])
+        exp.env = unredacted_env(exp, Path(run["project_path"]))
         launch_recorded(wb, run_id, run["seq"], spec, exp, run["params"], placement.executor, placement.machine,
                         placement.gpus, launcher, snapshot_hash=run["snapshot"])
-    except WorkbenchError as exc:  # recorded as the run's failure by the launch; the queue goes on
-        wb.progress(f"run {run_id} failed to start on {placement.machine}: {first_line(exc)}")
+    except Exception as exc:  # noqa: BLE001 - one run that cannot start never stops the queue
+        reason = exc.message if isinstance(exc, WorkbenchError) else f"could not be started: {first_line(exc)}"
+        wb.store.finish_run(run_id, "failed", exit_code=None, reason=reason)  # (its GPUs released)
+        wb.store.release_lease(lease_name(run_id), launcher)
+        wb.progress(f"run {run_id} failed to start on {placement.machine}: {reason}")
     return True

@@ -31,6 +31,7 @@ class Survey:
     active: int = 0               # Workbench runs there now
     error: str | None = None      # why it cannot take the run now (unreachable, no engine, no GPU runtime)
     unreachable: bool = False
+    counted: bool = False         # its GPUs were read (else a count of 0 says nothing)
 
     def describe(self, gpus: int) -> str:
         rate = f", ${self.rate:.2f}/h" if self.rate else ""
@@ -69,6 +70,24 @@ def candidates(wb: Services, requested: str | list[str] | None) -> list[str]:
     return [wb.executors.machine(requested)]
 
 
+def known_candidates(wb: Services, requested: str | list[str] | None) -> list[str]:
+    """`candidates`, without the machines removed since (a queued run's list may name one)."""
+    from workbench.errors import NotFound
+
+    if isinstance(requested, list):
+        known = []
+        for name in requested:
+            try:
+                known.append(wb.executors.machine(name))
+            except NotFound:
+                continue
+        return known
+    try:
+        return candidates(wb, requested)
+    except NotFound:
+        return []
+
+
 def hourly_rate(wb: Services, machine: str) -> float | None:
     record = wb.store.get_machine(machine)
     return (record or {}).get("config", {}).get("hourly_cost") if record else None
@@ -88,6 +107,7 @@ def survey(wb: Services, machine: str, gpus: int, executor: str | None) -> Surve
                 inventory = remote_gpu_inventory(wb.executors.connection(machine))
             reserved = wb.store.reserved_gpus(machine)
             found.gpus, found.driver = inventory.gpus, inventory.driver
+            found.counted = True  # what its driver says it has (none without one)
             found.free = [g for g in inventory.gpus if not g.busy and (machine, g.uuid) not in reserved]
             if not inventory.gpus:
                 found.error = inventory.error or "no GPUs"
@@ -140,8 +160,8 @@ def why_not(surveys: list[Survey], gpus: int) -> str:
 def refuse_if_never(surveys: list[Survey], gpus: int) -> None:
     """A run that no candidate could ever take (every one answered, none has that many GPUs) is refused at
     once rather than queued forever."""
-    if not gpus or any(s.unreachable for s in surveys):
-        return  # an unreachable one may have them
+    if not gpus or any(s.unreachable or not s.counted for s in surveys):
+        return  # an unreachable one, or one whose GPUs could not be read, may have them
     most = max((len(s.gpus) for s in surveys), default=0)
     if most < gpus:
         detail = ", ".join(f"{s.machine} {len(s.gpus)}" for s in surveys)

@@ -151,7 +151,8 @@ class Reconciler:
                     request = (run.get("placement") or {}).get("request")
                     if request is not None and wb.store.requeue(
                             run["id"], request, "back in the queue: its dispatcher died before starting it"):
-                        return "queued"  # placed from the queue by a dispatcher that died: placed again
+                        ensure_dispatcher(wb)  # placed from the queue by a dispatcher that died: placed again
+                        return "queued"
                     wb.store.finish_run(run["id"], "lost", exit_code=None,
                                         reason="its launch was interrupted before the run started")
                     return "lost"

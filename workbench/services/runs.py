@@ -30,11 +30,16 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
     machine = run.get("machine") or "local"
     what = "the Docker engine" if machine == "local" else machine
     delay, engine_lost = 0.5, False
+    ensured_at = time.monotonic()
     while run["status"] in ("queued", "running"):
         if run.get("waiting") is not None or (run["status"] == "queued" and not run.get("handle")
                                               and lease_held(wb.store, run["id"])):
             time.sleep(0.2)  # in the queue, or being launched: the dispatcher (or launcher) starts it
             run = wb.store.get_run(run["id"])
+            if run.get("waiting") is not None and time.monotonic() >= ensured_at + 5:
+                from workbench.services.dispatch import ensure_dispatcher
+                ensure_dispatcher(wb)  # one killed meanwhile: another takes the queue on
+                ensured_at = time.monotonic()
             machine = run.get("machine") or "local"
             what = "the Docker engine" if machine == "local" else machine
             continue
@@ -72,6 +77,7 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
 
 def follow_in_background(wb: Services, run_id: str) -> None:
     """A detached process that ingests the run until it ends, so history fills in without the CLI."""
+    wb.dirs.run_dir(run_id).mkdir(parents=True, exist_ok=True)  # its stderr file (a queued run has no dir yet)
     subprocess.Popen(
         [sys.executable, "-m", "workbench", "_follow", run_id], stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=open(wb.dirs.run_dir(run_id) / "follower.err", "ab"),
@@ -158,7 +164,7 @@ def cancel(wb: Services, ref: str) -> dict[str, Any]:
         return run
     wb.store.update_run(run["id"], cancel_requested=1)
     if run.get("waiting") is not None:  # in the queue: leaves it (unless the dispatcher just took it)
-        wb.store.finish_run(run["id"], "cancelled", exit_code=None, reason="cancelled while queued")
+        wb.store.cancel_waiting(run["id"], "cancelled while queued")
         run = wb.store.get_run(run["id"])
         if run["status"] not in ("queued", "running"):
             return run

@@ -65,10 +65,11 @@ def start_sweep(wb: Services, path: str, experiment: str | None = None, override
         record["snapshot"] = snapshot.hash
         import json
         record["experiment_spec"] = json.dumps(spec_record(exp))
+        recorded = trial_spec(exp)
         with wb.store.tx():
             wb.store.insert_sweep(record)
             for trial, point in enumerate(points):
-                _record_trial(wb, record, spec, exp, {**base, **point}, trial, git)
+                _record_trial(wb, record, spec, exp, {**base, **point}, trial, git, recorded)
     wb.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
     wb.progress(f"sweep {sweep_id}: {exp.sweep_method}, {options['trials']} trial(s), at most "
                 f"{options['max_parallel']} at once" + (f", budget ${options['budget']:.2f}" if options["budget"] else ""))
@@ -118,25 +119,19 @@ def _quiet_study(sampler: Any, direction: str) -> Any:
     return optuna.create_study(sampler=sampler, direction=direction)
 
 
-_TRIAL_SPECS: dict[int, dict[str, Any]] = {}
-
-
 def trial_spec(exp: Experiment) -> dict[str, Any]:
     """The experiment as each trial records it: without the sweep's space (the sweep keeps that; a trial
-    is one point of it), made once per experiment object."""
-    made = _TRIAL_SPECS.get(id(exp))
-    if made is None or made.get("name") != exp.name:
-        made = _TRIAL_SPECS[id(exp)] = {**spec_record(exp), "sweep": {}}
-    return made
+    is one point of it). Made once per sweep start or tpe ask, and passed to every trial it records."""
+    return {**spec_record(exp), "sweep": {}}
 
 
 def _record_trial(wb: Services, sweep: dict[str, Any], spec: ProjectSpec, exp: Experiment, values: dict[str, Any],
-                  trial: int, git: dict[str, Any]) -> str:
+                  trial: int, git: dict[str, Any], recorded: dict[str, Any]) -> str:
     from workbench.services.launch import _new_record
 
     record, _ = _new_record(wb, spec, exp, values, machine="auto", executor_name=sweep["request"].get("executor")
                             or "docker", rerun_of=None, priority=sweep["priority"], with_git=False,
-                            recorded_spec=trial_spec(exp))
+                            recorded_spec=recorded)
     record.update(git, waiting=sweep["request"], status_reason=f"trial {trial + 1} of sweep {sweep['id']}",
                   snapshot=sweep["snapshot"], sweep_id=sweep["id"], trial=trial)
     wb.store.insert_run(record)
@@ -154,8 +149,10 @@ def advance(wb: Services) -> None:
     for sweep in wb.store.sweeps("running"):
         try:
             _advance_one(wb, sweep)
-        except WorkbenchError as exc:
-            wb.store.finish_sweep(sweep["id"], "failed", exc.message)
+        except Exception as exc:  # noqa: BLE001 - one broken sweep is ended, saying why; the others go on
+            reason = exc.message if isinstance(exc, WorkbenchError) else f"stopped by an error: {exc!r}"[:300]
+            _STUDIES.pop(sweep["id"], None)
+            wb.store.finish_sweep(sweep["id"], "failed", reason)
             _cancel_waiting(wb, sweep["id"], f"sweep {sweep['id']} failed")
 
 
@@ -189,7 +186,7 @@ def _advance_one(wb: Services, sweep: dict[str, Any]) -> None:
         if room > 0:
             _ask(wb, sweep, trials, room)
             return
-    if len(trials) >= options["trials"] and not active:
+    if not active and (sweep["method"] != "tpe" or len(trials) >= options["trials"]):
         best = best_trial(sweep, trials)
         done = sum(1 for t in trials if t["status"] == "succeeded")
         summary = f"{done} of {len(trials)} trial(s) succeeded"
@@ -241,7 +238,7 @@ def _over_budget(wb: Services, sweep: dict[str, Any], trials: list[dict[str, Any
 def _cancel_waiting(wb: Services, sweep_id: str, reason: str) -> None:
     for run in wb.store.trials(sweep_id):
         if run.get("waiting") is not None:
-            wb.store.finish_run(run["id"], "cancelled", exit_code=None, reason=reason)
+            wb.store.cancel_waiting(run["id"], reason)
 
 
 def _prune(wb: Services, sweep: dict[str, Any], trials: list[dict[str, Any]]) -> None:
@@ -283,7 +280,9 @@ def _study(wb: Services, sweep: dict[str, Any], trials: list[dict[str, Any]]) ->
     if cached is not None:
         return cached
     options = sweep["options"]
-    sampler = optuna.samplers.TPESampler(constant_liar=True, seed=int(sweep["id"], 16),
+    # seeded by the sweep and how far it got: a study rebuilt after a restart never replays the startup
+    # samples it already asked for
+    sampler = optuna.samplers.TPESampler(constant_liar=True, seed=int(sweep["id"], 16) + len(trials),
                                          n_startup_trials=min(10, max(2, options["trials"] // 4)))
     study = _quiet_study(sampler, options.get("direction", "maximize"))
     distributions = _distributions(sweep["space"])
@@ -323,16 +322,28 @@ def _tell(wb: Services, sweep: dict[str, Any], trials: list[dict[str, Any]]) -> 
 
 
 def _ask(wb: Services, sweep: dict[str, Any], trials: list[dict[str, Any]], room: int) -> None:
+    import json
+
     study, live, _ = _study(wb, sweep, trials)
     spec = ProjectSpec(name=sweep["project"], root=Path(sweep["project_path"]), exclude=[], experiments={})
-    import json
     exp = experiment_from_record(json.loads(sweep["experiment_spec"]))
+    recorded = trial_spec(exp)
     distributions = _distributions(sweep["space"])
+    following = max((t["trial"] for t in trials), default=-1) + 1  # after the highest (one may be removed)
     for offset in range(room):
         trial = study.ask(distributions)
-        run_id = _record_trial(wb, sweep, spec, exp, {**sweep["base_params"], **trial.params},
-                               len(trials) + offset, {})
+        with wb.store.tx():  # only while the sweep runs: a cancel between the ask and here records nothing
+            if wb.store.get_sweep(sweep["id"])["status"] != "running":
+                study.tell(trial, state=_failed())
+                return
+            run_id = _record_trial(wb, sweep, spec, exp, {**sweep["base_params"], **trial.params},
+                                   following + offset, {}, recorded)
         live[run_id] = trial
+
+
+def _failed() -> Any:
+    from optuna.trial import TrialState
+    return TrialState.FAIL
 
 
 def forget_studies() -> None:

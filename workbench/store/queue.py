@@ -78,15 +78,30 @@ class QueueQueries:
             f"SELECT {columns} FROM runs WHERE waiting IS NOT NULL AND status = 'queued' ORDER BY priority DESC, seq")
         return [decode_run(r) for r in rows]
 
+    def cancel_waiting(self, run_id: str, reason: str) -> bool:
+        """Cancels a run only while it is in the queue (one a dispatcher just placed is its launcher's)."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            changed = conn.execute(
+                "UPDATE runs SET status = 'cancelled', status_reason = ?, finished_at = ?, waiting = NULL "
+                "WHERE id = ? AND status = 'queued' AND waiting IS NOT NULL", (reason, time.time(), run_id)).rowcount
+            if changed:
+                conn.execute("INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'cancelled', ?)",
+                             (time.time(), run_id, reason))
+                conn.execute("DELETE FROM gpu_reservations WHERE run_id = ?", (run_id,))
+        return bool(changed)
+
     def has_waiting(self) -> bool:
         return bool(self.query("SELECT EXISTS (SELECT 1 FROM runs WHERE waiting IS NOT NULL AND status = 'queued')")[0][0])  # type: ignore[attr-defined]
 
     def requeue(self, run_id: str, request: dict[str, Any], reason: str) -> bool:
-        """A placed run whose launcher died before it started goes back to the queue (its GPUs released)."""
+        """A placed run whose launcher died before it started goes back to the queue (its GPUs released):
+        only while it is placed, unstarted and no one holds its lease (a launcher that took it meanwhile)."""
         with self.tx() as conn:  # type: ignore[attr-defined]
             changed = conn.execute(
-                "UPDATE runs SET waiting = ?, status_reason = ?, handle = NULL WHERE id = ? AND status = 'queued' "
-                "AND handle IS NULL", (json.dumps(request), reason, run_id)).rowcount
+                "UPDATE runs SET waiting = ?, status_reason = ? WHERE id = ? AND status = 'queued' "
+                "AND handle IS NULL AND waiting IS NULL AND NOT EXISTS (SELECT 1 FROM leases "
+                "WHERE name = 'ingest:' || runs.id AND expires_at > ?)",
+                (json.dumps(request), reason, run_id, time.time())).rowcount
             if changed:
                 conn.execute("DELETE FROM gpu_reservations WHERE run_id = ?", (run_id,))
                 conn.execute("INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'queued', ?)",
