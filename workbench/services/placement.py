@@ -9,6 +9,7 @@ run. The cheapest machine that fits wins, then the least loaded, then the name."
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ from workbench.machines.nvidia_smi import GpuReading
 from workbench.services.context import Services, first_line
 
 SURVEY_TIMEOUT = 8.0  # a host that has not answered by then is left out of this placement
+DOWN_RETRY = 15.0     # a host that did not answer is not asked again (in this process) before then
+_down: dict[str, tuple[float, str]] = {}  # machine -> (when to ask again, what it said)
 
 
 @dataclass
@@ -127,15 +130,27 @@ def survey(wb: Services, machine: str, gpus: int, executor: str | None) -> Surve
 def survey_all(wb: Services, machines: list[str], gpus: int, executor: str | None) -> list[Survey]:
     """Every machine at once; one that has not answered within SURVEY_TIMEOUT counts as unreachable."""
     results: dict[str, Survey] = {}
+    now = time.monotonic()
+    for name in machines:  # down a moment ago: said as it was, without waiting for it again
+        if name in _down and _down[name][0] > now:
+            results[name] = Survey(name, error=_down[name][1], unreachable=True)
 
     def one(name: str) -> None:
-        results[name] = survey(wb, name, gpus, executor)
+        found = results[name] = survey(wb, name, gpus, executor)
+        if found.unreachable:
+            _down[name] = (time.monotonic() + DOWN_RETRY, found.error or "does not answer")
+        else:
+            _down.pop(name, None)
 
-    threads = [threading.Thread(target=one, args=(name,), daemon=True, name=f"survey-{name}") for name in machines]
+    threads = [threading.Thread(target=one, args=(name,), daemon=True, name=f"survey-{name}")
+               for name in machines if name not in results]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(SURVEY_TIMEOUT)
+    late = [name for name in machines if name not in results]
+    for name in late:
+        _down[name] = (time.monotonic() + DOWN_RETRY, f"did not answer within {SURVEY_TIMEOUT:g}s")
     return [results.get(name) or Survey(name, error=f"did not answer within {SURVEY_TIMEOUT:g}s", unreachable=True)
             for name in machines]
 
