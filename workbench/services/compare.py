@@ -47,7 +47,7 @@ def compare(wb: Services, refs: list[str], buckets: int = 120) -> dict[str, Any]
         lower = better_is_lower(metric, [c for cs in checks.values() for c in cs])
         per_run = []
         for run in runs:
-            data = wb.store.metric_series(run["seq"], metric, buckets)
+            data = wb.store.metric_sampled(run["seq"], metric, buckets)
             best = data.get("min") if lower else data.get("max")
             per_run.append({"id": run["id"], "last": _finite(data.get("last")), "best": _finite(best),
                             "points": data.get("points", 0), "series": data.get("series", [])})

@@ -81,10 +81,23 @@ class IngestQueries:
                 conn.execute("INSERT INTO events (ts, run_id, kind, message) SELECT ?, id, 'warning', ? FROM runs "
                              "WHERE seq = ?", (time.time(), warning, run_seq))
             # Rows go in as the parser made them (run_seq is our own integer, inlined).
+            before = conn.execute("SELECT coalesce(max(rowid), 0) FROM metrics").fetchone()[0]
             conn.executemany(
                 f"INSERT INTO metrics (run_seq, key_id, step, ts, value) VALUES ({int(run_seq)}, ?, ?, ?, ?)",
                 batch.rows,
             )
+            # the keys' stats grow with the rows just written (read back by rowid: no scan of older points)
+            conn.execute(
+                "INSERT INTO metric_stats (run_seq, key_id, points, vmin, vmax, first_step, last_step) "
+                "SELECT run_seq, key_id, count(*), min(value), max(value), min(step), max(step) FROM metrics "
+                "WHERE rowid > ? GROUP BY run_seq, key_id ORDER BY run_seq, key_id "
+                "ON CONFLICT (run_seq, key_id) DO UPDATE SET points = points + excluded.points, "
+                "vmin = CASE WHEN vmin IS NULL THEN excluded.vmin WHEN excluded.vmin IS NULL THEN vmin "
+                "ELSE min(vmin, excluded.vmin) END, "
+                "vmax = CASE WHEN vmax IS NULL THEN excluded.vmax WHEN excluded.vmax IS NULL THEN vmax "
+                "ELSE max(vmax, excluded.vmax) END, "
+                "first_step = min(first_step, excluded.first_step), last_step = max(last_step, excluded.last_step)",
+                (before,))
             if batch.summary:
                 old = conn.execute("SELECT summary FROM runs WHERE seq = ?", (run_seq,)).fetchone()
                 summary = {**json.loads(old[0] if old else "{}"), **batch.summary}

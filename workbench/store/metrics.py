@@ -33,7 +33,7 @@ class MetricQueries:
 
     def metric_names(self, run_seq: int) -> list[str]:
         rows = self.query(  # type: ignore[attr-defined]
-            "SELECT name FROM metric_keys WHERE id IN (SELECT DISTINCT key_id FROM metrics WHERE run_seq = ?) "
+            "SELECT name FROM metric_keys WHERE id IN (SELECT key_id FROM metric_stats WHERE run_seq = ?) "
             "ORDER BY name",
             (run_seq,),
         )
@@ -61,9 +61,10 @@ class MetricQueries:
             row = self.conn.execute("SELECT id FROM metric_keys WHERE name = ?", (key,)).fetchone()
             if row is None:
                 return {"points": 0, "min": None, "max": None, "last": None}
-            count, s0, s1, vmin, vmax = self.conn.execute(
-                "SELECT count(*), min(step), max(step), min(value), max(value) FROM metrics "
-                "WHERE run_seq = ? AND key_id = ?", (run_seq, row[0])).fetchone()
+            kept = self.conn.execute(  # kept by every commit of points (no scan of them)
+                "SELECT points, first_step, last_step, vmin, vmax FROM metric_stats WHERE run_seq = ? AND key_id = ?",
+                (run_seq, row[0])).fetchone()
+            count, s0, s1, vmin, vmax = kept or (0, None, None, None, None)
             last = self.conn.execute(
                 "SELECT value FROM metrics WHERE run_seq = ? AND key_id = ? ORDER BY step DESC LIMIT 1",
                 (run_seq, row[0])).fetchone()
@@ -90,6 +91,26 @@ class MetricQueries:
                     "AND value IS NOT NULL GROUP BY (step - ?) * ? / ? ORDER BY 1",
                     (run_seq, key_id, s0, buckets, span)).fetchall()
         return {**stats, "series": [tuple(r) for r in series]}
+
+    def metric_sampled(self, run_seq: int, key: str, samples: int) -> dict[str, Any]:
+        """`metric_series` for overlaying many runs: the first point at or after each of `samples` evenly
+        spaced steps (one index seek each), as (step, value, value) triples — no scan of the points, so a
+        curve of a million points costs a few hundred seeks. Spikes between samples are not shown."""
+        stats = self.metric_stats(run_seq, key)
+        if stats["points"] <= samples:
+            return self.metric_series(run_seq, key, samples)  # every point
+        key_id, s0, s1 = stats.pop("key_id"), stats["first_step"], stats["last_step"]
+        series, seen = [], set()
+        with self.lock:  # type: ignore[attr-defined]
+            for i in range(samples):
+                target = s0 + (s1 - s0) * i // max(1, samples - 1)
+                row = self.conn.execute(
+                    "SELECT step, value FROM metrics WHERE run_seq = ? AND key_id = ? AND step >= ? AND value IS NOT NULL "
+                    "ORDER BY step LIMIT 1", (run_seq, key_id, target)).fetchone()
+                if row and row[0] not in seen:
+                    seen.add(row[0])
+                    series.append((row[0], row[1], row[1]))
+        return {**stats, "series": series}
 
     def metric_count(self, run_seq: int) -> int:
         return self.query("SELECT count(*) FROM metrics WHERE run_seq = ?", (run_seq,))[0][0]  # type: ignore[attr-defined]

@@ -295,6 +295,7 @@ class RunQueries:
             if seq is None:
                 return
             conn.execute("DELETE FROM metrics WHERE run_seq = ?", (seq[0],))
+            conn.execute("DELETE FROM metric_stats WHERE run_seq = ?", (seq[0],))
             conn.execute("DELETE FROM gpu_reservations WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM runs WHERE seq = ?", (seq[0],))
             conn.execute("DELETE FROM leases WHERE name = ?", (f"ingest:{run_id}",))

@@ -216,4 +216,22 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     ALTER TABLE runs ADD COLUMN trial INTEGER;
     CREATE UNIQUE INDEX runs_sweep_trial ON runs (sweep_id, trial) WHERE sweep_id IS NOT NULL;
     """,
+    # 8: each run's metric keys with their count, extremes and step range, kept by every commit of points:
+    # names, stats and charts' axes without scanning a million points (comparing runs reads only these and a
+    # few index seeks per curve)
+    """
+    CREATE TABLE metric_stats (
+        run_seq INTEGER NOT NULL REFERENCES runs (seq) ON DELETE CASCADE,
+        key_id INTEGER NOT NULL,
+        points INTEGER NOT NULL,
+        vmin REAL,
+        vmax REAL,
+        first_step INTEGER NOT NULL,
+        last_step INTEGER NOT NULL,
+        PRIMARY KEY (run_seq, key_id)
+    ) WITHOUT ROWID;
+    INSERT INTO metric_stats (run_seq, key_id, points, vmin, vmax, first_step, last_step)
+        SELECT run_seq, key_id, count(*), min(value), max(value), min(step), max(step) FROM metrics
+        GROUP BY run_seq, key_id;
+    """,
 ]
