@@ -410,7 +410,8 @@ def cmd_projects_list(wb: Any, args: argparse.Namespace) -> int:
         _say("no projects yet: add one with `workbench projects add PATH`")
     for p in projects:
         state = p["error"] or ("experiments: " + ", ".join(p["experiments"]))
-        print(printable(f"{p['name']:<20} {p['path']}  {state}"))
+        cost = f"  ${p['cost']:.2f} spent" if p.get("cost") is not None else ""
+        print(printable(f"{p['name']:<20} {p['path']}  {state}{cost}"))
     return 0
 
 

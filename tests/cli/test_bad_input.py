@@ -70,7 +70,7 @@ def test_projects_add_list_remove(cli, make_project, tmp_path):
     assert cli("projects", "add", str(root)).code == 0
     listed = cli("projects", "list", "--json").json()
     assert listed == [{"name": "p", "path": str(root), "added_at": listed[0]["added_at"], "experiments": ["t"],
-                       "error": None}]
+                       "error": None, "cost": None}]  # no run on a machine with a rate yet
     (root / "workbench.toml").write_text("[project\n")
     broken = cli("projects", "list", "--json").json()[0]
     assert "TOML syntax error" in broken["error"]  # shown, never a crash

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from workbench.store import open_store
 from workbench.store.ingest import MetricBatch, Offset
 from workbench.store.schema import MIGRATIONS
@@ -254,3 +256,16 @@ def test_a_gpu_is_reserved_by_one_run_only_and_freed_when_it_ends(tmp_path):
     assert store.waiting_runs() == []
     store.finish_run("r1", "succeeded", exit_code=0, reason=None)
     assert store.reserved_gpus("gpu-a") == {} and store.reservations_version() != before
+
+
+def test_what_a_project_costs_is_each_run_rate_times_hours_times_its_share(tmp_path):
+    store = open_store(tmp_path / "wb.db")
+    runs = [("a1", "a", 3.6, 0.5, 0.0, 1000.0), ("a2", "a", 7.2, 1.0, 0.0, 500.0), ("b1", "b", None, 1.0, 0.0, 9.0),
+            ("a3", "a", 3.6, 0.25, 900.0, None)]  # a3 still running at t=1000
+    for run_id, project, rate, share, started, finished in runs:
+        store.insert_run({"id": run_id, "project": project, "project_path": "/p", "experiment": "e",
+                          "status": "running" if finished is None else "succeeded", "machine": "gpu-a",
+                          "executor": "docker", "created_at": started, "started_at": started,
+                          "finished_at": finished, "hourly_cost": rate, "gpu_share": share})
+    costs = store.costs_by_project(now=1000.0)
+    assert costs == {"a": pytest.approx(3.6 * 1000 / 3600 * 0.5 + 7.2 * 500 / 3600 + 3.6 * 100 / 3600 * 0.25)}

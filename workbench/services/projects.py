@@ -28,8 +28,14 @@ def remove_project(store: Store, name_or_path: str) -> None:
 
 
 def projects(store: Store) -> list[dict[str, Any]]:
+    """Each registered project with its experiments (or why its spec does not load) and what its runs cost
+    so far (`cost`: null when none ran on a machine with a rate)."""
+    import time
+
     out = []
+    costs = store.costs_by_project(time.time())
     for project in store.projects():
+        project = {**project, "cost": costs.get(project["name"])}
         try:
             spec = load_spec(project["path"])
             project = {**project, "experiments": sorted(spec.experiments), "error": None}

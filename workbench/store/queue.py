@@ -90,6 +90,14 @@ class QueueQueries:
                 conn.execute("DELETE FROM gpu_reservations WHERE run_id = ?", (run_id,))
         return bool(changed)
 
+    def costs_by_project(self, now: float) -> dict[str, float]:
+        """What each project's runs cost so far: each run's rate × hours run × its share of the machine."""
+        rows = self.query(  # type: ignore[attr-defined]
+            "SELECT project, sum(hourly_cost * max(0, coalesce(finished_at, ?) - started_at) / 3600.0 "
+            "* coalesce(gpu_share, 1.0)) FROM runs WHERE hourly_cost IS NOT NULL AND started_at IS NOT NULL "
+            "GROUP BY project", (now,))
+        return {project: cost for project, cost in rows}
+
     def has_waiting(self) -> bool:
         return bool(self.query("SELECT EXISTS (SELECT 1 FROM runs WHERE waiting IS NOT NULL AND status = 'queued')")[0][0])  # type: ignore[attr-defined]
 
