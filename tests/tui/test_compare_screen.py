@@ -67,3 +67,21 @@ def test_compare_refuses_one_run_and_a_run_named_twice(wb):
         wb.compare(["cmp00000"])
     with pytest.raises(WorkbenchError, match="named twice"):
         wb.compare(["cmp00000", "cmp0"])
+
+
+async def test_the_run_detail_says_where_a_run_was_placed_and_what_it_cost(wb):
+    from textual.widgets import Static
+
+    from workbench.tui.screens.run_detail import RunDetailScreen
+
+    wb.store.insert_run({"id": "paid0001", "project": "p", "project_path": "/p", "experiment": "e",
+                         "status": "succeeded", "machine": "gpu-a", "executor": "docker", "created_at": NOW - 3600,
+                         "started_at": NOW - 3600, "finished_at": NOW, "hourly_cost": 2.0, "gpu_share": 0.5,
+                         "placement": {"request": {}, "machine": "gpu-a", "reason": "gpu-a: 2 of 4 GPUs free, $2.00/h"}})
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(100, 40)) as pilot:
+        app.push_screen(RunDetailScreen("paid0001"))
+        await until(app, pilot, lambda: "cost" in str(app.screen.query_one("#overview-text", Static).render()))
+        text = str(app.screen.query_one("#overview-text", Static).render())
+        assert "placed     gpu-a: 2 of 4 GPUs free, $2.00/h" in text
+        assert "cost       $1.00 ($2.00/h × 50% of gpu-a)" in text

@@ -397,6 +397,9 @@ class RunDetailScreen(RunActions, BaseScreen):
             ("executor", run["executor"]), ("machine", run["machine"]),
             *([("files on", run["host_run_dir"])] if run.get("host_run_dir") else []),
             ("gpus", ", ".join(run.get("gpu_uuids") or []) or "none"),
+            *([("placed", (run.get("placement") or {}).get("reason") or "-")] if run.get("placement") else []),
+            *([("cost", f"${run['cost']:.2f} (${run['hourly_cost']:.2f}/h × {run.get('gpu_share') or 1:.0%} of "
+                        f"{run['machine']})")] if run.get("cost") is not None and run.get("hourly_cost") else []),
             ("created", ago(run.get("created_at"), now)), ("exit code", str(run.get("exit_code"))),
             ("rerun of", run.get("rerun_of") or "-"),
         ]
