@@ -78,7 +78,7 @@ def run_json(run: dict[str, Any]) -> dict[str, Any]:
     out = {k: run.get(k) for k in keys}
     out["duration"] = _duration(run)
     if run.get("hourly_cost") is not None:
-        from workbench.services.runs import run_cost
+        from workbench.store.cost import run_cost
         out["cost"] = run_cost(run, time.time())
     return out
 

@@ -20,3 +20,7 @@ class NotFound(WorkbenchError):
 
 class EngineUnavailable(WorkbenchError):
     """No Docker engine answers where one was required."""
+
+
+class NoGpuRuntime(WorkbenchError):
+    """The machine's Docker engine cannot give a container GPUs (no NVIDIA Container Toolkit there)."""

@@ -10,7 +10,7 @@ import posixpath
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from workbench.errors import WorkbenchError
+from workbench.errors import NoGpuRuntime, WorkbenchError
 from workbench.execution.base import METRICS_FILE, Chunk, Launch, RunState, metrics_path, redrawn_tail, signal_reason
 from workbench.execution.logformat import format_line, stamp_to_ns
 
@@ -89,7 +89,7 @@ class DockerExecutor:
             message = _short(exc)
             where = "this machine" if not self.host.remote else self.host.name
             if "could not select device driver" in message:
-                raise WorkbenchError(
+                raise NoGpuRuntime(
                     f"the Docker engine on {where} has no GPU runtime (could not select device driver \"\" with "
                     "capabilities: [[gpu]])", hint=f"install the NVIDIA Container Toolkit on {where}, or set gpus = 0",
                 ) from None

@@ -86,6 +86,11 @@ class Workbench:
         """Registered projects as recorded (name, path): no spec is read."""
         return self.store.projects()
 
+    def project_costs(self) -> dict[str, float]:
+        """What each project's runs cost so far, by project name (projects whose runs had no rate: absent)."""
+        import time
+        return self.store.costs_by_project(time.time())
+
     def project_names(self) -> list[str]:
         return self.store.project_names()
 

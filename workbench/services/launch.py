@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import WorkbenchError
+from workbench.errors import NoGpuRuntime, WorkbenchError
 from workbench.execution.base import Launch
 from workbench.execution.ingest import lease_name, new_owner
 from workbench.execution.lease_keeper import LeaseKeeper
@@ -216,6 +216,9 @@ def launch_recorded(wb: Services, run_id: str, seq: int, spec: ProjectSpec, exp:
         handle = run_exec.submit(launch)
     except BaseException as exc:
         keeper.stop()
+        if isinstance(exc, NoGpuRuntime):
+            from workbench.services.placement import note_no_gpu_runtime
+            note_no_gpu_runtime(wb, machine, exc.message)
         reason = exc.message if isinstance(exc, WorkbenchError) else f"launch interrupted: {exc!r}"
         wb.store.finish_run(run_id, "failed", exit_code=None, reason=reason)
         wb.store.release_lease(lease_name(run_id), launcher)

@@ -20,6 +20,7 @@ from workbench.services.context import Services, first_line
 
 SURVEY_TIMEOUT = 8.0  # a host that has not answered by then is left out of this placement
 DOWN_RETRY = 15.0     # a host that did not answer is not asked again (in this process) before then
+NO_RUNTIME_RETRY = 600.0  # an engine that could not give a container GPUs is passed over for GPU runs this long
 _down: dict[str, tuple[float, str]] = {}  # machine -> (when to ask again, what it said)
 
 
@@ -35,6 +36,7 @@ class Survey:
     error: str | None = None      # why it cannot take the run now (unreachable, no engine, no GPU runtime)
     unreachable: bool = False
     counted: bool = False         # its GPUs were read (else a count of 0 says nothing)
+    no_runtime: bool = False      # its engine could not give a container GPUs a moment ago
 
     def describe(self, gpus: int) -> str:
         rate = f", ${self.rate:.2f}/h" if self.rate else ""
@@ -96,6 +98,21 @@ def hourly_rate(wb: Services, machine: str) -> float | None:
     return (record or {}).get("config", {}).get("hourly_cost") if record else None
 
 
+def note_no_gpu_runtime(wb: Services, machine: str, message: str) -> None:
+    """A GPU launch there failed for want of a GPU runtime: placement passes the machine over for GPU runs
+    for a while (recorded with the machine, so every process knows), then tries it again."""
+    if wb.store.get_machine(machine):
+        wb.store.update_machine_config(machine, no_gpu_runtime={"at": time.time(), "reason": message})
+
+
+def no_gpu_runtime(wb: Services, machine: str) -> str | None:
+    record = wb.store.get_machine(machine) or {}
+    noted = (record.get("config") or {}).get("no_gpu_runtime")
+    if noted and time.time() - noted.get("at", 0) < NO_RUNTIME_RETRY:
+        return noted.get("reason") or "no GPU runtime"
+    return None
+
+
 def survey(wb: Services, machine: str, gpus: int, executor: str | None) -> Survey:
     found = Survey(machine, rate=hourly_rate(wb, machine))
     found.active = sum(1 for run in wb.store.active_runs()
@@ -116,6 +133,8 @@ def survey(wb: Services, machine: str, gpus: int, executor: str | None) -> Surve
                 found.error = inventory.error or "no GPUs"
             elif found.executor == "process" and not wb.executors.is_remote(machine):
                 found.error = "the process executor does not pin GPUs here"
+            elif found.executor == "docker" and (missing := no_gpu_runtime(wb, machine)):
+                found.error, found.no_runtime = first_line(missing), True
     except WorkbenchError as exc:
         from workbench.machines.ssh import SSHError
 
@@ -177,6 +196,11 @@ def refuse_if_never(surveys: list[Survey], gpus: int) -> None:
     once rather than queued forever."""
     if not gpus or any(s.unreachable or not s.counted for s in surveys):
         return  # an unreachable one, or one whose GPUs could not be read, may have them
+    if all(s.no_runtime for s in surveys if len(s.gpus) >= gpus) and any(s.no_runtime for s in surveys):
+        detail = "; ".join(f"{s.machine}: {s.error}" for s in surveys if s.no_runtime)
+        raise WorkbenchError(f"no machine with {gpus} GPU(s) can give a container GPUs now ({detail})",
+                             hint="install the NVIDIA Container Toolkit there (checked again within "
+                                  f"{NO_RUNTIME_RETRY / 60:.0f} minutes), or set gpus = 0")
     most = max((len(s.gpus) for s in surveys), default=0)
     if most < gpus:
         detail = ", ".join(f"{s.machine} {len(s.gpus)}" for s in surveys)

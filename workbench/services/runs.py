@@ -18,6 +18,7 @@ from workbench.services.launch import LAUNCH_LEASE_TTL
 from workbench.services.reconcile import (UNREACHABLE, adopt, ingestor, lease_held, mark_reachable,
                                           mark_unreachable)
 from workbench.store.ingest import LeaseLost
+from workbench.store.cost import run_cost
 
 ENGINE_RETRY_MAX = 5.0
 
@@ -246,16 +247,6 @@ def refresh_run(wb: Services, ref: str) -> None:
         if not _host_gone(exc):
             raise
         mark_unreachable(wb, run["machine"], [run], exc)
-
-
-def run_cost(run: dict[str, Any], now: float) -> float | None:
-    """Its machine's hourly rate × how long it ran × the share of the machine it held (its GPUs of all the
-    machine's; the whole machine for a CPU run). None where the machine has no rate."""
-    rate, started = run.get("hourly_cost"), run.get("started_at")
-    if rate is None or not started:
-        return None if rate is None else 0.0
-    share = run.get("gpu_share")
-    return rate * max(0.0, (run.get("finished_at") or now) - started) / 3600 * (1.0 if share is None else share)
 
 
 def show_record(wb: Services, ref: str) -> dict[str, Any]:

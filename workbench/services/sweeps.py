@@ -216,7 +216,7 @@ def best_trial(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str,
 
 
 def _over_budget(wb: Services, sweep: dict[str, Any], trials: list[dict[str, Any]]) -> bool:
-    from workbench.services.runs import run_cost
+    from workbench.store.cost import run_cost
 
     budget = sweep["options"]["budget"]
     now = time.time()
@@ -353,7 +353,7 @@ def forget_studies() -> None:
 def sweep_summary(wb: Services, sweep: dict[str, Any]) -> dict[str, Any]:
     """The sweep with its trials (sorted by the objective, best first; those without a value last),
     progress, the best trial, and its cost so far."""
-    from workbench.services.runs import run_cost
+    from workbench.store.cost import run_cost
 
     trials = wb.store.trials(sweep["id"])
     objective = sweep["options"].get("objective")

@@ -17,7 +17,7 @@ FINAL = ("succeeded", "failed", "cancelled", "lost")
 STATUSES = ACTIVE + FINAL
 LIST_COLUMNS = (
     "id, project, experiment, status, status_reason, machine, executor, created_at, started_at, "
-    "finished_at, exit_code, params, summary, metric_points, verdict"
+    "finished_at, exit_code, params, summary, metric_points, verdict, hourly_cost, gpu_share, sweep_id, trial"
 )
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # `workbench runs list` imports this module: keep it light
     from rich.console import Console, ConsoleOptions, RenderResult
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "queued": "cyan",
-                "cancelled": "magenta", "lost": "bright_black", "unreachable": "bold yellow"}
+                "cancelled": "magenta", "pruned": "magenta", "lost": "bright_black", "unreachable": "bold yellow"}
 
 
 def shown_status(run: dict) -> str:
@@ -216,3 +216,10 @@ def size(nbytes: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def money(amount: float | None) -> str:
+    """A cost: cents below $100, whole dollars above; "-" where the machine has no rate."""
+    if amount is None:
+        return "-"
+    return f"${amount:,.2f}" if amount < 100 else f"${amount:,.0f}"

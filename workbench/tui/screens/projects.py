@@ -12,13 +12,13 @@ from textual.widgets import DataTable, Static
 
 from rich.text import Text
 
-from workbench.tui.formatting import cell, pairs
+from workbench.tui.formatting import cell, money, pairs
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 
 SEP = "\x1f"
 
 
-COLUMNS = ("project", "experiment", "watch", "runs on", "params", "folder / problem")
+COLUMNS = ("project", "experiment", "watch", "spent", "runs on", "params", "folder / problem")
 
 
 class ProjectsLoaded(Message):
@@ -72,17 +72,19 @@ class ProjectsScreen(BaseScreen):
         from workbench.errors import WorkbenchError
 
         rows = []
+        costs = self.workbench.project_costs()
         for project in self.workbench.project_list():
             try:
                 spec = load_spec(project["path"])
             except WorkbenchError as exc:
                 rows.append({"project": project["name"], "experiment": None, "path": project["path"],
-                             "error": exc.message})
+                             "error": exc.message, "cost": costs.get(project["name"])})
                 continue
             for exp in spec.experiments.values():
                 rows.append({"project": project["name"], "experiment": exp.name, "path": project["path"],
                              "image": exp.image or f"build {exp.dockerfile}", "params": exp.params,
-                             "gpus": exp.gpus, "error": None, "watch_run": spec.watch.run if spec.watch else None})
+                             "gpus": exp.gpus, "error": None, "watch_run": spec.watch.run if spec.watch else None,
+                             "cost": costs.get(project["name"])})
         machines = [m["name"] for m in self.workbench.list_machines()]
         self.post_message(ProjectsLoaded(rows, ["local"] + [m for m in machines if m != "local"]))
 
@@ -106,12 +108,13 @@ class ProjectsScreen(BaseScreen):
 
     def _cells(self, row: dict[str, Any]) -> tuple[Text, ...]:
         if row["error"]:
-            return (cell(row["project"]), cell("-"), cell("-"), cell("-"), cell("-"), cell(row["error"], "red"))
+            return (cell(row["project"]), cell("-"), cell("-"), cell(money(row["cost"])), cell("-"), cell("-"),
+                    cell(row["error"], "red"))
         resources = f"{row['image']}" + (f" · {row['gpus']} GPU" if row["gpus"] else "")
         session = self.app.watches.get(row["project"])  # type: ignore[attr-defined]
         watching = "-" if row.get("watch_run") != row["experiment"] else (session.state if session else "off")
         return (cell(row["project"]), cell(row["experiment"]), cell(watching, "green" if session else ""),
-                cell(resources), cell(pairs(row["params"], limit=3)), cell(row["path"]))
+                cell(money(row["cost"])), cell(resources), cell(pairs(row["params"], limit=3)), cell(row["path"]))
 
     def selected(self) -> dict[str, Any] | None:
         table = self.table

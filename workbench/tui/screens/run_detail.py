@@ -202,6 +202,7 @@ class RunDetailScreen(RunActions, BaseScreen):
         Binding("c", "cancel_run", "Cancel", id="detail.cancel"),
         Binding("d,delete", "delete_run", "Delete", id="detail.delete"),
         Binding("R", "rerun", "Rerun", id="detail.rerun"),
+        Binding("w", "sweep", "Its sweep", show=False, id="detail.sweep"),
     ]
     DEFAULT_CSS = """
     RunDetailScreen #detail-title { height: 1; padding: 0 1; background: $boost; }
@@ -402,6 +403,7 @@ class RunDetailScreen(RunActions, BaseScreen):
                         f"{run['machine']})")] if run.get("cost") is not None and run.get("hourly_cost") else []),
             ("created", ago(run.get("created_at"), now)), ("exit code", str(run.get("exit_code"))),
             ("rerun of", run.get("rerun_of") or "-"),
+            *([("sweep", f"{run['sweep_id']} trial {run['trial'] + 1} (w opens it)")] if run.get("sweep_id") else []),
         ]
         lines += [escape(f"  {k:<10} {v}") for k, v in record]
         env = run.get("env") or {}
@@ -456,6 +458,14 @@ class RunDetailScreen(RunActions, BaseScreen):
 
     def action_rerun(self) -> None:
         self.app.run_action_on_run("rerun", self.run_id)  # type: ignore[attr-defined]
+
+    def action_sweep(self) -> None:
+        sweep_id = (self.run or {}).get("sweep_id")
+        if not sweep_id:
+            self.notify(f"run {self.run_id} is not a sweep's trial")
+            return
+        from workbench.tui.screens.sweep import SweepScreen
+        self.app.push_screen(SweepScreen(sweep_id))
 
     def palette_commands(self) -> list[PaletteCommand]:
         return [

@@ -16,7 +16,8 @@ from textual.widgets import DataTable, Input, Static
 
 from rich.text import Text
 
-from workbench.tui.formatting import (cell, duration, escape, metrics_cell, pairs, shown_status, started,
+from workbench.store.cost import run_cost
+from workbench.tui.formatting import (cell, duration, escape, metrics_cell, money, pairs, shown_status, started,
                                      table_status)
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.fitted_table import FittedTable
@@ -24,11 +25,12 @@ from workbench.tui.screens.run_detail import RunActions, RunRemoved
 
 PAGE = 100
 COLUMNS = (("id", "id"), ("status", "status"), ("project/experiment", "project"), ("params", None),
-           ("metrics", None), ("machine", "machine"), ("started", "created"), ("duration", "duration"))
+           ("metrics", None), ("machine", "machine"), ("started", "created"), ("duration", "duration"), ("cost", None))
 # Widths are set, never measured from cells: a page paints in one pass whatever its content.
 # (column, least width, share of the spare width): a wide terminal widens names, params and metrics
 LAYOUT = (("id", 8, 0), ("status", 9, 0), ("project/experiment", 14, 1), ("params", 12, 2), ("metrics", 12, 2),
           ("machine", 7, 0), ("started", 11, 0), ("duration", 8, 0))
+COST_COLUMN = ("cost", 7, 0)  # added while the page shows a run on a machine with a rate
 SORTABLE = [sort for _, sort in COLUMNS if sort]
 STATUSES = (None, "running", "queued", "succeeded", "failed", "cancelled", "lost")
 
@@ -62,14 +64,17 @@ class RunsTable(FittedTable):
     # narrowed to the least that still says something (a pair like `lr=0.0167 …` needs 11). A page with a
     # run on another machine keeps the machine column, and the start time gives way first (the duration
     # stays); a page of local runs only, where the column would say "local" on every row, lets it go first.
-    LOCAL_ORDER = (("hide", "machine"), ("hide", "started"),
+    # The cost column is there only on a page with a run on a machine that has a rate, and gives way first.
+    LOCAL_ORDER = (("hide", "cost"), ("hide", "machine"), ("hide", "started"),
                    ("narrow", {"project/experiment": 12, "params": 10, "metrics": 10}))
-    REMOTE_ORDER = (("hide", "started"), ("narrow", {"project/experiment": 10, "params": 11, "metrics": 11}),
+    REMOTE_ORDER = (("hide", "cost"), ("hide", "started"),
+                    ("narrow", {"project/experiment": 10, "params": 11, "metrics": 11}),
                     ("narrow", {"params": 10, "metrics": 10}), ("hide", "machine"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.remote = False  # the page shows a run on another machine (set by the screen)
+        self.costed = False  # the page shows a run with a cost: the cost column is there (set by the screen)
 
     def layout_for(self, available: int) -> Sequence[tuple[str, int, int]]:
         """At 80 columns every row still shows id, status, what and how it went, and where it ran when the
@@ -88,6 +93,21 @@ class RunsTable(FittedTable):
         if remote != self.remote:
             self.remote = remote
             self.fit_columns()
+
+    def show_cost(self, costed: bool) -> bool:
+        """Adds or removes the cost column (a hidden column would still take its padding); True when the
+        rows must be rebuilt."""
+        if costed == self.costed:
+            return False
+        self.costed = costed
+        if costed:
+            self.column_layout += (COST_COLUMN,)
+            self.add_column("cost", width=COST_COLUMN[1], key="cost")
+        else:
+            self.column_layout = tuple(c for c in self.column_layout if c[0] != "cost")
+            self.remove_column("cost")
+        self.fit_columns()
+        return True
 
     def action_cursor_down(self) -> None:
         self.screen.action_down()  # type: ignore[attr-defined]
@@ -114,6 +134,8 @@ class RunsScreen(RunActions, BaseScreen):
         Binding("enter", "open", "Open", id="runs.open"),
         Binding("space", "mark", "Mark for compare", show=False, id="runs.mark"),
         Binding("C", "compare", "Compare marked", show=False, id="runs.compare"),
+        Binding("w", "sweep", "Sweep of this trial", show=False, id="runs.sweep"),
+        Binding("W", "sweeps", "Sweeps", show=False, id="runs.sweeps"),
         Binding("slash", "filter", "Filter", id="runs.filter"),
         Binding("f", "cycle_status", "Status", id="runs.status"),
         Binding("p", "cycle_project", "Project", id="runs.project"),
@@ -228,7 +250,10 @@ class RunsScreen(RunActions, BaseScreen):
         kept = [key for key in current_keys if key in self.shown]
         with self.app.batch_update():
             table.show_remote(any((run.get("machine") or "local") != "local" for run in runs))
-            if kept == wanted_keys[:len(kept)] and (kept or not current_keys):  # else: another page
+            rebuilt = table.show_cost(any(run.get("hourly_cost") is not None for run in runs))
+            if rebuilt:
+                wanted = [(run["id"], self._cells(run, now)) for run in runs]
+            if not rebuilt and kept == wanted_keys[:len(kept)] and (kept or not current_keys):  # else: another page
                 for key in current_keys:
                     if key not in self.shown:
                         table.remove_row(key)
@@ -255,7 +280,7 @@ class RunsScreen(RunActions, BaseScreen):
     def _cells(self, run: dict[str, Any], now: float) -> tuple[Text, ...]:
         return (self._id_cell(run["id"]), table_status(run), cell(f"{run['project']}/{run['experiment']}"),
                 cell(pairs(run["params"])), metrics_cell(run), cell(run["machine"]), cell(started(run)),
-                cell(duration(run, now)))
+                cell(duration(run, now))) + ((cell(money(run_cost(run, now))),) if self.table.costed else ())
 
     def _id_cell(self, run_id: str) -> Text:
         return cell(run_id, "reverse bold") if run_id in self.marked else cell(run_id)
@@ -327,6 +352,19 @@ class RunsScreen(RunActions, BaseScreen):
             return
         from workbench.tui.screens.compare import CompareScreen
         self.app.push_screen(CompareScreen(marked))
+
+    def action_sweep(self) -> None:
+        """The sweep the run under the cursor is a trial of; the list of sweeps for a run of none."""
+        run = self.shown.get(self.selected_run() or "")
+        if not run or not run.get("sweep_id"):
+            self.action_sweeps()
+            return
+        from workbench.tui.screens.sweep import SweepScreen
+        self.app.push_screen(SweepScreen(run["sweep_id"]))
+
+    def action_sweeps(self) -> None:
+        from workbench.tui.screens.sweeps import SweepsScreen
+        self.app.push_screen(SweepsScreen())
 
     def action_down(self) -> None:
         table = self.table
@@ -471,4 +509,9 @@ class RunsScreen(RunActions, BaseScreen):
             ("Sort by param or metric", "the next param or metric of the runs shown; missing values last",
              self.action_cycle_value_sort),
             ("Jump to oldest run", "the last page of the history", self.action_oldest),
+            ("Open sweep of trial", "the selected trial's sweep: trials by objective, a scatter per param",
+             self.action_sweep),
+            ("Sweeps", "every sweep with its progress, best trial and cost", self.action_sweeps),
+            ("Compare marked runs", "params that differ, metrics and overlaid curves (mark with space)",
+             self.action_compare),
         ]
