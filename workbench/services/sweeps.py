@@ -241,6 +241,19 @@ def _cancel_waiting(wb: Services, sweep_id: str, reason: str) -> None:
             wb.store.cancel_waiting(run["id"], reason)
 
 
+_histories: dict[tuple[int, str], dict[int, Any]] = {}  # a finished trial's objective by step: never changes
+
+
+def _finished_history(wb: Services, seq: int, objective: str) -> dict[int, Any]:
+    """Read once per dispatcher: a pruning sweep looks at every finished trial each second."""
+    key = (seq, objective)
+    if key not in _histories:
+        if len(_histories) > 5000:
+            _histories.clear()
+        _histories[key] = dict(wb.store.metric_history(seq, objective))
+    return _histories[key]
+
+
 def _prune(wb: Services, sweep: dict[str, Any], trials: list[dict[str, Any]]) -> None:
     """Median rule: a running trial whose objective at its latest step is worse than the median of the
     finished trials' values at that step (two or more of them) is cancelled as pruned."""
@@ -249,7 +262,7 @@ def _prune(wb: Services, sweep: dict[str, Any], trials: list[dict[str, Any]]) ->
     finished = [t for t in trials if t["status"] == "succeeded"]
     if len(finished) < 2:
         return
-    histories = [dict(wb.store.metric_history(t["seq"], objective)) for t in finished]
+    histories = [_finished_history(wb, t["seq"], objective) for t in finished]
     for run in trials:
         if run["status"] != "running":
             continue
