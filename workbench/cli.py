@@ -16,20 +16,13 @@ from typing import Any, Sequence
 
 from workbench.errors import WorkbenchError
 from workbench.execution.images import human_bytes, run_image_size
-from workbench.jsonsafe import json_safe
 from workbench.textsafe import log_text, printable
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
 
 
 # output helpers -----------------------------------------------------------------------------------
-def _emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(json_safe(data), separators=(",", ":"), default=str, allow_nan=False))
-    sys.stdout.write("\n")
-
-
-def _say(message: str) -> None:
-    print(printable(message), file=sys.stderr, flush=True)
+from workbench.cli_output import emit_json as _emit_json, say as _say  # noqa: E402
 
 
 def _ago(ts: float | None) -> str:
@@ -736,6 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep", help="sweep id or unique prefix")
     p = command(sweeps, "cancel", cmd_sweeps_cancel, "stop a sweep: its queued trials leave the queue, running ones stop")
     p.add_argument("sweep")
+
+    from workbench.cli_registry import add_commands
+    add_commands(sub, command)
 
     runs = sub.add_parser("runs", help="the run history").add_subparsers(dest="runs_command", metavar="ACTION",
                                                                          required=True)

@@ -28,6 +28,11 @@ class Dirs:
         return self.runs / run_id
 
     @property
+    def models(self) -> Path:
+        """Registered model files, each named by its sha256 (content-addressed: registered once)."""
+        return self.data / "models"
+
+    @property
     def known_hosts(self) -> Path:
         return self.data / "known_hosts"
 

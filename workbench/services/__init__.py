@@ -164,6 +164,23 @@ class Workbench:
         from workbench.services.sweeps import cancel_sweep
         return cancel_sweep(self, ref)
 
+    # models ----------------------------------------------------------------------------------------
+    def register_model(self, run: str, artifact: str, name: str, force: bool = False) -> dict[str, Any]:
+        from workbench.services import models
+        return models.register(self, run, artifact, name, force)
+
+    def models(self) -> list[dict[str, Any]]:
+        from workbench.services import models
+        return models.models(self)
+
+    def model(self, ref: str) -> dict[str, Any]:
+        from workbench.services import models
+        return models.show(self, ref)
+
+    def alias_model(self, name: str, version: str | int, alias: str) -> dict[str, Any]:
+        from workbench.services import models
+        return models.set_alias(self, name, version, alias)
+
     def compare(self, refs: list[str], buckets: int = 120) -> dict[str, Any]:
         """Runs side by side: differing params, each metric's last/best (best run marked), checks, curves."""
         from workbench.services.compare import compare

@@ -13,9 +13,11 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 from workbench.errors import WorkbenchError
+from workbench.store.deployments import DeploymentQueries
 from workbench.store.ingest import IngestQueries
 from workbench.store.machines import MachineQueries
 from workbench.store.metrics import MetricQueries
+from workbench.store.models import ModelQueries
 from workbench.store.projects import ProjectQueries
 from workbench.store.queue import QueueQueries
 from workbench.store.sweeps import SweepQueries
@@ -26,7 +28,7 @@ from workbench.store.schema import MIGRATIONS
 BUSY_TIMEOUT_MS = 10_000
 
 
-class Store(RunQueries, QueueQueries, SweepQueries, MetricQueries, IngestQueries, ProjectQueries, MachineQueries, TelemetryQueries):
+class Store(RunQueries, QueueQueries, SweepQueries, ModelQueries, DeploymentQueries, MetricQueries, IngestQueries, ProjectQueries, MachineQueries, TelemetryQueries):
     """One SQLite connection shared by the threads of one process; writes are serialised by a lock."""
 
     def __init__(self, path: Path) -> None:

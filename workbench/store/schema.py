@@ -234,4 +234,74 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
         SELECT run_seq, key_id, count(*), min(value), max(value), min(step), max(step) FROM metrics
         GROUP BY run_seq, key_id;
     """,
+    # 9: the model registry (versions content-addressed by sha256, with lineage copied from the run so it
+    # outlives the run; aliases; an append-only alias history) and deployments (one per name: its stable
+    # endpoint; the containers that served each version; every switch and health result as an event)
+    """
+    CREATE TABLE model_versions (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        filename TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        artifact TEXT NOT NULL,
+        lineage TEXT NOT NULL,
+        forced INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (name, version)
+    ) WITHOUT ROWID;
+    CREATE TABLE model_aliases (
+        name TEXT NOT NULL,
+        alias TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        set_at REAL NOT NULL,
+        PRIMARY KEY (name, alias)
+    ) WITHOUT ROWID;
+    CREATE TABLE model_alias_history (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        name TEXT NOT NULL,
+        alias TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        previous INTEGER,
+        who TEXT NOT NULL
+    );
+    CREATE TABLE deployments (
+        name TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        machine TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        proxy TEXT,
+        live_version INTEGER,
+        live_container TEXT,
+        status TEXT NOT NULL,
+        status_reason TEXT,
+        health TEXT,
+        health_at REAL,
+        operation TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE deployment_targets (
+        deployment TEXT NOT NULL REFERENCES deployments (name) ON DELETE CASCADE,
+        container TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (deployment, container)
+    ) WITHOUT ROWID;
+    CREATE TABLE deployment_events (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        deployment TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        from_version INTEGER,
+        to_version INTEGER,
+        health TEXT,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX deployment_events_by_name ON deployment_events (deployment, id);
+    """,
 ]

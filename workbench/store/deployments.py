@@ -1,0 +1,73 @@
+"""Deployments: one record per name (its stable endpoint on a machine, the live version and container, the
+operation in progress), the containers that served each version, and an append-only event per switch,
+rollback, failed deploy and health change."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+
+def decode_deployment(row: sqlite3.Row) -> dict[str, Any]:
+    deployment = dict(row)
+    if deployment.get("operation"):
+        deployment["operation"] = json.loads(deployment["operation"])
+    return deployment
+
+
+class DeploymentQueries:
+    conn: sqlite3.Connection
+
+    def create_deployment(self, name: str, model: str, machine: str, port: int) -> bool:
+        """A new deployment record (False when the name exists)."""
+        now = time.time()
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            return conn.execute(
+                "INSERT OR IGNORE INTO deployments (name, model, machine, port, status, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, 'new', ?, ?)", (name, model, machine, port, now, now)).rowcount > 0
+
+    def get_deployment(self, name: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM deployments WHERE name = ?", (name,))  # type: ignore[attr-defined]
+        return decode_deployment(rows[0]) if rows else None
+
+    def deployments(self) -> list[dict[str, Any]]:
+        return [decode_deployment(r) for r in self.query("SELECT * FROM deployments ORDER BY name")]  # type: ignore[attr-defined]
+
+    def update_deployment(self, name: str, **fields: Any) -> None:
+        if "operation" in fields and fields["operation"] is not None:
+            fields["operation"] = json.dumps(fields["operation"])
+        fields["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute(f"UPDATE deployments SET {sets} WHERE name = ?", (*fields.values(), name))
+
+    def remove_deployment(self, name: str) -> None:
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute("DELETE FROM deployments WHERE name = ?", (name,))
+
+    def add_target(self, deployment: str, container: str, version: int, sha256: str, state: str) -> None:
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute("INSERT OR REPLACE INTO deployment_targets (deployment, container, version, sha256, state, "
+                         "created_at) VALUES (?, ?, ?, ?, ?, ?)", (deployment, container, version, sha256, state, time.time()))
+
+    def set_target_state(self, deployment: str, container: str, state: str) -> None:
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute("UPDATE deployment_targets SET state = ? WHERE deployment = ? AND container = ?",
+                         (state, deployment, container))
+
+    def targets(self, deployment: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query(  # type: ignore[attr-defined]
+            "SELECT * FROM deployment_targets WHERE deployment = ? ORDER BY created_at", (deployment,))]
+
+    def add_deployment_event(self, deployment: str, kind: str, message: str, *, from_version: int | None = None,
+                             to_version: int | None = None, health: str | None = None) -> None:
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute("INSERT INTO deployment_events (ts, deployment, kind, from_version, to_version, health, message) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (time.time(), deployment, kind, from_version, to_version, health, message))
+
+    def deployment_events(self, deployment: str, limit: int = 200) -> list[dict[str, Any]]:
+        rows = self.query("SELECT * FROM (SELECT * FROM deployment_events WHERE deployment = ? ORDER BY id DESC LIMIT ?) "  # type: ignore[attr-defined]
+                          "ORDER BY id", (deployment, limit))
+        return [dict(r) for r in rows]
