@@ -16,6 +16,8 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 # tests/remote: a second dockerd on its own bridge with its own NAT/FORWARD rules, reached over ssh
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_pkgs+=(iptables)
 command -v ssh >/dev/null || need_pkgs+=(openssh-client)
+# deployments: the reverse proxy in front of each deployment (a caddy:2 stand-in built from Debian's binary)
+command -v caddy >/dev/null || need_pkgs+=(caddy)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "apt-get install ${need_pkgs[*]}"
   apt-get update -qq
@@ -60,5 +62,20 @@ if ! docker image inspect python:3.11-slim >/dev/null 2>&1; then
     rm -rf "$root"
     docker save -o "$cache/python-3.11-slim.tar" python:3.11-slim
   fi
+fi
+if ! docker image inspect caddy:2 >/dev/null 2>&1; then
+  log "building caddy:2 from Debian's caddy $(caddy version | cut -d' ' -f1)"
+  cr=$(mktemp -d)
+  mkdir -p "$cr/usr/bin" "$cr/etc/ssl/certs" "$cr/etc/caddy" "$cr/data" "$cr/config" "$cr/tmp"
+  cp /usr/bin/caddy "$cr/usr/bin/caddy"
+  for lib in $(ldd /usr/bin/caddy | grep -o '/[^ ]*'); do  # Debian builds it with cgo: libc, libzstd
+    mkdir -p "$cr$(dirname "$lib")"; cp -L "$lib" "$cr$lib"
+  done
+  cp /etc/ssl/certs/ca-certificates.crt "$cr/etc/ssl/certs/"
+  printf ':80\nrespond "caddy stand-in"\n' > "$cr/etc/caddy/Caddyfile"
+  chmod 1777 "$cr/tmp"
+  tar -C "$cr" -c . | docker import -c 'ENV XDG_CONFIG_HOME=/config XDG_DATA_HOME=/data PATH=/usr/bin' \
+    -c 'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]' - caddy:2 >/dev/null
+  rm -rf "$cr"
 fi
 log "docker ready: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"

@@ -85,6 +85,82 @@ def cmd_models_alias(wb: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _deployment_line(d: dict[str, Any]) -> str:
+    health = d.get("health") or "-"
+    live = f"v{d['live_version']}" if d.get("live_container") else "none"
+    last = d.get("last_switch")
+    switched = f"  last switch {when(last['ts'])}" if last else ""
+    return (f"{d['name']:<16} {d['status']:<9} {d['model']}  live {live:<5} health {health:<8} "
+            f"{d['endpoint']} ({d['machine']}){switched}")
+
+
+def cmd_deploy(wb: Any, args: argparse.Namespace) -> int:
+    deployed = wb.deploy(args.model, args.machine, port=args.port, name=args.name, stop_first=args.stop_first)
+    if args.json:
+        emit_json(deployed)
+    else:
+        print(printable(f"{deployed['name']}: v{deployed['live_version']} serving at {deployed['endpoint']}"))
+    return 0
+
+
+def cmd_deployments_list(wb: Any, args: argparse.Namespace) -> int:
+    listed = wb.deployments()
+    if args.json:
+        emit_json(listed)
+        return 0
+    if not listed:
+        say("no deployments yet: `workbench deploy NAME[:VERSION|@ALIAS] --machine MACHINE`")
+        return 0
+    for d in listed:
+        print(printable(_deployment_line(d)))
+        if d.get("operation"):
+            print(printable(f"  {d['operation']['kind']} of v{d['operation'].get('version')} in progress"))
+        if d.get("health_detail"):
+            print(printable(f"  {d['health_detail']}"))
+    return 0
+
+
+def cmd_deployments_show(wb: Any, args: argparse.Namespace) -> int:
+    shown = wb.deployment(args.name)
+    if args.json:
+        emit_json(shown)
+        return 0
+    print(printable(_deployment_line(shown)))
+    if shown.get("status_reason"):
+        print(printable(f"  {shown['status_reason']}"))
+    print("versions:")
+    for t in shown["targets"]:
+        print(printable(f"  v{t['version']:<4} {t['state']:<8} {t['container']}  since {when(t['created_at'])}"))
+    print("history:")
+    for e in shown["events"]:
+        print(printable(f"  {when(e['ts'])}  {e['kind']:<15} {e['message']}"))
+    return 0
+
+
+def cmd_deployments_rollback(wb: Any, args: argparse.Namespace) -> int:
+    back = wb.rollback(args.name)
+    if args.json:
+        emit_json(back)
+    else:
+        print(printable(f"{back['name']}: v{back['live_version']} serving at {back['endpoint']}"))
+    return 0
+
+
+def cmd_deployments_logs(wb: Any, args: argparse.Namespace) -> int:
+    text = wb.deployment_logs(args.name, args.tail)
+    print(printable(text).rstrip("\n"))
+    return 0
+
+
+def cmd_deployments_stop(wb: Any, args: argparse.Namespace) -> int:
+    stopped = wb.stop_deployment(args.name, remove=args.remove)
+    if args.json:
+        emit_json(stopped)
+    else:
+        say(f"{args.name}: {stopped['status']}")
+    return 0
+
+
 def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
     models = sub.add_parser("models", help="the model registry: versions, lineage, aliases").add_subparsers(
         dest="models_command", metavar="ACTION", required=True)
@@ -100,3 +176,25 @@ def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> N
     p.add_argument("name")
     p.add_argument("version")
     p.add_argument("alias")
+
+    p = command(sub, "deploy", cmd_deploy, "serve a model version on a machine behind a stable port (blue/green "
+                                           "when it is already deployed)")
+    p.add_argument("model", help="NAME, NAME:VERSION or NAME@ALIAS")
+    p.add_argument("--machine", required=True, help="where to serve it: local or an SSH machine")
+    p.add_argument("--port", type=int, help="the endpoint's port on the machine (default 8080; kept on redeploys)")
+    p.add_argument("--name", help="the deployment's name (default: the model's)")
+    p.add_argument("--stop-first", action="store_true",
+                   help="when the machine's GPUs cannot hold both versions: stop the live one first")
+    deployments = sub.add_parser("deployments", help="deployments: endpoints, versions, health, history").add_subparsers(
+        dest="deployments_command", metavar="ACTION", required=True)
+    command(deployments, "list", cmd_deployments_list, "every deployment, checked with its machine")
+    p = command(deployments, "show", cmd_deployments_show, "a deployment's versions and its history of switches")
+    p.add_argument("name")
+    p = command(deployments, "rollback", cmd_deployments_rollback, "switch back to the previous version")
+    p.add_argument("name")
+    p = command(deployments, "logs", cmd_deployments_logs, "the live version's log tail", json_flag=False)
+    p.add_argument("name")
+    p.add_argument("--tail", type=int, default=200)
+    p = command(deployments, "stop", cmd_deployments_stop, "stop serving (the versions are kept unless --remove)")
+    p.add_argument("name")
+    p.add_argument("--remove", action="store_true", help="remove its containers and its record too")

@@ -75,7 +75,10 @@ class Deploy:
     image: str | None = None
     dockerfile: str | None = None
     health: str = "/health"
-    port: int = 8000
+    port: int = 8000                  # the port the server listens on inside its container
+    env: dict[str, str] = field(default_factory=dict)
+    gpus: int = 0
+    timeout: int = 300                # seconds a new version has to answer its health path with 200
 
 
 @dataclass
@@ -217,11 +220,7 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
         params[pname] = value
     _placeholders(v, command, key + ("command",), set(params), RESERVED_PLACEHOLDERS)
 
-    env = {}
-    for ename, value in v.table(table.get("env", {}), key + ("env",), None).items():
-        if isinstance(value, (dict, list)):
-            raise v.fail(key + ("env", ename), f"expected a string, got {_kind(value)}")
-        env[ename] = str(value).lower() if isinstance(value, bool) else str(value)
+    env = _env(v, table, key)
 
     allow_sensitive = table.get("allow_sensitive_mounts", False)
     if not isinstance(allow_sensitive, bool):
@@ -427,7 +426,8 @@ def load_spec(folder: str | os.PathLike[str]) -> ProjectSpec:
 
     deploy = None
     if "deploy" in data:
-        d = v.table(data["deploy"], ("deploy",), {"image", "dockerfile", "command", "health", "port"})
+        d = v.table(data["deploy"], ("deploy",), {"image", "dockerfile", "command", "health", "port", "env", "gpus",
+                                                  "timeout"})
         image, dockerfile = _image_source(v, d, ("deploy",))
         command = v.strings(d.get("command"), ("deploy", "command"), nonempty=True)
         _placeholders(v, command, ("deploy", "command"), {"model", "port"})
@@ -435,7 +435,9 @@ def load_spec(folder: str | os.PathLike[str]) -> ProjectSpec:
         if not health.startswith("/"):
             raise v.fail(("deploy", "health"), "expected a URL path starting with /")
         deploy = Deploy(command=command, image=image, dockerfile=dockerfile, health=health,
-                        port=v.integer(d.get("port", 8000), ("deploy", "port"), minimum=1))
+                        port=v.integer(d.get("port", 8000), ("deploy", "port"), minimum=1), env=_env(v, d, ("deploy",)),
+                        gpus=v.integer(d.get("gpus", 0), ("deploy", "gpus")),
+                        timeout=v.integer(d.get("timeout", 300), ("deploy", "timeout"), minimum=1))
 
     return ProjectSpec(name=name, root=root, exclude=exclude, experiments=experiments, watch=watch, deploy=deploy)
 
@@ -484,6 +486,15 @@ def format_param(value: SweepValue) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _env(v: "_Validator", table: dict[str, Any], key: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for ename, value in v.table(table.get("env", {}), key + ("env",), None).items():
+        if isinstance(value, (dict, list)):
+            raise v.fail(key + ("env", ename), f"expected a string, got {_kind(value)}")
+        env[ename] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
 
 
 def substitute(argv: list[str], values: dict[str, Any]) -> list[str]:

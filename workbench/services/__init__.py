@@ -181,6 +181,33 @@ class Workbench:
         from workbench.services import models
         return models.set_alias(self, name, version, alias)
 
+    # deployments -----------------------------------------------------------------------------------
+    def deploy(self, ref: str, machine: str, *, port: int | None = None, name: str | None = None,
+               stop_first: bool = False) -> dict[str, Any]:
+        from workbench.services import deploy
+        return deploy.deploy(self, ref, machine, port=port, name=name, stop_first=stop_first)
+
+    def deployments(self, check: bool = True) -> list[dict[str, Any]]:
+        """Every deployment; with `check`, each reconciled with its machine and its health asked."""
+        from workbench.services import deploy
+        return deploy.deployments(self, check)
+
+    def deployment(self, name: str, check: bool = True) -> dict[str, Any]:
+        from workbench.services import deploy
+        return deploy.show(self, name, check)
+
+    def rollback(self, name: str) -> dict[str, Any]:
+        from workbench.services import deploy
+        return deploy.rollback(self, name)
+
+    def deployment_logs(self, name: str, tail: int = 200) -> str:
+        from workbench.services import deploy
+        return deploy.logs(self, name, tail)
+
+    def stop_deployment(self, name: str, remove: bool = False) -> dict[str, Any]:
+        from workbench.services import deploy
+        return deploy.stop(self, name, remove)
+
     def compare(self, refs: list[str], buckets: int = 120) -> dict[str, Any]:
         """Runs side by side: differing params, each metric's last/best (best run marked), checks, curves."""
         from workbench.services.compare import compare

@@ -17,6 +17,11 @@ def decode_deployment(row: sqlite3.Row) -> dict[str, Any]:
     return deployment
 
 
+def holder(container: str) -> str:
+    """What holds a deployment's GPUs in gpu_reservations (whose holders are otherwise run ids)."""
+    return f"deployment:{container}"
+
+
 class DeploymentQueries:
     conn: sqlite3.Connection
 
@@ -45,21 +50,34 @@ class DeploymentQueries:
 
     def remove_deployment(self, name: str) -> None:
         with self.tx() as conn:  # type: ignore[attr-defined]
+            for (container,) in conn.execute("SELECT container FROM deployment_targets WHERE deployment = ?", (name,)):
+                conn.execute("DELETE FROM gpu_reservations WHERE run_id = ?", (holder(container),))
             conn.execute("DELETE FROM deployments WHERE name = ?", (name,))
 
-    def add_target(self, deployment: str, container: str, version: int, sha256: str, state: str) -> None:
+    def add_target(self, deployment: str, container: str, version: int, sha256: str, state: str, *,
+                   snapshot: str | None, machine: str, gpu_uuids: list[str]) -> None:
+        """A serving container of a version, with its GPUs reserved (as a run's are) while it exists."""
         with self.tx() as conn:  # type: ignore[attr-defined]
-            conn.execute("INSERT OR REPLACE INTO deployment_targets (deployment, container, version, sha256, state, "
-                         "created_at) VALUES (?, ?, ?, ?, ?, ?)", (deployment, container, version, sha256, state, time.time()))
+            conn.execute("INSERT OR REPLACE INTO deployment_targets (deployment, container, version, sha256, snapshot, "
+                         "gpu_uuids, state, state_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (deployment, container, version, sha256, snapshot, json.dumps(gpu_uuids), state, time.time(),
+                          time.time()))
+            for uuid in gpu_uuids:
+                conn.execute("INSERT INTO gpu_reservations (machine, uuid, run_id, reserved_at) VALUES (?, ?, ?, ?)",
+                             (machine, uuid, holder(container), time.time()))
 
     def set_target_state(self, deployment: str, container: str, state: str) -> None:
+        """`removed` and `failed` targets give their GPUs back (a stopped standby keeps them: it may come back)."""
         with self.tx() as conn:  # type: ignore[attr-defined]
-            conn.execute("UPDATE deployment_targets SET state = ? WHERE deployment = ? AND container = ?",
-                         (state, deployment, container))
+            conn.execute("UPDATE deployment_targets SET state = ?, state_at = ? WHERE deployment = ? AND container = ?",
+                         (state, time.time(), deployment, container))
+            if state in ("removed", "failed"):
+                conn.execute("DELETE FROM gpu_reservations WHERE run_id = ?", (holder(container),))
 
     def targets(self, deployment: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.query(  # type: ignore[attr-defined]
-            "SELECT * FROM deployment_targets WHERE deployment = ? ORDER BY created_at", (deployment,))]
+        rows = self.query("SELECT * FROM deployment_targets WHERE deployment = ? ORDER BY created_at",  # type: ignore[attr-defined]
+                          (deployment,))
+        return [{**dict(r), "gpu_uuids": json.loads(r["gpu_uuids"])} for r in rows]
 
     def add_deployment_event(self, deployment: str, kind: str, message: str, *, from_version: int | None = None,
                              to_version: int | None = None, health: str | None = None) -> None:

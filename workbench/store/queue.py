@@ -60,7 +60,9 @@ class QueueQueries:
         with self.tx() as conn:  # type: ignore[attr-defined]
             return conn.execute(
                 "DELETE FROM gpu_reservations WHERE run_id NOT IN "
-                "(SELECT id FROM runs WHERE status IN ('queued', 'running'))").rowcount
+                "(SELECT id FROM runs WHERE status IN ('queued', 'running')) "
+                "AND run_id NOT IN (SELECT 'deployment:' || container FROM deployment_targets "
+                "WHERE state NOT IN ('removed', 'failed'))").rowcount
 
     def reservations_version(self) -> tuple[int, int]:
         """Changes whenever a GPU is reserved or released, or a run ends: what a dispatcher polls for."""

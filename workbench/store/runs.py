@@ -370,7 +370,8 @@ class RunQueries:
     def referenced_snapshots(self) -> set[str]:
         return {r[0] for r in self.query(  # type: ignore[attr-defined]  (a running tpe sweep's trials to come)
             "SELECT DISTINCT snapshot FROM runs WHERE snapshot IS NOT NULL "
-            "UNION SELECT snapshot FROM sweeps WHERE status = 'running'")}
+            "UNION SELECT snapshot FROM sweeps WHERE status = 'running' "
+            "UNION SELECT snapshot FROM deployment_targets WHERE snapshot IS NOT NULL AND state != 'removed'")}
 
     def all_run_ids(self) -> set[str]:
         return {r[0] for r in self.query("SELECT id FROM runs")}  # type: ignore[attr-defined]

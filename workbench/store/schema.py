@@ -288,7 +288,10 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
         container TEXT NOT NULL,
         version INTEGER NOT NULL,
         sha256 TEXT NOT NULL,
+        snapshot TEXT,
+        gpu_uuids TEXT NOT NULL DEFAULT '[]',
         state TEXT NOT NULL,
+        state_at REAL NOT NULL,
         created_at REAL NOT NULL,
         PRIMARY KEY (deployment, container)
     ) WITHOUT ROWID;
