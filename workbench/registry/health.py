@@ -52,3 +52,24 @@ def ssh_probe(transport: Callable[[], Any]) -> Callable[[str, int, str], int | N
         finally:
             channel.close()
     return probe
+
+
+def local_listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def ssh_listening(transport: Callable[[], Any]) -> Callable[[int], bool]:
+    """Whether something on the host accepts connections on `port` (asked from the host itself)."""
+    import paramiko
+
+    def listening(port: int) -> bool:
+        try:
+            transport().open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=TIMEOUT).close()
+            return True
+        except (paramiko.SSHException, OSError, EOFError):
+            return False
+    return listening

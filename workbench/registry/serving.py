@@ -1,5 +1,8 @@
 """A deployment's containers on one Docker engine (here or on a host, through the same docker-py client):
-the deployments network, a serving container per version, its health wait, and the proxy in front.
+a serving container per version, its health wait, and the proxy in front, all on the engine's default
+bridge, the proxy reaching the live version by its address there (a user-defined network would need the
+engine's own iptables rules to forward between containers, and an engine run without them has no embedded
+DNS either).
 
 Containers carry `workbench.kind=deployment` (so `gc` never takes them for a run's orphans) and restart
 unless stopped, so a host reboot brings the live version and its proxy back; a version switched away from
@@ -14,7 +17,6 @@ from typing import Any, Callable
 from workbench.errors import WorkbenchError
 from workbench.registry import proxy
 
-NETWORK = "workbench-deployments"
 MODEL_DIR = "/model"
 CODE_DIR = "/workspace"
 Probe = Callable[[str, int, str], "int | None"]  # (address, port, path) -> HTTP status, None: no answer
@@ -36,19 +38,6 @@ def target_name(deployment: str, version: int) -> str:
     return f"workbench-serve-{deployment}-v{version}-{secrets.token_hex(3)}"
 
 
-def ensure_network(client: Any) -> None:
-    import docker.errors
-
-    try:
-        client.networks.get(NETWORK)
-    except docker.errors.NotFound:
-        try:
-            client.networks.create(NETWORK, driver="bridge", labels={"workbench.kind": "deployment"})
-        except docker.errors.APIError as exc:
-            if "already exists" not in str(exc):
-                raise
-
-
 def get(client: Any, name: str) -> Any | None:
     import docker.errors
 
@@ -65,7 +54,7 @@ def start_target(client: Any, *, name: str, image: str, command: list[str], env:
     mounts = [Mount(CODE_DIR, code_dir, type="bind", read_only=True),
               Mount(f"{MODEL_DIR}/{model_file}", model_path, type="bind", read_only=True)]
     kwargs: dict[str, Any] = dict(image=image, command=command, name=name, detach=True, labels=container_labels,
-                                  environment=env, working_dir=CODE_DIR, mounts=mounts, network=NETWORK, init=True,
+                                  environment=env, working_dir=CODE_DIR, mounts=mounts, init=True,
                                   restart_policy={"Name": "unless-stopped"})
     if gpu_ids:
         kwargs["device_requests"] = [DeviceRequest(device_ids=gpu_ids, capabilities=[["gpu"]])]
@@ -83,9 +72,12 @@ def health_path(container: Any) -> str:
 
 
 def address(container: Any) -> str | None:
+    """Its address on the engine's bridge (it changes when the container restarts: the proxy follows)."""
     container.reload()
-    networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
-    return (networks.get(NETWORK) or {}).get("IPAddress") or None
+    settings = container.attrs.get("NetworkSettings", {})
+    found = settings.get("IPAddress") or next((n.get("IPAddress") for n in (settings.get("Networks") or {}).values()
+                                               if n.get("IPAddress")), None)
+    return found or None
 
 
 def last_log_line(container: Any) -> str:
@@ -128,7 +120,7 @@ def upstream(container: Any) -> str:
     """The serving container's address and port on the deployments network."""
     where = address(container)
     if not where:
-        raise WorkbenchError(f"{container.name} has no address on the {NETWORK} network")
+        raise WorkbenchError(f"{container.name} has no address on the engine's bridge (is it running?)")
     return f"{where}:{container.labels.get('workbench.port', '8000')}"
 
 
@@ -143,7 +135,7 @@ def ensure_proxy(client: Any, name: str, port: int, serving: Any, container_labe
     if found is None:
         found = client.containers.create(
             proxy.IMAGE, ["caddy", "run", "--config", proxy.CONFIG], name=name, labels=container_labels,
-            ports={f"{proxy.LISTEN}/tcp": port}, network=NETWORK, restart_policy={"Name": "unless-stopped"})
+            ports={f"{proxy.LISTEN}/tcp": port}, restart_policy={"Name": "unless-stopped"})
     else:
         found.update(restart_policy={"Name": "unless-stopped"})
     proxy.write_config(found, upstream(serving), serving.name)

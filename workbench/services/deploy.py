@@ -19,14 +19,14 @@ from workbench.errors import NotFound, WorkbenchError
 from workbench.execution.ingest import new_owner
 from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.registry import proxy, serving
-from workbench.registry.health import local_probe, ssh_probe
+from workbench.registry.health import local_listening, local_probe, ssh_listening, ssh_probe
 from workbench.registry.models import check_name
 from workbench.services import models
 from workbench.services.context import Services
 
 DEFAULT_PORT = 8080
 DRAIN_SECONDS = 2.0     # after a switch, requests already sent to the old version finish before it stops
-LEASE_TTL, LEASE_RENEW = 15.0, 3.0
+LEASE_TTL, LEASE_RENEW = 8.0, 2.0
 ROLLBACK_TIMEOUT = 120.0  # the kept version loaded its model once already
 
 
@@ -41,7 +41,9 @@ class Target:
         self.wb, self.machine = wb, machine
         self.client = wb.executors.docker_client_for(machine)
         self.remote = wb.executors.is_remote(machine)
-        self.probe: serving.Probe = ssh_probe(wb.executors.connection(machine).transport) if self.remote else local_probe
+        transport = wb.executors.connection(machine).transport if self.remote else None
+        self.probe: serving.Probe = ssh_probe(transport) if transport else local_probe
+        self.listening = ssh_listening(transport) if transport else local_listening
 
     def model_path(self, local: Path, sha: str) -> str:
         """The model file where the engine runs: here, the store's copy; on a host, sent once to
@@ -143,6 +145,8 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
         record = reconcile(wb, _get(wb, name), quiet=True, owner=owner)
         target = Target(wb, machine)
         live = record["live_container"]
+        if serving.get(target.client, serving.proxy_name(wb.store.instance, name)) is None and target.listening(port):
+            raise WorkbenchError(f"port {port} is in use on {machine}", hint="pick another with --port")
         wb.store.update_deployment(name, operation={"kind": "deploy", "version": version["version"], "owner": owner,
                                                     "started": time.time()},
                                    status=record["status"] if live else "deploying")
@@ -154,7 +158,6 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
         image = image_for(wb, spec, replace(experiment, image=d.image, dockerfile=d.dockerfile),
                           wb.dirs.snapshots / snapshot.hash, snapshot.hash, None, machine=machine)
         target.ensure_image(proxy.IMAGE)
-        serving.ensure_network(target.client)
         gpu_ids = _gpus_for(wb, target, record, d.gpus, stop_first, label)
         container_name = serving.target_name(name, version["version"])
         command = substitute(d.command, {"model": f"{serving.MODEL_DIR}/{version['filename']}", "port": d.port})
@@ -334,7 +337,6 @@ def reconcile(wb: Services, record: dict[str, Any], quiet: bool = False, owner: 
             if live is not None and live.status != "running":
                 serving.start_again(live)
             if live is not None and (proxy_container is None or proxy_container.status != "running"):
-                serving.ensure_network(target.client)
                 serving.ensure_proxy(target.client, proxy_name, record["port"], live,
                                      serving.labels(wb.store.instance, name, "proxy"))
                 what = "gone" if proxy_container is None else proxy_container.status

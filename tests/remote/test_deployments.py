@@ -1,0 +1,208 @@
+"""Deployments (issue 12) on the SSH test host with its own Docker engine: a real mnist-numpy run trained
+there, registered, deployed behind the Caddy proxy (the caddy:2 stand-in streamed from this workstation),
+predictions over HTTP at the stable endpoint; v2 switched in while a client sends 50 requests/s (no request
+may fail); a broken v3 that never turns healthy (v2 keeps serving); rollback; the CLI kill -9'ed
+mid-deploy (the next `deployments list` settles on the version the proxy serves); the proxy killed
+(brought back on the same port); and the bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import assert_one_line_error, wait_for
+from remote_hosts import copy_image, register
+
+pytestmark = pytest.mark.docker
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_projects" / "mnist-numpy"
+BROKEN = """
+[experiments.broken]
+dockerfile = "Dockerfile"
+command = ["python", "-c", "import os; open(os.path.join(os.environ['WORKBENCH_OUTPUT'], 'model.npz'), 'w').write('not a model')"]
+artifacts = ["model.npz"]
+"""
+DIGIT = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8,
+         0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def predict(endpoint: str, timeout: float = 10) -> int:
+    request = urllib.request.Request(f"{endpoint}/predict", json.dumps({"pixels": DIGIT}).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        assert answer.status == 200
+        return json.loads(answer.read())["digit"]
+
+
+class Load:
+    """A client sending `rate` requests/s (each on a new connection) until stopped; counts failures."""
+
+    def __init__(self, endpoint: str, rate: float = 50) -> None:
+        self.endpoint, self.rate = endpoint, rate
+        self.ok = 0
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._loop = threading.Thread(target=self._run, daemon=True)
+
+    def _one(self) -> None:
+        try:
+            predict(self.endpoint)
+            with self._lock:
+                self.ok += 1
+        except Exception as exc:  # noqa: BLE001 - counted
+            with self._lock:
+                self.failed.append(repr(exc))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            thread = threading.Thread(target=self._one, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+            time.sleep(1 / self.rate)
+
+    def __enter__(self) -> "Load":
+        self._loop.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._loop.join()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+
+def _train(cli, root: Path, epochs: int) -> str:
+    done = cli("run", str(root), "-e", "train", "--machine", "gpu-a", "-p", f"epochs={epochs}", "--wait", "--json",
+               timeout=600)
+    assert done.code == 0, done.err
+    run = done.json()
+    assert run["status"] == "succeeded", run
+    return run["id"]
+
+
+def _deployment(cli, name: str) -> dict:
+    listed = cli("deployments", "list", "--json")
+    assert listed.code == 0, listed.err
+    return next(d for d in listed.json() if d["name"] == name)
+
+
+def test_train_register_deploy_switch_rollback_on_a_host(cli, remote_env, tmp_path, home):
+    register(cli, "gpu-a", remote_env.gpu, remote_env.user_key, extra=("--dir", str(tmp_path / "host")))
+    copy_image("python:3.11-slim", remote_env.docker_host)  # what `docker pull` would have put there
+    root = tmp_path / "mnist"
+    shutil.copytree(SAMPLE, root)
+    spec = (root / "workbench.toml").read_text().replace('health = "/health"', 'health = "/health"\ntimeout = 10')
+    (root / "workbench.toml").write_text(spec + BROKEN)
+    port = free_port()
+
+    v1_run = _train(cli, root, 8)
+    assert cli("models", "register", v1_run, "model.npz", "--name", "digits").code == 0
+    started = time.monotonic()
+    deployed = cli("deploy", "digits", "--machine", "gpu-a", "--port", str(port), "--json", timeout=600)
+    assert deployed.code == 0, deployed.err
+    deployed = deployed.json()
+    endpoint = deployed["endpoint"]
+    assert endpoint == f"http://127.0.0.3:{port}" and deployed["live_version"] == 1 and deployed["health"] == "ok"
+    assert predict(endpoint) in range(10)
+    containers = remote_env.docker.containers.list(filters={"label": "workbench.deployment=digits"})
+    assert {c.labels["workbench.role"] for c in containers} == {"proxy", "serve"}
+    assert all(c.labels["workbench.kind"] == "deployment" for c in containers)
+    assert all(c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped" for c in containers)
+    print(f"promote -> serving: {time.monotonic() - started:.1f} s (first deploy, image and model sent)")
+
+    # v2 while a client sends 50 requests/s: not one fails
+    v2_run = _train(cli, root, 12)
+    assert cli("models", "register", v2_run, "model.npz", "--name", "digits").code == 0
+    with Load(endpoint) as load:
+        time.sleep(1)
+        switched = cli("deploy", "digits:2", "--machine", "gpu-a", "--json")
+        time.sleep(1)
+    assert switched.code == 0, switched.err
+    assert switched.json()["live_version"] == 2
+    assert load.failed == [] and load.ok > 50, (load.ok, load.failed[:3])
+    old = [t for t in switched.json()["targets"] if t["version"] == 1 and t["state"] == "standby"]
+    assert old and remote_env.docker.containers.get(old[0]["container"]).status == "exited"  # kept for rollback
+
+    # a broken v3 never turns healthy: removed, v2 keeps serving, the reason said
+    broken = cli("run", str(root), "-e", "broken", "--machine", "gpu-a", "--wait", "--json", timeout=300)
+    assert broken.code == 0, broken.err
+    assert cli("models", "register", broken.json()["id"], "model.npz", "--name", "digits").code == 0
+    failed = cli("deploy", "digits:3", "--machine", "gpu-a")
+    assert_one_line_error(failed, "digits:3 not deployed", "did not answer /health with 200 within 10 s",
+                          "HTTP 500", "v2 keeps serving")
+    assert predict(endpoint) in range(10)
+    shown = cli("deployments", "show", "digits", "--json").json()
+    assert shown["live_version"] == 2 and [e["kind"] for e in shown["events"]][-1] == "deploy-failed"
+    assert not remote_env.docker.containers.list(all=True, filters={"label": ["workbench.deployment=digits",
+                                                                             "workbench.version=3"]})
+
+    # rollback: back to v1 in seconds, with requests flowing
+    with Load(endpoint) as load:
+        time.sleep(0.5)
+        started = time.monotonic()
+        back = cli("deployments", "rollback", "digits", "--json")
+        took = time.monotonic() - started
+    assert back.code == 0, back.err
+    assert back.json()["live_version"] == 1 and load.failed == [], load.failed[:3]
+    assert took < 10, took
+    print(f"rollback: {took:.1f} s")
+
+    # the CLI killed mid-deploy: the next look settles on what the proxy serves
+    env = {"WORKBENCH_HOME": str(home)}
+    process = subprocess.Popen([sys.executable, "-m", "workbench", "deploy", "digits:2", "--machine", "gpu-a"],
+                               env={**__import__("os").environ, **env}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    wait_for(lambda: any(t["state"] == "starting" for t in cli("deployments", "show", "digits", "--json")
+                         .json()["targets"]) if process.poll() is None else True, timeout=120, interval=0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    settled = wait_for(lambda: (d := _deployment(cli, "digits")) and not d.get("operation") and d, timeout=60,
+                       interval=0.5)
+    assert settled["live_version"] == 1 and settled["status"] == "live" and settled["health"] == "ok"
+    assert predict(endpoint) in range(10)
+    running = remote_env.docker.containers.list(filters={"label": ["workbench.deployment=digits",
+                                                                   "workbench.role=serve"]})
+    assert len(running) == 1 and running[0].labels["workbench.version"] == "1"
+
+    # the proxy killed: brought back on the same port by the next look
+    proxy = remote_env.docker.containers.list(filters={"label": ["workbench.deployment=digits",
+                                                                 "workbench.role=proxy"]})[0]
+    proxy.kill()
+    assert _deployment(cli, "digits")["health"] == "ok"
+    assert predict(endpoint) in range(10)
+    assert "proxy-restarted" in [e["kind"] for e in cli("deployments", "show", "digits", "--json").json()["events"]]
+
+    # bad input: one clear line each, nothing recorded lost
+    assert_one_line_error(cli("deploy", "nosuch", "--machine", "gpu-a"), "no model 'nosuch'")
+    assert_one_line_error(cli("deploy", "digits:9", "--machine", "gpu-a"), "has no version 9")
+    assert_one_line_error(cli("deploy", "digits@production", "--machine", "gpu-a"), "has no alias 'production'")
+    assert_one_line_error(cli("deploy", "digits:2", "--machine", "gpu-a", "--name", "other", "--port", str(port)),
+                          f"port {port} is in use")
+    assert_one_line_error(cli("deployments", "rollback", "ghost"), "no deployment 'ghost'")
+    logs = cli("deployments", "logs", "digits")
+    assert logs.code == 0 and "model loaded" in logs.out
+    assert _deployment(cli, "digits")["live_version"] == 1
+
+    stopped = cli("deployments", "stop", "digits", "--remove")
+    assert stopped.code == 0, stopped.err
+    assert not remote_env.docker.containers.list(all=True, filters={"label": "workbench.deployment=digits"})
+    assert [d["name"] for d in cli("deployments", "list", "--json").json()] == ["other"]  # its record: failed
+    assert cli("deployments", "stop", "other", "--remove").code == 0
