@@ -104,9 +104,15 @@ def _deployment(cli, name: str) -> dict:
     return next(d for d in listed.json() if d["name"] == name)
 
 
-def test_train_register_deploy_switch_rollback_on_a_host(cli, remote_env, tmp_path, home):
-    register(cli, "gpu-a", remote_env.gpu, remote_env.user_key, extra=("--dir", str(tmp_path / "host")))
+@pytest.fixture(scope="module")
+def host(remote_env):
     copy_image("python:3.11-slim", remote_env.docker_host)  # what `docker pull` would have put there
+    return remote_env
+
+
+def test_train_register_deploy_switch_rollback_on_a_host(cli, host, tmp_path, home):
+    remote_env = host
+    register(cli, "gpu-a", remote_env.gpu, remote_env.user_key, extra=("--dir", str(tmp_path / "host")))
     root = tmp_path / "mnist"
     shutil.copytree(SAMPLE, root)
     spec = (root / "workbench.toml").read_text().replace('health = "/health"', 'health = "/health"\ntimeout = 10')
@@ -206,3 +212,43 @@ def test_train_register_deploy_switch_rollback_on_a_host(cli, remote_env, tmp_pa
     assert not remote_env.docker.containers.list(all=True, filters={"label": "workbench.deployment=digits"})
     assert [d["name"] for d in cli("deployments", "list", "--json").json()] == ["other"]  # its record: failed
     assert cli("deployments", "stop", "other", "--remove").code == 0
+
+
+GPU_SPEC = """
+[experiments.train]
+image = "python:3.11-slim"
+command = ["python3", "-c", "import os; open(os.path.join(os.environ['WORKBENCH_OUTPUT'], 'm.txt'), 'w').write('m')"]
+artifacts = ["m.txt"]
+[deploy]
+image = "python:3.11-slim"
+command = ["python3", "-c", "import http.server as h, os; H = type('H', (h.BaseHTTPRequestHandler,), {'do_GET': lambda s: (s.send_response(200), s.end_headers(), s.wfile.write(os.environ.get('NVIDIA_VISIBLE_DEVICES', '-').encode()))}); h.HTTPServer(('', {port}), H).serve_forever()"]
+gpus = 1
+"""
+
+
+def test_a_gpu_deployment_holds_its_gpu_and_a_full_host_offers_stop_first(cli, host, make_project, tmp_path):
+    (host.gpu.dir / "gpu-count").write_text("1")
+    try:
+        register(cli, "gpu-a", host.gpu, host.user_key, extra=("--dir", str(tmp_path / "host")))
+        root = make_project(GPU_SPEC)
+        for _ in range(2):
+            run = cli("run", str(root), "--machine", "gpu-a", "--wait", "--json")
+            assert run.code == 0, run.err
+            assert cli("models", "register", run.json()["id"], "m.txt", "--name", "g").code == 0
+        port = free_port()
+        first = cli("deploy", "g:1", "--machine", "gpu-a", "--port", str(port), "--json")
+        assert first.code == 0, first.err
+        with urllib.request.urlopen(f"http://127.0.0.3:{port}/", timeout=10) as answer:
+            assert answer.read().decode() == host.gpu_uuids[0]  # pinned by UUID, as a run's GPUs are
+        # the GPU is held: a run needing it waits for it, and v2 cannot start beside v1
+        assert_one_line_error(cli("deploy", "g:2", "--machine", "gpu-a"), "gpu-a cannot hold both versions",
+                              "--stop-first")
+        assert cli("deployments", "show", "g", "--json").json()["live_version"] == 1
+        second = cli("deploy", "g:2", "--machine", "gpu-a", "--stop-first", "--json")
+        assert second.code == 0, second.err
+        assert second.json()["live_version"] == 2
+        events = [e["kind"] for e in second.json()["events"]]
+        assert "stop-first" in events
+        assert cli("deployments", "stop", "g", "--remove").code == 0
+    finally:
+        (host.gpu.dir / "gpu-count").unlink(missing_ok=True)

@@ -119,12 +119,12 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
     from workbench.projects.spec import substitute
     from workbench.services.images import image_for
 
+    machine = wb.executors.machine(machine)
     version = models.resolve(wb, ref)
     model_file = models.model_file(wb, version)
     spec = _spec_of(version)
     d = spec.deploy
     name = check_name(name or version["name"], "deployment name")
-    machine = wb.executors.machine(machine)
     existing = wb.store.get_deployment(name)
     if existing and existing["machine"] != machine:
         raise WorkbenchError(f"deployment {name} lives on {existing['machine']}",
