@@ -11,6 +11,7 @@ from rich.console import Console
 from textual.widgets import DataTable, Static
 
 from fixture_db import NOW
+from test_run_screens import until
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.formatting import cell, elide, fit_items, metrics_cell, pairs, share_width
 
@@ -169,15 +170,16 @@ async def test_runs_table_shows_params_whole_or_not_at_all(seeded):
         assert str(table.get_cell("wide0001", "params")) == "lr=0.001 iterations=2000 batch_size=40000 momentum=0.9"
 
 
-@pytest.mark.parametrize("key, needle", [("6", "a project's [deploy] table is already validated"),
-                                         ("5", "Runs → enter → Overview")])
-async def test_empty_screens_show_their_text_as_written(seeded, key, needle):
+@pytest.mark.parametrize("key, hint, needle", [
+    ("6", "#deployments-hint", "on the Models screen (5), pick a version and press D"),
+    ("5", "#models-hint", "`workbench models register RUN ARTIFACT --name NAME`")])
+async def test_empty_registry_screens_say_how_to_start(seeded, key, hint, needle):
     app = WorkbenchApp(seeded, clock=lambda: NOW)
     async with app.run_test(size=(120, 24)) as pilot:
         await pilot.press(key)
-        await settle(app, pilot)
-        text = str(app.screen.query_one(".empty", Static).render())
-        assert needle in text and "  table" not in text
+        await until(app, pilot, lambda: app.screen.loads)
+        text = str(app.screen.query_one(hint, Static).render())
+        assert needle in text
 
 
 def test_a_run_that_did_not_succeed_never_shows_a_pass_mark():

@@ -29,12 +29,13 @@ WORKER_TITLES = {
     "config": "Saving config.toml", "runs-page": "Loading runs", "run-detail": "Loading the run",
     "dashboard": "Loading the dashboard", "projects": "Loading projects", "machines": "Loading machines",
     "machine-detail": "Sampling the machine", "launch": "Launch failed", "watch": "Watching",
+    "models": "Loading models", "deployments": "Checking deployments",
 }
 
 
 # Workers started by timers: a repeated failure is said once. Anything a user asked for is always answered.
 PERIODIC_GROUPS = frozenset({"reconcile", "fleet", "telemetry-history", "runs-page", "run-detail", "dashboard",
-                             "projects", "machines", "machine-detail"})
+                             "projects", "machines", "machine-detail", "models", "deployments"})
 
 
 class FleetReady(Message):
@@ -260,6 +261,28 @@ class WorkbenchApp(App[None]):
         run = wb.launch(path, experiment, overrides, executor=executor, machine=machine)
         wb.follow_in_background(run["id"])
         self.call_from_thread(self._open_run, run["id"])
+
+    def deploy_model(self, ref: str, machine: str, port: int | None, name: str | None = None) -> None:
+        """Deploys in a worker (a first deploy may build an image and load a model for minutes); its
+        progress lines are notifications; the Deployments screen opens when it serves."""
+        self.notify(f"deploying {ref} on {machine}…")
+        self.run_worker(lambda: self._deploy_version(ref, machine, port, name), name=f"Cannot deploy {ref}", group="deploy",
+                        thread=True, exit_on_error=False)
+
+    def _deploy_version(self, ref: str, machine: str, port: int | None, name: str | None) -> None:
+        deployed = self.workbench.deploy(ref, machine, port=port, name=name)
+        self.call_from_thread(self.notify, f"{deployed['name']}: v{deployed['live_version']} serving at "
+                                           f"{deployed['endpoint']}", title="Deployed")
+        self.call_from_thread(self.switch_mode, "deployments")
+
+    def register_model(self, run_id: str, artifact: str, name: str, force: bool) -> None:
+        self.run_worker(lambda: self._register_version(run_id, artifact, name, force), name=f"Cannot register {name}",
+                        group="register", thread=True, exit_on_error=False)
+
+    def _register_version(self, run_id: str, artifact: str, name: str, force: bool) -> None:
+        version = self.workbench.register_model(run_id, artifact, name, force)
+        self.call_from_thread(self.notify, f"{version['name']}:{version['version']} from run {run_id} "
+                                           f"({version['artifact']})", title="Model registered")
 
     def _open_run(self, run_id: str) -> None:
         from workbench.tui.screens.run_detail import RunDetailScreen

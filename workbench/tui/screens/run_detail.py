@@ -203,6 +203,7 @@ class RunDetailScreen(RunActions, BaseScreen):
         Binding("d,delete", "delete_run", "Delete", id="detail.delete"),
         Binding("R", "rerun", "Rerun", id="detail.rerun"),
         Binding("w", "sweep", "Its sweep", show=False, id="detail.sweep"),
+        Binding("M", "register_model", "Register model", show=False, id="detail.register_model"),
     ]
     DEFAULT_CSS = """
     RunDetailScreen #detail-title { height: 1; padding: 0 1; background: $boost; }
@@ -459,6 +460,25 @@ class RunDetailScreen(RunActions, BaseScreen):
     def action_rerun(self) -> None:
         self.app.run_action_on_run("rerun", self.run_id)  # type: ignore[attr-defined]
 
+    def action_register_model(self) -> None:
+        """Registers one of the run's artifacts as the next version of a model (a form picks which)."""
+        run = self.run
+        if run is None:
+            return
+        artifacts = [a["path"] for a in run.get("artifacts") or [] if not a.get("link")]
+        if not artifacts:
+            self.notify(f"run {self.run_id} has no artifacts to register", severity="warning")
+            return
+        gate = (f"run {self.run_id} {run['status']}" if run["status"] != "succeeded" else
+                f"run {self.run_id} failed its checks" if run.get("verdict") == "fail" else None)
+        from workbench.tui.screens.register_model import RegisterModelScreen
+
+        def answered(answer: dict | None) -> None:
+            if answer:
+                self.app.register_model(self.run_id, answer["artifact"], answer["name"],  # type: ignore[attr-defined]
+                                        answer["force"])
+        self.app.push_screen(RegisterModelScreen(self.run_id, artifacts, run["project"], gate), answered)
+
     def action_sweep(self) -> None:
         sweep_id = (self.run or {}).get("sweep_id")
         if not sweep_id:
@@ -475,5 +495,7 @@ class RunDetailScreen(RunActions, BaseScreen):
             ("Cancel run", "stop this run (asks first)", self.action_cancel_run),
             ("Delete run", "remove this run with its logs, metrics and artifacts (asks first)", self.action_delete_run),
             ("Rerun", "an identical run from the stored snapshot and image", self.action_rerun),
+            ("Register model", "one of this run's artifacts as the next version of a model", self.action_register_model),
+            ("Open its sweep", "the sweep this run is a trial of", self.action_sweep),
             ("Back to runs", "the run history", self.action_back),
         ]
