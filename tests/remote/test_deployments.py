@@ -252,3 +252,51 @@ def test_a_gpu_deployment_holds_its_gpu_and_a_full_host_offers_stop_first(cli, h
         assert cli("deployments", "stop", "g", "--remove").code == 0
     finally:
         (host.gpu.dir / "gpu-count").unlink(missing_ok=True)
+
+
+SLOW_SPEC = """
+[experiments.train]
+image = "python:3.11-slim"
+command = ["python3", "-c", "import os; open(os.path.join(os.environ['WORKBENCH_OUTPUT'], 'm.txt'), 'w').write('m')"]
+artifacts = ["m.txt"]
+[deploy]
+image = "python:3.11-slim"
+command = ["python3", "-c", "import http.server as h, time; time.sleep({delay}); H = type('H', (h.BaseHTTPRequestHandler,), {'do_GET': lambda s: (s.send_response(200), s.end_headers(), s.wfile.write(b'ok'))}); h.HTTPServer(('', {port}), H).serve_forever()"]
+"""
+
+
+def test_the_host_lost_during_a_switch_settles_on_one_live_version(cli, host, make_project, tmp_path):
+    from test_remote_faults import _kill_host
+
+    register(cli, "gpu-a", host.gpu, host.user_key, extra=("--dir", str(tmp_path / "host")))
+    root = make_project(SLOW_SPEC.replace("{delay}", "0"))
+    run = cli("run", str(root), "--machine", "gpu-a", "--wait", "--json")
+    assert run.code == 0, run.err
+    for _ in range(2):
+        assert cli("models", "register", run.json()["id"], "m.txt", "--name", "s").code == 0
+    port = free_port()
+    assert cli("deploy", "s:1", "--machine", "gpu-a", "--port", str(port)).code == 0
+    (root / "workbench.toml").write_text(SLOW_SPEC.replace("{delay}", "30"))  # v2 takes its time to answer
+    process = subprocess.Popen([sys.executable, "-m", "workbench", "deploy", "s:2", "--machine", "gpu-a"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(t["state"] == "starting" for t in cli("deployments", "show", "s", "--json")
+                         .json()["targets"]), timeout=120, interval=0.1)
+    _kill_host(host.gpu)  # mid-switch: sshd and every session gone
+    try:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 1 and err.count("workbench: error:") == 1 and "Traceback" not in err, err
+        away = cli("deployments", "list", "--json")
+        assert away.code == 0, away.err
+        (record,) = away.json()
+        assert record["health"] == "unknown" and record["live_version"] == 1  # said, nothing changed
+        with urllib.request.urlopen(f"http://127.0.0.3:{port}/", timeout=10) as answer:
+            assert answer.read() == b"ok"  # the proxy never stopped serving v1
+    finally:
+        host.gpu.start()
+    settled = wait_for(lambda: (d := _deployment(cli, "s")) and not d.get("operation") and d, timeout=60,
+                       interval=0.5)
+    assert settled["live_version"] == 1 and settled["health"] == "ok"
+    serving = host.docker.containers.list(all=True, filters={"label": ["workbench.deployment=s", "workbench.role=serve"]})
+    assert [c.labels["workbench.version"] for c in serving] == ["1"]  # the half-started v2 is gone
+    assert "reconciled" in [e["kind"] for e in cli("deployments", "show", "s", "--json").json()["events"]]
+    assert cli("deployments", "stop", "s", "--remove").code == 0

@@ -105,3 +105,35 @@ async def test_register_alias_deploy_rollback_stop_from_the_app(wb, make_project
     finally:
         if wb.store.get_deployment("m"):
             wb.stop_deployment("m", remove=True)
+
+
+async def test_the_app_says_when_a_deployment_turns_unhealthy_whatever_screen_shows(wb, make_project, monkeypatch):
+    import docker
+
+    import workbench.tui.app as app_module
+
+    monkeypatch.setattr(app_module, "HEALTH_SECONDS", 0.5)
+    root = make_project(SPEC.replace("DEPLOY", DEPLOY), {"serve.py": SERVER, "train.py": TRAIN})
+    wb.register_model(trained(wb, root, "first"), "model.txt", "h")
+    wb.deploy("h", "local", port=free_port())
+    serving = docker.from_env().containers.get(wb.store.get_deployment("h")["live_container"])
+    app = WorkbenchApp(wb)
+    said: list[str] = []
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            original = app.notify
+            monkeypatch.setattr(app, "notify", lambda message, **kw: (said.append(str(message)), original(message, **kw)))
+            await pilot.press("4")
+            await until(app, pilot, lambda: app._health.get("h") == "ok")
+            serving.pause()  # it stops answering
+            await until(app, pilot, lambda: "h: v1 health failing" in said, timeout=30)
+            serving.unpause()
+            await until(app, pilot, lambda: "h: v1 health ok" in said, timeout=30)
+            events = [e["kind"] for e in wb.deployment("h", check=False)["events"]]
+            assert events.count("health") == 2
+    finally:
+        try:
+            serving.unpause()
+        except Exception:  # noqa: BLE001 - not paused
+            pass
+        wb.stop_deployment("h", remove=True)

@@ -67,8 +67,11 @@ def write_config(container: Any, upstream: str, serving: str) -> None:
         raise WorkbenchError(f"could not write the proxy's config into {container.name}")
 
 
-def read_serving(container: Any) -> tuple[str, str] | None:
-    """(container, upstream) the proxy's config names: what it serves, as far as the host knows."""
+def read_serving(container: Any | None) -> tuple[str, str] | None:
+    """(container, upstream) the proxy's config names: what it serves, as far as the host knows (None
+    without a proxy or a config)."""
+    if container is None:
+        return None
     try:
         stream, _ = container.get_archive(CONFIG)
     except Exception:  # noqa: BLE001 - no config yet

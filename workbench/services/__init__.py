@@ -187,6 +187,9 @@ class Workbench:
         from workbench.services import deploy
         return deploy.deploy(self, ref, machine, port=port, name=name, stop_first=stop_first)
 
+    def has_deployments(self) -> bool:
+        return self.store.has_live_deployments()
+
     def deployments(self, check: bool = True) -> list[dict[str, Any]]:
         """Every deployment; with `check`, each reconciled with its machine and its health asked."""
         from workbench.services import deploy

@@ -194,7 +194,8 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
     except BaseException as exc:
         current = wb.store.get_deployment(name)
         if container_name and current and current["live_container"] != container_name:
-            _discard(wb, machine, name, container_name)  # started but never served: nothing half-switched
+            if not _discard(wb, machine, name, container_name):
+                raise  # the machine did not answer: the operation stays recorded, for the next look to settle
         if current and current.get("operation") and current["operation"].get("owner") == owner:
             wb.store.update_deployment(name, operation=None, status="live" if current["live_container"] else "failed",
                                        status_reason=f"{label}: {getattr(exc, 'message', None) or exc!r}")
@@ -204,14 +205,21 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
         wb.store.release_lease(lease(name), owner)
 
 
-def _discard(wb: Services, machine: str, name: str, container_name: str) -> None:
+def _discard(wb: Services, machine: str, name: str, container_name: str) -> bool:
+    """Removes a container that never served (False when the machine does not answer)."""
     try:
-        found = serving.get(Target(wb, machine).client, container_name)
+        client = Target(wb, machine).client
+        found = serving.get(client, container_name)
+        served = proxy.read_serving(serving.get(client, serving.proxy_name(wb.store.instance, name)))
+        if served and served[0] == container_name:
+            return False  # the switch happened before the failure: the next look records it as live
         if found is not None:
             found.remove(force=True)
-    except Exception:  # noqa: BLE001 - the machine went away: the next reconcile removes it
-        return
+    except Exception:  # noqa: BLE001 - the machine went away: the next reconcile settles it
+        return False
     wb.store.set_target_state(name, container_name, "failed")
+    return True
+
 
 
 def _gpus_for(wb: Services, target: Target, record: dict[str, Any], count: int, stop_first: bool,
@@ -329,13 +337,13 @@ def reconcile(wb: Services, record: dict[str, Any], quiet: bool = False, owner: 
         target = Target(wb, record["machine"])
         proxy_name = serving.proxy_name(wb.store.instance, name)
         proxy_container = serving.get(target.client, proxy_name)
-        serves = proxy.read_serving(proxy_container) if proxy_container is not None else None
+        serves = proxy.read_serving(proxy_container)
         if operation:
             record = _settle(wb, target, record, serves[0] if serves else record["live_container"])
         if record["live_container"] and record["status"] == "live":
             live = serving.get(target.client, record["live_container"])
-            if live is not None and live.status != "running":
-                serving.start_again(live)
+            if live is not None and live.status in ("exited", "created"):
+                serving.start_again(live)  # stopped by hand, or its engine restarted without it
             if live is not None and (proxy_container is None or proxy_container.status != "running"):
                 serving.ensure_proxy(target.client, proxy_name, record["port"], live,
                                      serving.labels(wb.store.instance, name, "proxy"))
@@ -367,6 +375,9 @@ def _settle(wb: Services, target: Target, record: dict[str, Any], serving_name: 
         wb.store.set_target_state(name, serving_name, "live")  # type: ignore[arg-type]
         for t in wb.store.targets(name):
             if t["state"] == "live" and t["container"] != serving_name:
+                old = serving.get(target.client, t["container"])
+                if old is not None and old.status == "running":
+                    serving.stop_keep(old)  # switched away from before the interruption: kept for rollback
                 wb.store.set_target_state(name, t["container"], "standby")
         wb.store.update_deployment(name, live_version=live["version"], live_container=serving_name)
     what = f"{operation['kind']} of v{operation.get('version')}"

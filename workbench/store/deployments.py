@@ -33,6 +33,9 @@ class DeploymentQueries:
                 "INSERT OR IGNORE INTO deployments (name, model, machine, port, status, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, 'new', ?, ?)", (name, model, machine, port, now, now)).rowcount > 0
 
+    def has_live_deployments(self) -> bool:
+        return bool(self.query("SELECT EXISTS (SELECT 1 FROM deployments WHERE status = 'live')")[0][0])  # type: ignore[attr-defined]
+
     def get_deployment(self, name: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM deployments WHERE name = ?", (name,))  # type: ignore[attr-defined]
         return decode_deployment(rows[0]) if rows else None

@@ -29,12 +29,13 @@ WORKER_TITLES = {
     "config": "Saving config.toml", "runs-page": "Loading runs", "run-detail": "Loading the run",
     "dashboard": "Loading the dashboard", "projects": "Loading projects", "machines": "Loading machines",
     "machine-detail": "Sampling the machine", "launch": "Launch failed", "watch": "Watching",
-    "models": "Loading models", "deployments": "Checking deployments",
+    "models": "Loading models", "deployments": "Checking deployments", "deployments-health": "Deployment health",
 }
 
 
 # Workers started by timers: a repeated failure is said once. Anything a user asked for is always answered.
-PERIODIC_GROUPS = frozenset({"reconcile", "fleet", "telemetry-history", "runs-page", "run-detail", "dashboard",
+HEALTH_SECONDS = 15.0  # how often deployments' health is asked while the app runs
+PERIODIC_GROUPS = frozenset({"deployments-health", "reconcile", "fleet", "telemetry-history", "runs-page", "run-detail", "dashboard",
                              "projects", "machines", "machine-detail", "models", "deployments"})
 
 
@@ -90,6 +91,8 @@ class WorkbenchApp(App[None]):
         self.fleet: Any = None  # live telemetry of the SSH machines, while the app runs
         self.watches: dict[str, Any] = {}  # project name -> its WatchSession, while watching
         self._failing: dict[str, str] = {}  # worker group -> the failure already notified
+        # Touched only by the deployments-health worker (one at a time): each deployment's last health.
+        self._health: dict[str, str | None] = {}
 
     def on_mount(self) -> None:
         themes, errors = load_themes(PACKAGE_THEMES, self.user_themes)
@@ -115,6 +118,7 @@ class WorkbenchApp(App[None]):
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.set_interval(60, self._downsample_telemetry)
         self.set_interval(2, self._reconcile_tick)  # runs finished or vanished while away; never before a page loads
+        self.set_interval(HEALTH_SECONDS, self._health_tick)
         self.workbench.progress = self.say  # the services' progress lines become notifications, not stderr
 
     def on_ready(self) -> None:
@@ -133,6 +137,25 @@ class WorkbenchApp(App[None]):
             self.call_from_thread(self.notify, line)
         except RuntimeError:
             pass  # the app has exited: nobody to tell
+
+    def _health_tick(self) -> None:
+        if not any(w.group == "deployments-health" and not w.is_finished for w in self.workers):
+            self._check_deployments()
+
+    @work(thread=True, exit_on_error=False, group="deployments-health")
+    def _check_deployments(self) -> None:
+        """Every deployment's health, asked while the app runs (whichever screen shows): a change to failing
+        or back is said once."""
+        wb = self.workbench
+        if not wb.has_deployments():
+            return
+        for d in wb.deployments(check=True):
+            before = self._health.get(d["name"])
+            self._health[d["name"]] = d.get("health")
+            if before is not None and d.get("health") != before and d.get("health") in ("failing", "ok"):
+                failing = d["health"] == "failing"
+                self.call_from_thread(self.notify, f"{d['name']}: v{d['live_version']} health {d['health']}",
+                                      title="Deployment", severity="error" if failing else "information")
 
     def _reconcile_tick(self) -> None:
         # a thread cannot be cancelled: with an engine that does not answer, never pile up another one
