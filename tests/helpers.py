@@ -84,3 +84,12 @@ def background_pids(home, verbs: tuple[bytes, ...] = (b"_dispatch", b"_follow"))
 def dispatcher_pids(home) -> list[int]:
     """The pids of the detached dispatchers (`workbench _dispatch`) of the data dir `home`."""
     return background_pids(home, (b"_dispatch",))
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for an endpoint a test publishes)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]

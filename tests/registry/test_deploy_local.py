@@ -4,12 +4,11 @@ port, a switch, a rollback, stop — with a stdlib-only server, and the bad inpu
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 
 import pytest
 
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, free_port
 
 pytestmark = pytest.mark.docker
 
@@ -41,12 +40,6 @@ health = "/health"
 port = 9000
 timeout = 20
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
 
 
 def which(port: int) -> str:

@@ -4,10 +4,7 @@ from Models (a, D), the live deployment on Deployments with its health and histo
 
 from __future__ import annotations
 
-import json
-import socket
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,20 +17,10 @@ from workbench.tui.screens.models import ModelsScreen
 from workbench.tui.screens.run_detail import RunDetailScreen
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "registry"))
-from test_deploy_local import DEPLOY, SERVER, SPEC, TRAIN  # noqa: E402
+from helpers import free_port  # noqa: E402
+from test_deploy_local import DEPLOY, SERVER, SPEC, TRAIN, which  # noqa: E402
 
 pytestmark = pytest.mark.docker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
-def which(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/which", timeout=10) as answer:
-        return json.loads(answer.read())["model"]
 
 
 def trained(wb, root, tag: str) -> str:

@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Static
 
 from workbench.tui.formatting import cell, escape
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.widgets.cursor import cursor_key
 
 COLUMNS = ("deployment", "status", "live", "health", "endpoint", "machine", "last switch")
 HEALTH_STYLE = {"ok": "green", "failing": "bold red", "unknown": "yellow"}
@@ -108,10 +109,7 @@ class DeploymentsScreen(BaseScreen):
         self._show_history()
 
     def selected_name(self) -> str | None:
-        table = self.table
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return cursor_key(self.table)
 
     def on_data_table_row_highlighted(self) -> None:
         self._show_history()

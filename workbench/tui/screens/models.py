@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Static
 
 from workbench.tui.formatting import cell, escape, pairs
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.widgets.cursor import cursor_key
 
 COLUMNS = ("version", "aliases", "run", "project/experiment", "checks", "metrics", "registered")
 
@@ -109,10 +110,7 @@ class ModelsScreen(BaseScreen):
         self._show_detail()
 
     def selected_key(self) -> str | None:
-        table = self.table
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return cursor_key(self.table)
 
     def selected(self) -> dict[str, Any] | None:
         return self.versions.get(self.selected_key() or "")

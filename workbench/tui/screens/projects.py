@@ -14,6 +14,7 @@ from rich.text import Text
 
 from workbench.tui.formatting import cell, money, pairs
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.widgets.cursor import cursor_key
 
 SEP = "\x1f"
 
@@ -117,11 +118,7 @@ class ProjectsScreen(BaseScreen):
                 cell(money(row["cost"])), cell(resources), cell(pairs(row["params"], limit=3)), cell(row["path"]))
 
     def selected(self) -> dict[str, Any] | None:
-        table = self.table
-        if not table.row_count:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return self.rows.get(key)
+        return self.rows.get(cursor_key(self.table) or "")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -22,6 +22,7 @@ from workbench.tui.formatting import (cell, duration, escape, metrics_cell, mone
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.fitted_table import FittedTable
 from workbench.tui.screens.run_detail import RunActions, RunRemoved
+from workbench.tui.widgets.cursor import cursor_key
 
 PAGE = 100
 COLUMNS = (("id", "id"), ("status", "status"), ("project/experiment", "project"), ("params", None),
@@ -317,10 +318,7 @@ class RunsScreen(RunActions, BaseScreen):
 
     # actions --------------------------------------------------------------------------------------
     def selected_run(self) -> str | None:
-        table = self.table
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return cursor_key(self.table)
 
     def action_open(self) -> None:
         run_id = self.selected_run()

@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Static
 from workbench.textplot import param_scatter
 from workbench.tui.formatting import cell, escape, money, short_value, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.widgets.cursor import cursor_key
 
 
 class SweepLoaded(Message):
@@ -120,10 +121,7 @@ class SweepScreen(BaseScreen):
                 table.move_cursor(row=table.get_row_index(selected))
 
     def selected_trial(self) -> str | None:
-        table = self.query_one("#sweep-trials", DataTable)
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return cursor_key(self.query_one("#sweep-trials", DataTable))
 
     def action_open(self) -> None:
         run_id = self.selected_trial()

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 from workbench.tui.formatting import cell, money, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.screens.sweep import progress_text
+from workbench.tui.widgets.cursor import cursor_key
 
 COLUMNS = ("sweep", "status", "project/experiment", "method", "progress", "best", "cost")
 
@@ -76,10 +77,7 @@ class SweepsScreen(BaseScreen):
             "no sweeps yet: start one with `workbench sweep PATH -e EXPERIMENT`")
 
     def selected(self) -> str | None:
-        table = self.table
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return cursor_key(self.table)
 
     def action_open(self) -> None:
         sweep_id = self.selected()
