@@ -100,7 +100,9 @@ def _deployment(cli, name: str) -> dict:
 @pytest.fixture(scope="module")
 def host(remote_env):
     copy_image("python:3.11-slim", remote_env.docker_host)  # what `docker pull` would have put there
-    return remote_env
+    yield remote_env
+    # the host env is shared by the session: leave it without the image, as the other modules expect it
+    remote_env.docker.images.remove("python:3.11-slim", force=True)
 
 
 def test_train_register_deploy_switch_rollback_on_a_host(cli, host, tmp_path, home):
@@ -207,11 +209,13 @@ def test_train_register_deploy_switch_rollback_on_a_host(cli, host, tmp_path, ho
     assert cli("deployments", "stop", "other", "--remove").code == 0
 
 
-GPU_SPEC = """
+TINY_TRAIN = """
 [experiments.train]
 image = "python:3.11-slim"
 command = ["python3", "-c", "import os; open(os.path.join(os.environ['WORKBENCH_OUTPUT'], 'm.txt'), 'w').write('m')"]
 artifacts = ["m.txt"]
+"""
+GPU_SPEC = TINY_TRAIN + """
 [deploy]
 image = "python:3.11-slim"
 command = ["python3", "-c", "import http.server as h, os; H = type('H', (h.BaseHTTPRequestHandler,), {'do_GET': lambda s: (s.send_response(200), s.end_headers(), s.wfile.write(os.environ.get('NVIDIA_VISIBLE_DEVICES', '-').encode()))}); h.HTTPServer(('', {port}), H).serve_forever()"]
@@ -247,11 +251,7 @@ def test_a_gpu_deployment_holds_its_gpu_and_a_full_host_offers_stop_first(cli, h
         (host.gpu.dir / "gpu-count").unlink(missing_ok=True)
 
 
-SLOW_SPEC = """
-[experiments.train]
-image = "python:3.11-slim"
-command = ["python3", "-c", "import os; open(os.path.join(os.environ['WORKBENCH_OUTPUT'], 'm.txt'), 'w').write('m')"]
-artifacts = ["m.txt"]
+SLOW_SPEC = TINY_TRAIN + """
 [deploy]
 image = "python:3.11-slim"
 command = ["python3", "-c", "import http.server as h, time; time.sleep({delay}); H = type('H', (h.BaseHTTPRequestHandler,), {'do_GET': lambda s: (s.send_response(200), s.end_headers(), s.wfile.write(b'ok'))}); h.HTTPServer(('', {port}), H).serve_forever()"]

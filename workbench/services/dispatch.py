@@ -72,11 +72,11 @@ def _dispatch_while_waiting(wb: Services, follow: Callable[[str], None], lost: A
     while True:
         if lost.is_set():
             return started  # another dispatcher holds the lease now: it goes on, this one stops
-        if not wb.store.has_waiting() and not wb.store.has_running_sweeps():
+        busy, now = wb.store.dispatch_look()
+        if not busy:
             return started
-        now = wb.store.reservations_version()
         if now == version and time.monotonic() - surveyed_at < every:
-            time.sleep(POLL)  # two small queries per look: nothing changed, nothing to do
+            time.sleep(POLL)  # one small query per look: nothing changed, nothing to do
             continue
         wb.store.release_dead_reservations()
         requeue_dead_placements(wb)

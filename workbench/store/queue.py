@@ -71,6 +71,16 @@ class QueueQueries:
             "(SELECT coalesce(max(seq), 0) + count(*) FROM runs WHERE status IN ('queued', 'running'))")[0]
         return int(row[0]), int(row[1])
 
+    def dispatch_look(self) -> tuple[bool, tuple[int, int]]:
+        """What a dispatcher polls, in one query: whether anything waits (a queued run, a running sweep),
+        and the reservations version (see reservations_version)."""
+        row = self.query(  # type: ignore[attr-defined]
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE waiting IS NOT NULL AND status = 'queued') "
+            "OR EXISTS (SELECT 1 FROM sweeps WHERE status = 'running'), "
+            "(SELECT count(*) FROM gpu_reservations), "
+            "(SELECT coalesce(max(seq), 0) + count(*) FROM runs WHERE status IN ('queued', 'running'))")[0]
+        return bool(row[0]), (int(row[1]), int(row[2]))
+
     # the queue ------------------------------------------------------------------------------------
     def waiting_runs(self, light: bool = False) -> list[dict[str, Any]]:
         """Runs waiting for a machine, highest priority first, then first come first served. `light`: only

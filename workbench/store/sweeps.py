@@ -11,6 +11,8 @@ from typing import Any
 from workbench.store.runs import decode_run
 
 SWEEP_JSON = ("space", "options", "base_params", "request")
+TRIAL_COLUMNS = ("seq, id, project, experiment, status, status_reason, machine, executor, created_at, started_at, "
+                 "finished_at, params, summary, waiting, handle, hourly_cost, gpu_share, sweep_id, trial, verdict")
 
 
 def decode_sweep(row: sqlite3.Row) -> dict[str, Any]:
@@ -51,7 +53,10 @@ class SweepQueries:
         return bool(self.query("SELECT EXISTS (SELECT 1 FROM sweeps WHERE status = 'running')")[0][0])  # type: ignore[attr-defined]
 
     def trials(self, sweep_id: str) -> list[dict[str, Any]]:
-        rows = self.query("SELECT * FROM runs WHERE sweep_id = ? ORDER BY trial", (sweep_id,))  # type: ignore[attr-defined]
+        """A sweep's trials with what sweeps read of them (not their specs, environments or git records:
+        a dispatcher reads every trial of a running sweep on each pass)."""
+        rows = self.query(f"SELECT {TRIAL_COLUMNS} FROM runs WHERE sweep_id = ? ORDER BY trial",  # type: ignore[attr-defined]
+                          (sweep_id,))
         return [decode_run(r) for r in rows]
 
     def finish_sweep(self, sweep_id: str, status: str, reason: str | None) -> bool:
