@@ -266,7 +266,9 @@ def _runs_table(runs: list[dict[str, Any]], available: int) -> list[str]:
 def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
     wb.reconcile()
     run = wb.show(args.run)
-    run.pop("handle", None)
+    handle = run.pop("handle", None) or {}
+    if handle.get("job"):
+        run["slurm_job"] = handle["job"]  # a Slurm run: its job id on the cluster
     run["image_size"] = run_image_size(wb.store, run)  # bytes, from the run's records (no engine needed)
     if args.json:
         run.pop("seq", None)
@@ -276,7 +278,8 @@ def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
     print(f"run {run['id']}  {run['status']}" + (f"  ({printable(run['status_reason'])})" if run.get("status_reason") else ""))
     fields = [
         ("project", f"{run['project']}  ({run['project_path']})"), ("experiment", run["experiment"]),
-        ("machine", f"{run['machine']}  executor={run['executor']}"),
+        ("machine", f"{run['machine']}  executor={run['executor']}"
+                    + (f"  slurm job {run['slurm_job']}" if run.get("slurm_job") else "")),
         ("created", _ago(run["created_at"])), ("started", _ago(run["started_at"])),
         ("finished", _ago(run["finished_at"])), ("duration", _fmt_duration(_duration(run))),
         ("exit code", run["exit_code"]), ("params", json.dumps(run["params"])),
@@ -429,8 +432,15 @@ def cmd_machines_list(wb: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_machines_add(wb: Any, args: argparse.Namespace) -> int:
+    slurm = None
+    if args.slurm:
+        slurm = {"login": args.slurm, "partition": args.partition, "account": args.account, "time": args.time,
+                 "setup": args.setup, "poll": args.poll}
+    elif any(v is not None for v in (args.partition, args.account, args.time, args.setup, args.poll)):
+        raise WorkbenchError("--partition, --account, --time, --setup and --poll are for a Slurm machine",
+                             hint="add it with --slurm LOGIN_HOST")
     result = wb.add_machine(args.name, ssh=args.ssh, identity=args.identity, hourly_cost=args.hourly_cost,
-                            jump=args.jump, workdir=args.dir)
+                            jump=args.jump, workdir=args.dir, slurm=slurm)
     if args.json:
         _emit_json(result)
         return 0
@@ -709,7 +719,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine", help="machine to run on: local, an SSH machine's name (see `machines list`), "
                                      "or auto: the cheapest free one, else the queue (default: the "
                                      "experiment's machine/machines, else local)")
-    p.add_argument("--executor", choices=("docker", "process"), help="default: docker if an engine answers")
+    p.add_argument("--executor", choices=("docker", "process", "slurm"),
+                   help="default: docker if an engine answers (slurm on a Slurm machine)")
     p.add_argument("--priority", type=int, default=0, help="queue order: higher first, then first come (default 0)")
     p.add_argument("--wait", action="store_true", help="follow the run's logs until it ends")
 
@@ -785,7 +796,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identity", metavar="FILE", help="private key file (default: ssh-agent, then ~/.ssh/id_*)")
     p.add_argument("--jump", metavar="[USER@]HOST[:PORT]", help="reach it through this host (ProxyJump)")
     p.add_argument("--hourly-cost", type=float, metavar="X", help="what an hour of it costs, for the fleet view")
-    p.add_argument("--dir", metavar="PATH", help="Workbench's dir on the host (snapshots, runs; default ~/.workbench)")
+    p.add_argument("--dir", metavar="PATH", help="Workbench's dir on the host (snapshots, runs; default ~/.workbench)"
+                                                 "; for a Slurm cluster, on its shared file system")
+    p.add_argument("--slurm", metavar="[USER@]LOGIN_HOST[:PORT]", help="a Slurm cluster reached through this login "
+                                                                      "host: runs there are Slurm jobs")
+    p.add_argument("--partition", help="Slurm: the partition jobs go to (default: the cluster's)")
+    p.add_argument("--account", help="Slurm: the account jobs are charged to")
+    p.add_argument("--time", help="Slurm: each job's time limit (e.g. 04:00:00)")
+    p.add_argument("--setup", metavar="LINE", help="Slurm: a shell line run before each experiment "
+                                                   "(e.g. 'module load cuda; source ~/venv/bin/activate')")
+    p.add_argument("--poll", type=float, metavar="SECONDS", help="Slurm: seconds between squeue calls (default 30)")
     p = command(machines, "remove", cmd_machines_remove, "forget an SSH host")
     p.add_argument("name")
     p = command(machines, "trust", cmd_machines_trust, "trust the host key an SSH host presents (shown first)")

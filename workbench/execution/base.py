@@ -34,6 +34,7 @@ class Launch:
     shm_size: str | None = None
     memory: str | None = None
     user: str | None = None             # "uid:gid" or a name
+    gpus: int = 0                       # how many GPUs, for a scheduler that picks them itself (Slurm)
 
 
 @dataclass

@@ -103,8 +103,10 @@ class Workbench:
 
     def add_machine(self, name: str, ssh: str | None = None, identity: str | None = None,
                     hourly_cost: float | None = None, jump: str | None = None,
-                    workdir: str | None = None) -> dict[str, Any]:
-        return machines.add_machine(self, name, ssh, identity, hourly_cost, jump, workdir)
+                    workdir: str | None = None, slurm: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An SSH host; with `slurm` (login host, partition, account, time, setup, poll) a Slurm cluster
+        reached through that login host."""
+        return machines.add_machine(self, name, ssh, identity, hourly_cost, jump, workdir, slurm)
 
     def remove_machine(self, name: str) -> None:
         machines.remove_machine(self, name)

@@ -120,6 +120,8 @@ def host_checks(wb: Services, machine: str) -> list[dict[str, Any]]:
     except WorkbenchError as exc:
         checks.append(_check("workbench dir", False, exc.message,
                              f"set another dir: `workbench machines add {machine} --ssh ... --dir PATH`"))
+    if wb.executors.is_slurm(machine):
+        return checks + slurm_checks(wb, machine, connection)
     engine_ok = False
     try:
         client = wb.executors.docker_client_for(machine)
@@ -152,6 +154,30 @@ def host_checks(wb: Services, machine: str) -> list[dict[str, Any]]:
         checks.append(_check("gpus", True, f"{len(inventory.gpus)} GPU(s): {names}; driver {inventory.driver}"))
     else:
         checks.append(_check("gpus", None, inventory.error or "no GPUs", "CPU-only runs work there"))
+    return checks
+
+
+def slurm_checks(wb: Services, machine: str, connection: Any) -> list[dict[str, Any]]:
+    """A Slurm cluster's login node: sbatch and squeue answer, and the partition jobs go to is up (with its
+    nodes and GPUs as sinfo says)."""
+    record = wb.store.get_machine(machine) or {}
+    partition = ((record.get("config") or {}).get("slurm") or {}).get("partition")
+    checks = []
+    for tool in ("sbatch", "squeue", "scancel"):
+        code, out, _ = connection.run(["sh", "-c", f"command -v {tool}"])
+        checks.append(_check(tool, code == 0, out.decode(errors="replace").strip() or f"{tool} is not on PATH",
+                             f"load Slurm's client tools in the login shell of {machine}"))
+    argv = ["sinfo", "--noheader", "--format=%P|%a|%D|%t|%G"] + ([f"--partition={partition}"] if partition else [])
+    code, out, err = connection.run(argv)
+    rows = [line.split("|") for line in out.decode(errors="replace").splitlines() if line.count("|") == 4]
+    if code != 0 or not rows:
+        message = (err or out).decode(errors="replace").strip().splitlines()
+        checks.append(_check("partition", False, message[-1] if message else f"no partition {partition!r}",
+                             "check --partition (`sinfo` lists them)"))
+        return checks
+    up = [r for r in rows if r[1] == "up"]
+    detail = "; ".join(f"{r[0]} {r[1]}: {r[2]} node(s) {r[3]}, gres {r[4]}" for r in rows[:4])
+    checks.append(_check("partition", bool(up), detail, "the partition is down: ask the cluster's admins"))
     return checks
 
 

@@ -147,9 +147,24 @@ class Executors:
                     pass
 
     # executors ------------------------------------------------------------------------------------
+    def is_slurm(self, machine: str) -> bool:
+        if machine == LOCAL:
+            return False
+        found = self._store().get_machine(machine)
+        return bool(found and found["kind"] == "slurm")
+
     def choose(self, machine: str, requested: str | None, progress: Callable[[str], None]) -> str:
         """The executor kind for a run on `machine`: as requested (checked now), else docker where an
-        engine answers, else the process executor, said plainly."""
+        engine answers, else the process executor, said plainly. A Slurm machine takes Slurm jobs only."""
+        if self.is_slurm(machine):
+            if requested and requested != "slurm":
+                raise WorkbenchError(f"{machine} is a Slurm cluster: runs there are Slurm jobs (--executor "
+                                     f"{requested} is not available there)",
+                                     hint="drop --executor; containers on Slurm (Apptainer/Pyxis) are a later step")
+            return "slurm"
+        if requested == "slurm":
+            raise WorkbenchError(f"{machine} is not a Slurm cluster", hint="add one with `workbench machines add "
+                                                                           "NAME --slurm LOGIN_HOST`")
         if requested:
             if requested == "docker":
                 self.docker_client_for(machine)  # a clear error now if there is no engine
@@ -176,8 +191,13 @@ class Executors:
         return self.get(run.get("machine") or LOCAL, run["executor"])
 
     def _make(self, machine: str, kind: str) -> Executor:
-        if kind not in ("docker", "process"):
+        if kind not in ("docker", "process", "slurm"):
             raise WorkbenchError(f"unknown executor {kind!r}", hint="use docker or process")
+        if kind == "slurm":
+            from workbench.execution.slurm_executor import SlurmExecutor, SlurmSettings
+            record = self._store().get_machine(machine) or {}
+            settings = SlurmSettings.from_config((record.get("config") or {}).get("slurm") or {})
+            return SlurmExecutor(self.host(machine), self._store(), settings, self._store().instance)  # type: ignore[arg-type]
         if kind == "docker":
             from workbench.execution.docker_executor import DockerExecutor
             return DockerExecutor(self.docker_client_for(machine), self._store().instance, self.host(machine))

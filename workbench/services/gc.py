@@ -70,7 +70,7 @@ def gc_hosts(wb: Services, keep: set[str], notes: list[str]) -> dict[str, dict[s
     done: dict[str, dict[str, int]] = {}
     for machine in wb.list_machines():
         name = machine["name"]
-        if machine["kind"] != "ssh":
+        if machine["kind"] not in ("ssh", "slurm"):
             continue
         try:
             host = wb.executors.host(name)
@@ -82,7 +82,8 @@ def gc_hosts(wb: Services, keep: set[str], notes: list[str]) -> dict[str, dict[s
                 host.remove_tree(f"{host.root}/runs/{run_dir}")
             containers = 0
             try:
-                containers = remove_orphan_containers(wb, name)
+                if machine["kind"] == "ssh":  # a Slurm login node's engine (if any) is not where runs ran
+                    containers = remove_orphan_containers(wb, name)
             except (EngineUnavailable, WorkbenchError):
                 pass  # no engine there: process runs only
             done[name] = {"snapshots_removed": trees, "objects_removed": objects, "run_dirs_removed": len(stale),

@@ -136,7 +136,8 @@ def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, An
     if placement is not None:
         gpus, fields = placement.gpus, placement.fields(request or {})
     else:
-        gpus = pick_gpus(wb, exp.gpus, machine) if exp.gpus else None
+        # Slurm picks a job's GPUs itself (--gres): nothing is picked or reserved here for it
+        gpus = pick_gpus(wb, exp.gpus, machine) if exp.gpus and not wb.executors.is_slurm(machine) else None
         total = gpus.total if gpus and gpus.total else 0
         fields = {"hourly_cost": hourly_rate(wb, machine), "gpu_share": exp.gpus / total if total else 1.0}
         if gpus:
@@ -198,6 +199,10 @@ def launch_recorded(wb: Services, run_id: str, seq: int, spec: ProjectSpec, exp:
         if executor_name == "docker":
             image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)
             wb.store.update_run(run_id, image=exp.image or exp.dockerfile, image_id=image)
+        elif executor_name == "slurm":
+            warn(wb, run_id, f"{machine} is a Slurm cluster without a container runtime Workbench uses: the "
+                             f"experiment runs as a process in its snapshot there, not in {exp.image or exp.dockerfile} "
+                             "(its `setup` line can load modules or a venv; Apptainer/Pyxis are a later step)")
         elif exp.dockerfile or exp.image:
             wb.progress(f"process executor: running {argv[0]!r} on {'this machine' if machine == 'local' else machine}"
                         f", not in {exp.image or exp.dockerfile}")
@@ -212,6 +217,7 @@ def launch_recorded(wb: Services, run_id: str, seq: int, spec: ProjectSpec, exp:
             run_dir=host.run_dir(run_id), image=image, gpu_ids=[g.uuid for g in gpus.gpus] if gpus else [],
             mounts=[(m.source, m.target, m.read_only) for m in exp.mounts], shm_size=exp.shm_size,
             memory=exp.memory, user=None if exp.user == "root" else (exp.user or host.user()),
+            gpus=exp.gpus,
         )
         handle = run_exec.submit(launch)
     except BaseException as exc:

@@ -32,16 +32,43 @@ def machine_target(wb: Services, name: str) -> "SSHTarget":
     machine = wb.store.get_machine(name)
     if machine is None:
         raise NotFound(f"no machine {name!r}", hint="see `workbench machines list`")
-    if machine["kind"] != "ssh":
+    if machine["kind"] not in ("ssh", "slurm"):
         raise WorkbenchError(f"{name} is this workstation, not an SSH host")
     return target_from_dict(machine["config"]["target"])
 
 
+SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
+
+
+def slurm_settings(slurm: dict[str, Any]) -> dict[str, Any]:
+    """The Slurm settings of a cluster machine, checked (one line for what is wrong)."""
+    time_limit = slurm.get("time")
+    if time_limit is not None and not SLURM_TIME.match(time_limit):
+        raise WorkbenchError(f"--time {time_limit!r}: give a Slurm time limit such as 04:00:00, 90 or 1-00:00:00")
+    poll = slurm.get("poll")
+    if poll is not None and poll < 1:
+        raise WorkbenchError("--poll must be 1 second or more (sites rate-limit squeue: 30 is the default)")
+    for key in ("partition", "account"):
+        value = slurm.get(key)
+        if value is not None and not re.match(r"^[A-Za-z0-9_.,-]+$", value):
+            raise WorkbenchError(f"--{key} {value!r}: letters, digits, '.', '_', ',' and '-' only")
+    setup = slurm.get("setup")
+    if setup is not None and ("\n" in setup or "\0" in setup):
+        raise WorkbenchError("--setup is one shell line")
+    return {k: slurm.get(k) for k in ("partition", "account", "time", "setup", "poll")}
+
+
 def add_machine(wb: Services, name: str, ssh: str | None = None, identity: str | None = None,
                 hourly_cost: float | None = None, jump: str | None = None,
-                workdir: str | None = None) -> dict[str, Any]:
+                workdir: str | None = None, slurm: dict[str, Any] | None = None) -> dict[str, Any]:
     """Records an SSH host (from `[user@]host[:port]`, or NAME's ~/.ssh/config entry) and reports
-    whether its host key is known. Nothing is trusted here."""
+    whether its host key is known. Nothing is trusted here. With `slurm`, the host is a cluster's login
+    node (`slurm["login"]`) and runs there are Slurm jobs."""
+    settings = None
+    if slurm is not None:
+        if ssh:
+            raise WorkbenchError("give --slurm LOGIN_HOST or --ssh, not both")
+        ssh, settings = slurm.get("login"), slurm_settings(slurm)
     from workbench.machines.ssh import SSHError, fetch_host_key, target_to_dict
     from workbench.machines.ssh_config import host_aliases, load_ssh_config, parse_address, target_from_config
 
@@ -72,8 +99,10 @@ def add_machine(wb: Services, name: str, ssh: str | None = None, identity: str |
         while hop is not None:  # a jump host without its own key setting uses the same key
             hop.identity_files = hop.identity_files or target.identity_files
             hop = hop.jump
-    wb.store.add_machine(name, "ssh", target.address,
-                           {"target": target_to_dict(target), "hourly_cost": hourly_cost, "dir": workdir})
+    config: dict[str, Any] = {"target": target_to_dict(target), "hourly_cost": hourly_cost, "dir": workdir}
+    if settings is not None:
+        config["slurm"] = settings
+    wb.store.add_machine(name, "slurm" if settings is not None else "ssh", target.address, config)
     try:
         key = fetch_host_key(target, hostkeys(wb))
         verdict = hostkeys(wb).check(target.hostname, target.port, key)

@@ -37,9 +37,12 @@ class Survey:
     unreachable: bool = False
     counted: bool = False         # its GPUs were read (else a count of 0 says nothing)
     no_runtime: bool = False      # its engine could not give a container GPUs a moment ago
+    scheduler: bool = False       # a Slurm cluster: its scheduler queues the job and picks its GPUs
 
     def describe(self, gpus: int) -> str:
         rate = f", ${self.rate:.2f}/h" if self.rate else ""
+        if self.scheduler:
+            return f"{self.machine}: a Slurm cluster (its scheduler places the job){rate}"
         if gpus:
             return f"{self.machine}: {len(self.free)} of {len(self.gpus)} GPUs free{rate}"
         return f"{self.machine}: {self.active} active run(s){rate}"
@@ -119,6 +122,9 @@ def survey(wb: Services, machine: str, gpus: int, executor: str | None) -> Surve
                        if (run.get("machine") or "local") == machine and run.get("waiting") is None)
     try:
         found.executor = wb.executors.choose(machine, executor, lambda _message: None)
+        if found.executor == "slurm":
+            found.scheduler = True  # Slurm queues it and picks its GPUs: nothing to count here
+            return found
         if gpus:
             if machine == "local":
                 inventory = wb.gpu_probe()
@@ -175,10 +181,11 @@ def survey_all(wb: Services, machines: list[str], gpus: int, executor: str | Non
 
 
 def choose(surveys: list[Survey], gpus: int) -> Survey | None:
-    fits = [s for s in surveys if s.error is None and s.executor and len(s.free) >= gpus]
+    fits = [s for s in surveys if s.error is None and s.executor and (s.scheduler or len(s.free) >= gpus)]
     if not fits:
         return None
-    load = (lambda s: (len(s.gpus) - len(s.free)) / len(s.gpus)) if gpus else (lambda s: s.active)
+    load = ((lambda s: 0.0 if s.scheduler else (len(s.gpus) - len(s.free)) / len(s.gpus)) if gpus
+            else (lambda s: s.active))
     return min(fits, key=lambda s: (s.rate or 0.0, load(s), s.machine))
 
 
@@ -194,7 +201,7 @@ def why_not(surveys: list[Survey], gpus: int) -> str:
 def refuse_if_never(surveys: list[Survey], gpus: int) -> None:
     """A run that no candidate could ever take (every one answered, none has that many GPUs) is refused at
     once rather than queued forever."""
-    if not gpus or any(s.unreachable or not s.counted for s in surveys):
+    if not gpus or any(s.unreachable or not s.counted or s.scheduler for s in surveys):
         return  # an unreachable one, or one whose GPUs could not be read, may have them
     if all(s.no_runtime for s in surveys if len(s.gpus) >= gpus) and any(s.no_runtime for s in surveys):
         detail = "; ".join(f"{s.machine}: {s.error}" for s in surveys if s.no_runtime)
@@ -209,7 +216,7 @@ def refuse_if_never(surveys: list[Survey], gpus: int) -> None:
 
 
 def placement_of(chosen: Survey, gpus: int) -> Placement:
-    inventory = GpuInventory(chosen.free[:gpus], driver=chosen.driver) if gpus else None
+    inventory = GpuInventory(chosen.free[:gpus], driver=chosen.driver) if gpus and not chosen.scheduler else None
     share = gpus / len(chosen.gpus) if gpus and chosen.gpus else 1.0
     return Placement(chosen.machine, chosen.executor or "docker", inventory, chosen.describe(gpus),
                      chosen.rate, share)

@@ -47,3 +47,16 @@ class MachineQueries:
     def remove_machine(self, name: str) -> bool:
         with self.tx() as conn:  # type: ignore[attr-defined]
             return conn.execute("DELETE FROM machines WHERE name = ?", (name,)).rowcount > 0
+
+    # Slurm: the shared result of the last squeue per cluster ----------------------------------------
+    def slurm_poll(self, machine: str) -> tuple[float, dict[str, Any], int] | None:
+        """(when, {job id: {"state", "reason", "name"}}, calls so far) of the last squeue of `machine`."""
+        rows = self.query("SELECT polled_at, jobs, calls FROM slurm_polls WHERE machine = ?", (machine,))  # type: ignore[attr-defined]
+        return (rows[0][0], json.loads(rows[0][1]), rows[0][2]) if rows else None
+
+    def save_slurm_poll(self, machine: str, jobs: dict[str, Any], polled_at: float) -> None:
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute("INSERT INTO slurm_polls (machine, polled_at, jobs, calls) VALUES (?, ?, ?, 1) "
+                         "ON CONFLICT (machine) DO UPDATE SET polled_at = excluded.polled_at, jobs = excluded.jobs, "
+                         "calls = calls + 1", (machine, polled_at, json.dumps(jobs)))
+

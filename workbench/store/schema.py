@@ -307,4 +307,14 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     );
     CREATE INDEX deployment_events_by_name ON deployment_events (deployment, id);
     """,
+    # 10: what the last `squeue` of each Slurm machine said, shared by every Workbench process (one call per
+    # poll interval per cluster, however many runs and followers look)
+    """
+    CREATE TABLE slurm_polls (
+        machine TEXT PRIMARY KEY,
+        polled_at REAL NOT NULL,
+        jobs TEXT NOT NULL,
+        calls INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
 ]

@@ -1,0 +1,171 @@
+"""Slurm (issue 13): a real single-node cluster (slurmctld + slurmd + munged from Debian's slurm-wlm, started by
+.ci/slurm.sh, two stand-in GPUs in gres.conf), its login node the SSH test host (the jobs run on this machine;
+the Workbench dir given with --dir is the "shared file system"). Runs are Slurm jobs through the same seam
+as any host: logs and metrics ingested over SFTP, CUDA_VISIBLE_DEVICES set by Slurm, PENDING said with
+Slurm's reason, cancel by scancel, a time limit recorded as such, one squeue per poll interval however
+many runs are followed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from helpers import assert_one_line_error, require, wait_for
+
+pytestmark = pytest.mark.docker
+
+SPEC = """
+[project]
+name = "on-slurm"
+[experiments.train]
+image = "python:3.11-slim"
+command = ["sh", "-c", "echo gpus=$CUDA_VISIBLE_DEVICES job=$SLURM_JOB_ID lr={lr}; for i in 1 2 3; do echo '{\\"loss\\": '$i'}' >> $WORKBENCH_METRICS; sleep {pause}; done"]
+params = { lr = 0.1, pause = 0.2 }
+gpus = 1
+"""
+SQUEUE_LOG = "squeue-calls.log"
+
+
+def cluster_up() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    return done.returncode == 0 and any(s in done.stdout for s in ("idle", "mix", "alloc"))
+
+
+def add_hpc(cli, remote_env, name: str, shared, *options: str) -> None:
+    added = cli("machines", "add", name, "--slurm", remote_env.gpu.ssh, "--identity", str(remote_env.user_key),
+                "--dir", str(shared), *options, "--json")
+    assert added.code == 0, added.err
+    assert added.json()["fingerprint"] == remote_env.gpu.fingerprint
+    assert cli("machines", "trust", name, "--fingerprint", remote_env.gpu.fingerprint).code == 0
+
+
+@pytest.fixture
+def hpc(cli, remote_env, tmp_path):
+    """The cluster as machine `hpc` (squeue every 2 s), squeue calls counted by a wrapper first on the login
+    node's PATH; yields the wrapper's log."""
+    require(cluster_up(), "no Slurm cluster answers (sinfo): .ci/slurm.sh starts one")
+    first = remote_env.ssh(remote_env.gpu, "echo $PATH").stdout.strip().split(":")[0]
+    wrapper = type(tmp_path)(first) / "squeue"
+    log = tmp_path / SQUEUE_LOG
+    wrapper.write_text(f"#!/bin/sh\necho \"$(date +%s.%N) $*\" >> {log}\nexec /usr/bin/squeue \"$@\"\n")
+    wrapper.chmod(0o755)
+    add_hpc(cli, remote_env, "hpc", tmp_path / "shared", "--poll", "2", "--time", "00:10:00")
+    yield log
+    wrapper.unlink(missing_ok=True)
+
+
+def _show(cli, run_id):
+    shown = cli("runs", "show", run_id, "--json")
+    assert shown.code == 0, shown.err
+    return shown.json()
+
+
+def test_a_run_on_slurm_gets_its_gpu_from_slurm_and_is_ingested(cli, make_project, hpc):
+    root = make_project(SPEC)
+    done = cli("run", str(root), "--machine", "hpc", "--wait", "--json", timeout=300)
+    assert done.code == 0, done.err
+    run = done.json()
+    assert run["status"] == "succeeded" and run["executor"] == "slurm" and run["machine"] == "hpc"
+    logs = cli("runs", "logs", run["id"]).out
+    line = next(l for l in logs.splitlines() if "gpus=" in l)
+    assert "gpus=0" in line or "gpus=1" in line  # Slurm's own device index from --gres=gpu:1
+    assert "job=" in line and "lr=0.1" in line
+    shown = _show(cli, run["id"])
+    assert shown["metric_points"] == 3 and shown["slurm_job"].isdigit()
+    assert any("runs as a process in its snapshot" in e["message"] for e in shown["events"])
+    doctor = cli("doctor", "hpc", "--json")
+    checks = {c["check"]: c for c in doctor.json()}
+    assert checks["sbatch"]["status"] == "ok" and checks["partition"]["status"] == "ok", checks
+    assert "gpu" in checks["partition"]["detail"] and "gres gpu:2" in checks["partition"]["detail"]
+    assert "docker engine" not in checks  # a login node's engine is not where jobs run
+
+
+def test_three_one_gpu_runs_on_two_gpus_the_third_pends_with_slurms_reason(cli, make_project, hpc):
+    root = make_project(SPEC.replace("pause = 0.2", "pause = 4"))
+    ids = []
+    for _ in range(3):
+        started = cli("run", str(root), "--machine", "hpc", "--json")
+        assert started.code == 0, started.err
+        ids.append(started.json()["id"])
+    pending = wait_for(lambda: next((r for r in ids if any(
+        word in (_show(cli, r).get("status_reason") or "") for word in ("(Resources)", "(Priority)"))), None),
+        timeout=60, interval=0.5)
+    assert _show(cli, pending)["status_reason"].startswith("Slurm: PENDING (")
+    for run_id in ids:
+        final = wait_for(lambda: (s := _show(cli, run_id))["status"] not in ("queued", "running") and s,
+                         timeout=180, interval=0.5)
+        assert final["status"] == "succeeded", final
+    events = [e["kind"] for e in _show(cli, pending)["events"]]
+    assert "pending" in events and "running" in events
+
+
+def test_cancel_and_a_time_limit(cli, make_project, hpc, remote_env, tmp_path):
+    root = make_project(SPEC.replace("pause = 0.2", "pause = 30"))
+    started = cli("run", str(root), "--machine", "hpc", "--json")
+    assert started.code == 0, started.err
+    run_id = started.json()["id"]
+    wait_for(lambda: _show(cli, run_id)["metric_points"] >= 1, timeout=60, interval=0.5)
+    cancelled = cli("runs", "cancel", run_id, "--json")
+    assert cancelled.code == 0, cancelled.err
+    final = wait_for(lambda: (s := _show(cli, run_id))["status"] not in ("queued", "running") and s, timeout=60,
+                     interval=0.5)
+    assert final["status"] == "cancelled", final
+    job = final["slurm_job"]
+    left = subprocess.run(["squeue", "-h", "-j", job, "-t", "R,PD"], capture_output=True, text=True).stdout
+    assert left.strip() == ""  # scancel'ed: nothing of it runs in the cluster
+    # a job killed by its time limit (20 s here): the run fails with Slurm's reason
+    add_hpc(cli, remote_env, "hpc-short", tmp_path / "shared", "--poll", "2", "--time", "0:20")
+    timed = cli("run", str(root), "--machine", "hpc-short", "--wait", "--json", timeout=300)
+    assert timed.code == 1, timed.err
+    record = _show(cli, timed.json()["id"])
+    assert record["status"] == "failed" and "time limit" in record["status_reason"], record
+
+
+def _follower_of(home, run_id: str) -> list[int]:
+    from helpers import background_pids
+
+    return [pid for pid in background_pids(home, (b"_follow",))
+            if run_id.encode() in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")]
+
+
+def test_the_follower_killed_mid_run_loses_nothing_and_squeue_is_polled_once_per_interval(cli, make_project, hpc,
+                                                                                         home):
+    import signal
+
+    root = make_project(SPEC.replace("pause = 0.2", "pause = 1"))
+    ids = []
+    for _ in range(4):  # two run, two pend: four followers, each looking at its job
+        started = cli("run", str(root), "--machine", "hpc", "--json")
+        assert started.code == 0, started.err
+        ids.append(started.json()["id"])
+    wait_for(lambda: _show(cli, ids[0])["metric_points"] >= 1, timeout=60, interval=0.3)
+    followers = _follower_of(home, ids[0])
+    assert followers, "no follower for the run"
+    for pid in followers:
+        os.kill(pid, signal.SIGKILL)  # its follower dies mid-run: the reconciler of the next look takes over
+    started_at = time.time()
+    for run_id in ids:
+        final = wait_for(lambda: (s := _show(cli, run_id))["status"] not in ("queued", "running") and s,
+                         timeout=180, interval=0.5)
+        assert final["status"] == "succeeded" and final["metric_points"] == 3, final
+    elapsed = time.time() - started_at
+    calls = [float(line.split()[0]) for line in hpc.read_text().splitlines()]
+    assert calls, "squeue was never called"
+    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    # one call per 2 s interval for the cluster, whatever the number of followers
+    assert len(calls) <= elapsed / 2 + 3 and all(g >= 1.5 for g in gaps), (len(calls), elapsed, gaps)
+
+
+def test_bad_slurm_settings_are_one_line(cli, remote_env, tmp_path):
+    assert_one_line_error(cli("machines", "add", "x", "--slurm", remote_env.gpu.ssh, "--time", "soon"), "--time 'soon'")
+    assert_one_line_error(cli("machines", "add", "x", "--slurm", remote_env.gpu.ssh, "--poll", "0"), "--poll")
+    assert_one_line_error(cli("machines", "add", "x", "--ssh", remote_env.gpu.ssh, "--partition", "gpu"),
+                          "are for a Slurm machine")
+    assert_one_line_error(cli("machines", "add", "x", "--slurm", remote_env.gpu.ssh, "--ssh", remote_env.gpu.ssh),
+                          "not both")

@@ -1,0 +1,273 @@
+"""Runs on a Slurm cluster, through its login node (an SSH host whose Workbench dir is on the cluster's shared
+file system): nothing above execution/ knows Slurm is there.
+
+* submit writes a batch script into the run dir and calls `sbatch --parsable` (job name `wb-<run id>`,
+  comment `workbench:<instance>:<run id>`, `--gres=gpu:N`, partition, account, time limit); the job runs the
+  experiment as a process in the snapshot with the Workbench environment (an optional `setup` line first, e.g.
+  `module load cuda`), writing stdout.log, stderr.log, out/metrics.jsonl and an `exit_code` record into its
+  run dir — the layout of the process executor on an SSH host, so logs, metrics and progress are read by the
+  same code (RemoteProcessExecutor), over SFTP from byte offsets.
+* status reads the run's exit record (SFTP: no Slurm call) and otherwise what the cluster's last `squeue`
+  said: one batched call per poll interval per cluster, shared by every Workbench process through the
+  database (SlurmQueue), so the scheduler sees the poll rate, never the number of runs. PENDING keeps the run
+  running with Slurm's reason in its status line; a job Slurm ended (time limit, cancelled, node failure)
+  ends the run with Slurm's word for it.
+* cancel is `scancel`; adopt finds the job id the submit left in the run dir."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import shlex
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import WorkbenchError
+from workbench.execution.base import Launch, RunState, exited
+from workbench.execution.remote_process_executor import RemoteProcessExecutor, _check
+
+if TYPE_CHECKING:
+    from workbench.execution.hosts import SshHost
+    from workbench.store import Store
+
+DEFAULT_POLL = 30.0
+POLL_LEASE_TTL = 60.0
+SQUEUE = ["squeue", "--me", "--noheader", "--states=all", "--format=%i|%T|%r|%j"]
+ENDED = {  # Slurm's terminal states, said as a run's end
+    "TIMEOUT": "time limit reached (Slurm TIMEOUT)", "CANCELLED": "cancelled in Slurm (CANCELLED)",
+    "FAILED": "the job failed in Slurm (FAILED)", "NODE_FAIL": "its node failed (Slurm NODE_FAIL)",
+    "PREEMPTED": "preempted (Slurm PREEMPTED)", "OUT_OF_MEMORY": "out of memory (Slurm OUT_OF_MEMORY)",
+    "BOOT_FAIL": "its node did not boot (Slurm BOOT_FAIL)", "DEADLINE": "deadline reached (Slurm DEADLINE)",
+    "COMPLETED": "the job ended without its exit record",
+}
+PENDING_PREFIX = "Slurm: PENDING"
+_JOB_ID = re.compile(r"^\d+(_\d+)?$")
+
+
+@dataclass
+class SlurmSettings:
+    partition: str | None = None
+    account: str | None = None
+    time: str | None = None          # sbatch --time, e.g. 04:00:00
+    setup: str | None = None         # a shell line run before the experiment
+    poll: float = DEFAULT_POLL       # seconds between squeue calls for this cluster
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "SlurmSettings":
+        return cls(config.get("partition"), config.get("account"), config.get("time"), config.get("setup"),
+                   float(config.get("poll") or DEFAULT_POLL))
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def batch_script(run_dir: str, snapshot_dir: str, argv: list[str], env: dict[str, str], setup: str | None) -> str:
+    exports = "".join(f"export {name}={_q(value)}\n" for name, value in env.items())
+    command = " ".join(_q(a) for a in argv)
+    return f"""#!/bin/sh
+# Workbench run (written by SlurmExecutor.submit)
+run={_q(run_dir)}
+child=
+finish() {{
+  sig=null
+  if [ "$1" -gt 128 ] && [ "$1" -le 192 ]; then sig=$(($1 - 128)); fi
+  printf '{{"exit_code": %s, "signal": %s, "finished_at": %s}}\\n' "$1" "$sig" "$(date +%s)" \\
+    > "$run/exit_code.tmp" && mv -f "$run/exit_code.tmp" "$run/exit_code"
+}}
+fwd() {{ if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; fi; }}
+trap fwd TERM INT
+: >> "$run/stdout.log"; : >> "$run/stderr.log"
+printf '{{"job": "%s", "node": "%s", "started_at": %s}}\\n' "$SLURM_JOB_ID" "$(hostname)" "$(date +%s)" > "$run/pid"
+if ! cd {_q(snapshot_dir)} 2>/dev/null; then
+  printf 'workbench: cannot enter the snapshot dir %s\\n' {_q(snapshot_dir)} >> "$run/stderr.log"
+  finish 127
+  exit 0
+fi
+{exports}{f"{setup}" + chr(10) if setup else ""}{command} < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log" &
+child=$!
+wait "$child"
+code=$?
+if [ "$code" -gt 128 ]; then wait "$child" 2>/dev/null; again=$?; [ "$again" != 127 ] && code=$again; fi
+finish "$code"
+"""
+
+
+class SlurmQueue:
+    """What the cluster's jobs are doing, from one `squeue` per poll interval shared through the database:
+    a process whose copy is older than the interval takes the poll lease, calls squeue once for all of
+    this user's jobs, and stores the answer; every other look reads it."""
+
+    def __init__(self, host: "SshHost", store: "Store", interval: float) -> None:
+        self.host, self.store, self.interval = host, store, interval
+        self.machine = host.name
+
+    def jobs(self) -> dict[str, dict[str, str]]:
+        from workbench.execution.ingest import new_owner
+
+        found = self.store.slurm_poll(self.machine)
+        if found is not None and time.time() - found[0] < self.interval:
+            return found[1]
+        owner = new_owner()
+        lease = f"slurm-poll:{self.machine}"
+        if not self.store.acquire_lease(lease, owner, POLL_LEASE_TTL):
+            return found[1] if found else {}  # another process is asking now
+        try:
+            found = self.store.slurm_poll(self.machine)  # asked by another process while we took the lease?
+            if found is not None and time.time() - found[0] < self.interval:
+                return found[1]
+            jobs = self._squeue()
+            self.store.save_slurm_poll(self.machine, jobs, time.time())
+            self._note_pending(jobs)
+            return jobs
+        finally:
+            self.store.release_lease(lease, owner)
+
+    def polled_at(self) -> float | None:
+        found = self.store.slurm_poll(self.machine)
+        return found[0] if found else None
+
+    def _squeue(self) -> dict[str, dict[str, str]]:
+        status, out, err = self.host.connection.run(SQUEUE, timeout=60)
+        if status != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            raise WorkbenchError(f"{self.machine}: squeue failed: {lines[-1] if lines else f'exit status {status}'}")
+        jobs = {}
+        for line in out.decode(errors="replace").splitlines():
+            parts = line.strip().split("|", 3)
+            if len(parts) == 4 and _JOB_ID.match(parts[0]):
+                jobs[parts[0]] = {"state": parts[1].split()[0] if parts[1] else "", "reason": parts[2], "name": parts[3]}
+        return jobs
+
+    def _note_pending(self, jobs: dict[str, dict[str, str]]) -> None:
+        """A pending run says why Slurm holds it ("Slurm: PENDING (Resources)"); a started one stops saying it."""
+        for info in jobs.values():
+            name = info.get("name") or ""
+            if not name.startswith("wb-"):
+                continue
+            run_id = name[3:]
+            try:
+                run = self.store.get_run(run_id)
+            except Exception:  # noqa: BLE001 - a job of another Workbench, or a run deleted since
+                continue
+            if run["status"] != "running":
+                continue
+            reason = run.get("status_reason") or ""
+            if info["state"] == "PENDING":
+                why = info["reason"] if info["reason"] not in ("", "None") else "not yet looked at by the scheduler"
+                wanted = f"{PENDING_PREFIX} ({why})"
+                if reason != wanted:
+                    self.store.update_run(run_id, status_reason=wanted)
+                    self.store.add_event(run_id, "pending", f"Slurm holds it: {why}")
+            elif reason.startswith(PENDING_PREFIX):
+                self.store.update_run(run_id, status_reason=None)
+                if info["state"] == "RUNNING":
+                    self.store.add_event(run_id, "running", "Slurm started it")
+
+
+class SlurmExecutor(RemoteProcessExecutor):
+    name = "slurm"
+
+    def __init__(self, host: "SshHost", store: "Store", settings: SlurmSettings, instance: str) -> None:
+        super().__init__(host)
+        self.settings, self.instance = settings, instance
+        self.queue = SlurmQueue(host, store, settings.poll)
+
+    def submit(self, launch: Launch) -> dict[str, Any]:
+        if launch.mounts:
+            raise WorkbenchError(f"{self.host.name} is a Slurm cluster: `mounts` need a container runtime there",
+                                 hint="remove mounts for this machine (Apptainer/Pyxis support is a later step)")
+        run_dir = str(launch.run_dir)
+        out = posixpath.join(run_dir, "out")
+        env = {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}
+        argv = [a.replace("{output}", out) for a in launch.argv]
+        _check(argv, env)
+        script = batch_script(run_dir, str(launch.snapshot_dir), argv, env, self.settings.setup)
+        s = self.settings
+        options = [f"--job-name=wb-{launch.run_id}", f"--comment=workbench:{self.instance}:{launch.run_id}",
+                   f"--output={posixpath.join(run_dir, 'slurm.out')}", f"--chdir={run_dir}"]
+        if launch.gpus:
+            options.append(f"--gres=gpu:{launch.gpus}")
+        options += [f"--partition={s.partition}"] * bool(s.partition) + [f"--account={s.account}"] * bool(s.account)
+        options += [f"--time={s.time}"] * bool(s.time)
+        submit = f"""run={_q(run_dir)}
+if [ -e "$run/job_id" ]; then echo "$run already holds a run" >&2; exit 1; fi
+command -v sbatch >/dev/null 2>&1 || {{ echo "sbatch is not on PATH on this login node" >&2; exit 1; }}
+mkdir -p "$run/out" || exit 1
+printf '%s' {_q(script)} > "$run/job.sh" || exit 1
+id=$(sbatch --parsable {' '.join(_q(o) for o in options)} "$run/job.sh") || exit 1
+id=${{id%%;*}}
+printf '%s\\n' "$id" > "$run/job_id"
+printf 'job %s\\n' "$id"
+"""
+        output = self.host.sh(submit, timeout=120, what="submitting the job (sbatch)").decode(errors="replace")
+        job = next((line.split()[1] for line in output.splitlines() if line.startswith("job ") and len(line.split()) > 1), None)
+        if not job:
+            raise WorkbenchError(f"{self.host.name}: sbatch gave no job id ({output.strip()[:200]!r})")
+        return {"run_dir": run_dir, "machine": self.host.name, "job": job, "started_at": time.time()}
+
+    def status(self, handle: dict[str, Any]) -> RunState:
+        job = str(handle.get("job") or "")
+        record = self.host.read_small(posixpath.join(handle["run_dir"], "exit_code"))
+        info = self.queue.jobs().get(job) if job else None
+        state = (info or {}).get("state", "")
+        if record is not None:
+            ended = exited(_json(record), handle.get("started_at"))
+            if state in ENDED and state != "COMPLETED":
+                ended.reason = ENDED[state]  # Slurm's word: why the signal came
+            elif ended.reason and job and self._may_say_more(ended.finished_at):
+                # killed by a signal: the scheduler's next look tells whether it was Slurm (a time limit,
+                # scancel, preemption) — waited for, not asked for, up to a few intervals
+                return RunState("running", started_at=handle.get("started_at"))
+            return ended
+        if state in ENDED:
+            # killed before it could write its record (SIGKILL after the time limit's grace): a moment more
+            # for a record that is being written, then Slurm's word for it
+            time.sleep(0.5)
+            record = self.host.read_small(posixpath.join(handle["run_dir"], "exit_code"))
+            if record is not None:
+                return self.status(handle)
+            return RunState("exited", exit_code=None, reason=ENDED[state], started_at=handle.get("started_at"),
+                            finished_at=time.time())
+        if info is None and job:
+            found = self.host.read_small(posixpath.join(handle["run_dir"], "job_id"))
+            if found is None:
+                return RunState("missing", reason="its job left no trace in its run dir")
+            polled = self.queue.polled_at()
+            if polled is not None and polled > (handle.get("started_at") or 0) + 2 * self.settings.poll:
+                return RunState("missing", reason=f"Slurm no longer knows job {job} and it left no exit record")
+        return RunState("running", started_at=handle.get("started_at"))
+
+    def _may_say_more(self, finished_at: float | None) -> bool:
+        polled = self.queue.polled_at()
+        if finished_at is None or time.time() - finished_at > 3 * self.settings.poll + 5:
+            return False
+        return polled is None or polled < finished_at + 1
+
+    def cancel(self, handle: dict[str, Any]) -> None:
+        job = str(handle.get("job") or "")
+        if not _JOB_ID.match(job):
+            return
+        self.host.connection.run(["scancel", job], timeout=60)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # the batch script forwards the signal and records the end
+            if self.host.read_small(posixpath.join(handle["run_dir"], "exit_code")) is not None:
+                return
+            time.sleep(0.2)
+
+    def adopt(self, run_id: str, run_dir: str) -> dict[str, Any] | None:
+        found = self.host.read_small(posixpath.join(str(run_dir), "job_id"))
+        if found is None:
+            return None
+        job = found.decode(errors="replace").strip()
+        return {"run_dir": str(run_dir), "machine": self.host.name, "job": job, "started_at": time.time()}
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data.decode(errors="replace") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
