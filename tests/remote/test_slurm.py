@@ -169,3 +169,37 @@ def test_bad_slurm_settings_are_one_line(cli, remote_env, tmp_path):
                           "are for a Slurm machine")
     assert_one_line_error(cli("machines", "add", "x", "--slurm", remote_env.gpu.ssh, "--ssh", remote_env.gpu.ssh),
                           "not both")
+
+
+def test_the_machines_screen_shows_the_cluster_from_sinfo(cli, hpc):
+    from workbench.services import Workbench
+    from workbench.services.slurm import summarize
+    from workbench.tui.screens.machines import host_block
+
+    wb = Workbench()
+    try:
+        cluster = wb.cluster("hpc")
+        part = cluster["partitions"]["gpu"]
+        assert part["default"] and part["gpus"] == 2 and sum(part["nodes"].values()) == 1, cluster
+        block = host_block(wb.store.get_machine("hpc"), {"cluster": cluster})
+        assert "Slurm cluster via" in block and "gpu (default)" in block and "of 2" in block
+    finally:
+        wb.close()
+    # sinfo's gres forms: typed, with socket or index details, none
+    parsed = summarize("gpu*|mixed|gpu:a100:4(S:0-1)|gpu:a100:1(IDX:0)|\ncpu|idle|(null)|gpu:0|\n")["partitions"]
+    assert parsed["gpu"]["gpus"] == 4 and parsed["gpu"]["gpus_used"] == 1 and parsed["cpu"]["gpus"] == 0
+
+
+def test_a_grid_sweep_on_the_cluster(cli, make_project, hpc):
+    root = make_project(SPEC + '[experiments.train.sweep]\nlr = [0.1, 0.2, 0.3]\nobjective = "loss"\n'
+                               'direction = "minimize"\nmax_parallel = 2\n')
+    started = cli("sweep", str(root), "--machine", "hpc", "--json")
+    assert started.code == 0, started.err
+    sweep_id = started.json()["id"]
+    done = wait_for(lambda: (s := cli("sweeps", "show", sweep_id, "--json").json())["status"] != "running" and s,
+                    timeout=240, interval=1)
+    assert done["status"] == "done" and done["progress"] == {"succeeded": 3}, done
+    for trial in done["trials"]:
+        shown = _show(cli, trial["id"])
+        assert shown["executor"] == "slurm" and shown["slurm_job"].isdigit()
+        assert any(e["kind"] == "placed" and "a Slurm cluster" in e["message"] for e in shown["events"])

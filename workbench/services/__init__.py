@@ -189,6 +189,11 @@ class Workbench:
         from workbench.services import deploy
         return deploy.deploy(self, ref, machine, port=port, name=name, stop_first=stop_first)
 
+    def cluster(self, machine: str) -> dict[str, Any]:
+        """A Slurm machine's partitions: nodes by state, GPUs and GPUs in use (sinfo, at most once a poll)."""
+        from workbench.services.slurm import cluster
+        return cluster(self, machine)
+
     def has_deployments(self) -> bool:
         return self.store.has_live_deployments()
 

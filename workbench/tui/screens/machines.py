@@ -30,8 +30,21 @@ class FleetSampled(Message):
         self.holders = holders or {}  # (machine, GPU uuid) -> the Workbench run holding it
 
 
+def cluster_block(machine: dict[str, Any], cluster: dict[str, Any]) -> str:
+    lines = [f"[b]{escape(machine['name'])}[/b]  Slurm cluster via {escape(machine['address'])}"]
+    if cluster.get("error"):
+        lines.append(f"  [yellow]{escape(cluster['error'])}[/]")
+    for name, part in cluster.get("partitions", {}).items():
+        nodes = ", ".join(f"{n} {escape(state)}" for state, n in sorted(part["nodes"].items()))
+        gpus = (f" · GPUs {part['gpus'] - part['gpus_used']} free of {part['gpus']}" if part["gpus"] else "")
+        lines.append(f"  {escape(name)}{' (default)' if part['default'] else ''}: {nodes}{gpus}")
+    return "\n".join(lines)
+
+
 def host_block(machine: dict[str, Any], live: dict[str, Any] | None,
                holders: dict[tuple[str, str], str] | None = None) -> str:
+    if live and "cluster" in live:
+        return cluster_block(machine, live["cluster"])
     state = live["state"] if live else "connecting"
     cost = f" · ${machine['hourly_cost']:.2f}/h" if machine.get("hourly_cost") is not None else ""
     lines = [f"[b]{escape(machine['name'])}[/b]  [{STATE_STYLE.get(state, '')}]● {state}[/]  "
@@ -103,9 +116,12 @@ class MachinesScreen(BaseScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="machines")
     def sample(self, seq: int) -> None:
         wb = self.workbench
-        machines = [m for m in wb.list_machines() if m["kind"] == "ssh"]
+        machines = [m for m in wb.list_machines() if m["kind"] in ("ssh", "slurm")]
         fleet = self.app.fleet  # type: ignore[attr-defined]
         live = fleet.snapshot() if fleet is not None else {}
+        for m in machines:
+            if m["kind"] == "slurm":  # a cluster: what its scheduler says, not its login node's telemetry
+                live[m["name"]] = {"cluster": wb.cluster(m["name"])}
         self.post_message(FleetSampled(seq, wb.local_machine(), machines, live, wb.gpu_holders()))
 
     async def on_fleet_sampled(self, message: FleetSampled) -> None:

@@ -397,6 +397,7 @@ class RunDetailScreen(RunActions, BaseScreen):
             ("snapshot", (run.get("snapshot") or "-")[:16]),
             ("git", (run.get("git_commit") or "-")[:12] + (" (dirty)" if run.get("git_dirty") else "")),
             ("executor", run["executor"]), ("machine", run["machine"]),
+            *([("slurm job", str((run.get("handle") or {}).get("job")))] if (run.get("handle") or {}).get("job") else []),
             *([("files on", run["host_run_dir"])] if run.get("host_run_dir") else []),
             ("gpus", ", ".join(run.get("gpu_uuids") or []) or "none"),
             *([("placed", (run.get("placement") or {}).get("reason") or "-")] if run.get("placement") else []),
