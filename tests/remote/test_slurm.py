@@ -203,3 +203,22 @@ def test_a_grid_sweep_on_the_cluster(cli, make_project, hpc):
         shown = _show(cli, trial["id"])
         assert shown["executor"] == "slurm" and shown["slurm_job"].isdigit()
         assert any(e["kind"] == "placed" and "a Slurm cluster" in e["message"] for e in shown["events"])
+
+
+def test_a_requeued_job_stays_one_run_with_the_requeue_as_an_event(cli, make_project, hpc):
+    root = make_project(SPEC.replace("pause = 0.2", "pause = 20"))
+    started = cli("run", str(root), "--machine", "hpc", "--json")
+    assert started.code == 0, started.err
+    run_id = started.json()["id"]
+    wait_for(lambda: _show(cli, run_id)["metric_points"] >= 1, timeout=60, interval=0.3)
+    job = _show(cli, run_id)["slurm_job"]
+    subprocess.run(["scontrol", "requeue", job], check=True)  # what a preemption or node failure does
+    requeued = wait_for(lambda: (s := _show(cli, run_id)) and any(e["kind"] == "requeued" for e in s["events"]) and s,
+                        timeout=60, interval=0.5)
+    assert requeued["status"] == "running" and requeued["status_reason"].startswith("Slurm: PENDING"), requeued
+    time.sleep(5)  # the killed attempt wrote an exit record: the run still did not end
+    assert _show(cli, run_id)["status"] == "running"
+    assert cli("runs", "cancel", run_id).code == 0
+    final = wait_for(lambda: (s := _show(cli, run_id))["status"] not in ("queued", "running") and s, timeout=60,
+                     interval=0.5)
+    assert final["status"] == "cancelled", final

@@ -43,6 +43,8 @@ ENDED = {  # Slurm's terminal states, said as a run's end
     "COMPLETED": "the job ended without its exit record",
 }
 PENDING_PREFIX = "Slurm: PENDING"
+REQUEUED = ("PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD")  # a job that ran, back in the queue
+STILL_HELD = ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT")
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
 
 
@@ -80,6 +82,8 @@ finish() {{
 fwd() {{ if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; fi; }}
 trap fwd TERM INT
 : >> "$run/stdout.log"; : >> "$run/stderr.log"
+# requeued (preemption, node failure, scontrol requeue): the earlier attempt's end is not this run's end
+if [ -f "$run/exit_code" ]; then mv -f "$run/exit_code" "$run/exit_code.attempt-${{SLURM_RESTART_COUNT:-0}}"; fi
 printf '{{"job": "%s", "node": "%s", "started_at": %s}}\\n' "$SLURM_JOB_ID" "$(hostname)" "$(date +%s)" > "$run/pid"
 if ! cd {_q(snapshot_dir)} 2>/dev/null; then
   printf 'workbench: cannot enter the snapshot dir %s\\n' {_q(snapshot_dir)} >> "$run/stderr.log"
@@ -124,6 +128,14 @@ class SlurmQueue:
             return jobs
         finally:
             self.store.release_lease(lease, owner)
+
+    def note_requeued(self, run_id: str, job: str, reason: str, attempt_ended: float | None) -> None:
+        """The requeue as an event of the run (once per attempt, whichever process sees it first)."""
+        mark = f"attempt ended {int(attempt_ended or 0)}"
+        if any(e["kind"] == "requeued" and mark in e["message"] for e in self.store.events(run_id)):
+            return
+        self.store.add_event(run_id, "requeued", f"Slurm requeued job {job} ({reason or 'requeued'}; {mark}): "
+                                                 "the same run goes on when it starts again")
 
     def polled_at(self) -> float | None:
         found = self.store.slurm_poll(self.machine)
@@ -217,9 +229,13 @@ printf 'job %s\\n' "$id"
             ended = exited(_json(record), handle.get("started_at"))
             if state in ENDED and state != "COMPLETED":
                 ended.reason = ENDED[state]  # Slurm's word: why the signal came
-            elif ended.reason and job and self._may_say_more(ended.finished_at):
-                # killed by a signal: the scheduler's next look tells whether it was Slurm (a time limit,
-                # scancel, preemption) — waited for, not asked for, up to a few intervals
+            elif ended.reason and state in REQUEUED:  # the attempt was killed and Slurm queued the job again
+                self.queue.note_requeued(posixpath.basename(handle["run_dir"].rstrip("/")), job,
+                                         (info or {}).get("reason") or "", ended.finished_at)
+                return RunState("running", started_at=handle.get("started_at"))
+            elif ended.reason and job and state in STILL_HELD and self._may_say_more(ended.finished_at):
+                # killed by a signal while Slurm still holds the job: its next look tells whether Slurm did it
+                # (a time limit, scancel, a requeue) — waited for, not asked for, up to a few intervals
                 return RunState("running", started_at=handle.get("started_at"))
             return ended
         if state in ENDED:
@@ -241,10 +257,7 @@ printf 'job %s\\n' "$id"
         return RunState("running", started_at=handle.get("started_at"))
 
     def _may_say_more(self, finished_at: float | None) -> bool:
-        polled = self.queue.polled_at()
-        if finished_at is None or time.time() - finished_at > 3 * self.settings.poll + 5:
-            return False
-        return polled is None or polled < finished_at + 1
+        return finished_at is not None and time.time() - finished_at <= 3 * self.settings.poll + 5
 
     def cancel(self, handle: dict[str, Any]) -> None:
         job = str(handle.get("job") or "")
