@@ -4,6 +4,7 @@ port, a switch, a rollback, stop — with a stdlib-only server, and the bad inpu
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 import pytest
@@ -13,8 +14,13 @@ from helpers import assert_one_line_error, free_port
 pytestmark = pytest.mark.docker
 
 SERVER = """
-import http.server, json, os, sys
+import http.server, json, os, sys, threading
 model = open(sys.argv[1]).read()
+if model == "flaky":  # serves a few seconds, then crashes at every start (its marker outlives restarts)
+    if os.path.exists("/tmp/started"):
+        sys.exit(3)
+    open("/tmp/started", "w").close()
+    threading.Timer(4, lambda: os._exit(3)).start()
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def do_GET(self):
@@ -100,3 +106,29 @@ def test_deploy_bad_input(cli, make_project, tmp_path):
     assert_one_line_error(cli("deploy", "m", "--machine", "local"), "the project of m:1 is gone")
     assert_one_line_error(cli("deployments", "show", "m"), "no deployment 'm'")
     assert cli("models", "show", "m", "--json").json()["versions"][0]["version"] == 1  # nothing lost
+
+
+def test_a_failed_first_deploy_moves_its_port_and_a_crashing_version_is_replaced(cli, make_project):
+    root = make_project(SPEC.replace("DEPLOY", DEPLOY), {"serve.py": SERVER, "train.py": TRAIN})
+    registered(cli, root, "flaky")
+    registered(cli, root, "steady")
+    first, second = free_port(), free_port()
+    try:
+        assert cli("deploy", "m:1", "--machine", "local", "--port", str(first)).code == 0
+        time.sleep(6)  # v1 crashed, and crashes again at each restart: no address for the proxy to follow
+        listed = cli("deployments", "list", "--json")
+        assert listed.code == 0 and listed.json()[0]["health"] == "failing", listed.out
+        replaced = cli("deploy", "m:2", "--machine", "local", "--json")  # not blocked by the crashing v1
+        assert replaced.code == 0, replaced.err
+        assert which(first) == "steady"
+        assert cli("deployments", "stop", "m", "--remove").code == 0
+        # a first deploy that never turned healthy: the next one may pick another port
+        (root / "workbench.toml").write_text(SPEC.replace("DEPLOY", DEPLOY.replace("timeout = 20", "timeout = 2")
+                                                          .replace('"/health"', '"/missing"')))
+        assert_one_line_error(cli("deploy", "m:2", "--machine", "local", "--port", str(first)), "not deployed")
+        (root / "workbench.toml").write_text(SPEC.replace("DEPLOY", DEPLOY))
+        moved = cli("deploy", "m:2", "--machine", "local", "--port", str(second), "--json")
+        assert moved.code == 0, moved.err
+        assert moved.json()["endpoint"] == f"http://127.0.0.1:{second}" and which(second) == "steady"
+    finally:
+        cli("deployments", "stop", "m", "--remove")

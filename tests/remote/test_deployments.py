@@ -246,6 +246,9 @@ def test_a_gpu_deployment_holds_its_gpu_and_a_full_host_offers_stop_first(cli, h
         assert second.json()["live_version"] == 2
         events = [e["kind"] for e in second.json()["events"]]
         assert "stop-first" in events
+        states = {t["version"]: t["state"] for t in second.json()["targets"]}
+        assert states == {1: "removed", 2: "live"}  # v1 gave its GPU up: nothing to roll back to
+        assert_one_line_error(cli("deployments", "rollback", "g"), "no earlier version kept")
         assert cli("deployments", "stop", "g", "--remove").code == 0
     finally:
         (host.gpu.dir / "gpu-count").unlink(missing_ok=True)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import socket
 from typing import Any, Callable
 
+from workbench.errors import WorkbenchError
+
 TIMEOUT = 3.0
 
 
@@ -42,6 +44,12 @@ def ssh_probe(transport: Callable[[], Any]) -> Callable[[str, int, str], int | N
     def probe(address: str, port: int, path: str) -> int | None:
         try:
             channel = transport().open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=TIMEOUT)
+        except paramiko.ChannelException as exc:
+            if exc.code == paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED:
+                raise WorkbenchError("the host's sshd refuses TCP forwarding, which Workbench uses to ask a "
+                                     "deployment's health", hint="set AllowTcpForwarding yes (or local) in its "
+                                     "sshd_config for your user") from None
+            return None
         except (paramiko.SSHException, OSError, EOFError):
             return None
         try:

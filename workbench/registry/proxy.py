@@ -17,6 +17,7 @@ from workbench.errors import WorkbenchError
 IMAGE = "caddy:2"
 CONFIG_DIR = "/etc/workbench"
 CONFIG = f"{CONFIG_DIR}/proxy.json"
+NEXT = "proxy.next.json"  # a new config is loaded from here, and becomes proxy.json only once Caddy took it
 LISTEN = 80  # inside the proxy container; published on the host as the deployment's port
 
 
@@ -59,22 +60,24 @@ def _tar(folder: str, name: str, data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def write_config(container: Any, upstream: str, serving: str) -> None:
+def write_config(container: Any, upstream: str, serving: str, filename: str = "proxy.json") -> None:
     """Puts the config for `upstream` (the container `serving`) into the created or running proxy."""
     data = json.dumps(config(upstream, serving), indent=1).encode()
     parent, folder = CONFIG_DIR.rsplit("/", 1)
-    if not container.put_archive(parent or "/", _tar(folder, "proxy.json", data)):
+    if not container.put_archive(parent or "/", _tar(folder, filename, data)):
         raise WorkbenchError(f"could not write the proxy's config into {container.name}")
 
 
 def read_serving(container: Any | None) -> tuple[str, str] | None:
     """(container, upstream) the proxy's config names: what it serves, as far as the host knows (None
     without a proxy or a config)."""
+    import docker.errors
+
     if container is None:
         return None
     try:
         stream, _ = container.get_archive(CONFIG)
-    except Exception:  # noqa: BLE001 - no config yet
+    except docker.errors.NotFound:  # created, never configured
         return None
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
         member = tar.extractfile("proxy.json")
@@ -82,10 +85,13 @@ def read_serving(container: Any | None) -> tuple[str, str] | None:
 
 
 def reload(container: Any, upstream: str, serving: str) -> None:
-    """Switches the running proxy to `upstream` (graceful: see the module's doc)."""
-    write_config(container, upstream, serving)
-    code, output = container.exec_run(["caddy", "reload", "--config", CONFIG])
+    """Switches the running proxy to `upstream` (graceful: see the module's doc). proxy.json, which
+    `read_serving` trusts, is replaced only once Caddy took the new config: a refused reload leaves it
+    naming what Caddy still serves."""
+    write_config(container, upstream, serving, NEXT)
+    code, output = container.exec_run(["caddy", "reload", "--config", f"{CONFIG_DIR}/{NEXT}"])
     if code != 0:
         lines = (output or b"").decode(errors="replace").strip().splitlines()
         raise WorkbenchError(f"the proxy {container.name} did not take the new upstream: "
                              f"{lines[-1] if lines else f'caddy reload exited {code}'}")
+    write_config(container, upstream, serving)

@@ -20,6 +20,7 @@ from workbench.registry import proxy
 MODEL_DIR = "/model"
 CODE_DIR = "/workspace"
 Probe = Callable[[str, int, str], "int | None"]  # (address, port, path) -> HTTP status, None: no answer
+PROXY_START_TIMEOUT = 15.0
 
 
 def labels(instance: str, deployment: str, role: str, version: int | None = None) -> dict[str, str]:
@@ -124,9 +125,11 @@ def upstream(container: Any) -> str:
     return f"{where}:{container.labels.get('workbench.port', '8000')}"
 
 
-def ensure_proxy(client: Any, name: str, port: int, serving: Any, container_labels: dict[str, str]) -> tuple[Any, bool]:
-    """The proxy, running, serving the container `serving` (created, or started again, as needed); True when
-    it was (re)started here rather than found running."""
+def ensure_proxy(client: Any, name: str, port: int, serving: Any, container_labels: dict[str, str],
+                 probe: Probe) -> tuple[Any, bool]:
+    """The proxy, running, serving the container `serving` (created, or started again, as needed, and then
+    waited for until it answers: a published port accepts connections before Caddy listens, and resets
+    them); True when it was (re)started here rather than found running."""
     import docker.errors
 
     found = get(client, name)
@@ -147,7 +150,22 @@ def ensure_proxy(client: Any, name: str, port: int, serving: Any, container_labe
             found.remove(force=True)
             raise WorkbenchError(f"port {port} is in use on the machine", hint="pick another with --port") from None
         raise WorkbenchError(f"the proxy did not start: {message}") from None
+    _wait_answering(found, probe, health_path(serving))
     return found, True
+
+
+def _wait_answering(container: Any, probe: Probe, path: str, timeout: float = PROXY_START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        container.reload()
+        if container.status != "running":
+            raise WorkbenchError(f"the proxy {container.name} stopped at start: {last_log_line(container) or container.status}")
+        where = address(container)
+        if where and probe(where, proxy.LISTEN, path) is not None:
+            return
+        if time.monotonic() > deadline:
+            raise WorkbenchError(f"the proxy {container.name} did not answer within {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 def stop_keep(container: Any) -> None:

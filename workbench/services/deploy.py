@@ -10,10 +10,13 @@ app) and reconciled to the one version the proxy serves."""
 from __future__ import annotations
 
 import posixpath
+from contextlib import contextmanager
+import secrets
+import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from workbench.errors import NotFound, WorkbenchError
 from workbench.execution.ingest import new_owner
@@ -27,6 +30,7 @@ from workbench.services.context import Services
 DEFAULT_PORT = 8080
 DRAIN_SECONDS = 2.0     # after a switch, requests already sent to the old version finish before it stops
 LEASE_TTL, LEASE_RENEW = 8.0, 2.0
+LEASE_WAIT = 15.0  # a look (list, show, the app's health tick) holds it for a moment: wait that out
 ROLLBACK_TIMEOUT = 120.0  # the kept version loaded its model once already
 
 
@@ -63,7 +67,7 @@ class Target:
                 except OSError:
                     pass
                 host.make_dirs(folder)
-                partial = f"{final}.partial"
+                partial = f"{final}.{secrets.token_hex(4)}.partial"  # two deploys may send the same model
                 self.wb.progress(f"sending the model ({size:,} bytes) to {self.machine}")
                 sftp.put(str(local), partial)
                 sftp.posix_rename(partial, final)
@@ -129,14 +133,8 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
     if existing and existing["machine"] != machine:
         raise WorkbenchError(f"deployment {name} lives on {existing['machine']}",
                              hint=f"stop it there first (`workbench deployments stop {name} --remove`), or pass --name")
-    if existing and port and port != existing["port"] and existing["live_container"]:
-        raise WorkbenchError(f"deployment {name} serves on port {existing['port']}",
-                             hint="its endpoint stays; to move it, stop it with --remove and deploy again")
     port = port or (existing["port"] if existing else DEFAULT_PORT)
-    owner = new_owner()
-    if not wb.store.acquire_lease(lease(name), owner, LEASE_TTL):
-        raise WorkbenchError(f"deployment {name} is being changed by another Workbench ({wb.store.lease_holder(lease(name))})")
-    keeper = LeaseKeeper(wb.store, lease(name), owner, LEASE_TTL, LEASE_RENEW)
+    owner, keeper = _hold(wb, name)
     label = f"{version['name']}:{version['version']}"
     container_name = None
     try:
@@ -145,24 +143,42 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
         record = reconcile(wb, _get(wb, name), quiet=True, owner=owner)
         target = Target(wb, machine)
         live = record["live_container"]
-        if serving.get(target.client, serving.proxy_name(wb.store.instance, name)) is None and target.listening(port):
+        proxy_name = serving.proxy_name(wb.store.instance, name)
+        if port != record["port"]:
+            if live:
+                raise WorkbenchError(f"deployment {name} serves on port {record['port']}",
+                                     hint="its endpoint stays; to move it, stop it with --remove and deploy again")
+            old_proxy = serving.get(target.client, proxy_name)  # nothing serves on the old port: the endpoint moves
+            if old_proxy is not None:
+                old_proxy.remove(force=True)
+            wb.store.update_deployment(name, port=port)
+            record = _get(wb, name)
+        if serving.get(target.client, proxy_name) is None and target.listening(port):
             raise WorkbenchError(f"port {port} is in use on {machine}", hint="pick another with --port")
         wb.store.update_deployment(name, operation={"kind": "deploy", "version": version["version"], "owner": owner,
                                                     "started": time.time()},
                                    status=record["status"] if live else "deploying")
+        # held until the target (and its snapshot) is recorded: gc keeps what a record names
         with snapshot_lock(wb.dirs.snapshots, exclusive=False):
             snapshot = take_snapshot(spec.root, spec.exclude, wb.dirs.snapshots)
             code = target.code_dir(snapshot.hash)
-        model_path = target.model_path(model_file, version["sha256"])
-        experiment = spec.experiments.get(version["lineage"]["experiment"]) or next(iter(spec.experiments.values()))
-        image = image_for(wb, spec, replace(experiment, image=d.image, dockerfile=d.dockerfile),
-                          wb.dirs.snapshots / snapshot.hash, snapshot.hash, None, machine=machine)
-        target.ensure_image(proxy.IMAGE)
-        gpu_ids = _gpus_for(wb, target, record, d.gpus, stop_first, label)
-        container_name = serving.target_name(name, version["version"])
-        command = substitute(d.command, {"model": f"{serving.MODEL_DIR}/{version['filename']}", "port": d.port})
-        wb.store.add_target(name, container_name, version["version"], version["sha256"], "starting",
-                            snapshot=snapshot.hash, machine=machine, gpu_uuids=gpu_ids)
+            model_path = target.model_path(model_file, version["sha256"])
+            experiment = (spec.experiments.get(version["lineage"]["experiment"])
+                          or next(iter(spec.experiments.values())))
+            image = image_for(wb, spec, replace(experiment, image=d.image, dockerfile=d.dockerfile),
+                              wb.dirs.snapshots / snapshot.hash, snapshot.hash, None, machine=machine)
+            target.ensure_image(proxy.IMAGE)
+            gpu_ids = _gpus_for(wb, target, record, d.gpus, stop_first, label)
+            live = record["live_container"]  # None once --stop-first removed it
+            container_name = serving.target_name(name, version["version"])
+            command = substitute(d.command, {"model": f"{serving.MODEL_DIR}/{version['filename']}", "port": d.port})
+            _check_lease(keeper, name)
+            try:
+                wb.store.add_target(name, container_name, version["version"], version["sha256"], "starting",
+                                    snapshot=snapshot.hash, machine=machine, gpu_uuids=gpu_ids)
+            except sqlite3.IntegrityError:
+                raise WorkbenchError(f"the GPU(s) picked on {machine} were taken by another run meanwhile",
+                                     hint="deploy again: it picks among those still free") from None
         wb.progress(f"starting {label} on {machine} ({container_name})")
         container = serving.start_target(
             target.client, name=container_name, image=image, command=command, env=d.env, code_dir=code,
@@ -180,6 +196,7 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
             wb.store.update_deployment(name, operation=None, status="live" if live else "failed",
                                        status_reason=f"{label}: {exc.message}")
             raise WorkbenchError(f"{label} not deployed: {exc.message}{keeps}") from None
+        _check_lease(keeper, name)
         _switch(wb, target, record, container)
         wb.store.set_target_state(name, container_name, "live")
         wb.store.update_deployment(name, live_version=version["version"], live_container=container_name,
@@ -201,20 +218,49 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
                                        status_reason=f"{label}: {getattr(exc, 'message', None) or exc!r}")
         raise
     finally:
-        keeper.stop()
-        wb.store.release_lease(lease(name), owner)
+        _release(wb, name, owner, keeper)
+
+
+def _hold(wb: Services, name: str) -> tuple[str, LeaseKeeper]:
+    """The deployment's lease, kept alive from a thread until released (one operation at a time)."""
+    owner = new_owner()
+    deadline = time.monotonic() + LEASE_WAIT
+    while not wb.store.acquire_lease(lease(name), owner, LEASE_TTL):
+        if time.monotonic() > deadline:
+            raise WorkbenchError(f"deployment {name} is being changed by another Workbench "
+                                 f"({wb.store.lease_holder(lease(name))})")
+        time.sleep(0.2)
+    return owner, LeaseKeeper(wb.store, lease(name), owner, LEASE_TTL, LEASE_RENEW)
+
+
+def _release(wb: Services, name: str, owner: str, keeper: LeaseKeeper) -> None:
+    keeper.stop()
+    wb.store.release_lease(lease(name), owner)
+
+
+@contextmanager
+def _holding(wb: Services, name: str) -> Iterator[None]:
+    owner, keeper = _hold(wb, name)
+    try:
+        yield
+    finally:
+        _release(wb, name, owner, keeper)
+
+
+def _check_lease(keeper: LeaseKeeper, name: str) -> None:
+    """Before touching what serves: a Workbench stuck longer than the lease lets another take over."""
+    if keeper.lost.is_set():
+        raise WorkbenchError(f"deployment {name} was taken over by another Workbench while this one was stalled")
 
 
 def _discard(wb: Services, machine: str, name: str, container_name: str) -> bool:
     """Removes a container that never served (False when the machine does not answer)."""
     try:
         client = Target(wb, machine).client
-        found = serving.get(client, container_name)
         served = proxy.read_serving(serving.get(client, serving.proxy_name(wb.store.instance, name)))
         if served and served[0] == container_name:
             return False  # the switch happened before the failure: the next look records it as live
-        if found is not None:
-            found.remove(force=True)
+        _remove(client, container_name)
     except Exception:  # noqa: BLE001 - the machine went away: the next reconcile settles it
         return False
     wb.store.set_target_state(name, container_name, "failed")
@@ -251,7 +297,7 @@ def _switch(wb: Services, target: Target, record: dict[str, Any], container: Any
     """The proxy sends every new request to `container` (started with it if it was not running)."""
     name = record["name"]
     found, started = serving.ensure_proxy(target.client, serving.proxy_name(wb.store.instance, name), record["port"],
-                                          container, serving.labels(wb.store.instance, name, "proxy"))
+                                          container, serving.labels(wb.store.instance, name, "proxy"), target.probe)
     if not started:
         proxy.reload(found, serving.upstream(container), container.name)
 
@@ -268,14 +314,29 @@ def _retire(wb: Services, target: Target, name: str, container_name: str, *, dra
         else:
             serving.stop_keep(old)
     wb.store.set_target_state(name, container_name, "removed" if release else "standby")
+    for earlier in [t for t in wb.store.targets(name) if t["state"] == "standby" and t["container"] != container_name]:
+        # one version is kept to go back to; older ones would hold their GPUs and disk for nothing
+        _quietly(_remove, target.client, earlier["container"])
+        wb.store.set_target_state(name, earlier["container"], "removed")
+
+
+def _remove(client: Any, container_name: str) -> None:
+    found = serving.get(client, container_name)
+    if found is not None:
+        found.remove(force=True)
+
+
+def _quietly(action: Any, *args: Any) -> None:
+    """A clean-up step whose failure must not hide the error or result being reported."""
+    try:
+        action(*args)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def rollback(wb: Services, name: str) -> dict[str, Any]:
     record = _get(wb, name)
-    owner = new_owner()
-    if not wb.store.acquire_lease(lease(name), owner, LEASE_TTL):
-        raise WorkbenchError(f"deployment {name} is being changed by another Workbench ({wb.store.lease_holder(lease(name))})")
-    keeper = LeaseKeeper(wb.store, lease(name), owner, LEASE_TTL, LEASE_RENEW)
+    owner, keeper = _hold(wb, name)
     try:
         record = reconcile(wb, record, quiet=True, owner=owner)
         standby = [t for t in wb.store.targets(name) if t["state"] == "standby"]
@@ -293,7 +354,16 @@ def rollback(wb: Services, name: str) -> dict[str, Any]:
                                                     "started": time.time()})
         started = time.monotonic()
         serving.start_again(container)
-        serving.wait_healthy(container, target.probe, ROLLBACK_TIMEOUT, wb.progress)
+        try:
+            serving.wait_healthy(container, target.probe, ROLLBACK_TIMEOUT, wb.progress)
+            _check_lease(keeper, name)
+        except WorkbenchError as exc:
+            _quietly(serving.stop_keep, container)  # kept as it was, for another try
+            message = f"{name}: rollback to v{back['version']} failed: {exc.message}" + (
+                f"; v{record['live_version']} keeps serving" if record["live_container"] else "")
+            _event(wb, name, "rollback-failed", message, from_version=record["live_version"],
+                   to_version=back["version"], health="failing")
+            raise WorkbenchError(message) from None
         _switch(wb, target, record, container)
         wb.store.set_target_state(name, back["container"], "live")
         previous = record["live_container"]
@@ -311,8 +381,7 @@ def rollback(wb: Services, name: str) -> dict[str, Any]:
             wb.store.update_deployment(name, operation=None)
         raise
     finally:
-        keeper.stop()
-        wb.store.release_lease(lease(name), owner)
+        _release(wb, name, owner, keeper)
 
 
 def _get(wb: Services, name: str) -> dict[str, Any]:
@@ -327,61 +396,88 @@ def reconcile(wb: Services, record: dict[str, Any], quiet: bool = False, owner: 
     """Makes the record tell the truth: an operation whose owner is gone (killed mid-deploy) is settled on
     the version the proxy serves, and the container it was starting is removed; a proxy that is gone or
     stopped is brought back on the live version; a live container that moved is re-pointed; the live
-    version's health is asked. With `quiet` False an unreachable machine is said and nothing changes."""
+    version's health is asked. With `quiet` False an unreachable machine is said and nothing changes.
+    Called without `owner`, it takes the deployment's lease for its changes (and leaves a deployment that
+    another Workbench is changing as its record says)."""
     name = record["name"]
-    operation = record.get("operation")
-    holder = wb.store.lease_holder(lease(name))
-    if holder and holder != owner:
+    mine = owner or new_owner()
+    if not wb.store.acquire_lease(lease(name), mine, LEASE_TTL):
         return record  # another Workbench is at work on it now
+    keeper = LeaseKeeper(wb.store, lease(name), mine, LEASE_TTL, LEASE_RENEW) if owner is None else None
     try:
-        target = Target(wb, record["machine"])
-        proxy_name = serving.proxy_name(wb.store.instance, name)
-        proxy_container = serving.get(target.client, proxy_name)
-        serves = proxy.read_serving(proxy_container)
-        if operation:
-            record = _settle(wb, target, record, serves[0] if serves else record["live_container"])
-        if record["live_container"] and record["status"] == "live":
-            live = serving.get(target.client, record["live_container"])
-            if live is not None and live.status in ("exited", "created"):
-                serving.start_again(live)  # stopped by hand, or its engine restarted without it
-            if live is not None and (proxy_container is None or proxy_container.status != "running"):
-                serving.ensure_proxy(target.client, proxy_name, record["port"], live,
-                                     serving.labels(wb.store.instance, name, "proxy"))
-                what = "gone" if proxy_container is None else proxy_container.status
-                wb.store.add_deployment_event(name, "proxy-restarted", f"{name}: the proxy was {what}; started "
-                                              f"again on port {record['port']}")
-            elif live is not None and serves and serves[1] != serving.upstream(live):
-                proxy.reload(proxy_container, serving.upstream(live), live.name)  # a restart gave it a new address
-            _check_health(wb, target, record, live)
+        return _reconcile(wb, record, quiet)
     except WorkbenchError as exc:
         if quiet:
             raise
-        wb.store.update_deployment(name, health="unknown", health_at=time.time())
-        return {**record, "health": "unknown", "health_detail": f"{record['machine']}: {exc.message}"}
+        detail = exc.message
+    except Exception as exc:  # noqa: BLE001 - an engine or SSH failure: this deployment's health is unknown
+        if quiet:
+            raise
+        wb.executors.forget_machine(record["machine"])
+        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    finally:
+        if keeper is not None:
+            keeper.stop()
+            wb.store.release_lease(lease(name), mine)
+    wb.store.update_deployment(name, health="unknown", health_at=time.time())
+    return {**record, "health": "unknown", "health_detail": f"{record['machine']}: {detail}"}
+
+
+def _reconcile(wb: Services, record: dict[str, Any], quiet: bool) -> dict[str, Any]:
+    name = record["name"]
+    target = Target(wb, record["machine"])
+    proxy_name = serving.proxy_name(wb.store.instance, name)
+    proxy_container = serving.get(target.client, proxy_name)
+    serves = proxy.read_serving(proxy_container)
+    settled = bool(record.get("operation"))
+    if settled:
+        record = _settle(wb, target, record, serves[0] if serves else record["live_container"])
+    if record["live_container"] and record["status"] == "live":
+        live = serving.get(target.client, record["live_container"])
+        if live is not None and live.status in ("exited", "created"):
+            serving.start_again(live)  # stopped by hand, or its engine restarted without it
+        where = serving.address(live) if live is not None else None
+        if where is None:
+            pass  # gone, or crash-looping with no address: nothing to point the proxy at; its health says so
+        elif proxy_container is None or proxy_container.status != "running":
+            serving.ensure_proxy(target.client, proxy_name, record["port"], live,
+                                 serving.labels(wb.store.instance, name, "proxy"), target.probe)
+            what = "gone" if proxy_container is None else proxy_container.status
+            wb.store.add_deployment_event(name, "proxy-restarted", f"{name}: the proxy was {what}; started "
+                                          f"again on port {record['port']}")
+        elif settled or (serves and serves[1] != serving.upstream(live)):
+            # a restart gave it a new address; or an interrupted switch, where Caddy may have taken a config
+            # its file does not show yet: point it at the settled version either way
+            proxy.reload(proxy_container, serving.upstream(live), live.name)
+        _check_health(wb, target, record, live)
     return _get(wb, name)
 
 
 def _settle(wb: Services, target: Target, record: dict[str, Any], serving_name: str | None) -> dict[str, Any]:
-    """An operation left behind by a Workbench that stopped half-way: the proxy's upstream decides."""
+    """An operation left behind by a Workbench that stopped half-way: the proxy's upstream decides, if it
+    names a version that was not given up (removed, failed) and whose container is still there."""
     name, operation = record["name"], record["operation"]
-    for t in wb.store.targets(name):
-        if t["state"] == "starting" and t["container"] != serving_name:
-            leftover = serving.get(target.client, t["container"])
-            if leftover is not None:
-                leftover.remove(force=True)
+    targets = wb.store.targets(name)
+    live = next((t for t in targets if t["container"] == serving_name and t["state"] not in ("removed", "failed")),
+                None)
+    if live is not None and serving.get(target.client, live["container"]) is None:
+        live = None
+    for t in targets:
+        if t["state"] == "starting" and (live is None or t["container"] != live["container"]):
+            _remove(target.client, t["container"])
             wb.store.set_target_state(name, t["container"], "failed")
-    live = next((t for t in wb.store.targets(name) if t["container"] == serving_name), None)
     if live is not None:
-        wb.store.set_target_state(name, serving_name, "live")  # type: ignore[arg-type]
-        for t in wb.store.targets(name):
-            if t["state"] == "live" and t["container"] != serving_name:
+        wb.store.set_target_state(name, live["container"], "live")
+        for t in targets:
+            if t["state"] == "live" and t["container"] != live["container"]:
                 old = serving.get(target.client, t["container"])
                 if old is not None and old.status == "running":
                     serving.stop_keep(old)  # switched away from before the interruption: kept for rollback
                 wb.store.set_target_state(name, t["container"], "standby")
-        wb.store.update_deployment(name, live_version=live["version"], live_container=serving_name)
     what = f"{operation['kind']} of v{operation.get('version')}"
     wb.store.update_deployment(name, operation=None, status="live" if live else "failed",
+                               live_version=live["version"] if live else record["live_version"],
+                               live_container=live["container"] if live else None,
                                status_reason=f"{what} was interrupted")
     wb.store.add_deployment_event(name, "reconciled", f"{name}: {what} was interrupted; "
                                   + (f"v{live['version']} is live" if live else "nothing is live"),
@@ -443,7 +539,13 @@ def logs(wb: Services, name: str, tail: int = 200) -> str:
 def stop(wb: Services, name: str, remove: bool = False) -> dict[str, Any]:
     """Stops the proxy and the live version (kept, unless `remove`: then every container of it goes, and the
     record with them)."""
-    record = _get(wb, name)
+    _get(wb, name)  # an unknown name is said before anything else
+    with _holding(wb, name):
+        return _stop(wb, _get(wb, name), remove)
+
+
+def _stop(wb: Services, record: dict[str, Any], remove: bool) -> dict[str, Any]:
+    name = record["name"]
     target = Target(wb, record["machine"])
     names = [serving.proxy_name(wb.store.instance, name)] + [t["container"] for t in wb.store.targets(name)]
     for container_name in names:
@@ -455,7 +557,9 @@ def stop(wb: Services, name: str, remove: bool = False) -> dict[str, Any]:
         elif found.status == "running":
             serving.stop_keep(found)
     if remove:
-        wb.store.remove_deployment(name)
+        wb.store.remove_deployment(name)  # its events stay: the history of what served there
+        wb.store.add_deployment_event(name, "removed", f"{name}: removed from {record['machine']}:{record['port']}",
+                                      from_version=record["live_version"])
         wb.progress(f"deployment {name} removed from {record['machine']}")
         return {**record, "status": "removed"}
     if record["live_container"]:
