@@ -190,19 +190,51 @@ def test_the_machines_screen_shows_the_cluster_from_sinfo(cli, hpc):
     assert parsed["gpu"]["gpus"] == 4 and parsed["gpu"]["gpus_used"] == 1 and parsed["cpu"]["gpus"] == 0
 
 
-def test_a_grid_sweep_on_the_cluster(cli, make_project, hpc):
-    root = make_project(SPEC + '[experiments.train.sweep]\nlr = [0.1, 0.2, 0.3]\nobjective = "loss"\n'
-                               'direction = "minimize"\nmax_parallel = 2\n')
+def test_a_grid_sweep_on_the_cluster_is_one_job_array(cli, make_project, hpc):
+    root = make_project(SPEC.replace("pause = 0.2", "pause = 2") + '[experiments.train.sweep]\nlr = [0.1, 0.2, 0.3]\n'
+                        'objective = "loss"\ndirection = "minimize"\nmax_parallel = 2\n')
     started = cli("sweep", str(root), "--machine", "hpc", "--json")
     assert started.code == 0, started.err
     sweep_id = started.json()["id"]
     done = wait_for(lambda: (s := cli("sweeps", "show", sweep_id, "--json").json())["status"] != "running" and s,
                     timeout=240, interval=1)
     assert done["status"] == "done" and done["progress"] == {"succeeded": 3}, done
+    arrays, held = set(), []
     for trial in done["trials"]:
         shown = _show(cli, trial["id"])
-        assert shown["executor"] == "slurm" and shown["slurm_job"].isdigit()
-        assert any(e["kind"] == "placed" and "a Slurm cluster" in e["message"] for e in shown["events"])
+        array, task = shown["slurm_job"].split("_")
+        arrays.add(array)
+        assert shown["executor"] == "slurm" and array.isdigit() and task in ("0", "1", "2")
+        assert any(e["kind"] == "placed" and "one job array" in e["message"] for e in shown["events"])
+        held += [e["message"] for e in shown["events"] if e["kind"] == "pending"]
+        assert f"lr={shown['params']['lr']}" in cli("runs", "logs", trial["id"]).out
+    assert len(arrays) == 1  # one sbatch for the sweep
+    assert any("JobArrayTaskLimit" in m for m in held), held  # max_parallel = 2, kept by Slurm
+
+
+def test_a_random_sweep_as_an_array_is_cancelled_at_once_pending_tasks_included(cli, make_project, hpc):
+    root = make_project(SPEC.replace("pause = 0.2", "pause = 30") + '[experiments.train.sweep]\n'
+                        'method = "random"\nsamples = 3\nlr = { low = 0.001, high = 0.1, log = true }\n'
+                        'max_parallel = 1\n')
+    started = cli("sweep", str(root), "--machine", "hpc", "--json")
+    assert started.code == 0, started.err
+    sweep_id = started.json()["id"]
+
+    def trials():
+        return cli("sweeps", "show", sweep_id, "--json").json()["trials"]
+
+    wait_for(lambda: any(_show(cli, t["id"])["metric_points"] >= 1 for t in trials()), timeout=90, interval=1)
+    jobs = {_show(cli, t["id"])["slurm_job"] for t in trials()}
+    assert len({j.split("_")[0] for j in jobs}) == 1 and len(jobs) == 3
+    took = time.monotonic()
+    assert cli("sweeps", "cancel", sweep_id).code == 0
+    took = time.monotonic() - took
+    shown = cli("sweeps", "show", sweep_id, "--json").json()
+    assert shown["status"] == "cancelled" and {t["status"] for t in shown["trials"]} == {"cancelled"}, shown
+    assert took < 20, took  # the two tasks Slurm never started end at once (not after a wait for each)
+    array = next(iter(jobs)).split("_")[0]
+    left = subprocess.run(["squeue", "-h", "--array", "-j", array, "-t", "R,PD"], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
 
 
 def test_a_requeued_job_stays_one_run_with_the_requeue_as_an_event(cli, make_project, hpc):

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 DEFAULT_POLL = 30.0
 POLL_LEASE_TTL = 60.0
-SQUEUE = ["squeue", "--me", "--noheader", "--states=all", "--format=%i|%T|%r|%j"]
+SQUEUE = ["squeue", "--me", "--array", "--noheader", "--states=all", "--format=%i|%T|%r|%j"]  # one line per array task
 ENDED = {  # Slurm's terminal states, said as a run's end
     "TIMEOUT": "time limit reached (Slurm TIMEOUT)", "CANCELLED": "cancelled in Slurm (CANCELLED)",
     "FAILED": "the job failed in Slurm (FAILED)", "NODE_FAIL": "its node failed (Slurm NODE_FAIL)",
@@ -64,6 +64,17 @@ class SlurmSettings:
 
 def _q(value: str) -> str:
     return shlex.quote(value)
+
+
+_SBATCH_ON_PATH = 'command -v sbatch >/dev/null 2>&1 || { echo "sbatch is not on PATH on this login node" >&2; exit 1; }'
+
+
+def _write_job(run_dir: str, script: str) -> str:
+    """Shell lines that write a run's batch script into its run dir (refusing a dir that holds a run)."""
+    return f"""run={_q(run_dir)}
+if [ -e "$run/job_id" ]; then echo "$run already holds a run" >&2; exit 1; fi
+mkdir -p "$run/out" || exit 1
+printf '%s' {_q(script)} > "$run/job.sh" || exit 1"""
 
 
 def batch_script(run_dir: str, snapshot_dir: str, argv: list[str], env: dict[str, str], setup: str | None) -> str:
@@ -155,11 +166,20 @@ class SlurmQueue:
 
     def _note_pending(self, jobs: dict[str, dict[str, str]]) -> None:
         """A pending run says why Slurm holds it ("Slurm: PENDING (Resources)"); a started one stops saying it."""
-        for info in jobs.values():
+        by_job: dict[str, str] | None = None
+        for job, info in jobs.items():
             name = info.get("name") or ""
-            if not name.startswith("wb-"):
+            if name.startswith("wb-array-"):  # a sweep's job array: its tasks are known by job id
+                if by_job is None:
+                    by_job = {str((r.get("handle") or {}).get("job")): r["id"] for r in self.store.active_runs()
+                              if r.get("machine") == self.machine}
+                if job not in by_job:
+                    continue
+                run_id = by_job[job]
+            elif name.startswith("wb-"):
+                run_id = name[3:]
+            else:
                 continue
-            run_id = name[3:]
             try:
                 run = self.store.get_run(run_id)
             except Exception:  # noqa: BLE001 - a job of another Workbench, or a run deleted since
@@ -188,6 +208,51 @@ class SlurmExecutor(RemoteProcessExecutor):
         self.queue = SlurmQueue(host, store, settings.poll)
 
     def submit(self, launch: Launch) -> dict[str, Any]:
+        run_dir, script = self._job_script(launch)
+        options = [f"--job-name=wb-{launch.run_id}", f"--comment=workbench:{self.instance}:{launch.run_id}",
+                   f"--output={posixpath.join(run_dir, 'slurm.out')}", f"--chdir={run_dir}", *self._options(launch)]
+        submit = f"""{_SBATCH_ON_PATH}
+{_write_job(run_dir, script)}
+id=$(sbatch --parsable {' '.join(_q(o) for o in options)} "$run/job.sh") || exit 1
+id=${{id%%;*}}
+printf '%s\\n' "$id" > "$run/job_id"
+printf 'job %s\\n' "$id"
+"""
+        job = self._submitted(self.host.sh(submit, timeout=120, what="submitting the job (sbatch)"))
+        return {"run_dir": run_dir, "machine": self.host.name, "job": job, "started_at": time.time()}
+
+    def submit_many(self, launches: list[Launch], max_parallel: int, group: str) -> list[dict[str, Any]]:
+        """Runs of one sweep as one job array (`--array=0-N%max_parallel`: Slurm keeps to max_parallel),
+        task i running launches[i]'s job script; each run's job is `<array id>_<i>`. The resources asked
+        are the first launch's (a sweep's trials share an experiment)."""
+        scripts = [self._job_script(launch) for launch in launches]
+        folder = posixpath.join(self.host.root, "arrays")
+        array = posixpath.join(folder, f"{group}-{int(time.time() * 1000)}.sh")
+        cases = "".join(f"{i}) run={_q(run_dir)} ;;\n" for i, (run_dir, _) in enumerate(scripts))
+        array_script = ("#!/bin/sh\n# Workbench job array (written by SlurmExecutor.submit_many)\n"
+                        f'case "$SLURM_ARRAY_TASK_ID" in\n{cases}'
+                        '*) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 1 ;;\nesac\n'
+                        'exec sh "$run/job.sh" > "$run/slurm.out" 2>&1\n')
+        options = [f"--array=0-{len(launches) - 1}%{max(1, max_parallel)}", f"--job-name=wb-array-{group}",
+                   f"--comment=workbench:{self.instance}:array:{group}", "--output=/dev/null",
+                   f"--chdir={folder}", *self._options(launches[0])]
+        writes = "\n".join(_write_job(run_dir, script) for run_dir, script in scripts)
+        ids = "".join(f"printf '%s_{i}\\n' \"$id\" > {_q(posixpath.join(run_dir, 'job_id'))}\n"
+                      for i, (run_dir, _) in enumerate(scripts))
+        submit = f"""{_SBATCH_ON_PATH}
+{writes}
+mkdir -p {_q(folder)} || exit 1
+printf '%s' {_q(array_script)} > {_q(array)} || exit 1
+id=$(sbatch --parsable {' '.join(_q(o) for o in options)} {_q(array)}) || exit 1
+id=${{id%%;*}}
+{ids}printf 'job %s\\n' "$id"
+"""
+        job = self._submitted(self.host.sh(submit, timeout=300, what="submitting the job array (sbatch)"))
+        now = time.time()
+        return [{"run_dir": run_dir, "machine": self.host.name, "job": f"{job}_{i}", "started_at": now}
+                for i, (run_dir, _) in enumerate(scripts)]
+
+    def _job_script(self, launch: Launch) -> tuple[str, str]:
         if launch.mounts:
             raise WorkbenchError(f"{self.host.name} is a Slurm cluster: `mounts` need a container runtime there",
                                  hint="remove mounts for this machine (Apptainer/Pyxis support is a later step)")
@@ -196,29 +261,21 @@ class SlurmExecutor(RemoteProcessExecutor):
         env = {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}
         argv = [a.replace("{output}", out) for a in launch.argv]
         _check(argv, env)
-        script = batch_script(run_dir, str(launch.snapshot_dir), argv, env, self.settings.setup)
+        return run_dir, batch_script(run_dir, str(launch.snapshot_dir), argv, env, self.settings.setup)
+
+    def _options(self, launch: Launch) -> list[str]:
         s = self.settings
-        options = [f"--job-name=wb-{launch.run_id}", f"--comment=workbench:{self.instance}:{launch.run_id}",
-                   f"--output={posixpath.join(run_dir, 'slurm.out')}", f"--chdir={run_dir}"]
-        if launch.gpus:
-            options.append(f"--gres=gpu:{launch.gpus}")
+        options = [f"--gres=gpu:{launch.gpus}"] if launch.gpus else []
         options += [f"--partition={s.partition}"] * bool(s.partition) + [f"--account={s.account}"] * bool(s.account)
-        options += [f"--time={s.time}"] * bool(s.time)
-        submit = f"""run={_q(run_dir)}
-if [ -e "$run/job_id" ]; then echo "$run already holds a run" >&2; exit 1; fi
-command -v sbatch >/dev/null 2>&1 || {{ echo "sbatch is not on PATH on this login node" >&2; exit 1; }}
-mkdir -p "$run/out" || exit 1
-printf '%s' {_q(script)} > "$run/job.sh" || exit 1
-id=$(sbatch --parsable {' '.join(_q(o) for o in options)} "$run/job.sh") || exit 1
-id=${{id%%;*}}
-printf '%s\\n' "$id" > "$run/job_id"
-printf 'job %s\\n' "$id"
-"""
-        output = self.host.sh(submit, timeout=120, what="submitting the job (sbatch)").decode(errors="replace")
-        job = next((line.split()[1] for line in output.splitlines() if line.startswith("job ") and len(line.split()) > 1), None)
-        if not job:
-            raise WorkbenchError(f"{self.host.name}: sbatch gave no job id ({output.strip()[:200]!r})")
-        return {"run_dir": run_dir, "machine": self.host.name, "job": job, "started_at": time.time()}
+        return options + [f"--time={s.time}"] * bool(s.time)
+
+    def _submitted(self, output: bytes) -> str:
+        text = output.decode(errors="replace")
+        job = next((line.split()[1] for line in text.splitlines() if line.startswith("job ") and len(line.split()) > 1),
+                   None)
+        if not job or not _JOB_ID.match(job):
+            raise WorkbenchError(f"{self.host.name}: sbatch gave no job id ({text.strip()[:200]!r})")
+        return job
 
     def status(self, handle: dict[str, Any]) -> RunState:
         job = str(handle.get("job") or "")
@@ -226,7 +283,11 @@ printf 'job %s\\n' "$id"
         info = self.queue.jobs().get(job) if job else None
         state = (info or {}).get("state", "")
         if record is not None:
-            ended = exited(_json(record), handle.get("started_at"))
+            written = _json(record)
+            if written.get("never_started"):
+                return RunState("exited", exit_code=None, reason="cancelled while Slurm held it (PENDING)",
+                                started_at=handle.get("started_at"), finished_at=written.get("finished_at"))
+            ended = exited(written, handle.get("started_at"))
             if state in ENDED and state != "COMPLETED":
                 ended.reason = ENDED[state]  # Slurm's word: why the signal came
             elif ended.reason and state in REQUEUED:  # the attempt was killed and Slurm queued the job again
@@ -263,7 +324,14 @@ printf 'job %s\\n' "$id"
         job = str(handle.get("job") or "")
         if not _JOB_ID.match(job):
             return
-        self.host.connection.run(["scancel", job], timeout=60)
+        run = handle["run_dir"]
+        # a job Slurm had not started yet never will: its end is recorded here, at once (the batch script
+        # writes `pid` when it starts, and records its own end once it has)
+        self.host.sh(f"""scancel {_q(job)} || exit 1
+run={_q(run)}
+if [ ! -e "$run/pid" ] && [ ! -e "$run/exit_code" ]; then
+  printf '{{"exit_code": null, "never_started": true, "finished_at": %s}}\\n' "$(date +%s)" > "$run/exit_code"
+fi""", timeout=60, what="cancelling the job (scancel)")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:  # the batch script forwards the signal and records the end
             if self.host.read_small(posixpath.join(handle["run_dir"], "exit_code")) is not None:

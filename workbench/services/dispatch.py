@@ -15,16 +15,15 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from workbench.errors import WorkbenchError
 from workbench.execution.ingest import lease_name, new_owner
 from workbench.execution.lease_keeper import LeaseKeeper
-from workbench.projects.spec import ProjectSpec
 from workbench.services import placement as place
 from workbench.services import sweeps
 from workbench.services.context import Services, first_line
+from workbench.services.group_launch import recorded_launch_inputs, start_groups
 
 LEASE = "dispatcher"
 LEASE_TTL = 10.0
@@ -90,7 +89,7 @@ def _dispatch_while_waiting(wb: Services, follow: Callable[[str], None], lost: A
 
 def dispatch_pass(wb: Services, waiting: list[dict[str, Any]], follow: Callable[[str], None]) -> int:
     """One look at the machines for every waiting run, in queue order; the runs started."""
-    started = 0
+    started, waiting = start_groups(wb, waiting, follow)  # a sweep bound for a Slurm cluster: one job array
     surveys: dict[tuple[str, int, str | None], place.Survey] = {}
     slots = sweeps.in_flight_limits(wb)  # a sweep's trials beyond its max_parallel wait their turn
     reasons: dict[str, str] = {}
@@ -154,7 +153,6 @@ def start_waiting(wb: Services, run: dict[str, Any], placement: place.Placement)
     """Takes the run off the queue onto `placement` (GPUs reserved) and launches it. False when it was no
     longer waiting (cancelled, or placed by another dispatcher) or its GPUs were just taken."""
     from workbench.services.launch import launch_recorded
-    from workbench.services.records import experiment_from_record, unredacted_env
 
     run = wb.store.get_run(run["id"])  # whole: a pass reads only what placing needs
     run_id = run["id"]
@@ -167,9 +165,7 @@ def start_waiting(wb: Services, run: dict[str, Any], placement: place.Placement)
         return False
     try:
         wb.store.add_event(run_id, "placed", placement.reason)
-        spec = ProjectSpec(name=run["project"], root=Path(run["project_path"]), exclude=[], experiments={})
-        exp = experiment_from_record(run["spec"])
-        exp.env = unredacted_env(exp, Path(run["project_path"]))
+        spec, exp = recorded_launch_inputs(run)
         launch_recorded(wb, run_id, run["seq"], spec, exp, run["params"], placement.executor, placement.machine,
                         placement.gpus, launcher, snapshot_hash=run["snapshot"])
     except Exception as exc:  # noqa: BLE001 - one run that cannot start never stops the queue

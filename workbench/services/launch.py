@@ -170,66 +170,85 @@ def launch_recorded(wb: Services, run_id: str, seq: int, spec: ProjectSpec, exp:
                     rerun_of: str | None = None) -> dict[str, Any]:
     """Snapshot (unless it has one), image, and the start on its executor, of a run recorded and placed,
     whose launch lease `launcher` holds."""
-    argv = substitute(exp.command, {**values, "run_id": run_id})
-    env = run_env(exp, values, run_id)
     keeper = LeaseKeeper(wb.store, lease_name(run_id), launcher, LAUNCH_LEASE_TTL, LAUNCH_LEASE_RENEW)
     try:
-        with snapshot_lock(wb.dirs.snapshots, exclusive=False):  # gc cannot remove it before it is recorded
-            if snapshot_hash is None:
-                snapshot = take_snapshot(spec.root, spec.exclude, wb.dirs.snapshots)
-                snapshot_hash, snapshot_dir = snapshot.hash, snapshot.path
-                wb.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
-                if snapshot.left_out:
-                    warn(wb, run_id, "snapshot " + left_out_summary(snapshot.left_out))
-            else:
-                snapshot_dir = wb.dirs.snapshots / snapshot_hash
-                if not snapshot_dir.is_dir():
-                    raise WorkbenchError(f"snapshot {snapshot_hash[:12]} of run {rerun_of} is gone (removed by gc?)")
-            wb.store.update_run(run_id, snapshot=snapshot_hash)
-            run_exec = wb.executors.get(machine, executor_name)
-            host = run_exec.host
-            # The run's working dir where it runs: the snapshot itself here; on a host, the same tree sent
-            # there (only the files the host lacks), still under the lock: gc also frees hosts' snapshots
-            where = str(snapshot_dir)
-            if host.remote:
-                from workbench.execution.remote_snapshot import send_snapshot
-                where = send_snapshot(host.connection, wb.dirs.snapshots, snapshot_hash, host.root,
-                                      wb.progress, is_dir=host.is_dir).path
-        image = None
-        if executor_name == "docker":
-            image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)
-            wb.store.update_run(run_id, image=exp.image or exp.dockerfile, image_id=image)
-        elif executor_name == "slurm":
-            warn(wb, run_id, f"{machine} is a Slurm cluster without a container runtime Workbench uses: the "
-                             f"experiment runs as a process in its snapshot there, not in {exp.image or exp.dockerfile} "
-                             "(its `setup` line can load modules or a venv; Apptainer/Pyxis are a later step)")
-        elif exp.dockerfile or exp.image:
-            wb.progress(f"process executor: running {argv[0]!r} on {'this machine' if machine == 'local' else machine}"
-                        f", not in {exp.image or exp.dockerfile}")
-        check_mounts(exp, remote=host.remote)
-        writable = [m.source for m in exp.mounts if not m.read_only]
-        if _runs_as_root(exp.user) and writable and executor_name == "docker":
-            warn(wb, run_id, f"the container runs as root with writable host mounts ({', '.join(writable)}): "
-                               "it can change or replace anything in them")
-        wb.dirs.run_dir(run_id).mkdir(parents=True, exist_ok=True)  # here: logs.txt, fetched artifacts
-        launch = Launch(
-            run_id=run_id, project=spec.name, argv=argv, env=env, snapshot_dir=where,
-            run_dir=host.run_dir(run_id), image=image, gpu_ids=[g.uuid for g in gpus.gpus] if gpus else [],
-            mounts=[(m.source, m.target, m.read_only) for m in exp.mounts], shm_size=exp.shm_size,
-            memory=exp.memory, user=None if exp.user == "root" else (exp.user or host.user()),
-            gpus=exp.gpus,
-        )
+        run_exec, launch = prepare_launch(wb, run_id, spec, exp, values, executor_name, machine, gpus,
+                                          snapshot_hash=snapshot_hash, image_id=image_id, rerun_of=rerun_of)
         handle = run_exec.submit(launch)
     except BaseException as exc:
         keeper.stop()
-        if isinstance(exc, NoGpuRuntime):
-            from workbench.services.placement import note_no_gpu_runtime
-            note_no_gpu_runtime(wb, machine, exc.message)
-        reason = exc.message if isinstance(exc, WorkbenchError) else f"launch interrupted: {exc!r}"
-        wb.store.finish_run(run_id, "failed", exit_code=None, reason=reason)
-        wb.store.release_lease(lease_name(run_id), launcher)
+        launch_failed(wb, run_id, machine, launcher, exc)
         raise
     keeper.stop()
+    mark_started(wb, run_exec, run_id, handle, launch.argv, executor_name, launcher)
+    return wb.store.get_run(run_id) | {"seq": seq}
+
+
+def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment, values: dict[str, Any],
+                   executor_name: str, machine: str, gpus: GpuInventory | None, *, snapshot_hash: str | None = None,
+                   image_id: str | None = None, rerun_of: str | None = None) -> tuple[Any, Launch]:
+    """Everything up to the start: the snapshot where the run runs, its image, and its Launch."""
+    argv = substitute(exp.command, {**values, "run_id": run_id})
+    env = run_env(exp, values, run_id)
+    with snapshot_lock(wb.dirs.snapshots, exclusive=False):  # gc cannot remove it before it is recorded
+        if snapshot_hash is None:
+            snapshot = take_snapshot(spec.root, spec.exclude, wb.dirs.snapshots)
+            snapshot_hash, snapshot_dir = snapshot.hash, snapshot.path
+            wb.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
+            if snapshot.left_out:
+                warn(wb, run_id, "snapshot " + left_out_summary(snapshot.left_out))
+        else:
+            snapshot_dir = wb.dirs.snapshots / snapshot_hash
+            if not snapshot_dir.is_dir():
+                raise WorkbenchError(f"snapshot {snapshot_hash[:12]} of run {rerun_of} is gone (removed by gc?)")
+        wb.store.update_run(run_id, snapshot=snapshot_hash)
+        run_exec = wb.executors.get(machine, executor_name)
+        host = run_exec.host
+        # The run's working dir where it runs: the snapshot itself here; on a host, the same tree sent
+        # there (only the files the host lacks), still under the lock: gc also frees hosts' snapshots
+        where = str(snapshot_dir)
+        if host.remote:
+            from workbench.execution.remote_snapshot import send_snapshot
+            where = send_snapshot(host.connection, wb.dirs.snapshots, snapshot_hash, host.root,
+                                  wb.progress, is_dir=host.is_dir).path
+    image = None
+    if executor_name == "docker":
+        image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)
+        wb.store.update_run(run_id, image=exp.image or exp.dockerfile, image_id=image)
+    elif executor_name == "slurm":
+        warn(wb, run_id, f"{machine} is a Slurm cluster without a container runtime Workbench uses: the "
+                         f"experiment runs as a process in its snapshot there, not in {exp.image or exp.dockerfile} "
+                         "(its `setup` line can load modules or a venv; Apptainer/Pyxis are a later step)")
+    elif exp.dockerfile or exp.image:
+        wb.progress(f"process executor: running {argv[0]!r} on {'this machine' if machine == 'local' else machine}"
+                    f", not in {exp.image or exp.dockerfile}")
+    check_mounts(exp, remote=host.remote)
+    writable = [m.source for m in exp.mounts if not m.read_only]
+    if _runs_as_root(exp.user) and writable and executor_name == "docker":
+        warn(wb, run_id, f"the container runs as root with writable host mounts ({', '.join(writable)}): "
+                         "it can change or replace anything in them")
+    wb.dirs.run_dir(run_id).mkdir(parents=True, exist_ok=True)  # here: logs.txt, fetched artifacts
+    return run_exec, Launch(
+        run_id=run_id, project=spec.name, argv=argv, env=env, snapshot_dir=where,
+        run_dir=host.run_dir(run_id), image=image, gpu_ids=[g.uuid for g in gpus.gpus] if gpus else [],
+        mounts=[(m.source, m.target, m.read_only) for m in exp.mounts], shm_size=exp.shm_size,
+        memory=exp.memory, user=None if exp.user == "root" else (exp.user or host.user()),
+        gpus=exp.gpus,
+    )
+
+
+def launch_failed(wb: Services, run_id: str, machine: str, launcher: str, exc: BaseException) -> None:
+    """A run that did not start: failed, saying why, its GPUs and launch lease given back."""
+    if isinstance(exc, NoGpuRuntime):
+        from workbench.services.placement import note_no_gpu_runtime
+        note_no_gpu_runtime(wb, machine, exc.message)
+    reason = exc.message if isinstance(exc, WorkbenchError) else f"launch interrupted: {exc!r}"
+    wb.store.finish_run(run_id, "failed", exit_code=None, reason=reason)
+    wb.store.release_lease(lease_name(run_id), launcher)
+
+
+def mark_started(wb: Services, run_exec: Any, run_id: str, handle: dict[str, Any], argv: list[str],
+                 executor_name: str, launcher: str) -> None:
     if not wb.store.mark_running(run_id, handle, time.time()):
         run_exec.cancel(handle)  # cancelled while it was being prepared: do not leave it running
         run_exec.cleanup(handle)
@@ -237,7 +256,6 @@ def launch_recorded(wb: Services, run_id: str, seq: int, spec: ProjectSpec, exp:
     else:
         wb.store.add_event(run_id, "started", f"{executor_name}: {' '.join(argv)[:200]}")
     wb.store.release_lease(lease_name(run_id), launcher)
-    return wb.store.get_run(run_id) | {"seq": seq}
 
 
 def check_mounts(exp: Experiment, remote: bool = False) -> None:
