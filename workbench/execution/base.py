@@ -35,6 +35,7 @@ class Launch:
     memory: str | None = None
     user: str | None = None             # "uid:gid" or a name
     gpus: int = 0                       # how many GPUs, for a scheduler that picks them itself (Slurm)
+    setup: str | None = None            # the experiment's shell line before its command (Slurm jobs)
 
 
 @dataclass

@@ -77,6 +77,14 @@ mkdir -p "$run/out" || exit 1
 printf '%s' {_q(script)} > "$run/job.sh" || exit 1"""
 
 
+def _setup_lines(setup: str | None) -> str:
+    """The setup line(s) in this shell (a `source` or `module load` must change its environment), their
+    output in the run's logs."""
+    if not setup:
+        return ""
+    return f'{{\n{setup}\n}} < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log"\n'
+
+
 def batch_script(run_dir: str, snapshot_dir: str, argv: list[str], env: dict[str, str], setup: str | None) -> str:
     exports = "".join(f"export {name}={_q(value)}\n" for name, value in env.items())
     command = " ".join(_q(a) for a in argv)
@@ -101,7 +109,7 @@ if ! cd {_q(snapshot_dir)} 2>/dev/null; then
   finish 127
   exit 0
 fi
-{exports}{f"{setup}" + chr(10) if setup else ""}{command} < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log" &
+{exports}{_setup_lines(setup)}{command} < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log" &
 child=$!
 wait "$child"
 code=$?
@@ -261,7 +269,8 @@ id=${{id%%;*}}
         env = {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}
         argv = [a.replace("{output}", out) for a in launch.argv]
         _check(argv, env)
-        return run_dir, batch_script(run_dir, str(launch.snapshot_dir), argv, env, self.settings.setup)
+        setup = "\n".join(line for line in (self.settings.setup, launch.setup) if line) or None  # machine's, then experiment's
+        return run_dir, batch_script(run_dir, str(launch.snapshot_dir), argv, env, setup)
 
     def _options(self, launch: Launch) -> list[str]:
         s = self.settings

@@ -59,6 +59,7 @@ class Experiment:
     checks: list[Check] = field(default_factory=list)
     machine: str | None = None                   # where it runs: a machine's name, or "auto"
     machines: list[str] = field(default_factory=list)  # or: any of these, chosen at launch (placement)
+    setup: str | None = None                     # a shell line run before the command in a Slurm job
 
 
 @dataclass
@@ -170,7 +171,7 @@ def _kind(value: Any) -> str:
 
 EXPERIMENT_KEYS = {
     "image", "dockerfile", "command", "params", "gpus", "env", "mounts", "shm_size", "memory", "user",
-    "artifacts", "sweep", "checks", "allow_sensitive_mounts", "machine", "machines",
+    "artifacts", "sweep", "checks", "allow_sensitive_mounts", "machine", "machines", "setup",
 }
 
 
@@ -262,7 +263,17 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
         memory=v.size(table["memory"], key + ("memory",)) if "memory" in table else None,
         user=user, allow_sensitive_mounts=allow_sensitive, artifacts=artifacts,
         sweep=sweep, sweep_method=method, sweep_samples=samples, sweep_options=sweep_options, checks=checks,
+        setup=_setup(v, table, key),
     )
+
+
+def _setup(v: _Validator, table: dict[str, Any], key: tuple[str, ...]) -> str | None:
+    if "setup" not in table:
+        return None
+    line = v.string(table["setup"], key + ("setup",))
+    if "\n" in line or "\r" in line or not line.strip():
+        raise v.fail(key + ("setup",), "one shell line, e.g. \"module load cuda\" or \"source ~/venvs/x/bin/activate\"")
+    return line
 
 
 SWEEP_METHODS = ("grid", "random", "tpe")

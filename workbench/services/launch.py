@@ -222,6 +222,8 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
     elif exp.dockerfile or exp.image:
         wb.progress(f"process executor: running {argv[0]!r} on {'this machine' if machine == 'local' else machine}"
                     f", not in {exp.image or exp.dockerfile}")
+    if exp.setup and executor_name != "slurm":
+        warn(wb, run_id, f"`setup` ({exp.setup}) runs before the command in Slurm jobs only: not run on {machine}")
     check_mounts(exp, remote=host.remote)
     writable = [m.source for m in exp.mounts if not m.read_only]
     if _runs_as_root(exp.user) and writable and executor_name == "docker":
@@ -233,7 +235,7 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
         run_dir=host.run_dir(run_id), image=image, gpu_ids=[g.uuid for g in gpus.gpus] if gpus else [],
         mounts=[(m.source, m.target, m.read_only) for m in exp.mounts], shm_size=exp.shm_size,
         memory=exp.memory, user=None if exp.user == "root" else (exp.user or host.user()),
-        gpus=exp.gpus,
+        gpus=exp.gpus, setup=exp.setup if executor_name == "slurm" else None,
     )
 
 
