@@ -78,7 +78,7 @@ def _dispatch_while_waiting(wb: Services, follow: Callable[[str], None], lost: A
             time.sleep(POLL)  # one small query per look: nothing changed, nothing to do
             continue
         wb.store.release_dead_reservations()
-        requeue_dead_placements(wb)
+        requeue_dead_placements(wb, follow)
         surveyed_at = time.monotonic()
         sweeps.advance(wb)  # what ended told, pruning, budget, new tpe trials asked, finished sweeps closed
         started += dispatch_pass(wb, wb.store.waiting_runs(light=True), follow)
@@ -137,15 +137,25 @@ def dispatch_pass(wb: Services, waiting: list[dict[str, Any]], follow: Callable[
     return started
 
 
-def requeue_dead_placements(wb: Services) -> None:
-    """Runs a dispatcher placed that never started and whose launcher is gone (its lease expired): back in
-    the queue, their GPUs released (the reconciler does the same; here the queue need not wait for it)."""
-    from workbench.services.reconcile import lease_held
+def requeue_dead_placements(wb: Services, follow: Callable[[str], None] | None = None) -> None:
+    """Runs a dispatcher placed whose launcher is gone (its lease expired, or its process died) before it
+    recorded the start: adopted when they started after all (a job array submitted just before the kill),
+    otherwise back in the queue, their GPUs released (the reconciler does the same; here the queue need not
+    wait for it)."""
+    from workbench.services.reconcile import adopt, lease_held
 
     for run in wb.store.active_runs():
         request = (run.get("placement") or {}).get("request")
         if (request is not None and run["status"] == "queued" and run.get("waiting") is None
                 and not run.get("handle") and not lease_held(wb.store, run["id"])):
+            try:
+                adopted = adopt(wb, run) if run.get("executor") else None
+            except Exception:  # noqa: BLE001 - its machine cannot tell now: left placed, looked at again
+                continue
+            if adopted is not None and adopted.get("handle"):
+                if follow is not None:
+                    follow(run["id"])
+                continue
             wb.store.requeue(run["id"], request, "back in the queue: its dispatcher died before starting it")
 
 
