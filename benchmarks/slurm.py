@@ -5,8 +5,11 @@ of tests/remote (needs root, the remote env's tools, and `sinfo` answering):
   2. squeue calls per minute with --queued runs queued behind two jobs holding both GPUs, each run followed
      by its own detached follower, the cluster polled every --poll seconds: counted by a wrapper on the
      login node's PATH. Target: the poll rate (60 / --poll), not the run count.
+  3. A --trials grid sweep as one job array (max_parallel 2): from `workbench sweep` to every trial submitted
+     (each run holds its array task's job id), the sbatch calls that took (counted by a wrapper), and
+     `sweeps cancel` of it with most tasks still pending.
 
-    python benchmarks/slurm.py [-n 5] [--queued 100] [--poll 10] [--minutes 1]
+    python benchmarks/slurm.py [-n 5] [--queued 100] [--poll 10] [--minutes 1] [--trials 100]
 """
 
 from __future__ import annotations
@@ -86,12 +89,47 @@ def poll_figures(cli: Cli, project: Path, log: Path, queued: int, poll: float, m
         subprocess.run(["scancel", "--user=root"], capture_output=True)  # the queued runs' jobs too
 
 
+def array_figures(cli: Cli, project: Path, sbatch_log: Path, trials: int) -> dict:
+    spec = project / "workbench.toml"
+    spec.write_text(SPEC.replace("params = { seconds = 1 }", "params = { seconds = 5, i = 0 }")
+                    + f"[experiments.train.sweep]\ni = {list(range(trials))}\nmax_parallel = 2\n")
+    before = len(sbatch_log.read_text().splitlines()) if sbatch_log.exists() else 0
+    called = time.monotonic()
+    started = cli("sweep", str(project), "--machine", "hpc", "--json")
+    assert started.code == 0, started.err
+    sweep_id = started.json()["id"]
+
+    def submitted() -> bool:
+        shown = cli("sweeps", "show", sweep_id, "--json").json()["trials"]
+        return len(shown) == trials and all(t["status"] == "running" for t in shown)
+
+    try:
+        wait_for(submitted, timeout=300, interval=0.2)
+    except AssertionError:
+        home = Path(os.environ["WORKBENCH_HOME"])
+        print((home / "dispatcher.err").read_text()[-3000:] if (home / "dispatcher.err").exists() else "-",
+              file=sys.stderr)
+        shown = cli("sweeps", "show", sweep_id, "--json").json()
+        print(json.dumps({k: shown[k] for k in ("status", "status_reason", "progress") if k in shown}),
+              [(t["status"], t.get("status_reason")) for t in shown["trials"][:5]], file=sys.stderr)
+        raise
+    took = time.monotonic() - called
+    calls = (len(sbatch_log.read_text().splitlines()) if sbatch_log.exists() else 0) - before
+    cancelling = time.monotonic()
+    assert cli("sweeps", "cancel", sweep_id).code == 0
+    cancelled = time.monotonic() - cancelling
+    statuses = {t["status"] for t in cli("sweeps", "show", sweep_id, "--json").json()["trials"]}
+    return {"trials": trials, "sweep_to_all_submitted_s": round(took, 2), "sbatch_calls": calls,
+            "cancel_sweep_s": round(cancelled, 2), "statuses_after_cancel": sorted(statuses)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=5)
     parser.add_argument("--queued", type=int, default=100)
     parser.add_argument("--poll", type=float, default=10)
     parser.add_argument("--minutes", type=float, default=1)
+    parser.add_argument("--trials", type=int, default=100)
     args = parser.parse_args()
     if os.geteuid() != 0 or not shutil.which("sinfo"):
         raise SystemExit("needs root and a Slurm cluster (bash .ci/slurm.sh)")
@@ -109,7 +147,8 @@ def main() -> None:
     result: dict[str, object] = {}
     lock = acquire_lock()
     state, env = State(), None
-    wrapper = None
+    wrapper = sbatch_wrapper = None
+    sbatch_log = scratch / "sbatch-calls.log"
     try:
         clean_up_after_crashed_session()
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
@@ -118,20 +157,25 @@ def main() -> None:
         wrapper = Path(first) / "squeue"
         wrapper.write_text(f"#!/bin/sh\necho \"$(date +%s.%N)\" >> {log}\nexec /usr/bin/squeue \"$@\"\n")
         wrapper.chmod(0o755)
+        sbatch_wrapper = Path(first) / "sbatch"
+        sbatch_wrapper.write_text(f"#!/bin/sh\necho \"$(date +%s.%N)\" >> {sbatch_log}\nexec /usr/bin/sbatch \"$@\"\n")
+        sbatch_wrapper.chmod(0o755)
         added = cli("machines", "add", "hpc", "--slurm", env.gpu.ssh, "--identity", str(env.user_key), "--dir",
                     str(shared), "--poll", str(args.poll), "--json")
         assert added.code == 0, added.err
         assert cli("machines", "trust", "hpc", "--fingerprint", env.gpu.fingerprint).code == 0
         result["1_start"] = start_figures(cli, project, shared, args.n)
         result["2_polling"] = poll_figures(cli, project, log, args.queued, args.poll, args.minutes)
+        result["3_array"] = array_figures(cli, project, sbatch_log, args.trials)
     finally:
         for pid in background_pids(home):
             try:
                 os.kill(pid, 15)
             except ProcessLookupError:
                 pass
-        if wrapper is not None:
-            wrapper.unlink(missing_ok=True)
+        for made in (wrapper, sbatch_wrapper):
+            if made is not None:
+                made.unlink(missing_ok=True)
         try:
             tear_down(env, state)
         finally:

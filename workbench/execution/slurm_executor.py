@@ -20,12 +20,13 @@ import json
 import posixpath
 import re
 import shlex
+import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import Launch, RunState, exited
+from workbench.execution.base import Chunk, Launch, RunState, exited
 from workbench.execution.remote_process_executor import RemoteProcessExecutor, _check
 
 if TYPE_CHECKING:
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from workbench.store import Store
 
 DEFAULT_POLL = 30.0
+MEMO_SECONDS = 1.0
+PENDING_LOOK = 1.0      # while Slurm holds a job, its follower looks this often (nothing is written yet)
+PENDING_RECHECK = 3.0   # and reads its run dir's exit record this often (a cancel records it at once)
 POLL_LEASE_TTL = 60.0
 SQUEUE = ["squeue", "--me", "--array", "--noheader", "--states=all", "--format=%i|%T|%r|%j"]  # one line per array task
 ENDED = {  # Slurm's terminal states, said as a run's end
@@ -126,8 +130,18 @@ class SlurmQueue:
     def __init__(self, host: "SshHost", store: "Store", interval: float) -> None:
         self.host, self.store, self.interval = host, store, interval
         self.machine = host.name
+        self._read: tuple[float, dict[str, dict[str, str]]] | None = None  # (when read here, jobs)
 
     def jobs(self) -> dict[str, dict[str, str]]:
+        """The last answer; a follower's threads ask many times a second, so it is read from the database
+        at most once a second in this process."""
+        if self._read is not None and time.monotonic() - self._read[0] < MEMO_SECONDS:
+            return self._read[1]
+        jobs = self._jobs()
+        self._read = (time.monotonic(), jobs)
+        return jobs
+
+    def _jobs(self) -> dict[str, dict[str, str]]:
         from workbench.execution.ingest import new_owner
 
         found = self.store.slurm_poll(self.machine)
@@ -326,26 +340,65 @@ id=${{id%%;*}}
                 return RunState("missing", reason=f"Slurm no longer knows job {job} and it left no exit record")
         return RunState("running", started_at=handle.get("started_at"))
 
+    # a job Slurm holds has written nothing: its follower waits cheaply (a look at the shared squeue answer)
+    # rather than reading its files over SFTP several times a second — a sweep's 100 pending array tasks
+    # would otherwise keep the login node's sshd busy
+    def _pending(self, handle: dict[str, Any]) -> bool:
+        info = self.queue.jobs().get(str(handle.get("job") or ""))
+        return info is not None and info["state"] == "PENDING"
+
+    def _wait_while_pending(self, handle: dict[str, Any], stop: threading.Event | None = None) -> None:
+        recheck = time.monotonic() + PENDING_RECHECK
+        while self._pending(handle) and not (stop is not None and stop.is_set()):
+            if time.monotonic() > recheck:
+                if self.host.read_small(posixpath.join(handle["run_dir"], "exit_code")) is not None:
+                    return
+                recheck = time.monotonic() + PENDING_RECHECK
+            if stop is not None:
+                stop.wait(PENDING_LOOK)
+            else:
+                time.sleep(PENDING_LOOK)
+
+    def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
+        if follow:
+            self._wait_while_pending(handle)
+        yield from super().read_logs(handle, offset, follow)
+
+    def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
+        self._wait_while_pending(handle, stop)
+        yield from super().progress(handle, stop)
+
+    def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk:
+        if not final and self._pending(handle):
+            return Chunk(b"", offset)
+        return super().read_metrics(handle, offset, limit, final)
+
     def _may_say_more(self, finished_at: float | None) -> bool:
         return finished_at is not None and time.time() - finished_at <= 3 * self.settings.poll + 5
 
     def cancel(self, handle: dict[str, Any]) -> None:
-        job = str(handle.get("job") or "")
-        if not _JOB_ID.match(job):
+        self.cancel_many([handle])
+
+    def cancel_many(self, handles: list[dict[str, Any]]) -> None:
+        """One scancel for all of them (a sweep's array tasks). A job Slurm had not started yet never will:
+        its end is recorded here, at once (the batch script writes `pid` when it starts, and records its own
+        end once it has); the ones that were running are given a moment to record theirs."""
+        handles = [h for h in handles if _JOB_ID.match(str(h.get("job") or ""))]
+        if not handles:
             return
-        run = handle["run_dir"]
-        # a job Slurm had not started yet never will: its end is recorded here, at once (the batch script
-        # writes `pid` when it starts, and records its own end once it has)
-        self.host.sh(f"""scancel {_q(job)} || exit 1
-run={_q(run)}
+        never = "".join(f"""run={_q(h["run_dir"])}
 if [ ! -e "$run/pid" ] && [ ! -e "$run/exit_code" ]; then
   printf '{{"exit_code": null, "never_started": true, "finished_at": %s}}\\n' "$(date +%s)" > "$run/exit_code"
-fi""", timeout=60, what="cancelling the job (scancel)")
+fi
+""" for h in handles)
+        self.host.sh(f"scancel {' '.join(_q(str(h['job'])) for h in handles)} || exit 1\n{never}", timeout=120,
+                     what="cancelling the job (scancel)")
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:  # the batch script forwards the signal and records the end
-            if self.host.read_small(posixpath.join(handle["run_dir"], "exit_code")) is not None:
-                return
-            time.sleep(0.2)
+        left = list(handles)
+        while left and time.monotonic() < deadline:  # each batch script forwards the signal and records its end
+            left = [h for h in left if self.host.read_small(posixpath.join(h["run_dir"], "exit_code")) is None]
+            if left:
+                time.sleep(0.2)
 
     def adopt(self, run_id: str, run_dir: str) -> dict[str, Any] | None:
         found = self.host.read_small(posixpath.join(str(run_dir), "job_id"))

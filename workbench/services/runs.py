@@ -160,35 +160,61 @@ def ingest_if_unowned(wb: Services, run: dict[str, Any]) -> None:
 def cancel(wb: Services, ref: str) -> dict[str, Any]:
     """Stops a run; one that already ended is reported as it is (not an error: it is stopped). A run
     still being launched is stopped by its launcher; one whose launcher died is adopted, then stopped."""
-    run = wb.store.get_run(ref)
-    if run["status"] not in ("queued", "running"):
-        return run
-    wb.store.update_run(run["id"], cancel_requested=1)
-    if run.get("waiting") is not None:  # in the queue: leaves it (unless the dispatcher just took it)
-        wb.store.cancel_waiting(run["id"], "cancelled while queued")
-        run = wb.store.get_run(run["id"])
+    return cancel_many(wb, [wb.store.get_run(ref)["id"]])[0]
+
+
+def cancel_many(wb: Services, run_ids: list[str]) -> list[dict[str, Any]]:
+    """Stops runs together (a sweep's trials): each is asked to stop, then all are waited for at once."""
+    waiting_for: dict[str, bool] = {}  # run id -> asked its executor to stop
+    for run_id in run_ids:
+        run = wb.store.get_run(run_id)
         if run["status"] not in ("queued", "running"):
-            return run
-    if not run.get("handle") and lease_held(wb.store, run["id"]):
-        # still building or pulling: recorded now; its launcher stops whatever it starts
-        wb.store.finish_run(run["id"], "cancelled", exit_code=None, reason="cancelled while it was launched")
-        return wb.store.get_run(run["id"])
-    stopped = False
+            continue
+        wb.store.update_run(run_id, cancel_requested=1)
+        if run.get("waiting") is not None:  # in the queue: leaves it (unless the dispatcher just took it)
+            wb.store.cancel_waiting(run_id, "cancelled while queued")
+            if wb.store.get_run(run_id)["status"] not in ("queued", "running"):
+                continue
+            run = wb.store.get_run(run_id)
+        if not run.get("handle") and lease_held(wb.store, run_id):
+            # still building or pulling: recorded now; its launcher stops whatever it starts
+            wb.store.finish_run(run_id, "cancelled", exit_code=None, reason="cancelled while it was launched")
+            continue
+        waiting_for[run_id] = False
     deadline = time.monotonic() + LAUNCH_LEASE_TTL + 15
-    while run["status"] in ("queued", "running") and time.monotonic() < deadline:
-        if run.get("handle"):
-            if not stopped:
-                wb.executors.for_run(run).cancel(run["handle"])
-                stopped = True
-            ingest_if_unowned(wb, run)
-        elif not lease_held(wb.store, run["id"]):  # its launcher died
-            if adopt(wb, run) is None:
-                wb.store.finish_run(run["id"], "cancelled", exit_code=None, reason="cancelled before it started")
-            run = wb.store.get_run(run["id"])
-            continue  # adopted: stopped on the next pass
-        time.sleep(0.1)
-        run = wb.store.get_run(run["id"])
-    return run
+    while waiting_for and time.monotonic() < deadline:
+        _stop_started(wb, [run_id for run_id, asked in waiting_for.items() if not asked], waiting_for)
+        for run_id in list(waiting_for):
+            run = wb.store.get_run(run_id)
+            if run["status"] not in ("queued", "running"):
+                del waiting_for[run_id]
+            elif run.get("handle"):
+                ingest_if_unowned(wb, run)
+            elif not lease_held(wb.store, run_id):  # its launcher died
+                if adopt(wb, run) is None:  # adopted: stopped on the next pass
+                    wb.store.finish_run(run_id, "cancelled", exit_code=None, reason="cancelled before it started")
+        if waiting_for:
+            time.sleep(0.1)
+    return [wb.store.get_run(run_id) for run_id in run_ids]
+
+
+def _stop_started(wb: Services, run_ids: list[str], asked: dict[str, bool]) -> None:
+    """Asks the executors of the started ones among `run_ids` to stop them: at once, per machine, where the
+    executor can (one scancel for a sweep's array tasks), else one by one."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run_id in run_ids:
+        run = wb.store.get_run(run_id)
+        if run.get("handle") and run["status"] in ("queued", "running"):
+            groups.setdefault((run.get("machine") or "local", run.get("executor") or ""), []).append(run)
+    for runs in groups.values():
+        executor = wb.executors.for_run(runs[0])
+        if len(runs) > 1 and hasattr(executor, "cancel_many"):
+            executor.cancel_many([run["handle"] for run in runs])
+        else:
+            for run in runs:
+                executor.cancel(run["handle"])
+        for run in runs:
+            asked[run["id"]] = True
 
 
 def remove(wb: Services, ref: str, force: bool = False) -> str:

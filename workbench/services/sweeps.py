@@ -393,13 +393,11 @@ def sweep_summary(wb: Services, sweep: dict[str, Any]) -> dict[str, Any]:
 
 
 def cancel_sweep(wb: Services, ref: str) -> dict[str, Any]:
-    from workbench.services.runs import cancel
+    from workbench.services.runs import cancel_many
 
     sweep = wb.store.get_sweep(ref)
     if sweep["status"] == "running":
         wb.store.finish_sweep(sweep["id"], "cancelled", "cancelled by the user")
         _cancel_waiting(wb, sweep["id"], f"sweep {sweep['id']} cancelled")
-        for run in wb.store.trials(sweep["id"]):
-            if run["status"] in ACTIVE:
-                cancel(wb, run["id"])
+        cancel_many(wb, [run["id"] for run in wb.store.trials(sweep["id"]) if run["status"] in ACTIVE])
     return wb.store.get_sweep(sweep["id"])
