@@ -116,7 +116,11 @@ def array_figures(cli: Cli, project: Path, sbatch_log: Path, trials: int) -> dic
     took = time.monotonic() - called
     calls = (len(sbatch_log.read_text().splitlines()) if sbatch_log.exists() else 0) - before
     cancelling = time.monotonic()
-    assert cli("sweeps", "cancel", sweep_id).code == 0
+    if os.environ.get("BENCH_PROFILE"):
+        subprocess.run([sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE"], "-m", "workbench",
+                        "sweeps", "cancel", sweep_id], env=cli.env, check=True, capture_output=True)
+    else:
+        assert cli("sweeps", "cancel", sweep_id).code == 0
     cancelled = time.monotonic() - cancelling
     statuses = {t["status"] for t in cli("sweeps", "show", sweep_id, "--json").json()["trials"]}
     return {"trials": trials, "sweep_to_all_submitted_s": round(took, 2), "sbatch_calls": calls,

@@ -213,7 +213,7 @@ def test_a_grid_sweep_on_the_cluster_is_one_job_array(cli, make_project, hpc):
     assert any("JobArrayTaskLimit" in m for m in held), held  # max_parallel = 2, kept by Slurm
 
 
-def test_a_random_sweep_as_an_array_is_cancelled_at_once_pending_tasks_included(cli, make_project, hpc):
+def test_a_random_sweep_as_an_array_is_cancelled_at_once_pending_tasks_included(cli, make_project, hpc, home):
     root = make_project(SPEC.replace("pause = 0.2", "pause = 30") + '[experiments.train.sweep]\n'
                         'method = "random"\nsamples = 3\nlr = { low = 0.001, high = 0.1, log = true }\n'
                         'max_parallel = 1\n')
@@ -227,6 +227,8 @@ def test_a_random_sweep_as_an_array_is_cancelled_at_once_pending_tasks_included(
     wait_for(lambda: any(_show(cli, t["id"])["metric_points"] >= 1 for t in trials()), timeout=90, interval=1)
     jobs = {_show(cli, t["id"])["slurm_job"] for t in trials()}
     assert len({j.split("_")[0] for j in jobs}) == 1 and len(jobs) == 3
+    followed = [t["id"] for t in trials() if _follower_of(home, t["id"])]
+    assert len(followed) == 1, followed  # the running task only: those Slurm holds need no process yet
     took = time.monotonic()
     assert cli("sweeps", "cancel", sweep_id).code == 0
     took = time.monotonic() - took

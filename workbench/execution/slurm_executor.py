@@ -343,13 +343,14 @@ id=${{id%%;*}}
     # a job Slurm holds has written nothing: its follower waits cheaply (a look at the shared squeue answer)
     # rather than reading its files over SFTP several times a second — a sweep's 100 pending array tasks
     # would otherwise keep the login node's sshd busy
-    def _pending(self, handle: dict[str, Any]) -> bool:
+    def held(self, handle: dict[str, Any]) -> bool:
+        """Slurm still holds the job (PENDING): it has written nothing, and needs no follower yet."""
         info = self.queue.jobs().get(str(handle.get("job") or ""))
         return info is not None and info["state"] == "PENDING"
 
     def _wait_while_pending(self, handle: dict[str, Any], stop: threading.Event | None = None) -> None:
         recheck = time.monotonic() + PENDING_RECHECK
-        while self._pending(handle) and not (stop is not None and stop.is_set()):
+        while self.held(handle) and not (stop is not None and stop.is_set()):
             if time.monotonic() > recheck:
                 if self.host.read_small(posixpath.join(handle["run_dir"], "exit_code")) is not None:
                     return
@@ -369,7 +370,7 @@ id=${{id%%;*}}
         yield from super().progress(handle, stop)
 
     def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk:
-        if not final and self._pending(handle):
+        if not final and self.held(handle):
             return Chunk(b"", offset)
         return super().read_metrics(handle, offset, limit, final)
 

@@ -23,7 +23,7 @@ from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.services import placement as place
 from workbench.services import sweeps
 from workbench.services.context import Services, first_line
-from workbench.services.group_launch import recorded_launch_inputs, start_groups
+from workbench.services.group_launch import follow_started, recorded_launch_inputs, start_groups
 
 LEASE = "dispatcher"
 LEASE_TTL = 10.0
@@ -81,6 +81,7 @@ def _dispatch_while_waiting(wb: Services, follow: Callable[[str], None], lost: A
         requeue_dead_placements(wb, follow)
         surveyed_at = time.monotonic()
         sweeps.advance(wb)  # what ended told, pruning, budget, new tpe trials asked, finished sweeps closed
+        follow_started(wb, follow)  # a job array's tasks, once their scheduler starts them
         started += dispatch_pass(wb, wb.store.waiting_runs(light=True), follow)
         version = wb.store.reservations_version()
         # a sweep that prunes is looked at every PRUNE_LOOK: its running trials' metrics decide

@@ -1,7 +1,9 @@
 """A grid or random sweep's queued trials, placed on a machine whose own scheduler queues jobs (a Slurm
 cluster), go there as one submission — a job array, `max_parallel` kept by the scheduler — rather than one
 sbatch per trial as slots free: the cluster sees one job, its queue holds the rest, and the dispatcher need
-not stay to feed it. Each trial is still one run in the history, followed like any other. A sweep with a
+not stay to feed it. Each trial is still one run in the history. A task the scheduler still holds gets no
+follower (a process each: a 100-task array would start 100 of them to wait); the dispatcher, which stays
+while the sweep runs, starts one for each task once the scheduler starts it (`follow_started`). A sweep with a
 budget goes trial by trial (only the dispatcher can stop before the budget is spent); tpe asks each trial
 from what came before, so it goes trial by trial too."""
 
@@ -100,8 +102,21 @@ def _start_group(wb: Services, sweep: dict[str, Any], runs: list[dict[str, Any]]
         return 0
     for (run_id, _, launch), handle in zip(prepared, handles):
         mark_started(wb, run_exec, run_id, handle, launch.argv, placement.executor, launcher)
-        try:
-            follow(run_id)
-        except Exception as exc:  # noqa: BLE001 - the reconciler follows it then
-            wb.progress(f"run {run_id}: no follower started ({first_line(exc)})")
     return len(prepared)
+
+
+def follow_started(wb: Services, follow: Callable[[str], None]) -> None:
+    """A follower for each running trial nobody follows whose scheduler no longer holds it."""
+    from workbench.services.reconcile import lease_held
+
+    for sweep in wb.store.sweeps("running"):
+        for run in wb.store.trials(sweep["id"]):
+            if run["status"] != "running" or not run.get("handle") or lease_held(wb.store, run["id"]):
+                continue
+            try:
+                executor = wb.executors.for_run(run)
+                if getattr(executor, "held", None) is None or executor.held(run["handle"]):
+                    continue
+                follow(run["id"])
+            except Exception as exc:  # noqa: BLE001 - looked at again on the next pass
+                wb.progress(f"run {run['id']}: no follower started ({first_line(exc)})")
