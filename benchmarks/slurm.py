@@ -67,7 +67,7 @@ def start_figures(cli: Cli, project: Path, shared: Path, n: int) -> dict:
 
 
 def poll_figures(cli: Cli, project: Path, log: Path, queued: int, poll: float, minutes: float) -> dict:
-    blockers = [subprocess.run(["sbatch", "--parsable", "--gres=gpu:1", "--wrap", "sleep 600"], capture_output=True,
+    blockers = [subprocess.run(["sbatch", "--parsable", "--gres=gpu:1", "--output=/dev/null", "--wrap", "sleep 600"], capture_output=True,
                                text=True, check=True).stdout.strip() for _ in range(2)]
     try:
         ids = []
