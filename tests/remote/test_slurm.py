@@ -67,7 +67,7 @@ def _show(cli, run_id):
 
 
 def test_a_run_on_slurm_gets_its_gpu_from_slurm_and_is_ingested(cli, make_project, hpc):
-    root = make_project(SPEC.replace("gpus = 1", 'gpus = 1\nsetup = "echo setup-ran-in $SLURM_JOB_PARTITION"'))
+    root = make_project(SPEC.replace("gpus = 1", 'gpus = 1\nsetup = "source /etc/os-release; echo setup-ran-in $SLURM_JOB_PARTITION on $ID"'))
     done = cli("run", str(root), "--machine", "hpc", "--wait", "--json", timeout=300)
     assert done.code == 0, done.err
     run = done.json()
@@ -76,7 +76,7 @@ def test_a_run_on_slurm_gets_its_gpu_from_slurm_and_is_ingested(cli, make_projec
     line = next(l for l in logs.splitlines() if "gpus=" in l)
     assert "gpus=0" in line or "gpus=1" in line  # Slurm's own device index from --gres=gpu:1
     assert "job=" in line and "lr=0.1" in line
-    assert "setup-ran-in gpu" in logs  # the experiment's setup line, in the job, before its command
+    assert "setup-ran-in gpu on debian" in logs  # the experiment's setup line (bash: `source` works), first
     shown = _show(cli, run["id"])
     assert shown["metric_points"] == 3 and shown["slurm_job"].isdigit()
     assert any("runs as a process in its snapshot" in e["message"] for e in shown["events"])

@@ -71,7 +71,7 @@ def test_good_spec_loads_every_section(make_project):
         (('health = "/health"', "health = 5"), 30, "deploy.health"),
         (('"--lr={lr}"', '"--lr={rate}"'), 7, "uses {rate}, which is not a declared param"),
         (("[project]", "[projekt]"), 1, "projekt: unknown key"),
-        (("gpus = 0", 'gpus = 0\nsetup = """module load cuda\nrm -rf /"""'), 10, "experiments.train.setup: one shell line"),
+        (("gpus = 0", 'gpus = 0\nsetup = """module load cuda\nrm -rf /"""'), 10, "experiments.train.setup: one bash line"),
         (("gpus = 0", "gpus = 0\nsetup = 3"), 10, "experiments.train.setup"),
         (('env = { OMP_NUM_THREADS = 2 }', 'env = { OMP_NUM_THREADS = [2] }'), 10, "env.OMP_NUM_THREADS"),
     ],

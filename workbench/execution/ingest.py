@@ -46,6 +46,22 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def owner_gone(owner: str) -> bool:
+    """The holder named by `owner` (new_owner's form) was a process on this machine that no longer
+    exists: killed with -9, or a CLI that exited while a daemon thread held the lease."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
 def lease_name(run_id: str) -> str:
     return f"ingest:{run_id}"
 

@@ -81,17 +81,17 @@ mkdir -p "$run/out" || exit 1
 printf '%s' {_q(script)} > "$run/job.sh" || exit 1"""
 
 
-def _setup_lines(setup: str | None) -> str:
-    """The setup line(s) in this shell (a `source` or `module load` must change its environment), their
-    output in the run's logs."""
+def _with_setup(argv: list[str], setup: str | None) -> list[str]:
+    """The command, after the setup line(s) in the same bash (a `source` of a venv or a `module load` must
+    change the command's environment; sites define `module` for bash), which then becomes the command."""
     if not setup:
-        return ""
-    return f'{{\n{setup}\n}} < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log"\n'
+        return argv
+    return ["bash", "-c", f'{setup}\nexec "$@"', "workbench-setup", *argv]
 
 
 def batch_script(run_dir: str, snapshot_dir: str, argv: list[str], env: dict[str, str], setup: str | None) -> str:
     exports = "".join(f"export {name}={_q(value)}\n" for name, value in env.items())
-    command = " ".join(_q(a) for a in argv)
+    command = " ".join(_q(a) for a in _with_setup(argv, setup))
     return f"""#!/bin/sh
 # Workbench run (written by SlurmExecutor.submit)
 run={_q(run_dir)}
@@ -113,7 +113,7 @@ if ! cd {_q(snapshot_dir)} 2>/dev/null; then
   finish 127
   exit 0
 fi
-{exports}{_setup_lines(setup)}{command} < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log" &
+{exports}{command} < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log" &
 child=$!
 wait "$child"
 code=$?
@@ -141,8 +141,20 @@ class SlurmQueue:
         self._read = (time.monotonic(), jobs)
         return jobs
 
+    def held(self, job: str, submitted_at: float | None) -> bool:
+        """Slurm holds the job (PENDING), or it was submitted after the last answer (which cannot know it
+        yet). A failing squeue says nothing: not held, so a follower reads its files as usual."""
+        try:
+            info = self.jobs().get(job)
+            if info is None:
+                polled = self.polled_at()
+                return polled is not None and submitted_at is not None and polled < submitted_at
+        except Exception:  # noqa: BLE001 - squeue or the database failing: the caller reads the files
+            return False
+        return info["state"] == "PENDING"
+
     def _jobs(self) -> dict[str, dict[str, str]]:
-        from workbench.execution.ingest import new_owner
+        from workbench.execution.ingest import new_owner, owner_gone
 
         found = self.store.slurm_poll(self.machine)
         if found is not None and time.time() - found[0] < self.interval:
@@ -150,7 +162,12 @@ class SlurmQueue:
         owner = new_owner()
         lease = f"slurm-poll:{self.machine}"
         if not self.store.acquire_lease(lease, owner, POLL_LEASE_TTL):
-            return found[1] if found else {}  # another process is asking now
+            holder = self.store.lease_holder(lease)
+            if not (holder and owner_gone(holder)):
+                return found[1] if found else {}  # another process is asking now
+            self.store.release_lease(lease, holder)  # it died asking (a CLI that exited mid-poll)
+            if not self.store.acquire_lease(lease, owner, POLL_LEASE_TTL):
+                return found[1] if found else {}
         try:
             found = self.store.slurm_poll(self.machine)  # asked by another process while we took the lease?
             if found is not None and time.time() - found[0] < self.interval:
@@ -345,8 +362,7 @@ id=${{id%%;*}}
     # would otherwise keep the login node's sshd busy
     def held(self, handle: dict[str, Any]) -> bool:
         """Slurm still holds the job (PENDING): it has written nothing, and needs no follower yet."""
-        info = self.queue.jobs().get(str(handle.get("job") or ""))
-        return info is not None and info["state"] == "PENDING"
+        return self.queue.held(str(handle.get("job") or ""), handle.get("started_at"))
 
     def _wait_while_pending(self, handle: dict[str, Any], stop: threading.Event | None = None) -> None:
         recheck = time.monotonic() + PENDING_RECHECK

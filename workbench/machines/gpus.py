@@ -41,7 +41,3 @@ def inventory_from(sampler: "NvmlSampler") -> GpuInventory:
     if sampler.error:
         return GpuInventory([], error=sampler.error)
     return GpuInventory(readings, driver=sampler.driver)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

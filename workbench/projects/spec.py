@@ -272,7 +272,7 @@ def _setup(v: _Validator, table: dict[str, Any], key: tuple[str, ...]) -> str | 
         return None
     line = v.string(table["setup"], key + ("setup",))
     if "\n" in line or "\r" in line or not line.strip():
-        raise v.fail(key + ("setup",), "one shell line, e.g. \"module load cuda\" or \"source ~/venvs/x/bin/activate\"")
+        raise v.fail(key + ("setup",), "one bash line, e.g. \"module load cuda\" or \"source ~/venvs/x/bin/activate\"")
     return line
 
 

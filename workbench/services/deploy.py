@@ -148,6 +148,8 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
             if live:
                 raise WorkbenchError(f"deployment {name} serves on port {record['port']}",
                                      hint="its endpoint stays; to move it, stop it with --remove and deploy again")
+            if target.listening(port):
+                raise WorkbenchError(f"port {port} is in use on {machine}", hint="pick another with --port")
             old_proxy = serving.get(target.client, proxy_name)  # nothing serves on the old port: the endpoint moves
             if old_proxy is not None:
                 old_proxy.remove(force=True)
@@ -211,7 +213,7 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
     except BaseException as exc:
         current = wb.store.get_deployment(name)
         if container_name and current and current["live_container"] != container_name:
-            if not _discard(wb, machine, name, container_name):
+            if not _discard(wb, machine, name, container_name, current["live_container"]):
                 raise  # the machine did not answer: the operation stays recorded, for the next look to settle
         if current and current.get("operation") and current["operation"].get("owner") == owner:
             wb.store.update_deployment(name, operation=None, status="live" if current["live_container"] else "failed",
@@ -253,13 +255,20 @@ def _check_lease(keeper: LeaseKeeper, name: str) -> None:
         raise WorkbenchError(f"deployment {name} was taken over by another Workbench while this one was stalled")
 
 
-def _discard(wb: Services, machine: str, name: str, container_name: str) -> bool:
-    """Removes a container that never served (False when the machine does not answer)."""
+def _discard(wb: Services, machine: str, name: str, container_name: str, live_name: str | None) -> bool:
+    """Removes a container that never served, the proxy kept on `live_name` (False when the machine does
+    not answer)."""
     try:
         client = Target(wb, machine).client
-        served = proxy.read_serving(serving.get(client, serving.proxy_name(wb.store.instance, name)))
+        proxy_container = serving.get(client, serving.proxy_name(wb.store.instance, name))
+        served = proxy.read_serving(proxy_container)
         if served and served[0] == container_name:
             return False  # the switch happened before the failure: the next look records it as live
+        live = serving.get(client, live_name) if live_name else None
+        if live is not None and proxy_container is not None and proxy_container.status == "running" \
+                and serving.address(live):
+            # Caddy may have taken the new config before its file was written: back onto the live version
+            proxy.reload(proxy_container, serving.upstream(live), live.name)
         _remove(client, container_name)
     except Exception:  # noqa: BLE001 - the machine went away: the next reconcile settles it
         return False
@@ -314,6 +323,8 @@ def _retire(wb: Services, target: Target, name: str, container_name: str, *, dra
         else:
             serving.stop_keep(old)
     wb.store.set_target_state(name, container_name, "removed" if release else "standby")
+    if release:
+        return  # --stop-first: the standby kept so far is the way back if the new version fails
     for earlier in [t for t in wb.store.targets(name) if t["state"] == "standby" and t["container"] != container_name]:
         # one version is kept to go back to; older ones would hold their GPUs and disk for nothing
         _quietly(_remove, target.client, earlier["container"])

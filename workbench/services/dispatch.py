@@ -149,10 +149,12 @@ def requeue_dead_placements(wb: Services, follow: Callable[[str], None] | None =
         request = (run.get("placement") or {}).get("request")
         if (request is not None and run["status"] == "queued" and run.get("waiting") is None
                 and not run.get("handle") and not lease_held(wb.store, run["id"])):
-            try:
-                adopted = adopt(wb, run) if run.get("executor") else None
-            except Exception:  # noqa: BLE001 - its machine cannot tell now: left placed, looked at again
-                continue
+            adopted = None
+            if run.get("executor") and not place.seems_down(run.get("machine") or "local"):
+                try:
+                    adopted = adopt(wb, run)
+                except Exception:  # noqa: BLE001 - its machine cannot tell: placed again, as before adoption
+                    adopted = None
             if adopted is not None and adopted.get("handle"):
                 if follow is not None:
                     follow(run["id"])

@@ -9,6 +9,8 @@ from what came before, so it goes trial by trial too."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +20,8 @@ from workbench.projects.spec import Experiment, ProjectSpec
 from workbench.services import placement as place
 from workbench.services.context import Services, first_line
 
-GROUP_LEASE_TTL = 300.0  # the trials' launch leases while the whole array is prepared and submitted
+GROUP_LEASE_TTL = 60.0  # the trials' launch leases while the whole array is prepared and submitted (renewed)
+FOLLOWER_START_GRACE = 30.0  # a follower started this long ago and not holding its run's lease has died
 
 
 def recorded_launch_inputs(run: dict[str, Any]) -> tuple[ProjectSpec, Experiment]:
@@ -68,9 +71,18 @@ def _group_target(wb: Services, sweep_id: str, runs: list[dict[str, Any]]) -> tu
 
 def _start_group(wb: Services, sweep: dict[str, Any], runs: list[dict[str, Any]], placement: place.Placement,
                  follow: Callable[[str], None]) -> int:
+    launcher = new_owner()
+    renewing = _LeaseRenewer(wb, launcher)
+    try:
+        return _place_and_submit(wb, sweep, runs, placement, launcher, renewing)
+    finally:
+        renewing.stop()
+
+
+def _place_and_submit(wb: Services, sweep: dict[str, Any], runs: list[dict[str, Any]], placement: place.Placement,
+                      launcher: str, renewing: "_LeaseRenewer") -> int:
     from workbench.services.launch import launch_failed, mark_started, prepare_launch
 
-    launcher = new_owner()
     prepared: list[tuple[str, Any, Any]] = []  # (run id, executor, launch)
     for light in runs:
         run = wb.store.get_run(light["id"])
@@ -79,12 +91,14 @@ def _start_group(wb: Services, sweep: dict[str, Any], runs: list[dict[str, Any]]
                                                                       "status_reason": None}, from_queue=True):
             wb.store.release_lease(lease_name(run["id"]), launcher)  # cancelled, or placed by another
             continue
+        renewing.run_ids.append(run["id"])
         wb.store.add_event(run["id"], "placed", f"{placement.reason}; one job array for sweep {sweep['id']}")
         try:
             spec, exp = recorded_launch_inputs(run)
             run_exec, launch = prepare_launch(wb, run["id"], spec, exp, run["params"], placement.executor,
                                               placement.machine, None, snapshot_hash=run["snapshot"])
         except Exception as exc:  # noqa: BLE001 - this trial fails, saying why; the others go on
+            renewing.run_ids.remove(run["id"])
             launch_failed(wb, run["id"], placement.machine, launcher, exc)
             continue
         prepared.append((run["id"], run_exec, launch))
@@ -94,29 +108,78 @@ def _start_group(wb: Services, sweep: dict[str, Any], runs: list[dict[str, Any]]
     try:
         handles = run_exec.submit_many([launch for _, _, launch in prepared], sweep["options"]["max_parallel"],
                                        sweep["id"])
-    except Exception as exc:  # noqa: BLE001 - every trial of the array fails with the one reason
-        for run_id, _, _ in prepared:
-            launch_failed(wb, run_id, placement.machine, launcher, exc)
-        wb.progress(f"sweep {sweep['id']}: the job array was not submitted: "
-                    f"{exc.message if isinstance(exc, WorkbenchError) else first_line(exc)}")
-        return 0
+    except Exception as exc:  # noqa: BLE001 - the trials fail with the one reason, unless sbatch took them
+        renewing.stop()
+        started = 0
+        for run_id, _, launch in prepared:
+            handle = _submitted_anyway(run_exec, run_id, launch)  # the answer was lost, not the submission
+            if handle is not None:
+                mark_started(wb, run_exec, run_id, handle, launch.argv, placement.executor, launcher)
+                started += 1
+            else:
+                launch_failed(wb, run_id, placement.machine, launcher, exc)
+        if not started:
+            wb.progress(f"sweep {sweep['id']}: the job array was not submitted: "
+                        f"{exc.message if isinstance(exc, WorkbenchError) else first_line(exc)}")
+        return started
+    renewing.stop()
     for (run_id, _, launch), handle in zip(prepared, handles):
         mark_started(wb, run_exec, run_id, handle, launch.argv, placement.executor, launcher)
     return len(prepared)
 
 
+def _submitted_anyway(run_exec: Any, run_id: str, launch: Any) -> dict[str, Any] | None:
+    try:
+        return run_exec.adopt(run_id, launch.run_dir)
+    except Exception:  # noqa: BLE001 - the machine does not answer: nothing to say it was submitted
+        return None
+
+
+class _LeaseRenewer:
+    """Keeps the launch leases of a group's trials alive (one thread for all) while it is submitted."""
+
+    def __init__(self, wb: Services, owner: str) -> None:
+        self.wb, self.owner = wb, owner
+        self.run_ids: list[str] = []  # appended to as trials are placed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="group-leases", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(GROUP_LEASE_TTL / 5):
+            for run_id in list(self.run_ids):
+                try:
+                    self.wb.store.acquire_lease(lease_name(run_id), self.owner, GROUP_LEASE_TTL)
+                except Exception:  # noqa: BLE001 - a busy database: the next round tries again
+                    pass
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(timeout=5)
+
+
+_followed: dict[str, float] = {}  # run id -> when this dispatcher started its follower
+
+
 def follow_started(wb: Services, follow: Callable[[str], None]) -> None:
-    """A follower for each running trial nobody follows whose scheduler no longer holds it."""
+    """A follower for each running trial nobody follows whose scheduler no longer holds it (once: a
+    follower just started has not taken the run's lease yet)."""
     from workbench.services.reconcile import lease_held
 
+    now = time.monotonic()
+    for run_id in [r for r, at in _followed.items() if now - at > FOLLOWER_START_GRACE]:
+        del _followed[run_id]
     for sweep in wb.store.sweeps("running"):
         for run in wb.store.trials(sweep["id"]):
-            if run["status"] != "running" or not run.get("handle") or lease_held(wb.store, run["id"]):
+            if (run["status"] != "running" or not run.get("handle") or run["id"] in _followed
+                    or lease_held(wb.store, run["id"])):
                 continue
             try:
                 executor = wb.executors.for_run(run)
                 if getattr(executor, "held", None) is None or executor.held(run["handle"]):
                     continue
+                _followed[run["id"]] = now
                 follow(run["id"])
             except Exception as exc:  # noqa: BLE001 - looked at again on the next pass
                 wb.progress(f"run {run['id']}: no follower started ({first_line(exc)})")

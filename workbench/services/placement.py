@@ -152,6 +152,11 @@ def survey(wb: Services, machine: str, gpus: int, executor: str | None) -> Surve
     return found
 
 
+def seems_down(machine: str) -> bool:
+    """A survey in this process found it not answering a moment ago."""
+    return machine in _down and _down[machine][0] > time.monotonic()
+
+
 def survey_all(wb: Services, machines: list[str], gpus: int, executor: str | None) -> list[Survey]:
     """Every machine at once; one that has not answered within SURVEY_TIMEOUT counts as unreachable."""
     results: dict[str, Survey] = {}

@@ -5,14 +5,12 @@ which following a run (runs.py) shares."""
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 from typing import Any
 
 from workbench.errors import EngineUnavailable, WorkbenchError
-from workbench.execution.ingest import RunIngestor, lease_name
+from workbench.execution.ingest import RunIngestor, lease_name, owner_gone
 from workbench.failures import is_engine_failure
 from workbench.services.dispatch import ensure_dispatcher
 from workbench.services.context import Services, first_line
@@ -225,16 +223,9 @@ def lease_held(store: Store, run_id: str) -> bool:
     owner = store.lease_holder(lease_name(run_id))
     if not owner:
         return False
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            store.release_lease(lease_name(run_id), owner)  # only if still that dead owner's
-            return False
-        except PermissionError:
-            pass
+    if owner_gone(owner):
+        store.release_lease(lease_name(run_id), owner)  # only if still that dead owner's
+        return False
     return True
 
 
