@@ -13,8 +13,7 @@ a time holds LOCK; what it creates is recorded in STATE, so a session that finds
 left behind cleans up after a crashed predecessor first: processes are stopped by pid (only those whose
 command line names that predecessor's own temp dir), never by name.
 
-See ../../shared/ENVIRONMENT.md ("A second Docker engine that only an SSH host reaches"): the second dockerd
-is always started with `-b BRIDGE` (never without it in this namespace: that would destroy the main engine's
+The second dockerd (a second engine that only the SSH host reaches) is always started with `-b BRIDGE` (never without it in this namespace: that would destroy the main engine's
 docker0) and `--iptables=false` (we add our own three rules).
 """
 

@@ -9,21 +9,26 @@ from workbench.store import Store
 
 
 class LeaseKeeper:
-    def __init__(self, store: Store, name: str, owner: str, ttl: float, every: float) -> None:
-        self.store, self.name, self.owner, self.ttl, self.every = store, name, owner, ttl, every
+    """Renews `name`, or each of a list of names (which may grow while it runs: a group launch adds runs)."""
+
+    def __init__(self, store: Store, name: str | list[str], owner: str, ttl: float, every: float) -> None:
+        self.store, self.owner, self.ttl, self.every = store, owner, ttl, every
+        self.names = [name] if isinstance(name, str) else name
         self._stop = threading.Event()
         self.lost = threading.Event()  # another owner holds it now (ours expired while we were stuck)
-        self._thread = threading.Thread(target=self._renew, name=f"lease-{name}", daemon=True)
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{self.names[0] if self.names else 'group'}", daemon=True)
         self._thread.start()
 
     def _renew(self) -> None:
         while not self._stop.wait(self.every):
-            try:
-                if not self.store.acquire_lease(self.name, self.owner, self.ttl):
-                    self.lost.set()
-            except Exception:  # noqa: BLE001 - a busy or failing database: the next tick tries again
-                pass
+            for name in list(self.names):
+                try:
+                    if not self.store.acquire_lease(name, self.owner, self.ttl):
+                        self.lost.set()
+                except Exception:  # noqa: BLE001 - a busy or failing database: the next tick tries again
+                    pass
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.every + 1)
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(timeout=self.every + 1)

@@ -9,13 +9,13 @@ from what came before, so it goes trial by trial too."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from workbench.errors import WorkbenchError
 from workbench.execution.ingest import lease_name, new_owner
+from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.projects.spec import Experiment, ProjectSpec
 from workbench.services import placement as place
 from workbench.services.context import Services, first_line
@@ -72,7 +72,7 @@ def _group_target(wb: Services, sweep_id: str, runs: list[dict[str, Any]]) -> tu
 def _start_group(wb: Services, sweep: dict[str, Any], runs: list[dict[str, Any]], placement: place.Placement,
                  follow: Callable[[str], None]) -> int:
     launcher = new_owner()
-    renewing = _LeaseRenewer(wb, launcher)
+    renewing = LeaseKeeper(wb.store, [], launcher, GROUP_LEASE_TTL, GROUP_LEASE_TTL / 5)  # names added as placed
     try:
         return _place_and_submit(wb, sweep, runs, placement, launcher, renewing)
     finally:
@@ -80,7 +80,7 @@ def _start_group(wb: Services, sweep: dict[str, Any], runs: list[dict[str, Any]]
 
 
 def _place_and_submit(wb: Services, sweep: dict[str, Any], runs: list[dict[str, Any]], placement: place.Placement,
-                      launcher: str, renewing: "_LeaseRenewer") -> int:
+                      launcher: str, renewing: LeaseKeeper) -> int:
     from workbench.services.launch import launch_failed, mark_started, prepare_launch
 
     prepared: list[tuple[str, Any, Any]] = []  # (run id, executor, launch)
@@ -91,14 +91,14 @@ def _place_and_submit(wb: Services, sweep: dict[str, Any], runs: list[dict[str, 
                                                                       "status_reason": None}, from_queue=True):
             wb.store.release_lease(lease_name(run["id"]), launcher)  # cancelled, or placed by another
             continue
-        renewing.run_ids.append(run["id"])
+        renewing.names.append(lease_name(run["id"]))
         wb.store.add_event(run["id"], "placed", f"{placement.reason}; one job array for sweep {sweep['id']}")
         try:
             spec, exp = recorded_launch_inputs(run)
             run_exec, launch = prepare_launch(wb, run["id"], spec, exp, run["params"], placement.executor,
                                               placement.machine, None, snapshot_hash=run["snapshot"])
         except Exception as exc:  # noqa: BLE001 - this trial fails, saying why; the others go on
-            renewing.run_ids.remove(run["id"])
+            renewing.names.remove(lease_name(run["id"]))
             launch_failed(wb, run["id"], placement.machine, launcher, exc)
             continue
         prepared.append((run["id"], run_exec, launch))
@@ -133,30 +133,6 @@ def _submitted_anyway(run_exec: Any, run_id: str, launch: Any) -> dict[str, Any]
         return run_exec.adopt(run_id, launch.run_dir)
     except Exception:  # noqa: BLE001 - the machine does not answer: nothing to say it was submitted
         return None
-
-
-class _LeaseRenewer:
-    """Keeps the launch leases of a group's trials alive (one thread for all) while it is submitted."""
-
-    def __init__(self, wb: Services, owner: str) -> None:
-        self.wb, self.owner = wb, owner
-        self.run_ids: list[str] = []  # appended to as trials are placed
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name="group-leases", daemon=True)
-        self._thread.start()
-
-    def _renew(self) -> None:
-        while not self._stop.wait(GROUP_LEASE_TTL / 5):
-            for run_id in list(self.run_ids):
-                try:
-                    self.wb.store.acquire_lease(lease_name(run_id), self.owner, GROUP_LEASE_TTL)
-                except Exception:  # noqa: BLE001 - a busy database: the next round tries again
-                    pass
-
-    def stop(self) -> None:
-        if not self._stop.is_set():
-            self._stop.set()
-            self._thread.join(timeout=5)
 
 
 _followed: dict[str, float] = {}  # run id -> when this dispatcher started its follower
