@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from helpers import assert_one_line_error, require, wait_for
+from helpers import assert_one_line_error, background_pids, require, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -28,6 +28,7 @@ params = { lr = 0.1, pause = 0.2 }
 gpus = 1
 """
 SQUEUE_LOG = "squeue-calls.log"
+SACCT_LOG = "sacct-calls.log"
 
 
 def cluster_up() -> bool:
@@ -47,17 +48,21 @@ def add_hpc(cli, remote_env, name: str, shared, *options: str) -> None:
 
 @pytest.fixture
 def hpc(cli, remote_env, tmp_path):
-    """The cluster as machine `hpc` (squeue every 2 s), squeue calls counted by a wrapper first on the login
-    node's PATH; yields the wrapper's log."""
+    """The cluster as machine `hpc` (squeue every 2 s), squeue and sacct calls counted by wrappers first on
+    the login node's PATH; yields squeue's log (sacct's is next to it, SACCT_LOG)."""
     require(cluster_up(), "no Slurm cluster answers (sinfo): .ci/slurm.sh starts one")
-    first = remote_env.ssh(remote_env.gpu, "echo $PATH").stdout.strip().split(":")[0]
-    wrapper = type(tmp_path)(first) / "squeue"
-    log = tmp_path / SQUEUE_LOG
-    wrapper.write_text(f"#!/bin/sh\necho \"$(date +%s.%N) $*\" >> {log}\nexec /usr/bin/squeue \"$@\"\n")
-    wrapper.chmod(0o755)
+    first = type(tmp_path)(remote_env.ssh(remote_env.gpu, "echo $PATH").stdout.strip().split(":")[0])
+    wrappers = []
+    for command, name in (("squeue", SQUEUE_LOG), ("sacct", SACCT_LOG)):
+        wrapper = first / command
+        wrapper.write_text(f"#!/bin/sh\necho \"$(date +%s.%N) $*\" >> {tmp_path / name}\n"
+                           f"exec /usr/bin/{command} \"$@\"\n")
+        wrapper.chmod(0o755)
+        wrappers.append(wrapper)
     add_hpc(cli, remote_env, "hpc", tmp_path / "shared", "--poll", "2", "--time", "00:10:00")
-    yield log
-    wrapper.unlink(missing_ok=True)
+    yield tmp_path / SQUEUE_LOG
+    for wrapper in wrappers:
+        wrapper.unlink(missing_ok=True)
 
 
 def _show(cli, run_id):
@@ -84,6 +89,7 @@ def test_a_run_on_slurm_gets_its_gpu_from_slurm_and_is_ingested(cli, make_projec
     checks = {c["check"]: c for c in doctor.json()}
     assert checks["sbatch"]["status"] == "ok" and checks["partition"]["status"] == "ok", checks
     assert "gpu" in checks["partition"]["detail"] and "gres gpu:2" in checks["partition"]["detail"]
+    assert checks["accounting"]["status"] == "ok" and "sacct answers" in checks["accounting"]["detail"], checks
     assert "docker engine" not in checks  # a login node's engine is not where jobs run
 
 
@@ -227,7 +233,8 @@ def test_a_random_sweep_as_an_array_is_cancelled_at_once_pending_tasks_included(
     wait_for(lambda: any(_show(cli, t["id"])["metric_points"] >= 1 for t in trials()), timeout=90, interval=1)
     jobs = {_show(cli, t["id"])["slurm_job"] for t in trials()}
     assert len({j.split("_")[0] for j in jobs}) == 1 and len(jobs) == 3
-    followed = [t["id"] for t in trials() if _follower_of(home, t["id"])]
+    # the dispatcher starts the running task's follower once the shared squeue answer says it runs
+    followed = wait_for(lambda: [t["id"] for t in trials() if _follower_of(home, t["id"])], timeout=20, interval=0.5)
     assert len(followed) == 1, followed  # the running task only: those Slurm holds need no process yet
     took = time.monotonic()
     assert cli("sweeps", "cancel", sweep_id).code == 0
@@ -257,3 +264,39 @@ def test_a_requeued_job_stays_one_run_with_the_requeue_as_an_event(cli, make_pro
     final = wait_for(lambda: (s := _show(cli, run_id))["status"] not in ("queued", "running") and s, timeout=60,
                      interval=0.5)
     assert final["status"] == "cancelled", final
+
+
+def test_a_job_killed_without_its_record_and_forgotten_by_squeue_ends_as_slurms_accounting_says(
+        cli, make_project, hpc, home):
+    """The job's batch shell is killed with SIGKILL (what the OOM killer or a dying node does): no exit record.
+    Its follower is dead too, and by the time Workbench looks again squeue has forgotten the job (the test
+    cluster's MinJobAge is 30 s): the run ends as Slurm's accounting (sacct, through slurmdbd) recorded it,
+    with the metrics it wrote, instead of being recorded lost."""
+    import signal
+    import sqlite3
+
+    root = make_project(SPEC.replace("pause = 0.2", "pause = 1").replace("for i in 1 2 3;", "for i in $(seq 60);"))
+    started = cli("run", str(root), "--machine", "hpc", "--json")
+    assert started.code == 0, started.err
+    run_id = started.json()["id"]
+    wait_for(lambda: _show(cli, run_id)["metric_points"] >= 2, timeout=60, interval=0.3)
+    job = _show(cli, run_id)["slurm_job"]
+    for pid in background_pids(home):  # nothing of Workbench looks while the job dies and is forgotten
+        os.kill(pid, signal.SIGKILL)
+    stepd = subprocess.run(["pgrep", "-f", f"slurmstepd: \\[{job}.batch\\]"], capture_output=True, text=True).stdout.split()
+    assert stepd, f"no batch step of job {job}"
+    killed = subprocess.run(["pkill", "-KILL", "-P", stepd[0]], capture_output=True)  # its batch shell
+    assert killed.returncode == 0, "the job's batch shell was not found"
+    wait_for(lambda: subprocess.run(["squeue", "-h", "-j", job, "--states=all"], capture_output=True,
+                                    text=True).stdout.strip() == "", timeout=120, interval=1)
+    run_dir = hpc.parent / "shared" / "runs" / run_id
+    assert (run_dir / "job_id").exists() and not (run_dir / "exit_code").exists()
+    with sqlite3.connect(home / "workbench.db") as db:  # no Workbench process has looked since the kill
+        assert db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "running"
+    final = wait_for(lambda: (s := _show(cli, run_id))["status"] not in ("queued", "running") and s, timeout=60,
+                     interval=0.5)
+    assert final["status"] == "failed", final
+    assert "killed by signal 9 (SIGKILL)" in final["status_reason"] and "Slurm FAILED" in final["status_reason"], final
+    assert final["metric_points"] >= 2
+    asked = (hpc.parent / SACCT_LOG).read_text().splitlines()
+    assert asked and all(job in line for line in asked), asked

@@ -11,7 +11,10 @@ file system): nothing above execution/ knows Slurm is there.
   said: one batched call per poll interval per cluster, shared by every Workbench process through the
   database (SlurmQueue), so the scheduler sees the poll rate, never the number of runs. PENDING keeps the run
   running with Slurm's reason in its status line; a job Slurm ended (time limit, cancelled, node failure)
-  ends the run with Slurm's word for it.
+  ends the run with Slurm's word for it. A job squeue has forgotten (MinJobAge: Workbench was closed while
+  it ended) that left no exit record, or was killed by a signal, is looked up in Slurm's accounting
+  (`sacct`, one call for all such jobs of the cluster) where the cluster keeps it; without accounting it
+  is recorded lost, as before.
 * cancel is `scancel`; adopt finds the job id the submit left in the run dir."""
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import Chunk, Launch, RunState, exited
+from workbench.execution.base import Chunk, Launch, RunState, exited, signal_reason
 from workbench.execution.remote_process_executor import RemoteProcessExecutor, _check
 
 if TYPE_CHECKING:
@@ -46,7 +49,11 @@ ENDED = {  # Slurm's terminal states, said as a run's end
     "BOOT_FAIL": "its node did not boot (Slurm BOOT_FAIL)", "DEADLINE": "deadline reached (Slurm DEADLINE)",
     "COMPLETED": "the job ended without its exit record",
 }
+EXPLAINS_SIGNAL = set(ENDED) - {"COMPLETED", "FAILED"}  # Slurm's word says better why the signal came
 PENDING_PREFIX = "Slurm: PENDING"
+SACCT = ["env", "SLURM_TIME_FORMAT=%s", "sacct", "--noheader", "--parsable2", "--allocations",
+         "--format=JobID,State,ExitCode,End"]
+NO_ACCOUNTING_RETRY = 600.0  # a cluster whose sacct failed is not asked again for this long (per process)
 REQUEUED = ("PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD")  # a job that ran, back in the queue
 STILL_HELD = ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT")
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
@@ -130,54 +137,91 @@ class SlurmQueue:
     def __init__(self, host: "SshHost", store: "Store", interval: float) -> None:
         self.host, self.store, self.interval = host, store, interval
         self.machine = host.name
-        self._read: tuple[float, dict[str, dict[str, str]]] | None = None  # (when read here, jobs)
+        self._read: tuple[float, float | None, dict[str, dict[str, str]]] | None = None  # (when read, polled, jobs)
+        self._accounted: dict[str, tuple[float, dict[str, Any] | None]] = {}  # job → (when asked, answer)
+        self._no_accounting_until = 0.0
 
     def jobs(self) -> dict[str, dict[str, str]]:
         """The last answer; a follower's threads ask many times a second, so it is read from the database
         at most once a second in this process."""
+        return self.answer()[1]
+
+    def polled_at(self) -> float | None:
+        """When the answer jobs() gives was asked (the same answer: a newer one may know a newer job)."""
+        return self.answer()[0]
+
+    def answer(self) -> tuple[float | None, dict[str, dict[str, str]]]:
         if self._read is not None and time.monotonic() - self._read[0] < MEMO_SECONDS:
-            return self._read[1]
-        jobs = self._jobs()
-        self._read = (time.monotonic(), jobs)
-        return jobs
+            return self._read[1], self._read[2]
+        polled, jobs = self._jobs()
+        self._read = (time.monotonic(), polled, jobs)
+        return polled, jobs
 
     def held(self, job: str, submitted_at: float | None) -> bool:
         """Slurm holds the job (PENDING), or it was submitted after the last answer (which cannot know it
-        yet). A failing squeue says nothing: not held, so a follower reads its files as usual."""
+        yet), or there is no answer yet (another process is asking the first time). A failing squeue says
+        nothing: not held, so a follower reads its files as usual."""
         try:
-            info = self.jobs().get(job)
+            polled, jobs = self.answer()
+            info = jobs.get(job)
             if info is None:
-                polled = self.polled_at()
-                return polled is not None and submitted_at is not None and polled < submitted_at
+                return submitted_at is not None and (polled is None or polled < submitted_at)
         except Exception:  # noqa: BLE001 - squeue or the database failing: the caller reads the files
             return False
         return info["state"] == "PENDING"
 
-    def _jobs(self) -> dict[str, dict[str, str]]:
+    def _jobs(self) -> tuple[float | None, dict[str, dict[str, str]]]:
         from workbench.execution.ingest import new_owner, owner_gone
 
         found = self.store.slurm_poll(self.machine)
         if found is not None and time.time() - found[0] < self.interval:
-            return found[1]
+            return found[0], found[1]
         owner = new_owner()
         lease = f"slurm-poll:{self.machine}"
         if not self.store.acquire_lease(lease, owner, POLL_LEASE_TTL):
             holder = self.store.lease_holder(lease)
             if not (holder and owner_gone(holder)):
-                return found[1] if found else {}  # another process is asking now
+                return (found[0], found[1]) if found else (None, {})  # another process is asking now
             self.store.release_lease(lease, holder)  # it died asking (a CLI that exited mid-poll)
             if not self.store.acquire_lease(lease, owner, POLL_LEASE_TTL):
-                return found[1] if found else {}
+                return (found[0], found[1]) if found else (None, {})
         try:
             found = self.store.slurm_poll(self.machine)  # asked by another process while we took the lease?
             if found is not None and time.time() - found[0] < self.interval:
-                return found[1]
+                return found[0], found[1]
+            asked = time.time()
             jobs = self._squeue()
-            self.store.save_slurm_poll(self.machine, jobs, time.time())
+            self.store.save_slurm_poll(self.machine, jobs, asked)
             self._note_pending(jobs)
-            return jobs
+            return asked, jobs
         finally:
             self.store.release_lease(lease, owner)
+
+    def accounted(self, job: str) -> dict[str, Any] | None:
+        """How Slurm's accounting says the job ended — {"state", "exit_code", "signal", "finished_at"} — or
+        None: the cluster keeps no accounting (sacct fails: asked again in 10 minutes), the job is not in it,
+        or it has not ended. One sacct call asks for every job of this cluster's active runs that squeue no
+        longer lists (a reconcile after a night away asks once, not once per run); an end is kept for good,
+        anything else for one poll interval."""
+        now = time.monotonic()
+        asked = self._accounted.get(job)
+        if asked is not None and (asked[1] is not None and asked[1]["state"] in ENDED or now - asked[0] < self.interval):
+            return asked[1]
+        if now < self._no_accounting_until:
+            return None
+        listed = self.jobs()
+        wanted = {job} | {str((r.get("handle") or {}).get("job")) for r in self.store.active_runs()
+                          if r.get("machine") == self.machine}
+        wanted = sorted(j for j in wanted if _JOB_ID.match(j) and (j == job or j not in listed)
+                        and not (j in self._accounted and (self._accounted[j][1] or {}).get("state") in ENDED))
+        status, out, _ = self.host.connection.run([*SACCT, f"--jobs={','.join(wanted)}"], timeout=60)
+        if status != 0:  # "Slurm accounting storage is disabled", or no sacct at all
+            self._no_accounting_until = now + NO_ACCOUNTING_RETRY
+            return None
+        found = parse_sacct(out.decode(errors="replace"))
+        for j in wanted:
+            self._accounted[j] = (now, found.get(j))
+        return found.get(job)
 
     def note_requeued(self, run_id: str, job: str, reason: str, attempt_ended: float | None) -> None:
         """The requeue as an event of the run (once per attempt, whichever process sees it first)."""
@@ -186,10 +230,6 @@ class SlurmQueue:
             return
         self.store.add_event(run_id, "requeued", f"Slurm requeued job {job} ({reason or 'requeued'}; {mark}): "
                                                  "the same run goes on when it starts again")
-
-    def polled_at(self) -> float | None:
-        found = self.store.slurm_poll(self.machine)
-        return found[0] if found else None
 
     def _squeue(self) -> dict[str, dict[str, str]]:
         status, out, err = self.host.connection.run(SQUEUE, timeout=60)
@@ -236,6 +276,41 @@ class SlurmQueue:
                 self.store.update_run(run_id, status_reason=None)
                 if info["state"] == "RUNNING":
                     self.store.add_event(run_id, "running", "Slurm started it")
+
+
+def parse_sacct(text: str) -> dict[str, dict[str, Any]]:
+    """`sacct --parsable2 --allocations --format=JobID,State,ExitCode,End` (times as epoch seconds) by job
+    id: "CANCELLED by 1000" is CANCELLED; ExitCode is `code:signal`; a pending array range ("7_[2-9]") is
+    not a job of ours and is left out."""
+    jobs: dict[str, dict[str, Any]] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 4 or not _JOB_ID.match(parts[0]) or not parts[1]:
+            continue
+        code, _, sig = parts[2].partition(":")
+        jobs[parts[0]] = {"state": parts[1].split()[0], "exit_code": int(code) if code.isdigit() else None,
+                          "signal": int(sig) if sig.isdigit() else 0,
+                          "finished_at": float(parts[3]) if parts[3].isdigit() else None}
+    return jobs
+
+
+def slurms_word(state: str, reason: str | None) -> str | None:
+    """Why a run killed by a signal ended, where Slurm says it better (a time limit, a cancel, its node)."""
+    return ENDED[state] if state in EXPLAINS_SIGNAL else reason
+
+
+def ended_by_accounting(found: dict[str, Any], started_at: float | None) -> RunState:
+    """A job's end as Slurm's accounting recorded it, for a job that left no exit record."""
+    state, code, sig = found["state"], found["exit_code"], found["signal"]
+    if state == "COMPLETED" and code == 0:
+        return RunState("exited", exit_code=0, started_at=started_at, finished_at=found["finished_at"])
+    if state in EXPLAINS_SIGNAL:
+        reason = ENDED[state]
+    else:
+        reason = signal_reason(sig) if sig else f"exit code {code}"
+        reason += f" (Slurm {state}; from its accounting: the job left no exit record)"
+    return RunState("exited", exit_code=None if sig or state in EXPLAINS_SIGNAL else code, reason=reason,
+                    started_at=started_at, finished_at=found["finished_at"] or time.time())
 
 
 class SlurmExecutor(RemoteProcessExecutor):
@@ -320,7 +395,8 @@ id=${{id%%;*}}
     def status(self, handle: dict[str, Any]) -> RunState:
         job = str(handle.get("job") or "")
         record = self.host.read_small(posixpath.join(handle["run_dir"], "exit_code"))
-        info = self.queue.jobs().get(job) if job else None
+        polled, jobs = self.queue.answer()
+        info = jobs.get(job) if job else None
         state = (info or {}).get("state", "")
         if record is not None:
             written = _json(record)
@@ -329,7 +405,7 @@ id=${{id%%;*}}
                                 started_at=handle.get("started_at"), finished_at=written.get("finished_at"))
             ended = exited(written, handle.get("started_at"))
             if state in ENDED and state != "COMPLETED":
-                ended.reason = ENDED[state]  # Slurm's word: why the signal came
+                ended.reason = slurms_word(state, ended.reason)
             elif ended.reason and state in REQUEUED:  # the attempt was killed and Slurm queued the job again
                 self.queue.note_requeued(posixpath.basename(handle["run_dir"].rstrip("/")), job,
                                          (info or {}).get("reason") or "", ended.finished_at)
@@ -338,22 +414,32 @@ id=${{id%%;*}}
                 # killed by a signal while Slurm still holds the job: its next look tells whether Slurm did it
                 # (a time limit, scancel, a requeue) — waited for, not asked for, up to a few intervals
                 return RunState("running", started_at=handle.get("started_at"))
+            elif ended.reason and job and not state and (found := self.queue.accounted(job)):
+                ended.reason = slurms_word(found["state"], ended.reason)  # squeue forgot it: accounting says
             return ended
         if state in ENDED:
             # killed before it could write its record (SIGKILL after the time limit's grace): a moment more
-            # for a record that is being written, then Slurm's word for it
+            # for a record that is being written, then Slurm's word for it (its accounting's, where kept:
+            # the signal or exit code)
             time.sleep(0.5)
             record = self.host.read_small(posixpath.join(handle["run_dir"], "exit_code"))
             if record is not None:
                 return self.status(handle)
+            found = self.queue.accounted(job)
+            if found is not None and found["state"] == state:
+                return ended_by_accounting(found, handle.get("started_at"))
             return RunState("exited", exit_code=None, reason=ENDED[state], started_at=handle.get("started_at"),
                             finished_at=time.time())
         if info is None and job:
             found = self.host.read_small(posixpath.join(handle["run_dir"], "job_id"))
             if found is None:
                 return RunState("missing", reason="its job left no trace in its run dir")
-            polled = self.queue.polled_at()
             if polled is not None and polled > (handle.get("started_at") or 0) + 2 * self.settings.poll:
+                accounted = self.queue.accounted(job)
+                if accounted is not None and accounted["state"] in ENDED:
+                    return ended_by_accounting(accounted, handle.get("started_at"))
+                if accounted is not None:  # squeue lost sight of it, the accounting has not: it goes on
+                    return RunState("running", started_at=handle.get("started_at"))
                 return RunState("missing", reason=f"Slurm no longer knows job {job} and it left no exit record")
         return RunState("running", started_at=handle.get("started_at"))
 

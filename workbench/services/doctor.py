@@ -158,8 +158,8 @@ def host_checks(wb: Services, machine: str) -> list[dict[str, Any]]:
 
 
 def slurm_checks(wb: Services, machine: str, connection: Any) -> list[dict[str, Any]]:
-    """A Slurm cluster's login node: sbatch and squeue answer, and the partition jobs go to is up (with its
-    nodes and GPUs as sinfo says)."""
+    """A Slurm cluster's login node: sbatch and squeue answer, the partition jobs go to is up (with its nodes
+    and GPUs as sinfo says), and whether the cluster keeps accounting (sacct) for jobs that end unseen."""
     record = wb.store.get_machine(machine) or {}
     partition = ((record.get("config") or {}).get("slurm") or {}).get("partition")
     checks = []
@@ -178,6 +178,14 @@ def slurm_checks(wb: Services, machine: str, connection: Any) -> list[dict[str, 
     up = [r for r in rows if r[1] == "up"]
     detail = "; ".join(f"{r[0]} {r[1]}: {r[2]} node(s) {r[3]}, gres {r[4]}" for r in rows[:4])
     checks.append(_check("partition", bool(up), detail, "the partition is down: ask the cluster's admins"))
+    code, out, err = connection.run(["sacct", "--noheader", "--allocations", "--starttime=now-1minutes",
+                                     "--format=JobID"])
+    said = (err or out).decode(errors="replace").strip().splitlines()
+    checks.append(_check("accounting", code == 0 or None,
+                         "sacct answers: a job that ends while nothing of Workbench looks, without writing its "
+                         "exit record, ends as Slurm recorded it" if code == 0 else
+                         f"no accounting ({said[-1] if said else 'sacct failed'}): such a job is recorded lost",
+                         "optional: the cluster's admins run slurmdbd"))
     return checks
 
 

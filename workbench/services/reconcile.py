@@ -141,6 +141,9 @@ class Reconciler:
         wb = self.wb
         if lease_held(wb.store, run["id"]):
             return None  # someone is launching or following it live
+        run = wb.store.get_run(run["id"])  # as it is now: its launcher may have recorded its handle meanwhile
+        if run["status"] not in ("queued", "running"):
+            return None
         adopted = False
         try:
             if not run.get("handle"):
