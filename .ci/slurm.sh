@@ -12,7 +12,7 @@ if ! command -v sbatch >/dev/null || ! command -v slurmctld >/dev/null || ! comm
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm slurmdbd mariadb-server >/dev/null
 fi
-if sinfo -h -o '%t' 2>/dev/null | grep -qE '^(idle|mix|alloc)' && accounted; then
+if sinfo -h -o '%t' 2>/dev/null | grep -qE '^(idle|mix|alloc)' && accounted && sacct -n -X -j 1 >/dev/null 2>&1; then
   log "cluster up: $(sinfo -h -o '%P %D %t %G' | head -1), accounting through slurmdbd"
   exit 0
 fi
@@ -40,7 +40,7 @@ SlurmdPidFile=/run/slurmd.pid
 ReturnToService=2
 KillWait=2
 OverTimeLimit=0
-MinJobAge=30  # squeue forgets a job 30 s after it ended (sites: 60–300 s); the tests see sacct asked
+MinJobAge=10  # squeue forgets a job 10–20 s after it ended (sites: 60–300 s); the tests see sacct asked
 NodeName=$H CPUs=$CPUS RealMemory=$MEM Gres=gpu:2 State=UNKNOWN
 PartitionName=gpu Nodes=$H Default=YES State=UP MaxTime=INFINITE
 CONF
@@ -49,7 +49,8 @@ mkdir -p /run/mysqld && chown mysql: /run/mysqld
 if ! mysqladmin ping --silent >/dev/null 2>&1; then
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
   (setsid mariadbd --user=mysql --skip-networking > /var/log/slurm/mariadb.log 2>&1 &)
-  for _ in $(seq 100); do mysqladmin ping --silent >/dev/null 2>&1 && break; sleep 0.2; done
+  for _ in $(seq 150); do mysqladmin ping --silent >/dev/null 2>&1 && break; sleep 0.2; done
+  mysqladmin ping --silent >/dev/null 2>&1 || { log "MariaDB did not start:"; tail -20 /var/log/slurm/mariadb.log >&2; exit 1; }
 fi
 mysql -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db; CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'wb-slurm'; GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
 cat > /etc/slurm/slurmdbd.conf <<CONF
@@ -66,13 +67,14 @@ LogFile=/var/log/slurm/slurmdbd.log
 CONF
 chmod 600 /etc/slurm/slurmdbd.conf
 pgrep -x slurmdbd >/dev/null || slurmdbd
-for _ in $(seq 50); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.2; done
-sacctmgr -n list cluster format=cluster | grep -qw wb || sacctmgr -i add cluster wb >/dev/null
+for _ in $(seq 300); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.2; done  # first start: schema
+sacctmgr -n list cluster >/dev/null 2>&1 || { log "slurmdbd does not answer:"; tail -20 /var/log/slurm/slurmdbd.log >&2; exit 1; }
+sacctmgr -n list cluster format=cluster | grep -w wb >/dev/null || sacctmgr -i add cluster wb >/dev/null
 for i in 0 1; do [ -e /dev/wbgpu$i ] || mknod /dev/wbgpu$i c 1 3; done
 printf 'AutoDetect=off\nNodeName=%s Name=gpu File=/dev/wbgpu[0-1]\n' "$H" > /etc/slurm/gres.conf
 if pgrep -x slurmctld >/dev/null && ! accounted; then
   # started earlier by this script without accounting: the storage type is read only at start
-  kill "$(cat /run/slurmctld.pid)"; for _ in $(seq 50); do pgrep -x slurmctld >/dev/null || break; sleep 0.2; done
+  pkill -x slurmctld || true; for _ in $(seq 150); do pgrep -x slurmctld >/dev/null || break; sleep 0.2; done
 fi
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd

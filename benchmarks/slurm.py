@@ -8,8 +8,11 @@ of tests/remote (needs root, the remote env's tools, and `sinfo` answering):
   3. A --trials grid sweep as one job array (max_parallel 2): from `workbench sweep` to every trial submitted
      (each run holds its array task's job id), the sbatch calls that took (counted by a wrapper), and
      `sweeps cancel` of it with most tasks still pending.
+  4. --unseen runs (CPU-only, all running at once) whose jobs are killed with SIGKILL while nothing of
+     Workbench looks (no exit records), then forgotten by squeue (MinJobAge): from the next `workbench runs
+     list` to every run recorded with how Slurm's accounting says it ended, and the sacct calls that took.
 
-    python benchmarks/slurm.py [-n 5] [--queued 100] [--poll 10] [--minutes 1] [--trials 100]
+    python benchmarks/slurm.py [-n 5] [--queued 100] [--poll 10] [--minutes 1] [--trials 100] [--unseen 20]
 """
 
 from __future__ import annotations
@@ -127,6 +130,39 @@ def array_figures(cli: Cli, project: Path, sbatch_log: Path, trials: int) -> dic
             "cancel_sweep_s": round(cancelled, 2), "statuses_after_cancel": sorted(statuses)}
 
 
+def unseen_figures(cli: Cli, project: Path, sacct_log: Path, count: int) -> dict:
+    spec = project / "workbench.toml"
+    spec.write_text(SPEC.replace("gpus = 1", "gpus = 0").replace("seconds = 1", "seconds = 600"))
+    ids = []
+    for _ in range(count):
+        done = cli("run", str(project), "--machine", "hpc", "--json")
+        assert done.code == 0, done.err
+        ids.append(done.json()["id"])
+    jobs = [wait_for(lambda r=r: cli("runs", "show", r, "--json").json().get("slurm_job"), timeout=120) for r in ids]
+    wait_for(lambda: all(cli("runs", "show", r, "--json").json()["metric_points"] >= 1 for r in ids), timeout=120)
+    for pid in background_pids(Path(os.environ["WORKBENCH_HOME"])):  # nothing of Workbench looks from here
+        os.kill(pid, 9)
+    for job in jobs:
+        stepd = subprocess.run(["pgrep", "-f", f"slurmstepd: \\[{job}.batch\\]"], capture_output=True,
+                               text=True).stdout.split()
+        subprocess.run(["pkill", "-KILL", "-P", stepd[0]], check=True)  # the batch shell: no exit record
+    wait_for(lambda: not subprocess.run(["squeue", "-h", "--states=all", "-j", ",".join(jobs)], capture_output=True,
+                                        text=True).stdout.strip(), timeout=180, interval=1)
+    before = len(sacct_log.read_text().splitlines()) if sacct_log.exists() else 0
+    called = time.monotonic()
+
+    def settled() -> bool:
+        listed = {r["id"]: r for r in cli("runs", "list", "--json").json()}
+        return all(listed[r]["status"] not in ("queued", "running") for r in ids)
+
+    wait_for(settled, timeout=300, interval=0.2)
+    took = time.monotonic() - called
+    reasons = {(cli("runs", "show", r, "--json").json().get("status_reason") or "") for r in ids}
+    return {"runs": count, "list_to_all_settled_s": round(took, 2),
+            "sacct_calls": (len(sacct_log.read_text().splitlines()) if sacct_log.exists() else 0) - before,
+            "reasons": sorted(reasons)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=5)
@@ -134,6 +170,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=10)
     parser.add_argument("--minutes", type=float, default=1)
     parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--unseen", type=int, default=min(20, os.cpu_count() or 1))  # one CPU each, all at once
     args = parser.parse_args()
     if os.geteuid() != 0 or not shutil.which("sinfo"):
         raise SystemExit("needs root and a Slurm cluster (bash .ci/slurm.sh)")
@@ -151,8 +188,9 @@ def main() -> None:
     result: dict[str, object] = {}
     lock = acquire_lock()
     state, env = State(), None
-    wrapper = sbatch_wrapper = None
+    wrapper = sbatch_wrapper = sacct_wrapper = None
     sbatch_log = scratch / "sbatch-calls.log"
+    sacct_log = scratch / "sacct-calls.log"
     try:
         clean_up_after_crashed_session()
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
@@ -164,6 +202,9 @@ def main() -> None:
         sbatch_wrapper = Path(first) / "sbatch"
         sbatch_wrapper.write_text(f"#!/bin/sh\necho \"$(date +%s.%N)\" >> {sbatch_log}\nexec /usr/bin/sbatch \"$@\"\n")
         sbatch_wrapper.chmod(0o755)
+        sacct_wrapper = Path(first) / "sacct"
+        sacct_wrapper.write_text(f"#!/bin/sh\necho \"$(date +%s.%N)\" >> {sacct_log}\nexec /usr/bin/sacct \"$@\"\n")
+        sacct_wrapper.chmod(0o755)
         added = cli("machines", "add", "hpc", "--slurm", env.gpu.ssh, "--identity", str(env.user_key), "--dir",
                     str(shared), "--poll", str(args.poll), "--json")
         assert added.code == 0, added.err
@@ -171,13 +212,16 @@ def main() -> None:
         result["1_start"] = start_figures(cli, project, shared, args.n)
         result["2_polling"] = poll_figures(cli, project, log, args.queued, args.poll, args.minutes)
         result["3_array"] = array_figures(cli, project, sbatch_log, args.trials)
+        if args.unseen:
+            result["4_unseen_ends"] = unseen_figures(cli, project, sacct_log, args.unseen)
     finally:
         for pid in background_pids(home):
             try:
                 os.kill(pid, 15)
             except ProcessLookupError:
                 pass
-        for made in (wrapper, sbatch_wrapper):
+        subprocess.run(["scancel", "--user=root"], capture_output=True)
+        for made in (wrapper, sbatch_wrapper, sacct_wrapper):
             if made is not None:
                 made.unlink(missing_ok=True)
         try:

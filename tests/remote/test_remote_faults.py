@@ -40,8 +40,11 @@ def _children(pid: int) -> list[int]:
 
 
 def _kill_host(host) -> None:
-    """The host goes away: its sshd and every session on it killed with -9 (so our connection drops)."""
+    """The host goes away: its sshd and every session on it killed with -9 (so our connection drops). The
+    listener is stopped first: a connection it accepted between the look for its sessions and its own kill
+    would outlive it (and keep the run reachable)."""
     pid = host.process.pid
+    os.kill(pid, signal.SIGSTOP)
     for victim in _children(pid) + [pid]:
         try:
             os.kill(victim, signal.SIGKILL)

@@ -114,6 +114,11 @@ def test_three_one_gpu_runs_on_two_gpus_the_third_pends_with_slurms_reason(cli, 
 
 def test_cancel_and_a_time_limit(cli, make_project, hpc, remote_env, tmp_path):
     root = make_project(SPEC.replace("pause = 0.2", "pause = 30"))
+    # a job killed by its time limit (20 s here, which Slurm makes its minimum, 1 minute): started first, so
+    # that the cancel below happens while it runs towards its limit
+    add_hpc(cli, remote_env, "hpc-short", tmp_path / "shared", "--poll", "2", "--time", "0:20")
+    timed = cli("run", str(root), "--machine", "hpc-short", "--json")
+    assert timed.code == 0, timed.err
     started = cli("run", str(root), "--machine", "hpc", "--json")
     assert started.code == 0, started.err
     run_id = started.json()["id"]
@@ -126,11 +131,9 @@ def test_cancel_and_a_time_limit(cli, make_project, hpc, remote_env, tmp_path):
     job = final["slurm_job"]
     left = subprocess.run(["squeue", "-h", "-j", job, "-t", "R,PD"], capture_output=True, text=True).stdout
     assert left.strip() == ""  # scancel'ed: nothing of it runs in the cluster
-    # a job killed by its time limit (20 s here): the run fails with Slurm's reason
-    add_hpc(cli, remote_env, "hpc-short", tmp_path / "shared", "--poll", "2", "--time", "0:20")
-    timed = cli("run", str(root), "--machine", "hpc-short", "--wait", "--json", timeout=300)
-    assert timed.code == 1, timed.err
-    record = _show(cli, timed.json()["id"])
+    # the time-limited run fails with Slurm's reason
+    record = wait_for(lambda: (s := _show(cli, timed.json()["id"]))["status"] not in ("queued", "running") and s,
+                      timeout=180, interval=1)
     assert record["status"] == "failed" and "time limit" in record["status_reason"], record
 
 
@@ -270,7 +273,7 @@ def test_a_job_killed_without_its_record_and_forgotten_by_squeue_ends_as_slurms_
         cli, make_project, hpc, home):
     """The job's batch shell is killed with SIGKILL (what the OOM killer or a dying node does): no exit record.
     Its follower is dead too, and by the time Workbench looks again squeue has forgotten the job (the test
-    cluster's MinJobAge is 30 s): the run ends as Slurm's accounting (sacct, through slurmdbd) recorded it,
+    cluster's MinJobAge is 10 s): the run ends as Slurm's accounting (sacct, through slurmdbd) recorded it,
     with the metrics it wrote, instead of being recorded lost."""
     import signal
     import sqlite3
@@ -300,3 +303,29 @@ def test_a_job_killed_without_its_record_and_forgotten_by_squeue_ends_as_slurms_
     assert final["metric_points"] >= 2
     asked = (hpc.parent / SACCT_LOG).read_text().splitlines()
     assert asked and all(job in line for line in asked), asked
+
+
+def test_a_job_whose_submit_died_before_writing_its_id_is_adopted_by_name_and_comment(cli, make_project, hpc):
+    """The submit wrote job.sh and called sbatch, then died before `job_id` was written: reconcile still finds
+    the job, by the name and comment it was submitted with (and no other Workbench's job of that name)."""
+    from workbench.services import Workbench
+
+    root = make_project(SPEC.replace("pause = 0.2", "pause = 10"))
+    started = cli("run", str(root), "--machine", "hpc", "--json")
+    assert started.code == 0, started.err
+    run_id = started.json()["id"]
+    job = wait_for(lambda: _show(cli, run_id).get("slurm_job"), timeout=60, interval=0.3)
+    run_dir = hpc.parent / "shared" / "runs" / run_id
+    (run_dir / "job_id").unlink()
+    wb = Workbench()
+    try:
+        executor = wb.executors.for_run(wb.store.get_run(run_id))
+        assert executor.adopt(run_id, str(run_dir))["job"] == job  # asked of squeue now, by name
+        assert executor.adopt("0badc0de", str(run_dir.parent / "0badc0de")) is None  # never submitted
+        (run_dir / "job_id").write_text("")  # a write cut short: found by name all the same
+        assert executor.adopt(run_id, str(run_dir))["job"] == job
+        other = type(executor)(executor.host, wb.store, executor.settings, "another-instance")
+        assert other.adopt(run_id, str(run_dir)) is None  # same name, another Workbench's comment
+    finally:
+        wb.close()
+    assert cli("runs", "cancel", run_id).code == 0

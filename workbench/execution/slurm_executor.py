@@ -15,7 +15,8 @@ file system): nothing above execution/ knows Slurm is there.
   it ended) that left no exit record, or was killed by a signal, is looked up in Slurm's accounting
   (`sacct`, one call for all such jobs of the cluster) where the cluster keeps it; without accounting it
   is recorded lost, as before.
-* cancel is `scancel`; adopt finds the job id the submit left in the run dir."""
+* cancel is `scancel`; adopt finds the job id the submit left in the run dir, or else the job squeue lists
+  under the run's name and this Workbench's comment."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ MEMO_SECONDS = 1.0
 PENDING_LOOK = 1.0      # while Slurm holds a job, its follower looks this often (nothing is written yet)
 PENDING_RECHECK = 3.0   # and reads its run dir's exit record this often (a cancel records it at once)
 POLL_LEASE_TTL = 60.0
-SQUEUE = ["squeue", "--me", "--array", "--noheader", "--states=all", "--format=%i|%T|%r|%j"]  # one line per array task
+SQUEUE = ["squeue", "--me", "--array", "--noheader", "--states=all", "--format=%i|%T|%r|%j|%k"]  # a line per array task
 ENDED = {  # Slurm's terminal states, said as a run's end
     "TIMEOUT": "time limit reached (Slurm TIMEOUT)", "CANCELLED": "cancelled in Slurm (CANCELLED)",
     "FAILED": "the job failed in Slurm (FAILED)", "NODE_FAIL": "its node failed (Slurm NODE_FAIL)",
@@ -52,8 +53,12 @@ ENDED = {  # Slurm's terminal states, said as a run's end
 EXPLAINS_SIGNAL = set(ENDED) - {"COMPLETED", "FAILED"}  # Slurm's word says better why the signal came
 PENDING_PREFIX = "Slurm: PENDING"
 SACCT = ["env", "SLURM_TIME_FORMAT=%s", "sacct", "--noheader", "--parsable2", "--allocations",
-         "--format=JobID,State,ExitCode,End"]
-NO_ACCOUNTING_RETRY = 600.0  # a cluster whose sacct failed is not asked again for this long (per process)
+         "--format=JobID,State,ExitCode,End,JobName"]
+SACCT_TIMEOUT = 20.0
+NO_ACCOUNTING_RETRY = 600.0  # a cluster without accounting is not asked again for this long (per process)
+UNANSWERED = {"state": "UNANSWERED"}  # sacct failed this time (slurmdbd restarting): asked again next interval
+RUNAWAY = 600.0  # a job squeue no longer lists that accounting still calls running ends `lost` after this
+_RANGE = re.compile(r"^(\d+)_\[([\d,\-]+)(%\d+)?\]$")  # array tasks never started: "7_[2-5,9%2]"
 REQUEUED = ("PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD")  # a job that ran, back in the queue
 STILL_HELD = ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT")
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
@@ -118,7 +123,7 @@ printf '{{"job": "%s", "node": "%s", "started_at": %s}}\\n' "$SLURM_JOB_ID" "$(h
 if ! cd {_q(snapshot_dir)} 2>/dev/null; then
   printf 'workbench: cannot enter the snapshot dir %s\\n' {_q(snapshot_dir)} >> "$run/stderr.log"
   finish 127
-  exit 0
+  exit 127
 fi
 {exports}{command} < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log" &
 child=$!
@@ -126,6 +131,7 @@ wait "$child"
 code=$?
 if [ "$code" -gt 128 ]; then wait "$child" 2>/dev/null; again=$?; [ "$again" != 127 ] && code=$again; fi
 finish "$code"
+exit "$code"  # the job's exit code in Slurm's accounting is the experiment's
 """
 
 
@@ -140,6 +146,8 @@ class SlurmQueue:
         self._read: tuple[float, float | None, dict[str, dict[str, str]]] | None = None  # (when read, polled, jobs)
         self._accounted: dict[str, tuple[float, dict[str, Any] | None]] = {}  # job → (when asked, answer)
         self._no_accounting_until = 0.0
+        self._accounting_lock = threading.Lock()
+        self._unlisted_since: dict[str, float] = {}
 
     def jobs(self) -> dict[str, dict[str, str]]:
         """The last answer; a follower's threads ask many times a second, so it is read from the database
@@ -198,30 +206,48 @@ class SlurmQueue:
             self.store.release_lease(lease, owner)
 
     def accounted(self, job: str) -> dict[str, Any] | None:
-        """How Slurm's accounting says the job ended — {"state", "exit_code", "signal", "finished_at"} — or
-        None: the cluster keeps no accounting (sacct fails: asked again in 10 minutes), the job is not in it,
-        or it has not ended. One sacct call asks for every job of this cluster's active runs that squeue no
-        longer lists (a reconcile after a night away asks once, not once per run); an end is kept for good,
-        anything else for one poll interval."""
-        now = time.monotonic()
-        asked = self._accounted.get(job)
-        if asked is not None and (asked[1] is not None and asked[1]["state"] in ENDED or now - asked[0] < self.interval):
-            return asked[1]
-        if now < self._no_accounting_until:
-            return None
-        listed = self.jobs()
-        wanted = {job} | {str((r.get("handle") or {}).get("job")) for r in self.store.active_runs()
-                          if r.get("machine") == self.machine}
-        wanted = sorted(j for j in wanted if _JOB_ID.match(j) and (j == job or j not in listed)
-                        and not (j in self._accounted and (self._accounted[j][1] or {}).get("state") in ENDED))
-        status, out, _ = self.host.connection.run([*SACCT, f"--jobs={','.join(wanted)}"], timeout=60)
-        if status != 0:  # "Slurm accounting storage is disabled", or no sacct at all
-            self._no_accounting_until = now + NO_ACCOUNTING_RETRY
-            return None
-        found = parse_sacct(out.decode(errors="replace"))
-        for j in wanted:
-            self._accounted[j] = (now, found.get(j))
-        return found.get(job)
+        """How Slurm's accounting says the job ended or stands — {"state", "exit_code", "signal",
+        "finished_at"} — UNANSWERED when sacct failed this time (asked again after one interval), or None:
+        the cluster keeps no accounting (asked again in 10 minutes) or the job is not in it. One sacct call
+        asks for every job of this cluster's active runs that squeue no longer lists or lists as ended (a
+        reconcile after a night away asks once, not once per run); an end is kept for good, anything else
+        for one poll interval. Never raises: accounting is a fallback."""
+        with self._accounting_lock:  # a follower's threads ask at once: one call
+            now = time.monotonic()
+            asked = self._accounted.get(job)
+            if asked is not None and ((asked[1] or {}).get("state") in ENDED or now - asked[0] < self.interval):
+                return asked[1]
+            if now < self._no_accounting_until:
+                return None
+            try:
+                listed = self.jobs()
+                wanted = {job} | {str((r.get("handle") or {}).get("job")) for r in self.store.active_runs()
+                                  if r.get("machine") == self.machine}
+                wanted_ids = sorted(j for j in wanted if _JOB_ID.match(j)
+                                    and (j == job or j not in listed or listed[j]["state"] in ENDED)
+                                    and (self._accounted.get(j, (0, None))[1] or {}).get("state") not in ENDED)
+                if not wanted_ids:
+                    return None
+                status, out, err = self.host.connection.run([*SACCT, f"--jobs={','.join(wanted_ids)}"],
+                                                            timeout=SACCT_TIMEOUT)
+            except Exception:  # noqa: BLE001 - the login node or the database failing: asked again later
+                self._accounted[job] = (now, UNANSWERED)
+                return UNANSWERED
+            if status != 0:
+                said = err.decode(errors="replace").lower()
+                if status == 127 or "disabled" in said or "not found" in said:  # no accounting on this cluster
+                    self._no_accounting_until = now + NO_ACCOUNTING_RETRY
+                    return None
+                self._accounted[job] = (now, UNANSWERED)  # slurmdbd restarting, a database error
+                return UNANSWERED
+            found = parse_sacct(out.decode(errors="replace"))
+            for j in wanted_ids:
+                self._accounted[j] = (now, found.get(j))
+            return found.get(job)
+
+    def unlisted_for(self, job: str) -> float:
+        """Seconds since this process first saw squeue not list the job."""
+        return time.monotonic() - self._unlisted_since.setdefault(job, time.monotonic())
 
     def note_requeued(self, run_id: str, job: str, reason: str, attempt_ended: float | None) -> None:
         """The requeue as an event of the run (once per attempt, whichever process sees it first)."""
@@ -238,9 +264,10 @@ class SlurmQueue:
             raise WorkbenchError(f"{self.machine}: squeue failed: {lines[-1] if lines else f'exit status {status}'}")
         jobs = {}
         for line in out.decode(errors="replace").splitlines():
-            parts = line.strip().split("|", 3)
-            if len(parts) == 4 and _JOB_ID.match(parts[0]):
-                jobs[parts[0]] = {"state": parts[1].split()[0] if parts[1] else "", "reason": parts[2], "name": parts[3]}
+            parts = line.strip().split("|", 4)
+            if len(parts) == 5 and _JOB_ID.match(parts[0]):
+                jobs[parts[0]] = {"state": parts[1].split()[0] if parts[1] else "", "reason": parts[2], "name": parts[3],
+                                  "comment": parts[4]}
         return jobs
 
     def _note_pending(self, jobs: dict[str, dict[str, str]]) -> None:
@@ -279,18 +306,27 @@ class SlurmQueue:
 
 
 def parse_sacct(text: str) -> dict[str, dict[str, Any]]:
-    """`sacct --parsable2 --allocations --format=JobID,State,ExitCode,End` (times as epoch seconds) by job
-    id: "CANCELLED by 1000" is CANCELLED; ExitCode is `code:signal`; a pending array range ("7_[2-9]") is
-    not a job of ours and is left out."""
+    """`sacct --parsable2 --allocations --format=JobID,State,ExitCode,End,JobName` (times as epoch seconds)
+    by job id, for jobs named as Workbench names them (a recycled job id is another job): "CANCELLED by
+    1000" is CANCELLED; ExitCode is `code:signal`; a range of array tasks that never started ("7_[2-5]",
+    cancelled or ended with the array) stands for each of its tasks."""
     jobs: dict[str, dict[str, Any]] = {}
     for line in text.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) < 4 or not _JOB_ID.match(parts[0]) or not parts[1]:
+        parts = line.strip().split("|", 4)
+        if len(parts) < 5 or not parts[1] or not parts[4].startswith("wb-"):
             continue
         code, _, sig = parts[2].partition(":")
-        jobs[parts[0]] = {"state": parts[1].split()[0], "exit_code": int(code) if code.isdigit() else None,
-                          "signal": int(sig) if sig.isdigit() else 0,
-                          "finished_at": float(parts[3]) if parts[3].isdigit() else None}
+        found = {"state": parts[1].split()[0], "exit_code": int(code) if code.isdigit() else None,
+                 "signal": int(sig) if sig.isdigit() else 0,
+                 "finished_at": float(parts[3]) if parts[3].isdigit() else None}
+        if _JOB_ID.match(parts[0]):
+            jobs[parts[0]] = found
+        elif (tasks := _RANGE.match(parts[0])) and found["state"] in ENDED:
+            for piece in tasks.group(2).split(","):
+                first, _, last = piece.partition("-")
+                if first.isdigit() and (last or first).isdigit() and int(last or first) - int(first) < 100_000:
+                    for i in range(int(first), int(last or first) + 1):
+                        jobs.setdefault(f"{tasks.group(1)}_{i}", found)
     return jobs
 
 
@@ -300,17 +336,23 @@ def slurms_word(state: str, reason: str | None) -> str | None:
 
 
 def ended_by_accounting(found: dict[str, Any], started_at: float | None) -> RunState:
-    """A job's end as Slurm's accounting recorded it, for a job that left no exit record."""
+    """A job's end as Slurm's accounting recorded it, for a job that left no exit record (the batch script
+    exits with the experiment's code, so a COMPLETED job's 0 is the experiment's)."""
     state, code, sig = found["state"], found["exit_code"], found["signal"]
-    if state == "COMPLETED" and code == 0:
-        return RunState("exited", exit_code=0, started_at=started_at, finished_at=found["finished_at"])
+    finished = found["finished_at"] or time.time()
+    if state == "COMPLETED" and code == 0 and not sig:
+        return RunState("exited", exit_code=0, started_at=started_at, finished_at=finished)
+    if code is not None and 128 < code <= 192 and not sig:
+        sig, code = code - 128, None  # the script's own exit after its child was killed by a signal
     if state in EXPLAINS_SIGNAL:
-        reason = ENDED[state]
+        reason, code = ENDED[state], None
+    elif sig or code:
+        reason = (signal_reason(sig) if sig else f"exit code {code}") + \
+            f" (Slurm {state}; from its accounting: the job left no exit record)"
     else:
-        reason = signal_reason(sig) if sig else f"exit code {code}"
-        reason += f" (Slurm {state}; from its accounting: the job left no exit record)"
-    return RunState("exited", exit_code=None if sig or state in EXPLAINS_SIGNAL else code, reason=reason,
-                    started_at=started_at, finished_at=found["finished_at"] or time.time())
+        reason, code = f"{ENDED.get(state, state)}; from its accounting: the job left no exit record", None
+    return RunState("exited", exit_code=None if sig else code, reason=reason, started_at=started_at,
+                    finished_at=finished)
 
 
 class SlurmExecutor(RemoteProcessExecutor):
@@ -438,9 +480,11 @@ id=${{id%%;*}}
                 accounted = self.queue.accounted(job)
                 if accounted is not None and accounted["state"] in ENDED:
                     return ended_by_accounting(accounted, handle.get("started_at"))
-                if accounted is not None:  # squeue lost sight of it, the accounting has not: it goes on
+                if accounted is not None and self.queue.unlisted_for(job) < RUNAWAY:
+                    # accounting still calls it running (its end not recorded yet), or did not answer
                     return RunState("running", started_at=handle.get("started_at"))
-                return RunState("missing", reason=f"Slurm no longer knows job {job} and it left no exit record")
+                said = f" and its accounting says {accounted['state']}" if accounted else ""
+                return RunState("missing", reason=f"Slurm no longer knows job {job}{said}; it left no exit record")
         return RunState("running", started_at=handle.get("started_at"))
 
     # a job Slurm holds has written nothing: its follower waits cheaply (a look at the shared squeue answer)
@@ -504,11 +548,29 @@ fi
                 time.sleep(0.2)
 
     def adopt(self, run_id: str, run_dir: str) -> dict[str, Any] | None:
+        """The run's job: from the `job_id` its submit wrote, else (the submit died between sbatch and that
+        write) the job squeue lists under the run's name with this Workbench's comment."""
         found = self.host.read_small(posixpath.join(str(run_dir), "job_id"))
-        if found is None:
+        job = found.decode(errors="replace").strip() if found is not None else ""
+        if not _JOB_ID.match(job):
+            if self.host.read_small(posixpath.join(str(run_dir), "job.sh")) is None:
+                return None  # never got as far as sbatch
+            job = self._job_named(run_id) or ""
+        if not _JOB_ID.match(job):
             return None
-        job = found.decode(errors="replace").strip()
         return {"run_dir": str(run_dir), "machine": self.host.name, "job": job, "started_at": time.time()}
+
+    def _job_named(self, run_id: str) -> str | None:
+        """The job squeue lists now under the run's name with this Workbench's comment (asked directly: the
+        shared answer may predate the sbatch). A squeue that fails raises: the run is left as it is."""
+        status, out, err = self.host.connection.run(
+            ["squeue", "--me", "--noheader", "--states=all", f"--name=wb-{run_id}", "--format=%i|%k"], timeout=60)
+        if status != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            raise WorkbenchError(f"{self.host.name}: squeue failed: {lines[-1] if lines else f'exit status {status}'}")
+        comment = f"workbench:{self.instance}:{run_id}"
+        return next((parts[0] for parts in (line.strip().split("|", 1) for line in out.decode(errors="replace").splitlines())
+                     if len(parts) == 2 and parts[1] == comment and _JOB_ID.match(parts[0])), None)
 
 
 def _json(data: bytes) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from workbench.errors import EngineUnavailable
+from workbench.errors import EngineUnavailable, WorkbenchError
 from workbench.services.context import Services, recorded_image_ids
 
 MIN_FREE_BYTES = 5 << 30
@@ -93,7 +93,6 @@ def _images_check(wb: Services, client: Any) -> dict[str, Any]:
 def host_checks(wb: Services, machine: str) -> list[dict[str, Any]]:
     """`workbench doctor NAME`: can runs run on that SSH host? SSH (host key, auth), its Docker engine and GPU
     runtime, its GPUs, the Workbench dir there and the disk under it."""
-    from workbench.errors import WorkbenchError
     from workbench.execution.hosts import SshHost
     from workbench.machines.remote import remote_gpu_inventory
 
@@ -178,8 +177,11 @@ def slurm_checks(wb: Services, machine: str, connection: Any) -> list[dict[str, 
     up = [r for r in rows if r[1] == "up"]
     detail = "; ".join(f"{r[0]} {r[1]}: {r[2]} node(s) {r[3]}, gres {r[4]}" for r in rows[:4])
     checks.append(_check("partition", bool(up), detail, "the partition is down: ask the cluster's admins"))
-    code, out, err = connection.run(["sacct", "--noheader", "--allocations", "--starttime=now-1minutes",
-                                     "--format=JobID"])
+    try:
+        code, out, err = connection.run(["sacct", "--noheader", "--allocations", "--starttime=now-1minutes",
+                                         "--format=JobID"], timeout=20)
+    except WorkbenchError as exc:  # slurmdbd not answering in time
+        code, out, err = 1, b"", exc.message.encode()
     said = (err or out).decode(errors="replace").strip().splitlines()
     checks.append(_check("accounting", code == 0 or None,
                          "sacct answers: a job that ends while nothing of Workbench looks, without writing its "

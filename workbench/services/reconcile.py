@@ -142,8 +142,8 @@ class Reconciler:
         if lease_held(wb.store, run["id"]):
             return None  # someone is launching or following it live
         run = wb.store.get_run(run["id"])  # as it is now: its launcher may have recorded its handle meanwhile
-        if run["status"] not in ("queued", "running"):
-            return None
+        if run["status"] not in ("queued", "running") or run.get("waiting") is not None:
+            return None  # ended meanwhile, or back in the queue (another reconciler requeued it)
         adopted = False
         try:
             if not run.get("handle"):
