@@ -32,7 +32,8 @@ DISABLED = b"Slurm accounting storage is disabled\n"
 def test_sacct_lines_are_read_by_job_id_for_workbench_jobs_and_a_range_stands_for_its_tasks():
     jobs = parse_sacct(SACCT_OUT)
     assert set(jobs) == {"5_0", "6", "7", "14", "15", "3", "8", "9_2", "9_3", "9_4", "9_7"}  # not 11: not ours
-    assert jobs["5_0"] == {"state": "FAILED", "exit_code": 3, "signal": 0, "finished_at": 1795928426.0}
+    assert jobs["5_0"] == {"state": "FAILED", "exit_code": 3, "signal": 0, "finished_at": 1795928426.0,
+                           "name": "wb-array-5d2640be"}
     assert jobs["6"]["state"] == "CANCELLED" and jobs["9_3"]["state"] == "CANCELLED"
     assert jobs["7"]["finished_at"] is None
     assert jobs["14"]["signal"] == 9
@@ -116,11 +117,33 @@ def test_a_failing_sacct_is_not_an_answer_and_is_asked_again_after_an_interval(s
 
 def test_one_sacct_call_asks_for_every_job_of_the_cluster_squeue_no_longer_lists(store):
     queue, node = _queue(store, (0, SACCT_OUT.encode(), b""))
-    for job in ("14", "3"):
-        store.insert_run({"id": f"run{job:>05}", "project": "p", "project_path": "/p", "experiment": "e",
+    for job, run_id in (("14", "1c04021e"), ("3", "3cc3161b"), ("8", "0badc0de")):  # job 8: a recycled id
+        store.insert_run({"id": run_id, "project": "p", "project_path": "/p", "experiment": "e",
                           "status": "running", "machine": "hpc", "executor": "slurm", "created_at": 0,
-                          "handle": {"job": job, "run_dir": f"/shared/runs/run{job}"}})
+                          "handle": {"job": job, "run_dir": f"/shared/runs/{run_id}"}})
     assert queue.accounted("14")["state"] == "FAILED"
     assert queue.accounted("3")["state"] == "TIMEOUT" and len(node.calls) == 1
+    assert queue.accounted("8") is None  # sacct's job 8 is named for another run: not this run's end
     asked = node.calls[0][-1]
-    assert asked.startswith("--jobs=") and set(asked[len("--jobs="):].split(",")) == {"14", "3"}
+    assert asked.startswith("--jobs=") and set(asked[len("--jobs="):].split(",")) == {"14", "3", "8"}
+
+
+def test_a_failing_sacct_is_remembered_for_every_job_it_was_asked_about(store):
+    queue, node = _queue(store, (1, b"", b"sacct: error: slurmdbd: Connection refused\n"))
+    for job, run_id in (("14", "1c04021e"), ("3", "3cc3161b")):
+        store.insert_run({"id": run_id, "project": "p", "project_path": "/p", "experiment": "e",
+                          "status": "running", "machine": "hpc", "executor": "slurm", "created_at": 0,
+                          "handle": {"job": job, "run_dir": f"/shared/runs/{run_id}"}})
+    assert queue.accounted("14") is UNANSWERED and queue.accounted("3") is UNANSWERED
+    assert len(node.calls) == 1  # not one call (and one timeout) per run
+
+
+def test_the_time_a_job_went_unlisted_is_shared_by_every_process_that_looks(store):
+    store.insert_run({"id": "1c04021e", "project": "p", "project_path": "/p", "experiment": "e",
+                      "status": "running", "machine": "hpc", "executor": "slurm", "created_at": 0})
+    first, _ = _queue(store)
+    assert first.unlisted_for("1c04021e", "14") == 0.0
+    time.sleep(0.05)
+    later, _ = _queue(store)  # another process, later
+    assert 0.05 <= later.unlisted_for("1c04021e", "14") < 5
+    assert [e["kind"] for e in store.events("1c04021e")].count("unlisted") == 1

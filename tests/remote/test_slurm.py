@@ -7,6 +7,7 @@ many runs are followed."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -235,6 +236,8 @@ def test_a_grid_sweep_on_the_cluster_is_one_job_array(cli, make_project, hpc):
         assert any(e["kind"] == "placed" and "one job array" in e["message"] for e in shown["events"])
         held += [e["message"] for e in shown["events"] if e["kind"] == "pending"]
         assert f"lr={shown['params']['lr']}" in cli("runs", "logs", trial["id"]).out
+        started = json.loads((hpc.parent / "shared" / "runs" / trial["id"] / "pid").read_text())
+        assert started["job"] == shown["slurm_job"]  # each task names its own job: adopted by it if need be
     assert len(arrays) == 1  # one sbatch for the sweep
     assert any("JobArrayTaskLimit" in m for m in held), held  # max_parallel = 2, kept by Slurm
 
@@ -336,12 +339,29 @@ def test_a_job_whose_submit_died_before_writing_its_id_is_adopted_by_name_and_co
     wb = Workbench()
     try:
         executor = wb.executors.for_run(wb.store.get_run(run_id))
+        wait_for(lambda: (run_dir / "pid").exists(), timeout=30)
+        assert executor.adopt(run_id, str(run_dir))["job"] == job  # the id the job wrote when it started
+        (run_dir / "pid").rename(run_dir / "pid.aside")
         assert executor.adopt(run_id, str(run_dir))["job"] == job  # asked of squeue now, by name
         assert executor.adopt("0badc0de", str(run_dir.parent / "0badc0de")) is None  # never submitted
         (run_dir / "job_id").write_text("")  # a write cut short: found by name all the same
         assert executor.adopt(run_id, str(run_dir))["job"] == job
         other = type(executor)(executor.host, wb.store, executor.settings, "another-instance")
         assert other.adopt(run_id, str(run_dir)) is None  # same name, another Workbench's comment
+        (run_dir / "pid.aside").rename(run_dir / "pid")
     finally:
         wb.close()
     assert cli("runs", "cancel", run_id).code == 0
+
+
+def test_a_failing_experiment_fails_with_its_exit_code_and_so_does_its_job(cli, make_project, hpc):
+    """The batch script exits with the experiment's code: the run says the code (not Slurm's FAILED in its
+    place), and Slurm's accounting records the same code for the job."""
+    root = make_project(SPEC.replace('command = ["sh", "-c", "echo gpus', 'command = ["sh", "-c", "exit 3; echo gpus'))
+    done = cli("run", str(root), "--machine", "hpc", "--wait", "--json", timeout=120)
+    assert done.code == 1, done.err
+    shown = _show(cli, done.json()["id"])
+    assert shown["status"] == "failed" and shown["exit_code"] == 3 and shown["status_reason"] == "exit code 3", shown
+    accounted = subprocess.run(["sacct", "-n", "-P", "-X", "-j", shown["slurm_job"], "-o", "State,ExitCode"],
+                               capture_output=True, text=True).stdout.strip()
+    assert accounted == "FAILED|3:0", accounted

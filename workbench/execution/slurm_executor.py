@@ -119,7 +119,8 @@ trap fwd TERM INT
 : >> "$run/stdout.log"; : >> "$run/stderr.log"
 # requeued (preemption, node failure, scontrol requeue): the earlier attempt's end is not this run's end
 if [ -f "$run/exit_code" ]; then mv -f "$run/exit_code" "$run/exit_code.attempt-${{SLURM_RESTART_COUNT:-0}}"; fi
-printf '{{"job": "%s", "node": "%s", "started_at": %s}}\\n' "$SLURM_JOB_ID" "$(hostname)" "$(date +%s)" > "$run/pid"
+job=$SLURM_JOB_ID; if [ -n "${{SLURM_ARRAY_JOB_ID:-}}" ]; then job="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"; fi
+printf '{{"job": "%s", "node": "%s", "started_at": %s}}\\n' "$job" "$(hostname)" "$(date +%s)" > "$run/pid"
 if ! cd {_q(snapshot_dir)} 2>/dev/null; then
   printf 'workbench: cannot enter the snapshot dir %s\\n' {_q(snapshot_dir)} >> "$run/stderr.log"
   finish 127
@@ -147,7 +148,6 @@ class SlurmQueue:
         self._accounted: dict[str, tuple[float, dict[str, Any] | None]] = {}  # job → (when asked, answer)
         self._no_accounting_until = 0.0
         self._accounting_lock = threading.Lock()
-        self._unlisted_since: dict[str, float] = {}
 
     def jobs(self) -> dict[str, dict[str, str]]:
         """The last answer; a follower's threads ask many times a second, so it is read from the database
@@ -219,11 +219,12 @@ class SlurmQueue:
                 return asked[1]
             if now < self._no_accounting_until:
                 return None
+            wanted_ids, names = [job], {}
             try:
                 listed = self.jobs()
-                wanted = {job} | {str((r.get("handle") or {}).get("job")) for r in self.store.active_runs()
-                                  if r.get("machine") == self.machine}
-                wanted_ids = sorted(j for j in wanted if _JOB_ID.match(j)
+                names = {str((r.get("handle") or {}).get("job")): r["id"] for r in self.store.active_runs()
+                         if r.get("machine") == self.machine}
+                wanted_ids = sorted(j for j in {job, *names} if _JOB_ID.match(j)
                                     and (j == job or j not in listed or listed[j]["state"] in ENDED)
                                     and (self._accounted.get(j, (0, None))[1] or {}).get("state") not in ENDED)
                 if not wanted_ids:
@@ -231,23 +232,31 @@ class SlurmQueue:
                 status, out, err = self.host.connection.run([*SACCT, f"--jobs={','.join(wanted_ids)}"],
                                                             timeout=SACCT_TIMEOUT)
             except Exception:  # noqa: BLE001 - the login node or the database failing: asked again later
-                self._accounted[job] = (now, UNANSWERED)
-                return UNANSWERED
-            if status != 0:
-                said = err.decode(errors="replace").lower()
-                if status == 127 or "disabled" in said or "not found" in said:  # no accounting on this cluster
-                    self._no_accounting_until = now + NO_ACCOUNTING_RETRY
-                    return None
-                self._accounted[job] = (now, UNANSWERED)  # slurmdbd restarting, a database error
+                status, out, err = -1, b"", b""
+            said = err.decode(errors="replace").lower()
+            if status != 0 and (status == 127 or "disabled" in said or "not found" in said):
+                self._no_accounting_until = now + NO_ACCOUNTING_RETRY  # no accounting on this cluster
+                return None
+            if status != 0:  # slurmdbd restarting, a database error, the connection: not an answer
+                for j in wanted_ids:
+                    self._accounted[j] = (now, UNANSWERED)
                 return UNANSWERED
             found = parse_sacct(out.decode(errors="replace"))
             for j in wanted_ids:
-                self._accounted[j] = (now, found.get(j))
-            return found.get(job)
+                answer = found.get(j)
+                if answer is not None and not _named_for(j, answer["name"], names.get(j)):
+                    answer = None  # a recycled job id: another job's record
+                self._accounted[j] = (now, answer)
+            return self._accounted[job][1]
 
-    def unlisted_for(self, job: str) -> float:
-        """Seconds since this process first saw squeue not list the job."""
-        return time.monotonic() - self._unlisted_since.setdefault(job, time.monotonic())
+    def unlisted_for(self, run_id: str, job: str) -> float:
+        """Seconds since squeue was first seen not to list the job (an event of the run, so that the short
+        CLI processes that look at it one after another count from the same moment)."""
+        seen = [e["ts"] for e in self.store.events(run_id) if e["kind"] == "unlisted"]
+        if not seen:
+            self.store.add_event(run_id, "unlisted", f"Slurm's squeue no longer lists job {job}")
+            return 0.0
+        return time.time() - seen[0]
 
     def note_requeued(self, run_id: str, job: str, reason: str, attempt_ended: float | None) -> None:
         """The requeue as an event of the run (once per attempt, whichever process sees it first)."""
@@ -318,7 +327,7 @@ def parse_sacct(text: str) -> dict[str, dict[str, Any]]:
         code, _, sig = parts[2].partition(":")
         found = {"state": parts[1].split()[0], "exit_code": int(code) if code.isdigit() else None,
                  "signal": int(sig) if sig.isdigit() else 0,
-                 "finished_at": float(parts[3]) if parts[3].isdigit() else None}
+                 "finished_at": float(parts[3]) if parts[3].isdigit() else None, "name": parts[4]}
         if _JOB_ID.match(parts[0]):
             jobs[parts[0]] = found
         elif (tasks := _RANGE.match(parts[0])) and found["state"] in ENDED:
@@ -328,6 +337,14 @@ def parse_sacct(text: str) -> dict[str, dict[str, Any]]:
                     for i in range(int(first), int(last or first) + 1):
                         jobs.setdefault(f"{tasks.group(1)}_{i}", found)
     return jobs
+
+
+def _named_for(job: str, name: str, run_id: str | None) -> bool:
+    """The accounting record is the run's job: an array task's job is its sweep's array, a run's own job
+    is named after the run (any Workbench name where the run is not known here)."""
+    if "_" in job:
+        return name.startswith("wb-array-")
+    return name == f"wb-{run_id}" if run_id else name.startswith("wb-")
 
 
 def slurms_word(state: str, reason: str | None) -> str | None:
@@ -448,7 +465,8 @@ id=${{id%%;*}}
             ended = exited(written, handle.get("started_at"))
             if state in ENDED and state != "COMPLETED":
                 ended.reason = slurms_word(state, ended.reason)
-            elif ended.reason and state in REQUEUED:  # the attempt was killed and Slurm queued the job again
+            elif state in REQUEUED and (ended.reason or (polled or 0) > (ended.finished_at or float("inf"))):
+                # the attempt was killed (or ended with a code the site requeues) and Slurm queued it again
                 self.queue.note_requeued(posixpath.basename(handle["run_dir"].rstrip("/")), job,
                                          (info or {}).get("reason") or "", ended.finished_at)
                 return RunState("running", started_at=handle.get("started_at"))
@@ -467,23 +485,28 @@ id=${{id%%;*}}
             record = self.host.read_small(posixpath.join(handle["run_dir"], "exit_code"))
             if record is not None:
                 return self.status(handle)
+            if state == "COMPLETED":  # the script exits with the experiment's code: 0
+                return RunState("exited", exit_code=0, started_at=handle.get("started_at"), finished_at=time.time())
             found = self.queue.accounted(job)
             if found is not None and found["state"] == state:
                 return ended_by_accounting(found, handle.get("started_at"))
+            if found is not None:  # accounting not answering, or not there yet: looked at again next time
+                return RunState("running", started_at=handle.get("started_at"))
             return RunState("exited", exit_code=None, reason=ENDED[state], started_at=handle.get("started_at"),
                             finished_at=time.time())
         if info is None and job:
-            found = self.host.read_small(posixpath.join(handle["run_dir"], "job_id"))
-            if found is None:
+            if all(self.host.read_small(posixpath.join(handle["run_dir"], name)) is None for name in ("job_id", "pid")):
                 return RunState("missing", reason="its job left no trace in its run dir")
             if polled is not None and polled > (handle.get("started_at") or 0) + 2 * self.settings.poll:
                 accounted = self.queue.accounted(job)
                 if accounted is not None and accounted["state"] in ENDED:
                     return ended_by_accounting(accounted, handle.get("started_at"))
-                if accounted is not None and self.queue.unlisted_for(job) < RUNAWAY:
+                run_id = posixpath.basename(handle["run_dir"].rstrip("/"))
+                if accounted is not None and self.queue.unlisted_for(run_id, job) < RUNAWAY:
                     # accounting still calls it running (its end not recorded yet), or did not answer
                     return RunState("running", started_at=handle.get("started_at"))
-                said = f" and its accounting says {accounted['state']}" if accounted else ""
+                said = (" and its accounting does not answer" if accounted is UNANSWERED else
+                        f" and its accounting says {accounted['state']}" if accounted else "")
                 return RunState("missing", reason=f"Slurm no longer knows job {job}{said}; it left no exit record")
         return RunState("running", started_at=handle.get("started_at"))
 
@@ -555,7 +578,8 @@ fi
         if not _JOB_ID.match(job):
             if self.host.read_small(posixpath.join(str(run_dir), "job.sh")) is None:
                 return None  # never got as far as sbatch
-            job = self._job_named(run_id) or ""
+            started = _json(self.host.read_small(posixpath.join(str(run_dir), "pid")) or b"")
+            job = str(started.get("job") or "") or self._job_named(run_id) or ""  # the job wrote its id
         if not _JOB_ID.match(job):
             return None
         return {"run_dir": str(run_dir), "machine": self.host.name, "job": job, "started_at": time.time()}
