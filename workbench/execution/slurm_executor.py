@@ -154,11 +154,8 @@ class SlurmQueue:
         at most once a second in this process."""
         return self.answer()[1]
 
-    def polled_at(self) -> float | None:
-        """When the answer jobs() gives was asked (the same answer: a newer one may know a newer job)."""
-        return self.answer()[0]
-
     def answer(self) -> tuple[float | None, dict[str, dict[str, str]]]:
+        """(when it was asked, the jobs): the same answer, so a job is never judged by a newer poll time."""
         if self._read is not None and time.monotonic() - self._read[0] < MEMO_SECONDS:
             return self._read[1], self._read[2]
         polled, jobs = self._jobs()
@@ -222,8 +219,7 @@ class SlurmQueue:
             wanted_ids, names = [job], {}
             try:
                 listed = self.jobs()
-                names = {str((r.get("handle") or {}).get("job")): r["id"] for r in self.store.active_runs()
-                         if r.get("machine") == self.machine}
+                names = self._active_jobs()
                 wanted_ids = sorted(j for j in {job, *names} if _JOB_ID.match(j)
                                     and (j == job or j not in listed or listed[j]["state"] in ENDED)
                                     and (self._accounted.get(j, (0, None))[1] or {}).get("state") not in ENDED)
@@ -266,8 +262,17 @@ class SlurmQueue:
         self.store.add_event(run_id, "requeued", f"Slurm requeued job {job} ({reason or 'requeued'}; {mark}): "
                                                  "the same run goes on when it starts again")
 
-    def _squeue(self) -> dict[str, dict[str, str]]:
-        status, out, err = self.host.connection.run(SQUEUE, timeout=60)
+    def _active_jobs(self) -> dict[str, str]:
+        """job id -> run id, for this cluster's queued and running runs."""
+        return {str((r.get("handle") or {}).get("job")): r["id"] for r in self.store.active_runs()
+                if r.get("machine") == self.machine}
+
+    def squeue_now(self, *only: str) -> dict[str, dict[str, str]]:
+        """An squeue of its own (not the shared answer), e.g. of the jobs of one name; raises if it fails."""
+        return self._squeue(list(only))
+
+    def _squeue(self, only: list[str] | None = None) -> dict[str, dict[str, str]]:
+        status, out, err = self.host.connection.run([*SQUEUE, *(only or [])], timeout=60)
         if status != 0:
             lines = err.decode(errors="replace").strip().splitlines()
             raise WorkbenchError(f"{self.machine}: squeue failed: {lines[-1] if lines else f'exit status {status}'}")
@@ -286,8 +291,7 @@ class SlurmQueue:
             name = info.get("name") or ""
             if name.startswith("wb-array-"):  # a sweep's job array: its tasks are known by job id
                 if by_job is None:
-                    by_job = {str((r.get("handle") or {}).get("job")): r["id"] for r in self.store.active_runs()
-                              if r.get("machine") == self.machine}
+                    by_job = self._active_jobs()
                 if job not in by_job:
                     continue
                 run_id = by_job[job]
@@ -570,16 +574,17 @@ fi
             if left:
                 time.sleep(0.2)
 
-    def adopt(self, run_id: str, run_dir: str) -> dict[str, Any] | None:
+    def adopt(self, run_id: str, run_dir: str, by_name: bool = True) -> dict[str, Any] | None:
         """The run's job: from the `job_id` its submit wrote, else (the submit died between sbatch and that
-        write) the job squeue lists under the run's name with this Workbench's comment."""
+        write) the id the job wrote when it started, else (`by_name`) the job squeue lists under the run's
+        name with this Workbench's comment (an array task has its array's name: not found that way)."""
         found = self.host.read_small(posixpath.join(str(run_dir), "job_id"))
         job = found.decode(errors="replace").strip() if found is not None else ""
         if not _JOB_ID.match(job):
             if self.host.read_small(posixpath.join(str(run_dir), "job.sh")) is None:
                 return None  # never got as far as sbatch
             started = _json(self.host.read_small(posixpath.join(str(run_dir), "pid")) or b"")
-            job = str(started.get("job") or "") or self._job_named(run_id) or ""  # the job wrote its id
+            job = str(started.get("job") or "") or (by_name and self._job_named(run_id)) or ""
         if not _JOB_ID.match(job):
             return None
         return {"run_dir": str(run_dir), "machine": self.host.name, "job": job, "started_at": time.time()}
@@ -587,14 +592,9 @@ fi
     def _job_named(self, run_id: str) -> str | None:
         """The job squeue lists now under the run's name with this Workbench's comment (asked directly: the
         shared answer may predate the sbatch). A squeue that fails raises: the run is left as it is."""
-        status, out, err = self.host.connection.run(
-            ["squeue", "--me", "--noheader", "--states=all", f"--name=wb-{run_id}", "--format=%i|%k"], timeout=60)
-        if status != 0:
-            lines = err.decode(errors="replace").strip().splitlines()
-            raise WorkbenchError(f"{self.host.name}: squeue failed: {lines[-1] if lines else f'exit status {status}'}")
         comment = f"workbench:{self.instance}:{run_id}"
-        return next((parts[0] for parts in (line.strip().split("|", 1) for line in out.decode(errors="replace").splitlines())
-                     if len(parts) == 2 and parts[1] == comment and _JOB_ID.match(parts[0])), None)
+        return next((job for job, info in self.queue.squeue_now(f"--name=wb-{run_id}").items()
+                     if info["comment"] == comment), None)
 
 
 def _json(data: bytes) -> dict[str, Any]:

@@ -130,7 +130,7 @@ def _place_and_submit(wb: Services, sweep: dict[str, Any], runs: list[dict[str, 
 
 def _submitted_anyway(run_exec: Any, run_id: str, launch: Any) -> dict[str, Any] | None:
     try:
-        return run_exec.adopt(run_id, launch.run_dir)
+        return run_exec.adopt(run_id, launch.run_dir, by_name=False)  # array tasks: one squeue each would find none
     except Exception:  # noqa: BLE001 - the machine does not answer: nothing to say it was submitted
         return None
 
