@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 DEFAULT_POLL = 30.0
 MEMO_SECONDS = 1.0
 PENDING_LOOK = 1.0      # while Slurm holds a job, its follower looks this often (nothing is written yet)
-PENDING_RECHECK = 3.0   # and reads its run dir's exit record this often (a cancel records it at once)
+PENDING_RECHECK = 3.0   # and reads its run dir this often (a cancel records its end, a start its pid)
 POLL_LEASE_TTL = 60.0
 SQUEUE = ["squeue", "--me", "--array", "--noheader", "--states=all", "--format=%i|%T|%r|%j|%k"]  # a line per array task
 ENDED = {  # Slurm's terminal states, said as a run's end
@@ -383,6 +383,7 @@ class SlurmExecutor(RemoteProcessExecutor):
         super().__init__(host)
         self.settings, self.instance = settings, instance
         self.queue = SlurmQueue(host, store, settings.poll)
+        self._seen_started: set[str] = set()  # jobs whose start this process saw in their run dir
 
     def submit(self, launch: Launch) -> dict[str, Any]:
         run_dir, script = self._job_script(launch)
@@ -518,16 +519,26 @@ id=${{id%%;*}}
     # rather than reading its files over SFTP several times a second — a sweep's 100 pending array tasks
     # would otherwise keep the login node's sshd busy
     def held(self, handle: dict[str, Any]) -> bool:
-        """Slurm still holds the job (PENDING): it has written nothing, and needs no follower yet."""
-        return self.queue.held(str(handle.get("job") or ""), handle.get("started_at"))
+        """Slurm still holds the job (PENDING): it has written nothing, and needs no follower yet. A job this
+        process saw start (its `pid` record) is not held, whatever the last squeue answer says."""
+        job = str(handle.get("job") or "")
+        return job not in self._seen_started and self.queue.held(job, handle.get("started_at"))
 
     def _wait_while_pending(self, handle: dict[str, Any], stop: threading.Event | None = None) -> None:
-        recheck = time.monotonic() + PENDING_RECHECK
+        """Waits while the job is held, looking at its run dir every few seconds: a cancel records its end
+        there at once, and a job that started (before the next squeue says so) writes its `pid` record."""
+        recheck = time.monotonic() + PENDING_LOOK
         while self.held(handle) and not (stop is not None and stop.is_set()):
             if time.monotonic() > recheck:
                 if self.host.read_small(posixpath.join(handle["run_dir"], "exit_code")) is not None:
                     return
-                recheck = time.monotonic() + PENDING_RECHECK
+                if self.host.read_small(posixpath.join(handle["run_dir"], "pid")) is not None:
+                    self._seen_started.add(str(handle.get("job") or ""))
+                    return
+                # a job squeue has not listed yet was submitted a moment ago and may be starting: looked at
+                # each second; one squeue says is PENDING may wait long: less often
+                listed = str(handle.get("job") or "") in self.queue.jobs()
+                recheck = time.monotonic() + (PENDING_RECHECK if listed else PENDING_LOOK)
             if stop is not None:
                 stop.wait(PENDING_LOOK)
             else:
