@@ -99,3 +99,49 @@ def test_non_finite_params_keep_json_strict(cli, make_project):
     import json
     listed = json.loads(cli("runs", "list", "--json").out, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     assert listed[0]["params"] == {"lr": "NaN"}
+
+
+@pytest.mark.parametrize("args, needles", [
+    (("x", "--ssh", "h:0"), ("--ssh 'h:0': port 0 is outside 1-65535",)),
+    (("x", "--ssh", "root@h:70000"), ("port 70000 is outside 1-65535",)),
+    (("x", "--ssh", "[::1:22"), ("'[' without its ']'",)),
+    (("x", "--ssh", "::1]:22"), ("']' without its '['",)),
+    (("x", "--ssh", "[host]:22"), ("brackets are for IPv6 addresses",)),
+    (("x", "--ssh", "h:22:23"), ("one port at most",)),
+    (("x", "--ssh", "@h"), ("the user before '@' is empty",)),
+    (("x", "--ssh", " @h"), ("the user before '@' is empty",)),
+    (("x", "--ssh", "a b@h"), ("the user before '@' is empty or has spaces",)),
+    (("x", "--ssh", "root@bad host"), ("'bad host' is neither a host name nor an IP address",)),
+    (("x", "--ssh", "300.1.1.1"), ("'300.1.1.1' is neither a host name nor an IP address",)),
+    (("x", "--ssh=-oProxyCommand=x"), ("neither a host name nor an IP address",)),
+    (("x", "--ssh", "h", "--jump", "j:0"), ("--jump 'j:0': port 0",)),
+    (("x", "--ssh", "h", "--jump", "@j"), ("--jump '@j': the user",)),
+    (("x", "--slurm", "login:99999"), ("--slurm 'login:99999': port 99999",)),
+    (("a" * 65, "--ssh", "h"), ("at most 64 letters",)),
+    (("auto", "--ssh", "h"), ("machine name 'auto' is reserved",)),
+    (("AUTO", "--ssh", "h"), ("is reserved",)),
+    (("local", "--ssh", "h"), ("machine name 'local' is reserved",)),
+])
+def test_bad_machine_addresses_record_nothing(cli, args, needles):
+    assert_one_line_error(cli("machines", "add", *args), *needles)
+    assert [m["name"] for m in cli("machines", "list", "--json").json()] == ["local"]
+
+
+def test_good_addresses_still_parse(cli):
+    """IPv6 in brackets with a port, a bare IPv6 address, 64-character names, ports at both ends of the range
+    (nothing listens there: the host is recorded as unreachable)."""
+    for name, address in (("v6", "root@[::1]:1"), ("v6bare", "::1"), ("a" * 64, "root@127.0.0.1:65535"),
+                          ("low", "root@127.0.0.1:1")):
+        added = cli("machines", "add", name, "--ssh", address, "--json")
+        assert added.code == 0 and added.json()["state"] == "unreachable", added.err
+    assert len(cli("machines", "list", "--json").json()) == 5
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("priority", ["9223372036854775808", "-9223372036854775809", str(10**30)])
+def test_priority_beyond_sqlite_integers(cli, make_project, command, priority):
+    root = make_project(GOOD + "[experiments.t.sweep]\nlr = [0.1, 0.2]\n")
+    assert_one_line_error(cli(command, str(root), "--priority", priority, "--executor", "process"),
+                          f"--priority {priority}: give a whole number from -9223372036854775808")
+    assert cli("runs", "list", "--json").json() == []
+    assert cli("sweeps", "list", "--json").json() == []

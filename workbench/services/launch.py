@@ -16,7 +16,8 @@ from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.machines.gpus import GpuInventory
 from workbench.projects.snapshot import left_out_summary, snapshot_lock, take_snapshot
 from workbench.projects.spec import (
-    Experiment, ProjectSpec, format_param, load_spec, parse_overrides, substitute,
+    Experiment, ProjectSpec, env_from_workstation, format_param, literal_secrets, load_spec, parse_overrides,
+    substitute,
 )
 from workbench.redaction import redact_env
 from workbench.services.context import Services, warn
@@ -27,6 +28,15 @@ LAUNCH_LEASE_TTL = 20.0  # a launcher renews its hold on a run while it builds o
 LAUNCH_LEASE_RENEW = 2.0
 
 
+PRIORITY_RANGE = (-2**63, 2**63 - 1)  # what SQLite stores as an integer
+
+
+def check_priority(priority: int) -> None:
+    if not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]:
+        raise WorkbenchError(f"--priority {priority}: give a whole number from {PRIORITY_RANGE[0]} to "
+                             f"{PRIORITY_RANGE[1]}", hint="higher runs first; 0 is the default")
+
+
 def choose_executor(wb: Services, requested: str | None, machine: str = "local") -> str:
     return wb.executors.choose(machine, requested, wb.progress)
 
@@ -35,9 +45,11 @@ def launch(wb: Services, path: str, experiment: str | None = None, overrides: li
            machine: str | None = None, executor: str | None = None, priority: int = 0) -> dict[str, Any]:
     """Starts a run of the experiment: on `machine`, or (auto, or the experiment's `machines`) on the
     machine placement chooses, or in the queue when none can take it now (started by the dispatcher)."""
+    check_priority(priority)
     spec = load_spec(path)
     exp = spec.experiment(experiment)
     values = {**exp.params, **parse_overrides(exp, overrides or [], str(spec.spec_path))}
+    warn_literal_secrets(wb, spec, exp)
     requested: str | list[str] = machine if machine is not None else (exp.machines or exp.machine or "local")
     if isinstance(requested, str) and requested != "auto":
         named = wb.executors.machine(requested)
@@ -65,10 +77,19 @@ class GpusTaken(WorkbenchError):
     """The GPUs chosen were reserved by another run meanwhile."""
 
 
+def warn_literal_secrets(wb: Services, spec: ProjectSpec, exp: Experiment) -> None:
+    """Once per launch: secret-looking env names whose values are written in workbench.toml."""
+    names = literal_secrets(exp)
+    if names:
+        forms = ", ".join(f'{n} = {{ from_env = "{n}" }}' for n in names)
+        wb.progress(f"warning: {spec.spec_path} holds the value of {', '.join(names)} in clear; keep it out of the "
+                    f"file with env = {{ {forms} }} (read from your environment at each launch, never stored)")
+
+
 def run_env(exp: Experiment, values: dict[str, Any], run_id: str) -> dict[str, str]:
     # Python block-buffers stdout that is not a terminal: without PYTHONUNBUFFERED, live logs stay empty and
     # a cancelled run loses what it printed. The spec's env may still say otherwise.
-    return {"PYTHONUNBUFFERED": "1", **exp.env,
+    return {"PYTHONUNBUFFERED": "1", **exp.env, **env_from_workstation(exp),
             **{f"WB_PARAM_{k.upper()}": format_param(v) for k, v in values.items()}, "WORKBENCH_RUN_ID": run_id}
 
 

@@ -37,6 +37,21 @@ def machine_target(wb: Services, name: str) -> "SSHTarget":
     return target_from_dict(machine["config"]["target"])
 
 
+# Words the CLI and the spec read as something other than a machine: `local` is this workstation, `auto`
+# asks placement to choose (and is what a queued run records as its machine until it is placed).
+RESERVED_NAMES = ("local", "auto")
+MACHINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_machine_name(name: str) -> None:
+    if name.lower() in RESERVED_NAMES:
+        raise WorkbenchError(f"machine name {name!r} is reserved: `local` is this workstation and `auto` lets "
+                             "placement choose", hint="pick another name")
+    if not MACHINE_NAME.match(name):
+        raise WorkbenchError(f"machine name {name[:80]!r}: use at most 64 letters, digits, '.', '_', '-' "
+                             "(starting with a letter or digit)")
+
+
 SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
 
 
@@ -72,13 +87,13 @@ def add_machine(wb: Services, name: str, ssh: str | None = None, identity: str |
     from workbench.machines.ssh import SSHError, fetch_host_key, target_to_dict
     from workbench.machines.ssh_config import host_aliases, load_ssh_config, parse_address, target_from_config
 
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name) or name == "local":
-        raise WorkbenchError(f"machine name {name!r}: use letters, digits, '.', '_', '-' (and not `local`)")
+    check_machine_name(name)
     if workdir is not None and not (workdir.startswith("/") or workdir.startswith("~")):
         raise WorkbenchError(f"--dir {workdir!r}: give an absolute path on the host, or one under ~")
     if hourly_cost is not None and hourly_cost < 0:
         raise WorkbenchError("--hourly-cost must be zero or more")
     config = load_ssh_config()
+    flag = "--slurm" if settings is not None else "--ssh"
     try:
         if ssh:
             target = parse_address(ssh, name=name, config=config)
@@ -87,9 +102,10 @@ def add_machine(wb: Services, name: str, ssh: str | None = None, identity: str |
         else:
             raise WorkbenchError(f"{name} is not a Host in ~/.ssh/config", hint="pass --ssh [user@]host[:port]")
         if jump:
+            flag = "--jump"
             target.jump = parse_address(jump, name=f"{name}-jump", config=config)
     except ValueError as exc:
-        raise WorkbenchError(f"--ssh {exc}") from None
+        raise WorkbenchError(f"{flag} {exc}") from None
     if identity:
         path = Path(identity).expanduser()
         if not path.is_file():
