@@ -156,6 +156,33 @@ def test_bad_sweeps_are_one_clear_line(cli, project, make_project):
     assert_one_line_error(cli("sweep", project('x = [1.0]'), "-p", "x=2.0"), "'x' is swept")
 
 
+HUGE = "[project]\nname = \"h\"\n[experiments.t]\nimage = \"busybox:latest\"\ncommand = [\"true\"]\n" \
+       "params = { %s }\n[experiments.t.sweep]\n%s\n"
+
+
+def test_a_huge_sweep_is_counted_and_refused_before_anything_is_made(cli, make_project):
+    names = "abcdefg"
+    grid = make_project(HUGE % (", ".join(f"{n} = 0" for n in names),
+                                "\n".join(f"{n} = {list(range(10))}" for n in names)))
+    started = time.monotonic()
+    assert_one_line_error(cli("sweep", str(grid)), "the grid of 7 param(s) (10 × 10 × 10 × 10 × 10 × 10 × 10 values) "
+                          "has 10,000,000 trials", "more than 100,000 trials")
+    assert time.monotonic() - started < 10  # counted, not built (building it took 2.8 GB and never ended)
+    sampled = make_project(HUGE % ("a = 0.5", 'method = "random"\nsamples = 100001\na = { low = 0.0, high = 1.0 }'))
+    assert_one_line_error(cli("sweep", str(sampled)), "samples = 100,001 is more than 100,000 trials")
+    assert cli("sweeps", "list", "--json").json() == [] and cli("runs", "list", "--json").json() == []
+
+
+def test_a_sweep_of_several_pages_records_every_trial_once(cli, project):
+    """2,500 trials: three pages of the lazy product, each in its own transaction, each point once."""
+    sweep_id = _start(cli, project("x = [%s]\ny = [%s]\nmax_parallel = 1" % (
+        ", ".join(f"{i}.0" for i in range(50)), ", ".join(str(i) for i in range(50)))))
+    assert cli("sweeps", "cancel", sweep_id).code == 0
+    trials = _show(cli, sweep_id)["trials"]
+    assert sorted(t["trial"] for t in trials) == list(range(2500))
+    assert len({(t["params"]["x"], t["params"]["y"]) for t in trials}) == 2500
+
+
 
 
 @pytest.fixture(autouse=True)

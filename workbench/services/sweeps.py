@@ -17,11 +17,12 @@ Experiments never import Optuna; only this module (in the dispatcher and `workbe
 from __future__ import annotations
 
 import itertools
+import math
 import secrets
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from workbench.errors import WorkbenchError
 from workbench.projects.snapshot import snapshot_lock, take_snapshot
@@ -30,6 +31,8 @@ from workbench.services.context import Services
 from workbench.services.records import experiment_from_record, spec_record
 
 ACTIVE = ("queued", "running")
+MAX_TRIALS = 100_000  # README, Sweeps: a grid or random sweep larger than this is refused with its count
+PAGE = 1000  # trials made and recorded at a time (and asked of one Optuna study)
 PRUNED = "pruned: "
 
 
@@ -37,7 +40,9 @@ def start_sweep(wb: Services, path: str, experiment: str | None = None, override
                 machine: str | None = None, executor: str | None = None, priority: int = 0) -> dict[str, Any]:
     from workbench.services.dispatch import ensure_dispatcher
     from workbench.services.git_state import git_state
+    from workbench.services.launch import check_priority
 
+    check_priority(priority)
     spec = load_spec(path)
     exp = spec.experiment(experiment)
     if not exp.sweep:
@@ -51,8 +56,12 @@ def start_sweep(wb: Services, path: str, experiment: str | None = None, override
     if isinstance(requested, str) and requested != "auto":
         wb.executors.machine(requested)
     options = dict(exp.sweep_options)
-    points = planned_points(exp, secrets.randbits(32))
-    options["trials"] = len(points) if points else options["trials"]
+    count = planned_count(exp)
+    if count > MAX_TRIALS:
+        raise WorkbenchError(f"sweep of {exp.name!r}: {_count_said(exp, count)} is more than {MAX_TRIALS:,} trials; "
+                             "nothing was recorded", hint="sweep fewer values, or use method = \"random\" with "
+                             "`samples` or \"tpe\" with `trials`")
+    options["trials"] = count or options["trials"]
     sweep_id = secrets.token_hex(4)
     record = {"id": sweep_id, "project": spec.name, "project_path": str(spec.root), "experiment": exp.name,
               "method": exp.sweep_method, "space": exp.sweep, "options": options, "base_params": base,
@@ -66,10 +75,7 @@ def start_sweep(wb: Services, path: str, experiment: str | None = None, override
         import json
         record["experiment_spec"] = json.dumps(spec_record(exp))
         recorded = trial_spec(exp)
-        with wb.store.tx():
-            wb.store.insert_sweep(record)
-            for trial, point in enumerate(points):
-                _record_trial(wb, record, spec, exp, {**base, **point}, trial, git, recorded)
+        _record_trials(wb, record, spec, exp, base, git, recorded)
     wb.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
     wb.progress(f"sweep {sweep_id}: {exp.sweep_method}, {options['trials']} trial(s), at most "
                 f"{options['max_parallel']} at once" + (f", budget ${options['budget']:.2f}" if options["budget"] else ""))
@@ -77,26 +83,69 @@ def start_sweep(wb: Services, path: str, experiment: str | None = None, override
     return wb.store.get_sweep(sweep_id)
 
 
-def planned_points(exp: Experiment, seed: int) -> list[dict[str, Any]]:
-    """The trials a grid or random sweep will run (tpe: none in advance)."""
+def _record_trials(wb: Services, record: dict[str, Any], spec: ProjectSpec, exp: Experiment,
+                   base: dict[str, Any], git: dict[str, Any], recorded: dict[str, Any]) -> None:
+    """The sweep and its queued trials, a page per transaction (a follower renewing its lease never waits
+    behind 100,000 inserts), the points made page by page (a big grid never sits in memory). The first page
+    goes with the sweep itself, so a dispatcher never sees a sweep without trials; a failure part way ends
+    the sweep `failed` and takes its queued trials out of the queue."""
+    points = planned_points(exp, secrets.randbits(32))
+    done = 0
+
+    def record_page(page: list[dict[str, Any]]) -> None:
+        nonlocal done
+        for point in page:
+            _record_trial(wb, record, spec, exp, {**base, **point}, done, git, recorded)
+            done += 1
+
+    with wb.store.tx():
+        wb.store.insert_sweep(record)
+        record_page(list(itertools.islice(points, PAGE)))
+    try:
+        while page := list(itertools.islice(points, PAGE)):
+            with wb.store.tx():
+                record_page(page)
+    except BaseException as exc:
+        wb.store.finish_sweep(record["id"], "failed", f"recording its trials stopped: {exc!r}"[:300])
+        _cancel_waiting(wb, record["id"], f"sweep {record['id']} failed")
+        raise
+
+
+def planned_count(exp: Experiment) -> int:
+    """How many trials a grid or random sweep will run (tpe: none in advance), counted without making them."""
     if exp.sweep_method == "grid":
-        names = list(exp.sweep)
-        return [dict(zip(names, values)) for values in itertools.product(*(exp.sweep[n] for n in names))]
+        return math.prod(len(values) for values in exp.sweep.values())
     if exp.sweep_method == "random":
-        import optuna
-
-        count = exp.sweep_samples or _grid_size(exp.sweep)
-        study = _quiet_study(optuna.samplers.RandomSampler(seed=seed), "maximize")
-        distributions = _distributions(exp.sweep)
-        return [study.ask(distributions).params for _ in range(count)]
-    return []
+        return exp.sweep_samples or math.prod(len(values) for values in exp.sweep.values())
+    return 0
 
 
-def _grid_size(space: dict[str, Any]) -> int:
-    size = 1
-    for values in space.values():
-        size *= len(values)
-    return size
+def _count_said(exp: Experiment, count: int) -> str:
+    if exp.sweep_method == "random" and exp.sweep_samples:
+        return f"samples = {count:,}"
+    sizes = " × ".join(str(len(values)) for values in exp.sweep.values())
+    return f"the grid of {len(exp.sweep)} param(s) ({sizes} values) has {count:,} trials"
+
+
+def planned_points(exp: Experiment, seed: int) -> Iterator[dict[str, Any]]:
+    """The trials of a grid or random sweep, made one at a time as they are taken."""
+    names = list(exp.sweep)
+    if exp.sweep_method == "grid":
+        return (dict(zip(names, values)) for values in itertools.product(*(exp.sweep[n] for n in names)))
+    return _random_points(exp, seed) if exp.sweep_method == "random" else iter(())
+
+
+def _random_points(exp: Experiment, seed: int) -> Iterator[dict[str, Any]]:
+    import optuna
+
+    sampler = optuna.samplers.RandomSampler(seed=seed)  # one seeded stream across the pages
+    distributions = _distributions(exp.sweep)
+    left = planned_count(exp)
+    while left > 0:
+        study = _quiet_study(sampler, "maximize")  # a study per page: a study keeps every trial it asked
+        for _ in range(min(PAGE, left)):
+            yield study.ask(distributions).params
+        left -= min(PAGE, left)
 
 
 def _distributions(space: dict[str, Any]) -> dict[str, Any]:
