@@ -162,7 +162,7 @@ def test_a_drop_mid_upload_leaves_no_partial_object_and_the_next_send_resumes(co
     real_copy = remote_snapshot._copy
     calls, dropped = [], []
 
-    def dropping_copy(src, dst):
+    def dropping_copy(src, dst, size):
         calls.append(1)
         # after the first file, the first one of several chunks: part of it goes out, then the connection drops
         if len(calls) >= 2 and not dropped and os.fstat(src.fileno()).st_size > 3 * 4096:
@@ -172,7 +172,7 @@ def test_a_drop_mid_upload_leaves_no_partial_object_and_the_next_send_resumes(co
             wait_for(lambda: any(".tmp-" in n and p.stat().st_size >= 8192
                                  for n, p in remote_objects(remote_root).items()), timeout=10)
             conn.close_transport()
-        real_copy(src, dst)
+        return real_copy(src, dst, size)
 
     monkeypatch.setattr(remote_snapshot, "_copy", dropping_copy)
     total = len({e.object_name for e in snapshot_manifest(store, snap.hash) if e.kind == "f"})
@@ -292,3 +292,89 @@ def test_a_large_stdin_goes_through_while_the_command_writes(conn):
     data = bytes(range(256)) * (12 * 4096)  # 12 MiB
     status, out, err = conn.run(["sh", "-c", "tee /dev/stderr | wc -c"], timeout=120, stdin=data)
     assert (status, out.strip(), len(err)) == (0, str(len(data)).encode(), len(data))
+
+
+def make_sparse_project(tmp_path: Path) -> Path:
+    """A 256 MiB file that is mostly holes (data at the start, a few bytes at an odd offset in the middle,
+    a hole at the end), 3 MB of zeros written as zeros, and a file that is holes then data to its end."""
+    root = tmp_path / "sparse"
+    root.mkdir()
+    with open(root / "data.bin", "wb") as fh:
+        fh.write(os.urandom(5000))
+        fh.seek(100_000_007)
+        fh.write(b"middle")
+        fh.truncate(256 << 20)
+    (root / "zeros.bin").write_bytes(bytes(3_000_000))
+    with open(root / "tail.bin", "wb") as fh:
+        fh.seek(50 << 20)
+        fh.write(b"the end")
+    (root / "train.py").write_text("print('train')\n")
+    return root
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def bytes_written_by_this_process() -> int:
+    """Every byte this process wrote through a system call (sockets included): the SSH connection's traffic."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no wchar in /proc/self/io")
+
+
+def test_a_sparse_file_travels_as_its_data_and_stays_sparse_on_the_host(conn, tmp_path, remote_root):
+    root = make_sparse_project(tmp_path)
+    store = tmp_path / "store"
+    snap = take_snapshot(root, [], store)
+    data = 5000 + len(b"middle") + len(b"the end") + len("print('train')\n")
+
+    before = bytes_written_by_this_process()
+    sent = send_snapshot(conn, store, snap.hash, str(remote_root))
+    on_the_wire = bytes_written_by_this_process() - before
+
+    assert sent.files_sent == 4
+    assert data <= sent.bytes_sent <= data + 3 * 4096  # the data extents, whole file-system blocks
+    assert on_the_wire < 256 << 10, on_the_wire  # 309 MiB of files, a few kB of data: commands and SFTP framing
+    remote = remote_root / "snapshots" / snap.hash
+    for name in ("data.bin", "zeros.bin", "tail.bin", "train.py"):
+        local, there = root / name, remote / name
+        assert there.stat().st_size == local.stat().st_size, name
+        assert sha256_of(there) == sha256_of(local), name  # byte for byte the original
+    assert (remote / "data.bin").stat().st_blocks * 512 <= 64 << 10  # `du`: the holes stayed holes
+    assert (remote / "zeros.bin").stat().st_blocks == 0
+    assert (remote / "tail.bin").stat().st_blocks * 512 <= 8 << 10
+    check_objects_are_whole(remote_root)
+    assert_same_tree(snap.path, remote, remote_root)
+
+    assert send_snapshot(conn, store, snap.hash, str(remote_root)).bytes_sent == 0
+
+
+def test_a_drop_while_sending_a_sparse_file_leaves_no_object_and_the_next_send_makes_it_whole(
+        conn, tmp_path, remote_root, monkeypatch):
+    store = tmp_path / "store"
+    snap = take_snapshot(make_sparse_project(tmp_path), [], store)
+    monkeypatch.setattr(remote_snapshot, "UPLOAD_CHANNELS", 1)
+    real_copy = remote_snapshot._copy
+
+    def dropping_copy(src, dst, size):
+        if size == 256 << 20:  # data.bin: its first piece goes out, then the connection drops before the rest
+            dst.write(src.read(5000))
+            dst.flush()
+            conn.close_transport()
+        return real_copy(src, dst, size)
+
+    monkeypatch.setattr(remote_snapshot, "_copy", dropping_copy)
+    with pytest.raises(WorkbenchError, match="the connection dropped while sending snapshot"):
+        send_snapshot(conn, store, snap.hash, str(remote_root))
+    check_objects_are_whole(remote_root)
+    monkeypatch.setattr(remote_snapshot, "_copy", real_copy)
+    send_snapshot(conn, store, snap.hash, str(remote_root))
+    remote = remote_root / "snapshots" / snap.hash
+    assert sha256_of(remote / "data.bin") == sha256_of(snap.path / "data.bin")
+    check_objects_are_whole(remote_root)

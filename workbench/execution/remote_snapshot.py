@@ -32,6 +32,7 @@ import paramiko
 
 from workbench.errors import WorkbenchError
 from workbench.machines.ssh import Connection, SSHError
+from workbench.projects import sparse
 from workbench.projects.snapshot import Entry, snapshot_manifest
 
 CHUNK = 1 << 18
@@ -136,9 +137,6 @@ def _looks_full(conn: Connection, folder: str, need: int) -> bool:
     return status == 0 and available < need + (1 << 20)
 
 
-def _copy(src: BinaryIO, dst: paramiko.SFTPFile) -> None:
-    while chunk := src.read(CHUNK):
-        dst.write(chunk)
 
 
 def _materialise_script(snapshots: str, tree: str, entries: list[Entry]) -> str:
@@ -290,15 +288,15 @@ def _upload(conn: Connection, store: Path, tree: str, root: str, objects: str, m
                     return
                 tmp = posixpath.join(objects, obj[:2], f".tmp-{obj[3:]}-{secrets.token_hex(4)}")
                 try:
-                    _send_one(sftp, store / tree / needed[obj].rel, tmp, posixpath.join(objects, obj),
-                              sizes[obj], needed[obj].mode)
+                    data = _send_one(sftp, store / tree / needed[obj].rel, tmp, posixpath.join(objects, obj),
+                                     sizes[obj], needed[obj].mode)
                 except Exception as exc:  # noqa: BLE001 - reported below, once every channel has stopped
                     with lock:
                         failures.append((exc, obj, sizes[obj], tmp))
                     return
                 with lock:
                     done[0] += 1
-                    sent[0] += sizes[obj]
+                    sent[0] += data
 
         threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in clients[1:]]
         for thread in threads:
@@ -332,18 +330,34 @@ def _upload(conn: Connection, store: Path, tree: str, root: str, objects: str, m
             budget.release()  # type: ignore[union-attr]
 
 
+def _copy(src: BinaryIO, dst: paramiko.SFTPFile, size: int) -> int:
+    sent = 0
+    for offset, chunk in sparse.pieces(src.fileno(), size, CHUNK):
+        if offset != dst.tell():
+            dst.seek(offset)
+        dst.write(chunk)
+        sent += len(chunk)
+    if dst.tell() != size:  # ends in a hole
+        dst.flush()
+        dst.truncate(size)
+    return sent
+
+
 class _ShortWrite(OSError):
     """The file arrived shorter than it is (paramiko can lose a pipelined write's error: a full disk)."""
 
 
-def _send_one(sftp: paramiko.SFTPClient, source: Path, tmp: str, target: str, size: int, mode: int) -> None:
+def _send_one(sftp: paramiko.SFTPClient, source: Path, tmp: str, target: str, size: int, mode: int) -> int:
+    """Sends one object; returns the bytes of data sent. Only its non-zero pieces travel, each written at
+    its offset, and the size is set at the end: the host's sftp-server leaves the gaps as holes, so a
+    sparse file stays sparse there and a hole costs no bytes on the wire."""
     try:
         src = open(source, "rb")
     except OSError as exc:
         raise WorkbenchError(f"cannot read {source} to send it: {exc.strerror or exc}") from None
     with src, sftp.open(tmp, "wb") as dst:
         dst.set_pipelined(True)
-        _copy(src, dst)
+        sent = _copy(src, dst, size)
     got = sftp.stat(tmp).st_size
     if got != size:
         raise _ShortWrite(f"it arrived with {got} of {size} bytes")
@@ -356,6 +370,7 @@ def _send_one(sftp: paramiko.SFTPClient, source: Path, tmp: str, target: str, si
         except OSError:
             _remove_quietly(sftp, tmp)
             sftp.stat(target)  # another send put it there first; else the error stands
+    return sent
 
 
 def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from workbench.errors import WorkbenchError
+from workbench.projects import sparse
 from workbench.projects.patterns import ALWAYS_IGNORED, compile_patterns
 
-CHUNK = 1 << 20
 # O_NONBLOCK: a file swapped for a fifo while we walk must not hang the open.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -94,11 +94,7 @@ def _hash_file(dir_fd: int, name: str) -> tuple[int, str, int] | None:
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode):
             return None
-        digest, size = hashlib.sha256(), 0
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return _stored_mode(st), digest.hexdigest(), size
+        return _stored_mode(st), sparse.hash_fd(fh.fileno(), st.st_size), st.st_size
 
 
 def _judge_link(root: str, rel: str, target: str) -> tuple[str | None, str | None]:
@@ -248,7 +244,6 @@ def _store_object(objects: Path, source: str, entry: _Entry) -> Path:
     obj.parent.mkdir(exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=obj.parent)
     try:
-        digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as out:
             try:
                 src = os.open(source, _READ_FLAGS)
@@ -259,13 +254,13 @@ def _store_object(objects: Path, source: str, entry: _Entry) -> Path:
             with os.fdopen(src, "rb") as fh:
                 # O_NOFOLLOW guards the last component only: a folder above swapped for a link to /dev must
                 # not turn this into an endless read of a device
-                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):
                     raise WorkbenchError(f"{source} changed while the snapshot was taken; launch again")
-                while chunk := fh.read(CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
+                # holes and zero blocks stay holes: 1 GiB of zeros costs no disk here
+                digest = sparse.copy_fd(fh.fileno(), out.fileno(), st.st_size)
         # What is stored is exactly what was hashed on the no-follow walk, or nothing.
-        if digest.hexdigest() != entry.data:
+        if digest != entry.data:
             raise WorkbenchError(f"{source} changed while the snapshot was taken; launch again")
         os.chmod(tmp, entry.mode)
         os.replace(tmp, obj)
@@ -273,6 +268,19 @@ def _store_object(objects: Path, source: str, entry: _Entry) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return obj
+
+
+def _copy_object(obj: Path, path: Path, mode: int) -> None:
+    src = os.open(obj, _READ_FLAGS)
+    try:
+        dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            sparse.copy_fd(src, dst, os.fstat(src).st_size)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+    os.chmod(path, mode)
 
 
 def take_snapshot(root: Path, exclude: list[str], store: Path) -> Snapshot:
@@ -303,8 +311,8 @@ def take_snapshot(root: Path, exclude: list[str], store: Path) -> Snapshot:
                 obj = _store_object(objects, os.path.join(real_root, e.rel), e)
                 try:
                     os.link(obj, path)
-                except OSError:
-                    shutil.copy2(obj, path)
+                except OSError:  # too many links to one object: a copy, holes kept
+                    _copy_object(obj, path, e.mode)
         # Shared by every run of this content, so nobody writes into it; children before parents, since a
         # parent may lose the search bit.
         for e in reversed(entries):
