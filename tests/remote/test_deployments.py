@@ -7,6 +7,7 @@ mid-deploy (the next `deployments list` settles on the version the proxy serves)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import signal
@@ -296,3 +297,53 @@ def test_the_host_lost_during_a_switch_settles_on_one_live_version(cli, host, ma
     assert [c.labels["workbench.version"] for c in serving] == ["1"]  # the half-started v2 is gone
     assert "reconciled" in [e["kind"] for e in cli("deployments", "show", "s", "--json").json()["events"]]
     assert cli("deployments", "stop", "s", "--remove").code == 0
+
+
+MODEL_SPEC = TINY_TRAIN + """
+[deploy]
+image = "python:3.11-slim"
+command = ["python3", "-c", "import http.server as h; H = type('H', (h.BaseHTTPRequestHandler,), {'do_GET': lambda s: (s.send_response(200), s.end_headers(), s.wfile.write(open('{model}', 'rb').read()))}); h.HTTPServer(('', {port}), H).serve_forever()"]
+"""
+
+
+def _served(port: int) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.3:{port}/", timeout=10) as answer:
+        return answer.read()
+
+
+def test_a_model_copy_changed_on_the_host_is_replaced_not_served(cli, host, make_project, tmp_path):
+    """The host's copy of a model is reused only when its sha256, computed there, is the registry's: a file
+    tampered with on the host (same size) is sent again before a deployment serves it, and an event says so."""
+    register(cli, "gpu-a", host.gpu, host.user_key, extra=("--dir", str(tmp_path / "host")))
+    root = make_project(MODEL_SPEC)
+    run = cli("run", str(root), "--machine", "gpu-a", "--wait", "--json")
+    assert run.code == 0, run.err
+    assert cli("models", "register", run.json()["id"], "m.txt", "--name", "m").code == 0
+    sha = hashlib.sha256(b"m").hexdigest()
+    copy = tmp_path / "host" / "models" / sha
+    first = cli("deploy", "m:1", "--machine", "gpu-a", "--port", str(free_port()), "--json")
+    assert first.code == 0, first.err
+    assert _served(int(first.json()["endpoint"].rsplit(":", 1)[1])) == b"m"
+    assert "model-replaced" not in [e["kind"] for e in first.json()["events"]]
+
+    mode = copy.stat().st_mode
+    copy.chmod(0o600)
+    copy.write_bytes(b"x")  # the same size: a size check cannot tell
+    copy.chmod(mode)
+    port = free_port()
+    second = cli("deploy", "m:1", "--machine", "gpu-a", "--name", "m2", "--port", str(port), "--json")
+    assert second.code == 0, second.err
+    assert _served(port) == b"m"  # the registry's model, not the host's changed copy
+    assert copy.read_bytes() == b"m"
+    replaced = [e for e in second.json()["events"] if e["kind"] == "model-replaced"]
+    assert len(replaced) == 1 and sha[:12] in replaced[0]["message"], second.json()["events"]
+    assert hashlib.sha256(b"x").hexdigest()[:12] in replaced[0]["message"]
+    assert "model copy on gpu-a" in second.err  # said at the deploy, too
+
+    inode = copy.stat().st_ino
+    third = cli("deploy", "m:1", "--machine", "gpu-a", "--name", "m3", "--port", str(free_port()), "--json")
+    assert third.code == 0, third.err
+    assert copy.stat().st_ino == inode  # an unchanged copy is reused, not sent again
+    assert "model-replaced" not in [e["kind"] for e in third.json()["events"]]
+    for name in ("m", "m2", "m3"):
+        assert cli("deployments", "stop", name, "--remove").code == 0

@@ -16,7 +16,7 @@ import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from workbench.errors import NotFound, WorkbenchError
 from workbench.execution.ingest import new_owner
@@ -26,6 +26,9 @@ from workbench.registry.health import local_listening, local_probe, ssh_listenin
 from workbench.registry.models import check_name
 from workbench.services import models
 from workbench.services.context import Services
+
+if TYPE_CHECKING:
+    from workbench.execution.hosts import SshHost
 
 DEFAULT_PORT = 8080
 DRAIN_SECONDS = 2.0     # after a switch, requests already sent to the old version finish before it stops
@@ -49,23 +52,22 @@ class Target:
         self.probe: serving.Probe = ssh_probe(transport) if transport else local_probe
         self.listening = ssh_listening(transport) if transport else local_listening
 
-    def model_path(self, local: Path, sha: str) -> str:
+    def model_path(self, local: Path, sha: str, replaced: Callable[[str], None]) -> str:
         """The model file where the engine runs: here, the store's copy; on a host, sent once to
-        <workbench dir>/models/<sha256> there (skipped when it is there with that size)."""
+        <workbench dir>/models/<sha256> there, reused only while its sha256 computed there is `sha` (a copy
+        changed on the host is sent again, and `replaced` is told why)."""
         if not self.remote:
             return str(local)
         host = self.wb.executors.host(self.machine)
         folder = posixpath.join(host.root, "models")
         final = posixpath.join(folder, sha)
         size = local.stat().st_size
+        there = _sha256_on_host(host, final, size)
+        if there == sha:
+            return final
         try:
             with host.io_lock:
                 sftp = host.sftp()
-                try:
-                    if sftp.stat(final).st_size == size:
-                        return final
-                except OSError:
-                    pass
                 host.make_dirs(folder)
                 partial = f"{final}.{secrets.token_hex(4)}.partial"  # two deploys may send the same model
                 self.wb.progress(f"sending the model ({size:,} bytes) to {self.machine}")
@@ -76,6 +78,9 @@ class Target:
             raise
         except Exception as exc:  # noqa: BLE001 - SFTP and SSH failures, one line naming the host
             raise host.failure("sending the model", exc) from None
+        if there is not None:
+            replaced(f"the model copy on {self.machine} ({final}) had sha256 {there[:12]}, not the registry's "
+                     f"{sha[:12]}: replaced by the registry's file")
         return final
 
     def code_dir(self, snapshot_hash: str) -> str:
@@ -94,6 +99,22 @@ class Target:
             return images.ensure_image(self.client, ref, self.wb.progress)
         return images.ensure_image_on(self.client, ref, self.wb.progress, self.machine,
                                       self.wb.executors.local_docker_or_none())
+
+
+# The file's sha256 where it is (coreutils or BSD tools); nothing when there is no file.
+_SHA256 = 'if [ -f "$1" ]; then sha256sum -- "$1" 2>/dev/null || shasum -a 256 -- "$1"; fi'
+
+
+def _sha256_on_host(host: "SshHost", path: str, size: int) -> str | None:
+    """sha256 of `path` computed on the host (the file is not read back), None when there is no file there."""
+    status, out, err = host.connection.run(["sh", "-c", _SHA256, "sh", path], timeout=60 + size / 50e6)
+    text = out.decode("utf-8", "replace").split()
+    if status != 0 or (text and len(text[0]) != 64):
+        detail = err.decode("utf-8", "replace").strip().splitlines()
+        raise WorkbenchError(f"{host.name}: cannot compute the sha256 of {path} there: "
+                             f"{detail[-1] if detail else f'exit status {status}'}",
+                             hint="the host needs sha256sum (coreutils) or shasum")
+    return text[0].lower() if text else None
 
 
 def _spec_of(version: dict[str, Any]) -> Any:
@@ -164,7 +185,8 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
         with snapshot_lock(wb.dirs.snapshots, exclusive=False):
             snapshot = take_snapshot(spec.root, spec.exclude, wb.dirs.snapshots)
             code = target.code_dir(snapshot.hash)
-            model_path = target.model_path(model_file, version["sha256"])
+            model_path = target.model_path(model_file, version["sha256"],
+                                           lambda why: _event(wb, name, "model-replaced", why))
             experiment = (spec.experiments.get(version["lineage"]["experiment"])
                           or next(iter(spec.experiments.values())))
             image = image_for(wb, spec, replace(experiment, image=d.image, dockerfile=d.dockerfile),
