@@ -43,11 +43,14 @@ def redact_env(env: dict[str, Any]) -> dict[str, Any]:
 
 
 def redact_run_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """A run record with its environment and its spec's environment redacted."""
+    """A run record with its environment and its spec's environment redacted (and, whatever their names, the
+    variables its spec takes `from_env`)."""
     out = dict(fields)
-    if isinstance(out.get("env"), dict):
-        out["env"] = redact_env(out["env"])
     spec = out.get("spec")
+    if isinstance(out.get("env"), dict):
+        # a variable the spec takes from the workstation's environment (`from_env`) is never kept, whatever its name
+        taken = spec.get("env_from") if isinstance(spec, dict) and isinstance(spec.get("env_from"), dict) else {}
+        out["env"] = {k: REDACTED if k in taken else v for k, v in redact_env(out["env"]).items()}
     if isinstance(spec, dict) and isinstance(spec.get("env"), dict):
         out["spec"] = {**spec, "env": redact_env(spec["env"])}
     return out

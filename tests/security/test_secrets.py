@@ -100,3 +100,58 @@ def test_history_written_by_an_older_version_is_redacted_on_upgrade(tmp_path):
     assert run["spec"]["env"] == {"OPENAI_KEY": REDACTED, "PLAIN": "p"} and run["spec"]["name"] == "x"
     store.close()
     assert b"sk-old" not in path.read_bytes()
+
+
+FROM_ENV_SPEC = """
+[project]
+name = "from-env"
+[experiments.show]
+image = "busybox:latest"
+command = ["sh", "-c", "printf %s \\"$HF_TOKEN\\" > $WORKBENCH_OUTPUT/hf; printf %s \\"$PLAIN_NAME\\" > $WORKBENCH_OUTPUT/plain"]
+env = { HF_TOKEN = { from_env = "WB_TEST_HF" }, PLAIN_NAME = { from_env = "WB_TEST_PLAIN" }, API_KEY = "in-the-file" }
+"""
+TRICKY = "hf-tok 'single' \"double\" $HOME `id` \\\\ back\nsecond line ; end"
+
+
+def _runs(cli) -> list:
+    listed = cli("runs", "list", "--json")
+    assert listed.code == 0, listed.err
+    return listed.json()
+
+
+def test_from_env_takes_the_value_at_launch_and_the_history_keeps_only_the_name(cli, make_project, home):
+    """`NAME = { from_env = "VAR" }`: the value comes from the launching environment, exactly; the history
+    (runs show, --json, the database) has the name and ***, whatever the name; a rerun asks the environment
+    again; a missing variable is one line, with nothing recorded."""
+    root = make_project(FROM_ENV_SPEC)
+    missing = cli("run", str(root), "--executor", "process", "--wait", env={"WB_TEST_PLAIN": "p"})
+    assert_one_line_error(missing, "WB_TEST_HF", "HF_TOKEN", "export WB_TEST_HF")
+    assert _runs(cli) == []  # nothing recorded
+
+    plain = "plain-value-visible-nowhere"
+    done = cli("run", str(root), "--executor", "process", "--wait", "--json",
+               env={"WB_TEST_HF": TRICKY, "WB_TEST_PLAIN": plain})
+    assert done.code == 0, done.err
+    run_id = done.json()["id"]
+    out = home / "runs" / run_id / "out"
+    assert (out / "hf").read_text() == TRICKY and (out / "plain").read_text() == plain
+    # one warning, at launch, for the secret-looking name written in the file, pointing at from_env
+    warnings = [line for line in done.err.splitlines() if line.startswith("warning:") and "API_KEY" in line]
+    assert len(warnings) == 1 and 'API_KEY = { from_env = "API_KEY" }' in warnings[0], done.err
+
+    shown = cli("runs", "show", run_id, "--json").json()
+    assert shown["env"]["HF_TOKEN"] == REDACTED and shown["env"]["PLAIN_NAME"] == REDACTED
+    assert shown["spec"]["env_from"] == {"HF_TOKEN": "WB_TEST_HF", "PLAIN_NAME": "WB_TEST_PLAIN"}
+    text = cli("runs", "show", run_id).out
+    assert f'"HF_TOKEN": "{REDACTED}"' in text and f'"PLAIN_NAME": "{REDACTED}"' in text, text
+    stored = _db_bytes(home)
+    for value in (TRICKY, plain, "hf-tok"):
+        assert value not in text and value.encode() not in stored, value
+
+    again = cli("runs", "rerun", run_id, "--wait", "--json", env={"WB_TEST_HF": "second", "WB_TEST_PLAIN": "p2"})
+    assert again.code == 0, again.err
+    assert (home / "runs" / again.json()["id"] / "out" / "hf").read_text() == "second"  # asked again
+    before = len(_runs(cli))
+    gone = cli("runs", "rerun", run_id, "--wait", env={"WB_TEST_PLAIN": "p2"})
+    assert_one_line_error(gone, "WB_TEST_HF")
+    assert len(_runs(cli)) == before

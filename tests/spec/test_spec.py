@@ -74,6 +74,16 @@ def test_good_spec_loads_every_section(make_project):
         (("gpus = 0", 'gpus = 0\nsetup = """module load cuda\nrm -rf /"""'), 10, "experiments.train.setup: one bash line"),
         (("gpus = 0", "gpus = 0\nsetup = 3"), 10, "experiments.train.setup"),
         (('env = { OMP_NUM_THREADS = 2 }', 'env = { OMP_NUM_THREADS = [2] }'), 10, "env.OMP_NUM_THREADS"),
+        (('env = { OMP_NUM_THREADS = 2 }', 'env = { HF_TOKEN = { from_env = 3 } }'), 10,
+         "experiments.train.env.HF_TOKEN.from_env: expected the name of an environment variable"),
+        (('env = { OMP_NUM_THREADS = 2 }', 'env = { HF_TOKEN = { from_env = "HF TOKEN" } }'), 10,
+         "env.HF_TOKEN.from_env: expected the name of an environment variable"),
+        (('env = { OMP_NUM_THREADS = 2 }', 'env = { HF_TOKEN = { from_env = "HF", default = "x" } }'), 10,
+         "experiments.train.env.HF_TOKEN.default: unknown key (allowed here: from_env)"),
+        (('env = { OMP_NUM_THREADS = 2 }', 'env = { HF_TOKEN = { } }'), 10,
+         'experiments.train.env.HF_TOKEN: expected { from_env = "VAR" }'),
+        (('health = "/health"', 'health = "/health"\nenv = { HF_TOKEN = { from_env = "HF" } }'), 31,
+         "deploy.env.HF_TOKEN: expected a string, got a table"),
     ],
 )
 def test_bad_spec_names_file_line_and_key(make_project, edit, line, needle):
@@ -152,3 +162,22 @@ def test_checks_grammar():
 def test_secret_env_names_are_redacted():
     env = redact_env({"API_KEY": "s", "HF_TOKEN": "t", "DB_PASSWORD": "p", "OMP_NUM_THREADS": "2"})
     assert env == {"API_KEY": "***", "HF_TOKEN": "***", "DB_PASSWORD": "***", "OMP_NUM_THREADS": "2"}
+
+
+def test_from_env_is_a_name_to_read_at_launch_never_a_value(make_project, monkeypatch):
+    from workbench.errors import WorkbenchError
+    from workbench.projects.spec import env_from_workstation, literal_secrets
+
+    root = make_project(GOOD.replace('env = { OMP_NUM_THREADS = 2 }',
+                                     'env = { OMP_NUM_THREADS = 2, HF_TOKEN = { from_env = "WB_T_HF" }, '
+                                     'API_KEY = "written-here" }'))
+    exp = load_spec(root).experiment("train")
+    assert exp.env == {"OMP_NUM_THREADS": "2", "API_KEY": "written-here"}
+    assert exp.env_from == {"HF_TOKEN": "WB_T_HF"}
+    assert literal_secrets(exp) == ["API_KEY"]  # the warning's names: secret-looking, with a value in the file
+    monkeypatch.delenv("WB_T_HF", raising=False)
+    with pytest.raises(WorkbenchError) as missing:
+        env_from_workstation(exp)
+    assert "WB_T_HF" in str(missing.value) and "HF_TOKEN" in str(missing.value) and "\n" not in str(missing.value)
+    monkeypatch.setenv("WB_T_HF", "a 'b' $c\nd")
+    assert env_from_workstation(exp) == {"HF_TOKEN": "a 'b' $c\nd"}

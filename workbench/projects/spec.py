@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from workbench.errors import SpecError
+from workbench.errors import SpecError, WorkbenchError
 from workbench.projects.checks import Check, parse_check
 from workbench.projects.locate import locate
 from workbench.projects.sensitive import sensitive_mount_reason
-from workbench.redaction import is_secret_param
+from workbench.redaction import is_secret_name, is_secret_param
 
 SPEC_FILE = "workbench.toml"
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = PARAM_NAME
 SIZE = re.compile(r"^\d+(?:\.\d+)?\s*[bkmgBKMG]?$")
 SweepValue = int | float | str | bool
 # Placeholders every experiment command may use beside its params: the run's output dir as the program sees
@@ -46,6 +47,8 @@ class Experiment:
     params: dict[str, SweepValue] = field(default_factory=dict)
     gpus: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    # name -> the workstation variable it is read from at each launch (`{ from_env = "NAME" }`): never stored
+    env_from: dict[str, str] = field(default_factory=dict)
     mounts: list[Mount] = field(default_factory=list)
     shm_size: str | None = None
     memory: str | None = None
@@ -221,7 +224,7 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
         params[pname] = value
     _placeholders(v, command, key + ("command",), set(params), RESERVED_PLACEHOLDERS)
 
-    env = _env(v, table, key)
+    env, env_from = _env(v, table, key, from_env=True)
 
     allow_sensitive = table.get("allow_sensitive_mounts", False)
     if not isinstance(allow_sensitive, bool):
@@ -258,7 +261,7 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
     return Experiment(
         name=name, command=command, image=image, dockerfile=dockerfile, params=params, machine=machine,
         machines=machines,
-        gpus=v.integer(table.get("gpus", 0), key + ("gpus",)), env=env, mounts=mounts,
+        gpus=v.integer(table.get("gpus", 0), key + ("gpus",)), env=env, env_from=env_from, mounts=mounts,
         shm_size=v.size(table["shm_size"], key + ("shm_size",)) if "shm_size" in table else None,
         memory=v.size(table["memory"], key + ("memory",)) if "memory" in table else None,
         user=user, allow_sensitive_mounts=allow_sensitive, artifacts=artifacts,
@@ -446,7 +449,7 @@ def load_spec(folder: str | os.PathLike[str]) -> ProjectSpec:
         if not health.startswith("/"):
             raise v.fail(("deploy", "health"), "expected a URL path starting with /")
         deploy = Deploy(command=command, image=image, dockerfile=dockerfile, health=health,
-                        port=v.integer(d.get("port", 8000), ("deploy", "port"), minimum=1), env=_env(v, d, ("deploy",)),
+                        port=v.integer(d.get("port", 8000), ("deploy", "port"), minimum=1), env=_env(v, d, ("deploy",))[0],
                         gpus=v.integer(d.get("gpus", 0), ("deploy", "gpus")),
                         timeout=v.integer(d.get("timeout", 300), ("deploy", "timeout"), minimum=1))
 
@@ -499,13 +502,45 @@ def format_param(value: SweepValue) -> str:
     return str(value)
 
 
-def _env(v: "_Validator", table: dict[str, Any], key: tuple[str, ...]) -> dict[str, str]:
-    env = {}
+def _env(v: "_Validator", table: dict[str, Any], key: tuple[str, ...], from_env: bool = False
+         ) -> tuple[dict[str, str], dict[str, str]]:
+    """(literal values, name -> workstation variable): an experiment's `NAME = { from_env = "VAR" }` takes
+    VAR's value from the environment of the launch, and nothing of it is written down."""
+    env: dict[str, str] = {}
+    env_from: dict[str, str] = {}
     for ename, value in v.table(table.get("env", {}), key + ("env",), None).items():
-        if isinstance(value, (dict, list)):
-            raise v.fail(key + ("env", ename), f"expected a string, got {_kind(value)}")
-        env[ename] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
+        ekey = key + ("env", ename)
+        if isinstance(value, dict) and from_env:
+            if "from_env" not in v.table(value, ekey, {"from_env"}):
+                raise v.fail(ekey, 'expected { from_env = "VAR" }: the workstation variable to read at launch')
+            source = value["from_env"]
+            if not isinstance(source, str) or not ENV_NAME.match(source):
+                raise v.fail(ekey + ("from_env",), "expected the name of an environment variable of this "
+                                                   f"workstation (letters, digits and _), got {_kind(source)}")
+            env_from[ename] = source
+        elif isinstance(value, (dict, list)):
+            allowed = ' or { from_env = "VAR" }' if from_env else ""
+            raise v.fail(ekey, f"expected a string{allowed}, got {_kind(value)}")
+        else:
+            env[ename] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env, env_from
+
+
+def env_from_workstation(exp: Experiment) -> dict[str, str]:
+    """The values of the experiment's `from_env` variables, read now from this process's environment; one
+    line naming what is missing."""
+    missing = sorted({source for source in exp.env_from.values() if source not in os.environ})
+    if missing:
+        said = ", ".join(f"{name} (from_env = {source!r})" for name, source in exp.env_from.items() if source in missing)
+        raise WorkbenchError(f"experiment {exp.name!r} takes {said} from the environment, and "
+                        f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set here",
+                        hint=f"export {missing[0]}=... and launch again")
+    return {name: os.environ[source] for name, source in exp.env_from.items()}
+
+
+def literal_secrets(exp: Experiment) -> list[str]:
+    """The experiment's env names that look secret (redaction's rule) and hold a value written in the spec."""
+    return [name for name in exp.env if is_secret_name(name)]
 
 
 def substitute(argv: list[str], values: dict[str, Any]) -> list[str]:

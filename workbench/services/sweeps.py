@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.projects.snapshot import snapshot_lock, take_snapshot
+from workbench.projects.snapshot import large_files_summary, snapshot_lock, take_snapshot
 from workbench.projects.spec import Experiment, ProjectSpec, load_spec, parse_overrides
 from workbench.services.context import Services
 from workbench.services.records import experiment_from_record, spec_record
@@ -40,7 +40,8 @@ def start_sweep(wb: Services, path: str, experiment: str | None = None, override
                 machine: str | None = None, executor: str | None = None, priority: int = 0) -> dict[str, Any]:
     from workbench.services.dispatch import ensure_dispatcher
     from workbench.services.git_state import git_state
-    from workbench.services.launch import check_priority
+    from workbench.projects.spec import env_from_workstation
+    from workbench.services.launch import check_priority, warn_literal_secrets
 
     check_priority(priority)
     spec = load_spec(path)
@@ -49,6 +50,8 @@ def start_sweep(wb: Services, path: str, experiment: str | None = None, override
         raise WorkbenchError(f"experiment {exp.name!r} declares no sweep",
                              hint=f"add [experiments.{exp.name}.sweep] to {spec.spec_path} (see README, Sweeps)")
     base = {**exp.params, **parse_overrides(exp, overrides or [], str(spec.spec_path))}
+    env_from_workstation(exp)  # a `from_env` variable missing here: said now, before anything is recorded
+    warn_literal_secrets(wb, spec, exp)
     swept = [name for name in exp.sweep if name in {o.split("=", 1)[0].strip() for o in overrides or []}]
     if swept:
         raise WorkbenchError(f"param {swept[0]!r} is swept; it cannot also be set with -p")
@@ -77,6 +80,8 @@ def start_sweep(wb: Services, path: str, experiment: str | None = None, override
         recorded = trial_spec(exp)
         _record_trials(wb, record, spec, exp, base, git, recorded)
     wb.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
+    if snapshot.large:  # one line for the sweep, not one per trial
+        wb.progress("warning: " + large_files_summary(snapshot.large, spec.spec_path))
     wb.progress(f"sweep {sweep_id}: {exp.sweep_method}, {options['trials']} trial(s), at most "
                 f"{options['max_parallel']} at once" + (f", budget ${options['budget']:.2f}" if options["budget"] else ""))
     ensure_dispatcher(wb)
