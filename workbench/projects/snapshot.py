@@ -48,6 +48,7 @@ class Snapshot:
     files: int
     bytes: int
     left_out: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason), sorted
+    large: list[tuple[str, int]] = field(default_factory=list)  # (relative path, bytes) of files over LARGE_FILE
 
 
 class _Entry(NamedTuple):
@@ -64,6 +65,26 @@ class _Entry(NamedTuple):
 
 Entry = _Entry  # one line of a snapshot's manifest
 MANIFESTS = "manifests"  # under objects/: never a two-hex object folder
+LARGE_FILE = 100 << 20  # a file over this size (its logical size) in a project is said at launch
+
+
+def _size_said(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size:,} bytes"
+
+
+def large_files_summary(large: list[tuple[str, int]], spec_path: Path, limit: int = 5) -> str:
+    """One line: `2 files over 100 MiB in the snapshot: data/big.bin (1 GiB), ckpt.pt (300.5 MiB); if runs do
+    not need them, leave them out with [project] exclude in /p/workbench.toml`."""
+    biggest = sorted(large, key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{rel} ({_size_said(size)})" for rel, size in biggest[:limit])
+    more = f", and {len(large) - limit} more" if len(large) > limit else ""
+    files = "1 file" if len(large) == 1 else f"{len(large)} files"
+    return (f"{files} over {_size_said(LARGE_FILE)} in the snapshot: {shown}{more}; if runs do not need "
+            f"{'it' if len(large) == 1 else 'them'}, leave {'it' if len(large) == 1 else 'them'} out with "
+            f"[project] exclude in {spec_path}")
 
 
 def left_out_summary(left_out: list[tuple[str, str]], limit: int = 3) -> str:
@@ -116,14 +137,16 @@ def _judge_link(root: str, rel: str, target: str) -> tuple[str | None, str | Non
     return os.path.relpath(resolved, os.path.dirname(full)), None
 
 
-def _walk(root: str, exclude: list[str]) -> tuple[list[_Entry], list[tuple[str, str]], int]:
-    """What a snapshot keeps (directories before what they hold) and leaves out, and the bytes it keeps.
+def _walk(root: str, exclude: list[str]) -> tuple[list[_Entry], list[tuple[str, str]], int, list[tuple[str, int]]]:
+    """What a snapshot keeps (directories before what they hold) and leaves out, the bytes it keeps, and its
+    files over LARGE_FILE.
 
     No link is followed: each directory is opened through its parent's descriptor with O_NOFOLLOW and each
     file likewise, so an entry swapped for a link while we walk is reported, not read."""
     excluded = compile_patterns(exclude)
     entries: list[_Entry] = []
     left_out: list[tuple[str, str]] = []
+    large: list[tuple[str, int]] = []
     total = 0
 
     def visit(dir_fd: int, rel_dir: str) -> None:
@@ -156,6 +179,8 @@ def _walk(root: str, exclude: list[str]) -> tuple[list[_Entry], list[tuple[str, 
                     else:
                         entries.append(_Entry("f", rel, read[0], read[1]))
                         total += read[2]
+                        if read[2] > LARGE_FILE:
+                            large.append((rel, read[2]))
                 else:
                     left_out.append((rel, _special(st.st_mode)))
             except FileNotFoundError:
@@ -176,7 +201,7 @@ def _walk(root: str, exclude: list[str]) -> tuple[list[_Entry], list[tuple[str, 
         visit(root_fd, "")
     finally:
         os.close(root_fd)
-    return entries, sorted(left_out), total
+    return entries, sorted(left_out), total, large
 
 
 def _manifest_bytes(entries: list[_Entry]) -> bytes:
@@ -227,7 +252,7 @@ def snapshot_manifest(store: Path, tree: str) -> list[Entry]:
     folder = store / tree
     if not folder.is_dir() or folder.is_symlink():
         raise WorkbenchError(f"no snapshot {tree[:12]} in {store}")
-    entries, left_out, _ = _walk(os.path.realpath(folder), [])
+    entries, left_out, _, _ = _walk(os.path.realpath(folder), [])
     raw = _manifest_bytes(entries)
     if left_out or _tree_hash(raw) != tree:
         raise WorkbenchError(f"snapshot {tree[:12]} in {store} no longer matches its hash; "
@@ -287,7 +312,7 @@ def take_snapshot(root: Path, exclude: list[str], store: Path) -> Snapshot:
     """Snapshots `root` into `store`. Hold `snapshot_lock(store, exclusive=False)` from here until the hash
     is recorded, so gc cannot remove it in between."""
     real_root = os.path.realpath(root)
-    entries, left_out, total = _walk(real_root, exclude)
+    entries, left_out, total, large = _walk(real_root, exclude)
     manifest = _manifest_bytes(entries)
     tree = _tree_hash(manifest)
     files = sum(e.kind == "f" for e in entries)
@@ -295,7 +320,7 @@ def take_snapshot(root: Path, exclude: list[str], store: Path) -> Snapshot:
     if final.is_dir():
         if not (store / "objects" / MANIFESTS / tree).is_file():  # taken before manifests were kept
             _write_manifest(store, tree, manifest)
-        return Snapshot(tree, final, files, total, left_out)
+        return Snapshot(tree, final, files, total, left_out, large)
 
     objects = store / "objects"
     objects.mkdir(parents=True, exist_ok=True)
@@ -328,7 +353,7 @@ def take_snapshot(root: Path, exclude: list[str], store: Path) -> Snapshot:
     except BaseException:
         _remove_tree(staging)
         raise
-    return Snapshot(tree, final, files, total, left_out)
+    return Snapshot(tree, final, files, total, left_out, large)
 
 
 @contextmanager

@@ -14,7 +14,8 @@ from workbench.execution.base import Launch
 from workbench.execution.ingest import lease_name, new_owner
 from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.machines.gpus import GpuInventory
-from workbench.projects.snapshot import left_out_summary, snapshot_lock, take_snapshot
+from workbench.projects.snapshot import (Snapshot, large_files_summary, left_out_summary, snapshot_lock,
+                                         take_snapshot)
 from workbench.projects.spec import (
     Experiment, ProjectSpec, env_from_workstation, format_param, literal_secrets, load_spec, parse_overrides,
     substitute,
@@ -119,6 +120,15 @@ def _record_notes(wb: Services, run_id: str, git_notes: list) -> None:
             wb.store.add_event(run_id, kind, note)
 
 
+def _snapshot_warnings(wb: Services, run_id: str, snapshot: Snapshot, spec: ProjectSpec) -> None:
+    """What the user should know about a snapshot just taken, once per launch: what it left out, and its
+    files over LARGE_FILE (one line for all of them)."""
+    if snapshot.left_out:
+        warn(wb, run_id, "snapshot " + left_out_summary(snapshot.left_out))
+    if snapshot.large:
+        warn(wb, run_id, large_files_summary(snapshot.large, spec.spec_path))
+
+
 def enqueue(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], request: dict[str, Any],
             reason: str, priority: int = 0) -> dict[str, Any]:
     """A run no machine can take now: recorded `queued` with its snapshot (the project as it is now) and
@@ -133,8 +143,7 @@ def enqueue(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, 
         record["snapshot"] = snapshot.hash
         seq = wb.store.insert_run(record)
     wb.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
-    if snapshot.left_out:
-        warn(wb, record["id"], "snapshot " + left_out_summary(snapshot.left_out))
+    _snapshot_warnings(wb, record["id"], snapshot, spec)
     _record_notes(wb, record["id"], git_notes)
     wb.store.add_event(record["id"], "queued", reason)
     wb.progress(f"run {record['id']} queued: {reason}")
@@ -216,8 +225,7 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
             snapshot = take_snapshot(spec.root, spec.exclude, wb.dirs.snapshots)
             snapshot_hash, snapshot_dir = snapshot.hash, snapshot.path
             wb.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
-            if snapshot.left_out:
-                warn(wb, run_id, "snapshot " + left_out_summary(snapshot.left_out))
+            _snapshot_warnings(wb, run_id, snapshot, spec)
         else:
             snapshot_dir = wb.dirs.snapshots / snapshot_hash
             if not snapshot_dir.is_dir():
