@@ -685,7 +685,7 @@ def cmd_runs_compare(wb: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_follow(wb: Any, args: argparse.Namespace) -> int:
-    wb.wait(args.run)
+    wb.follow(args.run)
     return 0
 
 

@@ -102,22 +102,29 @@ class RunIngestor:
 
     # logs -----------------------------------------------------------------------------------------
     def ingest_logs(self, follow: bool, sink: LogSink | None = None) -> None:
+        """Each chunk is written at the end of what is committed (whatever a killed or superseded owner
+        appended beyond it is overwritten) and committed with its offset, under the lease, in one step."""
         offset = self.store.get_offset(self.seq, "logs")
         path = self.run_dir / "logs.txt"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as fh:
             fh.truncate(offset.local_size)  # drop what a killed owner appended but never committed
-        with open(path, "ab") as fh:
+        with open(path, "r+b") as fh:
             for chunk in self.executor.read_logs(self.handle, offset.offset, follow):
                 if self._stop_logs.is_set():
                     return  # released: whatever comes now belongs to the next owner
                 if not chunk.data:
                     continue  # only says the logs ended
-                with self._log_lock:
-                    fh.write(chunk.data)
+
+                def write(after: Offset = offset, data: bytes = chunk.data, position: str = chunk.offset) -> Offset:
+                    fh.seek(after.local_size)
+                    fh.write(data)
+                    fh.truncate()
                     fh.flush()
-                    offset = Offset(chunk.offset, offset.lines + chunk.data.count(b"\n"), fh.tell())
-                    self.store.commit_offset(self.seq, "logs", offset, self.lease)
+                    return Offset(position, after.lines + data.count(b"\n"), fh.tell())
+
+                with self._log_lock:
+                    offset = self.store.commit_log(self.seq, self.lease, write)
                 if sink:
                     sink(chunk.data)
 

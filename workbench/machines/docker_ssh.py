@@ -22,11 +22,12 @@ import urllib3.connection
 import urllib3.connectionpool
 
 from workbench.errors import EngineUnavailable
-from workbench.machines.ssh import CONNECT_TIMEOUT, MAX_CHANNELS, Connection, SSHError
+from workbench.machines.ssh import MAX_CHANNELS, Connection, SSHError, connect_timeout
 
 DIAL_COMMAND = "docker system dial-stdio"
 POOL_SIZE = 2  # idle HTTP connections (channels, each with its dial-stdio) kept for reuse: they hold channels
 PING_TIMEOUT = 10.0
+CHANNEL_WAIT = 10.0  # seconds a request waits for one of its connection's channels to free up
 _SHELL_PREFIXES = ("bash: line 1: ", "bash: ", "sh: 1: ", "sh: ", "zsh:1: ")
 
 
@@ -173,9 +174,9 @@ class _Opener:
 
     def __call__(self, timeout: Any) -> ChannelSocket:
         name = self.connection.target.name
-        if not self.budget.acquire(timeout=CONNECT_TIMEOUT):
+        if not self.budget.acquire(timeout=CHANNEL_WAIT):
             raise ChannelOpenError(f"{name}: all {MAX_CHANNELS} SSH channels of its connection stayed in use for "
-                                   f"{CONNECT_TIMEOUT:g}s")
+                                   f"{CHANNEL_WAIT:g}s")
         released = threading.Event()
 
         def release() -> None:
@@ -183,7 +184,7 @@ class _Opener:
                 released.set()
                 self.budget.release()
         try:
-            channel = self.connection.transport().open_session(timeout=CONNECT_TIMEOUT)
+            channel = self.connection.transport().open_session(timeout=connect_timeout())
             try:
                 channel.exec_command(DIAL_COMMAND)
             except BaseException:

@@ -1,11 +1,14 @@
 """SSH connections through paramiko: host keys verified before authentication, agent or key-file auth
-(no passwords, none stored), keepalive, ProxyJump through a direct-tcpip channel, a bounded number of
-channels per connection, and commands whose stdout and stderr are read together (no window deadlock)."""
+(no passwords, none stored), ProxyJump through a direct-tcpip channel, a bounded number of channels per
+connection, commands whose stdout and stderr are read together (no window deadlock), and a liveness check:
+a host that stops answering without refusing (a Wi-Fi drop, a silent partition) closes its connection within
+`dead_after()` seconds, so nothing waits on a dead socket."""
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import shlex
 import socket
 import threading
@@ -23,13 +26,37 @@ from workbench.machines.hostkeys import HostKeyStore, Verdict
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
 
-CONNECT_TIMEOUT = 10.0
-KEEPALIVE_SECONDS = 15
+# Seconds to reach a host (TCP connect, then the SSH handshake, each): a silent host fails a command in
+# about this long. WORKBENCH_SSH_TIMEOUT overrides it (a link that is slow to answer).
+CONNECT_TIMEOUT = 4.0
+# A connection's liveness: a keepalive that asks for a reply every ALIVE_INTERVAL seconds; no reply within
+# dead_after() seconds (WORKBENCH_SSH_DEAD_AFTER, default DEAD_AFTER) closes the connection, and with it every
+# channel, SFTP read and Docker stream on it. The kernel gives up on unacknowledged data as soon (TCP_USER_TIMEOUT).
+ALIVE_INTERVAL = 2.0
+DEAD_AFTER = 6.0
+# After a host did not answer, this process's further uses of its connection fail at once for this long
+# (a command that touches the host twice waits once).
+DOWN_MEMO = 5.0
 # Channels open at once per connection, for commands, Docker (dial-stdio, log streams) and snapshot uploads
 # together: sshd's MaxSessions (10 by default, per connection) refuses more; the host's SFTP session and the
 # telemetry stream take two more, and one is left spare.
 MAX_CHANNELS = 7
 DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
+
+
+def _seconds(variable: str, default: float) -> float:
+    try:
+        return max(0.5, float(os.environ.get(variable, default)))
+    except ValueError:
+        return default
+
+
+def connect_timeout() -> float:
+    return _seconds("WORKBENCH_SSH_TIMEOUT", CONNECT_TIMEOUT)
+
+
+def dead_after() -> float:
+    return _seconds("WORKBENCH_SSH_DEAD_AFTER", DEAD_AFTER)
 
 
 class SSHError(WorkbenchError):
@@ -173,9 +200,7 @@ def _connect(target: SSHTarget, hostkeys: HostKeyStore, timeout: float, via: str
         else:
             try:
                 sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
-                # paramiko leaves Nagle on: every small request (a channel open, an SFTP stat) then waits
-                # ~40 ms for the peer's delayed ACK
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                _tune(sock)
             except OSError as exc:
                 raise SSHError(f"{name}: cannot reach {address}: {exc.strerror or exc}") from None
         return _handshake(target, hostkeys, sock, timeout, name if via else f"{name}: {address}"), jump_transport
@@ -185,9 +210,66 @@ def _connect(target: SSHTarget, hostkeys: HostKeyStore, timeout: float, via: str
         raise
 
 
-def open_transport(target: SSHTarget, hostkeys: HostKeyStore, timeout: float = CONNECT_TIMEOUT,
+def _tune(sock: socket.socket) -> None:
+    """paramiko leaves Nagle on: every small request (a channel open, an SFTP stat) would wait ~40 ms for the
+    peer's delayed ACK. The kernel is told to give up on data the peer has not acknowledged for dead_after()
+    seconds, and to probe an idle connection, so a silent peer surfaces as an error, not a hang."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", ALIVE_INTERVAL), ("TCP_KEEPINTVL", ALIVE_INTERVAL), ("TCP_KEEPCNT", 3),
+                          ("TCP_USER_TIMEOUT", dead_after() * 1000)):
+        if hasattr(socket, option):  # Linux; elsewhere the liveness check alone decides
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), int(value))
+            except OSError:
+                pass
+
+
+def _received(transport: paramiko.Transport) -> int | None:
+    """How many packets the host has sent us so far (paramiko keeps the count for its MACs; None where a
+    paramiko release no longer has it: then only answered keepalives count)."""
+    return getattr(transport.packetizer, "_Packetizer__sequence_number_in", None)
+
+
+def _watch_liveness(transport: paramiko.Transport, name: str) -> None:
+    """Asks the host for a reply every ALIVE_INTERVAL seconds (OpenSSH answers `keepalive@openssh.com`, with a
+    refusal, as its own ServerAliveInterval expects). The host counts as alive while it answers or sends
+    anything at all (a reply queued behind a large upload on a slow link is not a dead host); nothing heard for
+    dead_after() seconds while a keepalive is out closes the transport, and with it every channel on it.
+    Each ask runs on a short thread of its own: paramiko's wait for a reply has no timeout of its own."""
+    limit = dead_after()
+    heard_at, seen = time.monotonic(), _received(transport)
+    asked_at, pending = float("-inf"), None
+    while transport.is_active():
+        now = time.monotonic()
+        count = _received(transport)
+        if count != seen:
+            seen, heard_at = count, now
+        if pending is not None and pending.is_set():
+            pending, heard_at = None, now
+        if pending is None and now - asked_at >= ALIVE_INTERVAL:
+            pending, asked_at = threading.Event(), now
+            threading.Thread(target=_ask, args=(transport, pending), name=f"ssh-ping-{name}", daemon=True).start()
+        elif pending is not None and now - max(heard_at, asked_at) >= limit:
+            transport._workbench_dead = f"no answer for {limit:g}s"  # type: ignore[attr-defined]
+            transport.close()
+            return
+        time.sleep(0.25)
+
+
+def _ask(transport: paramiko.Transport, answered: threading.Event) -> None:
+    try:
+        transport.global_request("keepalive@openssh.com", wait=True)
+    except Exception:  # noqa: BLE001 - a closed transport: the watcher sees it
+        pass
+    answered.set()
+
+
+def open_transport(target: SSHTarget, hostkeys: HostKeyStore, timeout: float | None = None,
                    via: str | None = None) -> paramiko.Transport:
-    """A verified, authenticated transport to `target` (through its jump host when it has one)."""
+    """A verified, authenticated transport to `target` (through its jump host when it has one), watched for
+    liveness."""
+    timeout = connect_timeout() if timeout is None else timeout
     transport, jump_transport = _connect(target, hostkeys, timeout, via)
     try:
         try:
@@ -205,14 +287,15 @@ def open_transport(target: SSHTarget, hostkeys: HostKeyStore, timeout: float = C
         if jump_transport is not None:
             jump_transport.close()
         raise
-    transport.set_keepalive(KEEPALIVE_SECONDS)
     transport._workbench_jump = jump_transport  # type: ignore[attr-defined]  # closed with it
+    threading.Thread(target=_watch_liveness, args=(transport, target.name), name=f"ssh-alive-{target.name}",
+                     daemon=True).start()
     return transport
 
 
-def fetch_host_key(target: SSHTarget, hostkeys: HostKeyStore, timeout: float = CONNECT_TIMEOUT) -> paramiko.PKey:
+def fetch_host_key(target: SSHTarget, hostkeys: HostKeyStore, timeout: float | None = None) -> paramiko.PKey:
     """The key `target` presents (through its jump host, which must itself be trusted); no authentication."""
-    transport, jump_transport = _connect(target, hostkeys, timeout)
+    transport, jump_transport = _connect(target, hostkeys, connect_timeout() if timeout is None else timeout)
     try:
         return transport.get_remote_server_key()
     finally:
@@ -227,13 +310,17 @@ def remote_command(argv: list[str]) -> str:
 
 
 class Connection:
-    """One persistent connection per host, shared by telemetry and (later) execution."""
+    """One persistent connection per host, shared by telemetry and execution. A host that did not answer is
+    not asked again by this process for DOWN_MEMO seconds (the same error at once); close() never waits for a
+    connect in progress (a CLI exiting while a reconcile thread still waits for a silent host)."""
 
     def __init__(self, target: SSHTarget, hostkeys: HostKeyStore) -> None:
         self.target = target
         self.hostkeys = hostkeys
         self._transport: paramiko.Transport | None = None
         self._lock = threading.Lock()
+        self._closed = False
+        self._down: tuple[float, SSHError] | None = None  # when a connect failed, and how
         self.channels = threading.BoundedSemaphore(MAX_CHANNELS)  # see MAX_CHANNELS
 
     @property
@@ -242,17 +329,36 @@ class Connection:
 
     def transport(self) -> paramiko.Transport:
         with self._lock:
+            if self._closed:
+                raise SSHError(f"{self.target.name}: its connection was closed")
             if not self.connected:
                 self.close_transport()
-                self._transport = open_transport(self.target, self.hostkeys)
+                if self._down is not None and time.monotonic() - self._down[0] < DOWN_MEMO:
+                    raise self._down[1]
+                try:
+                    made = open_transport(self.target, self.hostkeys)
+                except SSHError as exc:
+                    if type(exc) is SSHError:  # the host did not answer (not a key or auth problem)
+                        self._down = (time.monotonic(), exc)
+                    raise
+                self._down = None
+                if self._closed:  # closed while connecting
+                    made.close()
+                    raise SSHError(f"{self.target.name}: its connection was closed")
+                self._transport = made
             assert self._transport is not None
             return self._transport
+
+    def dropped(self) -> str:
+        """Why the connection is gone, when the liveness check closed it ("" otherwise)."""
+        transport = self._transport
+        return getattr(transport, "_workbench_dead", "") if transport is not None else ""
 
     def run(self, argv: list[str], timeout: float = 30.0, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
         """Runs argv remotely; returns (exit status, stdout, stderr), both streams drained as they come."""
         with self.channels:
             try:
-                channel = self.transport().open_session(timeout=CONNECT_TIMEOUT)
+                channel = self.transport().open_session(timeout=connect_timeout())
                 channel.settimeout(0.1)
                 channel.exec_command(remote_command(argv))
             except paramiko.ChannelException as exc:  # refused by the host (MaxSessions): the connection is fine
@@ -288,6 +394,9 @@ class Connection:
                         progressed = True
                     if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
                         break
+                    if not channel.get_transport().is_active():
+                        raise SSHError(f"{self.target.name}: the connection dropped while {argv[0]} ran"
+                                       + (f" ({self.dropped()})" if self.dropped() else ""))
                     if time.monotonic() > deadline:
                         raise SSHError(f"{self.target.name}: {argv[0]} did not finish within {timeout:.0f}s")
                     if not progressed:
@@ -311,5 +420,6 @@ class Connection:
                         pass
 
     def close(self) -> None:
-        with self._lock:
-            self.close_transport()
+        """For good: a connect in progress on another thread is closed when it completes."""
+        self._closed = True
+        self.close_transport()

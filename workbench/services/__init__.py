@@ -67,9 +67,12 @@ class Workbench:
         return self.executors.get(LOCAL, name)
 
     def close(self) -> None:
+        """Never waits on a host: a reconcile pass still asking one is told to drop its answer, connections
+        close without waiting for a connect in progress, and then the store closes."""
+        self._reconciler.close()
+        self.executors.close()
         if self._store is not None:
             self._store.close()
-        self.executors.close()
 
     # projects -------------------------------------------------------------------------------------
     def add_project(self, path: str) -> ProjectSpec:
@@ -247,6 +250,10 @@ class Workbench:
     def wait(self, ref: str, sink: Callable[[bytes], None] | None = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         return runs.wait(self, ref, sink, progress)
+
+    def follow(self, ref: str) -> dict[str, Any]:
+        """The background follower's work: `wait`, unless another live process follows the run already."""
+        return runs.wait(self, ref, give_way_after=runs.GIVE_WAY_AFTER)
 
     def follow_in_background(self, run_id: str) -> None:
         runs.follow_in_background(self, run_id)

@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable
 
 from workbench.errors import WorkbenchError
-from workbench.execution.ingest import lease_name, new_owner
+from workbench.execution.ingest import lease_name, new_owner, owner_gone
 from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.services import placement as place
 from workbench.services import sweeps
@@ -34,8 +34,13 @@ PRUNE_LOOK = 1.0  # how often running trials of a sweep that prunes are compared
 
 
 def ensure_dispatcher(wb: Services) -> None:
-    """A detached dispatcher, unless one is at work (holds the lease) or nothing waits."""
-    if wb.store.lease_holder(LEASE) or not (wb.store.has_waiting() or wb.store.has_running_sweeps()):
+    """A detached dispatcher, unless one is at work (holds the lease) or nothing waits. The lease of one that
+    was killed (its process is gone) is freed here: it is replaced now, not when its lease lapses."""
+    holder = wb.store.lease_holder(LEASE)
+    if holder and owner_gone(holder):
+        wb.store.release_lease(LEASE, holder)  # only if still that dead owner's
+        holder = None
+    if holder or not (wb.store.has_waiting() or wb.store.has_running_sweeps()):
         return
     subprocess.Popen(
         [sys.executable, "-m", "workbench", "_dispatch"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -139,7 +139,7 @@ class Executors:
             client = self._remote_docker.pop(machine, None)
             host = self._hosts.pop(machine, None)
             connection = self._connections.pop(machine, None)
-        for closing in (client, host, connection):
+        for closing in (connection, host, client):  # the transport first: nothing then waits on a dead socket
             if closing is not None:
                 try:
                     closing.close()

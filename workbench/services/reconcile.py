@@ -17,7 +17,7 @@ from workbench.services.context import Services, first_line
 from workbench.store import Store
 from workbench.store.ingest import LeaseLost
 
-REMOTE_WAIT = 1.5  # seconds a pass waits for SSH hosts before it returns (their passes go on meanwhile)
+REMOTE_WAIT = 1.0  # seconds a pass waits for SSH hosts before it returns (their passes go on meanwhile)
 UNREACHABLE_RETRY = 10.0  # a host that did not answer is asked again after this long
 UNREACHABLE = "host unreachable"
 
@@ -29,9 +29,14 @@ class Reconciler:
         self.wb = wb
         self.reconciled_at = float("-inf")
         self.said: set[str] = set()
+        self.closed = False  # the facade closed: passes still waiting for a host drop their answer quietly
         self._lock = threading.Lock()
         self._busy: set[str] = set()  # hosts whose pass is still running (waiting for an answer)
         self._retry_at: dict[str, float] = {}  # hosts that did not answer: not asked again before then
+
+    def close(self) -> None:
+        """Before the store closes: a host's pass still in flight writes nothing more and says nothing."""
+        self.closed = True
 
     def if_stale(self, max_age: float = 2.0) -> None:
         """For screens that refresh often: one reconcile per `max_age` seconds, however many ask."""
@@ -64,6 +69,9 @@ class Reconciler:
             if machine == "local":
                 changed += self._reconcile_machine(machine, runs)
                 continue
+            runs = [run for run in runs if not lease_held(self.wb.store, run["id"])]
+            if not runs:
+                continue  # each is followed live (its follower says when the host does not answer)
             with self._lock:
                 if machine in self._busy:
                     continue  # its previous pass is still waiting for the host
@@ -74,7 +82,8 @@ class Reconciler:
             box: list[list[dict[str, Any]]] = []
             threading.Thread(target=self._remote_pass, args=(machine, runs, box, done), daemon=True,
                              name=f"reconcile-{machine}").start()
-            waiting.append((done, box))
+            if not all((run.get("status_reason") or "").startswith(UNREACHABLE) for run in runs):
+                waiting.append((done, box))  # a host already known silent is asked, not waited for
         deadline = time.monotonic() + (REMOTE_WAIT if wait is None else wait)
         for done, box in waiting:
             if done.wait(max(0.0, deadline - time.monotonic())) and box:
@@ -85,10 +94,8 @@ class Reconciler:
         try:
             box.append(self._reconcile_machine(machine, runs))
         except Exception as exc:  # noqa: BLE001 - a thread of its own: its failure is said, never a traceback
-            try:  # (the store may be closed already: the CLI exited while the host was being asked)
+            if not self.closed:
                 self._say_once(f"{machine}: its runs were not brought up to date ({first_line(exc)})")
-            except Exception:  # noqa: BLE001
-                pass
         finally:
             with self._lock:
                 self._busy.discard(machine)
@@ -100,10 +107,13 @@ class Reconciler:
         changed = []
         engine_used = False
         for run in runs:
+            if self.closed:
+                return changed
             try:
                 state = self._reconcile_one(run)
             except SSHError as exc:
-                self._unreachable(machine, runs, exc)
+                if not self.closed:
+                    self._unreachable(machine, runs, exc)
                 return changed
             except Exception as exc:  # noqa: BLE001 - one run that cannot be read never stops the others
                 try:
@@ -164,6 +174,10 @@ class Reconciler:
             return None  # cannot tell; keep the record as it is
         if not run_ingestor.acquire():
             return None
+        if run["status"] == "running" and not adopted:
+            # Its lease was free: nobody follows it (a follower killed with -9, a reboot). One is started now,
+            # before the catch-up over a slow link (this process may exit first); it takes over once we let go.
+            wb.follow_in_background(run["id"])
         try:
             state = run_ingestor.catch_up()
         except LeaseLost:
@@ -197,13 +211,13 @@ class Reconciler:
             self._say_once(f"run {run_id} {message}")
 
     def _say_once(self, message: str) -> None:
-        if message not in self.said:
+        if message not in self.said and not self.closed:
             self.said.add(message)
             self.wb.progress(message)
 
 
-def ingestor(wb: Services, run: dict[str, Any]) -> RunIngestor:
-    return RunIngestor(wb.store, wb.executors.for_run(run), run, wb.dirs.run_dir(run["id"]))
+def ingestor(wb: Services, run: dict[str, Any], owner: str | None = None) -> RunIngestor:
+    return RunIngestor(wb.store, wb.executors.for_run(run), run, wb.dirs.run_dir(run["id"]), owner)
 
 
 def adopt(wb: Services, run: dict[str, Any]) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ import time
 from typing import Any, Callable, Iterator
 
 from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
-from workbench.execution.ingest import PROGRESS_FILE, lease_name
+from workbench.execution.ingest import PROGRESS_FILE, lease_name, lease_ttl, new_owner
 from workbench.failures import is_engine_failure
 from workbench.services.context import Services, first_line
 from workbench.services.launch import LAUNCH_LEASE_TTL
@@ -21,17 +21,23 @@ from workbench.store.ingest import LeaseLost
 from workbench.store.cost import run_cost
 
 ENGINE_RETRY_MAX = 5.0
+GIVE_WAY_AFTER = 20.0  # a background follower that finds the run followed by another process this long exits
 
 
 def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
-         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+         progress: Callable[[str], None] | None = None, give_way_after: float | None = None) -> dict[str, Any]:
     """Follows a run to its end, ingesting live (taking over from a background follower if needed);
-    keeps following through an engine restart."""
+    keeps following through an engine restart, and through a host that stops answering: meanwhile the run
+    is marked unreachable and its lease stays ours (renewed on every retry), so nobody else waits on that
+    host for it. With `give_way_after` (a background follower), returns once another live process has held
+    the run's ingestion that long: it has a follower already."""
     run = wb.store.get_run(ref)
     machine = run.get("machine") or "local"
     what = "the Docker engine" if machine == "local" else machine
     delay, engine_lost = 0.5, False
     ensured_at = time.monotonic()
+    owner = new_owner()  # one for the whole wait: the lease is kept across reconnects
+    others_since: float | None = None
     while run["status"] in ("queued", "running"):
         if run.get("waiting") is not None or (run["status"] == "queued" and not run.get("handle")
                                               and lease_held(wb.store, run["id"])):
@@ -45,13 +51,15 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
             what = "the Docker engine" if machine == "local" else machine
             continue
         try:
-            following = ingestor(wb, run)  # connects: the engine (or host) answers
+            following = ingestor(wb, run, owner)  # connects: the engine (or host) answers
             if engine_lost:
                 wb.progress(f"{what} answers again; following run {run['id']}")
                 delay, engine_lost = 0.5, False
                 if machine != "local":
                     mark_reachable(wb, machine, [run])
+            lease_held(wb.store, run["id"])  # frees the lease of a holder that was killed: taken over now
             if run.get("handle") and following.acquire():
+                others_since = None
                 try:
                     following.follow(sink=sink, progress=progress)
                 except LeaseLost:
@@ -59,6 +67,9 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
                 finally:
                     following.release()
             else:
+                others_since = others_since or time.monotonic()
+                if give_way_after is not None and time.monotonic() - others_since >= give_way_after:
+                    return run  # another process follows it
                 time.sleep(0.2)  # another process is ingesting it; wait for its verdict
         except Exception as exc:  # noqa: BLE001 - only an engine or host that stopped answering is waited out
             if not (is_engine_failure(exc) or _host_gone(exc)):
@@ -68,11 +79,15 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
                             "come back (Ctrl-C stops waiting; the run is left as it is)")
             engine_lost = True
             if machine != "local":
-                mark_unreachable(wb, machine, [run], exc)  # the run lives on: shown as unreachable meanwhile
+                # the run lives on: shown as unreachable meanwhile, and still ours (no one else asks the host)
+                if run.get("handle"):
+                    wb.store.acquire_lease(lease_name(run["id"]), owner, lease_ttl())
+                mark_unreachable(wb, machine, [run], exc)
             wb.executors.forget_machine(machine)
             time.sleep(delay)
             delay = min(delay * 2, ENGINE_RETRY_MAX)
         run = wb.store.get_run(run["id"])
+    wb.store.release_lease(lease_name(run["id"]), owner)  # kept through an outage that lasted to the end
     return run
 
 
@@ -96,7 +111,10 @@ def logs(wb: Services, ref: str, follow: bool = False, poll: float = 0.2,
     position = 0
     shown = ""
     retry_at = 0.0
+    silent = False  # said that the run's host does not answer (and not yet that it answers again)
     while True:
+        if follow:
+            silent = _say_reachability(wb, run, silent)
         if follow and run["status"] in ("queued", "running") and time.monotonic() >= retry_at:
             try:
                 ingest_if_unowned(wb, run)
@@ -129,6 +147,19 @@ def logs(wb: Services, ref: str, follow: bool = False, poll: float = 0.2,
             return
         if not cut:
             time.sleep(poll)
+
+
+def _say_reachability(wb: Services, run: dict[str, Any], silent: bool) -> bool:
+    """While a run is followed: one line when its host stops answering (as whoever follows it recorded), and
+    one when it answers again. Returns whether the host is silent now."""
+    reason = run.get("status_reason") or ""
+    now = reason.startswith(UNREACHABLE) and run["status"] in ("queued", "running")
+    if now and not silent:
+        wb.progress(f"{run.get('machine')} does not answer ({reason}); waiting for it to come back: the run goes "
+                    "on there, its output follows when it answers (Ctrl-C stops following)")
+    elif silent and not now:
+        wb.progress(f"{run.get('machine')} answers again; following run {run['id']}")
+    return now
 
 
 def progress_line(wb: Services, ref: str) -> str | None:

@@ -6,7 +6,7 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 
 @dataclass
@@ -66,10 +66,15 @@ class IngestQueries:
             (run_seq, stream, offset.offset, offset.lines, offset.local_size),
         )
 
-    def commit_offset(self, run_seq: int, stream: str, offset: Offset, lease: Lease | None = None) -> None:
+    def commit_log(self, run_seq: int, lease: Lease, write: Callable[[], Offset]) -> Offset:
+        """Appends to a run's local log and commits the offset after it, in one transaction and only while
+        `lease` is ours: `write` runs after the lease is proven, so a reader that lost its lease (a stream
+        that woke after a reconnect, on a thread its new owner no longer waits for) never adds a line."""
         with self.tx() as conn:  # type: ignore[attr-defined]
             _hold(conn, lease)
-            self._put_offset(conn, run_seq, stream, offset)
+            offset = write()
+            self._put_offset(conn, run_seq, "logs", offset)
+        return offset
 
     def commit_metrics(self, run_seq: int, batch: MetricBatch, offset: Offset, lease: Lease | None = None,
                        warning: str | None = None) -> None:
