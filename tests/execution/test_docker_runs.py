@@ -99,6 +99,17 @@ def test_signal_and_oom_are_named(cli, make_project):
     assert oom["status"] == "failed" and oom["status_reason"] == "out of memory (limit 64m)"
 
 
+def test_cpus_limit_the_container(cli, make_project):
+    """`cpus = 1`: the container's CFS quota is one CPU's period (cgroup v1 or v2)."""
+    root = make_project('[experiments.c]\nimage = "busybox:latest"\ncpus = 1\ncommand = ["sh", "-c", '
+                        '"echo quota=$(cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us)"]\n')
+    done = cli("run", str(root), "--wait", "--json")
+    assert done.code == 0, done.err
+    assert "quota=100000" in cli("runs", "logs", done.json()["id"]).out
+    bad = make_project('[experiments.c]\nimage = "busybox:latest"\ncpus = 0\ncommand = ["true"]\n')
+    assert_one_line_error(cli("run", str(bad)), "experiments.c.cpus", "expected an integer >= 1")
+
+
 def test_cancel_a_running_run(cli, make_project):
     root = make_project('[experiments.long]\nimage = "busybox:latest"\ncommand = ["sleep", "300"]\n')
     run_id = cli("run", str(root), "--json").json()["id"]

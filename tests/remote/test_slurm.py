@@ -24,7 +24,7 @@ SPEC = """
 name = "on-slurm"
 [experiments.train]
 image = "python:3.11-slim"
-command = ["sh", "-c", "echo gpus=$CUDA_VISIBLE_DEVICES job=$SLURM_JOB_ID lr={lr}; for i in 1 2 3; do echo '{\\"loss\\": '$i'}' >> $WORKBENCH_METRICS; sleep {pause}; done"]
+command = ["sh", "-c", "echo gpus=$CUDA_VISIBLE_DEVICES job=$SLURM_JOB_ID lr={lr} mem=$SLURM_MEM_PER_NODE cpus=$SLURM_CPUS_PER_TASK; for i in 1 2 3; do echo '{\\"loss\\": '$i'}' >> $WORKBENCH_METRICS; sleep {pause}; done"]
 params = { lr = 0.1, pause = 0.2 }
 gpus = 1
 """
@@ -39,12 +39,14 @@ def cluster_up() -> bool:
     return done.returncode == 0 and any(s in done.stdout for s in ("idle", "mix", "alloc"))
 
 
-def add_hpc(cli, remote_env, name: str, shared, *options: str) -> None:
+def add_hpc(cli, remote_env, name: str, shared, *options: str) -> str:
+    """Adds and trusts the cluster; returns what `machines add` said on stderr."""
     added = cli("machines", "add", name, "--slurm", remote_env.gpu.ssh, "--identity", str(remote_env.user_key),
                 "--dir", str(shared), *options, "--json")
     assert added.code == 0, added.err
     assert added.json()["fingerprint"] == remote_env.gpu.fingerprint
     assert cli("machines", "trust", name, "--fingerprint", remote_env.gpu.fingerprint).code == 0
+    return added.err
 
 
 @pytest.fixture
@@ -90,7 +92,8 @@ def _show(cli, run_id):
 
 
 def test_a_run_on_slurm_gets_its_gpu_from_slurm_and_is_ingested(cli, make_project, hpc):
-    root = make_project(SPEC.replace("gpus = 1", 'gpus = 1\nsetup = "source /etc/os-release; echo setup-ran-in $SLURM_JOB_PARTITION on $ID"'))
+    root = make_project(SPEC.replace("gpus = 1", 'gpus = 1\nmemory = "300m"\ncpus = 1\n'
+                                     'setup = "source /etc/os-release; echo setup-ran-in $SLURM_JOB_PARTITION on $ID"'))
     done = cli("run", str(root), "--machine", "hpc", "--wait", "--json", timeout=300)
     assert done.code == 0, done.err
     run = done.json()
@@ -99,6 +102,11 @@ def test_a_run_on_slurm_gets_its_gpu_from_slurm_and_is_ingested(cli, make_projec
     line = next(l for l in logs.splitlines() if "gpus=" in l)
     assert "gpus=0" in line or "gpus=1" in line  # Slurm's own device index from --gres=gpu:1
     assert "job=" in line and "lr=0.1" in line
+    assert "mem=300 cpus=1" in line  # the spec's memory and cpus, as --mem and --cpus-per-task
+    index = line.split("gpus=")[1].split()[0]
+    node = subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip()
+    assert _show(cli, run["id"])["gpu_uuids"] == [f"{node}:gpu{index}"]  # recorded: the one Slurm gave it
+    assert any(l.split() == ["gpus", f"{node}:gpu{index}"] for l in cli("runs", "show", run["id"]).out.splitlines())
     assert "setup-ran-in gpu on debian" in logs  # the experiment's setup line (bash: `source` works), first
     shown = _show(cli, run["id"])
     assert shown["metric_points"] == 3 and shown["slurm_job"].isdigit()
@@ -134,7 +142,8 @@ def test_cancel_and_a_time_limit(cli, make_project, hpc, remote_env, tmp_path):
     root = make_project(SPEC.replace("pause = 0.2", "pause = 30"))
     # a job killed by its time limit (20 s here, which Slurm makes its minimum, 1 minute): started first, so
     # that the cancel below happens while it runs towards its limit
-    add_hpc(cli, remote_env, "hpc-short", tmp_path / "shared", "--poll", "2", "--time", "0:20")
+    said = add_hpc(cli, remote_env, "hpc-short", tmp_path / "shared", "--poll", "2", "--time", "0:20")
+    assert "--time 0:20 (20 s) becomes 1 minute (00:01:00)" in said  # said when the machine is added
     timed = cli("run", str(root), "--machine", "hpc-short", "--json")
     assert timed.code == 0, timed.err
     started = cli("run", str(root), "--machine", "hpc", "--json")
@@ -153,6 +162,29 @@ def test_cancel_and_a_time_limit(cli, make_project, hpc, remote_env, tmp_path):
     record = wait_for(lambda: (s := _show(cli, timed.json()["id"]))["status"] not in ("queued", "running") and s,
                       timeout=180, interval=1)
     assert record["status"] == "failed" and "time limit" in record["status_reason"], record
+    assert any(e["kind"] == "warning" and "becomes 1 minute" in e["message"] for e in record["events"]), record
+
+
+def test_jobs_cancelled_outside_workbench_are_cancelled_runs(cli, make_project, hpc):
+    """`scancel` by the user, of a running job and of one Slurm still holds (both GPUs taken by the first):
+    each run is recorded cancelled, not failed, with Slurm's word in its events."""
+    root = make_project(SPEC.replace("gpus = 1", "gpus = 2").replace("pause = 0.2", "pause = 30"))
+    ids = []
+    for _ in range(2):
+        started = cli("run", str(root), "--machine", "hpc", "--json")
+        assert started.code == 0, started.err
+        ids.append(started.json()["id"])
+    wait_for(lambda: _show(cli, ids[0])["metric_points"] >= 1, timeout=60, interval=0.5)
+    wait_for(lambda: (_show(cli, ids[1]).get("status_reason") or "").startswith("Slurm: PENDING"), timeout=30,
+             interval=0.5)
+    for run_id in ids:
+        subprocess.run(["scancel", _show(cli, run_id)["slurm_job"]], check=True)
+    for run_id in ids:
+        final = wait_for(lambda: (s := _show(cli, run_id))["status"] not in ("queued", "running") and s,
+                         timeout=90, interval=0.5)
+        assert final["status"] == "cancelled", final
+        said = [e["message"] for e in final["events"] if e["kind"] == "cancelled"]
+        assert said and "(CANCELLED), not Workbench" in said[0], final["events"]
 
 
 def _follower_of(home, run_id: str) -> list[int]:

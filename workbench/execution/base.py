@@ -33,6 +33,7 @@ class Launch:
     mounts: list[tuple[str, str, bool]] = field(default_factory=list)  # (host, container, read_only)
     shm_size: str | None = None
     memory: str | None = None
+    cpus: int | None = None             # CPUs it needs (a container's --cpus, a Slurm job's --cpus-per-task)
     user: str | None = None             # "uid:gid" or a name
     gpus: int = 0                       # how many GPUs, for a scheduler that picks them itself (Slurm)
     setup: str | None = None            # the experiment's shell line before its command (Slurm jobs)

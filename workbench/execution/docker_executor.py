@@ -70,6 +70,8 @@ class DockerExecutor:
         if launch.memory:
             kwargs["mem_limit"] = launch.memory
             kwargs["memswap_limit"] = launch.memory
+        if launch.cpus:
+            kwargs["nano_cpus"] = launch.cpus * 10**9
         if launch.gpu_ids:
             kwargs["device_requests"] = [DeviceRequest(device_ids=launch.gpu_ids, capabilities=[["gpu"]])]
         api = self.client.api
@@ -306,7 +308,7 @@ def _create_args(api: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     host_config = api.create_host_config(
         mounts=kwargs.pop("mounts"), init=kwargs.pop("init"), shm_size=kwargs.pop("shm_size", None),
         mem_limit=kwargs.pop("mem_limit", None), memswap_limit=kwargs.pop("memswap_limit", None),
-        device_requests=kwargs.pop("device_requests", None),
+        device_requests=kwargs.pop("device_requests", None), nano_cpus=kwargs.pop("nano_cpus", None),
     )
     kwargs.pop("detach", None)
     return {**kwargs, "host_config": host_config}

@@ -62,6 +62,7 @@ _RANGE = re.compile(r"^(\d+)_\[([\d,\-]+)(%\d+)?\]$")  # array tasks never start
 REQUEUED = ("PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD")  # a job that ran, back in the queue
 STILL_HELD = ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT")
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
+SLURM_TIME_FORM = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
 
 
 @dataclass
@@ -76,6 +77,35 @@ class SlurmSettings:
     def from_config(cls, config: dict[str, Any]) -> "SlurmSettings":
         return cls(config.get("partition"), config.get("account"), config.get("time"), config.get("setup"),
                    float(config.get("poll") or DEFAULT_POLL))
+
+
+def time_rounding(limit: str | None) -> str | None:
+    """What Slurm makes of a time limit with seconds in it (its limits are whole minutes, rounded up), said;
+    None when it keeps the limit as given. Forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
+    if not limit or not SLURM_TIME_FORM.match(limit):
+        return None
+    days, _, clock = limit.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if days:  # D-H, D-H:M, D-H:M:S
+        parts = [int(days) * 24 + parts[0], *parts[1:], 0, 0][:3]
+    elif len(parts) < 3:  # M or M:S
+        parts = [0, *parts, 0][:3]
+    seconds = parts[0] * 3600 + parts[1] * 60 + parts[2]
+    if seconds % 60 == 0:
+        return None
+    minutes = -(-seconds // 60)
+    return (f"Slurm counts time limits in whole minutes: --time {limit} ({seconds} s) becomes {minutes} minute"
+            f"{'s' if minutes > 1 else ''} ({minutes // 60:02d}:{minutes % 60:02d}:00)")
+
+
+def memory_option(memory: str | None) -> list[str]:
+    """The spec's `memory` as sbatch's --mem in whole MiB (rounded up); none for 0 (no limit, as in Docker:
+    Slurm's --mem=0 would take all of the node's memory)."""
+    from workbench.projects.spec import size_bytes
+
+    if not memory or size_bytes(memory) == 0:
+        return []
+    return [f"--mem={-(-size_bytes(memory) // 2**20)}M"]
 
 
 def _q(value: str) -> str:
@@ -120,7 +150,8 @@ trap fwd TERM INT
 # requeued (preemption, node failure, scontrol requeue): the earlier attempt's end is not this run's end
 if [ -f "$run/exit_code" ]; then mv -f "$run/exit_code" "$run/exit_code.attempt-${{SLURM_RESTART_COUNT:-0}}"; fi
 job=$SLURM_JOB_ID; if [ -n "${{SLURM_ARRAY_JOB_ID:-}}" ]; then job="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"; fi
-printf '{{"job": "%s", "node": "%s", "started_at": %s}}\\n' "$job" "$(hostname)" "$(date +%s)" > "$run/pid"
+printf '{{"job": "%s", "node": "%s", "started_at": %s, "gpus": "%s"}}\\n' "$job" "$(hostname)" "$(date +%s)" \\
+  "${{SLURM_JOB_GPUS:-${{CUDA_VISIBLE_DEVICES:-}}}}" > "$run/pid"
 if ! cd {_q(snapshot_dir)} 2>/dev/null; then
   printf 'workbench: cannot enter the snapshot dir %s\\n' {_q(snapshot_dir)} >> "$run/stderr.log"
   finish 127
@@ -262,6 +293,28 @@ class SlurmQueue:
         self.store.add_event(run_id, "requeued", f"Slurm requeued job {job} ({reason or 'requeued'}; {mark}): "
                                                  "the same run goes on when it starts again")
 
+    def note_cancelled(self, run_id: str, job: str) -> None:
+        """A job cancelled in Slurm that Workbench did not cancel (`scancel` by the user, an admin): the run
+        is a cancelled one, not a failure; Slurm's word is an event of it."""
+        run = self.store.get_run(run_id)
+        if run["status"] in ("queued", "running") and not run.get("cancel_requested"):
+            self.store.add_event(run_id, "cancelled", f"Slurm cancelled job {job} (CANCELLED), not Workbench: "
+                                                      "scancel, or the cluster's administrators")
+            self.store.update_run(run_id, cancel_requested=1)
+
+    def note_gpus(self, run_id: str, job: str, started: dict[str, Any]) -> None:
+        """The GPUs Slurm gave the job (the indices its batch script found in SLURM_JOB_GPUS when it started),
+        recorded with the run as `<node>:gpu<index>` (Slurm picks them: nothing was reserved here)."""
+        indices = [i for i in str(started.get("gpus") or "").split(",") if i.strip().isdigit()]
+        if not indices:
+            return
+        node = str(started.get("node") or "?")
+        given = [f"{node}:gpu{i.strip()}" for i in indices]
+        if self.store.get_run(run_id).get("gpu_uuids") != given:
+            self.store.update_run(run_id, gpu_uuids=given)
+            self.store.add_event(run_id, "gpus", f"Slurm gave job {job} {len(given)} GPU(s) on {node}: index "
+                                                 f"{', '.join(i.strip() for i in indices)} (CUDA_VISIBLE_DEVICES)")
+
     def _active_jobs(self) -> dict[str, str]:
         """job id -> run id, for this cluster's queued and running runs."""
         return {str((r.get("handle") or {}).get("job")): r["id"] for r in self.store.active_runs()
@@ -384,6 +437,7 @@ class SlurmExecutor(RemoteProcessExecutor):
         self.settings, self.instance = settings, instance
         self.queue = SlurmQueue(host, store, settings.poll)
         self._seen_started: set[str] = set()  # jobs whose start this process saw in their run dir
+        self._gpus_noted: set[str] = set()  # jobs whose GPUs this process recorded (or found none)
 
     def submit(self, launch: Launch) -> dict[str, Any]:
         run_dir, script = self._job_script(launch)
@@ -443,9 +497,14 @@ id=${{id%%;*}}
         return run_dir, batch_script(run_dir, str(launch.snapshot_dir), argv, env, setup)
 
     def _options(self, launch: Launch) -> list[str]:
+        """sbatch's resources: GPUs, memory and CPUs from the experiment (else the partition's defaults), and
+        the machine's partition, account and time limit. A time limit Slurm rounds up is an event of the run."""
         s = self.settings
         options = [f"--gres=gpu:{launch.gpus}"] if launch.gpus else []
+        options += memory_option(launch.memory) + [f"--cpus-per-task={launch.cpus}"] * bool(launch.cpus)
         options += [f"--partition={s.partition}"] * bool(s.partition) + [f"--account={s.account}"] * bool(s.account)
+        if (rounded := time_rounding(s.time)) is not None:
+            self.queue.store.add_event(launch.run_id, "warning", rounded)
         return options + [f"--time={s.time}"] * bool(s.time)
 
     def _submitted(self, output: bytes) -> str:
@@ -457,6 +516,21 @@ id=${{id%%;*}}
         return job
 
     def status(self, handle: dict[str, Any]) -> RunState:
+        """The job's state (below), with what Slurm decided beside it written to the run: the GPUs it gave
+        the job, and a cancel that came from outside Workbench."""
+        found = self._status(handle)
+        job, run_id = str(handle.get("job") or ""), posixpath.basename(handle["run_dir"].rstrip("/"))
+        if found.state == "exited" and found.reason == ENDED["CANCELLED"] and job:
+            self.queue.note_cancelled(run_id, job)
+        if job and job not in self._gpus_noted and (found.state == "exited" or job in self._seen_started
+                                                    or self.queue.jobs().get(job, {}).get("state") == "RUNNING"):
+            started = _json(self.host.read_small(posixpath.join(handle["run_dir"], "pid")) or b"")
+            if started.get("job") == job:
+                self._gpus_noted.add(job)
+                self.queue.note_gpus(run_id, job, started)
+        return found
+
+    def _status(self, handle: dict[str, Any]) -> RunState:
         job = str(handle.get("job") or "")
         record = self.host.read_small(posixpath.join(handle["run_dir"], "exit_code"))
         polled, jobs = self.queue.answer()
@@ -489,7 +563,7 @@ id=${{id%%;*}}
             time.sleep(0.5)
             record = self.host.read_small(posixpath.join(handle["run_dir"], "exit_code"))
             if record is not None:
-                return self.status(handle)
+                return self._status(handle)
             if state == "COMPLETED":  # the script exits with the experiment's code: 0
                 return RunState("exited", exit_code=0, started_at=handle.get("started_at"), finished_at=time.time())
             found = self.queue.accounted(job)

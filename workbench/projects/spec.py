@@ -52,6 +52,7 @@ class Experiment:
     mounts: list[Mount] = field(default_factory=list)
     shm_size: str | None = None
     memory: str | None = None
+    cpus: int | None = None                      # CPUs it needs: a container's --cpus, a Slurm job's --cpus-per-task
     user: str | None = None
     allow_sensitive_mounts: bool = False
     artifacts: list[str] = field(default_factory=list)
@@ -158,6 +159,12 @@ class _Validator:
         return value.replace(" ", "").lower()
 
 
+def size_bytes(size: str) -> int:
+    """A size as the spec validated it ("512m", "1.5g", "100": bytes, 1024-based as Docker reads it)."""
+    number, unit = (size[:-1], size[-1]) if size[-1:].isalpha() else (size, "b")
+    return int(float(number) * 1024 ** "bkmg".index(unit.lower()))
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
@@ -173,7 +180,7 @@ def _kind(value: Any) -> str:
 
 
 EXPERIMENT_KEYS = {
-    "image", "dockerfile", "command", "params", "gpus", "env", "mounts", "shm_size", "memory", "user",
+    "image", "dockerfile", "command", "params", "gpus", "env", "mounts", "shm_size", "memory", "cpus", "user",
     "artifacts", "sweep", "checks", "allow_sensitive_mounts", "machine", "machines", "setup",
 }
 
@@ -264,6 +271,7 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
         gpus=v.integer(table.get("gpus", 0), key + ("gpus",)), env=env, env_from=env_from, mounts=mounts,
         shm_size=v.size(table["shm_size"], key + ("shm_size",)) if "shm_size" in table else None,
         memory=v.size(table["memory"], key + ("memory",)) if "memory" in table else None,
+        cpus=v.integer(table["cpus"], key + ("cpus",), minimum=1) if "cpus" in table else None,
         user=user, allow_sensitive_mounts=allow_sensitive, artifacts=artifacts,
         sweep=sweep, sweep_method=method, sweep_samples=samples, sweep_options=sweep_options, checks=checks,
         setup=_setup(v, table, key),

@@ -263,7 +263,7 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
         run_id=run_id, project=spec.name, argv=argv, env=env, snapshot_dir=where,
         run_dir=host.run_dir(run_id), image=image, gpu_ids=[g.uuid for g in gpus.gpus] if gpus else [],
         mounts=[(m.source, m.target, m.read_only) for m in exp.mounts], shm_size=exp.shm_size,
-        memory=exp.memory, user=None if exp.user == "root" else (exp.user or host.user()),
+        memory=exp.memory, cpus=exp.cpus, user=None if exp.user == "root" else (exp.user or host.user()),
         gpus=exp.gpus, setup=exp.setup if executor_name == "slurm" else None,
     )
 

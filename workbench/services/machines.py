@@ -52,13 +52,12 @@ def check_machine_name(name: str) -> None:
                              "(starting with a letter or digit)")
 
 
-SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
-
-
 def slurm_settings(slurm: dict[str, Any]) -> dict[str, Any]:
     """The Slurm settings of a cluster machine, checked (one line for what is wrong)."""
+    from workbench.execution.slurm_executor import SLURM_TIME_FORM
+
     time_limit = slurm.get("time")
-    if time_limit is not None and not SLURM_TIME.match(time_limit):
+    if time_limit is not None and not SLURM_TIME_FORM.match(time_limit):
         raise WorkbenchError(f"--time {time_limit!r}: give a Slurm time limit such as 04:00:00, 90 or 1-00:00:00")
     poll = slurm.get("poll")
     if poll is not None and poll < 1:
@@ -118,6 +117,9 @@ def add_machine(wb: Services, name: str, ssh: str | None = None, identity: str |
     config: dict[str, Any] = {"target": target_to_dict(target), "hourly_cost": hourly_cost, "dir": workdir}
     if settings is not None:
         config["slurm"] = settings
+        from workbench.execution.slurm_executor import time_rounding
+        if (rounded := time_rounding(settings["time"])) is not None:
+            wb.progress(f"note: {rounded}")
     wb.store.add_machine(name, "slurm" if settings is not None else "ssh", target.address, config)
     try:
         key = fetch_host_key(target, hostkeys(wb))
