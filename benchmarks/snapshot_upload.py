@@ -1,9 +1,14 @@
 """Sending a project's snapshot to an SSH host (a real sshd on loopback): bytes and files sent, and the
 time, for the first send, an unchanged project (nothing to send), and a one-line edit of one file.
 
-    python benchmarks/snapshot_upload.py [--files 1000] [--mb 50]
+    python benchmarks/snapshot_upload.py [--files 1000] [--mb 50] [--sparse-gib 1] [--only-sparse]
 Targets: an unchanged project sends 0 bytes in one command; an edit sends only the edited file's bytes.
 The project: --files files in nested folders, --mb MB in all (one in ten files is large), plus a link.
+
+Then a project holding one sparse file of --sparse-gib GiB (`truncate -s 1G`, a few bytes of data): the
+local snapshot's time and the disk its objects take (`du`), and the send's time, data bytes and bytes on
+the wire (the SSH connection's TCP bytes acknowledged by the host, from the kernel's tcp_info), and the disk
+the host's copy takes. Targets: ~0 disk and ~0 bytes for the holes; the host's file byte-identical.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -20,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "machines")]
 
+from helpers import tcp_bytes_acked  # noqa: E402
 from sshd_hosts import trusted_loopback_host  # noqa: E402
 from workbench.execution.remote_snapshot import remove_unreferenced_remote, send_snapshot  # noqa: E402
 from workbench.projects.snapshot import take_snapshot  # noqa: E402
@@ -41,16 +48,74 @@ def make_project(root: Path, files: int, total: int) -> Path:
     return project
 
 
+def disk_used(folder: Path) -> int:
+    """What `du` counts: allocated blocks of every file below `folder`, each inode once."""
+    seen, used = set(), 0
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                used += st.st_blocks * 512
+    return used
+
+
+def sparse_project(root: Path, conn, gib: float) -> dict[str, object]:
+    import hashlib
+
+    project = root / "sparse-project"
+    project.mkdir()
+    (project / "train.py").write_text("print('train')\n")
+    size = int(gib * (1 << 30))
+    with open(project / "data.bin", "wb") as fh:
+        fh.write(b"header")
+        fh.seek(size // 2)
+        fh.write(b"middle")
+        fh.truncate(size)
+    store, remote_root = root / "sparse-store", root / "sparse-remote"
+    started = time.perf_counter()
+    snap = take_snapshot(project, [], store)
+    local_s = time.perf_counter() - started
+    again = time.perf_counter()
+    take_snapshot(project, [], store)
+    unchanged_s = time.perf_counter() - again
+    sock = conn.transport().sock
+    before = tcp_bytes_acked(sock)
+    started = time.perf_counter()
+    sent = send_snapshot(conn, store, snap.hash, str(remote_root))
+    send_s = time.perf_counter() - started
+    wire = tcp_bytes_acked(sock) - before
+
+    def sha(path: Path) -> str:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    there = Path(sent.path) / "data.bin"
+    return {"file_bytes": size, "local": {"snapshot_s": round(local_s, 3), "unchanged_snapshot_s": round(unchanged_s, 3),
+                                          "store_disk_bytes": disk_used(store)},
+            "ssh": {"send_s": round(send_s, 3), "data_bytes_sent": sent.bytes_sent, "bytes_on_the_wire": wire,
+                    "host_disk_bytes": disk_used(remote_root),
+                    "host_file_identical": there.stat().st_size == size and sha(there) == sha(project / "data.bin")}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--mb", type=float, default=50)
+    parser.add_argument("--sparse-gib", type=float, default=1.0)
+    parser.add_argument("--only-sparse", action="store_true", help="measure the sparse project only")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="wb-bench-upload-"))
     host, conn = trusted_loopback_host(root, "gpu-a")
     try:
         conn.transport()  # connected before the clock starts, as a launch finds it
+        if args.only_sparse:
+            print(json.dumps({"sparse": sparse_project(root, conn, args.sparse_gib)}, indent=2))
+            return
         project = make_project(root, args.files, int(args.mb * 1e6))
         store, remote_root = root / "store", str(root / "remote")
         result: dict[str, object] = {"files": args.files + 1, "mb": args.mb}
@@ -74,9 +139,11 @@ def main() -> None:
         started = time.perf_counter()
         result["remote_gc"] = list(remove_unreferenced_remote(conn, remote_root, set()))
         result["remote_gc_s"] = round(time.perf_counter() - started, 3)
-        conn.close()
+        result["sparse"] = sparse_project(root, conn, args.sparse_gib)
     finally:
+        conn.close()
         host.stop()
+        shutil.rmtree(root, ignore_errors=True)
     result["targets"] = "unchanged: 0 bytes; one-file edit: that file's bytes only"
     print(json.dumps(result, indent=2))
 

@@ -93,3 +93,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
         return s.getsockname()[1]
+
+
+def tcp_bytes_acked(sock) -> int:
+    """Bytes this TCP connection has sent and the peer acknowledged (the kernel's tcp_info
+    tcpi_bytes_acked): what really crossed the wire, SSH framing and all."""
+    import socket
+    import struct
+
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+    return struct.unpack_from("=Q", info, 120)[0]

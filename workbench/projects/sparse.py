@@ -21,8 +21,9 @@ _SEEK_HOLE = getattr(os, "SEEK_HOLE", None)
 
 
 def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of each data extent below `size`; the whole file where the system cannot tell."""
-    if _SEEK_DATA is None or _SEEK_HOLE is None:
+    """(start, end) of each data extent below `size`; the whole file where the system cannot tell, and for
+    a file of one chunk or less (asking costs more than reading it)."""
+    if _SEEK_DATA is None or _SEEK_HOLE is None or size <= CHUNK:
         yield 0, size
         return
     pos = 0
@@ -52,7 +53,8 @@ def pieces(fd: int, size: int, chunk_size: int = CHUNK) -> Iterator[tuple[int, b
             chunk = os.pread(fd, min(chunk_size, end - pos), pos)
             if not chunk:  # shorter than it said: the caller's hash check tells
                 return
-            if chunk != _ZEROS[:len(chunk)]:
+            # the first byte settles most chunks without copying a slice of zeros to compare with
+            if chunk[0] or chunk != _ZEROS[:len(chunk)]:
                 yield pos, chunk
             pos += len(chunk)
 
