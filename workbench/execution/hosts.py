@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 ARTIFACT_CHUNK = 1 << 20
 HASH_BATCH = 500  # files hashed per remote command
+FULL_BELOW = 1 << 20  # a host dir with less free than this is full (a run's write just failed there)
 SKIPPED = "metrics.jsonl"  # the run's metrics file: ingested, not an output (never hashed: it can be large)
 Listed = tuple[str, int, str, str | None]  # (relative path, size, sha256, link target or None)
 
@@ -165,9 +166,10 @@ class SshHost:
             assert self._sftp is not None
             return self._sftp
 
-    def failure(self, what: str, exc: BaseException) -> WorkbenchError:
+    def failure(self, what: str, exc: BaseException, path: str | None = None) -> WorkbenchError:
         """An SFTP error as one line naming the host; a broken connection is dropped, so the next call
-        reconnects."""
+        reconnects. SFTP (protocol 3) says only "Failure" for a full or read-only disk: where `path` is given,
+        the host is asked why (`why_unwritable`)."""
         import paramiko
 
         from workbench.machines.ssh import SSHError
@@ -178,9 +180,58 @@ class SshHost:
             self._sftp = None
             return SSHError(f"{self.name}: the connection dropped while {what}")
         if isinstance(exc, OSError) and "No space left" in str(exc):
-            return WorkbenchError(f"{self.name}: the disk holding {self.root} is full ({what})",
-                                  hint=f"free space on {self.name}, or run `workbench gc`")
+            return self.no_space(what)
+        if isinstance(exc, OSError) and path is not None and str(exc) == "Failure":
+            why = self.why_unwritable(path)
+            if why is not None:
+                return self.no_space(what) if "No space left" in why else WorkbenchError(f"{self.name}: {what} "
+                                                                                         f"failed: {why}")
         return WorkbenchError(f"{self.name}: {what} failed: {exc}")
+
+    def no_space(self, what: str) -> WorkbenchError:
+        return WorkbenchError(f"no space left on {self.name} under {self.root} ({what})",
+                              hint=f"free space on {self.name}, or run `workbench gc`")
+
+    def why_unwritable(self, path: str) -> str | None:
+        """Why a dir and a file cannot be made at `path` (or in its nearest existing parent) on the host, in
+        the system's words with the dir it tried ("/x/runs: Read-only file system"); None when both can.
+        One command, which leaves nothing behind."""
+        script = f"""p={_q(path)}
+while [ ! -d "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done
+t="$p/.wb-probe-$$"
+if ! err=$(mkdir "$t" 2>&1 && dd if=/dev/zero of="$t/f" bs=1 count=1 2>&1); then
+  rm -rf "$t" 2>/dev/null
+  printf '%s\\n%s\\n' "$p" "$err"
+  exit 0
+fi
+rm -rf "$t"
+"""
+        try:  # not through sh(), which asks this when a command fails with an I/O error
+            status, out, _ = self.connection.run(["sh", "-s"], timeout=20, stdin=script.encode())
+        except WorkbenchError:
+            return None
+        lines = [line for line in out.decode(errors="replace").splitlines() if line.strip()]
+        if status != 0 or len(lines) < 2:
+            return None
+        return f"{lines[0]}: {lines[1].rpartition(': ')[2] or lines[1]}"  # "dd: error writing 'f': No space ..."
+
+    def full_disk_reason(self, run_dir: str) -> str | None:
+        """Why a run that failed (or left no exit record) on this host ended, when a full disk is why: the
+        dir it writes in has no room left now, or its stderr ends saying "No space left on device" (a run
+        that freed its files as it failed). None otherwise."""
+        found = self.tail(posixpath.join(run_dir, "stderr.log"), 8192)
+        said = " (the run's stderr says so)" if found is not None and b"No space left on device" in found[1] else ""
+        try:
+            free = self.sh(f"df -Pk {_q(run_dir)} | tail -1", timeout=20, what="measuring free space").split()
+            available = int(free[3]) * 1024 if len(free) >= 4 and free[3].isdigit() else None
+        except WorkbenchError:
+            available = None
+        if available is not None and available < FULL_BELOW:
+            return f"no space left on {self.name} under {self.root}{said}"
+        if said:  # another file system filled, or the run freed space as it failed
+            return (f"no space left on device on {self.name}{said}; {self.root} has "
+                    f"{(available or 0) >> 20} MiB free now")
+        return None
 
     def sh(self, script: str, timeout: float = 60.0, what: str = "a command") -> bytes:
         """Runs a POSIX sh script on the host (sent on stdin); its stdout, or a one-line error."""
@@ -188,9 +239,10 @@ class SshHost:
         if status != 0:
             detail = err.decode(errors="replace").strip().splitlines()
             message = detail[-1][:200] if detail else f"exit status {status}"
-            if "No space left" in message:
-                raise WorkbenchError(f"{self.name}: the disk holding {self.root} is full ({what}: {message})",
-                                     hint=f"free space on {self.name}, or run `workbench gc`")
+            # sh's printf says "I/O error" for a full disk: the host is asked
+            if "No space left" in message or ("I/O error" in message and
+                                              "No space left" in (self.why_unwritable(self.root) or "")):
+                raise self.no_space(f"{what}: {message}")
             raise WorkbenchError(f"{self.name}: {what} failed: {message}")
         return out
 
@@ -222,7 +274,7 @@ class SshHost:
                         continue  # made meanwhile by another launch
                 except OSError:
                     pass
-                raise self.failure(f"creating {folder}", exc) from None
+                raise self.failure(f"creating {folder}", exc, folder) from None
             except Exception as exc:  # noqa: BLE001
                 raise self.failure(f"creating {folder}", exc) from None
 

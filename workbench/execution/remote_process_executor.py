@@ -222,13 +222,25 @@ echo gone
         found = _records(self.host.sh(script, timeout=60, what="reading the run's state"))
         started = handle.get("started_at")
         if "exit" in found:
-            return exited(_json(found["exit"]), started)
+            return self.with_full_disk(exited(_json(found["exit"]), started), handle["run_dir"])
         if "running" in found:
             return RunState("running", started_at=started)
         if "missing" in found:
             return RunState("missing", reason="its supervisor is gone and left no record of the run")
-        # the supervisor died before the experiment: it ended, but nobody was there to see how
-        return RunState("exited", exit_code=None, reason=SUPERVISOR_KILLED, started_at=started)
+        # the supervisor died before the experiment: it ended, but nobody was there to see how (or a full
+        # disk kept it from writing the record)
+        return self.with_full_disk(RunState("exited", exit_code=None, reason=SUPERVISOR_KILLED, started_at=started),
+                                   handle["run_dir"])
+
+    def with_full_disk(self, state: RunState, run_dir: str) -> RunState:
+        """A run that failed, or ended without its record, on a full disk (its dir has no room left, or its
+        stderr says "No space left on device"): that is its reason, with the host and dir, not just its exit
+        code. Asked once the run has ended."""
+        if state.state == "exited" and state.exit_code != 0 and state.reason in (None, SUPERVISOR_KILLED):
+            full = self.host.full_disk_reason(run_dir)
+            if full is not None:
+                state.reason = full if state.reason is None else f"{full}; its end could not be recorded"
+        return state
 
     def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
         """The experiment writes stdout.log and stderr.log itself; their lines are stamped when read, over

@@ -516,9 +516,9 @@ id=${{id%%;*}}
         return job
 
     def status(self, handle: dict[str, Any]) -> RunState:
-        """The job's state (below), with what Slurm decided beside it written to the run: the GPUs it gave
-        the job, and a cancel that came from outside Workbench."""
-        found = self._status(handle)
+        """The job's state (below; a full disk said as such), with what Slurm decided beside it written to the
+        run: the GPUs it gave the job, and a cancel that came from outside Workbench."""
+        found = self.with_full_disk(self._status(handle), handle["run_dir"])
         job, run_id = str(handle.get("job") or ""), posixpath.basename(handle["run_dir"].rstrip("/"))
         if found.state == "exited" and found.reason == ENDED["CANCELLED"] and job:
             self.queue.note_cancelled(run_id, job)

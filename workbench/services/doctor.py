@@ -105,20 +105,30 @@ def host_checks(wb: Services, machine: str) -> list[dict[str, Any]]:
     except WorkbenchError as exc:
         fix = getattr(exc, "hint", None) or f"check that {machine} is up and reachable"
         return [_check("ssh", False, exc.message, fix)]
+    other_dir = f"set another dir: `workbench machines add {machine} --ssh ... --dir PATH`"
+    host = None
     try:
         host = wb.executors.host(machine)
         assert isinstance(host, SshHost)
-        host.make_dirs(f"{host.root}/runs")
-        free = host.sh(f"df -Pk {_q(host.root)} | tail -1", what="measuring free space").split()
-        checks.append(_check("workbench dir", True, f"{host.root} is writable"))
-        if len(free) >= 4 and free[3].isdigit():
-            bytes_free = int(free[3]) * 1024
-            checks.append(_check("disk space", bytes_free >= MIN_FREE_BYTES or None,
-                                 f"{bytes_free / 2**30:.1f} GiB free under {host.root}",
-                                 f"free space on {machine}, or run `workbench gc`"))
+        runs = f"{host.root}/runs"
+        host.make_dirs(runs)
+        why = host.why_unwritable(runs)  # an existing dir is not created again: try writing in it
+        checks.append(_check("workbench dir", why is None, f"{host.root} is writable" if why is None else
+                             f"{machine}: cannot write in {why}",
+                             f"free space on {machine}, or run `workbench gc`" if why and "No space left" in why
+                             else other_dir))
     except WorkbenchError as exc:
         checks.append(_check("workbench dir", False, exc.message,
-                             f"set another dir: `workbench machines add {machine} --ssh ... --dir PATH`"))
+                             exc.hint if "no space left" in exc.message else other_dir))
+    try:
+        free = host.sh(f"df -Pk {_q(host.root)} | tail -1", what="measuring free space").split() if host else []
+        if len(free) >= 4 and free[3].isdigit():
+            bytes_free = int(free[3]) * 1024
+            checks.append(_check("disk space", (bytes_free >= MIN_FREE_BYTES or None) if bytes_free >= 1 << 20
+                                 else False, f"{bytes_free / 2**30:.1f} GiB free under {host.root}",
+                                 f"free space on {machine}, or run `workbench gc`"))
+    except WorkbenchError:
+        pass  # the Workbench dir's check said what is wrong
     if wb.executors.is_slurm(machine):
         return checks + slurm_checks(wb, machine, connection)
     engine_ok = False
