@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "machines")]
 
-from helpers import tcp_bytes_acked  # noqa: E402
+from helpers import disk_used, sha256_of, tcp_bytes_acked  # noqa: E402
 from sshd_hosts import trusted_loopback_host  # noqa: E402
 from workbench.execution.remote_snapshot import remove_unreferenced_remote, send_snapshot  # noqa: E402
 from workbench.projects.snapshot import take_snapshot  # noqa: E402
@@ -48,21 +48,7 @@ def make_project(root: Path, files: int, total: int) -> Path:
     return project
 
 
-def disk_used(folder: Path) -> int:
-    """What `du` counts: allocated blocks of every file below `folder`, each inode once."""
-    seen, used = set(), 0
-    for dirpath, _, filenames in os.walk(folder):
-        for name in filenames:
-            st = os.lstat(os.path.join(dirpath, name))
-            if st.st_ino not in seen:
-                seen.add(st.st_ino)
-                used += st.st_blocks * 512
-    return used
-
-
 def sparse_project(root: Path, conn, gib: float) -> dict[str, object]:
-    import hashlib
-
     project = root / "sparse-project"
     project.mkdir()
     (project / "train.py").write_text("print('train')\n")
@@ -86,19 +72,12 @@ def sparse_project(root: Path, conn, gib: float) -> dict[str, object]:
     send_s = time.perf_counter() - started
     wire = tcp_bytes_acked(sock) - before
 
-    def sha(path: Path) -> str:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest()
-
     there = Path(sent.path) / "data.bin"
     return {"file_bytes": size, "local": {"snapshot_s": round(local_s, 3), "unchanged_snapshot_s": round(unchanged_s, 3),
                                           "store_disk_bytes": disk_used(store)},
             "ssh": {"send_s": round(send_s, 3), "data_bytes_sent": sent.bytes_sent, "bytes_on_the_wire": wire,
                     "host_disk_bytes": disk_used(remote_root),
-                    "host_file_identical": there.stat().st_size == size and sha(there) == sha(project / "data.bin")}}
+                    "host_file_identical": there.stat().st_size == size and sha256_of(there) == sha256_of(project / "data.bin")}}
 
 
 def main() -> None:

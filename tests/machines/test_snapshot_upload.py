@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import require, tcp_bytes_acked, wait_for
+from helpers import require, sha256_of, tcp_bytes_acked, wait_for
 from workbench.errors import WorkbenchError
 from workbench.execution import remote_snapshot
 from workbench.execution.remote_snapshot import remove_unreferenced_remote, send_snapshot
@@ -310,14 +310,6 @@ def make_sparse_project(tmp_path: Path) -> Path:
         fh.write(b"the end")
     (root / "train.py").write_text("print('train')\n")
     return root
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def test_a_sparse_file_travels_as_its_data_and_stays_sparse_on_the_host(conn, tmp_path, remote_root):

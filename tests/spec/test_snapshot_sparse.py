@@ -6,35 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import pytest
 
+from helpers import disk_used, sha256_of
 from workbench.errors import WorkbenchError
 from workbench.projects import snapshot as snapshot_module
 from workbench.projects.snapshot import take_snapshot
 
 GIB = 1 << 30
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def disk_used(folder: Path) -> int:
-    """What `du` counts: allocated blocks of every file below `folder`, each inode once."""
-    seen, used = set(), 0
-    for dirpath, _, filenames in os.walk(folder):
-        for name in filenames:
-            st = os.lstat(os.path.join(dirpath, name))
-            if st.st_ino not in seen:
-                seen.add(st.st_ino)
-                used += st.st_blocks * 512
-    return used
 
 
 def test_a_1_gib_sparse_file_costs_no_disk_in_the_store_and_reads_back_exactly(tmp_path):
