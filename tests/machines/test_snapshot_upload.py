@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import subprocess
 import time
@@ -320,12 +321,15 @@ def test_a_sparse_file_travels_as_its_data_and_stays_sparse_on_the_host(conn, tm
 
     sock = conn.transport().sock
     before = tcp_bytes_acked(sock)
-    sent = send_snapshot(conn, store, snap.hash, str(remote_root))
+    lines: list[str] = []
+    sent = send_snapshot(conn, store, snap.hash, str(remote_root), lines.append)
     on_the_wire = tcp_bytes_acked(sock) - before
 
     assert sent.files_sent == 4
     assert data <= sent.bytes_sent <= data + 3 * 4096  # the data extents, whole file-system blocks
     assert 0 < on_the_wire < 256 << 10, on_the_wire  # 309 MiB of files, a few kB of data: commands and framing
+    assert re.fullmatch(rf"snapshot {snap.hash[:12]} → gpu-a: 4 of 4 files to send \(323\.9 MB, [\d.]+ kB of it "
+                        r"data\)", lines[0]), lines[0]
     remote = remote_root / "snapshots" / snap.hash
     for name in ("data.bin", "zeros.bin", "tail.bin", "train.py"):
         local, there = root / name, remote / name

@@ -221,7 +221,10 @@ def send_snapshot(conn: Connection, store: Path, tree: str, remote_root: str,
     missing = [obj for obj in out.splitlines() if obj in needed]
     sizes = {obj: (store / tree / needed[obj].rel).stat().st_size for obj in missing}
     total = sum(sizes.values())
-    progress(f"{label}: {len(missing)} of {len(needed)} files to send ({_size(total)})")
+    data = sum(sparse.data_bytes(str(store / tree / needed[o].rel)) if sizes[o] > sparse.CHUNK else sizes[o]
+               for o in missing)  # holes are not sent
+    progress(f"{label}: {len(missing)} of {len(needed)} files to send ({_size(total)}"
+             + (f", {_size(data)} of it data)" if data < total else ")"))
 
     sent_files = sent_bytes = 0
     if missing:
