@@ -66,6 +66,17 @@ def test_a_run_that_fills_the_host_dir_says_where(cli, make_project, remote_env,
                                              f"{tiny} has "), freed
 
 
+def test_a_container_that_fills_the_host_dir_says_where(cli, make_project, remote_env, tiny):
+    """A Docker run on the host (its second engine), its output dir bind-mounted from the tmpfs."""
+    register(cli, "tiny", remote_env.gpu, remote_env.user_key, extra=("--dir", str(tiny)))
+    root = make_project(SPEC.replace("{tidy}", ""))
+    started = cli("run", str(root), "--machine", "tiny", "--executor", "docker", "--json")
+    assert started.code == 0, started.err
+    final = _final(cli, started.json()["id"])
+    assert final["status"] == "failed" and final["exit_code"] == 1, final
+    assert final["status_reason"] == f"no space left on tiny under {tiny}", final
+
+
 def test_doctor_names_the_path_and_why_on_a_full_or_read_only_dir(cli, remote_env, tiny):
     register(cli, "tiny", remote_env.gpu, remote_env.user_key, extra=("--dir", str(tiny)))
     healthy = {c["check"]: c for c in cli("doctor", "tiny", "--json").json()}

@@ -126,6 +126,8 @@ class DockerExecutor:
             reason = signal_reason(code - 128)
         elif state.get("Error"):
             reason = state["Error"]
+        elif code and self.host.remote:  # its output dir is on the host: full there?
+            reason = self.host.full_disk_reason(handle["run_dir"])
         return RunState("exited", exit_code=code, reason=reason, started_at=started,
                         finished_at=_docker_time(state.get("FinishedAt")))
 
