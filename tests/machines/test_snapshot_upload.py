@@ -94,11 +94,16 @@ def check_objects_are_whole(remote_root: Path) -> None:
             continue
         digest, mode = path.name.rsplit("-", 1)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, name
-        assert stat.S_IMODE(path.stat().st_mode) == int(mode, 8), name
+        assert stat.S_IMODE(path.stat().st_mode) == int(mode, 8) & 0o700, name  # the user's bits only
+
+
+def on_host(tree: dict[str, tuple]) -> dict[str, tuple]:
+    """A local tree as the host keeps it: the user's permission bits only (nothing for group or others)."""
+    return {rel: (entry[0], entry[1] & 0o700, *entry[2:]) if entry[0] != "l" else entry for rel, entry in tree.items()}
 
 
 def assert_same_tree(local: Path, remote: Path, remote_root: Path) -> None:
-    assert tree_of(remote) == tree_of(local)
+    assert tree_of(remote) == on_host(tree_of(local))
     objects = {p.stat().st_ino for p in remote_objects(remote_root).values()}
     for dirpath, _, filenames in os.walk(remote):
         for name in filenames:
@@ -118,9 +123,11 @@ def test_first_send_recreates_the_tree_and_a_second_sends_nothing(conn, tmp_path
     remote = remote_root / "snapshots" / snap.hash
     assert sent.path == str(remote)
     assert_same_tree(snap.path, remote, remote_root)
-    assert stat.S_IMODE((remote / "run.sh").stat().st_mode) == 0o555
+    assert stat.S_IMODE((remote / "run.sh").stat().st_mode) == 0o500  # 0755 here: executable, the user's alone
     assert stat.S_IMODE((remote / "secret.cfg").stat().st_mode) == 0o400
-    assert stat.S_IMODE((remote / "src" / "models").stat().st_mode) == 0o550
+    assert stat.S_IMODE((remote / "src" / "models").stat().st_mode) == 0o500
+    for folder in (remote_root / "snapshots", remote_root / "snapshots" / "objects"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert (remote / "src" / "net_link.py").read_text().startswith("layer 0\n")
     files = [p for p in snap.path.rglob("*") if p.is_file() and not p.is_symlink()]
     assert sent.files_sent == len(files) - 1  # train.py and copy.py share one object

@@ -31,6 +31,10 @@ FULL_BELOW = 1 << 20  # a host dir with less free than this is full (a run's wri
 SKIPPED = "metrics.jsonl"  # the run's metrics file: ingested, not an output (never hashed: it can be large)
 Listed = tuple[str, int, str, str | None]  # (relative path, size, sha256, link target or None)
 
+# What Workbench writes on a host is the login user's alone, whatever the login's umask (a cluster's shared
+# file system is read by every user of it): dirs 0700, files 0600, snapshot files 0400 (0500 executable).
+PRIVATE_DIR = 0o700
+UMASK = "wb_umask=$(umask); umask 077\n"
 
 def _one_at_a_time(method: Any) -> Any:
     """paramiko's SFTPClient is not safe for requests from several threads at once (one thread may read
@@ -234,8 +238,10 @@ rm -rf "$t"
         return None
 
     def sh(self, script: str, timeout: float = 60.0, what: str = "a command") -> bytes:
-        """Runs a POSIX sh script on the host (sent on stdin); its stdout, or a one-line error."""
-        status, out, err = self.connection.run(["sh", "-s"], timeout=timeout, stdin=script.encode())
+        """Runs a POSIX sh script on the host (sent on stdin); its stdout, or a one-line error. Whatever the
+        login's umask, what the script creates is the user's alone (dirs 0700, files 0600); the login's own
+        umask is kept in $wb_umask, for the experiment a launch script starts."""
+        status, out, err = self.connection.run(["sh", "-s"], timeout=timeout, stdin=(UMASK + script).encode())
         if status != 0:
             detail = err.decode(errors="replace").strip().splitlines()
             message = detail[-1][:200] if detail else f"exit status {status}"
@@ -252,7 +258,8 @@ rm -rf "$t"
 
     @_one_at_a_time
     def make_dirs(self, path: str) -> None:
-        """mkdir -p over SFTP (no command started on the host: a launch runs as few as it can)."""
+        """mkdir -p over SFTP (no command started on the host: a launch runs as few as it can); each dir it
+        makes is 0700."""
         sftp = self.sftp()
         missing: list[str] = []
         current = path.rstrip("/")
@@ -267,7 +274,7 @@ rm -rf "$t"
                 raise self.failure(f"creating {path}", exc) from None
         for folder in reversed(missing):
             try:
-                sftp.mkdir(folder)
+                sftp.mkdir(folder, PRIVATE_DIR)
             except OSError as exc:
                 try:
                     if stat.S_ISDIR(sftp.stat(folder).st_mode or 0):

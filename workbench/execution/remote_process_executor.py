@@ -15,7 +15,11 @@ Design (mirrors process_executor/proc_shim, in sh):
     a supervisor killed while its experiment runs leaves the experiment running, and then SUPERVISOR_KILLED.
 
 The run's environment is the host's, as sshd gives a command (PATH, HOME, ...), plus launch.env and
-WORKBENCH_OUTPUT/WORKBENCH_METRICS: nothing of the workstation's own environment is passed.
+WORKBENCH_OUTPUT/WORKBENCH_METRICS: nothing of the workstation's own environment is passed. Its values never
+sit in a script: submit writes them (over the channel's stdin) to a 0600 `launch.env` in the run dir, which the
+experiment's shell opens and removes before the supervisor writes `pid`, and reads from the open descriptor.
+Everything Workbench writes there is 0600 in 0700 dirs (SshHost.sh's umask); the experiment itself runs with
+the login's own umask.
 
 Limit: `wait` in sh reports a child killed by signal N as 128+N, the same as a child that exited with
 128+N itself; such a status is recorded as the signal (local Python supervisor tells them apart).
@@ -46,6 +50,7 @@ PROGRESS_TAIL = 8192
 CANCEL_GRACE = 10               # seconds between SIGTERM and SIGKILL
 START_TIMEOUT = 10              # seconds submit waits for the supervisor's pid file
 LOG_FILES = (("out", "stdout.log"), ("err", "stderr.log"))
+ENV_FILE = "launch.env"  # the run's environment, 0600, from submit until its experiment's shell has read it
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 # Shell functions shared by the supervisor, status and cancel scripts: builtins only (read, set, test), no
@@ -90,12 +95,29 @@ def _num(value: Any) -> str:
     return str(int(value)) if value not in (None, "") else ""
 
 
-def _supervisor_script(run_dir: str, snapshot_dir: str, argv: list[str], env: dict[str, str]) -> str:
-    exports = "".join(f"  export {name}={_q(value)}\n" for name, value in env.items())
+def env_file(env: dict[str, str]) -> str:
+    """The run's environment as sh `export` lines, for ENV_FILE (never for a script that stays on the host)."""
+    return "".join(f"export {name}={_q(value)}\n" for name, value in env.items())
+
+
+def open_env(env_path: str) -> str:
+    """An sh line that opens the env file on descriptor 3 and removes it: from then on no copy of the values
+    is on disk, whatever becomes of the process. READ_ENV, later, sets them from the open descriptor."""
+    return f"exec 3< {_q(env_path)} && rm -f -- {_q(env_path)} || exit 126"
+
+
+# last before the command (the values may set any name, PATH and IFS included): Linux's /dev/fd reopens the
+# removed file; the descriptor is closed before the command starts
+READ_ENV = ". /dev/fd/3; exec 3<&-"
+
+
+def _supervisor_script(run_dir: str, snapshot_dir: str, argv: list[str]) -> str:
     command = " ".join(_q(a) for a in argv)
+    env_path = posixpath.join(run_dir, ENV_FILE)
     return f"""# Workbench run supervisor (written by RemoteProcessExecutor.submit)
 {_LIB}
 run={_q(run_dir)}
+case $1 in *[!0-7]*|"") login_umask=022 ;; *) login_umask=$1 ;; esac
 child=
 got=
 finish() {{
@@ -109,16 +131,24 @@ fwd() {{  # cancel = SIGTERM to this supervisor, forwarded to the experiment's p
   if [ -n "$child" ]; then kill -TERM -"$child" 2>/dev/null || kill -TERM "$child" 2>/dev/null; fi
 }}
 trap fwd TERM INT HUP
-( umask 077; : >> "$run/stdout.log"; : >> "$run/stderr.log" )
+umask 077
+: >> "$run/stdout.log"; : >> "$run/stderr.log"
 if ! cd {_q(snapshot_dir)} 2>/dev/null; then
+  rm -f "$run/{ENV_FILE}"
   printf 'workbench: cannot enter the snapshot dir %s\\n' {_q(snapshot_dir)} >> "$run/stderr.log"
   finish 127
   exit 0
 fi
-# The child records its own start time (this shell may reap a child that ends at once before it is looked at)
+# The child records its own start time (this shell may reap a child that ends at once before it is looked at),
+# once it has taken its environment out of the env file: a run with a pid record has left no values on disk.
+# The experiment runs with the login's own umask (its files sit in this 0700 run dir).
 (
-  pinfo self && printf '%s\\n' "$START" > "$run/child_start"
-{exports}  exec setsid {command}
+  pinfo self; me=$START
+  {open_env(env_path)}
+  printf '%s\\n' "$me" > "$run/child_start"
+  umask "$login_umask"
+  {READ_ENV}
+  exec setsid {command}
 ) < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log" &
 child=$!
 # setsid makes the child its own process group: wait (bounded) until it has, so the group can be signalled
@@ -169,14 +199,17 @@ class RemoteProcessExecutor:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(launch.gpu_ids)
         argv = [a.replace("{output}", out) for a in launch.argv]
         _check(argv, env)
-        supervisor = _supervisor_script(run_dir, str(launch.snapshot_dir), argv, env)
+        supervisor = _supervisor_script(run_dir, str(launch.snapshot_dir), argv)
+        # the values go over this channel's stdin into a 0600 file the experiment's shell removes as it reads
+        # it (before the supervisor writes its pid record); supervisor.sh holds none of them
         script = f"""{_LIB}
 run={_q(run_dir)}
 command -v setsid >/dev/null 2>&1 || {{ echo "setsid is not installed (util-linux or busybox)" >&2; exit 1; }}
 if [ -e "$run/pid" ] || [ -e "$run/exit_code" ]; then echo "$run already holds a run" >&2; exit 1; fi
 mkdir -p "$run/out" || exit 1
 printf '%s' {_q(supervisor)} > "$run/supervisor.sh" || exit 1
-setsid sh "$run/supervisor.sh" < /dev/null >> "$run/supervisor.err" 2>&1 &
+printf '%s' {_q(env_file(env))} > "$run/{ENV_FILE}" || exit 1
+setsid sh "$run/supervisor.sh" "$wb_umask" < /dev/null >> "$run/supervisor.err" 2>&1 &
 i=0
 while [ ! -f "$run/pid" ] && [ ! -f "$run/exit_code" ] && [ $i -lt {START_TIMEOUT * 20} ]; do
   sleep 0.05 2>/dev/null || {{ sleep 1; i=$((i + 19)); }}
@@ -185,6 +218,7 @@ done
 if [ -f "$run/pid" ]; then printf 'pid '; cat "$run/pid"; fi
 if [ -f "$run/exit_code" ]; then printf 'exit '; cat "$run/exit_code"; fi
 if [ ! -f "$run/pid" ] && [ ! -f "$run/exit_code" ]; then printf 'none '; tail -n 1 "$run/supervisor.err" 2>/dev/null; fi
+rm -f "$run/{ENV_FILE}"  # a supervisor that never started its experiment must not leave the values behind
 exit 0
 """
         found = _records(self.host.sh(script, timeout=START_TIMEOUT + 30, what="starting the run"))

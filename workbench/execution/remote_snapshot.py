@@ -2,7 +2,8 @@
 
 The host gets the same layout as the local store, under a Workbench folder of its own (`remote_root`):
 `snapshots/objects/<2 hex>/<sha256>-<mode>` and `snapshots/<tree>/` of hard links to them, relative
-symlinks, read-only modes. Only a POSIX shell and an SFTP server are needed on the host (no python):
+symlinks, read-only modes that are the user's alone (see `_on_host`; the folders Workbench makes there are
+0700). Only a POSIX shell and an SFTP server are needed on the host (no python):
 
 1. `test -d snapshots/<tree>`: a host that has the snapshot already costs one command and no bytes.
 2. One `sh` loop over the needed object names (sent on stdin) prints the ones the host lacks.
@@ -44,7 +45,9 @@ STALE_MINUTES = 60  # staging folders and temporary objects older than this are 
 # Prints the object names (read one a line on stdin) that the objects folder ($1) lacks, after making the
 # two-hex folders named in the other arguments.
 _MISSING = r"""set -e
+umask 077
 mkdir -p -- "$1"
+chmod 700 -- "${1%/*}" "$1"
 cd -- "$1"
 shift
 [ "$#" -eq 0 ] || mkdir -p -- "$@"
@@ -137,12 +140,16 @@ def _looks_full(conn: Connection, folder: str, need: int) -> bool:
     return status == 0 and available < need + (1 << 20)
 
 
+def _on_host(mode: int) -> int:
+    """A snapshot file's or dir's mode on a host: the user's own bits of it (0400 a file, 0500 an executable
+    or a dir), nothing for group or others, whatever the local mode."""
+    return mode & 0o700
 
 
 def _materialise_script(snapshots: str, tree: str, entries: list[Entry]) -> str:
     q = shlex.quote
     staging = f".tmp-{tree}-{secrets.token_hex(6)}"
-    lines = ["set -e", f"cd -- {q(snapshots)}", f"mkdir -m 700 -- {staging}", f"mkdir -- {staging}/{tree}",
+    lines = ["set -e", "umask 077", f"cd -- {q(snapshots)}", f"mkdir -m 700 -- {staging}", f"mkdir -- {staging}/{tree}",
              f"cd -- {staging}/{tree}"]
 
     def batched(command: str, paths: list[str]) -> None:
@@ -163,13 +170,13 @@ def _materialise_script(snapshots: str, tree: str, entries: list[Entry]) -> str:
         if e.kind != "d" or not e.rel:
             continue
         if e.mode != run_mode and run:
-            batched(f"chmod {run_mode:o}", run)
+            batched(f"chmod {_on_host(run_mode):o}", run)
             run = []
         run_mode = e.mode
         run.append(e.rel)
     if run:
-        batched(f"chmod {run_mode:o}", run)
-    root_mode = next((e.mode for e in entries if e.kind == "d" and not e.rel), 0o555)
+        batched(f"chmod {_on_host(run_mode):o}", run)
+    root_mode = _on_host(next((e.mode for e in entries if e.kind == "d" and not e.rel), 0o555))
     lines += [
         "cd ../..",
         f"chmod {root_mode:o} -- {staging}/{tree}",
@@ -364,7 +371,7 @@ def _send_one(sftp: paramiko.SFTPClient, source: Path, tmp: str, target: str, si
     got = sftp.stat(tmp).st_size
     if got != size:
         raise _ShortWrite(f"it arrived with {got} of {size} bytes")
-    sftp.chmod(tmp, mode)
+    sftp.chmod(tmp, _on_host(mode))
     try:
         sftp.posix_rename(tmp, target)
     except OSError:

@@ -6,7 +6,9 @@ file system): nothing above execution/ knows Slurm is there.
   experiment as a process in the snapshot with the Workbench environment (an optional `setup` line first, e.g.
   `module load cuda`), writing stdout.log, stderr.log, out/metrics.jsonl and an `exit_code` record into its
   run dir — the layout of the process executor on an SSH host, so logs, metrics and progress are read by the
-  same code (RemoteProcessExecutor), over SFTP from byte offsets.
+  same code (RemoteProcessExecutor), over SFTP from byte offsets. The run's environment is not in the script:
+  it goes in sbatch's own environment (see _sbatch), which Slurm keeps with the job for every attempt; what
+  the job writes is 0600 in 0700 dirs (the experiment keeps the login's umask).
 * status reads the run's exit record (SFTP: no Slurm call) and otherwise what the cluster's last `squeue`
   said: one batched call per poll interval per cluster, shared by every Workbench process through the
   database (SlurmQueue), so the scheduler sees the poll rate, never the number of runs. PENDING keeps the run
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import WorkbenchError
 from workbench.execution.base import Chunk, Launch, RunState, exited, signal_reason
-from workbench.execution.remote_process_executor import RemoteProcessExecutor, _check
+from workbench.execution.remote_process_executor import RemoteProcessExecutor, _check, env_file
 
 if TYPE_CHECKING:
     from workbench.execution.hosts import SshHost
@@ -123,6 +125,17 @@ mkdir -p "$run/out" || exit 1
 printf '%s' {_q(script)} > "$run/job.sh" || exit 1"""
 
 
+def _sbatch(env: dict[str, str], arguments: str) -> str:
+    """An sh command printing sbatch's answer, with the run's environment in sbatch's own environment: Slurm
+    keeps it with the job (in slurmctld's state, not on the shared file system) and gives it to every attempt
+    of the job, a requeued one included. The values come in this script, over the channel's stdin: never in
+    a file or on a command line. sbatch runs under umask 077 (its jobs get it: slurm.out and the job's
+    records are 0600); the login's umask goes to the job script as $1, for the experiment."""
+    # the command line is made first: the values may set any name (PATH, IFS, ...), the positional ones excepted
+    return f"""$(set -- "$(command -v sbatch)" --parsable --export=ALL {arguments} "$wb_umask"
+{env_file(env)}exec "$@")"""
+
+
 def _with_setup(argv: list[str], setup: str | None) -> list[str]:
     """The command, after the setup line(s) in the same bash (a `source` of a venv or a `module load` must
     change the command's environment; sites define `module` for bash), which then becomes the command."""
@@ -132,11 +145,16 @@ def _with_setup(argv: list[str], setup: str | None) -> list[str]:
 
 
 def batch_script(run_dir: str, snapshot_dir: str, argv: list[str], env: dict[str, str], setup: str | None) -> str:
+    """The job: its files 0600 whatever umask Slurm gives it; the experiment with the login's umask ($1). `env`
+    holds only what differs between the tasks of one job array (params, run id, output paths: what the run's
+    history shows anyway); the rest of the environment comes from sbatch's (see _sbatch)."""
     exports = "".join(f"export {name}={_q(value)}\n" for name, value in env.items())
     command = " ".join(_q(a) for a in _with_setup(argv, setup))
     return f"""#!/bin/sh
 # Workbench run (written by SlurmExecutor.submit)
 run={_q(run_dir)}
+case $1 in *[!0-7]*|"") login_umask=077 ;; *) login_umask=$1 ;; esac
+umask 077
 child=
 finish() {{
   sig=null
@@ -157,7 +175,10 @@ if ! cd {_q(snapshot_dir)} 2>/dev/null; then
   finish 127
   exit 127
 fi
-{exports}{command} < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log" &
+(
+  umask "$login_umask"
+{exports}  exec {command}
+) < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log" &
 child=$!
 wait "$child"
 code=$?
@@ -440,12 +461,13 @@ class SlurmExecutor(RemoteProcessExecutor):
         self._gpus_noted: set[str] = set()  # jobs whose GPUs this process recorded (or found none)
 
     def submit(self, launch: Launch) -> dict[str, Any]:
-        run_dir, script = self._job_script(launch)
+        env = self._env(launch)
+        run_dir, script = self._job_script(launch, {}, env)
         options = [f"--job-name=wb-{launch.run_id}", f"--comment=workbench:{self.instance}:{launch.run_id}",
                    f"--output={posixpath.join(run_dir, 'slurm.out')}", f"--chdir={run_dir}", *self._options(launch)]
         submit = f"""{_SBATCH_ON_PATH}
 {_write_job(run_dir, script)}
-id=$(sbatch --parsable {' '.join(_q(o) for o in options)} "$run/job.sh") || exit 1
+id={_sbatch(env, ' '.join(_q(o) for o in options) + ' "$run/job.sh"')} || exit 1
 id=${{id%%;*}}
 printf '%s\\n' "$id" > "$run/job_id"
 printf 'job %s\\n' "$id"
@@ -457,14 +479,19 @@ printf 'job %s\\n' "$id"
         """Runs of one sweep as one job array (`--array=0-N%max_parallel`: Slurm keeps to max_parallel),
         task i running launches[i]'s job script; each run's job is `<array id>_<i>`. The resources asked
         are the first launch's (a sweep's trials share an experiment)."""
-        scripts = [self._job_script(launch) for launch in launches]
+        envs = [self._env(launch) for launch in launches]
+        # a sweep's trials share their experiment's environment (through sbatch's); each task's job script
+        # sets only what is its own (params, run id, output paths: what its run's history shows anyway)
+        shared = {k: v for k, v in envs[0].items() if all(e.get(k) == v for e in envs[1:])}
+        scripts = [self._job_script(launch, {k: v for k, v in env.items() if k not in shared}, shared)
+                   for launch, env in zip(launches, envs)]
         folder = posixpath.join(self.host.root, "arrays")
         array = posixpath.join(folder, f"{group}-{int(time.time() * 1000)}.sh")
         cases = "".join(f"{i}) run={_q(run_dir)} ;;\n" for i, (run_dir, _) in enumerate(scripts))
         array_script = ("#!/bin/sh\n# Workbench job array (written by SlurmExecutor.submit_many)\n"
                         f'case "$SLURM_ARRAY_TASK_ID" in\n{cases}'
                         '*) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 1 ;;\nesac\n'
-                        'exec sh "$run/job.sh" > "$run/slurm.out" 2>&1\n')
+                        'exec sh "$run/job.sh" "$1" > "$run/slurm.out" 2>&1\n')
         options = [f"--array=0-{len(launches) - 1}%{max(1, max_parallel)}", f"--job-name=wb-array-{group}",
                    f"--comment=workbench:{self.instance}:array:{group}", "--output=/dev/null",
                    f"--chdir={folder}", *self._options(launches[0])]
@@ -475,7 +502,7 @@ printf 'job %s\\n' "$id"
 {writes}
 mkdir -p {_q(folder)} || exit 1
 printf '%s' {_q(array_script)} > {_q(array)} || exit 1
-id=$(sbatch --parsable {' '.join(_q(o) for o in options)} {_q(array)}) || exit 1
+id={_sbatch(shared, ' '.join(_q(o) for o in options) + ' ' + _q(array))} || exit 1
 id=${{id%%;*}}
 {ids}printf 'job %s\\n' "$id"
 """
@@ -484,17 +511,21 @@ id=${{id%%;*}}
         return [{"run_dir": run_dir, "machine": self.host.name, "job": f"{job}_{i}", "started_at": now}
                 for i, (run_dir, _) in enumerate(scripts)]
 
-    def _job_script(self, launch: Launch) -> tuple[str, str]:
+    def _env(self, launch: Launch) -> dict[str, str]:
         if launch.mounts:
             raise WorkbenchError(f"{self.host.name} is a Slurm cluster: `mounts` need a container runtime there",
                                  hint="remove mounts for this machine (Apptainer/Pyxis support is a later step)")
+        out = posixpath.join(str(launch.run_dir), "out")
+        return {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}
+
+    def _job_script(self, launch: Launch, own: dict[str, str], shared: dict[str, str]) -> tuple[str, str]:
+        """(run dir, batch script): `own` is the environment the script sets itself, `shared` what sbatch's
+        environment gives it."""
         run_dir = str(launch.run_dir)
-        out = posixpath.join(run_dir, "out")
-        env = {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}
-        argv = [a.replace("{output}", out) for a in launch.argv]
-        _check(argv, env)
+        argv = [a.replace("{output}", posixpath.join(run_dir, "out")) for a in launch.argv]
+        _check(argv, {**shared, **own})
         setup = "\n".join(line for line in (self.settings.setup, launch.setup) if line) or None  # machine's, then experiment's
-        return run_dir, batch_script(run_dir, str(launch.snapshot_dir), argv, env, setup)
+        return run_dir, batch_script(run_dir, str(launch.snapshot_dir), argv, own, setup)
 
     def _options(self, launch: Launch) -> list[str]:
         """sbatch's resources: GPUs, memory and CPUs from the experiment (else the partition's defaults), and

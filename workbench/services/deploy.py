@@ -72,8 +72,8 @@ class Target:
                 partial = f"{final}.{secrets.token_hex(4)}.partial"  # two deploys may send the same model
                 self.wb.progress(f"sending the model ({size:,} bytes) to {self.machine}")
                 sftp.put(str(local), partial)
+                sftp.chmod(partial, 0o400)  # the login user's alone (its folder, like every one Workbench makes, 0700)
                 sftp.posix_rename(partial, final)
-                sftp.chmod(final, 0o444)
         except WorkbenchError:
             raise
         except Exception as exc:  # noqa: BLE001 - SFTP and SSH failures, one line naming the host
