@@ -46,7 +46,7 @@ def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
 
 def pieces(fd: int, size: int, chunk_size: int = CHUNK) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of the first `size` bytes of the open file `fd` that are not zeros, in order, in
-    chunks of at most `chunk_size` (≤ CHUNK). Reads with pread: the file offset is left alone."""
+    chunks of at most `chunk_size` (≤ CHUNK). Reads with pread; finding the holes moves the file offset."""
     for start, end in _data_ranges(fd, size):
         pos = start
         while pos < end:
