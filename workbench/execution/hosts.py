@@ -26,15 +26,16 @@ if TYPE_CHECKING:
     from workbench.machines.ssh import Connection
 
 ARTIFACT_CHUNK = 1 << 20
+SFTP_TIMEOUT = 60.0  # seconds one SFTP read may wait for its answer
 HASH_BATCH = 500  # files hashed per remote command
 FULL_BELOW = 1 << 20  # a host dir with less free than this is full (a run's write just failed there)
 SKIPPED = "metrics.jsonl"  # the run's metrics file: ingested, not an output (never hashed: it can be large)
 Listed = tuple[str, int, str, str | None]  # (relative path, size, sha256, link target or None)
-
 # What Workbench writes on a host is the login user's alone, whatever the login's umask (a cluster's shared
 # file system is read by every user of it): dirs 0700, files 0600, snapshot files 0400 (0500 executable).
 PRIVATE_DIR = 0o700
 UMASK = "wb_umask=$(umask); umask 077\n"
+
 
 def _one_at_a_time(method: Any) -> Any:
     """paramiko's SFTPClient is not safe for requests from several threads at once (one thread may read
@@ -166,6 +167,9 @@ class SshHost:
                 except (paramiko.SSHException, OSError, EOFError) as exc:
                     self.connection.close_transport()
                     raise SSHError(f"{self.name}: cannot open an SFTP session: {exc or type(exc).__name__}") from None
+                # the liveness check closes a silent host's transport, which ends every read; a read that still
+                # hangs (a peer that acknowledges but never answers) ends here
+                self._sftp.get_channel().settimeout(SFTP_TIMEOUT)
                 self._sftp_transport = transport
             assert self._sftp is not None
             return self._sftp
@@ -182,7 +186,8 @@ class SshHost:
                 not self.connection.connected:
             self.connection.close_transport()
             self._sftp = None
-            return SSHError(f"{self.name}: the connection dropped while {what}")
+            dropped = self.connection.dropped()
+            return SSHError(f"{self.name}: the connection dropped while {what}" + (f" ({dropped})" if dropped else ""))
         if isinstance(exc, OSError) and "No space left" in str(exc):
             return self.no_space(what)
         if isinstance(exc, OSError) and path is not None and str(exc) == "Failure":

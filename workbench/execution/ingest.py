@@ -58,8 +58,18 @@ def owner_gone(owner: str) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        pass
-    return False
+        return False
+    return _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """A process that was killed but not yet reaped still answers kill(pid, 0): where no init reaps orphans
+    (a container's PID 1), a follower killed with -9 would hold its run's lease as a zombie until it lapsed."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 def lease_name(run_id: str) -> str:

@@ -201,6 +201,8 @@ def _connect(target: SSHTarget, hostkeys: HostKeyStore, timeout: float, via: str
             try:
                 sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
                 _tune(sock)
+            except TimeoutError:
+                raise SSHError(f"{name}: {address} does not answer (nothing within {timeout:g}s)") from None
             except OSError as exc:
                 raise SSHError(f"{name}: cannot reach {address}: {exc.strerror or exc}") from None
         return _handshake(target, hostkeys, sock, timeout, name if via else f"{name}: {address}"), jump_transport

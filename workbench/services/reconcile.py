@@ -155,6 +155,11 @@ class Reconciler:
         if run["status"] not in ("queued", "running") or run.get("waiting") is not None:
             return None  # ended meanwhile, or back in the queue (another reconciler requeued it)
         adopted = False
+        if run["status"] == "running" and run.get("handle"):
+            # Its lease was free: nobody follows it (a follower killed with -9, a reboot). One is started
+            # before anything here asks the host (this process may exit first); it takes the run over once
+            # this look lets go, or finds it ended.
+            wb.follow_in_background(run["id"])
         try:
             if not run.get("handle"):
                 found = adopt(wb, run)
@@ -174,10 +179,6 @@ class Reconciler:
             return None  # cannot tell; keep the record as it is
         if not run_ingestor.acquire():
             return None
-        if run["status"] == "running" and not adopted:
-            # Its lease was free: nobody follows it (a follower killed with -9, a reboot). One is started now,
-            # before the catch-up over a slow link (this process may exit first); it takes over once we let go.
-            wb.follow_in_background(run["id"])
         try:
             state = run_ingestor.catch_up()
         except LeaseLost:

@@ -64,6 +64,10 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
                     following.follow(sink=sink, progress=progress)
                 except LeaseLost:
                     pass  # another process took over; keep waiting for its verdict
+                except Exception as exc:
+                    if machine != "local" and _host_gone(exc):  # said now; its streams are let go after
+                        mark_unreachable(wb, machine, [run], exc)
+                    raise
                 finally:
                     following.release()
             else:
