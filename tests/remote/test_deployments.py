@@ -300,6 +300,11 @@ def test_the_host_lost_during_a_switch_settles_on_one_live_version(cli, host, ma
 
 
 MODEL_SPEC = TINY_TRAIN + """
+[experiments.other]
+image = "python:3.11-slim"
+command = ["python3", "-c", "import os; open(os.path.join(os.environ['WORKBENCH_OUTPUT'], 'm.txt'), 'w').write('n')"]
+artifacts = ["m.txt"]
+
 [deploy]
 image = "python:3.11-slim"
 command = ["python3", "-c", "import http.server as h; H = type('H', (h.BaseHTTPRequestHandler,), {'do_GET': lambda s: (s.send_response(200), s.end_headers(), s.wfile.write(open('{model}', 'rb').read()))}); h.HTTPServer(('', {port}), H).serve_forever()"]
@@ -311,39 +316,58 @@ def _served(port: int) -> bytes:
         return answer.read()
 
 
+def _tamper(path: Path, data: bytes) -> None:
+    """Changes a read-only file in place, keeping its size and mode (what a user or a bad disk might do)."""
+    mode = path.stat().st_mode
+    assert len(data) == path.stat().st_size
+    path.chmod(0o600)
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def _replacements(deployment: dict) -> list[str]:
+    return [e["message"] for e in deployment["events"] if e["kind"] == "model-replaced"]
+
+
 def test_a_model_copy_changed_on_the_host_is_replaced_not_served(cli, host, make_project, tmp_path):
     """The host's copy of a model is reused only when its sha256, computed there, is the registry's: a file
-    tampered with on the host (same size) is sent again before a deployment serves it, and an event says so."""
+    tampered with on the host (same size) is sent again before a deploy or a rollback serves it, and an
+    event says so; an unchanged copy is reused as it is."""
     register(cli, "gpu-a", host.gpu, host.user_key, extra=("--dir", str(tmp_path / "host")))
     root = make_project(MODEL_SPEC)
-    run = cli("run", str(root), "--machine", "gpu-a", "--wait", "--json")
-    assert run.code == 0, run.err
-    assert cli("models", "register", run.json()["id"], "m.txt", "--name", "m").code == 0
-    sha = hashlib.sha256(b"m").hexdigest()
-    copy = tmp_path / "host" / "models" / sha
+    for experiment in ("train", "other"):  # m:1 holds "m", m:2 holds "n"
+        run = cli("run", str(root), "-e", experiment, "--machine", "gpu-a", "--wait", "--json")
+        assert run.code == 0, run.err
+        assert cli("models", "register", run.json()["id"], "m.txt", "--name", "m").code == 0
+    copy_of = {data: tmp_path / "host" / "models" / hashlib.sha256(data).hexdigest() for data in (b"m", b"n")}
     first = cli("deploy", "m:1", "--machine", "gpu-a", "--port", str(free_port()), "--json")
     assert first.code == 0, first.err
     assert _served(int(first.json()["endpoint"].rsplit(":", 1)[1])) == b"m"
-    assert "model-replaced" not in [e["kind"] for e in first.json()["events"]]
+    assert _replacements(first.json()) == []
 
-    mode = copy.stat().st_mode
-    copy.chmod(0o600)
-    copy.write_bytes(b"x")  # the same size: a size check cannot tell
-    copy.chmod(mode)
+    _tamper(copy_of[b"m"], b"x")  # the same size: a size check cannot tell
     port = free_port()
     second = cli("deploy", "m:1", "--machine", "gpu-a", "--name", "m2", "--port", str(port), "--json")
     assert second.code == 0, second.err
     assert _served(port) == b"m"  # the registry's model, not the host's changed copy
-    assert copy.read_bytes() == b"m"
-    replaced = [e for e in second.json()["events"] if e["kind"] == "model-replaced"]
-    assert len(replaced) == 1 and sha[:12] in replaced[0]["message"], second.json()["events"]
-    assert hashlib.sha256(b"x").hexdigest()[:12] in replaced[0]["message"]
+    assert copy_of[b"m"].read_bytes() == b"m"
+    (said,) = _replacements(second.json())
+    assert hashlib.sha256(b"m").hexdigest()[:12] in said and hashlib.sha256(b"x").hexdigest()[:12] in said
     assert "model copy on gpu-a" in second.err  # said at the deploy, too
 
-    inode = copy.stat().st_ino
-    third = cli("deploy", "m:1", "--machine", "gpu-a", "--name", "m3", "--port", str(free_port()), "--json")
+    switched = cli("deploy", "m:2", "--machine", "gpu-a", "--name", "m2", "--json")
+    assert switched.code == 0, switched.err
+    assert _served(port) == b"n"
+    _tamper(copy_of[b"m"], b"y")  # the kept v1 mounts this path when it starts again
+    back = cli("deployments", "rollback", "m2", "--json")
+    assert back.code == 0, back.err
+    assert back.json()["live_version"] == 1 and _served(port) == b"m"
+    assert len(_replacements(back.json())) == 2
+
+    inode = copy_of[b"n"].stat().st_ino
+    third = cli("deploy", "m:2", "--machine", "gpu-a", "--name", "m3", "--port", str(free_port()), "--json")
     assert third.code == 0, third.err
-    assert copy.stat().st_ino == inode  # an unchanged copy is reused, not sent again
-    assert "model-replaced" not in [e["kind"] for e in third.json()["events"]]
+    assert copy_of[b"n"].stat().st_ino == inode  # an unchanged copy is reused, not sent again
+    assert _replacements(third.json()) == []
     for name in ("m", "m2", "m3"):
         assert cli("deployments", "stop", name, "--remove").code == 0

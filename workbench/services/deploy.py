@@ -383,6 +383,10 @@ def rollback(wb: Services, name: str) -> dict[str, Any]:
             raise WorkbenchError(f"the container of v{back['version']} is gone from {record['machine']}",
                                  hint=f"deploy it again: `workbench deploy {record['model']}:{back['version']} "
                                       f"--machine {record['machine']}`")
+        # the kept container mounts the host's copy by path when it starts again: that copy must be the model
+        kept = models.resolve(wb, f"{record['model']}:{back['version']}")
+        target.model_path(models.model_file(wb, kept), back["sha256"],
+                          lambda why: _event(wb, name, "model-replaced", why))
         wb.store.update_deployment(name, operation={"kind": "rollback", "version": back["version"], "owner": owner,
                                                     "started": time.time()})
         started = time.monotonic()
