@@ -473,6 +473,7 @@ printf '%s\\n' "$id" > "$run/job_id"
 printf 'job %s\\n' "$id"
 """
         job = self._submitted(self.host.sh(submit, timeout=120, what="submitting the job (sbatch)"))
+        self._say_time_rounding([launch])
         return {"run_dir": run_dir, "machine": self.host.name, "job": job, "started_at": time.time()}
 
     def submit_many(self, launches: list[Launch], max_parallel: int, group: str) -> list[dict[str, Any]]:
@@ -507,6 +508,7 @@ id=${{id%%;*}}
 {ids}printf 'job %s\\n' "$id"
 """
         job = self._submitted(self.host.sh(submit, timeout=300, what="submitting the job array (sbatch)"))
+        self._say_time_rounding(launches)
         now = time.time()
         return [{"run_dir": run_dir, "machine": self.host.name, "job": f"{job}_{i}", "started_at": now}
                 for i, (run_dir, _) in enumerate(scripts)]
@@ -529,14 +531,18 @@ id=${{id%%;*}}
 
     def _options(self, launch: Launch) -> list[str]:
         """sbatch's resources: GPUs, memory and CPUs from the experiment (else the partition's defaults), and
-        the machine's partition, account and time limit. A time limit Slurm rounds up is an event of the run."""
+        the machine's partition, account and time limit."""
         s = self.settings
         options = [f"--gres=gpu:{launch.gpus}"] if launch.gpus else []
         options += memory_option(launch.memory) + [f"--cpus-per-task={launch.cpus}"] * bool(launch.cpus)
         options += [f"--partition={s.partition}"] * bool(s.partition) + [f"--account={s.account}"] * bool(s.account)
-        if (rounded := time_rounding(s.time)) is not None:
-            self.queue.store.add_event(launch.run_id, "warning", rounded)
         return options + [f"--time={s.time}"] * bool(s.time)
+
+    def _say_time_rounding(self, launches: list[Launch]) -> None:
+        """A time limit Slurm rounds up (whole minutes) is a warning event of each run submitted with it."""
+        if (rounded := time_rounding(self.settings.time)) is not None:
+            for launch in launches:
+                self.queue.store.add_event(launch.run_id, "warning", rounded)
 
     def _submitted(self, output: bytes) -> str:
         text = output.decode(errors="replace")
