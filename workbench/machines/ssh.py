@@ -336,7 +336,7 @@ class Connection:
             if not self.connected:
                 self.close_transport()
                 if self._down is not None and time.monotonic() - self._down[0] < DOWN_MEMO:
-                    raise self._down[1]
+                    raise SSHError(self._down[1].message, hint=self._down[1].hint)
                 try:
                     made = open_transport(self.target, self.hostkeys)
                 except SSHError as exc:
