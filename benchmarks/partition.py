@@ -36,6 +36,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "remote"), 
 from helpers import Result  # noqa: E402
 from remote_hosts import (State, acquire_lock, build, clean_up_after_crashed_session, register,  # noqa: E402
                           release_lock, tear_down)
+from test_remote_faults import _follower_pids  # noqa: E402  (a zombie's cmdline is empty: not counted)
 
 MACHINE = "gpu-a"
 LINES = 80
@@ -68,20 +69,6 @@ class Cli:
 def drop(action: str, host) -> bool:
     return subprocess.run(["iptables", action, "INPUT", "-d", host.address, "-p", "tcp", "--dport", str(host.port),
                            "-j", "DROP"], capture_output=True).returncode == 0
-
-
-def followers(run_id: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-                state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            if b"_follow" in argv and run_id.encode() in argv and state != b"Z":
-                found.append(int(entry.name))
-    return found
 
 
 def until(predicate, timeout: float, interval: float = 0.2) -> float | None:
@@ -136,7 +123,7 @@ def one_try(cli: Cli, project: Path, host, executor: str, silence: float) -> dic
     figures["4_heal_to_caught_up_s"] = round(caught_up, 2) if caught_up is not None else None
     until(lambda: cli.show(run_id)["status"] != "running", 120, 0.5)
     ended = time.perf_counter()
-    gone = until(lambda: not followers(run_id), 60, 0.1)
+    gone = until(lambda: not _follower_pids(run_id), 60, 0.1)
     figures["4_follower_lived_after_run_end_s"] = round(gone, 2) if gone is not None else "still alive after 60 s"
     figures["4_heal_to_run_end_s"] = round(ended - healed, 2)
     final = cli.show(run_id)

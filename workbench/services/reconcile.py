@@ -155,7 +155,7 @@ class Reconciler:
         if run["status"] not in ("queued", "running") or run.get("waiting") is not None:
             return None  # ended meanwhile, or back in the queue (another reconciler requeued it)
         adopted = False
-        if run["status"] == "running" and run.get("handle"):
+        if run["status"] == "running" and run.get("handle") and not _left_to_the_dispatcher(run):
             # Its lease was free: nobody follows it (a follower killed with -9, a reboot). One is started
             # before anything here asks the host (this process may exit first); it takes the run over once
             # this look lets go, or finds it ended.
@@ -215,6 +215,16 @@ class Reconciler:
         if message not in self.said and not self.closed:
             self.said.add(message)
             self.wb.progress(message)
+
+
+def _left_to_the_dispatcher(run: dict[str, Any]) -> bool:
+    """A Slurm job of a sweep gets its follower from the dispatcher once Slurm starts it (group_launch), and a
+    job Slurm still holds needs none yet: no process per pending array task."""
+    if run["executor"] != "slurm":
+        return False
+    from workbench.execution.slurm_executor import PENDING_PREFIX
+
+    return bool(run.get("sweep_id")) or (run.get("status_reason") or "").startswith(PENDING_PREFIX)
 
 
 def ingestor(wb: Services, run: dict[str, Any], owner: str | None = None) -> RunIngestor:
