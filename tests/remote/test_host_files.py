@@ -47,7 +47,7 @@ printf %s "$PLAIN" > "$out/plain"
 umask > "$out/umask"
 touch "$out/started"
 i=0
-while [ ! -e "$out/go" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+while [ "${WB_PARAM_WAIT:-1}" = 1 ] && [ ! -e "$out/go" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
 echo done
 """
 PROJECT_FILES = {"run.sh": RUN_SH, "lib/data.txt": "data\n"}
@@ -114,16 +114,16 @@ def expected_modes(shared: Path, path: Path, is_dir: bool) -> set[int]:
     return {0o700} if is_dir else {0o600}
 
 
-def check_host_dir(shared: Path, experiment_dir: Path) -> list[str]:
+def check_host_dir(shared: Path, *experiment_dirs: Path) -> list[str]:
     """A real stat of every entry under the --dir (itself excepted: it is not Workbench's). The experiment's
-    own files (in `experiment_dir`) keep the login's umask: they sit in 0700 dirs. Returns what was looked at."""
+    own files (in `experiment_dirs`) keep the login's umask: they sit in 0700 dirs. Returns what was looked at."""
     seen = []
     for dirpath, dirnames, filenames in os.walk(shared):
         for name in dirnames + filenames:
             path = Path(dirpath) / name
             info = path.lstat()
             seen.append(str(path.relative_to(shared)))
-            if stat.S_ISLNK(info.st_mode) or path.parent == experiment_dir:
+            if stat.S_ISLNK(info.st_mode) or path.parent in experiment_dirs:
                 continue
             mode, expected = stat.S_IMODE(info.st_mode), expected_modes(shared, path, stat.S_ISDIR(info.st_mode))
             assert mode in expected, f"{path.relative_to(shared)}: {mode:o}, not {' or '.join(f'{m:o}' for m in expected)}"
@@ -164,6 +164,8 @@ def _launch_and_check(cli, shared: Path, make_project, machine: str, *executor: 
     # while it runs: modes, and no file on the host holds the secret (nor the plain value, but in its output)
     seen = check_host_dir(shared, out)
     assert f"runs/{run_id}" in seen and any(s.startswith("snapshots/objects/") for s in seen), seen
+    if executor != ("--executor", "docker"):  # its logs are the engine's
+        assert {f"runs/{run_id}/stdout.log", f"runs/{run_id}/stderr.log"} <= set(seen), seen  # (removed once ingested)
     no_values_on_the_host(shared)
     (out / "go").touch()
     final = wait_for(lambda: (s := _show(cli, run_id))["status"] not in ("queued", "running") and s, timeout=120,
@@ -183,7 +185,7 @@ def test_a_process_run_over_ssh_leaves_nothing_for_others_and_no_value_in_a_file
     register(cli, "loose", loose, remote_env.user_key, extra=("--dir", str(shared)))
     run_id, out = _launch_and_check(cli, shared, make_project, "loose", "--executor", "process")
     run_dir = _run_dir(shared, run_id)
-    for name in ("supervisor.sh", "pid", "exit_code", "stdout.log", "stderr.log", "supervisor.err", "child_start"):
+    for name in ("supervisor.sh", "pid", "exit_code", "supervisor.err", "child_start"):
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
     assert not (run_dir / "launch.env").exists()  # removed by the experiment's shell as it read it
     assert b"export" not in (run_dir / "supervisor.sh").read_bytes()
@@ -198,8 +200,7 @@ def test_docker_on_a_host_gets_the_values_through_the_engine_and_writes_none(cli
     _launch_and_check(cli, shared, make_project, "loose", "--executor", "docker")
 
 
-def test_a_slurm_job_keeps_its_files_private_and_its_values_out_of_the_shared_dir(cli, make_project, remote_env,
-                                                                                 loose, shared):
+def add_cluster(cli, remote_env, loose, shared: Path) -> None:
     from test_slurm import cluster_up
 
     require(cluster_up(), "no Slurm cluster answers (sinfo): .ci/slurm.sh starts one")
@@ -207,9 +208,39 @@ def test_a_slurm_job_keeps_its_files_private_and_its_values_out_of_the_shared_di
                 "--dir", str(shared), "--poll", "2", "--json")
     assert added.code == 0, added.err
     assert cli("machines", "trust", "loose-hpc", "--fingerprint", loose.fingerprint).code == 0
+
+
+def test_a_slurm_job_keeps_its_files_private_and_its_values_out_of_the_shared_dir(cli, make_project, remote_env,
+                                                                                 loose, shared):
+    add_cluster(cli, remote_env, loose, shared)
     run_id, out = _launch_and_check(cli, shared, make_project, "loose-hpc")
     run_dir = _run_dir(shared, run_id)
-    for name in ("job.sh", "job_id", "pid", "exit_code", "stdout.log", "stderr.log", "slurm.out"):
+    for name in ("job.sh", "job_id", "pid", "exit_code", "slurm.out"):
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
     assert b"export" not in (run_dir / "job.sh").read_bytes()
     assert (out / "umask").read_text().strip() == "0000"  # the login's, passed to the job for the experiment
+
+
+def test_a_sweep_as_one_job_array_gives_every_task_the_values_and_no_script_holds_them(cli, make_project,
+                                                                                      remote_env, loose, shared):
+    """The trials share their experiment's environment through sbatch's; each task's job.sh sets only its own
+    params, run id and paths; the array script under <dir>/arrays/ is 0600 in a 0700 dir."""
+    add_cluster(cli, remote_env, loose, shared)
+    root = make_project(SPEC.replace('command = ["sh", "run.sh"]', 'command = ["sh", "run.sh"]\n'
+                                     'params = { seed = 1, wait = 0 }')
+                        + "[experiments.train.sweep]\nseed = [1, 2]\n", files=PROJECT_FILES)
+    started = cli("sweep", str(root), "--machine", "loose-hpc", "--json", env={"WB_TEST_SECRET": SECRET})
+    assert started.code == 0, started.err
+    sweep_id = started.json()["id"]
+    done = wait_for(lambda: (s := cli("sweeps", "show", sweep_id, "--json").json())["status"] != "running" and s,
+                    timeout=240, interval=1)
+    assert done["status"] == "done" and done["progress"] == {"succeeded": 2}, done
+    outs = [_run_dir(shared, trial["id"]) / "out" for trial in done["trials"]]
+    for out in outs:
+        assert (out / "token.sha").read_text().split()[0] == hashlib.sha256(SECRET.encode()).hexdigest()
+        assert (out / "plain").read_text() == PLAIN
+    arrays = list((shared / "arrays").iterdir())
+    assert len(arrays) == 1 and stat.S_IMODE(arrays[0].stat().st_mode) == 0o600
+    seen = check_host_dir(shared, *outs)
+    assert any(s.startswith("arrays/") for s in seen)
+    no_values_on_the_host(shared)
