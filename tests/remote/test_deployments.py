@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -344,6 +345,9 @@ def test_a_model_copy_changed_on_the_host_is_replaced_not_served(cli, host, make
     assert first.code == 0, first.err
     assert _served(int(first.json()["endpoint"].rsplit(":", 1)[1])) == b"m"
     assert _replacements(first.json()) == []
+    # the copy and its folder are the login user's alone (issue 20), and the server still reads it
+    copy = copy_of[b"m"]
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o400 and stat.S_IMODE(copy.parent.stat().st_mode) == 0o700
 
     _tamper(copy_of[b"m"], b"x")  # the same size: a size check cannot tell
     port = free_port()
