@@ -61,8 +61,8 @@ def start_sweep(wb: Services, path: str, experiment: str | None = None, override
     options = dict(exp.sweep_options)
     count = planned_count(exp)
     if count > MAX_TRIALS:
-        raise WorkbenchError(f"sweep of {exp.name!r}: {_count_said(exp, count)} is more than {MAX_TRIALS:,} trials; "
-                             "nothing was recorded", hint="sweep fewer values, or use method = \"random\" with "
+        raise WorkbenchError(f"sweep of {exp.name!r}: {_count_said(exp, count)}, more than the {MAX_TRIALS:,} trials "
+                             "a sweep may have; nothing was recorded", hint="sweep fewer values, or use method = \"random\" with "
                              "`samples` or \"tpe\" with `trials`")
     options["trials"] = count or options["trials"]
     sweep_id = secrets.token_hex(4)
