@@ -126,7 +126,8 @@ def check_host_dir(shared: Path, *experiment_dirs: Path) -> list[str]:
             if stat.S_ISLNK(info.st_mode) or path.parent in experiment_dirs:
                 continue
             mode, expected = stat.S_IMODE(info.st_mode), expected_modes(shared, path, stat.S_ISDIR(info.st_mode))
-            assert mode in expected, f"{path.relative_to(shared)}: {mode:o}, not {' or '.join(f'{m:o}' for m in expected)}"
+            said = " or ".join(f"{m:o}" for m in expected)
+            assert mode in expected, f"{path.relative_to(shared)}: {mode:o}, not {said}"
     return seen
 
 

@@ -34,7 +34,8 @@ Listed = tuple[str, int, str, str | None]  # (relative path, size, sha256, link 
 # What Workbench writes on a host is the login user's alone, whatever the login's umask (a cluster's shared
 # file system is read by every user of it): dirs 0700, files 0600, snapshot files 0400 (0500 executable).
 PRIVATE_DIR = 0o700
-UMASK = "wb_umask=$(umask); umask 077\n"
+PRIVATE_UMASK = "umask 077\n"
+KEEP_LOGIN_UMASK = "wb_umask=$(umask)\n"  # a fork: only for the scripts that start an experiment
 
 
 def _one_at_a_time(method: Any) -> Any:
@@ -242,11 +243,12 @@ rm -rf "$t"
                     f"{(available or 0) >> 20} MiB free now")
         return None
 
-    def sh(self, script: str, timeout: float = 60.0, what: str = "a command") -> bytes:
+    def sh(self, script: str, timeout: float = 60.0, what: str = "a command", login_umask: bool = False) -> bytes:
         """Runs a POSIX sh script on the host (sent on stdin); its stdout, or a one-line error. Whatever the
-        login's umask, what the script creates is the user's alone (dirs 0700, files 0600); the login's own
-        umask is kept in $wb_umask, for the experiment a launch script starts."""
-        status, out, err = self.connection.run(["sh", "-s"], timeout=timeout, stdin=(UMASK + script).encode())
+        login's umask, what the script creates is the user's alone (dirs 0700, files 0600); with
+        `login_umask`, the login's own umask is kept in $wb_umask, for the experiment a launch starts."""
+        prefix = (KEEP_LOGIN_UMASK if login_umask else "") + PRIVATE_UMASK
+        status, out, err = self.connection.run(["sh", "-s"], timeout=timeout, stdin=(prefix + script).encode())
         if status != 0:
             detail = err.decode(errors="replace").strip().splitlines()
             message = detail[-1][:200] if detail else f"exit status {status}"

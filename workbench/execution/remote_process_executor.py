@@ -221,7 +221,8 @@ if [ ! -f "$run/pid" ] && [ ! -f "$run/exit_code" ]; then printf 'none '; tail -
 rm -f "$run/{ENV_FILE}"  # a supervisor that never started its experiment must not leave the values behind
 exit 0
 """
-        found = _records(self.host.sh(script, timeout=START_TIMEOUT + 30, what="starting the run"))
+        found = _records(self.host.sh(script, timeout=START_TIMEOUT + 30, what="starting the run",
+                                      login_umask=True))
         if "none" in found or not found:
             detail = found.get("none", "").strip()
             raise WorkbenchError(f"{self.host.name}: the run supervisor did not start within {START_TIMEOUT}s"

@@ -472,7 +472,8 @@ id=${{id%%;*}}
 printf '%s\\n' "$id" > "$run/job_id"
 printf 'job %s\\n' "$id"
 """
-        job = self._submitted(self.host.sh(submit, timeout=120, what="submitting the job (sbatch)"))
+        job = self._submitted(self.host.sh(submit, timeout=120, what="submitting the job (sbatch)",
+                                           login_umask=True))
         self._say_time_rounding([launch])
         return {"run_dir": run_dir, "machine": self.host.name, "job": job, "started_at": time.time()}
 
@@ -507,7 +508,8 @@ id={_sbatch(shared, ' '.join(_q(o) for o in options) + ' ' + _q(array))} || exit
 id=${{id%%;*}}
 {ids}printf 'job %s\\n' "$id"
 """
-        job = self._submitted(self.host.sh(submit, timeout=300, what="submitting the job array (sbatch)"))
+        job = self._submitted(self.host.sh(submit, timeout=300, what="submitting the job array (sbatch)",
+                                           login_umask=True))
         self._say_time_rounding(launches)
         now = time.time()
         return [{"run_dir": run_dir, "machine": self.host.name, "job": f"{job}_{i}", "started_at": now}

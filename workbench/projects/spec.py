@@ -457,7 +457,8 @@ def load_spec(folder: str | os.PathLike[str]) -> ProjectSpec:
         if not health.startswith("/"):
             raise v.fail(("deploy", "health"), "expected a URL path starting with /")
         deploy = Deploy(command=command, image=image, dockerfile=dockerfile, health=health,
-                        port=v.integer(d.get("port", 8000), ("deploy", "port"), minimum=1), env=_env(v, d, ("deploy",))[0],
+                        port=v.integer(d.get("port", 8000), ("deploy", "port"), minimum=1),
+                        env=_env(v, d, ("deploy",))[0],
                         gpus=v.integer(d.get("gpus", 0), ("deploy", "gpus")),
                         timeout=v.integer(d.get("timeout", 300), ("deploy", "timeout"), minimum=1))
 
@@ -539,7 +540,8 @@ def env_from_workstation(exp: Experiment) -> dict[str, str]:
     line naming what is missing."""
     missing = sorted({source for source in exp.env_from.values() if source not in os.environ})
     if missing:
-        said = ", ".join(f"{name} (from_env = {source!r})" for name, source in exp.env_from.items() if source in missing)
+        said = ", ".join(f"{name} (from_env = {source!r})" for name, source in exp.env_from.items()
+                         if source in missing)
         raise WorkbenchError(f"experiment {exp.name!r} takes {said} from the environment, and "
                         f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set here",
                         hint=f"export {missing[0]}=... and launch again")
