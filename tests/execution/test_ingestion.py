@@ -174,6 +174,8 @@ def test_logs_follow_streams_a_live_run(cli, make_project, home):
     first = follower.stdout.readline()
     assert first.startswith("tick ")  # arrives while the run is still going
     assert cli("runs", "show", run_id, "--json").json()["status"] == "running"
-    rest, err = follower.communicate(timeout=60)
-    assert follower.returncode == 0, err
+    # read through the same file object: communicate() reads the pipe itself and would miss what readline()
+    # already buffered (a second line that arrived with the first)
+    rest, err = follower.stdout.read(), follower.stderr.read()
+    assert follower.wait(timeout=60) == 0, err
     assert (first + rest).splitlines() == [f"tick {i}" for i in range(1, 6)]
