@@ -45,6 +45,7 @@ out=$WORKBENCH_OUTPUT
 printf %s "$HF_TOKEN" | sha256sum > "$out/token.sha"
 printf %s "$PLAIN" > "$out/plain"
 umask > "$out/umask"
+printf %s "${SBATCH_PARTITION:-}" > "$out/sbatch_partition"
 touch "$out/started"
 i=0
 while [ "${WB_PARAM_WAIT:-1}" = 1 ] && [ ! -e "$out/go" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
@@ -85,12 +86,6 @@ def shared(tmp_path) -> Path:
     path.mkdir()
     path.chmod(0o777)
     return path
-
-
-def _project(make_project) -> Path:
-    root = make_project(SPEC, files=PROJECT_FILES)
-    (root / "run.sh").chmod(0o755)
-    return root
 
 
 def _show(cli, run_id: str) -> dict:
@@ -149,8 +144,10 @@ def no_values_on_the_host(shared: Path) -> None:
     assert all(p.endswith("/out/plain") or p.startswith("snapshots/") for p in plain), plain
 
 
-def _launch_and_check(cli, shared: Path, make_project, machine: str, *executor: str) -> tuple[str, Path]:
-    root = _project(make_project)
+def _launch_and_check(cli, shared: Path, make_project, machine: str, *executor: str,
+                      spec: str = SPEC) -> tuple[str, Path]:
+    root = make_project(spec, files=PROJECT_FILES)
+    (root / "run.sh").chmod(0o755)
     started = cli("run", str(root), "--machine", machine, *executor, "--json", env={"WB_TEST_SECRET": SECRET})
     assert started.code == 0, started.err
     run_id = started.json()["id"]
@@ -214,11 +211,16 @@ def add_cluster(cli, remote_env, loose, shared: Path) -> None:
 def test_a_slurm_job_keeps_its_files_private_and_its_values_out_of_the_shared_dir(cli, make_project, remote_env,
                                                                                  loose, shared):
     add_cluster(cli, remote_env, loose, shared)
-    run_id, out = _launch_and_check(cli, shared, make_project, "loose-hpc")
+    # a name sbatch would read as its own option goes in the job script, not in sbatch's environment
+    spec = SPEC.replace('PLAIN = "a plain value with spaces" }',
+                        'PLAIN = "a plain value with spaces", SBATCH_PARTITION = "no-such-partition" }')
+    run_id, out = _launch_and_check(cli, shared, make_project, "loose-hpc", spec=spec)
+    assert (out / "sbatch_partition").read_text() == "no-such-partition"
     run_dir = _run_dir(shared, run_id)
     for name in ("job.sh", "job_id", "pid", "exit_code", "slurm.out"):
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
-    assert b"export" not in (run_dir / "job.sh").read_bytes()
+    exports = [l.strip() for l in (run_dir / "job.sh").read_text().splitlines() if l.lstrip().startswith("export ")]
+    assert exports == ["export SBATCH_PARTITION=no-such-partition"], exports  # all else came through sbatch
     assert (out / "umask").read_text().strip() == "0000"  # the login's, passed to the job for the experiment
 
 

@@ -461,8 +461,7 @@ class SlurmExecutor(RemoteProcessExecutor):
         self._gpus_noted: set[str] = set()  # jobs whose GPUs this process recorded (or found none)
 
     def submit(self, launch: Launch) -> dict[str, Any]:
-        env = self._env(launch)
-        run_dir, script = self._job_script(launch, {}, env)
+        env, [(run_dir, script)] = self._job_scripts([launch])
         options = [f"--job-name=wb-{launch.run_id}", f"--comment=workbench:{self.instance}:{launch.run_id}",
                    f"--output={posixpath.join(run_dir, 'slurm.out')}", f"--chdir={run_dir}", *self._options(launch)]
         submit = f"""{_SBATCH_ON_PATH}
@@ -481,12 +480,7 @@ printf 'job %s\\n' "$id"
         """Runs of one sweep as one job array (`--array=0-N%max_parallel`: Slurm keeps to max_parallel),
         task i running launches[i]'s job script; each run's job is `<array id>_<i>`. The resources asked
         are the first launch's (a sweep's trials share an experiment)."""
-        envs = [self._env(launch) for launch in launches]
-        # a sweep's trials share their experiment's environment (through sbatch's); each task's job script
-        # sets only what is its own (params, run id, output paths: what its run's history shows anyway)
-        shared = {k: v for k, v in envs[0].items() if all(e.get(k) == v for e in envs[1:])}
-        scripts = [self._job_script(launch, {k: v for k, v in env.items() if k not in shared}, shared)
-                   for launch, env in zip(launches, envs)]
+        shared, scripts = self._job_scripts(launches)
         folder = posixpath.join(self.host.root, "arrays")
         array = posixpath.join(folder, f"{group}-{int(time.time() * 1000)}.sh")
         cases = "".join(f"{i}) run={_q(run_dir)} ;;\n" for i, (run_dir, _) in enumerate(scripts))
@@ -521,6 +515,17 @@ id=${{id%%;*}}
                                  hint="remove mounts for this machine (Apptainer/Pyxis support is a later step)")
         out = posixpath.join(str(launch.run_dir), "out")
         return {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}
+
+    def _job_scripts(self, launches: list[Launch]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+        """(the environment for sbatch's, [(run dir, batch script)] for each launch). A sweep's trials share
+        their experiment's environment, given through sbatch's; each job script sets only what is its own
+        (params, run id, output paths: what its run's history shows anyway) and any SLURM_/SBATCH_ name (in
+        sbatch's environment those would be read as sbatch's own options)."""
+        envs = [self._env(launch) for launch in launches]
+        shared = {k: v for k, v in envs[0].items() if all(e.get(k) == v for e in envs[1:])
+                  and not k.startswith(("SLURM_", "SBATCH_"))}
+        return shared, [self._job_script(launch, {k: v for k, v in env.items() if k not in shared}, shared)
+                           for launch, env in zip(launches, envs)]
 
     def _job_script(self, launch: Launch, own: dict[str, str], shared: dict[str, str]) -> tuple[str, str]:
         """(run dir, batch script): `own` is the environment the script sets itself, `shared` what sbatch's
