@@ -266,7 +266,8 @@ class RunIngestor:
         if state.exit_code == 0:
             status, reason = "succeeded", None
         elif fresh.get("cancel_requested"):
-            superseded = [e["message"] for e in self.store.events(self.run["id"]) if e["kind"] in ("superseded", "pruned")]
+            superseded = [e["message"] for e in self.store.events(self.run["id"])
+                          if e["kind"] in ("superseded", "pruned", "cancelled")]  # cancelled: by Slurm, outside
             status, reason = "cancelled", superseded[-1] if superseded else "cancelled by the user"
         else:
             status = "failed"

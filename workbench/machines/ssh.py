@@ -99,7 +99,8 @@ class SSHTarget:
 
     @property
     def address(self) -> str:
-        return f"{self.user}@{self.hostname}" + (f":{self.port}" if self.port != 22 else "")
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname  # an IPv6 address
+        return f"{self.user}@{host}" + (f":{self.port}" if self.port != 22 else "")
 
 
 def target_to_dict(target: SSHTarget) -> dict:

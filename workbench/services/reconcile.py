@@ -52,13 +52,9 @@ class Reconciler:
         runs stay as they were, marked unreachable, until it answers again."""
         self.reconciled_at = time.monotonic()
         by_machine: dict[str, list[dict[str, Any]]] = {}
-        queued = False
-        for run in self.wb.store.active_runs():
-            if run.get("waiting") is not None:
-                queued = True  # the dispatcher's, not the executors'
-                continue
+        for run in self.wb.store.active_runs(waiting=False):  # runs still in the queue are the dispatcher's
             by_machine.setdefault(run.get("machine") or "local", []).append(run)
-        if queued or self.wb.store.has_running_sweeps():
+        if self.wb.store.has_waiting() or self.wb.store.has_running_sweeps():
             try:
                 ensure_dispatcher(self.wb)  # after a reboot, or a dispatcher that was killed
             except Exception as exc:  # noqa: BLE001 - said, never fatal to a reconcile
@@ -263,7 +259,7 @@ def remove_orphan_containers(wb: Services, machine: str = "local") -> int:
     executor = wb.executors.get(machine, "docker")
     assert isinstance(executor, DockerExecutor)
     found = executor.list({"workbench.instance": wb.store.instance, "workbench.kind": "run"})
-    active = {run["id"] for run in wb.store.active_runs()}  # read after the listing: see DockerExecutor
+    active = wb.store.active_run_ids()  # read after the listing: see DockerExecutor
     return executor.remove_orphans(found, active)
 
 

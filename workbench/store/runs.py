@@ -285,9 +285,15 @@ class RunQueries:
     def count_runs(self) -> int:
         return self.query("SELECT count(*) FROM runs")[0][0]  # type: ignore[attr-defined]
 
-    def active_runs(self) -> list[dict[str, Any]]:
-        rows = self.query("SELECT * FROM runs WHERE status IN ('queued', 'running') ORDER BY seq")  # type: ignore[attr-defined]
+    def active_runs(self, waiting: bool = True) -> list[dict[str, Any]]:
+        """Runs queued or running; without `waiting`, not those still in the queue (a sweep's thousands of
+        queued trials are not decoded by every look that only cares for runs an executor holds)."""
+        rows = self.query("SELECT * FROM runs WHERE status IN ('queued', 'running')"  # type: ignore[attr-defined]
+                          + ("" if waiting else " AND waiting IS NULL") + " ORDER BY seq")
         return [decode_run(r) for r in rows]
+
+    def active_run_ids(self) -> set[str]:
+        return {r[0] for r in self.query("SELECT id FROM runs WHERE status IN ('queued', 'running')")}  # type: ignore[attr-defined]
 
     def delete_run(self, run_id: str) -> None:
         with self.tx() as conn:  # type: ignore[attr-defined]
