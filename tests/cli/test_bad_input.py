@@ -108,6 +108,8 @@ def test_non_finite_params_keep_json_strict(cli, make_project):
     (("x", "--ssh", "::1]:22"), ("']' without its '['",)),
     (("x", "--ssh", "[host]:22"), ("brackets are for IPv6 addresses",)),
     (("x", "--ssh", "h:22:23"), ("one port at most",)),
+    (("x", "--ssh", "h:\u0663"), ("the port must be a number",)),  # an Arabic-Indic 3: int() would take it
+    (("x", "--ssh", "h:\u00b2"), ("the port must be a number",)),  # a superscript 2: int() would raise
     (("x", "--ssh", "@h"), ("the user before '@' is empty",)),
     (("x", "--ssh", " @h"), ("the user before '@' is empty",)),
     (("x", "--ssh", "a b@h"), ("the user before '@' is empty or has spaces",)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -146,7 +147,7 @@ def test_logs_follow_says_the_host_is_silent_and_ctrl_c_ends_it(cli, make_projec
     cli("runs", "cancel", run_id)
 
 
-def test_a_killed_follower_is_replaced_by_the_next_command(cli, make_project, remote_env, tmp_path):
+def test_a_killed_follower_is_replaced_by_the_next_command(cli, make_project, remote_env, tmp_path, home):
     register(cli, "gpu-a", remote_env.gpu, remote_env.user_key, extra=("--dir", str(tmp_path / "host")))
     root = make_project(SPEC.replace("pause = 0.5", "pause = 0.1"))
     started = cli("run", str(root), "--machine", "gpu-a", "--json")
@@ -157,12 +158,21 @@ def test_a_killed_follower_is_replaced_by_the_next_command(cli, make_project, re
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not _follower_pids(run_id), timeout=10)
     assert cli("runs", "list").code == 0  # the next command: a new follower takes the run on
-    wait_for(lambda: _follower_pids(run_id), timeout=10, interval=0.2)
-    # and it follows live: points keep coming without anyone else looking
-    points = _show(cli, run_id)["metrics"]["x"]["points"]
-    wait_for(lambda: _show(cli, run_id)["status"] == "succeeded", timeout=60, interval=1.0)
-    final = _show(cli, run_id)
-    assert final["metrics"]["x"]["points"] == LINES > points
+    followers = wait_for(lambda: _follower_pids(run_id), timeout=10, interval=0.2)
+    db = sqlite3.connect(home / "workbench.db")
+
+    def holder() -> int | None:
+        row = db.execute("SELECT owner FROM leases WHERE name = ? AND expires_at > ?",
+                         (f"ingest:{run_id}", time.time())).fetchone()
+        return int(row[0].split(":")[1]) if row else None
+
+    # the new follower holds the run (not a dead CLI's look), and follows it live with nobody else looking:
+    # the database is read here directly, so no command's own catch-up can stand in for it
+    assert wait_for(lambda: holder() in followers, timeout=10, interval=0.2)
+    points = lambda: db.execute("SELECT metric_points, status FROM runs WHERE id = ?", (run_id,)).fetchone()
+    before = points()[0]
+    wait_for(lambda: points()[1] == "succeeded", timeout=60, interval=0.5)
+    assert points()[0] == LINES > before
 
 
 def test_commands_that_need_a_silent_host_fail_fast_in_one_line(cli, make_project, remote_env, tmp_path):

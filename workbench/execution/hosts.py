@@ -151,6 +151,7 @@ class SshHost:
         self._lock = threading.Lock()
         self.io_lock = threading.RLock()  # held around every SFTP operation (see _one_at_a_time)
         self._user: str | None = None
+        self._tightened = False  # the Workbench dir's own folders made 0700 (once per process)
         if known and known.get("root") and known.get("user") and (root is None or known.get("configured") == root):
             self._root, self._user = known["root"], known["user"]
 
@@ -268,6 +269,7 @@ rm -rf "$t"
         """mkdir -p over SFTP (no command started on the host: a launch runs as few as it can); each dir it
         makes is 0700."""
         sftp = self.sftp()
+        self._tighten(sftp)
         missing: list[str] = []
         current = path.rstrip("/")
         while current and current != "/":
@@ -291,6 +293,19 @@ rm -rf "$t"
                 raise self.failure(f"creating {folder}", exc, folder) from None
             except Exception as exc:  # noqa: BLE001
                 raise self.failure(f"creating {folder}", exc) from None
+
+    def _tighten(self, sftp: "paramiko.SFTPClient") -> None:
+        """The folders Workbench keeps under its dir there (runs, models, snapshots) are 0700, also on a host
+        used by an older Workbench that made them 0755 (its run dirs may hold scripts with a run's
+        environment in clear): once per process, before anything is made there."""
+        if self._tightened:
+            return
+        self._tightened = True
+        for folder in ("runs", "models", "snapshots"):
+            try:
+                sftp.chmod(posixpath.join(self.root, folder), PRIVATE_DIR)
+            except (OSError, EOFError):
+                pass  # not there yet (made 0700 when it is), or not ours to change
 
     @property
     def root(self) -> str:
@@ -484,6 +499,22 @@ rm -rf "$t"
                 sftp.close()
             except Exception:  # noqa: BLE001
                 pass
+
+
+# The file's sha256 where it is (coreutils or BSD tools); nothing when there is no file.
+_SHA256 = 'if [ -f "$1" ]; then sha256sum -- "$1" 2>/dev/null || shasum -a 256 -- "$1"; fi'
+
+
+def sha256_on_host(connection: "Connection", path: str, size: int) -> str | None:
+    """sha256 of `path` computed on the host (the file is not read back), None when there is no file there."""
+    status, out, err = connection.run(["sh", "-c", _SHA256, "sh", path], timeout=60 + size / 50e6)
+    text = out.decode("utf-8", "replace").split()
+    if status != 0 or (text and len(text[0]) != 64):
+        detail = err.decode("utf-8", "replace").strip().splitlines()
+        raise WorkbenchError(f"{connection.target.name}: cannot compute the sha256 of {path} there: "
+                             f"{detail[-1] if detail else f'exit status {status}'}",
+                             hint="the host needs sha256sum (coreutils) or shasum")
+    return text[0].lower() if text else None
 
 
 def _q(path: str) -> str:

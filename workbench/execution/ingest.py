@@ -23,7 +23,7 @@ from workbench.execution.base import METRICS_FILE, Executor, RunState, inside_ou
 from workbench.execution.metrics_parser import parse_metric_lines
 from workbench.projects.checks import Check, evaluate
 from workbench.store import Store
-from workbench.store.ingest import Lease, Offset
+from workbench.store.ingest import Lease, LeaseLost, Offset
 
 LEASE_TTL = 15.0  # seconds; WORKBENCH_LEASE_TTL overrides it (tests, or a slow shared file system)
 METRIC_CHUNK = 1 << 20
@@ -127,6 +127,8 @@ class RunIngestor:
                     continue  # only says the logs ended
 
                 def write(after: Offset = offset, data: bytes = chunk.data, position: str = chunk.offset) -> Offset:
+                    if self._stop_logs.is_set():  # released meanwhile: a follower's next ingestor shares our
+                        raise LeaseLost(self.lease.name)  # owner id, so the lease check alone cannot tell
                     fh.seek(after.local_size)
                     fh.write(data)
                     fh.truncate()

@@ -49,6 +49,7 @@ PROGRESS_POLL = 0.5
 PROGRESS_TAIL = 8192
 CANCEL_GRACE = 10               # seconds between SIGTERM and SIGKILL
 START_TIMEOUT = 10              # seconds submit waits for the supervisor's pid file
+START_WAIT_NAPS = 100           # 0.05 s naps the supervisor waits for a slow child's start (within START_TIMEOUT)
 LOG_FILES = (("out", "stdout.log"), ("err", "stderr.log"))
 ENV_FILE = "launch.env"  # the run's environment, 0600, from submit until its experiment's shell has read it
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -160,6 +161,14 @@ while [ -z "$proc_start" ] && [ $i -lt 20000 ]; do
   if read -r x 2>/dev/null < "$run/child_start"; then proc_start=$x; fi
   i=$((i + 1))
 done
+# a loaded host: the child writes child_start only once it has taken (and removed) the env file, and the pid
+# record must not come before that (submit then removes what the child has not read); bounded in time
+i=0
+while [ -z "$proc_start" ] && pinfo "$child" && [ "$STATE" != Z ] && [ $i -lt {START_WAIT_NAPS} ]; do
+  nap 0.05
+  if read -r x 2>/dev/null < "$run/child_start"; then proc_start=$x; fi
+  i=$((i + 1))
+done
 pinfo $$; shim_start=$START
 printf '{{"shim": %s, "shim_start": "%s", "pid": %s, "proc_start": "%s", "started_at": %s}}\\n' \\
   $$ "$shim_start" "$child" "$proc_start" "$(date +%s)" > "$run/pid.tmp" && mv -f "$run/pid.tmp" "$run/pid"
@@ -177,6 +186,7 @@ while [ -n "$got" ] && [ "$code" -gt 128 ]; do
   if [ "$again" = 127 ]; then break; fi
   code=$again
 done
+rm -f "$run/{ENV_FILE}"  # an experiment that ended before it took its environment leaves none behind
 finish "$code"
 """
 
@@ -218,7 +228,9 @@ done
 if [ -f "$run/pid" ]; then printf 'pid '; cat "$run/pid"; fi
 if [ -f "$run/exit_code" ]; then printf 'exit '; cat "$run/exit_code"; fi
 if [ ! -f "$run/pid" ] && [ ! -f "$run/exit_code" ]; then printf 'none '; tail -n 1 "$run/supervisor.err" 2>/dev/null; fi
-rm -f "$run/{ENV_FILE}"  # a supervisor that never started its experiment must not leave the values behind
+# a supervisor that never started its experiment must not leave the values behind (one that did: its
+# experiment's shell removes them as it reads them, and the supervisor when the experiment ends)
+if [ ! -f "$run/pid" ] && [ ! -f "$run/exit_code" ]; then rm -f "$run/{ENV_FILE}"; fi
 exit 0
 """
         found = _records(self.host.sh(script, timeout=START_TIMEOUT + 30, what="starting the run",

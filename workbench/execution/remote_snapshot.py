@@ -32,6 +32,7 @@ from typing import BinaryIO, Callable
 import paramiko
 
 from workbench.errors import WorkbenchError
+from workbench.execution.hosts import sha256_on_host
 from workbench.machines.ssh import Connection, SSHError
 from workbench.projects import sparse
 from workbench.projects.snapshot import Entry, snapshot_manifest
@@ -299,7 +300,7 @@ def _upload(conn: Connection, store: Path, tree: str, root: str, objects: str, m
                 tmp = posixpath.join(objects, obj[:2], f".tmp-{obj[3:]}-{secrets.token_hex(4)}")
                 try:
                     data = _send_one(sftp, store / tree / needed[obj].rel, tmp, posixpath.join(objects, obj),
-                                     sizes[obj], needed[obj].mode)
+                                     sizes[obj], needed[obj].mode, lambda path: sha256_on_host(conn, path, sizes[obj]))
                 except Exception as exc:  # noqa: BLE001 - reported below, once every channel has stopped
                     with lock:
                         failures.append((exc, obj, sizes[obj], tmp))
@@ -357,10 +358,13 @@ class _ShortWrite(OSError):
     """The file arrived shorter than it is (paramiko can lose a pipelined write's error: a full disk)."""
 
 
-def _send_one(sftp: paramiko.SFTPClient, source: Path, tmp: str, target: str, size: int, mode: int) -> int:
+def _send_one(sftp: paramiko.SFTPClient, source: Path, tmp: str, target: str, size: int, mode: int,
+              sha256_there: Callable[[str], str | None]) -> int:
     """Sends one object; returns the bytes of data sent. Only its non-zero pieces travel, each written at
     its offset, and the size is set at the end: the host's sftp-server leaves the gaps as holes, so a
-    sparse file stays sparse there and a hole costs no bytes on the wire."""
+    sparse file stays sparse there and a hole costs no bytes on the wire. Such a file's size proves nothing
+    (a pipelined write lost on a full disk leaves zeros the size still covers): its sha256 is computed on
+    the host before it takes its content-addressed name."""
     try:
         src = open(source, "rb")
     except OSError as exc:
@@ -371,6 +375,8 @@ def _send_one(sftp: paramiko.SFTPClient, source: Path, tmp: str, target: str, si
     got = sftp.stat(tmp).st_size
     if got != size:
         raise _ShortWrite(f"it arrived with {got} of {size} bytes")
+    if sent < size and sha256_there(tmp) != Path(target).name.partition("-")[0]:
+        raise _ShortWrite("it arrived with other bytes than were sent")
     sftp.chmod(tmp, _on_host(mode))
     try:
         sftp.posix_rename(tmp, target)

@@ -322,7 +322,7 @@ class Connection:
         self.hostkeys = hostkeys
         self._transport: paramiko.Transport | None = None
         self._lock = threading.Lock()
-        self._closed = False
+        self._generation = 0  # each close() moves it on: a connect that began before a close is not kept
         self._down: tuple[float, SSHError] | None = None  # when a connect failed, and how
         self.channels = threading.BoundedSemaphore(MAX_CHANNELS)  # see MAX_CHANNELS
 
@@ -332,25 +332,25 @@ class Connection:
 
     def transport(self) -> paramiko.Transport:
         with self._lock:
-            if self._closed:
-                raise SSHError(f"{self.target.name}: its connection was closed")
-            if not self.connected:
+            transport = self._transport
+            if transport is not None and transport.is_active():
+                return transport
+            self.close_transport()
+            if self._down is not None and time.monotonic() - self._down[0] < DOWN_MEMO:
+                raise SSHError(self._down[1].message, hint=self._down[1].hint)
+            generation = self._generation
+            try:
+                made = open_transport(self.target, self.hostkeys)
+            except SSHError as exc:
+                if type(exc) is SSHError:  # the host did not answer (not a key or auth problem)
+                    self._down = (time.monotonic(), exc)
+                raise
+            self._down = None
+            self._transport = made
+            if self._generation != generation:  # closed while connecting: not kept (close() saw None)
                 self.close_transport()
-                if self._down is not None and time.monotonic() - self._down[0] < DOWN_MEMO:
-                    raise SSHError(self._down[1].message, hint=self._down[1].hint)
-                try:
-                    made = open_transport(self.target, self.hostkeys)
-                except SSHError as exc:
-                    if type(exc) is SSHError:  # the host did not answer (not a key or auth problem)
-                        self._down = (time.monotonic(), exc)
-                    raise
-                self._down = None
-                if self._closed:  # closed while connecting
-                    made.close()
-                    raise SSHError(f"{self.target.name}: its connection was closed")
-                self._transport = made
-            assert self._transport is not None
-            return self._transport
+                raise SSHError(f"{self.target.name}: its connection was closed while it was being made")
+            return made
 
     def dropped(self) -> str:
         """Why the connection is gone, when the liveness check closed it ("" otherwise)."""
@@ -423,6 +423,7 @@ class Connection:
                         pass
 
     def close(self) -> None:
-        """For good: a connect in progress on another thread is closed when it completes."""
-        self._closed = True
+        """Closes the transport without waiting for the lock (a connect in progress on another thread is
+        closed as soon as it completes); a later use connects again."""
+        self._generation += 1
         self.close_transport()

@@ -68,7 +68,7 @@ def valid_host(host: str) -> bool:
     labels = host.split(".")
     if len(host) > 253 or not all(len(label) <= 63 and HOST_LABEL.match(label) for label in labels):
         return False
-    return not all(label.isdigit() for label in labels)  # 300.1.1.1 is neither a name nor an address
+    return not all(label.isascii() and label.isdigit() for label in labels)  # 300.1.1.1 is neither a name nor an address
 
 
 def split_address(address: str) -> tuple[str | None, str, int | None]:
@@ -104,7 +104,7 @@ def split_address(address: str) -> tuple[str | None, str, int | None]:
         host = hostport
     port = None
     if port_text is not None:
-        if not port_text.isdigit():
+        if not (port_text.isascii() and port_text.isdigit()):
             raise ValueError(f"{address!r}: the port must be a number")
         port = int(port_text)
         if not 1 <= port <= 65535:

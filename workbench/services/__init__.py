@@ -67,11 +67,12 @@ class Workbench:
         return self.executors.get(LOCAL, name)
 
     def close(self) -> None:
-        """Never waits on a host: a reconcile pass still asking one is told to drop its answer, connections
-        close without waiting for a connect in progress, and then the store closes."""
-        self._reconciler.close()
+        """Never waits on a host: a reconcile pass still asking one is told to stop, connections close without
+        waiting for a connect in progress, and the store closes unless such a pass still uses it (its
+        daemon thread ends with the process; every write it makes is a whole transaction)."""
+        idle = self._reconciler.close()
         self.executors.close()
-        if self._store is not None:
+        if self._store is not None and idle:
             self._store.close()
 
     # projects -------------------------------------------------------------------------------------

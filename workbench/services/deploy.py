@@ -16,9 +16,10 @@ import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from workbench.errors import NotFound, WorkbenchError
+from workbench.execution.hosts import sha256_on_host
 from workbench.execution.ingest import new_owner
 from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.registry import proxy, serving
@@ -26,9 +27,6 @@ from workbench.registry.health import local_listening, local_probe, ssh_listenin
 from workbench.registry.models import check_name
 from workbench.services import models
 from workbench.services.context import Services
-
-if TYPE_CHECKING:
-    from workbench.execution.hosts import SshHost
 
 DEFAULT_PORT = 8080
 DRAIN_SECONDS = 2.0     # after a switch, requests already sent to the old version finish before it stops
@@ -62,7 +60,7 @@ class Target:
         folder = posixpath.join(host.root, "models")
         final = posixpath.join(folder, sha)
         size = local.stat().st_size
-        there = _sha256_on_host(host, final, size)
+        there = sha256_on_host(host.connection, final, size)
         if there == sha:
             return final
         try:
@@ -99,22 +97,6 @@ class Target:
             return images.ensure_image(self.client, ref, self.wb.progress)
         return images.ensure_image_on(self.client, ref, self.wb.progress, self.machine,
                                       self.wb.executors.local_docker_or_none())
-
-
-# The file's sha256 where it is (coreutils or BSD tools); nothing when there is no file.
-_SHA256 = 'if [ -f "$1" ]; then sha256sum -- "$1" 2>/dev/null || shasum -a 256 -- "$1"; fi'
-
-
-def _sha256_on_host(host: "SshHost", path: str, size: int) -> str | None:
-    """sha256 of `path` computed on the host (the file is not read back), None when there is no file there."""
-    status, out, err = host.connection.run(["sh", "-c", _SHA256, "sh", path], timeout=60 + size / 50e6)
-    text = out.decode("utf-8", "replace").split()
-    if status != 0 or (text and len(text[0]) != 64):
-        detail = err.decode("utf-8", "replace").strip().splitlines()
-        raise WorkbenchError(f"{host.name}: cannot compute the sha256 of {path} there: "
-                             f"{detail[-1] if detail else f'exit status {status}'}",
-                             hint="the host needs sha256sum (coreutils) or shasum")
-    return text[0].lower() if text else None
 
 
 def _spec_of(version: dict[str, Any]) -> Any:

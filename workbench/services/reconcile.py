@@ -20,6 +20,7 @@ from workbench.store.ingest import LeaseLost
 REMOTE_WAIT = 1.0  # seconds a pass waits for SSH hosts before it returns (their passes go on meanwhile)
 UNREACHABLE_RETRY = 10.0  # a host that did not answer is asked again after this long
 UNREACHABLE = "host unreachable"
+FOLLOWER_RESTART = 30.0  # seconds before one process starts another follower for the same run
 
 
 class Reconciler:
@@ -33,10 +34,14 @@ class Reconciler:
         self._lock = threading.Lock()
         self._busy: set[str] = set()  # hosts whose pass is still running (waiting for an answer)
         self._retry_at: dict[str, float] = {}  # hosts that did not answer: not asked again before then
+        self._follower_started: dict[str, float] = {}  # run id -> when this process last started one for it
 
-    def close(self) -> None:
-        """Before the store closes: a host's pass still in flight writes nothing more and says nothing."""
+    def close(self) -> bool:
+        """Before the store closes: a host's pass still in flight stops at its next run and says nothing more.
+        True when none is in flight (the store may close now); else one still uses the store."""
         self.closed = True
+        with self._lock:
+            return not self._busy
 
     def if_stale(self, max_age: float = 2.0) -> None:
         """For screens that refresh often: one reconcile per `max_age` seconds, however many ask."""
@@ -151,10 +156,13 @@ class Reconciler:
         if run["status"] not in ("queued", "running") or run.get("waiting") is not None:
             return None  # ended meanwhile, or back in the queue (another reconciler requeued it)
         adopted = False
-        if run["status"] == "running" and run.get("handle") and not _left_to_the_dispatcher(run):
+        if run["status"] == "running" and run.get("handle") and not _left_to_the_dispatcher(run) \
+                and time.monotonic() - self._follower_started.get(run["id"], float("-inf")) >= FOLLOWER_RESTART:
             # Its lease was free: nobody follows it (a follower killed with -9, a reboot). One is started
             # before anything here asks the host (this process may exit first); it takes the run over once
-            # this look lets go, or finds it ended.
+            # this look lets go, or finds it ended. Not again from this process for a while (the app looks
+            # every 2 s: a follower that cannot start is not restarted at that rate).
+            self._follower_started[run["id"]] = time.monotonic()
             wb.follow_in_background(run["id"])
         try:
             if not run.get("handle"):
