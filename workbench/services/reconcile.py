@@ -79,21 +79,24 @@ class Reconciler:
                 if time.monotonic() < self._retry_at.get(machine, 0.0):
                     continue  # it did not answer a moment ago: not every pass waits for it again
                 self._busy.add(machine)
-            done = threading.Event()
+            done, listening = threading.Event(), threading.Event()
             box: list[list[dict[str, Any]]] = []
-            threading.Thread(target=self._remote_pass, args=(machine, runs, box, done), daemon=True,
+            threading.Thread(target=self._remote_pass, args=(machine, runs, box, done, listening), daemon=True,
                              name=f"reconcile-{machine}").start()
             if not all((run.get("status_reason") or "").startswith(UNREACHABLE) for run in runs):
-                waiting.append((done, box))  # a host already known silent is asked, not waited for
+                listening.set()
+                waiting.append((done, box, listening))  # a host already known silent is asked, not waited for
         deadline = time.monotonic() + (REMOTE_WAIT if wait is None else wait)
-        for done, box in waiting:
+        for done, box, listening in waiting:
             if done.wait(max(0.0, deadline - time.monotonic())) and box:
                 changed += box[0]
+            listening.clear()  # what the pass finds from now on is recorded, not said in another command's output
         return changed
 
-    def _remote_pass(self, machine: str, runs: list[dict[str, Any]], box: list, done: threading.Event) -> None:
+    def _remote_pass(self, machine: str, runs: list[dict[str, Any]], box: list, done: threading.Event,
+                     listening: threading.Event) -> None:
         try:
-            box.append(self._reconcile_machine(machine, runs))
+            box.append(self._reconcile_machine(machine, runs, listening))
         except Exception as exc:  # noqa: BLE001 - a thread of its own: its failure is said, never a traceback
             if not self.closed:
                 self._say_once(f"{machine}: its runs were not brought up to date ({first_line(exc)})")
@@ -102,7 +105,8 @@ class Reconciler:
                 self._busy.discard(machine)
             done.set()
 
-    def _reconcile_machine(self, machine: str, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _reconcile_machine(self, machine: str, runs: list[dict[str, Any]],
+                           listening: threading.Event | None = None) -> list[dict[str, Any]]:
         from workbench.machines.ssh import SSHError
 
         changed = []
@@ -114,7 +118,7 @@ class Reconciler:
                 state = self._reconcile_one(run)
             except SSHError as exc:
                 if not self.closed:
-                    self._unreachable(machine, runs, exc)
+                    self._unreachable(machine, runs, exc, say=listening is None or listening.is_set())
                 return changed
             except Exception as exc:  # noqa: BLE001 - one run that cannot be read never stops the others
                 try:
@@ -135,11 +139,14 @@ class Reconciler:
                 self._say_once(f"leftover containers not removed: {first_line(exc)}")
         return changed
 
-    def _unreachable(self, machine: str, runs: list[dict[str, Any]], exc: Exception) -> None:
+    def _unreachable(self, machine: str, runs: list[dict[str, Any]], exc: Exception, say: bool = True) -> None:
+        """Recorded on its runs ("host unreachable since T"); said only while the look that asked still waits
+        for the answer (a late one would land in the middle of another command's output)."""
         with self._lock:
             self._retry_at[machine] = time.monotonic() + UNREACHABLE_RETRY
         mark_unreachable(self.wb, machine, runs, exc)
-        self._say_once(f"{machine} does not answer ({first_line(exc)}); its runs are shown as last recorded")
+        if say:
+            self._say_once(f"{machine} does not answer ({first_line(exc)}); its runs are shown as last recorded")
 
     def _reachable(self, machine: str, runs: list[dict[str, Any]]) -> None:
         with self._lock:
