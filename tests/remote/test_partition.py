@@ -92,8 +92,11 @@ def test_a_silent_partition_mid_run_is_a_non_event(cli, make_project, remote_env
             assert len(stats.err.strip().splitlines()) == 1 and "gpu-a" in stats.err, stats.err
             assert "Traceback" not in stats.err
             time.sleep(max(0.0, SILENCE - (time.monotonic() - cut)))
-            # still running meanwhile, still shown as unreachable
-            assert _show(cli, run_id)["status"] == "running"
+            # still running meanwhile, still shown as unreachable (nothing that did not reach the host clears it)
+            shown = _show(cli, run_id)
+            assert shown["status"] == "running", shown
+            assert (shown.get("status_reason") or "").startswith("host unreachable since"), shown
+            assert [e["kind"] for e in shown["events"]].count("reachable") == 0, shown["events"]
         healed = time.monotonic()
         wait_for(lambda: _show(cli, run_id)["status"] != "running", timeout=120, interval=0.5)
         figures["heal to end"] = time.monotonic() - healed

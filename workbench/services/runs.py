@@ -51,8 +51,10 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
             what = "the Docker engine" if machine == "local" else machine
             continue
         try:
-            following = ingestor(wb, run, owner)  # connects: the engine (or host) answers
+            following = ingestor(wb, run, owner)  # a Docker engine is asked here; a host's processes are not
             if engine_lost:
+                if run.get("handle"):
+                    following.executor.status(run["handle"])  # it answers again only once it did answer
                 wb.progress(f"{what} answers again; following run {run['id']}")
                 delay, engine_lost = 0.5, False
                 if machine != "local":
@@ -121,8 +123,8 @@ def logs(wb: Services, ref: str, follow: bool = False, poll: float = 0.2,
             silent = _say_reachability(wb, run, silent)
         if follow and run["status"] in ("queued", "running") and time.monotonic() >= retry_at:
             try:
-                ingest_if_unowned(wb, run)
-                if (run.get("status_reason") or "").startswith(UNREACHABLE):
+                # only a catch-up made here says the host answers (its follower, holding the run, says so itself)
+                if ingest_if_unowned(wb, run) and (run.get("status_reason") or "").startswith(UNREACHABLE):
                     mark_reachable(wb, run["machine"], [run])
             except WorkbenchError as exc:
                 if not _host_gone(exc):
@@ -179,17 +181,20 @@ def progress_line(wb: Services, ref: str) -> str | None:
     return text or None
 
 
-def ingest_if_unowned(wb: Services, run: dict[str, Any]) -> None:
+def ingest_if_unowned(wb: Services, run: dict[str, Any]) -> bool:
+    """Catches the run up here unless someone else ingests it; whether this did (and so reached its host)."""
     if not run.get("handle") or lease_held(wb.store, run["id"]):
-        return  # still being launched, or followed live by another process
+        return False  # still being launched, or followed live by another process
     following = ingestor(wb, run)
-    if following.acquire():
-        try:
-            following.catch_up()
-        except LeaseLost:
-            pass
-        finally:
-            following.release()
+    if not following.acquire():
+        return False
+    try:
+        following.catch_up()
+        return True
+    except LeaseLost:
+        return False
+    finally:
+        following.release()
 
 
 def cancel(wb: Services, ref: str) -> dict[str, Any]:
