@@ -178,7 +178,7 @@ def test_a_killed_follower_is_replaced_by_the_next_command(cli, make_project, re
     assert points()[0] == LINES > before
 
 
-def test_commands_that_need_a_silent_host_fail_fast_in_one_line(cli, make_project, remote_env, tmp_path):
+def test_commands_that_need_a_silent_host_fail_fast_in_one_line(cli, make_project, remote_env, tmp_path, home):
     host = remote_env.gpu
     register(cli, "gpu-a", host, remote_env.user_key, extra=("--dir", str(tmp_path / "host")))
     root = make_project(SPEC.replace(f"n = {LINES}", "n = 600"))
@@ -206,9 +206,13 @@ def test_commands_that_need_a_silent_host_fail_fast_in_one_line(cli, make_projec
                 else:
                     lines = done.err.strip().splitlines()
                     assert len(lines) == 1 and "gpu-a" in lines[0], (args, said)
-            # nothing was recorded or lost meanwhile: the run is still there, running, and goes on
+            # nothing was recorded or lost meanwhile: the run is still there, running, and goes on; the cancel
+            # that did not reach it is not recorded as asked for
             shown = _show(cli, run_id)
             assert shown["status"] == "running", shown
+            asked = sqlite3.connect(home / "workbench.db").execute(
+                "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            assert not asked
             assert len(cli("runs", "list", "--json").json()) == 1
             # --force removes the record whatever the host says, and says what it left there
             removed, took["runs rm --force"] = _timed(cli, "runs", "rm", "--force", run_id)

@@ -103,10 +103,15 @@ def test_a_tpe_sweep_finds_the_optimum_and_survives_its_dispatcher_killed(cli, p
                    'objective = "score"\ndirection = "maximize"', params="x = 1.0, y = 0, steps = 1, pause = 0.0")
     sweep_id = _start(cli, path)
     wait_for(lambda: len(_show(cli, sweep_id)["trials"]) >= 6, timeout=90, interval=0.3)
-    for pid in dispatcher_pids(home):  # mid-sweep: trials in flight, more to ask
+    killed = dispatcher_pids(home)
+    for pid in killed:  # mid-sweep: trials in flight, more to ask
         os.kill(pid, signal.SIGKILL)
-    time.sleep(11)  # its lease (10 s) runs out; the next command's reconcile starts another one
+    wait_for(lambda: not set(dispatcher_pids(home)) & set(killed), timeout=5)
+    # the next command replaces it at once (its owner's process is gone), not once its lease (10 s) runs out
+    began = time.monotonic()
     assert cli("sweeps", "list").code == 0
+    assert wait_for(lambda: dispatcher_pids(home), timeout=3, interval=0.1)
+    assert time.monotonic() - began < 5
     done = _done(cli, sweep_id, timeout=240)
     trials = done["trials"]
     assert done["status"] == "done" and len(trials) == 20, done

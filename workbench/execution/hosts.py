@@ -232,16 +232,12 @@ rm -rf "$t"
         that freed its files as it failed). None otherwise."""
         found = self.tail(posixpath.join(run_dir, "stderr.log"), 8192)
         said = " (the run's stderr says so)" if found is not None and b"No space left on device" in found[1] else ""
-        try:
-            free = self.sh(f"df -Pk {_q(run_dir)} | tail -1", timeout=20, what="measuring free space").split()
-            available = int(free[3]) * 1024 if len(free) >= 4 and free[3].isdigit() else None
-        except WorkbenchError:
-            available = None
+        available = free_bytes(self.connection, run_dir)
         if available is not None and available < FULL_BELOW:
             return f"no space left on {self.name} under {self.root}{said}"
         if said:  # another file system filled, or the run freed space as it failed
-            return (f"no space left on device on {self.name}{said}; {self.root} has "
-                    f"{(available or 0) >> 20} MiB free now")
+            now = f"{available >> 20} MiB free now" if available is not None else "how much is free now is unknown"
+            return f"no space left on device on {self.name}{said}; {self.root}: {now}"
         return None
 
     def sh(self, script: str, timeout: float = 60.0, what: str = "a command", login_umask: bool = False) -> bytes:
@@ -499,6 +495,16 @@ rm -rf "$t"
                 sftp.close()
             except Exception:  # noqa: BLE001
                 pass
+
+
+def free_bytes(connection: "Connection", path: str) -> int | None:
+    """Bytes free to the login user under `path` on the host (df), None when df cannot tell."""
+    try:
+        status, out, _ = connection.run(["df", "-Pk", "--", path], timeout=20)
+    except WorkbenchError:
+        return None
+    fields = (out.decode("utf-8", "replace").splitlines()[1:] or [""])[-1].split()
+    return int(fields[3]) * 1024 if status == 0 and len(fields) >= 4 and fields[3].isdigit() else None
 
 
 # The file's sha256 where it is (coreutils or BSD tools); nothing when there is no file.

@@ -32,7 +32,7 @@ from typing import BinaryIO, Callable
 import paramiko
 
 from workbench.errors import WorkbenchError
-from workbench.execution.hosts import sha256_on_host
+from workbench.execution.hosts import free_bytes, sha256_on_host
 from workbench.machines.ssh import Connection, SSHError
 from workbench.projects import sparse
 from workbench.projects.snapshot import Entry, snapshot_manifest
@@ -130,15 +130,8 @@ def _no_space(conn: Connection, root: str) -> WorkbenchError:
 
 def _looks_full(conn: Connection, folder: str, need: int) -> bool:
     """SFTP (protocol 3) reports ENOSPC as a bare "Failure": ask df how much room is left."""
-    try:
-        status, out, _ = conn.run(["df", "-Pk", "--", folder], timeout=10)
-    except SSHError:
-        return False
-    try:
-        available = int(out.decode().splitlines()[1].split()[3]) * 1024
-    except (IndexError, ValueError):
-        return False
-    return status == 0 and available < need + (1 << 20)
+    available = free_bytes(conn, folder)
+    return available is not None and available < need + (1 << 20)
 
 
 def _on_host(mode: int) -> int:

@@ -93,7 +93,7 @@ def _images_check(wb: Services, client: Any) -> dict[str, Any]:
 def host_checks(wb: Services, machine: str) -> list[dict[str, Any]]:
     """`workbench doctor NAME`: can runs run on that SSH host? SSH (host key, auth), its Docker engine and GPU
     runtime, its GPUs, the Workbench dir there and the disk under it."""
-    from workbench.execution.hosts import SshHost
+    from workbench.execution.hosts import SshHost, free_bytes
     from workbench.machines.remote import remote_gpu_inventory
 
     wb.executors.machine(machine)
@@ -121,14 +121,13 @@ def host_checks(wb: Services, machine: str) -> list[dict[str, Any]]:
         checks.append(_check("workbench dir", False, exc.message,
                              exc.hint if "no space left" in exc.message else other_dir))
     try:
-        free = host.sh(f"df -Pk {_q(host.root)} | tail -1", what="measuring free space").split() if host else []
-        if len(free) >= 4 and free[3].isdigit():
-            bytes_free = int(free[3]) * 1024
+        bytes_free = free_bytes(host.connection, host.root) if host else None
+        if bytes_free is not None:
             checks.append(_check("disk space", (bytes_free >= MIN_FREE_BYTES or None) if bytes_free >= 1 << 20
                                  else False, f"{bytes_free / 2**30:.1f} GiB free under {host.root}",
                                  f"free space on {machine}, or run `workbench gc`"))
     except WorkbenchError:
-        pass  # the Workbench dir's check said what is wrong
+        pass  # the Workbench dir's check said what is wrong (host.root could not be learnt)
     if wb.executors.is_slurm(machine):
         return checks + slurm_checks(wb, machine, connection)
     engine_ok = False
@@ -200,7 +199,3 @@ def slurm_checks(wb: Services, machine: str, connection: Any) -> list[dict[str, 
                          "optional: the cluster's admins run slurmdbd"))
     return checks
 
-
-def _q(text: str) -> str:
-    import shlex
-    return shlex.quote(text)

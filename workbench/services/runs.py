@@ -223,7 +223,14 @@ def cancel_many(wb: Services, run_ids: list[str]) -> list[dict[str, Any]]:
         waiting_for[run_id] = False
     deadline = time.monotonic() + LAUNCH_LEASE_TTL + 15
     while waiting_for and time.monotonic() < deadline:
-        _stop_started(wb, [run_id for run_id, asked in waiting_for.items() if not asked], waiting_for)
+        try:
+            _stop_started(wb, [run_id for run_id, asked in waiting_for.items() if not asked], waiting_for)
+        except WorkbenchError as exc:
+            if _host_gone(exc):  # not stopped: the record must not say it was asked to (a later failure of
+                for run_id, asked in waiting_for.items():  # the run would read as "cancelled by the user")
+                    if not asked:
+                        wb.store.update_run(run_id, cancel_requested=0)
+            raise
         for run_id in list(waiting_for):
             run = wb.store.get_run(run_id)
             if run["status"] not in ("queued", "running"):
