@@ -236,8 +236,8 @@ rm -rf "$t"
         if available is not None and available < FULL_BELOW:
             return f"no space left on {self.name} under {self.root}{said}"
         if said:  # another file system filled, or the run freed space as it failed
-            now = f"{available >> 20} MiB free now" if available is not None else "how much is free now is unknown"
-            return f"no space left on device on {self.name}{said}; {self.root}: {now}"
+            now = f"has {available >> 20} MiB free now" if available is not None else "has an unknown amount free"
+            return f"no space left on device on {self.name}{said}; {self.root} {now}"
         return None
 
     def sh(self, script: str, timeout: float = 60.0, what: str = "a command", login_umask: bool = False) -> bytes:
