@@ -49,7 +49,7 @@ PROGRESS_POLL = 0.5
 PROGRESS_TAIL = 8192
 CANCEL_GRACE = 10               # seconds between SIGTERM and SIGKILL
 START_TIMEOUT = 10              # seconds submit waits for the supervisor's pid file
-START_WAIT_NAPS = 100           # 0.05 s naps the supervisor waits for a slow child's start (within START_TIMEOUT)
+START_WAIT_NAPS = 60            # 0.05 s naps the supervisor waits for a slow child's start (within START_TIMEOUT)
 LOG_FILES = (("out", "stdout.log"), ("err", "stderr.log"))
 ENV_FILE = "launch.env"  # the run's environment, 0600, from submit until its experiment's shell has read it
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -161,10 +161,12 @@ while [ -z "$proc_start" ] && [ $i -lt 20000 ]; do
   if read -r x 2>/dev/null < "$run/child_start"; then proc_start=$x; fi
   i=$((i + 1))
 done
-# a loaded host: the child writes child_start only once it has taken (and removed) the env file, and the pid
-# record must not come before that (submit then removes what the child has not read); bounded in time
+# a loaded host: the pid record must not come before the child has taken (and removed) the env file (submit
+# then removes what the child has not read); bounded in time, and not at all once the file is gone (a full
+# disk may keep child_start from being written)
 i=0
-while [ -z "$proc_start" ] && pinfo "$child" && [ "$STATE" != Z ] && [ $i -lt {START_WAIT_NAPS} ]; do
+while [ -z "$proc_start" ] && [ -e "$run/{ENV_FILE}" ] && pinfo "$child" && [ "$STATE" != Z ] \
+    && [ $i -lt {START_WAIT_NAPS} ]; do
   nap 0.05
   if read -r x 2>/dev/null < "$run/child_start"; then proc_start=$x; fi
   i=$((i + 1))
