@@ -1,4 +1,4 @@
-"""The layer order of DESIGN.md (import-linter) and: nothing outside workbench/tui imports textual."""
+"""The layer order of docs/architecture.md (import-linter) and: nothing outside workbench/tui imports textual."""
 
 from __future__ import annotations
 

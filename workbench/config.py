@@ -1,4 +1,4 @@
-"""config.toml: preferences (theme) and the keymap. Lives in the config dir (DESIGN.md "Dirs")."""
+"""config.toml: preferences (theme) and the keymap. Lives in the config dir (docs/architecture.md)."""
 
 from __future__ import annotations
 

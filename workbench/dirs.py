@@ -1,4 +1,4 @@
-"""Where Workbench keeps its files (DESIGN.md, contract "Dirs")."""
+"""Where Workbench keeps its files (docs/architecture.md, Where state lives)."""
 
 from __future__ import annotations
 

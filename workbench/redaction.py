@@ -1,4 +1,4 @@
-"""The one rule for secrets in a run's environment (DESIGN.md principle 6): what is stored, printed,
+"""The one rule for secrets in a run's environment (README, Security): what is stored, printed,
 shown in the app or put in an event goes through `redact_env`, so the history never holds the value."""
 
 from __future__ import annotations

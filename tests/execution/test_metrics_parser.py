@@ -1,4 +1,4 @@
-"""The metric line contract, line by line (DESIGN.md "Inside a run")."""
+"""The metric line contract, line by line (README, "Inside a run")."""
 
 from __future__ import annotations
 

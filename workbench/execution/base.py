@@ -1,4 +1,4 @@
-"""The executor interface (DESIGN.md): the seam for local Docker, SSH hosts, and later a cluster backend.
+"""The executor interface (docs/architecture.md): the seam for local Docker, SSH hosts, and later a cluster backend.
 
 Nothing above this package assumes a run directory is on the local file system: logs and metrics are read
 through the executor from opaque offsets, artifacts are fetched into a destination.

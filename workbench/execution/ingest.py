@@ -1,4 +1,4 @@
-"""Exactly-once ingestion of one run's logs and metrics (DESIGN.md principle 2).
+"""Exactly-once ingestion of one run's logs and metrics (docs/architecture.md, Exactly-once ingestion).
 
 One process at a time owns a run's ingestion through a lease in the database. Metrics: the rows and the
 offset after them commit in one transaction. Logs: lines are appended to the local logs.txt and the

@@ -1,4 +1,4 @@
-"""Metric lines (DESIGN.md "Inside a run"): `{"step": 3, "loss": 0.41}`; each key/value is one point.
+"""Metric lines (README, "Inside a run"): `{"step": 3, "loss": 0.41}`; each key/value is one point.
 `step` missing → the line's ordinal; `ts` optional; NaN and ±inf kept; anything else skipped and counted."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Host paths a container must not get by accident: the whole host, its system directories, the user's
-home and credentials, and Workbench's own data (DESIGN.md principle 6). A spec may still mount them, by
+home and credentials, and Workbench's own data (docs/architecture.md, Security). A spec may still mount them, by
 saying so with `allow_sensitive_mounts = true`."""
 
 from __future__ import annotations

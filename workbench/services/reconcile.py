@@ -1,4 +1,4 @@
-"""Reconciliation: the record brought up to date with what the executors report (DESIGN.md principle 1). A run
+"""Reconciliation: the record brought up to date with what the executors report (docs/architecture.md, Reconciliation). A run
 whose launcher died after starting it is adopted by its labels; one that never started is lost; containers of
 ours that no active run owns are removed. Also who owns a run's ingestion (its lease) and the ingestor itself,
 which following a run (runs.py) shares."""
