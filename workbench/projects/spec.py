@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -66,6 +67,19 @@ class Experiment:
     setup: str | None = None                     # a shell line run before the command in a Slurm job
 
 
+@dataclass(frozen=True)
+class Smoke:
+    """A request a new version must answer as expected before it gets traffic: POST with a body, else GET."""
+    path: str
+    body: bytes | None = None
+    expect_status: int = 200
+    expect_json_keys: tuple[str, ...] = ()
+
+    @property
+    def method(self) -> str:
+        return "GET" if self.body is None else "POST"
+
+
 @dataclass
 class Watch:
     run: str
@@ -84,6 +98,11 @@ class Deploy:
     env: dict[str, str] = field(default_factory=dict)
     gpus: int = 0
     timeout: int = 300                # seconds a new version has to answer its health path with 200
+    smoke: Smoke | None = None        # a request the new version must pass, beside its health, before traffic
+    bind: str = "0.0.0.0"             # the address the endpoint listens on ("127.0.0.1": this machine only)
+    auth: str = "none"                # or "token": callers send Authorization: Bearer <token>
+    memory: int | None = None         # the model container's memory limit, in bytes
+    read_only: bool = True            # the model container's root file system (a writable tmpfs at /tmp)
 
 
 @dataclass
@@ -446,23 +465,105 @@ def load_spec(folder: str | os.PathLike[str]) -> ProjectSpec:
         watch = Watch(run=run, paths=v.strings(w.get("paths", []), ("watch", "paths")),
                       ignore=v.strings(w.get("ignore", []), ("watch", "ignore")), on_busy=on_busy)
 
-    deploy = None
-    if "deploy" in data:
-        d = v.table(data["deploy"], ("deploy",), {"image", "dockerfile", "command", "health", "port", "env", "gpus",
-                                                  "timeout"})
-        image, dockerfile = _image_source(v, d, ("deploy",))
-        command = v.strings(d.get("command"), ("deploy", "command"), nonempty=True)
-        _placeholders(v, command, ("deploy", "command"), {"model", "port"})
-        health = v.string(d.get("health", "/health"), ("deploy", "health"))
-        if not health.startswith("/"):
-            raise v.fail(("deploy", "health"), "expected a URL path starting with /")
-        deploy = Deploy(command=command, image=image, dockerfile=dockerfile, health=health,
-                        port=v.integer(d.get("port", 8000), ("deploy", "port"), minimum=1),
-                        env=_env(v, d, ("deploy",))[0],
-                        gpus=v.integer(d.get("gpus", 0), ("deploy", "gpus")),
-                        timeout=v.integer(d.get("timeout", 300), ("deploy", "timeout"), minimum=1))
+    deploy = _deploy(v, data["deploy"], root) if "deploy" in data else None
 
     return ProjectSpec(name=name, root=root, exclude=exclude, experiments=experiments, watch=watch, deploy=deploy)
+
+
+DEPLOY_KEYS = {"image", "dockerfile", "command", "health", "port", "env", "gpus", "timeout", "smoke", "bind", "auth",
+               "memory", "read_only"}
+SMOKE_KEYS = {"path", "body", "body_file", "expect_status", "expect_json_keys"}
+SMOKE_BODY_LIMIT = 1024 * 1024
+DOCKER_MIN_MEMORY = 6 * 1024 * 1024  # the engine refuses a smaller limit
+
+
+def _deploy(v: _Validator, raw: Any, root: Path) -> Deploy:
+    key = ("deploy",)
+    d = v.table(raw, key, DEPLOY_KEYS)
+    image, dockerfile = _image_source(v, d, key)
+    command = v.strings(d.get("command"), key + ("command",), nonempty=True)
+    _placeholders(v, command, key + ("command",), {"model", "port"})
+    health = _url_path(v, d.get("health", "/health"), key + ("health",))
+    auth = d.get("auth", "none")
+    if auth not in ("none", "token"):
+        raise v.fail(key + ("auth",), f"expected \"token\" (callers send Authorization: Bearer <token>) or "
+                                      f"\"none\", got {_kind(auth)}")
+    read_only = d.get("read_only", True)
+    if not isinstance(read_only, bool):
+        raise v.fail(key + ("read_only",), f"expected true or false, got {_kind(read_only)}")
+    return Deploy(command=command, image=image, dockerfile=dockerfile, health=health,
+                  port=v.integer(d.get("port", 8000), key + ("port",), minimum=1),
+                  env=_env(v, d, key)[0],
+                  gpus=v.integer(d.get("gpus", 0), key + ("gpus",)),
+                  timeout=v.integer(d.get("timeout", 300), key + ("timeout",), minimum=1),
+                  smoke=_smoke(v, d["smoke"], key + ("smoke",), root) if "smoke" in d else None,
+                  bind=_bind(v, d.get("bind", "0.0.0.0"), key + ("bind",)), auth=auth,
+                  memory=_memory(v, d["memory"], key + ("memory",)) if "memory" in d else None,
+                  read_only=read_only)
+
+
+def _url_path(v: _Validator, value: Any, key: tuple[str, ...]) -> str:
+    path = v.string(value, key)
+    if not path.startswith("/") or any(c.isspace() or not c.isprintable() for c in path):
+        raise v.fail(key, f"expected a URL path starting with / (no spaces), got {_kind(path)}")
+    return path
+
+
+def _smoke(v: _Validator, raw: Any, key: tuple[str, ...], root: Path) -> Smoke:
+    """`smoke = { path, body | body_file, expect_status, expect_json_keys }`: POST with a body, else GET."""
+    table = v.table(raw, key, SMOKE_KEYS)
+    if "path" not in table:
+        raise v.fail(key, 'missing `path` (the URL path to ask, e.g. "/predict")')
+    if "body" in table and "body_file" in table:
+        raise v.fail(key, "set `body` or `body_file`, not both")
+    body = None
+    if "body" in table:
+        body = v.string(table["body"], key + ("body",), empty=True).encode()
+        if len(body) > SMOKE_BODY_LIMIT:
+            raise v.fail(key + ("body",), f"is {len(body):,} bytes; a smoke body is at most 1 MiB")
+    elif "body_file" in table:
+        body = _body_file(v, table["body_file"], key + ("body_file",), root)
+    status = table.get("expect_status", 200)
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise v.fail(key + ("expect_status",), f"expected an HTTP status from 100 to 599, got {_kind(status)}")
+    keys = v.strings(table.get("expect_json_keys", []), key + ("expect_json_keys",))
+    if any(not k for k in keys):
+        raise v.fail(key + ("expect_json_keys",), "a key name must not be empty")
+    return Smoke(path=_url_path(v, table["path"], key + ("path",)), body=body, expect_status=status,
+                 expect_json_keys=tuple(keys))
+
+
+def _body_file(v: _Validator, value: Any, key: tuple[str, ...], root: Path) -> bytes:
+    name = v.string(value, key)
+    path = PurePosixPath(name)
+    if path.is_absolute() or name.startswith("~") or ".." in path.parts or "\0" in name:
+        raise v.fail(key, f"{name!r} must be a path inside the project (relative, no leading /, ~ or ..)")
+    file = root / path
+    try:
+        if not file.is_file():
+            raise v.fail(key, f"{name} is not a file in {root}")
+        size = file.stat().st_size
+        if size > SMOKE_BODY_LIMIT:
+            raise v.fail(key, f"{name} is {size:,} bytes; a smoke body is at most 1 MiB")
+        return file.read_bytes()
+    except OSError as exc:
+        raise v.fail(key, f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def _bind(v: _Validator, value: Any, key: tuple[str, ...]) -> str:
+    text = v.string(value, key)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise v.fail(key, f"expected an IP address (\"0.0.0.0\": all addresses, \"127.0.0.1\": this machine "
+                          f"only), got {_kind(text)}") from None
+
+
+def _memory(v: _Validator, value: Any, key: tuple[str, ...]) -> int:
+    amount = size_bytes(v.size(value, key))
+    if amount < DOCKER_MIN_MEMORY:
+        raise v.fail(key, f"{amount:,} bytes is below Docker's smallest memory limit (6m)")
+    return amount
 
 
 # ---------------------------------------------------------------------------------------------------
