@@ -1,8 +1,9 @@
 """A deployment's containers on one Docker engine (here or on a host, through the same docker-py client):
-a serving container per version, its health wait, and the proxy in front, all on the engine's default
-bridge, the proxy reaching the live version by its address there (a user-defined network would need the
-engine's own iptables rules to forward between containers, and an engine run without them has no embedded
-DNS either).
+a serving container per version, its health wait, and the proxy in front, on a bridge network of the
+deployment's own (`network_name`). A model container joins only that network and publishes nothing: on an
+engine that isolates its networks (its own iptables rules, the default) no run container and no other
+deployment reaches it; the proxy, on the same network, reaches it by address (an engine run without its
+iptables rules has no embedded DNS) and publishes the endpoint on (bind, port).
 
 Containers carry `workbench.kind=deployment` (so `gc` never takes them for a run's orphans) and restart
 unless stopped, so a host reboot brings the live version and its proxy back; a version switched away from
@@ -16,10 +17,10 @@ from typing import Any, Callable
 
 from workbench.errors import WorkbenchError
 from workbench.registry import proxy
+from workbench.registry.health import Http, Probe
 
 MODEL_DIR = "/model"
 CODE_DIR = "/workspace"
-Probe = Callable[[str, int, str], "int | None"]  # (address, port, path) -> HTTP status, None: no answer
 PROXY_START_TIMEOUT = 15.0
 
 
@@ -48,15 +49,60 @@ def get(client: Any, name: str) -> Any | None:
         return None
 
 
+def network_name(instance: str, deployment: str) -> str:
+    return f"workbench-deploy-{deployment}-{instance[:8]}"
+
+
+def _network(client: Any, name: str) -> Any | None:
+    return next((n for n in client.networks.list(names=[name]) if n.name == name), None)
+
+
+def ensure_network(client: Any, instance: str, deployment: str) -> str:
+    """The deployment's own bridge network (created once); its name."""
+    import docker.errors
+
+    name = network_name(instance, deployment)
+    if _network(client, name) is None:
+        try:
+            client.networks.create(name, driver="bridge", check_duplicate=True,
+                                   labels=labels(instance, deployment, "network"))
+        except docker.errors.APIError as exc:
+            if _network(client, name) is None:  # not a create that lost a race to another one
+                raise WorkbenchError(f"the deployment's network {name} could not be created: "
+                                     f"{_first_line(exc)}") from None
+    return name
+
+
+def remove_network(client: Any, instance: str, deployment: str) -> None:
+    """Removes the deployment's network, quietly (gone already, or still used by a container kept)."""
+    import docker.errors
+
+    try:
+        found = _network(client, network_name(instance, deployment))
+        if found is not None:
+            found.remove()
+    except docker.errors.APIError:
+        pass
+
+
 def start_target(client: Any, *, name: str, image: str, command: list[str], env: dict[str, str], code_dir: str,
-                 model_path: str, model_file: str, gpu_ids: list[str], container_labels: dict[str, str]) -> Any:
+                 model_path: str, model_file: str, gpu_ids: list[str], container_labels: dict[str, str],
+                 network: str, memory: int | None = None, read_only: bool = True) -> Any:
+    """A version's container: on `network` alone, publishing nothing, without capabilities or a way to gain
+    privileges, its memory capped at `memory` bytes, and its root file system read-only (a tmpfs on /tmp)
+    unless `read_only` is off."""
     from docker.types import DeviceRequest, Mount
 
     mounts = [Mount(CODE_DIR, code_dir, type="bind", read_only=True),
               Mount(f"{MODEL_DIR}/{model_file}", model_path, type="bind", read_only=True)]
     kwargs: dict[str, Any] = dict(image=image, command=command, name=name, detach=True, labels=container_labels,
                                   environment=env, working_dir=CODE_DIR, mounts=mounts, init=True,
-                                  restart_policy={"Name": "unless-stopped"})
+                                  restart_policy={"Name": "unless-stopped"}, network=network,
+                                  cap_drop=["ALL"], security_opt=["no-new-privileges"])
+    if memory:
+        kwargs["mem_limit"] = memory
+    if read_only:
+        kwargs.update(read_only=True, tmpfs={"/tmp": "rw,nosuid,nodev,exec,mode=1777"})
     if gpu_ids:
         kwargs["device_requests"] = [DeviceRequest(device_ids=gpu_ids, capabilities=[["gpu"]])]
     try:
@@ -72,11 +118,15 @@ def health_path(container: Any) -> str:
     return container.labels.get("workbench.health", "/health")
 
 
-def address(container: Any) -> str | None:
-    """Its address on the engine's bridge (it changes when the container restarts: the proxy follows)."""
+def address(container: Any, network: str | None = None) -> str | None:
+    """Its address on `network` (None: on whichever network it has one); it changes when the container
+    restarts, and the proxy follows."""
     container.reload()
     settings = container.attrs.get("NetworkSettings", {})
-    found = settings.get("IPAddress") or next((n.get("IPAddress") for n in (settings.get("Networks") or {}).values()
+    networks = settings.get("Networks") or {}
+    if network is not None:
+        return (networks.get(network) or {}).get("IPAddress") or None
+    found = settings.get("IPAddress") or next((n.get("IPAddress") for n in networks.values()
                                                if n.get("IPAddress")), None)
     return found or None
 
@@ -117,55 +167,92 @@ def wait_healthy(container: Any, probe: Probe, timeout: float, progress: Callabl
         time.sleep(0.2)
 
 
-def upstream(container: Any) -> str:
-    """The serving container's address and port on the deployments network."""
-    where = address(container)
+def upstream(container: Any, network: str | None = None) -> str:
+    """The serving container's address and port on `network` (its deployment's)."""
+    where = address(container, network)
     if not where:
-        raise WorkbenchError(f"{container.name} has no address on the engine's bridge (is it running?)")
+        raise WorkbenchError(f"{container.name} has no address on {network or 'its network'} (is it running?)")
     return f"{where}:{container.labels.get('workbench.port', '8000')}"
 
 
-def ensure_proxy(client: Any, name: str, port: int, serving: Any, container_labels: dict[str, str],
-                 probe: Probe) -> tuple[Any, bool]:
-    """The proxy, running, serving the container `serving` (created, or started again, as needed, and then
-    waited for until it answers: a published port accepts connections before Caddy listens, and resets
-    them); True when it was (re)started here rather than found running."""
-    import docker.errors
-
+def ensure_proxy(client: Any, name: str, port: int, bind: str, plan: proxy.Plan, network: str,
+                 container_labels: dict[str, str], probe: Probe) -> tuple[Any, bool]:
+    """The proxy, running on `network` and publishing (bind, port): created, or started again, serving
+    `plan`, and then waited for until it answers (a published port accepts connections before Caddy
+    listens, and resets them); True when it was (re)started here rather than found running. A proxy found
+    without `network` (made before deployments had their own) is connected to it and keeps serving."""
     found = get(client, name)
     if found is not None and found.status == "running":
+        _join(client, found, network)
         return found, False
-    if found is None:
-        found = client.containers.create(
-            proxy.IMAGE, ["caddy", "run", "--config", proxy.CONFIG], name=name, labels=container_labels,
-            ports={f"{proxy.LISTEN}/tcp": port}, restart_policy={"Name": "unless-stopped"})
-    else:
-        found.update(restart_policy={"Name": "unless-stopped"})
-    proxy.write_config(found, upstream(serving), serving.name)
+    created = found is None
     try:
+        if found is None:
+            found = client.containers.create(
+                proxy.IMAGE, ["caddy", "run", "--config", proxy.CONFIG], name=name, labels=container_labels,
+                ports={f"{proxy.LISTEN}/tcp": (bind, port)}, network=network,
+                restart_policy={"Name": "unless-stopped"})
+        else:
+            found.update(restart_policy={"Name": "unless-stopped"})
+            _join(client, found, network)
+        proxy.write_plan(found, plan)
         found.start()
-    except docker.errors.APIError as exc:
+    except Exception as exc:
         message = _first_line(exc)
-        if "address already in use" in message or "port is already allocated" in message:
-            found.remove(force=True)
-            raise WorkbenchError(f"port {port} is in use on the machine", hint="pick another with --port") from None
+        if found is not None and (created or _port_taken(message)):
+            _quietly_remove(found)
+        if _port_taken(message):
+            raise WorkbenchError(f"port {port} is in use on {bind}",
+                                 hint="pick another with --port (or another address with --bind)") from None
+        if isinstance(exc, WorkbenchError):
+            raise
         raise WorkbenchError(f"the proxy did not start: {message}") from None
-    _wait_answering(found, probe, health_path(serving))
+    stable = plan.stable()
+    _wait_answering(found, probe, stable.health if stable else "/", network)
     return found, True
 
 
-def _wait_answering(container: Any, probe: Probe, path: str, timeout: float = PROXY_START_TIMEOUT) -> None:
+def _port_taken(message: str) -> bool:
+    return "address already in use" in message or "port is already allocated" in message
+
+
+def _quietly_remove(container: Any) -> None:
+    try:
+        container.remove(force=True)
+    except Exception:  # noqa: BLE001 - the error being reported is the one that matters
+        pass
+
+
+def _join(client: Any, container: Any, network: str) -> None:
+    container.reload()
+    if network not in (container.attrs.get("NetworkSettings", {}).get("Networks") or {}):
+        client.networks.get(network).connect(container)
+
+
+def _wait_answering(container: Any, probe: Probe, path: str, network: str,
+                    timeout: float = PROXY_START_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while True:
         container.reload()
         if container.status != "running":
             raise WorkbenchError(f"the proxy {container.name} stopped at start: {last_log_line(container) or container.status}")
-        where = address(container)
+        where = address(container, network)
         if where and probe(where, proxy.LISTEN, path) is not None:
             return
         if time.monotonic() > deadline:
             raise WorkbenchError(f"the proxy {container.name} did not answer within {timeout:.0f} s")
         time.sleep(0.1)
+
+
+def read_metrics(http: Http, proxy_container: Any, network: str | None = None) -> str:
+    """The proxy's metrics page (Prometheus text; see traffic.py), asked at its address on the deployment's
+    network (never published)."""
+    where = address(proxy_container, network)
+    answer = http(where, proxy.METRICS_PORT, path="/metrics") if where else None
+    if answer is None or answer.status != 200:
+        said = f"HTTP {answer.status}" if answer else "no answer"
+        raise WorkbenchError(f"the proxy {proxy_container.name} did not give its traffic figures ({said})")
+    return answer.body.decode(errors="replace")
 
 
 def stop_keep(container: Any) -> None:
