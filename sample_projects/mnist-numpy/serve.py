@@ -2,7 +2,10 @@
 
 The server listens at once and loads the model beside it: /health answers 503 while it loads, 200 once it
 is loaded, 500 (with the reason) if it cannot be loaded — so a deployment switches to it only when it can
-answer. SERVE_LOAD_SECONDS (optional) makes loading take at least that long, as a big model would."""
+answer. /predict answers 400 for a request that is not 64 numbers and 500 (with the reason) when the model
+fails on one that is (a model trained for another input shape: /health cannot tell; the smoke request in
+workbench.toml does). SERVE_LOAD_SECONDS (optional) makes loading take at least that long, as a big model
+would. It writes no file: it runs on a read-only root file system."""
 import argparse
 import json
 import os
@@ -73,12 +76,16 @@ def make_handler(model):
                 return self.reply(503, {"error": model.error or "the model is loading"})
             try:
                 data = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                pixels = data["pixels"]
+                pixels = [float(p) for p in data["pixels"]]
                 if len(pixels) != 64:
                     raise ValueError("need exactly 64 pixels")
-                self.reply(200, {"digit": predict(model.params, pixels)})
             except (ValueError, KeyError, TypeError) as e:
-                self.reply(400, {"error": f"expected JSON {{\"pixels\": [64 numbers]}}: {e}"})
+                return self.reply(400, {"error": f"expected JSON {{\"pixels\": [64 numbers]}}: {e}"})
+            try:
+                digit = predict(model.params, pixels)
+            except Exception as e:  # noqa: BLE001 - the model's fault, not the caller's: said as a 500
+                return self.reply(500, {"error": str(e)})
+            self.reply(200, {"digit": digit})
 
     return Handler
 

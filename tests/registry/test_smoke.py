@@ -1,20 +1,26 @@
 """The smoke request against a real HTTP server on loopback: each way a version can fail it gives the one line
-a deployment records, and a server that accepts and never answers is given up on within the timeout."""
+a deployment records, and a server that accepts and never answers is given up on within the timeout. Then the
+mnist-numpy sample's own smoke request against its serve.py: passed by a trained model, failed by one whose
+/health says 200 while every prediction fails, and served from a read-only root within the spec's memory."""
 
 from __future__ import annotations
 
-import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from workbench.projects.spec import Smoke
-from workbench.registry.health import TIMEOUT
+from helpers import SAMPLES, free_port, wait_for
+from workbench.projects.spec import Smoke, load_spec
+from workbench.registry.health import TIMEOUT, local_http
 from workbench.registry.smoke import smoke_check
 
 ERROR = '{"error": "shapes (64,) and (32,) not aligned"}'
@@ -28,25 +34,6 @@ ANSWERS = {  # path -> (status, body)
     "/empty": (500, ""),
     "/created": (201, "{}"),
 }
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: bytes
-
-
-def http_call(address, port, method="GET", path="/", body=None, headers=None):
-    """The signature of the deployment's HTTP helper: an answer, or None when nothing answered in time."""
-    conn = http.client.HTTPConnection(address, port, timeout=TIMEOUT)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return Answer(response.status, response.read())
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +70,7 @@ def server():
 
 def check(server, smoke: Smoke) -> str | None:
     port, _ = server
-    return smoke_check(http_call, "127.0.0.1", port, smoke)
+    return smoke_check(local_http, "127.0.0.1", port, smoke)
 
 
 def test_passes_with_the_expected_status_and_keys(server):
@@ -126,7 +113,7 @@ def test_nothing_listening_is_no_answer(server):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]  # bound, not listening: the connection is refused
-    assert smoke_check(http_call, "127.0.0.1", closed, Smoke("/predict", b"{}")) == \
+    assert smoke_check(local_http, "127.0.0.1", closed, Smoke("/predict", b"{}")) == \
         f"POST /predict gave no answer within {TIMEOUT:g} s"
 
 
@@ -135,7 +122,91 @@ def test_a_server_that_accepts_and_never_answers_is_given_up_on_within_the_timeo
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)  # the kernel completes the connection; nothing ever reads or answers it
         started = time.monotonic()
-        result = smoke_check(http_call, "127.0.0.1", silent.getsockname()[1], Smoke("/predict", b"{}"))
+        result = smoke_check(local_http, "127.0.0.1", silent.getsockname()[1], Smoke("/predict", b"{}"))
         waited = time.monotonic() - started
     assert result == f"POST /predict gave no answer within {TIMEOUT:g} s"
     assert TIMEOUT - 0.5 <= waited <= TIMEOUT + 1.5, waited
+
+
+# ---------------------------------------------------------------------------------------------------
+# The mnist-numpy sample's own smoke request, against its serve.py
+SAMPLE = SAMPLES / "mnist-numpy"
+
+
+def wait_healthy(port: int) -> None:
+    wait_for(lambda: (answer := local_http("127.0.0.1", port, path="/health")) and answer.status == 200, timeout=30)
+
+
+@pytest.fixture
+def sample_server(tmp_path):
+    """Starts the sample's serve.py on this machine with a model; yields its port."""
+    started: list[subprocess.Popen] = []
+
+    def start(model: Path) -> int:
+        port = free_port()
+        started.append(subprocess.Popen([sys.executable, "serve.py", "--model", str(model), "--port", str(port),
+                                         "--host", "127.0.0.1"], cwd=SAMPLE, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL))
+        wait_healthy(port)
+        return port
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_the_sample_smoke_request_passes_on_a_trained_model_and_catches_a_misshaped_one(sample_server, tmp_path):
+    smoke = load_spec(SAMPLE).deploy.smoke
+    assert smoke.method == "POST" and smoke.expect_json_keys == ("digit",)
+    assert len(json.loads(smoke.body)["pixels"]) == 64
+    trained = subprocess.run([sys.executable, "train.py", "--epochs", "3"], cwd=SAMPLE, capture_output=True,
+                             env={**os.environ, "WORKBENCH_OUTPUT": str(tmp_path / "good")}, timeout=120)
+    assert trained.returncode == 0, trained.stderr
+    assert smoke_check(local_http, "127.0.0.1", sample_server(tmp_path / "good" / "model.npz"), smoke) is None
+
+    # A model for 32 inputs: it loads, /health says 200, and every prediction fails
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "misshaped.npz", W1=rng.normal(size=(32, 16)), b1=np.zeros(16),
+             W2=rng.normal(size=(16, 10)), b2=np.zeros(10))
+    port = sample_server(tmp_path / "misshaped.npz")
+    result = smoke_check(local_http, "127.0.0.1", port, smoke)
+    assert result is not None and result.startswith('POST /predict answered HTTP 500: {"error": "matmul'), result
+    assert "\n" not in result
+
+
+def test_the_sample_serves_from_a_read_only_root_without_capabilities_within_its_memory(docker_client, tmp_path):
+    """What a deployment asks of the sample's container: a read-only root with a tmpfs /tmp, no capabilities,
+    no new privileges, and the spec's memory limit, which it fits with room to spare."""
+    from docker.types import Mount
+
+    spec = load_spec(SAMPLE)
+    image, _ = docker_client.images.build(path=str(SAMPLE), dockerfile=spec.deploy.dockerfile,
+                                          tag="wbtest/mnist-numpy-serve:smoke", rm=True)
+    model = tmp_path / "out"
+    model.mkdir()
+    trained = docker_client.containers.run(image.id, ["python", "train.py", "--epochs", "3"], remove=True,
+                                           working_dir="/workspace", environment={"WORKBENCH_OUTPUT": "/out"},
+                                           mounts=[Mount("/workspace", str(SAMPLE), type="bind", read_only=True),
+                                                   Mount("/out", str(model), type="bind")])
+    assert b"saved /out/model.npz" in trained
+    port = free_port()
+    container = docker_client.containers.run(
+        image.id, ["python", "serve.py", "--model", "/model/model.npz", "--port", "8000"], detach=True,
+        working_dir="/workspace", init=True, read_only=spec.deploy.read_only, tmpfs={"/tmp": ""},
+        cap_drop=["ALL"], security_opt=["no-new-privileges"], mem_limit=spec.deploy.memory,
+        mounts=[Mount("/workspace", str(SAMPLE), type="bind", read_only=True),
+                Mount("/model/model.npz", str(model / "model.npz"), type="bind", read_only=True)],
+        ports={"8000/tcp": ("127.0.0.1", port)}, labels={"workbench.test": "smoke"})
+    try:
+        wait_healthy(port)
+        for _ in range(200):
+            assert smoke_check(local_http, "127.0.0.1", port, spec.deploy.smoke) is None
+        container.reload()
+        assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
+        assert container.attrs["HostConfig"]["Memory"] == spec.deploy.memory
+        written = container.exec_run(["sh", "-c", "touch /x; touch /tmp/x && echo tmp-ok"])
+        assert b"Read-only file system" in written.output and b"tmp-ok" in written.output
+        used = container.stats(stream=False)["memory_stats"]["usage"]
+        assert used < spec.deploy.memory / 3, f"{used / 2**20:.0f} MiB used of a {spec.deploy.memory / 2**20:.0f} MiB limit"
+    finally:
+        container.remove(force=True)

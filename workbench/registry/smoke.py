@@ -4,21 +4,18 @@ before it gets traffic: a version whose /health answers 200 while its /predict f
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
 
 from workbench.projects.spec import Smoke
-from workbench.registry.health import TIMEOUT
+from workbench.registry.health import TIMEOUT, Http
 from workbench.textsafe import printable
 
-# http(address, port, method="GET", path="/", body=None, headers=None) -> an answer (.status, .body) or None
-# when nothing answered in time: health.local_http here, or the same through a host's SSH connection.
-Http = Callable[..., Any]
 EXCERPT = 200
 
 
 def smoke_check(http: Http, address: str, port: int, smoke: Smoke) -> str | None:
     """None when the version answered the smoke request as the spec expects; else one line saying what it
-    answered (its status and the start of its body), for the refusal and the deployment's history."""
+    answered (its status and the start of its body), for the refusal and the deployment's history. `http` is
+    health.local_http on this machine's engine, health.ssh_http(...) for a host's."""
     request = f"{smoke.method} {smoke.path}"
     answer = http(address, port, method=smoke.method, path=smoke.path, body=smoke.body,
                   headers=_headers(smoke.body))
