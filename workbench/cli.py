@@ -689,6 +689,11 @@ def cmd_follow(wb: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch_deployments(wb: Any, args: argparse.Namespace) -> int:
+    wb.watch_deployments()
+    return 0
+
+
 def cmd_tui(wb: Any, args: argparse.Namespace) -> int:
     from workbench.tui.app import run_app
     return run_app(wb)
@@ -819,6 +824,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("_follow")  # internal: the detached background follower of one run
     p.add_argument("run")
     p.set_defaults(func=cmd_follow)
+    p = sub.add_parser("_watch_deployments")  # internal: the detached deployment watcher (health, traffic, canaries)
+    p.set_defaults(func=cmd_watch_deployments)
     return parser
 
 

@@ -90,14 +90,74 @@ def _deployment_line(d: dict[str, Any]) -> str:
     live = f"v{d['live_version']}" if d.get("live_container") else "none"
     last = d.get("last_switch")
     switched = f"  last switch {when(last['ts'])}" if last else ""
+    token = " (token)" if d.get("auth") == "token" else ""
     return (f"{d['name']:<16} {d['status']:<9} {d['model']}  live {live:<5} health {health:<8} "
-            f"{d['endpoint']} ({d['machine']}){switched}")
+            f"{d['endpoint']}{token} ({d['machine']}){switched}")
+
+
+def _canary_line(d: dict[str, Any]) -> str | None:
+    c = d.get("canary")
+    if not c:
+        return None
+    line = (f"  canary v{c['version']} at {c['share']}% until {when(c['until'])}, rolled back above "
+            f"{c['max_error_rate']:g}% errors")
+    return line + (f"\n  {c['note']}" if c.get("note") else "")
+
+
+def _figure(f: dict[str, Any] | None) -> str:
+    if f is None:
+        return "-"
+    if not f["requests"]:
+        return "no requests"
+    rate = f"{f['rps']:.1f}/s " if f.get("rps") is not None else ""
+    latency = (f" p50 {f['p50_ms']:.0f} ms p99 {f['p99_ms']:.0f} ms" if f.get("p50_ms") is not None else "")
+    return f"{rate}{f['requests']:,} req {f['error_pct']:.1f}% err{latency}"
+
+
+def _traffic_lines(shown: dict[str, Any]) -> list[str]:
+    t = shown.get("traffic")
+    if not t:
+        return []
+    if t.get("error"):
+        return [f"traffic: unknown ({t['error']})"]
+    if not t["versions"]:
+        return []
+    lines = ["traffic (from the proxy):"]
+    for v in t["versions"]:
+        lines.append(f"  v{v['version']:<4} {v['role']:<6} {v['share']:>3}%  last minute: {_figure(v['last_minute'])}")
+        lines.append(f"  {'':<16}since {when(v['since']) if v.get('since') else 'the proxy started'}: "
+                     f"{_figure(v['since_switch'])}")
+    return lines
+
+
+def _seconds(text: str) -> float:
+    """60, 60s, 2m, 1h -> seconds (argparse type)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    raw = text.strip().lower()
+    try:
+        return float(raw[:-1]) * units[raw[-1]] if raw and raw[-1] in units else float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 60s, 2m)") from None
+
+
+def _percent(text: str) -> float:
+    try:
+        return float(text.strip().rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r} (e.g. 1%)") from None
 
 
 def cmd_deploy(wb: Any, args: argparse.Namespace) -> int:
-    deployed = wb.deploy(args.model, args.machine, port=args.port, name=args.name, stop_first=args.stop_first)
+    deployed = wb.deploy(args.model, args.machine, port=args.port, name=args.name, stop_first=args.stop_first,
+                         bind=args.bind, canary=args.canary, canary_for=args.canary_for,
+                         max_error_rate=args.max_error_rate)
     if args.json:
         emit_json(deployed)
+    elif deployed.get("canary"):
+        c = deployed["canary"]
+        print(printable(f"{deployed['name']}: canary v{c['version']} gets {c['share']}% of {deployed['endpoint']} "
+                        f"until {when(c['until'])} (v{deployed['live_version']} the rest); the deployment watcher "
+                        f"promotes it or rolls it back: `workbench deployments show {deployed['name']}`"))
     else:
         print(printable(f"{deployed['name']}: v{deployed['live_version']} serving at {deployed['endpoint']}"))
     return 0
@@ -115,6 +175,8 @@ def cmd_deployments_list(wb: Any, args: argparse.Namespace) -> int:
         print(printable(_deployment_line(d)))
         if d.get("operation"):
             print(printable(f"  {d['operation']['kind']} of v{d['operation'].get('version')} in progress"))
+        if _canary_line(d):
+            print(printable(_canary_line(d)))
         if d.get("health_detail"):
             print(printable(f"  {d['health_detail']}"))
     return 0
@@ -128,6 +190,10 @@ def cmd_deployments_show(wb: Any, args: argparse.Namespace) -> int:
     print(printable(_deployment_line(shown)))
     if shown.get("status_reason"):
         print(printable(f"  {shown['status_reason']}"))
+    if _canary_line(shown):
+        print(printable(_canary_line(shown)))
+    for line in _traffic_lines(shown):
+        print(printable(line))
     print("versions:")
     for t in shown["targets"]:
         print(printable(f"  v{t['version']:<4} {t['state']:<8} {t['container']}  since {when(t['created_at'])}"))
@@ -143,6 +209,20 @@ def cmd_deployments_rollback(wb: Any, args: argparse.Namespace) -> int:
         emit_json(back)
     else:
         print(printable(f"{back['name']}: v{back['live_version']} serving at {back['endpoint']}"))
+    return 0
+
+
+def cmd_deployments_promote(wb: Any, args: argparse.Namespace) -> int:
+    done = wb.promote_canary(args.name)
+    if args.json:
+        emit_json(done)
+    else:
+        print(printable(f"{done['name']}: v{done['live_version']} serving every request at {done['endpoint']}"))
+    return 0
+
+
+def cmd_deployments_token(wb: Any, args: argparse.Namespace) -> int:
+    print(wb.deployment_token(args.name))
     return 0
 
 
@@ -185,12 +265,26 @@ def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> N
     p.add_argument("--name", help="the deployment's name (default: the model's)")
     p.add_argument("--stop-first", action="store_true",
                    help="when the machine's GPUs cannot hold both versions: stop the live one first")
+    p.add_argument("--bind", help="the address the endpoint listens on (default: [deploy] bind, else every "
+                                  "address; 127.0.0.1 for a tunnel-only service)")
+    p.add_argument("--canary", type=int, metavar="PERCENT",
+                   help="send this share of requests to the new version, then promote or roll back by itself")
+    p.add_argument("--canary-for", type=_seconds, default=60.0, metavar="DURATION",
+                   help="how long the canary is watched before its verdict (default 60s)")
+    p.add_argument("--max-error-rate", type=_percent, default=1.0, metavar="PERCENT",
+                   help="the canary is rolled back above this share of 5xx answers (default 1%%)")
     deployments = sub.add_parser("deployments", help="deployments: endpoints, versions, health, history").add_subparsers(
         dest="deployments_command", metavar="ACTION", required=True)
     command(deployments, "list", cmd_deployments_list, "every deployment, checked with its machine")
     p = command(deployments, "show", cmd_deployments_show, "a deployment's versions and its history of switches")
     p.add_argument("name")
-    p = command(deployments, "rollback", cmd_deployments_rollback, "switch back to the previous version")
+    p = command(deployments, "rollback", cmd_deployments_rollback,
+                "switch back to the previous version (or end a canary: every request to the live version)")
+    p.add_argument("name")
+    p = command(deployments, "promote", cmd_deployments_promote, "end a canary now: every request to the new version")
+    p.add_argument("name")
+    p = command(deployments, "token", cmd_deployments_token, "print the token callers send (auth = \"token\")",
+                json_flag=False)
     p.add_argument("name")
     p = command(deployments, "logs", cmd_deployments_logs, "the live version's log tail", json_flag=False)
     p.add_argument("name")

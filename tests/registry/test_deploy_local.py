@@ -16,10 +16,11 @@ pytestmark = pytest.mark.docker
 SERVER = """
 import http.server, json, os, sys, threading
 model = open(sys.argv[1]).read()
-if model == "flaky":  # serves a few seconds, then crashes at every start (its marker outlives restarts)
-    if os.path.exists("/tmp/started"):
+if model == "flaky":  # serves a few seconds, then crashes at every start (its marker outlives restarts:
+    # the spec of the test that deploys it says read_only = false, so / is the container's own layer)
+    if os.path.exists("/started"):
         sys.exit(3)
-    open("/tmp/started", "w").close()
+    open("/started", "w").close()
     threading.Timer(4, lambda: os._exit(3)).start()
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
@@ -109,7 +110,7 @@ def test_deploy_bad_input(cli, make_project, tmp_path):
 
 
 def test_a_failed_first_deploy_moves_its_port_and_a_crashing_version_is_replaced(cli, make_project):
-    root = make_project(SPEC.replace("DEPLOY", DEPLOY), {"serve.py": SERVER, "train.py": TRAIN})
+    root = make_project(SPEC.replace("DEPLOY", DEPLOY + "read_only = false\n"), {"serve.py": SERVER, "train.py": TRAIN})
     registered(cli, root, "flaky")
     registered(cli, root, "steady")
     first, second = free_port(), free_port()

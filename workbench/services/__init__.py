@@ -189,9 +189,13 @@ class Workbench:
 
     # deployments -----------------------------------------------------------------------------------
     def deploy(self, ref: str, machine: str, *, port: int | None = None, name: str | None = None,
-               stop_first: bool = False) -> dict[str, Any]:
+               stop_first: bool = False, bind: str | None = None, canary: int | None = None,
+               canary_for: float = 60.0, max_error_rate: float = 1.0) -> dict[str, Any]:
+        """Serves a model version (blue/green, or as a canary with `canary` percent of requests for
+        `canary_for` seconds, judged by the deployment watcher)."""
         from workbench.services import deploy
-        return deploy.deploy(self, ref, machine, port=port, name=name, stop_first=stop_first)
+        return deploy.deploy(self, ref, machine, port=port, name=name, stop_first=stop_first, bind=bind,
+                             canary=canary, canary_for=canary_for, max_error_rate=max_error_rate)
 
     def cluster(self, machine: str) -> dict[str, Any]:
         """A Slurm machine's partitions: nodes by state, GPUs and GPUs in use (sinfo, at most once a poll)."""
@@ -213,6 +217,20 @@ class Workbench:
     def rollback(self, name: str) -> dict[str, Any]:
         from workbench.services import deploy
         return deploy.rollback(self, name)
+
+    def promote_canary(self, name: str) -> dict[str, Any]:
+        """Ends a deployment's canary now: every request to the new version."""
+        from workbench.services import deploy
+        return deploy.promote(self, name)
+
+    def deployment_token(self, name: str) -> str:
+        from workbench.services import deploy
+        return deploy.endpoint_token(self, name)
+
+    def watch_deployments(self) -> None:
+        """The deployment watcher's loop (see services/deploy_watch.py), until nothing is live."""
+        from workbench.services.deploy_watch import watch
+        watch(self)
 
     def deployment_logs(self, name: str, tail: int = 200) -> str:
         from workbench.services import deploy

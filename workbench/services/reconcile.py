@@ -12,6 +12,7 @@ from typing import Any
 from workbench.errors import EngineUnavailable, WorkbenchError
 from workbench.execution.ingest import RunIngestor, lease_name, owner_gone
 from workbench.failures import is_engine_failure
+from workbench.services.deploy_watch import ensure_watcher
 from workbench.services.dispatch import ensure_dispatcher
 from workbench.services.context import Services, first_line
 from workbench.store import Store
@@ -64,6 +65,12 @@ class Reconciler:
                 ensure_dispatcher(self.wb)  # after a reboot, or a dispatcher that was killed
             except Exception as exc:  # noqa: BLE001 - said, never fatal to a reconcile
                 self._say_once(f"the dispatcher could not be started: {first_line(exc)}")
+        if self.wb.store.has_watched_deployments():
+            try:
+                for note in ensure_watcher(self.wb):  # after a reboot, or once the workstation wakes
+                    self._say_once(note)
+            except Exception as exc:  # noqa: BLE001 - said, never fatal to a reconcile
+                self._say_once(f"the deployment watcher could not be started: {first_line(exc)}")
         changed: list[dict[str, Any]] = []
         waiting = []
         for machine, runs in by_machine.items():

@@ -10,10 +10,15 @@ import time
 from typing import Any
 
 
+JSON_FIELDS = ("operation", "canary", "traffic_baseline")
+TRAFFIC_KEPT = 900.0  # seconds of the watcher's samples kept per deployment
+
+
 def decode_deployment(row: sqlite3.Row) -> dict[str, Any]:
     deployment = dict(row)
-    if deployment.get("operation"):
-        deployment["operation"] = json.loads(deployment["operation"])
+    for key in JSON_FIELDS:
+        if deployment.get(key):
+            deployment[key] = json.loads(deployment[key])
     return deployment
 
 
@@ -25,16 +30,49 @@ def holder(container: str) -> str:
 class DeploymentQueries:
     conn: sqlite3.Connection
 
-    def create_deployment(self, name: str, model: str, machine: str, port: int) -> bool:
+    def create_deployment(self, name: str, model: str, machine: str, port: int, bind: str = "0.0.0.0",
+                          auth: str = "none") -> bool:
         """A new deployment record (False when the name exists)."""
         now = time.time()
         with self.tx() as conn:  # type: ignore[attr-defined]
             return conn.execute(
-                "INSERT OR IGNORE INTO deployments (name, model, machine, port, status, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, 'new', ?, ?)", (name, model, machine, port, now, now)).rowcount > 0
+                "INSERT OR IGNORE INTO deployments (name, model, machine, port, bind, auth, status, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, 'new', ?, ?)",
+                (name, model, machine, port, bind, auth, now, now)).rowcount > 0
 
     def has_live_deployments(self) -> bool:
         return bool(self.query("SELECT EXISTS (SELECT 1 FROM deployments WHERE status = 'live')")[0][0])  # type: ignore[attr-defined]
+
+    def forget_deployment(self, name: str) -> None:
+        """A record that never served (a deploy refused before anything started): gone with its events."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute("DELETE FROM deployments WHERE name = ? AND live_version IS NULL", (name,))
+            conn.execute("DELETE FROM deployment_events WHERE deployment = ? AND NOT EXISTS "
+                         "(SELECT 1 FROM deployments WHERE name = ?)", (name, name))
+            conn.execute("DELETE FROM deployment_traffic WHERE deployment = ?", (name,))
+
+    def touch_canary(self, name: str, container: str, ts: float) -> None:
+        """The watcher looked at this canary at `ts` (only while it is still the deployment's canary)."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute("UPDATE deployments SET canary = json_set(canary, '$.watched_at', ?) WHERE name = ? "
+                         "AND json_extract(canary, '$.container') = ?", (ts, name, container))
+
+    def has_watched_deployments(self) -> bool:
+        return bool(self.query("SELECT EXISTS (SELECT 1 FROM deployments WHERE status = 'live' "  # type: ignore[attr-defined]
+                               "OR canary IS NOT NULL)")[0][0])
+
+    def add_traffic_sample(self, name: str, counters: dict[str, Any]) -> None:
+        now = time.time()
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute("INSERT OR REPLACE INTO deployment_traffic (deployment, ts, counters) VALUES (?, ?, ?)",
+                         (name, now, json.dumps(counters)))
+            conn.execute("DELETE FROM deployment_traffic WHERE deployment = ? AND ts < ?", (name, now - TRAFFIC_KEPT))
+
+    def traffic_sample_before(self, name: str, ts: float) -> tuple[float, dict[str, Any]] | None:
+        """The latest sample taken at or before `ts` (None without one)."""
+        rows = self.query("SELECT ts, counters FROM deployment_traffic WHERE deployment = ? AND ts <= ? "  # type: ignore[attr-defined]
+                          "ORDER BY ts DESC LIMIT 1", (name, ts))
+        return (rows[0][0], json.loads(rows[0][1])) if rows else None
 
     def get_deployment(self, name: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM deployments WHERE name = ?", (name,))  # type: ignore[attr-defined]
@@ -44,8 +82,9 @@ class DeploymentQueries:
         return [decode_deployment(r) for r in self.query("SELECT * FROM deployments ORDER BY name")]  # type: ignore[attr-defined]
 
     def update_deployment(self, name: str, **fields: Any) -> None:
-        if "operation" in fields and fields["operation"] is not None:
-            fields["operation"] = json.dumps(fields["operation"])
+        for key in JSON_FIELDS:
+            if fields.get(key) is not None:
+                fields[key] = json.dumps(fields[key])
         fields["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self.tx() as conn:  # type: ignore[attr-defined]
@@ -56,31 +95,36 @@ class DeploymentQueries:
             for (container,) in conn.execute("SELECT container FROM deployment_targets WHERE deployment = ?", (name,)):
                 conn.execute("DELETE FROM gpu_reservations WHERE run_id = ?", (holder(container),))
             conn.execute("DELETE FROM deployments WHERE name = ?", (name,))
+            conn.execute("DELETE FROM deployment_traffic WHERE deployment = ?", (name,))
 
     def add_target(self, deployment: str, container: str, version: int, sha256: str, state: str, *,
-                   snapshot: str | None, machine: str, gpu_uuids: list[str]) -> None:
-        """A serving container of a version, with its GPUs reserved (as a run's are) while it exists."""
+                   snapshot: str | None, machine: str, gpu_uuids: list[str],
+                   launch: dict[str, Any] | None = None) -> None:
+        """A serving container of a version, with its GPUs reserved (as a run's are) while it exists, and
+        `launch`: how to start it again once its container is gone."""
         with self.tx() as conn:  # type: ignore[attr-defined]
             conn.execute("INSERT OR REPLACE INTO deployment_targets (deployment, container, version, sha256, snapshot, "
-                         "gpu_uuids, state, state_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "gpu_uuids, state, state_at, created_at, launch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (deployment, container, version, sha256, snapshot, json.dumps(gpu_uuids), state, time.time(),
-                          time.time()))
+                          time.time(), json.dumps(launch) if launch is not None else None))
             for uuid in gpu_uuids:
                 conn.execute("INSERT INTO gpu_reservations (machine, uuid, run_id, reserved_at) VALUES (?, ?, ?, ?)",
                              (machine, uuid, holder(container), time.time()))
 
     def set_target_state(self, deployment: str, container: str, state: str) -> None:
-        """`removed` and `failed` targets give their GPUs back (a stopped standby keeps them: it may come back)."""
+        """`removed`, `failed` and `standby-gone` (removed for --stop-first, kept as its image) targets give their
+        GPUs back (a stopped standby keeps them: it may come back as it is)."""
         with self.tx() as conn:  # type: ignore[attr-defined]
             conn.execute("UPDATE deployment_targets SET state = ?, state_at = ? WHERE deployment = ? AND container = ?",
                          (state, time.time(), deployment, container))
-            if state in ("removed", "failed"):
+            if state in ("removed", "failed", "standby-gone"):
                 conn.execute("DELETE FROM gpu_reservations WHERE run_id = ?", (holder(container),))
 
     def targets(self, deployment: str) -> list[dict[str, Any]]:
         rows = self.query("SELECT * FROM deployment_targets WHERE deployment = ? ORDER BY created_at",  # type: ignore[attr-defined]
                           (deployment,))
-        return [{**dict(r), "gpu_uuids": json.loads(r["gpu_uuids"])} for r in rows]
+        return [{**dict(r), "gpu_uuids": json.loads(r["gpu_uuids"]),
+                 "launch": json.loads(r["launch"]) if r["launch"] else None} for r in rows]
 
     def add_deployment_event(self, deployment: str, kind: str, message: str, *, from_version: int | None = None,
                              to_version: int | None = None, health: str | None = None) -> None:

@@ -317,4 +317,22 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
         calls INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
+    # 11: deployments you can leave alone: the address the endpoint listens on and whether it asks for a token;
+    # a canary under way (JSON: its version, container, share, window, threshold, the counters it started
+    # from); the proxy's counters at the last switch ("since the switch"); how to start each version again
+    # (JSON: image, command, env ... so a rollback after --stop-first recreates it); the watcher's samples of
+    # the proxy's counters (a few minutes of them: "the last minute")
+    """
+    ALTER TABLE deployments ADD COLUMN bind TEXT NOT NULL DEFAULT '0.0.0.0';
+    ALTER TABLE deployments ADD COLUMN auth TEXT NOT NULL DEFAULT 'none';
+    ALTER TABLE deployments ADD COLUMN canary TEXT;
+    ALTER TABLE deployments ADD COLUMN traffic_baseline TEXT;
+    ALTER TABLE deployment_targets ADD COLUMN launch TEXT;
+    CREATE TABLE deployment_traffic (
+        deployment TEXT NOT NULL,
+        ts REAL NOT NULL,
+        counters TEXT NOT NULL,
+        PRIMARY KEY (deployment, ts)
+    ) WITHOUT ROWID;
+    """,
 ]

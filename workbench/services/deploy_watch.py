@@ -1,0 +1,157 @@
+"""The deployment watcher: one detached process per data dir (`workbench _watch_deployments`, by the lease
+`deployment-watcher`), started whenever a deployment is live and none holds the lease (by `deploy`, by
+`deployments list|show`, by any command's reconcile pass: after a reboot, or once the workstation wakes),
+and gone when nothing is live. Every second it reads each live deployment's proxy counters (Caddy's
+metrics listener inside the proxy, never published) and asks the live version's health path, as the
+proxy's active check does (a version out of rotation is an event, with no command run), keeps a sample
+every few seconds ("the last minute" in `deployments show`), brings back what went away (a stopped
+version or proxy, through the deployment's reconcile), and judges canaries (services/deploy_canary.py).
+
+While no watcher runs (the workstation asleep), a canary is held at its share by the proxy's config; the
+next command says so and starts one again, which then decides from the counters since the canary began."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.execution.ingest import new_owner, owner_gone
+from workbench.execution.lease_keeper import LeaseKeeper
+from workbench.registry import serving, traffic
+from workbench.services.context import Services, first_line
+from workbench.services.deploy_base import Target, get_record
+
+LEASE = "deployment-watcher"
+LEASE_TTL, LEASE_RENEW = 10.0, 2.0
+TICK = 1.0              # how often each deployment's proxy is read
+SAMPLE_EVERY = 5.0      # a sample of its counters is kept this often
+RECONCILE_EVERY = 15.0  # a healthy deployment is reconciled this often (a failing one every few ticks)
+FAILING_RECONCILE = 3.0
+
+
+def watched(wb: Services) -> list[dict[str, Any]]:
+    return [d for d in wb.store.deployments() if d["status"] == "live" or d.get("canary")]
+
+
+def watcher_alive(wb: Services) -> bool:
+    holder = wb.store.lease_holder(LEASE)
+    return bool(holder) and not owner_gone(holder)
+
+
+def ensure_watcher(wb: Services) -> list[str]:
+    """A detached watcher, unless one holds the lease or nothing is live; the lease of one that was killed is
+    freed here. Returns what to say: each canary that was held with no watcher to judge it."""
+    holder = wb.store.lease_holder(LEASE)
+    if holder and owner_gone(holder):
+        wb.store.release_lease(LEASE, holder)  # only if still that dead owner's
+        holder = None
+    if holder:
+        return []
+    records = watched(wb)
+    if not records:
+        return []
+    notes = [note for note in (canary_note(wb, r, alive=False) for r in records) if note]
+    subprocess.Popen(
+        [sys.executable, "-m", "workbench", "_watch_deployments"], stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=open(wb.dirs.data / "watcher.err", "ab"), start_new_session=True,
+        close_fds=True,
+        env={**os.environ, "WORKBENCH_HOME": str(wb.dirs.data)} if wb.dirs.data == wb.dirs.config else None)
+    return notes
+
+
+def canary_note(wb: Services, record: dict[str, Any], alive: bool | None = None) -> str | None:
+    """Said of a canary no watcher judges: held at its share since the last look."""
+    c = record.get("canary")
+    if not c:
+        return None
+    if alive is None:
+        alive = watcher_alive(wb)
+    if alive and time.time() - c.get("watched_at", c["started"]) < 3 * SAMPLE_EVERY:
+        return None
+    since = time.strftime("%H:%M:%S", time.localtime(c.get("watched_at") or c["started"]))
+    late = " (its window is over: the verdict comes at the watcher's first look)" if time.time() > c["until"] else ""
+    return (f"{record['name']}: canary v{c['version']} held at {c['share']}% since {since}: no watcher judged it "
+            f"(was this workstation asleep?); a watcher is started again{late}")
+
+
+@dataclass
+class _Seen:
+    sampled: float = 0.0
+    reconciled: float = 0.0
+    failed: str | None = None  # the last failure said, so it is recorded once
+    machines: dict[str, Target] = field(default_factory=dict)
+
+
+def watch(wb: Services, idle_exit: bool = True) -> None:
+    """Watches until nothing is live (returns at once when another watcher holds the lease)."""
+    owner = new_owner()
+    if not wb.store.acquire_lease(LEASE, owner, LEASE_TTL):
+        return
+    keeper = LeaseKeeper(wb.store, LEASE, owner, LEASE_TTL, LEASE_RENEW)
+    seen: dict[str, _Seen] = {}
+    targets: dict[str, Target] = {}
+    try:
+        while not keeper.lost.is_set():
+            records = watched(wb)
+            if not records and idle_exit:
+                return
+            for record in records:
+                memo = seen.setdefault(record["name"], _Seen())
+                try:
+                    target = targets.get(record["machine"]) or Target(wb, record["machine"])
+                    targets[record["machine"]] = target
+                    look(wb, target, record, memo)
+                    memo.failed = None
+                except Exception as exc:  # noqa: BLE001 - one deployment's machine must not stop the others
+                    targets.pop(record["machine"], None)
+                    wb.executors.forget_machine(record["machine"])
+                    said = first_line(exc)
+                    if said != memo.failed:
+                        memo.failed = said
+                        wb.store.add_deployment_event(record["name"], "watch", f"{record['name']}: the watcher "
+                                                      f"cannot read {record['machine']}: {said}")
+            time.sleep(TICK)
+    finally:
+        keeper.stop()
+        wb.store.release_lease(LEASE, owner)
+
+
+def look(wb: Services, target: Target, record: dict[str, Any], memo: _Seen) -> None:
+    from workbench.services.deploy_canary import judge
+    from workbench.services.deploy_reconcile import live_health, reconcile
+
+    name = record["name"]
+    now = time.time()
+    proxy_container = target.proxy(name)
+    try:
+        servers, _ = traffic.parse(serving.read_metrics(target.http, proxy_container))
+    except Exception:  # noqa: BLE001 - the proxy is gone or stopped: reconcile brings it back
+        if now - memo.reconciled >= FAILING_RECONCILE:
+            memo.reconciled = now
+            reconcile(wb, record)
+        return
+    if now - memo.sampled >= SAMPLE_EVERY:
+        memo.sampled = now
+        wb.store.add_traffic_sample(name, {"ts": now, "servers": {s: traffic.to_json(c) for s, c in servers.items()}})
+        if record.get("canary"):
+            wb.store.touch_canary(name, record["canary"]["container"], now)
+    live = serving.get(target.client, record["live_container"]) if record["live_container"] else None
+    health, why = live_health(target, live)
+    if health != record.get("health"):
+        version = record["live_version"]
+        wb.store.add_deployment_event(
+            name, "health", f"{name}: v{version} " + ("is healthy again: the proxy sends it requests" if health == "ok"
+                                                      else f"failed its health check{why}: out of the proxy's "
+                                                           "rotation, callers get 503"), to_version=version, health=health)
+        wb.store.update_deployment(name, health=health, health_at=now)
+    if record.get("canary"):
+        judge(wb, target, get_record(wb, name), servers)
+        return
+    every = FAILING_RECONCILE if health == "failing" else RECONCILE_EVERY
+    if now - memo.reconciled >= every:
+        memo.reconciled = now
+        reconcile(wb, get_record(wb, name))  # a stopped version started again, a moved one re-pointed
