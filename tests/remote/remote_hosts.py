@@ -14,7 +14,11 @@ left behind cleans up after a crashed predecessor first: processes are stopped b
 command line names that predecessor's own temp dir), never by name.
 
 The second dockerd (a second engine that only the SSH host reaches) is always started with `-b BRIDGE` (never without it in this namespace: that would destroy the main engine's
-docker0) and `--iptables=false` (we add our own three rules).
+docker0) and `--iptables=false` (we add our own rules). Its user-defined networks (a deployment's own) take
+/24s of NETWORK_POOL (its daemon.json's default-address-pools), and one more rule lets their containers
+reach each other (this namespace's FORWARD policy is DROP and bridged traffic passes iptables). With
+--iptables=false Docker does not isolate networks from each other, as an engine with its own rules does:
+a deployment's isolation is tested on the main engine (tests/registry/test_proxy.py).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ BRIDGE, BRIDGE_ADDRESS, BRIDGE_SUBNET = "wbrb0", "10.231.0.1/24", "10.231.0.0/24
 HOST_SIDE, JUMP_SIDE = "10.251.87.1", "10.251.87.2"      # this machine <-> jump namespace
 JUMP_INNER, TARGET = "10.251.88.1", "10.251.88.2"        # jump namespace <-> target namespace
 TARGET_SUBNET = "10.251.88.0/30"
+NETWORK_POOL = "10.232.0.0/16"  # the second engine's user-defined networks: /24s of it (unused here, see above)
 SSH_PORT_IN_NAMESPACE = 2222                               # fresh namespaces: every port is free there
 LOCK = Path("/tmp/wb-remote-env.lock")
 STATE = Path("/tmp/wb-remote-env.json")
@@ -54,6 +59,7 @@ RULES = (  # (table, chain, rule): inserted at setup, deleted (every copy) at te
     ("nat", "POSTROUTING", ["-s", BRIDGE_SUBNET, "!", "-o", BRIDGE, "-j", "MASQUERADE"]),
     ("filter", "FORWARD", ["-i", BRIDGE, "-j", "ACCEPT"]),
     ("filter", "FORWARD", ["-o", BRIDGE, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"]),
+    ("filter", "FORWARD", ["-s", NETWORK_POOL, "-d", NETWORK_POOL, "-j", "ACCEPT"]),
 )
 HOOK = "#!/bin/sh\n# stand-in for the NVIDIA hook: docker registers its nvidia driver when this is on PATH\ncat >/dev/null\nexit 0\n"
 
@@ -221,7 +227,8 @@ def start_engine(root: Path, log) -> subprocess.Popen:
     hook.write_text(HOOK)
     hook.chmod(0o755)
     config = root / "daemon.json"
-    config.write_text("{}\n")  # none of /etc/docker/daemon.json's settings (hosts, bridge ...) apply here
+    # none of /etc/docker/daemon.json's settings (hosts, bridge ...) apply here
+    config.write_text(json.dumps({"default-address-pools": [{"base": NETWORK_POOL, "size": 24}]}) + "\n")
     env = {**os.environ, "PATH": f"{hook_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
     env.pop("DOCKER_HOST", None)
     return subprocess.Popen(
