@@ -5,6 +5,7 @@ restart keeping the plan, network isolation, and the engine's port errors; and t
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import time
@@ -41,16 +42,21 @@ class Deployment:
         self.containers: list = []
         (tmp_path / "serve.py").write_text(SERVER)
 
-    def model(self, version: int, answer: str) -> proxy.Backend:
+    def model(self, version: int, answer: str, user: str | None = None) -> proxy.Backend:
         model = self.tmp / f"model{version}.txt"
         model.write_text(answer)
+        if user:  # the files are the login user's alone, as on a host
+            uid, gid = map(int, user.split(":"))
+            for path, mode in ((model, 0o400), (self.tmp / "serve.py", 0o400), (self.tmp, 0o700)):
+                os.chown(path, uid, gid)
+                path.chmod(mode)
         container = serving.start_target(
             self.client, name=serving.target_name(self.name, version), image="python:3.11-slim",
             command=["python3", "serve.py", f"{serving.MODEL_DIR}/model.txt", "8000"], env={},
             code_dir=str(self.tmp), model_path=str(model), model_file="model.txt", gpu_ids=[],
             container_labels={**serving.labels(self.instance, self.name, "serve", version),
                               "workbench.port": "8000", "workbench.health": "/health"},
-            network=self.network, memory=64 * 1024 * 1024)
+            network=self.network, memory=64 * 1024 * 1024, user=user)
         self.containers.append(container)
         serving.wait_healthy(container, local_probe, 20, lambda _: None)
         return proxy.Backend(version, container.name, serving.upstream(container, self.network), "/health", 100)
@@ -176,6 +182,16 @@ def test_the_model_container_is_reached_by_its_proxy_only(deployment, docker_cli
     assert list(attrs["NetworkSettings"]["Networks"]) == [deployment.network]
     assert not attrs["HostConfig"]["PortBindings"] and attrs["HostConfig"]["ReadonlyRootfs"]
     assert attrs["HostConfig"]["CapDrop"] == ["ALL"] and attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
+
+
+def test_files_only_their_owner_reads_are_served_by_running_as_the_owner(deployment):
+    """Without capabilities, root in the container cannot read another user's 0400 files (the model and
+    snapshot copies on a host are the login's alone): run as their owner it serves them."""
+    only = deployment.model(1, "mine", user="1000:1000")
+    deployment.serve(proxy.Plan(weighted(only, weights=(100,))))
+    assert deployment.ask().body == b"mine"
+    with pytest.raises(WorkbenchError, match="exited at start"):
+        deployment.model(2, "theirs")  # as root without capabilities: Permission denied
 
 
 def test_a_port_in_use_is_one_line_and_leaves_no_proxy(deployment):

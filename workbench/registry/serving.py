@@ -87,10 +87,12 @@ def remove_network(client: Any, instance: str, deployment: str) -> None:
 
 def start_target(client: Any, *, name: str, image: str, command: list[str], env: dict[str, str], code_dir: str,
                  model_path: str, model_file: str, gpu_ids: list[str], container_labels: dict[str, str],
-                 network: str, memory: int | None = None, read_only: bool = True) -> Any:
+                 network: str, memory: int | None = None, read_only: bool = True, user: str | None = None) -> Any:
     """A version's container: on `network` alone, publishing nothing, without capabilities or a way to gain
     privileges, its memory capped at `memory` bytes, and its root file system read-only (a tmpfs on /tmp)
-    unless `read_only` is off."""
+    unless `read_only` is off. Without capabilities even root in it reads only what it may by the files'
+    modes: `user` ("uid:gid", the owner of the model and code files, e.g. the SSH login's) runs it as their
+    owner (HOME is then /tmp unless env sets it), else it runs as the image's user."""
     from docker.types import DeviceRequest, Mount
 
     mounts = [Mount(CODE_DIR, code_dir, type="bind", read_only=True),
@@ -101,6 +103,8 @@ def start_target(client: Any, *, name: str, image: str, command: list[str], env:
                                   cap_drop=["ALL"], security_opt=["no-new-privileges"])
     if memory:
         kwargs["mem_limit"] = memory
+    if user:
+        kwargs.update(user=user, environment={"HOME": "/tmp", **env})
     if read_only:
         kwargs.update(read_only=True, tmpfs={"/tmp": "rw,nosuid,nodev,exec,mode=1777"})
     if gpu_ids:
