@@ -82,8 +82,10 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
     label = f"{version['name']}:{version['version']}"
     state: dict[str, Any] = {"created": False, "container": None}
     try:
-        return _deploy(wb, version, model_file, spec, name, machine, port, bind, stop_first, canary, canary_for,
+        done = _deploy(wb, version, model_file, spec, name, machine, port, bind, stop_first, canary, canary_for,
                        max_error_rate, owner, keeper, state)
+        _watched(wb)
+        return done
     except BaseException as exc:
         current = wb.store.get_deployment(name)
         container_name = state["container"]
@@ -215,6 +217,13 @@ def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, 
     return show(wb, name, check=False)
 
 
+def _watched(wb: Services) -> None:
+    """A live deployment is watched from now on (health, traffic, canaries), with no command to run."""
+    from workbench.services.deploy_watch import ensure_watcher
+
+    quietly(ensure_watcher, wb)
+
+
 def start_version(wb: Services, target: Target, name: str, container_name: str, version: int,
                   launch: dict[str, Any], code: str, model_path: str, gpu_ids: list[str]) -> Any:
     """A serving container for `version` on the deployment's own network, as `launch` describes it."""
@@ -335,6 +344,7 @@ def rollback(wb: Services, name: str) -> dict[str, Any]:
               health="ok")
         if previous:
             retire(wb, target, name, previous)
+        _watched(wb)
         return show(wb, name, check=False)
     except BaseException:
         current = wb.store.get_deployment(name)
