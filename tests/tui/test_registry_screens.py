@@ -1,16 +1,21 @@
 """The Models (5) and Deployments (6) screens (issue 12): register from a run's detail (M), alias and deploy
 from Models (a, D), the live deployment on Deployments with its health and history, rollback (b) and stop
-(s) — against this machine's real engine, with the stdlib server of tests/registry."""
+(s) — against this machine's real engine, with the stdlib server of tests/registry. Issue 21: the traffic
+figures per version after real requests, a canary's share promoted from the screen (P), the token shown
+only when asked (t); and an 80×24 snapshot of the panel over fixed records."""
 
 from __future__ import annotations
 
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Input, Static
 
+from fixture_db import NOW
 from test_run_screens import settle, until
+from test_snapshots import _settle, frozen_app  # noqa: F401 - a fixture
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.deployments import DeploymentsScreen
 from workbench.tui.screens.models import ModelsScreen
@@ -116,11 +121,148 @@ async def test_the_app_says_when_a_deployment_turns_unhealthy_whatever_screen_sh
             await until(app, pilot, lambda: "h: v1 health failing" in said, timeout=30)
             serving.unpause()
             await until(app, pilot, lambda: "h: v1 health ok" in said, timeout=30)
-            events = [e["kind"] for e in wb.deployment("h", check=False)["events"]]
-            assert events.count("health") == 2
+            events = [(e["kind"], e["message"]) for e in wb.deployment("h", check=False)["events"]]
+            assert [kind for kind, _ in events].count("health") == 2, events
     finally:
         try:
             serving.unpause()
         except Exception:  # noqa: BLE001 - not paused
             pass
         wb.stop_deployment("h", remove=True)
+
+
+def screen_text(app) -> str:
+    return "\n".join(str(w.render()) for w in app.screen.query(Static)) + "\n".join(
+        str(c) for row in app.screen.query_one("#deployments-table", DataTable).rows
+        for c in app.screen.query_one("#deployments-table", DataTable).get_row(row))
+
+
+def call(port: int, path: str = "/which", token: str | None = None) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def test_canary_share_figures_and_promote_from_the_screen(wb, make_project, monkeypatch):
+    root = make_project(SPEC.replace("DEPLOY", DEPLOY), {"serve.py": SERVER, "train.py": TRAIN})
+    wb.register_model(trained(wb, root, "first"), "model.txt", "c")
+    wb.register_model(trained(wb, root, "second"), "model.txt", "c")
+    port = free_port()
+    wb.deploy("c:1", "local", port=port)
+    app = WorkbenchApp(wb)
+    said: list[str] = []
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            original = app.notify
+            monkeypatch.setattr(app, "notify", lambda message, **kw: (said.append(str(message)), original(message, **kw)))
+            await pilot.press("6")
+            await until(app, pilot, lambda: isinstance(app.screen, DeploymentsScreen) and app.screen.rows)
+            text = screen_text(app)
+            assert "v1 live 100%" in text and "no token" in text
+            # P and t on a deployment without a canary or a token: one line each, nothing changes
+            await pilot.press("P")
+            await until(app, pilot, lambda: any("has no canary to promote" in m for m in said))
+            await pilot.press("t")
+            await until(app, pilot, lambda: any("asks callers for no token" in m for m in said))
+            assert not app.screen.query("ConfirmScreen")
+            wb.deploy("c:2", "local", canary=50, canary_for=600, max_error_rate=5)
+            answers = [call(port) for _ in range(40)] + [call(port, "/missing") for _ in range(10)]
+            assert answers.count(200) == 40 and answers.count(404) == 10
+            detail = lambda: str(app.screen.query_one("#deployments-history", Static).render())  # noqa: E731
+            await until(app, pilot, lambda: "canary v2 at 50%" in detail() and "v2 canary 50%" in detail())
+            shown = app.screen.details["c"]["traffic"]["versions"]
+            # the proxy's counters since the canary began, per version: every request counted, once
+            assert sum(v["since_switch"]["requests"] for v in shown) == 50, shown
+            assert [v["role"] for v in shown] == ["live", "canary"] and [v["share"] for v in shown] == [50, 50]
+            assert all(v["since_switch"]["requests"] and v["since_switch"]["p50_ms"] is not None for v in shown)
+            assert "rolled back above 5% errors" in detail() and "min" in detail()  # ~10 min left
+            lines = detail().splitlines()
+            live_row = lines[lines.index(next(l for l in lines if l.startswith("v1 live 50%"))) + 1]
+            assert live_row.split()[-1] == f"{shown[0]['since_switch']['requests']:,}"
+            # P asks first; n leaves the canary as it was
+            await pilot.press("P")
+            await settle(app, pilot)
+            await pilot.press("n")
+            await settle(app, pilot)
+            assert wb.store.get_deployment("c")["canary"] is not None
+            await pilot.press("P")
+            await settle(app, pilot)
+            await pilot.press("y")
+            await until(app, pilot, lambda: (app.screen.rows.get("c") or {}).get("live_version") == 2
+                        and not app.screen.rows["c"].get("canary"), timeout=30)
+            assert "c: v2 serving every request" in said
+            await until(app, pilot, lambda: "canary-promoted" in detail())
+            assert "canary v2" not in detail() and "v2 live 100%" in detail()
+            assert {call(port) for _ in range(10)} == {200} and which(port) == "second"
+    finally:
+        wb.stop_deployment("c", remove=True)
+
+
+async def test_the_token_is_on_screen_only_when_asked(wb, make_project, monkeypatch):
+    root = make_project(SPEC.replace("DEPLOY", DEPLOY + 'auth = "token"\n'), {"serve.py": SERVER, "train.py": TRAIN})
+    wb.register_model(trained(wb, root, "first"), "model.txt", "t")
+    port = free_port()
+    wb.deploy("t:1", "local", port=port)
+    secret = wb.deployment_token("t")
+    app = WorkbenchApp(wb)
+    said: list[str] = []
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            original = app.notify
+            monkeypatch.setattr(app, "notify", lambda message, **kw: (said.append(str(message)), original(message, **kw)))
+            assert call(port) == 401 and [call(port, token=secret) for _ in range(5)] == [200] * 5
+            await pilot.press("6")
+            await until(app, pilot, lambda: isinstance(app.screen, DeploymentsScreen) and app.screen.details.get("t"))
+            await until(app, pilot, lambda: "token required" in screen_text(app))
+            assert secret not in screen_text(app) and not any(secret in m for m in said)
+            # the answered requests are counted (the one refused before the proxy's handler is not)
+            assert app.screen.details["t"]["traffic"]["versions"][0]["since_switch"]["requests"] >= 5
+            await pilot.press("t")
+            await until(app, pilot, lambda: any(secret in m for m in said))
+            assert app.clipboard == secret
+            assert secret not in screen_text(app)  # in the notification only, never in the panel
+    finally:
+        wb.stop_deployment("t", remove=True)
+
+
+def deployment_records() -> tuple[list[dict], dict[str, dict]]:
+    """What `wb.deployments()` and `wb.deployment()` give for a canary in progress on a token-guarded
+    deployment (shaped like a real one's; fixed figures, so the snapshot holds still)."""
+    def figures(requests, rps, errors, p50, p99):
+        return {"requests": requests, "rps": rps, "errors": errors, "error_pct": round(100 * errors / requests, 2),
+                "p50_ms": p50, "p99_ms": p99}
+    canary = {"version": 3, "container": "workbench-serve-digits-v3-1a2b3c", "share": 10, "window": 600.0,
+              "started": NOW - 95, "until": NOW + 505, "max_error_rate": 1.0, "watched_at": NOW - 2, "note": None}
+    events = [
+        {"ts": NOW - 7200, "kind": "deploy", "message": "digits: v1 live on local:8080 (ready after 0.3 s)"},
+        {"ts": NOW - 3600, "kind": "deploy-failed", "message": "digits:2 refused: POST /predict answered HTTP 500: "
+                                                               '{"error": "shapes (64,) and (784,) not aligned"}'},
+        {"ts": NOW - 1800, "kind": "switch", "message": "digits: switched v1 → v2 in 1.2 s"},
+        {"ts": NOW - 95, "kind": "canary", "message": "digits: v3 (ready after 0.4 s) gets 10% of requests for "
+                                                      "600 s, v2 the rest; rolled back by itself above 1% errors"}]
+    record = {"name": "digits", "model": "digits", "machine": "local", "port": 8080, "bind": "0.0.0.0",
+              "auth": "token", "status": "live", "live_version": 2, "live_container": "workbench-serve-digits-v2-9f8e7d",
+              "health": "ok", "endpoint": "http://127.0.0.1:8080", "operation": None, "canary": canary,
+              "last_switch": events[2]}
+    traffic = {"read_ms": 3.1, "error": None, "versions": [
+        {"version": 2, "role": "live", "share": 90, "since": NOW - 1800,
+         "last_minute": figures(2712, 45.2, 0, 4.0, 11.0), "since_switch": figures(80117, 44.5, 3, 4.0, 12.0)},
+        {"version": 3, "role": "canary", "share": 10, "since": NOW - 95,
+         "last_minute": figures(301, 5.0, 1, 5.0, 14.0), "since_switch": figures(468, 4.9, 1, 5.0, 15.0)}]}
+    return [record], {"digits": {**record, "events": events, "targets": [], "traffic": traffic}}
+
+
+def test_deployments_snapshot(snap_compare, frozen_app, seeded):  # noqa: F811 - the fixture imported above
+    """80×24: the canary's share and time left, both versions' figures, the token state (never the token)."""
+    listed, details = deployment_records()
+    seeded.deployments = lambda check=True: listed
+    seeded.deployment = lambda name, check=True: details[name]
+
+    async def go(pilot):
+        await pilot.press("6")
+        await _settle(pilot)
+    assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=go)

@@ -1,7 +1,9 @@
 """Deployments: each one's endpoint, live version, health, status and last switch, checked with its
-machine on every refresh (health asked, a deploy left half-way settled, a stopped proxy brought back);
-the highlighted one's history of switches below. b rolls back, s stops (each asks first), D deploys
-another version of its model."""
+machine on every refresh (health asked, a deploy left half-way settled, a stopped proxy brought back).
+Below, for the highlighted one: its traffic from the proxy's counters (per version: requests/s, p50/p99,
+error % for the last minute and since the switch), its canary, whether callers need a token, and its
+history. b rolls back (or ends a canary), P promotes a canary, s stops (each asks first), t shows the
+token (never on screen otherwise), D deploys another version of its model."""
 
 from __future__ import annotations
 
@@ -18,26 +20,36 @@ from textual.widgets import DataTable, Static
 from workbench.tui.formatting import cell, escape
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.cursor import cursor_key
+from workbench.tui.widgets.traffic import canary_lines, token_line, traffic_lines
 
 COLUMNS = ("deployment", "status", "live", "health", "endpoint", "machine", "last switch")
 HEALTH_STYLE = {"ok": "green", "failing": "bold red", "unknown": "yellow"}
+STATUS_STYLE = {"live": "green", "canary": "cyan"}
 
 
 class DeploymentsLoaded(Message):
-    def __init__(self, deployments: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]]) -> None:
+    def __init__(self, deployments: list[dict[str, Any]], details: dict[str, dict[str, Any]]) -> None:
         super().__init__()
-        self.deployments, self.histories = deployments, histories
+        self.deployments, self.details = deployments, details
 
 
 def stamp(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
+def short_stamp(ts: float | None) -> str:
+    """For the table: every column fits 80 columns."""
+    return time.strftime("%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+
+
 class DeploymentsScreen(BaseScreen):
     MODE = "deployments"
     REFRESH_SECONDS = 5.0  # each refresh asks every live version's health on its machine
+    HISTORY = 20  # events kept per deployment for the panel
     BINDINGS = [
         Binding("b", "rollback", "Rollback", id="deployments.rollback"),
+        Binding("P", "promote", "Promote", id="deployments.promote"),
+        Binding("t", "token", "Token", id="deployments.token"),
         Binding("s", "stop", "Stop", id="deployments.stop"),
         Binding("D", "deploy", "Deploy version", id="deployments.deploy"),
         Binding("r", "reload", "Refresh", show=False, id="deployments.refresh"),
@@ -46,14 +58,14 @@ class DeploymentsScreen(BaseScreen):
     ]
     DEFAULT_CSS = """
     DeploymentsScreen #deployments-hint { height: 1; padding: 0 1; color: $text-muted; }
-    DeploymentsScreen DataTable { height: 1fr; }
-    DeploymentsScreen #deployments-detail { height: 9; border-top: solid $panel; padding: 0 1; }
+    DeploymentsScreen DataTable { height: auto; max-height: 7; }
+    DeploymentsScreen #deployments-detail { height: 1fr; border-top: solid $panel; padding: 0 1; }
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, dict[str, Any]] = {}
-        self.histories: dict[str, list[dict[str, Any]]] = {}
+        self.details: dict[str, dict[str, Any]] = {}  # name -> `deployments show`'s record (traffic, events)
         self.loads = 0
 
     def compose_body(self) -> ComposeResult:
@@ -80,12 +92,12 @@ class DeploymentsScreen(BaseScreen):
     def load(self) -> None:
         wb = self.workbench
         listed = wb.deployments(check=True)
-        histories = {d["name"]: wb.deployment(d["name"], check=False)["events"][-20:] for d in listed}
-        self.post_message(DeploymentsLoaded(listed, histories))
+        details = {d["name"]: wb.deployment(d["name"], check=False) for d in listed}  # traffic: a metrics read each
+        self.post_message(DeploymentsLoaded(listed, details))
 
     def on_deployments_loaded(self, message: DeploymentsLoaded) -> None:
         self.loads += 1
-        self.histories = message.histories
+        self.details = message.details
         table = self.table
         selected = self.selected_name()
         self.rows = {d["name"]: d for d in message.deployments}
@@ -97,36 +109,41 @@ class DeploymentsScreen(BaseScreen):
                     live += f" → v{d['operation'].get('version')}…"
                 health = d.get("health") or "-"
                 last = d.get("last_switch")
-                table.add_row(cell(d["name"]), cell(d["status"], "green" if d["status"] == "live" else "yellow"),
+                status = "canary" if d.get("canary") and d["status"] == "live" else d["status"]
+                table.add_row(cell(d["name"]), cell(status, STATUS_STYLE.get(status, "yellow")),
                               cell(live), cell(health, HEALTH_STYLE.get(health, "")), cell(d["endpoint"]),
-                              cell(d["machine"]), cell(stamp(last["ts"]) if last else "-"), key=d["name"])
+                              cell(d["machine"]), cell(short_stamp(last["ts"]) if last else "-"), key=d["name"])
             if selected in table.rows:
                 table.move_cursor(row=table.get_row_index(selected))
         self.query_one("#deployments-hint", Static).update(
-            f"{len(self.rows)} deployment(s) · health checked every {self.REFRESH_SECONDS:.0f} s · b rollback · "
-            "s stop · D deploy" if self.rows else
+            f"{len(self.rows)} deployment(s) · checked every {self.REFRESH_SECONDS:.0f} s · traffic from the "
+            "proxy" if self.rows else
             "no deployments yet: on the Models screen (5), pick a version and press D")
-        self._show_history()
+        self._show_detail()
 
     def selected_name(self) -> str | None:
         return cursor_key(self.table)
 
     def on_data_table_row_highlighted(self) -> None:
-        self._show_history()
+        self._show_detail()
 
-    def _show_history(self) -> None:
+    def _show_detail(self) -> None:
         name = self.selected_name()
         d = self.rows.get(name or "")
         out = self.query_one("#deployments-history", Static)
         if d is None:
             out.update("")
             return
+        shown = self.details.get(d["name"], {})
         lines = []
         if d.get("status_reason"):
             lines.append(f"[yellow]{escape(d['status_reason'])}[/]")
         if d.get("health_detail"):
             lines.append(f"[yellow]{escape(d['health_detail'])}[/]")
-        for e in reversed(self.histories.get(d["name"], [])):
+        lines += traffic_lines(shown.get("traffic"))
+        lines += canary_lines(d.get("canary"), self.clock())
+        lines.append(token_line(d))
+        for e in reversed(shown.get("events", [])[-self.HISTORY:]):
             style = "red" if e["kind"] in ("deploy-failed",) or e.get("health") == "failing" else ""
             text = f"{stamp(e['ts'])}  {escape(e['kind']):<15} {escape(e['message'])}"
             lines.append(f"[{style}]{text}[/]" if style else text)
@@ -148,9 +165,44 @@ class DeploymentsScreen(BaseScreen):
 
     def action_rollback(self) -> None:
         name = self.selected_name()
+        if not name:
+            return
+        canary = self.rows[name].get("canary")
+        if canary:
+            question = (f"End {name}'s canary of v{canary['version']}? v{self.rows[name]['live_version']} "
+                        "takes every request again; the canary is removed.")
+        else:
+            question = (f"Roll {name} back to the version it served before? Requests keep being answered "
+                        "during the switch.")
+        self._confirmed(question, lambda: self.act("rollback", name))
+
+    def action_promote(self) -> None:
+        name = self.selected_name()
+        if not name:
+            return
+        d = self.rows[name]
+        canary = d.get("canary")
+        if not canary:
+            self.notify(f"{name} has no canary to promote: `workbench deploy {d['model']}:VERSION --canary 10` "
+                        "starts one")
+            return
+        self._confirmed(f"Promote {name}'s canary v{canary['version']} now (its window is not over)? It takes "
+                        f"every request; v{d['live_version']} is kept for rollback.", lambda: self.act("promote", name))
+
+    def action_token(self) -> None:
+        name = self.selected_name()
         if name:
-            self._confirmed(f"Roll {name} back to the version it served before? Requests keep being answered "
-                            "during the switch.", lambda: self.act("rollback", name))
+            self.reveal_token(name)
+
+    @work(thread=True, exit_on_error=False, group="deployments-edit", name="No token to show")
+    def reveal_token(self, name: str) -> None:
+        secret = self.workbench.deployment_token(name)  # says in one line when the deployment asks for none
+        self.app.call_from_thread(self._show_token, name, secret)
+
+    def _show_token(self, name: str, secret: str) -> None:
+        self.app.copy_to_clipboard(secret)
+        self.notify(f"{secret}\n(copied where the terminal allows; also `workbench deployments token {name}`)",
+                    title=f"{name}: callers send Authorization: Bearer", timeout=30)
 
     def action_stop(self) -> None:
         name = self.selected_name()
@@ -164,6 +216,9 @@ class DeploymentsScreen(BaseScreen):
         if what == "rollback":
             done = wb.rollback(name)
             message = f"{name}: v{done['live_version']} serving again"
+        elif what == "promote":
+            done = wb.promote_canary(name)
+            message = f"{name}: v{done['live_version']} serving every request"
         else:
             wb.stop_deployment(name)
             message = f"{name}: stopped"
@@ -184,7 +239,10 @@ class DeploymentsScreen(BaseScreen):
                                           f"{d['model']}:VERSION or {d['model']}@ALIAS", d["model"]), answered)
 
     def palette_commands(self) -> list[PaletteCommand]:
-        return [("Roll back", "switch the selected deployment back to its previous version", self.action_rollback),
+        return [("Roll back", "switch the selected deployment back to its previous version (or end its canary)",
+                 self.action_rollback),
+                ("Promote canary", "every request to the selected deployment's canary now", self.action_promote),
+                ("Show token", "the bearer token callers of the selected deployment send", self.action_token),
                 ("Stop deployment", "stop serving (versions kept)", self.action_stop),
                 ("Deploy a version", "another version of the selected deployment's model", self.action_deploy),
                 ("Check now", "ask every deployment's health now", self.action_reload)]
