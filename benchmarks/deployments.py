@@ -2,7 +2,11 @@
   1. promote → healthy and serving: `workbench deploy digits:1` end to end, the image already there;
   2. a switch to v2 under 50 requests/s: failed requests, p99 latency in the 5 s before and during it;
   3. rollback: `workbench deployments rollback` end to end (the 2 s drain of the old version included),
-     and until the endpoint answers from the old version.
+     and until the endpoint answers from the old version;
+  4. (issue 21) what the smoke request adds (the sample's POST /predict straight at the version), the read of
+     the proxy's metrics behind `deployments show` (median of 10), a canary of 10 s promoted by the watcher
+     (deploy → verdict), and the live container stopped from outside: until callers get a 503, and how long
+     those answers take.
 
     python benchmarks/deployments.py [--rate 50]
 """
@@ -20,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -105,6 +110,7 @@ def main() -> None:
         time.sleep(2)
         with load.lock:
             samples = list(load.samples)
+        extra = trust_figures(url, port)
         before = [lat for sent, lat, ok in samples if switch_started - 5 <= sent < switch_started and ok]
         during = [lat for sent, lat, ok in samples if switch_started <= sent <= switch_ended and ok]
         failed = sum(1 for _, _, ok in samples if not ok)
@@ -114,10 +120,60 @@ def main() -> None:
                          "switch_s": round(switch_ended - switch_started, 2),
                          "p99_before_ms": round(p99(before) * 1000, 1), "p99_during_ms": round(p99(during) * 1000, 1)},
             "3_rollback_s": round(rollback, 2),
-            "targets": "promote <= 10 s; 0 failed; rollback <= 5 s"}, indent=2))
+            **extra,
+            "targets": "promote <= 2 s with the image there; 0 failed; rollback <= 5 s; smoke <= 0.5 s; "
+                       "metrics read <= 0.2 s; dead upstream out of rotation <= 2 s"}, indent=2))
     finally:
         subprocess.run([sys.executable, "-m", "workbench", "deployments", "stop", "digits", "--remove"],
                        capture_output=True)
+
+
+def trust_figures(url: str, port: int) -> dict:
+    import docker
+
+    from workbench.projects.spec import load_spec
+    from workbench.registry import serving
+    from workbench.registry.health import local_http
+    from workbench.registry.smoke import smoke_check
+
+    shown = json.loads(wb("deployments", "show", "digits", "--json"))
+    client = docker.from_env()
+    live = client.containers.get(shown["live_container"])
+    smoke = load_spec(Path(os.environ["WORKBENCH_HOME"]) / "mnist").deploy.smoke
+    started = time.monotonic()
+    failed = smoke_check(local_http, serving.address(live), 8000, smoke)
+    smoke_s = time.monotonic() - started
+    reads = [json.loads(wb("deployments", "show", "digits", "--json"))["traffic"]["read_ms"] for _ in range(10)]
+    started = time.monotonic()
+    wb("deploy", "digits:2", "--machine", "local", "--canary", "10", "--canary-for", "10s")
+    deadline = time.monotonic() + 60
+    while json.loads(wb("deployments", "show", "digits", "--json")).get("canary") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    canary_s = time.monotonic() - started
+    live = client.containers.get(json.loads(wb("deployments", "show", "digits", "--json"))["live_container"])
+    live.stop(timeout=1)
+    stopped = time.monotonic()
+    answers = []
+    while time.monotonic() - stopped < 10:
+        sent = time.monotonic()
+        try:
+            predict(url)
+            code = 200
+        except urllib.error.HTTPError as exc:
+            code = exc.code
+        except Exception:  # noqa: BLE001
+            code = 0
+        answers.append((sent - stopped, time.monotonic() - sent, code))
+        if code in (502, 503) and len([a for a in answers if a[2] in (502, 503)]) >= 5:
+            break
+        time.sleep(0.05)
+    first_503 = next((a[0] + a[1] for a in answers if a[2] in (502, 503)), None)
+    return {"4_smoke_request_s": round(smoke_s, 3), "4_smoke_passed": failed is None,
+            "4_metrics_read_ms_median": statistics.median(reads),
+            "4_canary_10s_deploy_to_verdict_s": round(canary_s, 1),
+            "4_dead_upstream_first_503_s": round(first_503, 2) if first_503 is not None else None,
+            "4_dead_upstream_503_answer_ms_max": round(max(a[1] for a in answers if a[2] in (502, 503)) * 1000)
+            if first_503 is not None else None}
 
 
 if __name__ == "__main__":

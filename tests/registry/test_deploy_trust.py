@@ -214,6 +214,7 @@ def test_token_bind_and_a_hardened_model_container(cli, project, home, docker_cl
         model = docker_client.containers.get(deployed.json()["live_container"])
         host = model.attrs["HostConfig"]
         assert host["CapDrop"] == ["ALL"] and host["ReadonlyRootfs"] and host["Memory"] == 64 * 2 ** 20
+        assert model.attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"  # the files' owner
         assert not host.get("PortBindings") and list(model.attrs["NetworkSettings"]["Networks"]) != ["bridge"]
         assert "bridge" not in model.attrs["NetworkSettings"]["Networks"]
     finally:

@@ -232,7 +232,8 @@ def start_version(wb: Services, target: Target, name: str, container_name: str, 
         code_dir=code, model_path=model_path, model_file=launch["model_file"], gpu_ids=gpu_ids,
         container_labels={**serving.labels(wb.store.instance, name, "serve", version),
                           "workbench.port": str(launch["port"]), "workbench.health": launch["health"]},
-        network=target.network(name), memory=launch.get("memory"), read_only=launch.get("read_only", True))
+        network=target.network(name), memory=launch.get("memory"), read_only=launch.get("read_only", True),
+        user=target.owner())
 
 
 def _discard(wb: Services, machine: str, name: str, container_name: str, live_name: str | None) -> bool:

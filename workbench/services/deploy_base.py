@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import posixpath
+import re
 import secrets
 import time
 from contextlib import contextmanager
@@ -89,6 +90,18 @@ class Target:
             return images.ensure_image(self.client, ref, self.wb.progress)
         return images.ensure_image_on(self.client, ref, self.wb.progress, self.machine,
                                       self.wb.executors.local_docker_or_none())
+
+    def owner(self) -> str:
+        """"uid:gid" of who owns the model and code files where the engine runs (this user here, the login
+        user on a host): the model container runs as them, as it has no capability to read others' files."""
+        if not self.remote:
+            return f"{os.getuid()}:{os.getgid()}"
+        code, out, err = self.wb.executors.connection(self.machine).run(["sh", "-c", "echo $(id -u):$(id -g)"])
+        said = out.decode(errors="replace").strip()
+        if code != 0 or not re.fullmatch(r"\d+:\d+", said):
+            raise WorkbenchError(f"{self.machine}: could not tell the login user's id (`id` said: "
+                                 f"{(said or err.decode(errors='replace')).strip()[:100]})")
+        return said
 
     def holder_of(self, bind: str, port: int) -> str | None:
         """The address of the machine that holds `port` where the proxy would listen (None: free)."""
