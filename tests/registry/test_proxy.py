@@ -6,8 +6,10 @@ restart keeping the plan, network isolation, and the engine's port errors; and t
 from __future__ import annotations
 
 import os
+import http.client
 import secrets
 import socket
+import threading
 import time
 
 import pytest
@@ -26,6 +28,9 @@ class H(http.server.BaseHTTPRequestHandler):
         body = model.encode()
         self.send_response(500 if self.path == "/fail" else 200)
         self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.do_GET()
 http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[2])), H).serve_forever()
 """
 
@@ -122,6 +127,70 @@ def test_weights_split_by_round_robin_and_the_metrics_say_which_version_served(d
     shown = traffic.figures(servers["v2"], 10.0)
     assert shown["requests"] == 21 and shown["errors"] == 1 and shown["rps"] == 2.1
     assert shown["p50_ms"] is not None and 0 < shown["p50_ms"] <= shown["p99_ms"]
+
+
+class Load:
+    """Callers POSTing until stopped: some on a new connection each time, some reusing theirs."""
+
+    def __init__(self, port: int, fresh: int = 4, kept: int = 2) -> None:
+        self.port, self.stopped = port, threading.Event()
+        self.answered, self.failed, self.kept_alive = 0, [], []
+        self.threads = [threading.Thread(target=self.caller, args=(False,)) for _ in range(fresh)]
+        self.threads += [threading.Thread(target=self.caller, args=(True,)) for _ in range(kept)]
+        for thread in self.threads:
+            thread.start()
+
+    def caller(self, reuse: bool) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        while not self.stopped.is_set():
+            try:
+                conn.request("POST", "/which", body=b'{"x": 1}', headers={"Content-Type": "application/json"})
+                answer = conn.getresponse()
+                answer.read()
+                if answer.status == 200:
+                    self.answered += 1
+                    self.kept_alive.append(answer.getheader("Connection"))
+                else:
+                    self.failed.append(answer.status)
+            except (OSError, http.client.HTTPException) as exc:
+                self.failed.append(repr(exc))
+                conn.close()
+            if not reuse:
+                conn.close()
+            time.sleep(0.04)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def test_twenty_switches_under_load_lose_no_proxied_request(deployment):
+    """No switch fails a request between the proxy's servers (the version servers' unix sockets outlive a
+    reload) or one on a kept-alive connection (every answer closes its connection). Known limit: Caddy 2.6
+    opens :80 anew (SO_REUSEPORT) at each reload and closes the old socket, resetting a connection the
+    kernel queued there in that instant: measured, 0-1 of ~2,000 fresh connections over 20 switches."""
+    a, b = deployment.model(1, "a"), deployment.model(2, "b")
+    plans = [proxy.Plan(weighted(a, weights=(100,))), proxy.Plan(weighted(b, weights=(100,))),
+             proxy.Plan(weighted(a, b, weights=(90, 10)))]
+    deployment.serve(plans[0])
+    load = Load(deployment.port)
+    took = []
+    try:
+        for i in range(20):
+            time.sleep(0.5)
+            started = time.monotonic()
+            proxy.apply(deployment.proxy, plans[(i + 1) % 3])
+            took.append(time.monotonic() - started)
+        time.sleep(0.5)
+    finally:
+        load.stop()
+    print(f"20 switches: {load.answered} answered, {len(load.failed)} failed; apply took "
+          f"{sorted(took)[10] * 1000:.0f} ms (median), {max(took) * 1000:.0f} ms (max)")
+    assert load.answered > 500 and set(load.kept_alive) == {"close"}
+    assert all("RemoteDisconnected" in str(f) or "ConnectionReset" in str(f) for f in load.failed), load.failed
+    assert len(load.failed) <= 2, load.failed
+    assert proxy.read_plan(deployment.proxy) == plans[20 % 3]
 
 
 def test_a_token_is_required_once_the_plan_has_one_and_a_restart_keeps_the_plan(deployment):
@@ -230,8 +299,8 @@ def test_the_config_repeats_upstreams_by_reduced_weight_and_reads_back_as_its_pl
     servers = proxy.config(plan)["apps"]["http"]["servers"]
     assert set(servers) == {"front", "metrics", "v3", "v4"}
     dials = [u["dial"] for u in servers["front"]["routes"][-1]["handle"][0]["upstreams"]]
-    assert dials == ["127.0.0.1:10003"] * 9 + ["127.0.0.1:10004"]
-    assert servers["v4"]["listen"] == ["127.0.0.1:10004"] and "metrics" in servers["v4"]
+    assert dials == [proxy.version_socket(3)] * 9 + [proxy.version_socket(4)]
+    assert servers["v4"]["listen"] == [proxy.version_socket(4)] and "metrics" in servers["v4"]
     assert "metrics" not in servers["metrics"]  # its own scrapes are not traffic
     assert proxy.plan_of(proxy.config(plan)) == plan
     odd = proxy.Plan((proxy.Backend(3, "a", "x:1", "/h", 33), proxy.Backend(4, "b", "y:1", "/h", 67)))

@@ -24,10 +24,10 @@ def test_the_captured_page_gives_each_server_its_requests_and_errors():
     assert (servers["v1"].requests, servers["v1"].errors) == (207, 9)
     # v2: 1 answered 500, 2 failed in Caddy itself (its container was stopped: request_errors_total)
     assert (servers["v2"].requests, servers["v2"].errors) == (23, 3)
-    assert healthy == {"127.0.0.1:10001": True, "127.0.0.1:10002": True, "192.168.0.2:8000": True,
-                       "192.168.0.3:8000": False}
+    assert healthy == {"unix//tmp/workbench-v1.sock": True, "unix//tmp/workbench-v2.sock": True,
+                       "172.19.0.2:8000": True, "172.19.0.3:8000": False}
     # the histogram holds the answered requests only, cumulative, +Inf last
-    assert servers["v2"].buckets[0] == (0.005, 20) and servers["v2"].buckets[-1] == (math.inf, 21)
+    assert servers["v2"].buckets[0] == (0.005, 21) and servers["v2"].buckets[-1] == (math.inf, 21)
     assert [count for _, count in servers["v1"].buckets] == sorted(count for _, count in servers["v1"].buckets)
 
 
@@ -36,9 +36,8 @@ def test_figures_interpolate_quantiles_within_buckets():
     shown = traffic.figures(servers["v2"], 23.0)
     assert shown["requests"] == 23 and shown["rps"] == 1.0 and shown["errors"] == 3
     assert shown["error_pct"] == round(300 / 23, 2)
-    # 21 answered: rank 10.5 lies in (0, 5 ms] holding 20 -> 2.625 ms; rank 20.79 in (5, 10 ms] holding 1
-    # -> 8.95 ms (shown to 0.1 ms)
-    assert shown["p50_ms"] == pytest.approx(2.625, abs=0.051) and shown["p99_ms"] == pytest.approx(8.95, abs=0.051)
+    # 21 answered, all within (0, 5 ms]: rank 10.5 -> 2.5 ms, rank 20.79 -> 4.95 ms (shown to 0.1 ms)
+    assert shown["p50_ms"] == pytest.approx(2.5, abs=0.051) and shown["p99_ms"] == pytest.approx(4.95, abs=0.051)
     assert traffic.figures(servers["v2"], None)["rps"] is None
 
 
@@ -61,10 +60,12 @@ def test_since_subtracts_and_a_restart_counts_from_zero():
     assert traffic.since(now, None) == now
 
 
-def test_a_slow_tail_lands_in_the_inf_bucket_at_the_largest_finite_bound():
+def test_quantiles_interpolate_across_buckets_and_a_slow_tail_stops_at_the_largest_finite_bound():
     slow = Counters(100, 0, ((0.1, 50), (10.0, 98), (math.inf, 100)), 300.0)
     shown = traffic.figures(slow, None)
     assert shown["p50_ms"] == 100.0 and shown["p99_ms"] == 10000.0
+    spread = Counters(20, 0, ((0.005, 10), (0.01, 20), (math.inf, 20)), 0.1)
+    assert traffic.figures(spread, None)["p99_ms"] == pytest.approx(9.9, abs=0.051)  # rank 19.8 in (5, 10 ms]
 
 
 def test_counters_round_trip_through_json():
