@@ -3,7 +3,7 @@ stand-in) publishing the deployment's port, and what it serves, a `Plan` (the ve
 
 Its config has one server per version, `v<N>`, on a unix socket inside the container (`version_socket`): it
 sends to that version's model container and asks its health path itself (Caddy's active health checks,
-every 0.5 s), so a dead container is out of rotation within a second and callers get a fast 503. The
+every 0.5 s), so a dead container is out of rotation within 2 s and callers get a 503 in about 1 s. The
 server `front` (the published port) sends each request to the version servers by round robin over one
 entry per weight unit (caddy 2.6 has no weighted policy: 90/10 is 9 entries of one and 1 of the other,
 an exact split), after refusing a request without the bearer token when the plan has one. `front` and
@@ -12,8 +12,8 @@ server `metrics` (not counted itself, never published) answers them on METRICS_P
 
 The config names everything the plan holds (each version server's route carries the serving container's
 name as its `@id`; Caddy refuses unknown keys), so `plan_of` reads the plan back from the file. A change
-is loaded by `caddy reload` (a graceful reload: the listeners stay, requests in flight finish), and the
-file a restarted proxy reads is replaced only after Caddy took the new one."""
+is loaded by `caddy reload` in the steps `apply` explains (Caddy 2.6's reload is not as graceful as it
+says), and the file a restarted proxy reads is replaced only after Caddy took the new one."""
 
 from __future__ import annotations
 
