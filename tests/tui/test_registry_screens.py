@@ -20,12 +20,21 @@ from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.deployments import DeploymentsScreen
 from workbench.tui.screens.models import ModelsScreen
 from workbench.tui.screens.run_detail import RunDetailScreen
+from workbench.tui.widgets.traffic import canary_lines, traffic_lines
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "registry"))
 from helpers import free_port  # noqa: E402
 from test_deploy_local import DEPLOY, SERVER, SPEC, TRAIN, which  # noqa: E402
 
 pytestmark = pytest.mark.docker
+
+
+def notifications(app, monkeypatch) -> list[str]:
+    """What the app says from now on, in order."""
+    said: list[str] = []
+    original = app.notify
+    monkeypatch.setattr(app, "notify", lambda message, **kw: (said.append(str(message)), original(message, **kw)))
+    return said
 
 
 def trained(wb, root, tag: str) -> str:
@@ -110,11 +119,9 @@ async def test_the_app_says_when_a_deployment_turns_unhealthy_whatever_screen_sh
     wb.deploy("h", "local", port=free_port())
     serving = docker.from_env().containers.get(wb.store.get_deployment("h")["live_container"])
     app = WorkbenchApp(wb)
-    said: list[str] = []
+    said = notifications(app, monkeypatch)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            original = app.notify
-            monkeypatch.setattr(app, "notify", lambda message, **kw: (said.append(str(message)), original(message, **kw)))
             await pilot.press("4")
             await until(app, pilot, lambda: app._health.get("h") == "ok")
             serving.pause()  # it stops answering
@@ -132,9 +139,10 @@ async def test_the_app_says_when_a_deployment_turns_unhealthy_whatever_screen_sh
 
 
 def screen_text(app) -> str:
-    return "\n".join(str(w.render()) for w in app.screen.query(Static)) + "\n".join(
-        str(c) for row in app.screen.query_one("#deployments-table", DataTable).rows
-        for c in app.screen.query_one("#deployments-table", DataTable).get_row(row))
+    """Every word the Deployments screen draws: its texts and its table's cells."""
+    table = app.screen.query_one("#deployments-table", DataTable)
+    cells = [str(c) for key in table.rows for c in table.get_row(key)]
+    return "\n".join([str(w.render()) for w in app.screen.query(Static)] + cells)
 
 
 def call(port: int, path: str = "/which", token: str | None = None) -> int:
@@ -154,11 +162,9 @@ async def test_canary_share_figures_and_promote_from_the_screen(wb, make_project
     port = free_port()
     wb.deploy("c:1", "local", port=port)
     app = WorkbenchApp(wb)
-    said: list[str] = []
+    said = notifications(app, monkeypatch)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            original = app.notify
-            monkeypatch.setattr(app, "notify", lambda message, **kw: (said.append(str(message)), original(message, **kw)))
             await pilot.press("6")
             await until(app, pilot, lambda: isinstance(app.screen, DeploymentsScreen) and app.screen.rows)
             text = screen_text(app)
@@ -181,8 +187,8 @@ async def test_canary_share_figures_and_promote_from_the_screen(wb, make_project
             assert all(v["since_switch"]["requests"] and v["since_switch"]["p50_ms"] is not None for v in shown)
             assert "rolled back above 5% errors" in detail() and "min" in detail()  # ~10 min left
             lines = detail().splitlines()
-            live_row = lines[lines.index(next(l for l in lines if l.startswith("v1 live 50%"))) + 1]
-            assert live_row.split()[-1] == f"{shown[0]['since_switch']['requests']:,}"
+            since_row = lines[next(i for i, line in enumerate(lines) if line.startswith("v1 live 50%")) + 1]
+            assert since_row.split()[-1] == f"{shown[0]['since_switch']['requests']:,}"  # the live version's count
             # P asks first; n leaves the canary as it was
             await pilot.press("P")
             await settle(app, pilot)
@@ -209,11 +215,9 @@ async def test_the_token_is_on_screen_only_when_asked(wb, make_project, monkeypa
     wb.deploy("t:1", "local", port=port)
     secret = wb.deployment_token("t")
     app = WorkbenchApp(wb)
-    said: list[str] = []
+    said = notifications(app, monkeypatch)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            original = app.notify
-            monkeypatch.setattr(app, "notify", lambda message, **kw: (said.append(str(message)), original(message, **kw)))
             assert call(port) == 401 and [call(port, token=secret) for _ in range(5)] == [200] * 5
             await pilot.press("6")
             await until(app, pilot, lambda: isinstance(app.screen, DeploymentsScreen) and app.screen.details.get("t"))
@@ -266,3 +270,21 @@ def test_deployments_snapshot(snap_compare, frozen_app, seeded):  # noqa: F811 -
         await pilot.press("6")
         await _settle(pilot)
     assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=go)
+
+
+def test_the_panel_says_what_it_cannot_tell():
+    """A proxy that did not answer, no sample a minute back, a canary no watcher judged, a window over."""
+    assert traffic_lines({"versions": [], "read_ms": None, "error": "proxy of d is not running"}) == [
+        "[yellow]traffic unknown: proxy of d is not running[/]"]
+    (_, last_minute, since) = traffic_lines({"read_ms": 2.0, "error": None, "versions": [
+        {"version": 4, "role": "live", "share": 100, "since": None, "last_minute": None,
+         "since_switch": {"requests": 0, "rps": 0.0, "errors": 0, "error_pct": None, "p50_ms": None,
+                          "p99_ms": None}}]})
+    assert last_minute.split() == ["v4", "live", "100%", "last", "minute"] + "no sample from a minute ago yet".split()
+    assert since.split() == ["since", "the", "start", "0.0", "-", "-", "-", "0"]
+    note = "d: canary v5 held at 10% since 14:13:19: no watcher judged it (was this workstation asleep?)"
+    held = {"version": 5, "share": 10, "until": NOW - 1, "max_error_rate": 0.5, "note": note}
+    assert canary_lines(held, NOW) == [
+        "[b cyan]canary v5 at 10%[/] · window over: the verdict is due · rolled back above 0.5% errors",
+        f"[yellow]{note}[/]"]
+    assert "1 min 05 s left" in canary_lines({**held, "until": NOW + 65.4, "note": None}, NOW)[0]

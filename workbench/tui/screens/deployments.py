@@ -8,23 +8,46 @@ token (never on screen otherwise), D deploys another version of its model."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from workbench.tui.formatting import cell, escape
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.cursor import cursor_key
+from workbench.tui.widgets.fitted_table import FittedTable
 from workbench.tui.widgets.traffic import canary_lines, token_line, traffic_lines
 
-COLUMNS = ("deployment", "status", "live", "health", "endpoint", "machine", "last switch")
+COLUMNS = (("deployment", 12, 2), ("status", 7, 0), ("live", 5, 0), ("health", 7, 0), ("endpoint", 21, 1),
+           ("machine", 7, 1), ("last switch", 11, 0))
 HEALTH_STYLE = {"ok": "green", "failing": "bold red", "unknown": "yellow"}
 STATUS_STYLE = {"live": "green", "canary": "cyan"}
+
+
+class DeploymentsTable(FittedTable):
+    """At 80 columns one column gives way: the machine when every deployment is local (the endpoint says
+    127.0.0.1), else the last switch (the panel's history has it, with its time)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(COLUMNS, **kwargs)
+        self.remote = False  # a deployment on another machine is listed (set by the screen)
+
+    def layout_for(self, available: int) -> Sequence[tuple[str, int, int]]:
+        layout = list(self.column_layout)
+        if sum(least for _, least, _ in layout) > available:
+            gone = "last switch" if self.remote else "machine"
+            layout = [(k, 0, 0) if k == gone else (k, least, weight) for k, least, weight in layout]
+        return layout
+
+    def show_remote(self, remote: bool) -> None:
+        if remote != self.remote:
+            self.remote = remote
+            self.fit_columns()
 
 
 class DeploymentsLoaded(Message):
@@ -70,16 +93,13 @@ class DeploymentsScreen(BaseScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static("checking deployments…", id="deployments-hint")
-        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="deployments-table")
-        for label in COLUMNS:
-            table.add_column(label, key=label)
-        yield table
+        yield DeploymentsTable(cursor_type="row", zebra_stripes=True, id="deployments-table")
         with VerticalScroll(id="deployments-detail"):
             yield Static("", id="deployments-history")
 
     @property
-    def table(self) -> DataTable[str]:
-        return self.query_one("#deployments-table", DataTable)
+    def table(self) -> DeploymentsTable:
+        return self.query_one("#deployments-table", DeploymentsTable)
 
     def reload(self) -> None:
         if not any(w.group == "deployments" and not w.is_finished for w in self.workers):
@@ -102,6 +122,7 @@ class DeploymentsScreen(BaseScreen):
         selected = self.selected_name()
         self.rows = {d["name"]: d for d in message.deployments}
         with self.app.batch_update():
+            table.show_remote(any(d["machine"] != "local" for d in message.deployments))
             table.clear()
             for d in message.deployments:
                 live = f"v{d['live_version']}" if d.get("live_container") else "-"
