@@ -204,6 +204,15 @@ async def test_canary_share_figures_and_promote_from_the_screen(wb, make_project
             await until(app, pilot, lambda: "canary-promoted" in detail())
             assert "canary v2" not in detail() and "v2 live 100%" in detail()
             assert {call(port) for _ in range(10)} == {200} and which(port) == "second"
+            # b during a canary ends it (asked first): the live version takes every request again
+            wb.deploy("c:1", "local", canary=30, canary_for=600)
+            await until(app, pilot, lambda: "canary v1 at 30%" in detail())
+            await pilot.press("b")
+            await settle(app, pilot)
+            await pilot.press("y")
+            await until(app, pilot, lambda: "canary-rolled-back" in detail(), timeout=30)
+            assert app.screen.rows["c"]["live_version"] == 2 and not app.screen.rows["c"].get("canary")
+            assert {which(port) for _ in range(10)} == {"second"}
     finally:
         wb.stop_deployment("c", remove=True)
 
