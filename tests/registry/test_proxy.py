@@ -31,6 +31,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.do_GET()
+http.server.ThreadingHTTPServer.request_queue_size = 128  # a real server's backlog (socketserver's is 5)
 http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[2])), H).serve_forever()
 """
 
@@ -166,10 +167,8 @@ class Load:
 
 
 def test_twenty_switches_under_load_lose_no_proxied_request(deployment):
-    """No switch fails a request between the proxy's servers (the version servers' unix sockets outlive a
-    reload) or one on a kept-alive connection (every answer closes its connection). Known limit: Caddy 2.6
-    opens :80 anew (SO_REUSEPORT) at each reload and closes the old socket, resetting a connection the
-    kernel queued there in that instant: measured, 0-1 of ~2,000 fresh connections over 20 switches."""
+    """Fresh and kept-alive callers: no switch fails a request (see proxy.apply and serving.MIGRATE for what
+    Caddy 2.6's reload did to them)."""
     a, b = deployment.model(1, "a"), deployment.model(2, "b")
     plans = [proxy.Plan(weighted(a, weights=(100,))), proxy.Plan(weighted(b, weights=(100,))),
              proxy.Plan(weighted(a, b, weights=(90, 10)))]
@@ -187,9 +186,11 @@ def test_twenty_switches_under_load_lose_no_proxied_request(deployment):
         load.stop()
     print(f"20 switches: {load.answered} answered, {len(load.failed)} failed; apply took "
           f"{sorted(took)[10] * 1000:.0f} ms (median), {max(took) * 1000:.0f} ms (max)")
+    if load.failed:  # what Caddy said about them
+        print("\n".join(line[:400] for line in deployment.proxy.logs().decode(errors="replace").splitlines()
+                        if "http.log.error" in line))
     assert load.answered > 500 and set(load.kept_alive) == {"close"}
-    assert all("RemoteDisconnected" in str(f) or "ConnectionReset" in str(f) for f in load.failed), load.failed
-    assert len(load.failed) <= 2, load.failed
+    assert load.failed == []
     assert proxy.read_plan(deployment.proxy) == plans[20 % 3]
 
 
@@ -251,6 +252,7 @@ def test_the_model_container_is_reached_by_its_proxy_only(deployment, docker_cli
     assert list(attrs["NetworkSettings"]["Networks"]) == [deployment.network]
     assert not attrs["HostConfig"]["PortBindings"] and attrs["HostConfig"]["ReadonlyRootfs"]
     assert attrs["HostConfig"]["CapDrop"] == ["ALL"] and attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
+    assert deployment.proxy.attrs["HostConfig"]["Sysctls"] == serving.MIGRATE
 
 
 def test_files_only_their_owner_reads_are_served_by_running_as_the_owner(deployment):
