@@ -101,7 +101,7 @@ def _canary_line(d: dict[str, Any]) -> str | None:
         return None
     line = (f"  canary v{c['version']} at {c['share']}% until {when(c['until'])}, rolled back above "
             f"{c['max_error_rate']:g}% errors")
-    return line + (f"\n  {c['note']}" if c.get("note") else "")
+    return line + (f"; {c['note']}" if c.get("note") else "")
 
 
 def _figure(f: dict[str, Any] | None) -> str:

@@ -255,8 +255,16 @@ def test_a_gpu_deployment_holds_its_gpu_and_a_full_host_offers_stop_first(cli, h
         events = [e["kind"] for e in second.json()["events"]]
         assert "stop-first" in events
         states = {t["version"]: t["state"] for t in second.json()["targets"]}
-        assert states == {1: "removed", 2: "live"}  # v1 gave its GPU up: nothing to roll back to
-        assert_one_line_error(cli("deployments", "rollback", "g"), "no earlier version kept")
+        assert states == {1: "standby-gone", 2: "live"}  # v1 gave its GPU up, and is kept as its image
+        # rollback starts v1 again from its image (v2 stopped first: the one GPU cannot hold both)
+        back = cli("deployments", "rollback", "g", "--json")
+        assert back.code == 0, back.err
+        assert back.json()["live_version"] == 1
+        assert any("from its image" in e["message"] for e in back.json()["events"] if e["kind"] == "rollback")
+        with urllib.request.urlopen(f"http://127.0.0.3:{port}/", timeout=10) as answer:
+            assert answer.read().decode() == host.gpu_uuids[0]
+        running = host.docker.containers.list(filters={"label": ["workbench.deployment=g", "workbench.role=serve"]})
+        assert [c.labels["workbench.version"] for c in running] == ["1"]
         assert cli("deployments", "stop", "g", "--remove").code == 0
     finally:
         (host.gpu.dir / "gpu-count").unlink(missing_ok=True)
@@ -381,3 +389,79 @@ def test_a_model_copy_changed_on_the_host_is_replaced_not_served(cli, host, make
     assert _replacements(third.json()) == []
     for name in ("m", "m2", "m3"):
         assert cli("deployments", "stop", name, "--remove").code == 0
+
+
+def _trust():
+    """The stdlib server, spec and load client of tests/registry/test_deploy_trust.py."""
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "registry"))
+    import test_deploy_trust
+    return test_deploy_trust
+
+
+def test_smoke_canary_token_and_a_stopped_version_on_a_host(cli, host, make_project, tmp_path, home):
+    trust = _trust()
+    register(cli, "gpu-a", host.gpu, host.user_key, extra=("--dir", str(tmp_path / "host")))
+    root = make_project(trust.SPEC.replace("EXTRA", 'auth = "token"\n'), {"serve.py": trust.SERVER,
+                                                                          "train.py": trust.TRAIN})
+    for tag in ("one", "broken", "sour", "two"):
+        run = cli("run", str(root), "-p", f"tag={tag}", "--machine", "gpu-a", "--wait", "--json", timeout=300)
+        assert run.code == 0, run.err
+        assert cli("models", "register", run.json()["id"], "model.txt", "--name", "m").code == 0
+    port = free_port()
+    try:
+        assert cli("deploy", "m:1", "--machine", "gpu-a", "--port", str(port)).code == 0
+        token = cli("deployments", "token", "m").out.strip()
+        assert trust.predict(port, host="127.0.0.3")[0] == 401
+        assert trust.predict(port, token, host="127.0.0.3") == (200, "one")
+        # healthy but failing /predict: refused by its smoke request, v1 keeps serving
+        assert_one_line_error(cli("deploy", "m:2", "--machine", "gpu-a"), "smoke request failed", "HTTP 500")
+        # a canary failing after its smoke request: rolled back by the watcher within its window
+        with trust.Load(port, rate=20, token=token, host="127.0.0.3") as load:
+            time.sleep(1)
+            assert cli("deploy", "m:3", "--machine", "gpu-a", "--canary", "20", "--canary-for", "30s").code == 0
+            wait_for(lambda: trust.db_deployment(home)["canary"] is None, timeout=30)
+        assert trust.db_deployment(home)["live_version"] == 1
+        assert any(e["kind"] == "canary-rolled-back" for e in trust.db_events(home))
+        failed = [s for s in load.samples if s[2] != 200]
+        assert failed and len(failed) <= 0.2 * 20 * 30
+        # a good canary: promoted by the watcher at the end of its window, figures per version on show
+        with trust.Load(port, rate=20, token=token, host="127.0.0.3") as load:
+            assert cli("deploy", "m:4", "--machine", "gpu-a", "--canary", "50", "--canary-for", "5s").code == 0
+            wait_for(lambda: trust.db_deployment(home)["canary"] is None, timeout=30)
+            time.sleep(1)
+        assert trust.db_deployment(home)["live_version"] == 4 and all(s[2] == 200 for s in load.samples)
+        assert {"one", "two"} <= {s[3] for s in load.samples}
+        shown = cli("deployments", "show", "m", "--json").json()
+        assert shown["traffic"]["error"] is None and shown["traffic"]["read_ms"] < 200, shown["traffic"]
+        # the live container stopped from outside: callers get a fast 503, the watcher records it
+        live = host.docker.containers.get(shown["live_container"])
+        with trust.Load(port, rate=10, token=token, host="127.0.0.3") as load:
+            time.sleep(1)
+            stopped_at = time.monotonic()
+            live.stop(timeout=1)
+            wait_for(lambda: any(e["kind"] == "health" and e["health"] == "failing" for e in trust.db_events(home)),
+                     timeout=10)
+            time.sleep(2)
+        after = [s for s in load.samples if s[0] > stopped_at + 2]
+        assert after and all(s[1] < 2.0 for s in after), max(s[1] for s in after)
+    finally:
+        cli("deployments", "stop", "m", "--remove")
+
+
+def test_twenty_switches_in_a_row_under_load_on_a_host(cli, host, make_project, tmp_path):
+    trust = _trust()
+    register(cli, "gpu-a", host.gpu, host.user_key, extra=("--dir", str(tmp_path / "host")))
+    root = make_project(trust.SPEC.replace("EXTRA", ""), {"serve.py": trust.SERVER, "train.py": trust.TRAIN})
+    for tag in ("one", "two"):
+        run = cli("run", str(root), "-p", f"tag={tag}", "--machine", "gpu-a", "--wait", "--json", timeout=300)
+        assert run.code == 0, run.err
+        assert cli("models", "register", run.json()["id"], "model.txt", "--name", "m").code == 0
+    port = free_port()
+    try:
+        assert cli("deploy", "m:1", "--machine", "gpu-a", "--port", str(port)).code == 0
+        load = trust.switch_twenty_times(cli, "gpu-a", port, host="127.0.0.3")
+        failed = [s for s in load.samples if s[2] != 200]
+        assert not failed, (len(failed), len(load.samples), failed[:3])
+        assert {s[3] for s in load.samples} == {"one", "two"} and len(load.samples) > 500
+    finally:
+        cli("deployments", "stop", "m", "--remove")

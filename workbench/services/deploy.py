@@ -131,6 +131,9 @@ def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, 
     if canary is not None and not live:
         raise WorkbenchError(f"deployment {name} has no live version to compare a canary with",
                              hint="deploy without --canary first")
+    if canary is not None and record["live_version"] == version["version"]:
+        raise WorkbenchError(f"v{version['version']} is already live on {name}: a canary compares another version "
+                             "with it")
     moving = record is not None and (port != record["port"] or bind != record["bind"])
     if moving and live:
         raise WorkbenchError(f"deployment {name} serves on {record['bind']}:{record['port']}",
@@ -148,9 +151,9 @@ def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, 
             proxy_container.remove(force=True)
         wb.store.update_deployment(name, port=port, bind=bind)
     if d.auth == "token" and token(wb, name) is None:
-        token(wb, name, create=True)
-        wb.progress(f"{name}: callers now need `Authorization: Bearer <token>`; "
-                    f"`workbench deployments token {name}` prints it")
+        secret = token(wb, name, create=True)
+        wb.progress(f"{name}: callers now need `Authorization: Bearer {secret}` (the token is shown this once; "
+                    f"`workbench deployments token {name}` prints it again)")
     wb.store.update_deployment(name, auth=d.auth)
     record = get_record(wb, name)
     wb.store.update_deployment(name, operation={"kind": "canary" if canary else "deploy",
@@ -192,8 +195,9 @@ def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, 
         container.remove(force=True)
         wb.store.set_target_state(name, container_name, "failed")
         keeps = f"; v{record['live_version']} keeps serving" if live else ""
-        event(wb, name, "deploy-failed", f"{label} not deployed: {exc.message}{keeps}",
-              from_version=record["live_version"], to_version=version["version"], health="failing")
+        wb.store.add_deployment_event(name, "deploy-failed", f"{label} not deployed: {exc.message}{keeps}",
+                                      from_version=record["live_version"], to_version=version["version"],
+                                      health="failing")  # said once, by the error below
         wb.store.update_deployment(name, operation=None, status="live" if live else "failed",
                                    status_reason=f"{label}: {exc.message}")
         raise WorkbenchError(f"{label} not deployed: {exc.message}{keeps}") from None
@@ -208,7 +212,7 @@ def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, 
     wb.store.update_deployment(name, live_version=version["version"], live_container=container_name,
                                proxy=serving.proxy_name(wb.store.instance, name), status="live",
                                status_reason=None, health="ok", health_at=time.time(), operation=None,
-                               traffic_baseline=counters_now(target, target.proxy(name)))
+                               traffic_baseline=counters_now(wb, target, record))
     verb = f"switched v{record['live_version']} → v{version['version']}" if live else f"v{version['version']} live"
     event(wb, name, "switch" if live else "deploy", f"{name}: {verb} on {machine}:{record['port']} (ready after "
           f"{took:.1f} s)", from_version=record["live_version"], to_version=version["version"], health="ok")
@@ -338,7 +342,7 @@ def rollback(wb: Services, name: str) -> dict[str, Any]:
         previous = record["live_container"]
         wb.store.update_deployment(name, live_version=back["version"], live_container=container.name, status="live",
                                    status_reason=None, health="ok", health_at=time.time(), operation=None,
-                                   traffic_baseline=counters_now(target, target.proxy(name)))
+                                   traffic_baseline=counters_now(wb, target, record))
         how = " (from its image)" if fresh else ""
         event(wb, name, "rollback", f"{name}: rolled back v{record['live_version']} → v{back['version']}{how} in "
               f"{time.monotonic() - started:.1f} s", from_version=record["live_version"], to_version=back["version"],
@@ -420,7 +424,11 @@ def _image_there(target: Target, image: str) -> bool:
 def deployments(wb: Services, check: bool = True) -> list[dict[str, Any]]:
     from workbench.services.deploy_watch import ensure_watcher
 
-    quietly(ensure_watcher, wb)
+    try:
+        for note in ensure_watcher(wb):  # a canary held while no watcher ran: said here, at the next look
+            wb.progress(note)
+    except Exception:  # noqa: BLE001 - the list stands without a watcher; the next look tries again
+        pass
     out = []
     for record in wb.store.deployments():
         out.append(_summary(wb, reconcile(wb, record) if check else record))

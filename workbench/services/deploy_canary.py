@@ -8,12 +8,12 @@ restarted proxy, or a workstation asleep, holds the canary at its share until a 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from workbench.registry import serving, traffic
 from workbench.services.context import Services
 from workbench.services.deploy_base import (Target, apply_plan, backend, counters_now, event, get_record,
-                                            plan_for, quietly, release, remove_container, retire, serve_only,
+                                            plan_for, quietly, read_counters, release, remove_container, retire, serve_only,
                                             try_hold)
 
 MIN_REQUESTS = 20   # before its window ends, a canary is rolled back on errors only once this many reached it
@@ -30,12 +30,12 @@ def start_canary(wb: Services, target: Target, record: dict[str, Any], container
     name = record["name"]
     network = target.network(name)
     live = serving.get(target.client, record["live_container"])
-    baseline = counters_now(target, target.proxy(name))  # the counters its verdict is measured from
+    baseline = counters_now(wb, target, record)  # the counters its verdict is measured from
     apply_plan(wb, target, record, plan_for(wb, record, [backend(live, record["live_version"], network, 100 - share),
                                                          backend(container, version, network, share)]))
     now = time.time()
     wb.store.set_target_state(name, container.name, "canary")
-    wb.store.update_deployment(name, operation=None, status="live", canary={
+    wb.store.update_deployment(name, operation=None, status="live", status_reason=None, canary={
         "version": version, "container": container.name, "share": share, "window": window, "started": now,
         "until": now + window, "max_error_rate": max_error_rate, "baseline": baseline, "watched_at": now})
     event(wb, name, "canary", f"{name}: v{version} (ready after {took:.1f} s) gets {share}% of requests for "
@@ -58,7 +58,8 @@ def describe(figures: dict[str, Any], version: int) -> str:
             f"p50 {figures['p50_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms")
 
 
-def judge(wb: Services, target: Target, record: dict[str, Any], servers: dict[str, traffic.Counters]) -> Any:
+def judge(wb: Services, target: Target, record: dict[str, Any], servers: dict[str, traffic.Counters],
+          health_of: Callable[[str], tuple[str, str]]) -> Any:
     """The watcher's look at a canary: None while it goes on (or while another Workbench holds the
     deployment); else the deployment after the verdict was carried out."""
     c = record["canary"]
@@ -66,9 +67,7 @@ def judge(wb: Services, target: Target, record: dict[str, Any], servers: dict[st
     canary = traffic.figures(_delta(servers, c["baseline"], c["version"]), elapsed)
     stable = traffic.figures(_delta(servers, c["baseline"], record["live_version"]), elapsed)
     said = f"{describe(canary, c['version'])}; {describe(stable, record['live_version'])}"
-    from workbench.services.deploy_reconcile import live_health
-
-    health, failed = live_health(target, serving.get(target.client, c["container"]))
+    health, failed = health_of(c["container"])
     over = canary["requests"] and canary["error_pct"] > c["max_error_rate"]
     if health != "ok":
         why = f"its health check failed{failed}"
@@ -105,7 +104,7 @@ def end_canary(wb: Services, target: Target, record: dict[str, Any], *, promote:
             return show(wb, name, check=False)
         if figures is None:
             try:
-                servers, _ = traffic.parse(serving.read_metrics(target.http, target.proxy(name)))
+                servers = read_counters(wb, target, record)
                 elapsed = max(time.time() - c["started"], 0.001)
                 figures = (f"{describe(traffic.figures(_delta(servers, c['baseline'], c['version']), elapsed), c['version'])}; "
                            f"{describe(traffic.figures(_delta(servers, c['baseline'], record['live_version']), elapsed), record['live_version'])}")
@@ -118,7 +117,7 @@ def end_canary(wb: Services, target: Target, record: dict[str, Any], *, promote:
             wb.store.set_target_state(name, c["container"], "live")
             wb.store.update_deployment(name, live_version=c["version"], live_container=c["container"], canary=None,
                                        status="live", status_reason=None, health="ok", health_at=time.time(),
-                                       traffic_baseline=counters_now(target, target.proxy(name)))
+                                       traffic_baseline=counters_now(wb, target, record))
             event(wb, name, "canary-promoted", f"{name}: v{c['version']} promoted after {elapsed:.0f} s ({why}): "
                   f"{figures}", from_version=record["live_version"], to_version=c["version"], health="ok")
             retire(wb, target, name, record["live_container"])

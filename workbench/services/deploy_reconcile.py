@@ -140,7 +140,6 @@ def live_health(target: Target, live: Any) -> tuple[str, str]:
 
 def _check_health(wb: Services, target: Target, record: dict[str, Any], live: Any) -> None:
     health, why = live_health(target, live)
-    if health != record.get("health"):
+    if wb.store.set_health(record["name"], health):
         wb.store.add_deployment_event(record["name"], "health", f"{record['name']}: v{record['live_version']} health "
                                       f"{health}{why}", to_version=record["live_version"], health=health)
-    wb.store.update_deployment(record["name"], health=health, health_at=time.time())

@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workbench.registry import serving, traffic
+from workbench.registry import traffic
 from workbench.services.context import Services, first_line
-from workbench.services.deploy_base import Target
+from workbench.services.deploy_base import Target, read_counters
 
 MINUTE = 60.0
 
@@ -27,7 +27,7 @@ def traffic_of(wb: Services, record: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     try:
         target = Target(wb, record["machine"])
-        servers, _ = traffic.parse(serving.read_metrics(target.http, target.proxy(record["name"])))
+        servers = read_counters(wb, target, record)
     except Exception as exc:  # noqa: BLE001 - the figures are unknown, the rest of `show` stands
         return {"versions": [], "read_ms": None, "error": getattr(exc, "message", None) or first_line(exc)}
     read_ms = round((time.monotonic() - started) * 1000, 1)
@@ -45,10 +45,13 @@ def traffic_of(wb: Services, record: dict[str, Any]) -> dict[str, Any]:
         now_c = servers.get(server) or traffic.Counters(0, 0, (), 0.0)
         then = _servers(baseline).get(server)
         since_ts = (baseline or {}).get("ts")
-        minute = _servers(earlier[1]).get(server) if earlier else None
+        if earlier and since_ts and earlier[0] < since_ts:  # younger than a minute: counted since it began
+            minute, minute_ts = then, since_ts
+        else:
+            minute, minute_ts = (_servers(earlier[1]).get(server), earlier[0]) if earlier else (None, None)
         versions.append({
             "version": version, "role": role, "share": share,
-            "last_minute": traffic.figures(traffic.since(now_c, minute), now - earlier[0]) if earlier else None,
+            "last_minute": traffic.figures(traffic.since(now_c, minute), now - minute_ts) if minute_ts else None,
             "since_switch": traffic.figures(traffic.since(now_c, then), now - since_ts if since_ts else None),
             "since": since_ts})
     return {"versions": versions, "read_ms": read_ms, "error": None}

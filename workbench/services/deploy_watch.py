@@ -16,14 +16,14 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from workbench.execution.ingest import new_owner, owner_gone
 from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.registry import serving, traffic
 from workbench.services.context import Services, first_line
-from workbench.services.deploy_base import Target, get_record
+from workbench.services.deploy_base import Target, get_record, read_counters
 
 LEASE = "deployment-watcher"
 LEASE_TTL, LEASE_RENEW = 10.0, 2.0
@@ -83,7 +83,7 @@ class _Seen:
     sampled: float = 0.0
     reconciled: float = 0.0
     failed: str | None = None  # the last failure said, so it is recorded once
-    machines: dict[str, Target] = field(default_factory=dict)
+    asker: "HealthAsker | None" = None
 
 
 def watch(wb: Services, idle_exit: bool = True) -> None:
@@ -120,15 +120,37 @@ def watch(wb: Services, idle_exit: bool = True) -> None:
         wb.store.release_lease(LEASE, owner)
 
 
+class HealthAsker:
+    """Asks a version's health path at its remembered address (port and path from its labels): an engine
+    call only when that does not answer 200 (a restart moved it, or it is down: then it is looked up)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.known: dict[str, tuple[str, int, str]] = {}
+
+    def __call__(self, container_name: str | None) -> tuple[str, str]:
+        from workbench.services.deploy_reconcile import live_health
+
+        known = self.known.get(container_name or "")
+        if known and self.target.probe(*known) == 200:
+            return "ok", ""
+        container = serving.get(self.target.client, container_name) if container_name else None
+        health, why = live_health(self.target, container)
+        where = serving.address(container) if container is not None else None
+        if container is not None and where:
+            self.known[container.name] = (where, int(container.labels.get("workbench.port", "8000")),
+                                          serving.health_path(container))
+        return health, why
+
+
 def look(wb: Services, target: Target, record: dict[str, Any], memo: _Seen) -> None:
     from workbench.services.deploy_canary import judge
-    from workbench.services.deploy_reconcile import live_health, reconcile
+    from workbench.services.deploy_reconcile import reconcile
 
     name = record["name"]
     now = time.time()
-    proxy_container = target.proxy(name)
     try:
-        servers, _ = traffic.parse(serving.read_metrics(target.http, proxy_container))
+        servers = read_counters(wb, target, record)
     except Exception:  # noqa: BLE001 - the proxy is gone or stopped: reconcile brings it back
         if now - memo.reconciled >= FAILING_RECONCILE:
             memo.reconciled = now
@@ -139,17 +161,17 @@ def look(wb: Services, target: Target, record: dict[str, Any], memo: _Seen) -> N
         wb.store.add_traffic_sample(name, {"ts": now, "servers": {s: traffic.to_json(c) for s, c in servers.items()}})
         if record.get("canary"):
             wb.store.touch_canary(name, record["canary"]["container"], now)
-    live = serving.get(target.client, record["live_container"]) if record["live_container"] else None
-    health, why = live_health(target, live)
-    if health != record.get("health"):
+    asker = memo.asker if memo.asker is not None and memo.asker.target is target else HealthAsker(target)
+    memo.asker = asker
+    health, why = asker(record["live_container"])
+    if wb.store.set_health(name, health):
         version = record["live_version"]
         wb.store.add_deployment_event(
             name, "health", f"{name}: v{version} " + ("is healthy again: the proxy sends it requests" if health == "ok"
                                                       else f"failed its health check{why}: out of the proxy's "
                                                            "rotation, callers get 503"), to_version=version, health=health)
-        wb.store.update_deployment(name, health=health, health_at=now)
     if record.get("canary"):
-        judge(wb, target, get_record(wb, name), servers)
+        judge(wb, target, get_record(wb, name), servers, asker)
         return
     every = FAILING_RECONCILE if health == "failing" else RECONCILE_EVERY
     if now - memo.reconciled >= every:

@@ -51,6 +51,16 @@ class DeploymentQueries:
                          "(SELECT 1 FROM deployments WHERE name = ?)", (name, name))
             conn.execute("DELETE FROM deployment_traffic WHERE deployment = ?", (name,))
 
+    def set_health(self, name: str, health: str) -> bool:
+        """Records the deployment's health now; True when it changed (so the watcher and a command's look,
+        seeing the same change at once, record one event between them)."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            changed = conn.execute("UPDATE deployments SET health = ?, health_at = ?, updated_at = ? WHERE name = ? "
+                                   "AND health IS NOT ?", (health, time.time(), time.time(), name, health)).rowcount
+            if not changed:
+                conn.execute("UPDATE deployments SET health_at = ? WHERE name = ?", (time.time(), name))
+            return changed > 0
+
     def touch_canary(self, name: str, container: str, ts: float) -> None:
         """The watcher looked at this canary at `ts` (only while it is still the deployment's canary)."""
         with self.tx() as conn:  # type: ignore[attr-defined]

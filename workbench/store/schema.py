@@ -319,7 +319,8 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """,
     # 11: deployments you can leave alone: the address the endpoint listens on and whether it asks for a token;
     # a canary under way (JSON: its version, container, share, window, threshold, the counters it started
-    # from); the proxy's counters at the last switch ("since the switch"); how to start each version again
+    # from); the proxy's counters at the last switch ("since the switch"); the proxy's address on the
+    # deployment network, as last seen (its metrics are read there with no engine call); how to start each version again
     # (JSON: image, command, env ... so a rollback after --stop-first recreates it); the watcher's samples of
     # the proxy's counters (a few minutes of them: "the last minute")
     """
@@ -327,6 +328,7 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     ALTER TABLE deployments ADD COLUMN auth TEXT NOT NULL DEFAULT 'none';
     ALTER TABLE deployments ADD COLUMN canary TEXT;
     ALTER TABLE deployments ADD COLUMN traffic_baseline TEXT;
+    ALTER TABLE deployments ADD COLUMN proxy_address TEXT;
     ALTER TABLE deployment_targets ADD COLUMN launch TEXT;
     CREATE TABLE deployment_traffic (
         deployment TEXT NOT NULL,
