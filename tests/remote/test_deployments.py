@@ -433,6 +433,7 @@ def test_smoke_canary_token_and_a_stopped_version_on_a_host(cli, host, make_proj
         assert {"one", "two"} <= {s[3] for s in load.samples}
         shown = cli("deployments", "show", "m", "--json").json()
         assert shown["traffic"]["error"] is None and shown["traffic"]["read_ms"] < 200, shown["traffic"]
+        print(f"metrics read for show over SSH: {shown['traffic']['read_ms']} ms")
         # the live container stopped from outside: callers get a fast 503, the watcher records it
         live = host.docker.containers.get(shown["live_container"])
         with trust.Load(port, rate=10, token=token, host="127.0.0.3") as load:

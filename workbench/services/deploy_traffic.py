@@ -24,9 +24,9 @@ def traffic_of(wb: Services, record: dict[str, Any]) -> dict[str, Any]:
     canary = record.get("canary")
     if not record.get("live_container"):
         return {"versions": [], "read_ms": None, "error": None}
-    started = time.monotonic()
     try:
         target = Target(wb, record["machine"])
+        started = time.monotonic()  # the read itself: one HTTP request to the proxy's metrics listener
         servers = read_counters(wb, target, record)
     except Exception as exc:  # noqa: BLE001 - the figures are unknown, the rest of `show` stands
         return {"versions": [], "read_ms": None, "error": getattr(exc, "message", None) or first_line(exc)}
