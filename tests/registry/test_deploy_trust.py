@@ -212,10 +212,16 @@ def test_token_bind_and_a_hardened_model_container(cli, project, home, docker_cl
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text().strip() == secret
         assert predict(port)[0] == 401 and predict(port, "wrong")[0] == 401
         assert predict(port, secret) == (200, "good")
+        # --stop-first on a deployment holding no GPUs: nothing to free, a normal switch (the old one kept)
+        again = cli("deploy", "m", "--machine", "local", "--stop-first", "--json")
+        assert again.code == 0, again.err
+        assert "nothing to free" in again.err and secret not in again.err  # the token is not printed again
+        assert [t["state"] for t in again.json()["targets"]] == ["standby", "live"]
+        assert predict(port, secret) == (200, "good")
         proxy = docker_client.containers.get(deployed.json()["proxy"])
         bindings = proxy.attrs["HostConfig"]["PortBindings"]["80/tcp"]
         assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
-        model = docker_client.containers.get(deployed.json()["live_container"])
+        model = docker_client.containers.get(again.json()["live_container"])
         host = model.attrs["HostConfig"]
         assert host["CapDrop"] == ["ALL"] and host["ReadonlyRootfs"] and host["Memory"] == 64 * 2 ** 20
         assert model.attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"  # the files' owner
