@@ -151,8 +151,8 @@ def trust_figures(url: str, port: int) -> dict:
         time.sleep(0.5)
     canary_s = time.monotonic() - started
     live = client.containers.get(json.loads(wb("deployments", "show", "digits", "--json"))["live_container"])
+    stopped = time.monotonic()  # from the stop asked (it returns once the container is down)
     live.stop(timeout=1)
-    stopped = time.monotonic()
     answers = []
     while time.monotonic() - stopped < 10:
         sent = time.monotonic()
