@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +127,43 @@ def disk_used(folder) -> int:
                 seen.add(st.st_ino)
                 used += st.st_blocks * 512
     return used
+
+
+class Load:
+    """`rate` calls a second of `send` (each on a thread of its own, so a slow answer never delays the next
+    request) while the `with` block runs. `samples`: (sent at, latency, *what send returned), or, when it
+    raised, (sent at, latency, *failed(exception))."""
+
+    def __init__(self, send, rate: float = 50, failed=lambda exc: (0, repr(exc))) -> None:
+        self.send, self.rate, self.failed_as = send, rate, failed
+        self.samples: list[tuple] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._loop = threading.Thread(target=self._run, daemon=True)
+
+    def _one(self) -> None:
+        sent = time.monotonic()
+        try:
+            result = tuple(self.send())
+        except Exception as exc:  # noqa: BLE001 - counted
+            result = tuple(self.failed_as(exc))
+        with self._lock:
+            self.samples.append((sent, time.monotonic() - sent, *result))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            thread = threading.Thread(target=self._one, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+            time.sleep(1 / self.rate)
+
+    def __enter__(self) -> "Load":
+        self._loop.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._loop.join()
+        for thread in self._threads:
+            thread.join(timeout=15)

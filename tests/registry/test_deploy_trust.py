@@ -14,7 +14,6 @@ import signal
 import socket
 import sqlite3
 import stat
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import Load as load_helper
 from helpers import assert_one_line_error, background_pids, free_port, wait_for
 
 pytestmark = pytest.mark.docker
@@ -82,42 +82,10 @@ def predict(port: int, token: str | None = None, timeout: float = 5, host: str =
         return exc.code, None
 
 
-class Load:
-    """`rate` requests/s, each on a new connection, until stopped: (sent at, latency, status, model)."""
-
-    def __init__(self, port: int, rate: float = 20, token: str | None = None, host: str = "127.0.0.1") -> None:
-        self.port, self.rate, self.token, self.host = port, rate, token, host
-        self.samples: list[tuple[float, float, int, str | None]] = []
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._loop = threading.Thread(target=self._run, daemon=True)
-
-    def _one(self) -> None:
-        sent = time.monotonic()
-        try:
-            status, model = predict(self.port, self.token, host=self.host)
-        except Exception:  # noqa: BLE001 - no answer: counted as status 0
-            status, model = 0, None
-        with self._lock:
-            self.samples.append((sent, time.monotonic() - sent, status, model))
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            thread = threading.Thread(target=self._one, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-            time.sleep(1 / self.rate)
-
-    def __enter__(self) -> "Load":
-        self._loop.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._loop.join()
-        for thread in self._threads:
-            thread.join(timeout=15)
+def Load(port: int, rate: float = 20, token: str | None = None, host: str = "127.0.0.1") -> load_helper:
+    """`rate` requests/s, each on a new connection: samples (sent at, latency, status, model); no answer is
+    status 0."""
+    return load_helper(lambda: predict(port, token, host=host), rate, failed=lambda exc: (0, None))
 
 
 def registered(cli, root: Path, tag: str) -> None:

@@ -14,13 +14,13 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+import helpers
 from helpers import assert_one_line_error, free_port, wait_for
 from remote_hosts import copy_image, register
 
@@ -45,43 +45,19 @@ def predict(endpoint: str, timeout: float = 10) -> int:
         return json.loads(answer.read())["digit"]
 
 
-class Load:
+class Load(helpers.Load):
     """A client sending `rate` requests/s (each on a new connection) until stopped; counts failures."""
 
     def __init__(self, endpoint: str, rate: float = 50) -> None:
-        self.endpoint, self.rate = endpoint, rate
-        self.ok = 0
-        self.failed: list[str] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._loop = threading.Thread(target=self._run, daemon=True)
+        super().__init__(lambda: (200, predict(endpoint)), rate)
 
-    def _one(self) -> None:
-        try:
-            predict(self.endpoint)
-            with self._lock:
-                self.ok += 1
-        except Exception as exc:  # noqa: BLE001 - counted
-            with self._lock:
-                self.failed.append(repr(exc))
+    @property
+    def ok(self) -> int:
+        return sum(1 for sample in self.samples if sample[2] == 200)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            thread = threading.Thread(target=self._one, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-            time.sleep(1 / self.rate)
-
-    def __enter__(self) -> "Load":
-        self._loop.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._loop.join()
-        for thread in self._threads:
-            thread.join(timeout=15)
+    @property
+    def failed(self) -> list[str]:
+        return [sample[3] for sample in self.samples if sample[2] != 200]
 
 
 def _train(cli, root: Path, epochs: int) -> str:
@@ -398,15 +374,20 @@ def _trust():
     return test_deploy_trust
 
 
+def _registered_on_host(cli, root: Path, tags: tuple[str, ...]) -> None:
+    """m:1, m:2 ... trained on gpu-a, one per tag (the model file says how the server behaves)."""
+    for tag in tags:
+        run = cli("run", str(root), "-p", f"tag={tag}", "--machine", "gpu-a", "--wait", "--json", timeout=300)
+        assert run.code == 0, run.err
+        assert cli("models", "register", run.json()["id"], "model.txt", "--name", "m").code == 0
+
+
 def test_smoke_canary_token_and_a_stopped_version_on_a_host(cli, host, make_project, tmp_path, home):
     trust = _trust()
     register(cli, "gpu-a", host.gpu, host.user_key, extra=("--dir", str(tmp_path / "host")))
     root = make_project(trust.SPEC.replace("EXTRA", 'auth = "token"\n'), {"serve.py": trust.SERVER,
                                                                           "train.py": trust.TRAIN})
-    for tag in ("one", "broken", "sour", "two"):
-        run = cli("run", str(root), "-p", f"tag={tag}", "--machine", "gpu-a", "--wait", "--json", timeout=300)
-        assert run.code == 0, run.err
-        assert cli("models", "register", run.json()["id"], "model.txt", "--name", "m").code == 0
+    _registered_on_host(cli, root, ("one", "broken", "sour", "two"))
     port = free_port()
     try:
         assert cli("deploy", "m:1", "--machine", "gpu-a", "--port", str(port)).code == 0
@@ -453,10 +434,7 @@ def test_twenty_switches_in_a_row_under_load_on_a_host(cli, host, make_project, 
     trust = _trust()
     register(cli, "gpu-a", host.gpu, host.user_key, extra=("--dir", str(tmp_path / "host")))
     root = make_project(trust.SPEC.replace("EXTRA", ""), {"serve.py": trust.SERVER, "train.py": trust.TRAIN})
-    for tag in ("one", "two"):
-        run = cli("run", str(root), "-p", f"tag={tag}", "--machine", "gpu-a", "--wait", "--json", timeout=300)
-        assert run.code == 0, run.err
-        assert cli("models", "register", run.json()["id"], "model.txt", "--name", "m").code == 0
+    _registered_on_host(cli, root, ("one", "two"))
     port = free_port()
     try:
         assert cli("deploy", "m:1", "--machine", "gpu-a", "--port", str(port)).code == 0
