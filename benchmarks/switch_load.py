@@ -11,6 +11,7 @@ its time relative to the reload and to the stop.
 
     python benchmarks/switch_load.py [--switches 20] [--rate 50] [--timeout 5] [--drain 2]
         [--via loopback|eth|direct] [--variant current|...] [--docker-host unix:///…]
+    python benchmarks/switch_load.py --reload-only --switches 100 --gap 0.3 --rate 300   # the reload alone
 
 --via: how clients reach the proxy: 127.0.0.1:<published> (docker-proxy, the userland proxy: the engine's
 iptables DNAT skips 127.0.0.0/8), the machine's own non-loopback address (iptables DNAT), or the proxy
@@ -61,6 +62,7 @@ class H(BaseHTTPRequestHandler):
         data = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         self.reply(200, {"digit": sum(data["pixels"]) % 10, "served_by": NAME})
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+ThreadingHTTPServer.request_queue_size = int(os.environ["BACKLOG"])  # listen()'s backlog: socketserver's is 5
 server = ThreadingHTTPServer(("0.0.0.0", 8000), H)
 try:
     server.serve_forever()
@@ -79,10 +81,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # connections still in the old socket's accept queue are reset; this sysctl (Linux >= 5.14, per network
     # namespace) moves them to the new socket of the same reuseport group instead
     "migrate": {"sysctls": {"net.ipv4.tcp_migrate_req": "1"}},
+    # the front server on :80 over one internal server per version on 127.0.0.1 (every listener is bound
+    # anew at each reload, the internal ones too)
+    "front": {"front": True},
+    "front-migrate": {"front": True, "sysctls": {"net.ipv4.tcp_migrate_req": "1"}},
+    "front-migrate-no-keepalive": {"front": True, "sysctls": {"net.ipv4.tcp_migrate_req": "1"},
+                                   "transport": {"protocol": "http", "keep_alive": {"enabled": False}}},
 }
 
 
-def caddy_config(upstream: str, name: str, variant: dict[str, Any], index: int) -> dict[str, Any]:
+def proxy_handler(upstream: str, variant: dict[str, Any]) -> dict[str, Any]:
     handler: dict[str, Any] = {
         "handler": "reverse_proxy",
         "upstreams": [{"dial": upstream}],
@@ -90,15 +98,27 @@ def caddy_config(upstream: str, name: str, variant: dict[str, Any], index: int) 
     }
     if "transport" in variant:
         handler["transport"] = variant["transport"]
+    return handler
+
+
+def caddy_config(upstream: str, name: str, variant: dict[str, Any], index: int,
+                 previous: str | None = None) -> dict[str, Any]:
+    """One server on :80 sending every request to `upstream`; with variant "front", the :80 server sends them
+    to an internal server on 127.0.0.1 (one per version, the previous version's kept beside it) instead."""
     server = f"deployment{index}" if variant.get("server_per_switch") else "deployment"
-    return {
-        "admin": {"listen": "localhost:2019"},
-        "apps": {"http": {"grace_period": variant.get("grace_period", "30s"), "servers": {server: {
-            "listen": [":80"],
-            "automatic_https": {"disable": True},
-            "routes": [{"@id": name, "handle": [handler]}],
-        }}}},
-    }
+    servers: dict[str, Any] = {}
+    if variant.get("front"):
+        internal = {9000 + index % 2: upstream}
+        if previous:
+            internal[9000 + (index - 1) % 2] = previous
+        for port, dial in internal.items():
+            servers[f"version{port}"] = {"listen": [f"127.0.0.1:{port}"], "automatic_https": {"disable": True},
+                                         "routes": [{"handle": [proxy_handler(dial, variant)]}]}
+        upstream = f"127.0.0.1:{9000 + index % 2}"
+    servers[server] = {"listen": [":80"], "automatic_https": {"disable": True},
+                       "routes": [{"@id": name, "handle": [proxy_handler(upstream, variant)]}]}
+    return {"admin": {"listen": "localhost:2019"},
+            "apps": {"http": {"grace_period": variant.get("grace_period", "30s"), "servers": servers}}}
 
 
 def put_config(container: Any, filename: str, document: dict[str, Any]) -> None:
@@ -188,6 +208,7 @@ class Bench:
         self.tag = f"{os.getpid()}"
         self.count = 0
         self.proxy: Any = None
+        self.spare: Any = None
         self.switches: list[dict[str, float | str]] = []
 
     def upstream(self) -> Any:
@@ -195,7 +216,7 @@ class Bench:
         name = f"switchload-{self.tag}-v{self.count}"
         container = self.client.containers.run(
             PYTHON, ["python", "-c", SERVER], name=name, detach=True, init=True, labels=LABEL,
-            environment={"NAME": name, "PROTOCOL": self.args.protocol})
+            environment={"NAME": name, "PROTOCOL": self.args.protocol, "BACKLOG": str(self.args.backlog)})
         where = address(container)
         wait_until(lambda: probe(f"http://{where}:{PORT}/health") == 200, 30, f"{name} answering /health")
         return container
@@ -216,17 +237,26 @@ class Bench:
         return f"{url}/predict"
 
     def switch(self, old: Any) -> Any:
-        new = self.upstream()
+        if self.args.reload_only:  # back and forth between two upstreams that keep running
+            new, self.spare = self.spare, old
+        else:
+            new = self.upstream()
         index = len(self.switches) + 1
-        put_config(self.proxy, "next.json", caddy_config(f"{address(new)}:{PORT}", new.name, self.variant, index))
+        put_config(self.proxy, "next.json", caddy_config(f"{address(new)}:{PORT}", new.name, self.variant, index,
+                                                         previous=f"{address(old)}:{PORT}"))
         event: dict[str, float | str] = {"old": old.name, "new": new.name, "reload_at": time.monotonic()}
         code, output = self.proxy.exec_run(["caddy", "reload", "--config", "/etc/caddy/next.json"])
         event["reloaded_at"] = time.monotonic()
         if code != 0:
             raise SystemExit(f"caddy reload failed: {output.decode(errors='replace')[-300:]}")
+        if self.args.reload_only:
+            event["stop_at"] = event["stopped_at"] = event["reloaded_at"]
+            self.switches.append(event)
+            return new
         time.sleep(self.args.drain)
         if self.variant.get("wait_idle"):
             event["idle_wait_s"] = wait_no_connection(self.proxy, address(old), timeout=10)
+        event["old_listen_drops"] = listen_drops(old)
         event["stop_at"] = time.monotonic()
         old.stop(timeout=self.args.stop_grace)
         event["stopped_at"] = time.monotonic()
@@ -252,6 +282,22 @@ def wait_no_connection(proxy: Any, old_address: str, timeout: float) -> float:
             break
         time.sleep(0.05)
     return round(time.monotonic() - started, 2)
+
+
+def listen_drops(container: Any) -> int:
+    """SYNs and handshakes the container's listening sockets dropped since it started (TcpExtListenDrops of
+    its network namespace: the accept queue was full, e.g. ThreadingHTTPServer's backlog of 5)."""
+    code, output = container.exec_run(["cat", "/proc/net/netstat"])
+    text = output.decode(errors="replace")
+    if code != 0:  # caddy:2 has no cat: its namespace's counters through its pid (an engine on this machine)
+        container.reload()
+        try:
+            with open(f"/proc/{container.attrs['State']['Pid']}/net/netstat") as counters:
+                text = counters.read()
+        except OSError:
+            return -1
+    lines = [line.split() for line in text.splitlines() if line.startswith("TcpExt:")]
+    return int(dict(zip(lines[0], lines[1]))["ListenDrops"]) if len(lines) == 2 else -1
 
 
 def own_address() -> str:
@@ -283,11 +329,11 @@ def figures(samples: list[tuple[float, float, str, str]], switches: list[dict[st
         where, index, to_reload, to_stop = phase(sent, switches)
         details.append({"kind": kind, "phase": where, "switch": index, "s_after_reload": to_reload,
                         "s_after_stop": to_stop, "latency_s": round(latency, 2)})
-    late_old = 0  # answered by the old version although sent after its reload returned (the old server kept it)
+    late_old = 0  # answered by the version switched away from although sent after the reload returned
     for sent, _, kind, served in samples:
-        for event in switches:
-            if kind == "ok" and served == event["old"] and sent > event["reloaded_at"]:
-                late_old += 1
+        last = next((e for e in reversed(switches) if e["reloaded_at"] < sent), None)
+        if kind == "ok" and last is not None and served == last["old"]:
+            late_old += 1
     return {
         "requests": len(samples), "failed": len(failed),
         "failed_by_kind": dict(Counter(d["kind"] for d in details)),
@@ -297,6 +343,9 @@ def figures(samples: list[tuple[float, float, str, str]], switches: list[dict[st
         "p50_ms": quantile(ok, 50), "p99_ms": quantile(ok, 99), "max_ms": round(max(ok, default=0) * 1000, 1),
         "answered_by_old_after_reload": late_old,
         "failures": details[:40],
+        "slow_over_1s": [{"phase": where, "switch": index, "s_after_reload": to_reload, "latency_s": round(lat, 2)}
+                         for sent, lat, kind, _ in samples if kind == "ok" and lat > 1
+                         for where, index, to_reload, _ in [phase(sent, switches)]][:20],
     }
 
 
@@ -312,6 +361,11 @@ def main() -> None:
     parser.add_argument("--via", choices=["loopback", "eth", "direct"], default="loopback")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="current")
     parser.add_argument("--protocol", default="HTTP/1.0", help="the upstream's HTTP version (HTTP/1.1: keep-alive)")
+    parser.add_argument("--backlog", type=int, default=5,
+                        help="the upstream's listen backlog (5: socketserver's default, as the mnist sample's serve.py)")
+    parser.add_argument("--reload-only", action="store_true",
+                        help="no container started or stopped: each switch reloads Caddy onto the other of two "
+                             "running upstreams (isolates the reload; use a short --gap and a high --rate)")
     parser.add_argument("--docker-host", default=os.environ.get("DOCKER_HOST"))
     parser.add_argument("--proxy-log", action="store_true", help="print the proxy's log lines that are not info")
     args = parser.parse_args()
@@ -319,6 +373,8 @@ def main() -> None:
     bench = Bench(client, args)
     try:
         live = bench.upstream()
+        if args.reload_only:
+            bench.spare = bench.upstream()
         url = bench.start_proxy(live)
         load = Load(url, args.rate, args.timeout)
         load.start()
@@ -334,12 +390,15 @@ def main() -> None:
             samples = list(load.samples)
         report = {
             "engine": args.docker_host or "default", "via": args.via, "variant": args.variant,
-            "protocol": args.protocol, "rate_per_s": args.rate, "client_timeout_s": args.timeout,
-            "drain_s": args.drain, "switches": args.switches,
+            "protocol": args.protocol, "backlog": args.backlog, "rate_per_s": args.rate, "client_timeout_s": args.timeout,
+            "drain_s": args.drain, "switches": args.switches, "reload_only": args.reload_only,
             "baseline": figures([s for s in samples if s[0] < baseline_end], []),
             "switching": figures([s for s in samples if s[0] >= baseline_end], bench.switches),
             "reload_s": [round(e["reloaded_at"] - e["reload_at"], 2) for e in bench.switches],
             "stop_s": [round(e["stopped_at"] - e["stop_at"], 2) for e in bench.switches],
+            "upstream_listen_drops": [e["old_listen_drops"] for e in bench.switches if "old_listen_drops" in e]
+            + [listen_drops(live)],
+            "proxy_listen_drops": listen_drops(bench.proxy),
         }
         if bench.variant.get("wait_idle"):
             report["idle_wait_s"] = [e["idle_wait_s"] for e in bench.switches]
