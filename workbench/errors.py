@@ -22,5 +22,9 @@ class EngineUnavailable(WorkbenchError):
     """No Docker engine answers where one was required."""
 
 
+class PortInUse(WorkbenchError):
+    """The port a deployment's endpoint asks for is held on the machine."""
+
+
 class NoGpuRuntime(WorkbenchError):
     """The machine's Docker engine cannot give a container GPUs (no NVIDIA Container Toolkit there)."""

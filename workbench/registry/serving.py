@@ -15,7 +15,7 @@ import secrets
 import time
 from typing import Any, Callable
 
-from workbench.errors import WorkbenchError
+from workbench.errors import PortInUse, WorkbenchError
 from workbench.registry import proxy
 from workbench.registry.health import Http, Probe
 
@@ -210,7 +210,7 @@ def ensure_proxy(client: Any, name: str, port: int, bind: str, plan: proxy.Plan,
         message = _first_line(exc)
         if _port_taken(message):
             _quietly_remove(get(client, name))
-            raise WorkbenchError(f"port {port} is in use on {bind}",
+            raise PortInUse(f"port {port} is in use on {bind}",
                                  hint="pick another with --port (or another address with --bind)") from None
         if isinstance(exc, WorkbenchError):
             raise

@@ -17,12 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import WorkbenchError
+from workbench.errors import PortInUse, WorkbenchError
 from workbench.registry import ports, serving
 from workbench.registry.models import check_name
 from workbench.services import models
 from workbench.services.context import Services, first_line
-from workbench.services.deploy_base import (Target, check_lease, counters_now, event, get_record, hold,
+from workbench.services.deploy_base import (Target, check_lease, counters_now, engine_errors, event, get_record, hold,
                                             holding, quietly, release, remove_container, retire, serve_only,
                                             smoke_json, smoke_of, token, wait_ready)
 from workbench.services.deploy_reconcile import reconcile
@@ -77,7 +77,10 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
         raise WorkbenchError(f"deployment {name} lives on {existing['machine']}",
                              hint=f"stop it there first (`workbench deployments stop {name} --remove`), or pass --name")
     port = port or (existing["port"] if existing else DEFAULT_PORT)
-    bind = bind or spec.deploy.bind
+    if bind is None and existing and existing["bind"] != spec.deploy.bind:
+        wb.progress(f"{name} keeps listening on {existing['bind']} ([deploy] bind says {spec.deploy.bind}: to move "
+                    f"it, pass --bind while nothing is live, or stop it with --remove and deploy again)")
+    bind = bind or (existing["bind"] if existing else spec.deploy.bind)
     owner, keeper = hold(wb, name)
     label = f"{version['name']}:{version['version']}"
     state: dict[str, Any] = {"created": False, "container": None}
@@ -89,19 +92,20 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
     except BaseException as exc:
         current = wb.store.get_deployment(name)
         container_name = state["container"]
+        settled = True
         if container_name and current and current["live_container"] != container_name \
                 and not (current.get("canary") or {}).get("container") == container_name:
-            if not _discard(wb, machine, name, container_name, current["live_container"]):
-                raise  # the machine did not answer: the operation stays recorded, for the next look to settle
-        if state["created"] and container_name is None:
-            wb.store.forget_deployment(name)  # refused before anything started: nothing to record
-        elif current and current.get("operation") and current["operation"].get("owner") == owner:
+            # False: the machine did not answer; the operation stays recorded, for the next look to settle
+            settled = _discard(wb, machine, name, container_name, current["live_container"])
+        if settled and state["created"] and (container_name is None or isinstance(exc, PortInUse)):
+            wb.store.forget_deployment(name)  # refused before it could serve: nothing to record
+        elif settled and current and current.get("operation") and current["operation"].get("owner") == owner:
             wb.store.update_deployment(name, operation=None, status="live" if current["live_container"] else "failed",
                                        status_reason=f"{label}: {getattr(exc, 'message', None) or first_line(exc)}")
         if isinstance(exc, docker.errors.DockerException):
-            said = getattr(exc, "explanation", None) or first_line(exc)
-            raise WorkbenchError(f"{label} not deployed: the engine on {machine} said: {str(said).splitlines()[0]}") \
-                from None
+            said = str(getattr(exc, "explanation", None) or first_line(exc)).strip().splitlines()
+            raise WorkbenchError(f"{label} not deployed: the engine on {machine} said: "
+                                 f"{said[0][:300] if said else type(exc).__name__}") from None
         raise
     finally:
         release(wb, name, owner, keeper)
@@ -150,11 +154,6 @@ def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, 
         if proxy_container is not None:  # nothing serves on the old endpoint: it moves
             proxy_container.remove(force=True)
         wb.store.update_deployment(name, port=port, bind=bind)
-    if d.auth == "token" and token(wb, name) is None:
-        secret = token(wb, name, create=True)
-        wb.progress(f"{name}: callers now need `Authorization: Bearer {secret}` (the token is shown this once; "
-                    f"`workbench deployments token {name}` prints it again)")
-    wb.store.update_deployment(name, auth=d.auth)
     record = get_record(wb, name)
     wb.store.update_deployment(name, operation={"kind": "canary" if canary else "deploy",
                                                 "version": version["version"], "owner": owner,
@@ -202,6 +201,7 @@ def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, 
                                    status_reason=f"{label}: {exc.message}")
         raise WorkbenchError(f"{label} not deployed: {exc.message}{keeps}") from None
     check_lease(keeper, name)
+    _take_auth(wb, record, d.auth)  # the endpoint asks for a token (or stops asking) from this switch on
     if canary is not None:
         from workbench.services.deploy_canary import start_canary
 
@@ -217,8 +217,30 @@ def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, 
     event(wb, name, "switch" if live else "deploy", f"{name}: {verb} on {machine}:{record['port']} (ready after "
           f"{took:.1f} s)", from_version=record["live_version"], to_version=version["version"], health="ok")
     if live and live != container_name:
-        retire(wb, target, name, live)
+        _retire_after_switch(wb, target, name, live, f"v{version['version']}")
     return show(wb, name, check=False)
+
+
+def _retire_after_switch(wb: Services, target: Target, name: str, old: str, now_live: str) -> None:
+    """The version switched away from, stopped and kept; its failure is said, never taken for the switch's."""
+    try:
+        retire(wb, target, name, old)
+    except Exception as exc:  # noqa: BLE001 - the switch is done: what failed is only the clean-up
+        wb.progress(f"{name}: {now_live} is live, but the version before it could not be stopped: "
+                    f"{getattr(exc, 'message', None) or first_line(exc)}")
+
+
+def _take_auth(wb: Services, record: dict[str, Any], auth: str) -> None:
+    """The deployment's `auth` as its project says now, written with the switch that applies it (a version
+    refused by its gate changes nothing for the callers of the live one); the token is made here once."""
+    name = record["name"]
+    if auth == "token" and token(wb, name) is None:
+        secret = token(wb, name, create=True)
+        wb.progress(f"{name}: callers now need `Authorization: Bearer {secret}` (the token is shown this once; "
+                    f"`workbench deployments token {name}` prints it again)")
+    if record.get("auth") != auth:
+        wb.store.update_deployment(name, auth=auth)
+        record["auth"] = auth
 
 
 def _watched(wb: Services) -> None:
@@ -249,10 +271,8 @@ def _discard(wb: Services, machine: str, name: str, container_name: str, live_na
         target = Target(wb, machine)
         proxy_container = target.proxy(name)
         plan = proxy.read_plan(proxy_container)
-        if plan is not None and any(b.container == container_name for b in plan.backends):
-            stable = plan.stable()
-            if stable is not None and stable.container == container_name:
-                return False  # the switch happened before the failure: the next look records it as live
+        if plan is not None and [b.container for b in plan.backends] == [container_name]:
+            return False  # the switch happened before the failure: the next look records it as live
         live = serving.get(target.client, live_name) if live_name else None
         if live is not None and proxy_container is not None and proxy_container.status == "running" \
                 and serving.address(live):
@@ -303,61 +323,73 @@ def rollback(wb: Services, name: str) -> dict[str, Any]:
     canary: the canary ends, the live version takes every request again."""
     record = get_record(wb, name)
     owner, keeper = hold(wb, name)
+    fresh: dict[str, Any] = {}  # the container made from the image, while it is not live
     try:
-        record = reconcile(wb, record, quiet=True, owner=owner)
-        if record.get("canary"):
-            from workbench.services.deploy_canary import end_canary
-
-            return end_canary(wb, Target(wb, record["machine"]), record, promote=False,
-                              why="rolled back by hand", keeper=keeper)
-        standby = [t for t in wb.store.targets(name) if t["state"] in ("standby", "standby-gone")]
-        if not standby:
-            raise WorkbenchError(f"deployment {name} has no earlier version kept to go back to")
-        back = max(standby, key=lambda t: t["state_at"])  # the one live most recently
-        target = Target(wb, record["machine"])
-        kept = models.resolve(wb, f"{record['model']}:{back['version']}")
-        # the kept container mounts the host's copy by path when it starts again: that copy must be the model
-        model_path = target.model_path(models.model_file(wb, kept), back["sha256"],
-                                       lambda why: event(wb, name, "model-replaced", why))
-        wb.store.update_deployment(name, operation={"kind": "rollback", "version": back["version"], "owner": owner,
-                                                    "started": time.time()})
-        started = time.monotonic()
-        container, fresh = _bring_back(wb, target, record, back, model_path)
-        try:
-            wait_ready(wb, target, container, ROLLBACK_TIMEOUT, smoke_of(back["launch"]))
-            check_lease(keeper, name)
-        except WorkbenchError as exc:
-            if fresh:
-                quietly(remove_container, target.client, container.name)
-                wb.store.set_target_state(name, container.name, "failed")
-            else:
-                quietly(serving.stop_keep, container)  # kept as it was, for another try
-            message = f"{name}: rollback to v{back['version']} failed: {exc.message}" + (
-                f"; v{record['live_version']} keeps serving" if record["live_container"] else "")
-            event(wb, name, "rollback-failed", message, from_version=record["live_version"],
-                  to_version=back["version"], health="failing")
-            raise WorkbenchError(message) from None
-        serve_only(wb, target, record, container, back["version"])
-        wb.store.set_target_state(name, container.name, "live")
-        previous = record["live_container"]
-        wb.store.update_deployment(name, live_version=back["version"], live_container=container.name, status="live",
-                                   status_reason=None, health="ok", health_at=time.time(), operation=None,
-                                   traffic_baseline=counters_now(wb, target, record))
-        how = " (from its image)" if fresh else ""
-        event(wb, name, "rollback", f"{name}: rolled back v{record['live_version']} → v{back['version']}{how} in "
-              f"{time.monotonic() - started:.1f} s", from_version=record["live_version"], to_version=back["version"],
-              health="ok")
-        if previous:
-            retire(wb, target, name, previous)
-        _watched(wb)
-        return show(wb, name, check=False)
-    except BaseException:
+        with engine_errors(record["machine"], f"{name}: rollback"):
+            return _rollback(wb, name, owner, keeper, fresh)
+    except BaseException as exc:
         current = wb.store.get_deployment(name)
+        if fresh.get("name") and current and current["live_container"] != fresh["name"]:
+            quietly(remove_container, fresh["target"].client, fresh["name"])
+            wb.store.set_target_state(name, fresh["name"], "failed")  # its GPUs go back
         if current and current.get("operation") and current["operation"].get("owner") == owner:
-            wb.store.update_deployment(name, operation=None)
+            reason = getattr(exc, "message", None) or first_line(exc)
+            wb.store.update_deployment(name, operation=None, status="live" if current["live_container"] else "failed",
+                                       **({} if current["live_container"] else {"status_reason": reason}))
         raise
     finally:
         release(wb, name, owner, keeper)
+
+
+def _rollback(wb: Services, name: str, owner: str, keeper: Any, fresh: dict[str, Any]) -> dict[str, Any]:
+    record = reconcile(wb, get_record(wb, name), quiet=True, owner=owner)
+    if record.get("canary"):
+        from workbench.services.deploy_canary import end_canary
+
+        return end_canary(wb, Target(wb, record["machine"]), record, promote=False, why="rolled back by hand",
+                          keeper=keeper)
+    standby = [t for t in wb.store.targets(name) if t["state"] in ("standby", "standby-gone")]
+    if not standby:
+        raise WorkbenchError(f"deployment {name} has no earlier version kept to go back to")
+    back = max(standby, key=lambda t: t["state_at"])  # the one live most recently
+    target = Target(wb, record["machine"])
+    kept = models.resolve(wb, f"{record['model']}:{back['version']}")
+    # the kept container mounts the host's copy by path when it starts again: that copy must be the model
+    model_path = target.model_path(models.model_file(wb, kept), back["sha256"],
+                                   lambda why: event(wb, name, "model-replaced", why))
+    wb.store.update_deployment(name, operation={"kind": "rollback", "version": back["version"], "owner": owner,
+                                                "started": time.time()})
+    started = time.monotonic()
+    live_before = record["live_version"] if record["live_container"] else None
+    container = _bring_back(wb, target, record, back, model_path, fresh)
+    try:
+        wait_ready(wb, target, container, ROLLBACK_TIMEOUT, smoke_of(back["launch"]))
+        check_lease(keeper, name)
+    except WorkbenchError as exc:
+        if not fresh:
+            quietly(serving.stop_keep, container)  # kept as it was, for another try
+        message = f"{name}: rollback to v{back['version']} failed: {exc.message}" + (
+            f"; v{live_before} keeps serving" if record["live_container"] else "")
+        event(wb, name, "rollback-failed", message, from_version=record["live_version"],
+              to_version=back["version"], health="failing")
+        raise WorkbenchError(message) from None
+    serve_only(wb, target, record, container, back["version"])
+    wb.store.set_target_state(name, container.name, "live")
+    if fresh:
+        wb.store.set_target_state(name, back["container"], "removed")  # its image made the live one
+        fresh.clear()
+    previous = record["live_container"]
+    wb.store.update_deployment(name, live_version=back["version"], live_container=container.name, status="live",
+                               status_reason=None, health="ok", health_at=time.time(), operation=None,
+                               traffic_baseline=counters_now(wb, target, record))
+    how = " (from its image)" if container.name != back["container"] else ""
+    event(wb, name, "rollback", f"{name}: rolled back v{record['live_version']} → v{back['version']}{how} in "
+          f"{time.monotonic() - started:.1f} s", from_version=record["live_version"], to_version=back["version"],
+          health="ok")
+    if previous:
+        _retire_after_switch(wb, target, name, previous, f"v{back['version']}")
+    _watched(wb)
+    return show(wb, name, check=False)
 
 
 def promote(wb: Services, name: str) -> dict[str, Any]:
@@ -374,41 +406,42 @@ def promote(wb: Services, name: str) -> dict[str, Any]:
         if not record.get("canary"):
             raise WorkbenchError(f"deployment {name}'s canary was decided meanwhile (see `workbench deployments "
                                  f"show {name}`)")
-        return end_canary(wb, Target(wb, record["machine"]), record, promote=True, why="promoted by hand",
-                          keeper=keeper)
+        with engine_errors(record["machine"], f"{name}: promote"):
+            return end_canary(wb, Target(wb, record["machine"]), record, promote=True, why="promoted by hand",
+                              keeper=keeper)
     finally:
         release(wb, name, owner, keeper)
 
 
-def _bring_back(wb: Services, target: Target, record: dict[str, Any], back: dict[str, Any],
-                model_path: str) -> tuple[Any, bool]:
+def _bring_back(wb: Services, target: Target, record: dict[str, Any], back: dict[str, Any], model_path: str,
+                fresh: dict[str, Any]) -> Any:
     """The earlier version's container, running: the kept one started again, else a new one from its image
-    (True when new)."""
+    (named in `fresh` until it is live, so a failure removes it and the earlier target stays the way back)."""
     name = record["name"]
     container = serving.get(target.client, back["container"]) if back["state"] == "standby" else None
     if container is not None:
         serving.start_again(container)
-        return container, False
+        return container
+    if back["state"] == "standby":
+        wb.store.set_target_state(name, back["container"], "standby-gone")  # its container is gone: GPUs free
     launch = back["launch"]
+    how_back = (f"deploy it again: `workbench deploy {record['model']}:{back['version']} --machine "
+                f"{record['machine']}`")
     if not launch:
         wb.store.set_target_state(name, back["container"], "removed")
-        raise WorkbenchError(f"the container of v{back['version']} is gone from {record['machine']}",
-                             hint=f"deploy it again: `workbench deploy {record['model']}:{back['version']} "
-                                  f"--machine {record['machine']}`")
+        raise WorkbenchError(f"the container of v{back['version']} is gone from {record['machine']}", hint=how_back)
     if not _image_there(target, launch["image"]):
         wb.store.set_target_state(name, back["container"], "removed")
-        raise WorkbenchError(f"the image of v{back['version']} is gone from {record['machine']}",
-                             hint=f"deploy it again: `workbench deploy {record['model']}:{back['version']} "
-                                  f"--machine {record['machine']}`")
+        raise WorkbenchError(f"the image of v{back['version']} is gone from {record['machine']}", hint=how_back)
     label = f"{record['model']}:{back['version']}"
     gpu_ids = _gpus_for(wb, target, record, launch.get("gpus", 0), True, label)
     container_name = serving.target_name(name, back["version"])
-    wb.store.set_target_state(name, back["container"], "removed")
     wb.store.add_target(name, container_name, back["version"], back["sha256"], "starting", snapshot=launch["snapshot"],
                         machine=record["machine"], gpu_uuids=gpu_ids, launch=launch)
+    fresh.update(name=container_name, target=target)
     wb.progress(f"starting {label} again from its image on {record['machine']}")
     code = target.code_dir(launch["snapshot"])
-    return start_version(wb, target, name, container_name, back["version"], launch, code, model_path, gpu_ids), True
+    return start_version(wb, target, name, container_name, back["version"], launch, code, model_path, gpu_ids)
 
 
 def _image_there(target: Target, image: str) -> bool:
@@ -476,10 +509,11 @@ def logs(wb: Services, name: str, tail: int = 200) -> str:
     record = get_record(wb, name)
     if not record["live_container"]:
         raise WorkbenchError(f"deployment {name} has no live version")
-    container = serving.get(Target(wb, record["machine"]).client, record["live_container"])
-    if container is None:
-        raise WorkbenchError(f"the container of v{record['live_version']} is gone from {record['machine']}")
-    return container.logs(tail=tail).decode(errors="replace")
+    with engine_errors(record["machine"], f"{name}: logs"):
+        container = serving.get(Target(wb, record["machine"]).client, record["live_container"])
+        if container is None:
+            raise WorkbenchError(f"the container of v{record['live_version']} is gone from {record['machine']}")
+        return container.logs(tail=tail).decode(errors="replace")
 
 
 def endpoint_token(wb: Services, name: str) -> str:
@@ -494,8 +528,8 @@ def endpoint_token(wb: Services, name: str) -> str:
 def stop(wb: Services, name: str, remove: bool = False) -> dict[str, Any]:
     """Stops the proxy and the live version (kept, unless `remove`: then every container of it goes, its
     network and token too, and the record with them)."""
-    get_record(wb, name)  # an unknown name is said before anything else
-    with holding(wb, name):
+    machine = get_record(wb, name)["machine"]  # an unknown name is said before anything else
+    with holding(wb, name), engine_errors(machine, f"{name}: stop"):
         return _stop(wb, get_record(wb, name), remove)
 
 

@@ -122,6 +122,19 @@ class Target:
         return serving.get(self.client, serving.proxy_name(self.wb.store.instance, name))
 
 
+@contextmanager
+def engine_errors(machine: str, doing: str) -> Iterator[None]:
+    """An engine's refusal (docker-py's exceptions) as one line naming the machine and what was being done."""
+    import docker.errors
+
+    try:
+        yield
+    except docker.errors.DockerException as exc:
+        said = str(getattr(exc, "explanation", None) or exc).strip().splitlines()
+        raise WorkbenchError(f"{doing}: the engine on {machine} said: {said[0][:300] if said else type(exc).__name__}") \
+            from None
+
+
 # --- one operation at a time -------------------------------------------------------------------------------
 
 def hold(wb: Services, name: str) -> tuple[str, LeaseKeeper]:
@@ -209,8 +222,16 @@ def backend(container: Any, version: int, network: str, weight: int) -> proxy.Ba
 
 
 def plan_for(wb: Services, record: dict[str, Any], backends: list[proxy.Backend]) -> proxy.Plan:
-    secret = token(wb, record["name"]) if record.get("auth") == "token" else None
-    return proxy.Plan(backends=tuple(backends), token=secret)
+    """The plan for `backends` (in version order, as `read_plan` gives them back), with the deployment's
+    token when it asks for one: a token file gone is an error, never an endpoint left open."""
+    secret = None
+    if record.get("auth") == "token":
+        secret = token(wb, record["name"])
+        if secret is None:
+            raise WorkbenchError(f"the token of deployment {record['name']} is gone ({token_path(wb, record['name'])})",
+                                 hint=f"deploy it again to make a new one (callers then need it): `workbench deploy "
+                                      f"{record['model']}:{record['live_version']} --machine {record['machine']}`")
+    return proxy.Plan(backends=tuple(sorted(backends, key=lambda b: b.version)), token=secret)
 
 
 def apply_plan(wb: Services, target: Target, record: dict[str, Any], plan: proxy.Plan) -> None:

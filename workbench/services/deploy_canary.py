@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from workbench.errors import WorkbenchError
 from workbench.registry import serving, traffic
 from workbench.services.context import Services
 from workbench.services.deploy_base import (Target, apply_plan, backend, counters_now, event, get_record,
@@ -54,8 +55,15 @@ def _delta(servers: dict[str, traffic.Counters], baseline: dict[str, Any] | None
 def describe(figures: dict[str, Any], version: int) -> str:
     if not figures or not figures.get("requests"):
         return f"v{version}: no requests"
-    return (f"v{version}: {figures['requests']:,} requests, {figures['error_pct']:.1f}% errors, "
-            f"p50 {figures['p50_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms")
+    latency = (f", p50 {figures['p50_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms"
+               if figures.get("p50_ms") is not None else "")  # none answered: every request was the proxy's 5xx
+    return f"v{version}: {figures['requests']:,} requests, {figures['error_pct']:.1f}% errors{latency}"
+
+
+def _figures(servers: dict[str, traffic.Counters], c: dict[str, Any], live_version: int) -> str:
+    elapsed = max(time.time() - c["started"], 0.001)
+    return "; ".join(describe(traffic.figures(_delta(servers, c["baseline"], version), elapsed), version)
+                     for version in (c["version"], live_version))
 
 
 def judge(wb: Services, target: Target, record: dict[str, Any], servers: dict[str, traffic.Counters],
@@ -63,10 +71,8 @@ def judge(wb: Services, target: Target, record: dict[str, Any], servers: dict[st
     """The watcher's look at a canary: None while it goes on (or while another Workbench holds the
     deployment); else the deployment after the verdict was carried out."""
     c = record["canary"]
-    elapsed = max(time.time() - c["started"], 0.001)
-    canary = traffic.figures(_delta(servers, c["baseline"], c["version"]), elapsed)
-    stable = traffic.figures(_delta(servers, c["baseline"], record["live_version"]), elapsed)
-    said = f"{describe(canary, c['version'])}; {describe(stable, record['live_version'])}"
+    canary = traffic.figures(_delta(servers, c["baseline"], c["version"]), max(time.time() - c["started"], 0.001))
+    said = _figures(servers, c, record["live_version"])
     health, failed = health_of(c["container"])
     over = canary["requests"] and canary["error_pct"] > c["max_error_rate"]
     if health != "ok":
@@ -77,18 +83,19 @@ def judge(wb: Services, target: Target, record: dict[str, Any], servers: dict[st
         if not over:
             why = "its window passed" + (" (no request reached it: judged on health and smoke only)"
                                          if not canary["requests"] else f" within {c['max_error_rate']:g}% errors")
-            return end_canary(wb, target, record, promote=True, why=why, figures=said)
+            return end_canary(wb, target, record, promote=True, why=why, figures=said, decided_on=c["container"])
         why = f"errors over {c['max_error_rate']:g}% at the end of its window"
     else:
         return None
-    return end_canary(wb, target, record, promote=False, why=why, figures=said)
+    return end_canary(wb, target, record, promote=False, why=why, figures=said, decided_on=c["container"])
 
 
 def end_canary(wb: Services, target: Target, record: dict[str, Any], *, promote: bool, why: str,
-               figures: str | None = None, keeper: Any = None) -> Any:
+               figures: str | None = None, keeper: Any = None, decided_on: str | None = None) -> Any:
     """Promotes the canary (every request to it; the old live version retired and kept) or rolls it back
     (every request to the live version; the canary removed). Takes the deployment's lease unless the
-    caller holds it (`keeper`); returns None when another Workbench holds it (the watcher tries again)."""
+    caller holds it (`keeper`); returns None when another Workbench holds it (the watcher tries again), or
+    when the canary is no longer the one `decided_on` names (ended, or replaced, meanwhile)."""
     from workbench.services.deploy import show
 
     name = record["name"]
@@ -100,19 +107,19 @@ def end_canary(wb: Services, target: Target, record: dict[str, Any], *, promote:
     try:
         record = get_record(wb, name)
         c = record.get("canary")
-        if not c:
-            return show(wb, name, check=False)
+        if not c or (decided_on is not None and c["container"] != decided_on):
+            return None if decided_on is not None else show(wb, name, check=False)
         if figures is None:
             try:
-                servers = read_counters(wb, target, record)
-                elapsed = max(time.time() - c["started"], 0.001)
-                figures = (f"{describe(traffic.figures(_delta(servers, c['baseline'], c['version']), elapsed), c['version'])}; "
-                           f"{describe(traffic.figures(_delta(servers, c['baseline'], record['live_version']), elapsed), record['live_version'])}")
+                figures = _figures(read_counters(wb, target, record), c, record["live_version"])
             except Exception:  # noqa: BLE001 - the verdict stands without its figures
                 figures = "figures unavailable (the proxy did not answer)"
         elapsed = time.time() - c["started"]
         if promote:
             staged = serving.get(target.client, c["container"])
+            if staged is None:
+                raise WorkbenchError(f"the canary's container (v{c['version']}) is gone from {record['machine']}",
+                                     hint=f"end it: `workbench deployments rollback {name}`")
             serve_only(wb, target, record, staged, c["version"])
             wb.store.set_target_state(name, c["container"], "live")
             wb.store.update_deployment(name, live_version=c["version"], live_container=c["container"], canary=None,
@@ -122,7 +129,11 @@ def end_canary(wb: Services, target: Target, record: dict[str, Any], *, promote:
                   f"{figures}", from_version=record["live_version"], to_version=c["version"], health="ok")
             retire(wb, target, name, record["live_container"])
             return show(wb, name, check=False)
-        live = serving.get(target.client, record["live_container"])
+        live = serving.get(target.client, record["live_container"]) if record["live_container"] else None
+        if live is None:
+            raise WorkbenchError(f"the live version's container (v{record['live_version']}) is gone from "
+                                 f"{record['machine']}: the canary keeps its share",
+                                 hint=f"promote it (`workbench deployments promote {name}`) or deploy again")
         serve_only(wb, target, record, live, record["live_version"])
         wb.store.update_deployment(name, canary=None, status="live")
         event(wb, name, "canary-rolled-back", f"{name}: canary v{c['version']} rolled back after {elapsed:.0f} s "

@@ -27,6 +27,7 @@ def reconcile(wb: Services, record: dict[str, Any], quiet: bool = False, owner: 
     if not wb.store.acquire_lease(lease(name), mine, LEASE_TTL):
         return record  # another Workbench is at work on it now
     keeper = LeaseKeeper(wb.store, lease(name), mine, LEASE_TTL, LEASE_RENEW) if owner is None else None
+    record = wb.store.get_deployment(name) or record  # as it is now: an operation may have ended meanwhile
     try:
         return _reconcile(wb, record)
     except WorkbenchError as exc:
@@ -69,8 +70,12 @@ def _reconcile(wb: Services, record: dict[str, Any]) -> dict[str, Any]:
     serves = proxy.read_plan(proxy_container)
     settled = bool(record.get("operation"))
     if settled:
+        # the version the proxy serves besides a canary it was being given (by weight, a canary over 50%
+        # would look like the stable one): the recorded live one when the proxy still has it
+        names = [b.container for b in serves.backends] if serves else []
         stable = serves.stable() if serves else None
-        record = _settle(wb, target, record, stable.container if stable else record["live_container"])
+        keep = record["live_container"] if record["live_container"] in names or not stable else stable.container
+        record = _settle(wb, target, record, keep)
     if record["live_container"] and record["status"] == "live":
         live = serving.get(target.client, record["live_container"])
         if live is not None and live.status in ("exited", "created"):

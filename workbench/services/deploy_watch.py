@@ -96,7 +96,11 @@ def watch(wb: Services, idle_exit: bool = True) -> None:
     targets: dict[str, Target] = {}
     try:
         while not keeper.lost.is_set():
-            records = watched(wb)
+            try:
+                records = watched(wb)
+            except Exception:  # noqa: BLE001 - a locked or busy database: the next tick reads it again
+                time.sleep(TICK)
+                continue
             if not records and idle_exit:
                 return
             for record in records:
@@ -170,9 +174,9 @@ def look(wb: Services, target: Target, record: dict[str, Any], memo: _Seen) -> N
             name, "health", f"{name}: v{version} " + ("is healthy again: the proxy sends it requests" if health == "ok"
                                                       else f"failed its health check{why}: out of the proxy's "
                                                            "rotation, callers get 503"), to_version=version, health=health)
-    if record.get("canary"):
-        judge(wb, target, get_record(wb, name), servers, asker)
-        return
+    fresh = get_record(wb, name)
+    if fresh.get("canary") and judge(wb, target, fresh, servers, asker) is not None:
+        return  # decided: the next tick looks at what serves now
     every = FAILING_RECONCILE if health == "failing" else RECONCILE_EVERY
     if now - memo.reconciled >= every:
         memo.reconciled = now

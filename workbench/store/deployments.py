@@ -44,11 +44,15 @@ class DeploymentQueries:
         return bool(self.query("SELECT EXISTS (SELECT 1 FROM deployments WHERE status = 'live')")[0][0])  # type: ignore[attr-defined]
 
     def forget_deployment(self, name: str) -> None:
-        """A record that never served (a deploy refused before anything started): gone with its events."""
+        """A record that never served (a deploy refused before it went live): gone with the events it made
+        (the history of an earlier deployment of that name stays)."""
         with self.tx() as conn:  # type: ignore[attr-defined]
-            conn.execute("DELETE FROM deployments WHERE name = ? AND live_version IS NULL", (name,))
-            conn.execute("DELETE FROM deployment_events WHERE deployment = ? AND NOT EXISTS "
-                         "(SELECT 1 FROM deployments WHERE name = ?)", (name, name))
+            row = conn.execute("SELECT created_at FROM deployments WHERE name = ? AND live_version IS NULL",
+                               (name,)).fetchone()
+            if row is None:
+                return
+            conn.execute("DELETE FROM deployments WHERE name = ?", (name,))
+            conn.execute("DELETE FROM deployment_events WHERE deployment = ? AND ts >= ?", (name, row[0]))
             conn.execute("DELETE FROM deployment_traffic WHERE deployment = ?", (name,))
 
     def set_health(self, name: str, health: str) -> bool:
