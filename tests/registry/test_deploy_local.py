@@ -66,9 +66,10 @@ def test_deploy_switch_rollback_and_stop_on_this_machine(cli, make_project):
     registered(cli, root, "second")
     port = free_port()
     try:
-        first = cli("deploy", "m:1", "--machine", "local", "--port", str(port), "--json")
+        first = cli("deploy", "m:1", "--machine", "local", "--port", str(port), "--bind", "127.0.0.1", "--json")
         assert first.code == 0, first.err
         assert first.json()["endpoint"] == f"http://127.0.0.1:{port}" and which(port) == "first"
+        assert first.json()["bind"] == "127.0.0.1"  # and kept by the deploys below, which do not say it again
         assert cli("models", "alias", "m", "2", "production").code == 0
         second = cli("deploy", "m@production", "--machine", "local", "--json")  # the port is kept
         assert second.code == 0, second.err
