@@ -33,17 +33,20 @@ import json
 import os
 import socket
 import statistics
+import tempfile
 import tarfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import docker
 
 CADDY, PYTHON = "caddy:2", "python:3.11-slim"
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_projects" / "mnist-numpy"
 LABEL = {"workbench.bench": "switch_load"}
 PORT = 8000
 
@@ -199,7 +202,7 @@ class Load(threading.Thread):
         try:
             request = urllib.request.Request(self.url, self.body, {"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                served_by = json.loads(answer.read())["served_by"]
+                served_by = json.loads(answer.read()).get("served_by", "")
         except Exception as exc:  # noqa: BLE001 - each kind is counted
             kind = classify(exc)
         with self.lock:
@@ -226,12 +229,39 @@ class Bench:
     def upstream(self) -> Any:
         self.count += 1
         name = f"switchload-{self.tag}-v{self.count}"
+        if self.args.sample:
+            image, command, mounts = self.sample()
+        else:
+            image, command, mounts = PYTHON, ["python", "-c", SERVER], []
         container = self.client.containers.run(
-            PYTHON, ["python", "-c", SERVER], name=name, detach=True, init=True, labels=LABEL,
+            image, command, name=name, detach=True, init=True, labels=LABEL, mounts=mounts,
             environment={"NAME": name, "PROTOCOL": self.args.protocol, "BACKLOG": str(self.args.backlog)})
         where = address(container)
         wait_until(lambda: probe(f"http://{where}:{PORT}/health") == 200, 30, f"{name} answering /health")
         return container
+
+    def sample(self) -> tuple[str, list[str], list[Any]]:
+        """The mnist sample's image (built by an earlier `workbench run` of it) and its serve.py, unchanged but
+        for the listen backlog, serving a random model of the right shapes."""
+        import numpy as np
+        from docker.types import Mount
+
+        tags = [t for image in self.client.images.list("workbench/mnist-numpy") for t in image.tags]
+        if not tags:
+            raise SystemExit("no workbench/mnist-numpy image: run the sample once (workbench run sample_projects/mnist-numpy)")
+        model = Path(tempfile.gettempdir(), f"switchload-{self.tag}-model")
+        if not (model / "model.npz").exists():
+            model.mkdir(exist_ok=True)
+            rng = np.random.default_rng(0)
+            np.savez(model / "model.npz", W1=rng.normal(size=(64, 32)), b1=np.zeros(32), W2=rng.normal(size=(32, 10)),
+                     b2=np.zeros(10))
+        start = ("import http.server, os, runpy, sys; "
+                 "http.server.ThreadingHTTPServer.request_queue_size = int(os.environ['BACKLOG']); "
+                 "sys.argv = ['serve.py', '--model', '/model/model.npz', '--port', '8000']; "
+                 "runpy.run_path('/workspace/serve.py', run_name='__main__')")
+        mounts = [Mount("/workspace", str(SAMPLE), type="bind", read_only=True),
+                  Mount("/model", str(model), type="bind", read_only=True)]
+        return sorted(tags)[-1], ["python", "-c", start], mounts
 
     def start_proxy(self, first: Any) -> str:
         self.proxy = self.client.containers.create(
@@ -375,6 +405,8 @@ def main() -> None:
     parser.add_argument("--protocol", default="HTTP/1.0", help="the upstream's HTTP version (HTTP/1.1: keep-alive)")
     parser.add_argument("--backlog", type=int, default=5,
                         help="the upstream's listen backlog (5: socketserver's default, as the mnist sample's serve.py)")
+    parser.add_argument("--sample", action="store_true",
+                        help="the upstreams run the mnist sample's serve.py in its image (instead of the tiny server)")
     parser.add_argument("--reload-only", action="store_true",
                         help="no container started or stopped: each switch reloads Caddy onto the other of two "
                              "running upstreams (isolates the reload; use a short --gap and a high --rate)")
@@ -402,7 +434,8 @@ def main() -> None:
             samples = list(load.samples)
         report = {
             "engine": args.docker_host or "default", "via": args.via, "variant": args.variant,
-            "protocol": args.protocol, "backlog": args.backlog, "rate_per_s": args.rate, "client_timeout_s": args.timeout,
+            "upstream": "mnist sample serve.py" if args.sample else "tiny server", "protocol": args.protocol,
+            "backlog": args.backlog, "rate_per_s": args.rate, "client_timeout_s": args.timeout,
             "drain_s": args.drain, "switches": args.switches, "reload_only": args.reload_only,
             "baseline": figures([s for s in samples if s[0] < baseline_end], []),
             "switching": figures([s for s in samples if s[0] >= baseline_end], bench.switches),
