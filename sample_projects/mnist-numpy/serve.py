@@ -99,6 +99,9 @@ def main():
     model = Model()
     # As PID 1 in a container, SIGTERM is ignored unless handled.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # a backlog of 128 (the stdlib's 5 overflows when the proxy switches versions under load: callers then
+    # wait for TCP's 1 s retransmit or get a 502)
+    ThreadingHTTPServer.request_queue_size = 128
     server = ThreadingHTTPServer((args.host, args.port), make_handler(model))
     threading.Thread(target=model.load, args=(args.model,), daemon=True).start()
     print(f"listening on http://{args.host}:{args.port}, loading {args.model}", flush=True)

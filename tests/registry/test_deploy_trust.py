@@ -49,6 +49,7 @@ class H(http.server.BaseHTTPRequestHandler):
             self.send(500, {"error": "shapes (64,) and (32,) not aligned"})
         else:
             self.send(200, {"digit": 7, "model": model})
+http.server.ThreadingHTTPServer.request_queue_size = 128  # a real server's backlog (the stdlib's is 5)
 http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[2])), H).serve_forever()
 """
 TRAIN = "import os, sys; open(os.path.join(os.environ['WORKBENCH_OUTPUT'], 'model.txt'), 'w').write(sys.argv[1])"
@@ -361,5 +362,28 @@ def test_twenty_switches_in_a_row_under_load_fail_no_request(cli, project):
         assert not failed, (len(failed), len(load.samples), failed[:3])
         assert {s[3] for s in load.samples} == {"one", "two"} and len(load.samples) > 500
         assert cli("deployments", "show", "m", "--json").json()["live_version"] == 1  # v2, then 19 rollbacks
+    finally:
+        cli("deployments", "stop", "m", "--remove")
+
+
+def test_a_live_version_failing_its_callers_reads_errors_not_ok(cli, project, home):
+    """Past its smoke request, a version whose /predict fails while /health says 200: the watcher reads its
+    5xx share from the proxy and the deployment's health says so (the issue's 1,077 of 1,077 failed
+    requests under "health ok")."""
+    root = project()
+    registered(cli, root, "sour")
+    registered(cli, root, "two")
+    port = free_port()
+    try:
+        assert cli("deploy", "m:1", "--machine", "local", "--port", str(port)).code == 0
+        with Load(port, rate=20):
+            wait_for(lambda: db_deployment(home)["health"] == "errors", timeout=30)
+        event = [e for e in db_events(home) if e["kind"] == "health"][-1]
+        assert "answers 5xx to 100% of its requests" in event["message"], event
+        listed = cli("deployments", "list")
+        assert "health errors" in listed.out, listed.out
+        assert cli("deploy", "m:2", "--machine", "local").code == 0  # a good version: ok again
+        assert db_deployment(home)["health"] == "ok"
+        assert "health ok" in cli("deployments", "list").out
     finally:
         cli("deployments", "stop", "m", "--remove")

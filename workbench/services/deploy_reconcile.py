@@ -145,6 +145,8 @@ def live_health(target: Target, live: Any) -> tuple[str, str]:
 
 def _check_health(wb: Services, target: Target, record: dict[str, Any], live: Any) -> None:
     health, why = live_health(target, live)
+    if health == "ok" and record.get("health") == "errors":
+        health = "errors"  # its health path answers, its callers get 5xx: the watcher says when that ends
     if wb.store.set_health(record["name"], health):
         wb.store.add_deployment_event(record["name"], "health", f"{record['name']}: v{record['live_version']} health "
                                       f"{health}{why}", to_version=record["live_version"], health=health)

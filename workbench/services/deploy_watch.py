@@ -31,6 +31,9 @@ TICK = 1.0              # how often each deployment's proxy is read
 SAMPLE_EVERY = 5.0      # a sample of its counters is kept this often
 RECONCILE_EVERY = 15.0  # a healthy deployment is reconciled this often (a failing one every few ticks)
 FAILING_RECONCILE = 3.0
+ERROR_WINDOW = 10.0     # the live version's 5xx share is judged over about this many seconds ...
+ERROR_MIN_REQUESTS = 20  # ... once this many requests reached it: over ERRORING, its health reads "errors"
+ERRORING, RECOVERED = 50.0, 5.0
 
 
 def watched(wb: Services) -> list[dict[str, Any]]:
@@ -83,6 +86,7 @@ class _Seen:
     sampled: float = 0.0
     reconciled: float = 0.0
     failed: str | None = None  # the last failure said, so it is recorded once
+    erroring: tuple[str, float, int] | None = None  # (live container, its 5xx %, requests) over ERROR_WINDOW
     asker: "HealthAsker | None" = None
 
 
@@ -124,6 +128,21 @@ def watch(wb: Services, idle_exit: bool = True) -> None:
         wb.store.release_lease(LEASE, owner)
 
 
+def _error_share(wb: Services, record: dict[str, Any], servers: dict[str, traffic.Counters],
+                 now: float) -> tuple[float, int] | None:
+    """The live version's 5xx share (percent) and request count since the watcher's sample of about
+    ERROR_WINDOW seconds ago; None with too few requests to tell (or no such sample)."""
+    earlier = wb.store.traffic_sample_before(record["name"], now - ERROR_WINDOW)
+    server = f"v{record['live_version']}"
+    if earlier is None or now - earlier[0] > 3 * ERROR_WINDOW or server not in servers:
+        return None
+    then = (earlier[1].get("servers") or {}).get(server)
+    delta = traffic.since(servers[server], traffic.from_json(then) if then else None)
+    if delta.requests < ERROR_MIN_REQUESTS:
+        return None
+    return 100.0 * delta.errors / delta.requests, delta.requests
+
+
 class HealthAsker:
     """Asks a version's health path at its remembered address (port and path from its labels): an engine
     call only when that does not answer 200 (a restart moved it, or it is down: then it is looked up)."""
@@ -162,18 +181,27 @@ def look(wb: Services, target: Target, record: dict[str, Any], memo: _Seen) -> N
         return
     if now - memo.sampled >= SAMPLE_EVERY:
         memo.sampled = now
+        share = _error_share(wb, record, servers, now)
+        memo.erroring = (record["live_container"], *share) if share else None
         wb.store.add_traffic_sample(name, {"ts": now, "servers": {s: traffic.to_json(c) for s, c in servers.items()}})
         if record.get("canary"):
             wb.store.touch_canary(name, record["canary"]["container"], now)
     asker = memo.asker if memo.asker is not None and memo.asker.target is target else HealthAsker(target)
     memo.asker = asker
     health, why = asker(record["live_container"])
+    version = record["live_version"]
+    if health == "ok" and memo.erroring is not None and memo.erroring[0] == record["live_container"]:
+        _, share, requests = memo.erroring
+        if share > ERRORING or (record.get("health") == "errors" and share > RECOVERED):
+            health, why = "errors", f"answers 5xx to {share:.0f}% of its requests ({requests:,} in the last " \
+                                    f"{ERROR_WINDOW:.0f} s) while its health path says 200"
+    elif health == "ok" and record.get("health") == "errors":
+        health = "errors"  # too few requests lately to tell it recovered
     if wb.store.set_health(name, health):
-        version = record["live_version"]
-        wb.store.add_deployment_event(
-            name, "health", f"{name}: v{version} " + ("is healthy again: the proxy sends it requests" if health == "ok"
-                                                      else f"failed its health check{why}: out of the proxy's "
-                                                           "rotation, callers get 503"), to_version=version, health=health)
+        said = {"ok": "is healthy again: the proxy sends it requests, and they succeed",
+                "errors": why,
+                "failing": f"failed its health check{why}: out of the proxy's rotation, callers get 503"}[health]
+        wb.store.add_deployment_event(name, "health", f"{name}: v{version} {said}", to_version=version, health=health)
     fresh = get_record(wb, name)
     if fresh.get("canary") and judge(wb, target, fresh, servers, asker) is not None:
         return  # decided: the next tick looks at what serves now

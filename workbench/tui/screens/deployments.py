@@ -25,7 +25,7 @@ from workbench.tui.widgets.traffic import canary_lines, token_line, traffic_line
 
 COLUMNS = (("deployment", 12, 2), ("status", 7, 0), ("live", 5, 0), ("health", 7, 0), ("endpoint", 21, 1),
            ("machine", 7, 1), ("last switch", 11, 0))
-HEALTH_STYLE = {"ok": "green", "failing": "bold red", "unknown": "yellow"}
+HEALTH_STYLE = {"ok": "green", "failing": "bold red", "errors": "bold red", "unknown": "yellow"}
 STATUS_STYLE = {"live": "green", "canary": "cyan"}
 
 
@@ -165,7 +165,7 @@ class DeploymentsScreen(BaseScreen):
         lines += canary_lines(d.get("canary"), self.clock())
         lines.append(token_line(d))
         for e in reversed(shown.get("events", [])[-self.HISTORY:]):
-            style = "red" if e["kind"] in ("deploy-failed",) or e.get("health") == "failing" else ""
+            style = "red" if e["kind"] in ("deploy-failed",) or e.get("health") in ("failing", "errors") else ""
             text = f"{stamp(e['ts'])}  {escape(e['kind']):<15} {escape(e['message'])}"
             lines.append(f"[{style}]{text}[/]" if style else text)
         out.update("\n".join(lines) or "no events yet")
