@@ -99,7 +99,7 @@ def watch(wb: Services, idle_exit: bool = True) -> None:
     seen: dict[str, _Seen] = {}
     targets: dict[str, Target] = {}
     try:
-        while not keeper.lost.is_set():
+        while not keeper.lost.is_set() and wb.dirs.db_path.exists():  # a data dir deleted: nothing to watch for
             try:
                 records = watched(wb)
             except Exception:  # noqa: BLE001 - a locked or busy database: the next tick reads it again
