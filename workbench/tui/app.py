@@ -152,8 +152,8 @@ class WorkbenchApp(App[None]):
         for d in wb.deployments(check=True):
             before = self._health.get(d["name"])
             self._health[d["name"]] = d.get("health")
-            if before is not None and d.get("health") != before and d.get("health") in ("failing", "ok"):
-                failing = d["health"] == "failing"
+            if before is not None and d.get("health") != before and d.get("health") in ("failing", "errors", "ok"):
+                failing = d["health"] in ("failing", "errors")
                 self.call_from_thread(self.notify, f"{d['name']}: v{d['live_version']} health {d['health']}",
                                       title="Deployment", severity="error" if failing else "information")
 
