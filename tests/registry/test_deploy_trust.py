@@ -17,7 +17,9 @@ import stat
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -95,6 +97,21 @@ def registered(cli, root: Path, tag: str) -> None:
     assert cli("models", "register", run.json()["id"], "model.txt", "--name", "m").code == 0
 
 
+@contextmanager
+def serving(cli, root: Path, *tags: str) -> Iterator[tuple[int, Any]]:
+    """m:1, m:2 ... trained and registered, one per tag (the model file says how the server behaves), and m:1
+    deployed here on a free port: (port, the deploy's result); the deployment is removed afterwards."""
+    for tag in tags:
+        registered(cli, root, tag)
+    port = free_port()
+    try:
+        deployed = cli("deploy", "m:1", "--machine", "local", "--port", str(port), "--json")
+        assert deployed.code == 0, deployed.err
+        yield port, deployed
+    finally:
+        cli("deployments", "stop", "m", "--remove")
+
+
 def db_deployment(home: Path, name: str = "m") -> dict:
     """The record as the database holds it, read without running any Workbench command."""
     with sqlite3.connect(home / "workbench.db") as conn:
@@ -118,12 +135,7 @@ def project(make_project):
 
 
 def test_a_version_healthy_but_failing_its_smoke_request_never_gets_traffic(cli, project):
-    root = project()
-    registered(cli, root, "good")
-    registered(cli, root, "broken")
-    port = free_port()
-    try:
-        assert cli("deploy", "m:1", "--machine", "local", "--port", str(port)).code == 0
+    with serving(cli, project(), "good", "broken") as (port, deployed):
         assert predict(port) == (200, "good")
         refused = cli("deploy", "m:2", "--machine", "local")
         assert_one_line_error(refused, "m:2 not deployed", "smoke request failed", "POST /predict answered HTTP 500",
@@ -134,8 +146,6 @@ def test_a_version_healthy_but_failing_its_smoke_request_never_gets_traffic(cli,
         failed = [e for e in shown["events"] if e["kind"] == "deploy-failed"]
         assert failed and "HTTP 500" in failed[-1]["message"] and "not aligned" in failed[-1]["message"]
         assert [t["state"] for t in shown["targets"] if t["version"] == 2] == ["failed"]
-    finally:
-        cli("deployments", "stop", "m", "--remove")
 
 
 def test_ports_binds_and_refused_deploys_leave_no_record(cli, project, docker_client, home):
@@ -166,12 +176,7 @@ def test_ports_binds_and_refused_deploys_leave_no_record(cli, project, docker_cl
 
 
 def test_token_bind_and_a_hardened_model_container(cli, project, home, docker_client):
-    root = project('auth = "token"\nbind = "127.0.0.1"\n')
-    registered(cli, root, "good")
-    port = free_port()
-    try:
-        deployed = cli("deploy", "m", "--machine", "local", "--port", str(port), "--json")
-        assert deployed.code == 0, deployed.err
+    with serving(cli, project('auth = "token"\nbind = "127.0.0.1"\n'), "good") as (port, deployed):
         assert "deployments token m" in deployed.err  # said once, on the deploy that made the token
         token = cli("deployments", "token", "m")
         assert token.code == 0 and len(token.out.strip()) >= 32
@@ -196,8 +201,6 @@ def test_token_bind_and_a_hardened_model_container(cli, project, home, docker_cl
         assert model.attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"  # the files' owner
         assert not host.get("PortBindings") and list(model.attrs["NetworkSettings"]["Networks"]) != ["bridge"]
         assert "bridge" not in model.attrs["NetworkSettings"]["Networks"]
-    finally:
-        cli("deployments", "stop", "m", "--remove")
     assert not (home / "deployments" / "m.token").exists()
     assert_one_line_error(cli("deployments", "token", "m"), "no deployment 'm'")
 
@@ -207,12 +210,7 @@ def _watcher_pids(home: Path) -> list[int]:
 
 
 def test_a_canary_is_promoted_by_the_watcher_with_the_figures_that_decided(cli, project, home):
-    root = project()
-    registered(cli, root, "one")
-    registered(cli, root, "two")
-    port = free_port()
-    try:
-        assert cli("deploy", "m:1", "--machine", "local", "--port", str(port)).code == 0
+    with serving(cli, project(), "one", "two") as (port, deployed):
         with Load(port, rate=20) as load:
             time.sleep(1)
             started = cli("deploy", "m:2", "--machine", "local", "--canary", "30", "--canary-for", "6s", "--json")
@@ -235,8 +233,6 @@ def test_a_canary_is_promoted_by_the_watcher_with_the_figures_that_decided(cli, 
         assert shown["traffic"]["read_ms"] < 200
         text = cli("deployments", "show", "m").out
         assert "traffic (from the proxy):" in text and "v2" in text
-    finally:
-        cli("deployments", "stop", "m", "--remove")
 
 
 def started_at(load: Load) -> float:
@@ -244,13 +240,8 @@ def started_at(load: Load) -> float:
 
 
 def test_a_failing_canary_is_rolled_back_by_itself_within_its_window(cli, project, home):
-    root = project()
-    registered(cli, root, "one")
-    registered(cli, root, "sour")
-    port = free_port()
     share, window, rate = 20, 30, 20
-    try:
-        assert cli("deploy", "m:1", "--machine", "local", "--port", str(port)).code == 0
+    with serving(cli, project(), "one", "sour") as (port, deployed):
         with Load(port, rate=rate) as load:
             time.sleep(1)
             began = time.monotonic()
@@ -270,17 +261,10 @@ def test_a_failing_canary_is_rolled_back_by_itself_within_its_window(cli, projec
         assert len(failed) <= share / 100 * rate * window, len(failed)
         after = [s for s in load.samples if s[0] > began + decided + 1.5]
         assert after and all(s[2] == 200 and s[3] == "one" for s in after)
-    finally:
-        cli("deployments", "stop", "m", "--remove")
 
 
 def test_a_canary_held_while_no_watcher_runs_and_a_proxy_restart_keeps_its_split(cli, project, home, docker_client):
-    root = project()
-    registered(cli, root, "one")
-    registered(cli, root, "two")
-    port = free_port()
-    try:
-        assert cli("deploy", "m:1", "--machine", "local", "--port", str(port)).code == 0
+    with serving(cli, project(), "one", "two") as (port, deployed):
         started = cli("deploy", "m:2", "--machine", "local", "--canary", "50", "--canary-for", "4s", "--json")
         assert started.code == 0, started.err
         for pid in _watcher_pids(home):  # the workstation goes to sleep: every Workbench process is gone
@@ -296,8 +280,6 @@ def test_a_canary_held_while_no_watcher_runs_and_a_proxy_restart_keeps_its_split
         assert "canary v2 held at 50%" in listed.out + listed.err and "no watcher" in listed.out + listed.err
         wait_for(lambda: db_deployment(home)["canary"] is None, timeout=20)  # the restarted watcher decided
         assert db_deployment(home)["live_version"] == 2
-    finally:
-        cli("deployments", "stop", "m", "--remove")
 
 
 def _answers(port: int, count: int) -> list[str] | None:
@@ -309,12 +291,7 @@ def _answers(port: int, count: int) -> list[str] | None:
 
 
 def test_the_live_container_stopped_from_outside_gives_a_fast_503_and_an_event(cli, project, home, docker_client):
-    root = project()
-    registered(cli, root, "one")
-    port = free_port()
-    try:
-        deployed = cli("deploy", "m:1", "--machine", "local", "--port", str(port), "--json")
-        assert deployed.code == 0, deployed.err
+    with serving(cli, project(), "one") as (port, deployed):
         wait_for(lambda: _watcher_pids(home), timeout=10)
         container = docker_client.containers.get(deployed.json()["live_container"])
         with Load(port, rate=10) as load:
@@ -331,8 +308,6 @@ def test_the_live_container_stopped_from_outside_gives_a_fast_503_and_an_event(c
         assert any(s[2] == 503 or s[2] == 502 for s in after)
         event = next(e for e in db_events(home) if e["kind"] == "health" and e["health"] == "failing")
         assert "out of the proxy's rotation" in event["message"]
-    finally:
-        cli("deployments", "stop", "m", "--remove")
 
 
 def switch_twenty_times(cli, machine: str, port: int, token: str | None = None, rate: float = 50,
@@ -351,31 +326,19 @@ def switch_twenty_times(cli, machine: str, port: int, token: str | None = None, 
 
 
 def test_twenty_switches_in_a_row_under_load_fail_no_request(cli, project):
-    root = project()
-    registered(cli, root, "one")
-    registered(cli, root, "two")
-    port = free_port()
-    try:
-        assert cli("deploy", "m:1", "--machine", "local", "--port", str(port)).code == 0
+    with serving(cli, project(), "one", "two") as (port, deployed):
         load = switch_twenty_times(cli, "local", port)
         failed = [s for s in load.samples if s[2] != 200]
         assert not failed, (len(failed), len(load.samples), failed[:3])
         assert {s[3] for s in load.samples} == {"one", "two"} and len(load.samples) > 500
         assert cli("deployments", "show", "m", "--json").json()["live_version"] == 1  # v2, then 19 rollbacks
-    finally:
-        cli("deployments", "stop", "m", "--remove")
 
 
 def test_a_live_version_failing_its_callers_reads_errors_not_ok(cli, project, home):
     """Past its smoke request, a version whose /predict fails while /health says 200: the watcher reads its
     5xx share from the proxy and the deployment's health says so (the issue's 1,077 of 1,077 failed
     requests under "health ok")."""
-    root = project()
-    registered(cli, root, "sour")
-    registered(cli, root, "two")
-    port = free_port()
-    try:
-        assert cli("deploy", "m:1", "--machine", "local", "--port", str(port)).code == 0
+    with serving(cli, project(), "sour", "two") as (port, deployed):
         with Load(port, rate=20):
             wait_for(lambda: db_deployment(home)["health"] == "errors", timeout=30)
         event = [e for e in db_events(home) if e["kind"] == "health"][-1]
@@ -385,5 +348,3 @@ def test_a_live_version_failing_its_callers_reads_errors_not_ok(cli, project, ho
         assert cli("deploy", "m:2", "--machine", "local").code == 0  # a good version: ok again
         assert db_deployment(home)["health"] == "ok"
         assert "health ok" in cli("deployments", "list").out
-    finally:
-        cli("deployments", "stop", "m", "--remove")
