@@ -442,5 +442,6 @@ def test_twenty_switches_in_a_row_under_load_on_a_host(cli, host, make_project, 
         failed = [s for s in load.samples if s[2] != 200]
         assert not failed, (len(failed), len(load.samples), failed[:3])
         assert {s[3] for s in load.samples} == {"one", "two"} and len(load.samples) > 500
+        print(f"20 switches: {len(load.samples)} requests, 0 failed, slowest {max(s[1] for s in load.samples):.2f} s")
     finally:
         cli("deployments", "stop", "m", "--remove")
