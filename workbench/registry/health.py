@@ -79,12 +79,6 @@ def exchange(conn: Any, method: str = "GET", path: str = "/", body: bytes | None
     return Answer(int(parts[1]), rest)
 
 
-def http_status(conn: Any, path: str) -> int | None:
-    """`GET path` on an open stream: the status code, None when the answer is not HTTP."""
-    answer = exchange(conn, "GET", path)
-    return answer.status if answer else None
-
-
 def local_http(address: str, port: int, method: str = "GET", path: str = "/", body: bytes | None = None,
                headers: dict[str, str] | None = None) -> Answer | None:
     try:
@@ -95,9 +89,15 @@ def local_http(address: str, port: int, method: str = "GET", path: str = "/", bo
         return None
 
 
-def local_probe(address: str, port: int, path: str) -> int | None:
-    answer = local_http(address, port, path=path)
-    return answer.status if answer else None
+def probe_over(http: Http) -> Probe:
+    """A health probe (the status only) over an HTTP asker."""
+    def probe(address: str, port: int, path: str) -> int | None:
+        answer = http(address, port, path=path)
+        return answer.status if answer else None
+    return probe
+
+
+local_probe: Probe = probe_over(local_http)
 
 
 def ssh_http(transport: Callable[[], Any]) -> Http:
@@ -128,30 +128,4 @@ def ssh_http(transport: Callable[[], Any]) -> Http:
 
 def ssh_probe(transport: Callable[[], Any]) -> Probe:
     """A health probe (status only) through the host."""
-    http = ssh_http(transport)
-
-    def probe(address: str, port: int, path: str) -> int | None:
-        answer = http(address, port, path=path)
-        return answer.status if answer else None
-    return probe
-
-
-def local_listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT):
-            return True
-    except OSError:
-        return False
-
-
-def ssh_listening(transport: Callable[[], Any]) -> Callable[[int], bool]:
-    """Whether something on the host accepts connections on `port` (asked from the host itself)."""
-    import paramiko
-
-    def listening(port: int) -> bool:
-        try:
-            transport().open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=TIMEOUT).close()
-            return True
-        except (paramiko.SSHException, OSError, EOFError):
-            return False
-    return listening
+    return probe_over(ssh_http(transport))

@@ -270,15 +270,20 @@ def _wait_answering(container: Any, probe: Probe, path: str, network: str,
         time.sleep(0.1)
 
 
+def metrics_at(http: Http, where: str) -> str | None:
+    """The metrics page of the proxy at `where` (its address on the deployment's network; the listener is
+    never published), None when nothing there gives it."""
+    answer = http(where, proxy.METRICS_PORT, path="/metrics")
+    return answer.body.decode(errors="replace") if answer is not None and answer.status == 200 else None
+
+
 def read_metrics(http: Http, proxy_container: Any, network: str | None = None) -> str:
-    """The proxy's metrics page (Prometheus text; see traffic.py), asked at its address on the deployment's
-    network (never published)."""
+    """The proxy's metrics page (Prometheus text; see traffic.py), asked at its address on `network`."""
     where = address(proxy_container, network)
-    answer = http(where, proxy.METRICS_PORT, path="/metrics") if where else None
-    if answer is None or answer.status != 200:
-        said = f"HTTP {answer.status}" if answer else "no answer"
-        raise WorkbenchError(f"the proxy {proxy_container.name} did not give its traffic figures ({said})")
-    return answer.body.decode(errors="replace")
+    text = metrics_at(http, where) if where else None
+    if text is None:
+        raise WorkbenchError(f"the proxy {proxy_container.name} did not give its traffic figures")
+    return text
 
 
 def stop_keep(container: Any) -> None:

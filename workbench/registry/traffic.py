@@ -129,6 +129,11 @@ def to_json(counters: Counters) -> dict[str, Any]:
             "buckets": [[None if le == float("inf") else le, n] for le, n in counters.buckets]}
 
 
+def snapshot(servers: dict[str, Counters], ts: float) -> dict[str, Any]:
+    """Every server's counters at `ts`, as stored (a switch's baseline, the watcher's samples)."""
+    return {"ts": ts, "servers": {server: to_json(c) for server, c in servers.items()}}
+
+
 def from_json(data: dict[str, Any]) -> Counters:
     return Counters(int(data["requests"]), int(data["errors"]),
                     tuple((float("inf") if le is None else float(le), int(n)) for le, n in data["buckets"]),

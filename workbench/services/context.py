@@ -4,6 +4,9 @@ class, so none of them imports `workbench.services` (or one another in a circle)
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -33,6 +36,27 @@ class Services(Protocol):
     # launch.py calls it through the facade, so a test can stand in for the image step of one Workbench
     def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str,
                    run_id: str | None = None, *, machine: str = "local") -> str: ...
+
+
+def start_detached(wb: Services, args: list[str], errors: Path) -> None:
+    """`workbench ARGS` in a session of its own (it outlives this process: the dispatcher, a run's follower,
+    the deployment watcher), on this data dir, its stderr appended to `errors`."""
+    subprocess.Popen(
+        [sys.executable, "-m", "workbench", *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=open(errors, "ab"), start_new_session=True, close_fds=True,
+        env={**os.environ, "WORKBENCH_HOME": str(wb.dirs.data)} if wb.dirs.data == wb.dirs.config else None)
+
+
+def live_holder(store: Store, lease: str) -> str | None:
+    """Who holds `lease`; a holder that was a process here and is gone (killed) has it freed first, so it is
+    replaced now rather than when its lease lapses."""
+    from workbench.execution.ingest import owner_gone
+
+    holder = store.lease_holder(lease)
+    if holder and owner_gone(holder):
+        store.release_lease(lease, holder)  # only if still that dead owner's
+        return None
+    return holder
 
 
 def warn(wb: Services, run_id: str, message: str) -> None:

@@ -243,14 +243,13 @@ def apply_plan(wb: Services, target: Target, record: dict[str, Any], plan: proxy
         plan, network, serving.labels(wb.store.instance, name, "proxy"), target.probe)
     if not started:
         proxy.apply(found, plan)
-    remember_proxy(wb, record, found, network)
+    remember_proxy(wb, record, serving.address(found, network))
 
 
-def remember_proxy(wb: Services, record: dict[str, Any], proxy_container: Any, network: str) -> None:
+def remember_proxy(wb: Services, record: dict[str, Any], where: str | None) -> None:
     """Keeps the proxy's address on the deployment network in the record: its metrics are then read with
     one HTTP request (over SSH: one channel), no engine call (each costs a `docker system dial-stdio` on a
     host: hundreds of milliseconds)."""
-    where = serving.address(proxy_container, network)
     if where and where != record.get("proxy_address"):
         wb.store.update_deployment(record["name"], proxy_address=where)
         record["proxy_address"] = where
@@ -260,17 +259,18 @@ def read_counters(wb: Services, target: Target, record: dict[str, Any]) -> dict[
     """The proxy's counters per server (traffic.Counters), read at its remembered address, or (when that
     does not answer: a restart may have moved it) at the address the engine gives now."""
     from workbench.registry import traffic
-    from workbench.registry.proxy import METRICS_PORT
 
     where = record.get("proxy_address")
-    answer = target.http(where, METRICS_PORT, path="/metrics") if where else None
-    if answer is not None and answer.status == 200:
-        return traffic.parse(answer.body.decode(errors="replace"))[0]
-    proxy_container = target.proxy(record["name"])
-    if proxy_container is None:
-        raise WorkbenchError(f"the proxy of {record['name']} is gone from {record['machine']}")
-    text = serving.read_metrics(target.http, proxy_container, target.network(record["name"]))
-    remember_proxy(wb, record, proxy_container, target.network(record["name"]))
+    text = serving.metrics_at(target.http, where) if where else None
+    if text is None:
+        proxy_container = target.proxy(record["name"])
+        if proxy_container is None:
+            raise WorkbenchError(f"the proxy of {record['name']} is gone from {record['machine']}")
+        where = serving.address(proxy_container, target.network(record["name"]))
+        text = serving.metrics_at(target.http, where) if where else None
+        if text is None:
+            raise WorkbenchError(f"the proxy {proxy_container.name} did not give its traffic figures")
+        remember_proxy(wb, record, where)
     return traffic.parse(text)[0]
 
 
@@ -361,4 +361,4 @@ def counters_now(wb: Services, target: Target, record: dict[str, Any]) -> dict[s
         servers = read_counters(wb, target, get_record(wb, record["name"]))
     except Exception:  # noqa: BLE001 - figures are extra: a switch never fails for them
         return None
-    return {"ts": time.time(), "servers": {server: traffic.to_json(c) for server, c in servers.items()}}
+    return traffic.snapshot(servers, time.time())

@@ -12,9 +12,6 @@ next command says so and starts one again, which then decides from the counters 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +19,7 @@ from typing import Any
 from workbench.execution.ingest import new_owner, owner_gone
 from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.registry import serving, traffic
-from workbench.services.context import Services, first_line
+from workbench.services.context import Services, first_line, live_holder, start_detached
 from workbench.services.deploy_base import Target, get_record, read_counters
 
 LEASE = "deployment-watcher"
@@ -48,21 +45,13 @@ def watcher_alive(wb: Services) -> bool:
 def ensure_watcher(wb: Services) -> list[str]:
     """A detached watcher, unless one holds the lease or nothing is live; the lease of one that was killed is
     freed here. Returns what to say: each canary that was held with no watcher to judge it."""
-    holder = wb.store.lease_holder(LEASE)
-    if holder and owner_gone(holder):
-        wb.store.release_lease(LEASE, holder)  # only if still that dead owner's
-        holder = None
-    if holder:
+    if live_holder(wb.store, LEASE):
         return []
     records = watched(wb)
     if not records:
         return []
     notes = [note for note in (canary_note(wb, r, alive=False) for r in records) if note]
-    subprocess.Popen(
-        [sys.executable, "-m", "workbench", "_watch_deployments"], stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=open(wb.dirs.data / "watcher.err", "ab"), start_new_session=True,
-        close_fds=True,
-        env={**os.environ, "WORKBENCH_HOME": str(wb.dirs.data)} if wb.dirs.data == wb.dirs.config else None)
+    start_detached(wb, ["_watch_deployments"], wb.dirs.data / "watcher.err")
     return notes
 
 
@@ -183,7 +172,7 @@ def look(wb: Services, target: Target, record: dict[str, Any], memo: _Seen) -> N
         memo.sampled = now
         share = _error_share(wb, record, servers, now)
         memo.erroring = (record["live_container"], *share) if share else None
-        wb.store.add_traffic_sample(name, {"ts": now, "servers": {s: traffic.to_json(c) for s, c in servers.items()}})
+        wb.store.add_traffic_sample(name, traffic.snapshot(servers, now))
         if record.get("canary"):
             wb.store.touch_canary(name, record["canary"]["container"], now)
     asker = memo.asker if memo.asker is not None and memo.asker.target is target else HealthAsker(target)

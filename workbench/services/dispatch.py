@@ -11,18 +11,15 @@ seconds (a foreign process on a GPU may have ended)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from typing import Any, Callable
 
 from workbench.errors import WorkbenchError
-from workbench.execution.ingest import lease_name, new_owner, owner_gone
+from workbench.execution.ingest import lease_name, new_owner
 from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.services import placement as place
 from workbench.services import sweeps
-from workbench.services.context import Services, first_line
+from workbench.services.context import Services, first_line, live_holder, start_detached
 from workbench.services.group_launch import follow_started, recorded_launch_inputs, start_groups
 
 LEASE = "dispatcher"
@@ -36,17 +33,9 @@ PRUNE_LOOK = 1.0  # how often running trials of a sweep that prunes are compared
 def ensure_dispatcher(wb: Services) -> None:
     """A detached dispatcher, unless one is at work (holds the lease) or nothing waits. The lease of one that
     was killed (its process is gone) is freed here: it is replaced now, not when its lease lapses."""
-    holder = wb.store.lease_holder(LEASE)
-    if holder and owner_gone(holder):
-        wb.store.release_lease(LEASE, holder)  # only if still that dead owner's
-        holder = None
-    if holder or not (wb.store.has_waiting() or wb.store.has_running_sweeps()):
+    if live_holder(wb.store, LEASE) or not (wb.store.has_waiting() or wb.store.has_running_sweeps()):
         return
-    subprocess.Popen(
-        [sys.executable, "-m", "workbench", "_dispatch"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=open(wb.dirs.data / "dispatcher.err", "ab"), start_new_session=True, close_fds=True,
-        env={**os.environ, "WORKBENCH_HOME": str(wb.dirs.data)} if wb.dirs.data == wb.dirs.config else None,
-    )
+    start_detached(wb, ["_dispatch"], wb.dirs.data / "dispatcher.err")
 
 
 def dispatch(wb: Services, follow: Callable[[str], None], *, idle_exit: bool = True) -> int:

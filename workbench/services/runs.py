@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from typing import Any, Callable, Iterator
 
 from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
 from workbench.execution.ingest import PROGRESS_FILE, lease_name, lease_ttl, new_owner
 from workbench.failures import is_engine_failure
-from workbench.services.context import Services, first_line
+from workbench.services.context import Services, first_line, start_detached
 from workbench.services.launch import LAUNCH_LEASE_TTL
 from workbench.services.reconcile import (UNREACHABLE, adopt, ingestor, lease_held, mark_reachable,
                                           mark_unreachable)
@@ -100,12 +98,7 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
 def follow_in_background(wb: Services, run_id: str) -> None:
     """A detached process that ingests the run until it ends, so history fills in without the CLI."""
     wb.dirs.run_dir(run_id).mkdir(parents=True, exist_ok=True)  # its stderr file (a queued run has no dir yet)
-    subprocess.Popen(
-        [sys.executable, "-m", "workbench", "_follow", run_id], stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=open(wb.dirs.run_dir(run_id) / "follower.err", "ab"),
-        start_new_session=True, close_fds=True, env={**os.environ, "WORKBENCH_HOME": str(wb.dirs.data)}
-        if wb.dirs.data == wb.dirs.config else None,
-    )
+    start_detached(wb, ["_follow", run_id], wb.dirs.run_dir(run_id) / "follower.err")
 
 
 def logs(wb: Services, ref: str, follow: bool = False, poll: float = 0.2,
