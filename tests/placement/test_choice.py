@@ -61,3 +61,20 @@ def test_a_host_that_is_down_is_not_waited_for_again_at_once(monkeypatch):
     placement._down["down"] = (0.0, "old")
     placement.survey_all(wb, ["down"], 1, None)
     assert asked.count("down") == 2  # asked again once its time came
+
+
+def test_a_cpu_run_prefers_this_workstation_on_a_cost_tie_and_says_why():
+    # the fleet a researcher had: this workstation busy with one run, an SSH host idle, both free of charge
+    here = placement.Survey("local", executor="docker", active=1)
+    host = placement.Survey("gpu-a", executor="docker", active=0)
+    chosen = placement.choose([host, here], 0)
+    assert chosen.machine == "local"
+    reason = placement.placement_of(chosen, 0, [host, here]).reason
+    assert reason == "local: 1 active run(s); CPU run: this workstation preferred on a tie"
+    # a cheaper host still wins, and a GPU run is placed by load as before
+    cheap = placement.Survey("gpu-b", executor="docker", rate=0.0, active=0)
+    dear_here = placement.Survey("local", executor="docker", rate=1.0, active=0)
+    assert placement.choose([dear_here, cheap], 0).machine == "gpu-b"
+    assert placement.placement_of(cheap, 0, [dear_here, cheap]).reason == "gpu-b: 0 active run(s)"
+    alone = placement.placement_of(here, 0, [here]).reason
+    assert alone == "local: 1 active run(s)"  # no tie: nothing to explain

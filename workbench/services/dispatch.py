@@ -113,7 +113,7 @@ def dispatch_pass(wb: Services, waiting: list[dict[str, Any]], follow: Callable[
         if chosen is None:
             waits(run, place.why_not(mine, gpus))
             continue
-        placement = place.placement_of(chosen, gpus)
+        placement = place.placement_of(chosen, gpus, mine)
         taken = {g.uuid for g in placement.gpus.gpus} if placement.gpus else set()
         for survey in surveys.values():  # what this pass gave away is not free for the runs after it
             if survey.machine == chosen.machine:

@@ -67,7 +67,7 @@ def launch(wb: Services, path: str, experiment: str | None = None, overrides: li
             return enqueue(wb, spec, exp, values, request, place.why_not(surveys, exp.gpus), priority)
         try:
             return start(wb, spec, exp, values, chosen.executor or "docker", machine=chosen.machine,
-                         placement=place.placement_of(chosen, exp.gpus), request=request, priority=priority)
+                         placement=place.placement_of(chosen, exp.gpus, surveys), request=request, priority=priority)
         except GpusTaken:
             continue
     surveys = place.survey_all(wb, names, exp.gpus, executor)

@@ -4,7 +4,8 @@
 Each candidate is surveyed at once, on a thread of its own (an unreachable host delays nothing): its
 executor, its GPUs from its telemetry (NVML here, nvidia-smi on a host), minus those reserved by Workbench
 runs. A GPU is free when it is idle there (no process, little memory and compute in use) and reserved by no
-run. The cheapest machine that fits wins, then the least loaded, then the name."""
+run. The cheapest machine that fits wins, then (a CPU run) this workstation, then the least loaded, then the
+name."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from workbench.services.context import Services, first_line
 SURVEY_TIMEOUT = 8.0  # a host that has not answered by then is left out of this placement
 DOWN_RETRY = 15.0     # a host that did not answer is not asked again (in this process) before then
 NO_RUNTIME_RETRY = 600.0  # an engine that could not give a container GPUs is passed over for GPU runs this long
+LOCAL_ON_TIE = "CPU run: this workstation preferred on a tie"
 _down: dict[str, tuple[float, str]] = {}  # machine -> (when to ask again, what it said)
 
 
@@ -189,9 +191,25 @@ def choose(surveys: list[Survey], gpus: int) -> Survey | None:
     fits = [s for s in surveys if s.error is None and s.executor and (s.scheduler or len(s.free) >= gpus)]
     if not fits:
         return None
-    load = ((lambda s: 0.0 if s.scheduler else (len(s.gpus) - len(s.free)) / len(s.gpus)) if gpus
-            else (lambda s: s.active))
-    return min(fits, key=lambda s: (s.rate or 0.0, load(s), s.machine))
+    return min(fits, key=lambda s: _rank(s, gpus))
+
+
+def _rank(survey: Survey, gpus: int) -> tuple:
+    """A CPU run stays on this workstation when it costs no more: no snapshot to send, its logs and files
+    here (a host being idle is no reason to ship it there)."""
+    if gpus:
+        load = 0.0 if survey.scheduler else (len(survey.gpus) - len(survey.free)) / len(survey.gpus)
+        return (survey.rate or 0.0, load, survey.machine)
+    return (survey.rate or 0.0, survey.machine != "local", survey.active, survey.machine)
+
+
+def _won_on_tie(chosen: Survey, gpus: int, surveys: list[Survey]) -> bool:
+    """This workstation took a CPU run that another fitting machine of the same cost would have taken by
+    load or name."""
+    if gpus or chosen.machine != "local":
+        return False
+    return any(s is not chosen and s.error is None and s.executor and (s.rate or 0.0) == (chosen.rate or 0.0)
+               and (s.active, s.machine) < (chosen.active, chosen.machine) for s in surveys)
 
 
 def why_not(surveys: list[Survey], gpus: int) -> str:
@@ -220,8 +238,11 @@ def refuse_if_never(surveys: list[Survey], gpus: int) -> None:
                              hint="lower gpus, or add a machine with more GPUs: `workbench machines add`")
 
 
-def placement_of(chosen: Survey, gpus: int) -> Placement:
+def placement_of(chosen: Survey, gpus: int, surveys: list[Survey] = ()) -> Placement:
+    """The placement of `chosen` among `surveys` (the candidates it was chosen from, for its reason)."""
     inventory = GpuInventory(chosen.free[:gpus], driver=chosen.driver) if gpus and not chosen.scheduler else None
     share = gpus / len(chosen.gpus) if gpus and chosen.gpus else 1.0
-    return Placement(chosen.machine, chosen.executor or "docker", inventory, chosen.describe(gpus),
-                     chosen.rate, share)
+    reason = chosen.describe(gpus)
+    if _won_on_tie(chosen, gpus, list(surveys)):
+        reason += f"; {LOCAL_ON_TIE}"
+    return Placement(chosen.machine, chosen.executor or "docker", inventory, reason, chosen.rate, share)
