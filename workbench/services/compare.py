@@ -26,6 +26,27 @@ def better_is_lower(metric: str, checks: list[dict[str, Any]]) -> bool:
     return any(word in LOWER_IS_BETTER for word in words)
 
 
+def lead_metrics(wb: Services, runs: list[dict[str, Any]]) -> dict[str, str]:
+    """Run id -> the metric a list of runs is read by: a sweep's trial, its sweep's objective; any other run
+    (or a sweep without one), its experiment's first check's metric (in its recorded workbench.toml's order).
+    Runs with neither are left out. For `formatting.reading_order`; reads each sweep once and each other
+    run's record."""
+    objectives: dict[str, str | None] = {}
+    lead: dict[str, str] = {}
+    for run in runs:
+        metric = None
+        if run.get("sweep_id"):
+            if run["sweep_id"] not in objectives:
+                objectives[run["sweep_id"]] = wb.store.get_sweep(run["sweep_id"])["options"].get("objective")
+            metric = objectives[run["sweep_id"]]
+        if not metric:
+            checks = (wb.store.get_run(run["id"]).get("spec") or {}).get("checks") or []
+            metric = checks[0]["metric"] if checks else None
+        if metric:
+            lead[run["id"]] = metric
+    return lead
+
+
 def compare(wb: Services, refs: list[str], buckets: int = 120) -> dict[str, Any]:
     if len(refs) < 2:
         raise WorkbenchError("compare needs two runs or more", hint="workbench runs compare ID ID ...")

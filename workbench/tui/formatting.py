@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -161,6 +161,38 @@ def pairs(values: dict[str, Any], limit: int | None = None) -> Pairs:
     narrower than the text shows fewer items, each whole."""
     items = [f"{k}={short_value(v)}" for k, v in list(values.items())[:limit]]
     return Pairs(items, more=limit is not None and len(values) > limit)
+
+
+def reading_order(runs: Sequence[dict[str, Any]], lead_metric: Mapping[str, str] | None = None
+                  ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each run's params and metrics reordered so that a narrow column shows first what tells the runs apart.
+
+    `runs` is one page or filtered list of runs (dicts with `id`, `params` and `summary`, as `run_page` and
+    `Store.list_runs` return them). For each run, in the order of `runs`, returns `(params, metrics)`: new
+    dicts (the runs are not changed) holding the same items as `run["params"]` and `run["summary"]`, ordered:
+    - params: those whose value differs between the runs of `runs` first (a param some of them lack counts
+      as differing), then the ones they all share; each group in the run's own order. One run alone keeps
+      its order (nothing differs).
+    - metrics: `lead_metric[run["id"]]` first when the run has it (its sweep's objective, or else its
+      experiment's first check's metric: `services.compare.lead_metrics` works that mapping out), then the
+      others in the run's own order.
+    Feed each dict to `pairs()` for a cell that drops whole items from the end when narrow."""
+    lead_metric = lead_metric or {}
+    names = {name for run in runs for name in run["params"]}
+    differing = {name for name in names
+                 if len({repr(run["params"].get(name, _MISSING)) for run in runs}) > 1}
+    ordered = []
+    for run in runs:
+        params = run["params"]
+        first = {k: v for k, v in params.items() if k in differing}
+        metrics = run["summary"]
+        lead = lead_metric.get(run["id"])
+        ordered.append(({**first, **{k: v for k, v in params.items() if k not in first}},
+                        {lead: metrics[lead], **metrics} if lead in metrics else dict(metrics)))
+    return ordered
+
+
+_MISSING = object()
 
 
 def share_width(available: int, columns: Sequence[tuple[str, int, int]]) -> dict[str, int]:
