@@ -23,6 +23,7 @@ from workbench.projects.spec import (
 from workbench.redaction import redact_env
 from workbench.services.context import Services, warn
 from workbench.services.git_state import git_state
+from workbench.services.projects import register_launched
 from workbench.services.records import experiment_from_record, spec_record, unredacted_env
 
 LAUNCH_LEASE_TTL = 20.0  # a launcher renews its hold on a run while it builds or pulls; a dead one lets go
@@ -142,6 +143,7 @@ def enqueue(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, 
         snapshot = take_snapshot(spec.root, spec.exclude, wb.dirs.snapshots)
         record["snapshot"] = snapshot.hash
         seq = wb.store.insert_run(record)
+    register_launched(wb.store, spec)
     wb.progress(f"snapshot {snapshot.hash[:12]}: {snapshot.files} files, {snapshot.bytes:,} bytes")
     _snapshot_warnings(wb, record["id"], snapshot, spec)
     _record_notes(wb, record["id"], git_notes)
@@ -187,6 +189,7 @@ def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, An
     except BaseException:
         wb.store.release_lease(lease_name(run_id), launcher)
         raise
+    register_launched(wb.store, spec)
     _record_notes(wb, run_id, git_notes)
     if placement is not None:
         wb.store.add_event(run_id, "placed", placement.reason)

@@ -1,4 +1,5 @@
-"""Registered projects: add (validated, one name per folder), remove, list with their experiments."""
+"""Registered projects: add (validated, one name per folder), registered by a launch, remove, list with their
+experiments."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ def add_project(store: Store, path: str) -> ProjectSpec:
                                  hint="rename one of them in [project] name, or remove the other first")
     store.add_project(spec.name, str(spec.root))
     return spec
+
+
+def register_launched(store: Store, spec: ProjectSpec) -> None:
+    """A run or sweep was just recorded from this folder: the Projects screen and `projects list` show it
+    from now on, as if added. A folder already registered, or another folder holding the name, is left as
+    it is (the launch is not refused for it)."""
+    store.register_project(spec.name, str(spec.root))
 
 
 def remove_project(store: Store, name_or_path: str) -> None:

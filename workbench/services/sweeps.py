@@ -28,6 +28,7 @@ from workbench.errors import WorkbenchError
 from workbench.projects.snapshot import large_files_summary, snapshot_lock, take_snapshot
 from workbench.projects.spec import Experiment, ProjectSpec, load_spec, parse_overrides
 from workbench.services.context import Services
+from workbench.services.projects import register_launched
 from workbench.services.records import experiment_from_record, spec_record
 
 ACTIVE = ("queued", "running")
@@ -106,6 +107,7 @@ def _record_trials(wb: Services, record: dict[str, Any], spec: ProjectSpec, exp:
     with wb.store.tx():
         wb.store.insert_sweep(record)
         record_page(list(itertools.islice(points, PAGE)))
+    register_launched(wb.store, spec)
     try:
         while page := list(itertools.islice(points, PAGE)):
             with wb.store.tx():

@@ -11,6 +11,13 @@ class ProjectQueries:
         with self.tx():  # type: ignore[attr-defined]
             self.db["projects"].upsert({"name": name, "path": path, "added_at": time.time()}, pk="name")  # type: ignore[attr-defined]
 
+    def register_project(self, name: str, path: str) -> None:
+        """A launched folder, registered unless its name or its folder already is (plain SQL: a launch need
+        not import sqlite-utils)."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute("INSERT OR IGNORE INTO projects (name, path, added_at) VALUES (?, ?, ?)",
+                         (name, path, time.time()))
+
     def projects(self) -> list[dict[str, Any]]:
         with self.lock:  # type: ignore[attr-defined]
             return list(self.db["projects"].rows_where(order_by="name"))  # type: ignore[attr-defined]
