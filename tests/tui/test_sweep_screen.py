@@ -121,3 +121,27 @@ async def test_projects_screen_shows_what_each_project_spent(wb, tmp_path):
         table = app.screen.query_one("#projects-table", DataTable)
         (key,) = list(table.rows)
         assert str(table.get_cell(key, "spent")) == "$4.00"
+
+
+async def test_the_scatters_are_drawn_again_for_the_new_width_on_resize(wb):
+    """Issue 22 item 7: an ended sweep is not reloaded, so the scatters drawn for a wide terminal wrapped
+    at 80 columns until the view was opened again."""
+    sweep_with_trials(wb)
+    wb.store.update_run("trial004", status="cancelled", finished_at=NOW)
+    wb.store.finish_sweep("swp00001", "cancelled", "cancelled by the user")
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(160, 40)) as pilot:
+        app.push_screen(SweepScreen("swp00001"))
+        await until(app, pilot, lambda: isinstance(app.screen, SweepScreen) and app.screen.loads)
+        scatters = app.screen.query_one("#sweep-scatters", Static)
+        wide = max(len(line) for line in str(scatters.render()).splitlines())
+        assert wide > 80
+        await pilot.resize_terminal(80, 24)
+        await settle(app, pilot)
+        drawn = str(scatters.render()).splitlines()
+        assert "acc by x" in drawn[0] and sum(line.count("●") for line in drawn) == 4
+        assert max(len(line) for line in drawn) <= scatters.content_region.width  # nothing wraps
+        await pilot.resize_terminal(160, 40)
+        await settle(app, pilot)
+        assert max(len(line) for line in str(scatters.render()).splitlines()) == wide
+        assert app.screen.loads == 1  # drawn again from what was loaded, not read again

@@ -97,8 +97,18 @@ class SweepScreen(BaseScreen):
             lines.append(f"[yellow]{escape(summary['status_reason'])}[/]")
         title.update("\n".join(lines))
         self._show_trials(summary, objective)
-        scatters = [param_scatter(summary["trials"], name, objective, width=max(20, self.size.width - 16))
-                    for name in summary["space"]] if objective else []
+        self._show_scatters()
+
+    def on_resize(self) -> None:
+        # an ended sweep is not loaded again: its scatters are drawn again for the new width from what it has
+        self._show_scatters()
+
+    def _show_scatters(self) -> None:
+        if self.summary is None:
+            return
+        objective = self.summary["options"].get("objective")
+        scatters = [param_scatter(self.summary["trials"], name, objective, width=max(20, self.size.width - 16))
+                    for name in self.summary["space"]] if objective else []
         text = "\n\n".join("\n".join(chart) for chart in scatters if chart)
         self.query_one("#sweep-scatters", Static).update(Text(text or "the scatters appear once two trials have "
                                                               "written the objective" if objective else text))
