@@ -60,12 +60,12 @@ class WorkbenchApp(App[None]):
     DEFAULT_MODE = "dashboard"
     COMMANDS = App.COMMANDS | {ScreenCommands}
     BINDINGS = [
-        Binding("1", "switch_mode('dashboard')", "Dashboard", show=False, id="nav.dashboard"),
-        Binding("2", "switch_mode('machines')", "Machines", show=False, id="nav.machines"),
-        Binding("3", "switch_mode('projects')", "Projects", show=False, id="nav.projects"),
-        Binding("4", "switch_mode('runs')", "Runs", show=False, id="nav.runs"),
-        Binding("5", "switch_mode('models')", "Models", show=False, id="nav.models"),
-        Binding("6", "switch_mode('deployments')", "Deployments", show=False, id="nav.deployments"),
+        Binding("1", "go('dashboard')", "Dashboard", show=False, id="nav.dashboard"),
+        Binding("2", "go('machines')", "Machines", show=False, id="nav.machines"),
+        Binding("3", "go('projects')", "Projects", show=False, id="nav.projects"),
+        Binding("4", "go('runs')", "Runs", show=False, id="nav.runs"),
+        Binding("5", "go('models')", "Models", show=False, id="nav.models"),
+        Binding("6", "go('deployments')", "Deployments", show=False, id="nav.deployments"),
         Binding("right_square_bracket", "step_mode(1)", "Next screen", show=False, id="nav.next"),
         Binding("left_square_bracket", "step_mode(-1)", "Previous screen", show=False, id="nav.previous"),
         Binding("question_mark,f1", "help", "Help", id="app.help"),
@@ -247,6 +247,16 @@ class WorkbenchApp(App[None]):
         save_config(self.config)
 
     # navigation -----------------------------------------------------------------------------------
+    def action_go(self, mode: str) -> None:
+        """A number key: that screen's root (the Runs list, never a run detail left open over it)."""
+        self.show_root(mode)
+
+    def show_root(self, mode: str) -> None:
+        """Switches to `mode` and closes whatever was opened over its root screen (details, dialogs)."""
+        self.switch_mode(mode)
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+
     def action_step_mode(self, delta: int) -> None:
         modes = [mode for mode, _ in SCREENS]
         current = self.current_mode if self.current_mode in modes else modes[0]
@@ -296,7 +306,7 @@ class WorkbenchApp(App[None]):
         deployed = self.workbench.deploy(ref, machine, port=port, name=name)
         self.call_from_thread(self.notify, f"{deployed['name']}: v{deployed['live_version']} serving at "
                                            f"{deployed['endpoint']}", title="Deployed")
-        self.call_from_thread(self.switch_mode, "deployments")
+        self.call_from_thread(self.show_root, "deployments")
 
     def register_model(self, run_id: str, artifact: str, name: str, force: bool) -> None:
         self.run_worker(lambda: self._register_version(run_id, artifact, name, force), name=f"Cannot register {name}",
@@ -311,7 +321,7 @@ class WorkbenchApp(App[None]):
         from workbench.tui.screens.run_detail import RunDetailScreen
 
         self.notify(f"run {run_id} started", title="Launched")
-        self.switch_mode("runs")
+        self.show_root("runs")  # one detail at a time: an earlier launch's is closed, not stacked
         self.push_screen(RunDetailScreen(run_id))
 
 
