@@ -142,7 +142,7 @@ async def test_the_launch_form_offers_the_machines(wb):
         machine = form.query_one("#machine", Select)
         assert machine.value == "local"
         machine.focus()
-        await pilot.press("enter", "down", "enter")  # open the list, next machine, choose it
+        await pilot.press("enter", "down", "down", "enter")  # open the list, past auto, choose gpu-a
         await pilot.pause()
         assert machine.value == "gpu-a"
         await pilot.press("ctrl+s")
@@ -181,10 +181,11 @@ async def test_launching_from_projects_offers_the_registered_machines_and_passes
         await pilot.press("enter")
         await until(app, pilot, lambda: isinstance(app.screen, LaunchForm))
         machine = app.screen.query_one("#machine", Select)
-        assert [value for _, value in machine._options if value != Select.BLANK] == ["local", "gpu-a", "gpu-b"]
+        assert [value for _, value in machine._options if value != Select.BLANK] == ["local", "auto", "gpu-a",
+                                                                                     "gpu-b"]
         assert machine.value == "local"
         machine.focus()
-        await pilot.press("enter", "down", "down", "enter", "ctrl+s")
+        await pilot.press("enter", "down", "down", "down", "enter", "ctrl+s")
         await until(app, pilot, lambda: bool(launched) and isinstance(app.screen, RunDetailScreen))
         assert launched == [(str(project), "train", [], "gpu-b", None)]
         assert loaded_in and not any(loaded_in)  # the machine list is read in a worker thread

@@ -1,5 +1,6 @@
 """Launch an experiment: one field per declared param (prefilled with its default), the machine to run on
-(this workstation or an SSH host) and the executor."""
+(this workstation, an SSH host, or auto: placement picks, as `--machine auto`) and the executor. A value its
+param cannot take keeps the form open with what was typed, and says why under the fields."""
 
 from __future__ import annotations
 
@@ -14,6 +15,21 @@ from workbench.tui.formatting import escape
 from workbench.tui.screens.dialog import Dialog
 
 EXECUTORS = [("auto (docker if an engine answers)", "auto"), ("docker", "docker"), ("process", "process")]
+AUTO_MACHINE = ("auto (placement picks where it fits)", "auto")
+
+
+def param_problem(name: str, default: Any, text: str) -> str | None:
+    """Why the param cannot take `text`, in the form's words (the spec says it in the CLI's: `-p name='…'`)."""
+    from workbench.projects.spec import SpecError, convert_param
+
+    try:
+        convert_param(name, default, text)
+    except SpecError:
+        if isinstance(default, bool):
+            return f"{name}: expected true or false"
+        kind = "an integer" if isinstance(default, int) else "a number"
+        return f"{name}: expected {kind}, like the default {default!r}"
+    return None
 
 
 class LaunchForm(Dialog[dict[str, Any] | None]):
@@ -24,13 +40,15 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
     LaunchForm Input { width: 1fr; }
     LaunchForm Select { width: 1fr; }
     LaunchForm #buttons { margin-top: 1; }
+    LaunchForm #launch-error { color: $error; padding: 1 0 0 0; }
     """
 
     def __init__(self, project: str, experiment: str, params: dict[str, Any],
                  machines: list[str] | None = None) -> None:
         super().__init__()
         self.project, self.experiment, self.params = project, experiment, params
-        self.machines = machines or ["local"]
+        machines = machines or ["local"]
+        self.machines = machines[:1] + ["auto"] + machines[1:]
 
     def compose(self) -> ComposeResult:
         from workbench.projects.spec import format_param
@@ -47,19 +65,22 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
                     yield field
             with Horizontal():
                 yield Label("machine")
-                yield Select([("local (this workstation)" if m == "local" else m, m) for m in self.machines],
-                             value="local", allow_blank=False, id="machine")
+                yield Select([("local (this workstation)", m) if m == "local" else AUTO_MACHINE if m == "auto"
+                              else (m, m) for m in self.machines], value="local", allow_blank=False, id="machine")
             with Horizontal():
                 yield Label("executor")
                 yield Select(EXECUTORS, value="auto", allow_blank=False, id="executor")
+            yield Static("", id="launch-error")
             with Horizontal(id="buttons"):
                 yield Button("Launch", variant="primary", id="launch")
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
-        # the first param's field has the focus: typing must never change another param than the one shown
+        # the first param's field has the focus (typing must never change another param than the one shown);
+        # without params, the machine: what a user picks first
         fields = self.query(Input)
-        (fields.first() if fields else self.query_one("#executor", Select)).focus()
+        (fields.first() if fields else self.query_one("#machine", Select)).focus()
+        self.query_one("#launch-error", Static).display = False
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.action_submit() if event.button.id == "launch" else self.action_cancel()
@@ -70,11 +91,21 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
     def action_submit(self) -> None:
         from workbench.projects.spec import format_param
 
-        overrides = []
+        overrides, problems, first_bad = [], [], None
         for name, default in self.params.items():
-            value = self.query_one(f"#param-{name}", Input).value
-            if value != format_param(default):
-                overrides.append(f"{name}={value}")
+            field = self.query_one(f"#param-{name}", Input)
+            problem = param_problem(name, default, field.value)
+            if problem:
+                problems.append(problem)
+                first_bad = first_bad or field
+            elif field.value != format_param(default):
+                overrides.append(f"{name}={field.value}")
+        error = self.query_one("#launch-error", Static)
+        if first_bad is not None:  # the form stays, with what was typed
+            error.update("\n".join(escape(problem) for problem in problems))
+            error.display = True
+            first_bad.focus()
+            return
         executor = self.query_one("#executor", Select).value
         self.dismiss({"overrides": overrides, "executor": None if executor == "auto" else executor,
                       "machine": self.query_one("#machine", Select).value})
