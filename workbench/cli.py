@@ -209,58 +209,98 @@ def cmd_runs_list(wb: Any, args: argparse.Namespace) -> int:
                  if (value := getattr(args, name)) is not None]
         _say(f"no run matches {' '.join(given)}" if given else "no runs yet: start one with `workbench run PATH`")
         return 0
-    for line in _runs_table(runs, shutil.get_terminal_size().columns):
+    from workbench.services.compare import lead_metrics
+
+    for line in _runs_table(runs, shutil.get_terminal_size().columns, lead_metrics(wb, runs)):
         print(line)
     return 0
 
 
 _LIST_HEADER = ("ID", "STATUS", "MACHINE", "PROJECT/EXPERIMENT", "PARAMS", "METRICS", "STARTED", "DURATION")
-_LIST_LEAST = {2: 7, 3: 12, 4: 10, 5: 10}  # the columns that narrow to fit, and how far
-_MACHINE = 2  # shown only when a listed run ran elsewhere than here
+_MACHINE, _PROJECT, _PARAMS, _METRICS, _STARTED = 2, 3, 4, 5, 6
 
 
-
-def _runs_table(runs: list[dict[str, Any]], available: int) -> list[str]:
-    """`runs list` in `available` columns: names end in `…` and params and metrics show whole items then
-    `…` (`iterations=2000` is never cut to `iterations=20`); the start time drops its year and seconds
-    before anything else narrows."""
+def _runs_table(runs: list[dict[str, Any]], available: int, lead: dict[str, str] | None = None) -> list[str]:
+    """`runs list` in `available` columns: params and metrics in reading order (formatting.reading_order:
+    the params that differ within the list first, each run's lead metric first), shown as whole items then
+    `…` (`iterations=2000` is never cut to `iterations=20`); names end in `…`; the start time drops its year
+    and seconds before anything narrows. `lead`: run id -> lead metric (compare.lead_metrics)."""
     from rich.cells import cell_len
 
-    from workbench.tui.formatting import Pairs, elide, fit_items, shown_status
+    from workbench.tui.formatting import Pairs, elide, fit_items, reading_order, shown_status
 
-    show_machine = any((run.get("machine") or "local") != "local" for run in runs)
-    header = _LIST_HEADER if show_machine else _LIST_HEADER[:_MACHINE] + _LIST_HEADER[_MACHINE + 1:]
-    least = {(i if show_machine or i < _MACHINE else i - 1): n for i, n in _LIST_LEAST.items()
-             if show_machine or i != _MACHINE}
+    ordered = reading_order(runs, lead)
 
-    def table(stamp: str) -> list[tuple[str, ...]]:
-        rows = [_LIST_HEADER] + [
+    def table(stamp: str) -> list[tuple[Any, ...]]:
+        return [_LIST_HEADER] + [
             (run["id"], shown_status(run), printable(run.get("machine") or "local"),
              printable(f"{run['project']}/{run['experiment']}"),
-             Pairs(_summary_items(run["params"])), Pairs(_summary_items(run["summary"])),
+             Pairs(_summary_items(params)), Pairs(_summary_items(metrics)),
              time.strftime(stamp, time.localtime(t)) if (t := run["started_at"] or run["created_at"]) else "-",
-             _fmt_duration(_duration(run))) for run in runs]
-        return rows if show_machine else [row[:_MACHINE] + row[_MACHINE + 1:] for row in rows]
+             _fmt_duration(_duration(run))) for run, (params, metrics) in zip(runs, ordered)]
 
-    def natural(rows: list[tuple[str, ...]]) -> list[int]:
-        return [max(cell_len(row[i]) for row in rows) for i in range(len(header))]
+    def natural(rows: list[tuple[Any, ...]], column: int) -> int:
+        return max(cell_len(row[column]) for row in rows)
 
-    gaps = 2 * (len(header) - 1)
+    def first_items(rows: list[tuple[Any, ...]], column: int) -> int:
+        """The least width showing every row's first item whole (and `…` after it if more follow)."""
+        return max([cell_len(_LIST_HEADER[column])] + [
+            cell_len(fit_items(row[column].items[:1], 10**6, len(row[column].items) > 1))
+            for row in rows[1:] if row[column].items])
+
     rows = table("%Y-%m-%d %H:%M:%S")
-    if sum(natural(rows)) + gaps > available:
+    shown = [i for i in range(len(_LIST_HEADER))
+             if i != _MACHINE or any((run.get("machine") or "local") != "local" for run in runs)]
+    if sum(natural(rows, i) for i in shown) + 2 * (len(shown) - 1) > available:
         rows = table("%m-%d %H:%M")
-    widths = natural(rows)
-    while sum(widths) + gaps > available:  # narrow the widest narrowable column, a cell at a time
-        narrowable = [i for i, fewest in least.items() if widths[i] > fewest]
-        if not narrowable:
+    names, shorter_names = {_MACHINE: 7, _PROJECT: 12}, {_MACHINE: 5, _PROJECT: 6}
+    values = ({_PARAMS: first_items(rows, _PARAMS)}, {_METRICS: first_items(rows, _METRICS)})
+    # A table too wide gives way until it fits: the names narrow, then params and then metrics down to their
+    # first items (the param that differs, the lead metric), then the start time goes, then the names narrow
+    # further. Params and metrics are never cut to a bare `…`: when even that is too wide, params go.
+    giving_way = [((), (names, *values)), ((_STARTED,), (names, *values)),
+                  ((_STARTED,), (names, *values, shorter_names)),
+                  ((_STARTED, _PARAMS), (names, *values, shorter_names))]
+
+    def layout(dropped: tuple[int, ...], steps: tuple[dict[int, int], ...]) -> dict[int, int]:
+        """Natural widths less the `dropped` columns, narrowed step by step (each step: the widest of its
+        columns a cell at a time, none below its floor) until the table fits."""
+        widths = {i: natural(rows, i) for i in shown if i not in dropped}
+        for step in steps:
+            least = {i: n for i, n in step.items() if i in widths}
+            while (sum(widths.values()) + 2 * (len(widths) - 1) > available
+                   and (narrowable := [i for i, n in least.items() if widths[i] > n])):
+                widths[max(narrowable, key=lambda i: (widths[i], i))] -= 1
+        return widths
+
+    for dropped, steps in giving_way:
+        widths = layout(dropped, steps)
+        if sum(widths.values()) + 2 * (len(widths) - 1) <= available:
             break
-        widths[max(narrowable, key=lambda i: (widths[i], i))] -= 1
 
     def fitted(text: str, width: int) -> str:
-        shown = fit_items(text.items, width, text.more) if isinstance(text, Pairs) else elide(text, width)
-        return shown + " " * (width - cell_len(shown))
+        text = fit_items(text.items, width, text.more) if isinstance(text, Pairs) else elide(text, width)
+        return text + " " * (width - cell_len(text))
 
-    return ["  ".join(fitted(text, width) for text, width in zip(row, widths)).rstrip() for row in rows]
+    def spare() -> int:
+        return max(0, available - sum(widths.values()) - 2 * (len(widths) - 1))
+
+    def used(column: int, width: int) -> int:
+        return max(cell_len(fitted(row[column], width).rstrip()) for row in rows)
+
+    # Whole items leave a narrowed params or metrics column partly empty: that room goes to metrics, then
+    # params, then the names.
+    for i in (_PARAMS, _METRICS):
+        if i in widths:
+            widths[i] = used(i, widths[i])
+    for i in (_METRICS, _PARAMS):
+        if i in widths:
+            widths[i] = used(i, widths[i] + spare())
+    for i in (_PROJECT, _MACHINE):
+        if i in widths:
+            widths[i] += min(natural(rows, i) - widths[i], spare())
+
+    return ["  ".join(fitted(row[i], width) for i, width in widths.items()).rstrip() for row in rows]
 
 
 def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
