@@ -333,6 +333,7 @@ def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
                                      if e["message"].startswith("git state unknown: ")), "unknown") + ")"
             if run.get("git_commit") and run.get("git_dirty") is None else "")
             + "".join(f"  ({e['message'].split(':')[0]})" for e in run["events"] if e["kind"] == "git")),
+        ("placed", _placement_text(run.get("placement"))),
         ("gpus", ", ".join(run.get("gpu_uuids") or []) or "none"),
         ("rerun of", run.get("rerun_of")), ("run dir", run["run_dir"]), ("files on", run.get("host_run_dir")),
     ]
@@ -359,7 +360,24 @@ def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
                 print(f"  {printable(a['path']):<24} link to {printable(a['link'])} (not followed)")
             else:
                 print(f"  {printable(a['path']):<24} {a['size']:>12,} bytes  sha256:{a['sha256'][:16]}")
+    if run["events"]:
+        print("events")
+        width = max(len(e["kind"]) for e in run["events"])
+        for e in run["events"]:
+            print(f"  {_ago(e['ts'])}  {printable(e['kind']):<{width}}  {printable(e['message'])}")
     return 0
+
+
+def _placement_text(placement: dict[str, Any] | None) -> str | None:
+    """Where placement sent a run and why, and what was asked: "gpu-b: 2 of 4 GPUs free  (asked: auto, 2 GPUs)"."""
+    if not placement:
+        return None
+    request = placement.get("request") or {}
+    machines = request.get("machines")
+    asked = [", ".join(machines) if isinstance(machines, list) else machines,
+             f"{request['gpus']} GPU(s)" if request.get("gpus") is not None else None]
+    asked_text = ", ".join(str(part) for part in asked if part)
+    return (placement.get("reason") or placement.get("machine") or "-") + (f"  (asked: {asked_text})" if asked_text else "")
 
 
 def cmd_runs_logs(wb: Any, args: argparse.Namespace) -> int:
