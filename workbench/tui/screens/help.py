@@ -1,6 +1,9 @@
-"""`?`: the keys of the screen underneath, generated from its active bindings (never a hand-kept list)."""
+"""`?`: the keys of the screen underneath, generated from its active bindings (never a hand-kept list).
+A list without a cursor: j, k, the arrows and pgup/pgdn scroll it."""
 
 from __future__ import annotations
+
+import re
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,22 +14,31 @@ from textual.widgets import DataTable, Static
 from workbench.tui.screens.dialog import Dialog
 
 
+def in_words(name: str) -> str:
+    """A screen's class name as a user reads it: "RunDetail" -> "Run detail"."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name.removesuffix("Screen")).capitalize()
+
+
 class HelpScreen(Dialog[None]):
-    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="help.close")]
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="help.close"),
+                Binding("j", "scroll(1)", "Scroll down", show=False, id="help.down"),
+                Binding("k", "scroll(-1)", "Scroll up", show=False, id="help.up")]
+    # 24 rows: the title, 16 rows of keys and the hint inside the border (90% of the screen at most)
     DEFAULT_CSS = """
     HelpScreen > .dialog { width: 72; }
-    HelpScreen DataTable { height: auto; max-height: 18; }
+    HelpScreen DataTable { height: auto; max-height: 70vh; }
     """
 
-    def __init__(self, title: str, rows: list[tuple[str, str, str, str]]) -> None:
+    def __init__(self, screen_name: str, rows: list[tuple[str, str, str, str]]) -> None:
         super().__init__()
-        self.title_text = title
+        self.title_text = in_words(screen_name)
         self.rows = rows
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(f"[b]Keys: {self.title_text}[/b]")
-            table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True)
+            yield Static(f"[b]Keys: {self.title_text}[/b]", id="help-title")
+            # no cursor: the arrows and pages move what is shown (a row cursor moved 18 rows before any scrolled)
+            table: DataTable[str] = DataTable(cursor_type="none", zebra_stripes=True)
             table.add_columns("key", "action", "binding id")
             group = None
             for where, *row in self.rows:
@@ -35,10 +47,13 @@ class HelpScreen(Dialog[None]):
                     table.add_row(Text(""), Text(where, style="bold"), Text(""))  # keeps the key column narrow
                 table.add_row(*(Text(value) for value in row))  # keys like "[" are not markup
             yield table
-            yield Static("Remap any binding in config.toml: [keymap] \"binding id\" = \"keys\"", classes="hint")
+            yield Static(Text('Remap any binding in config.toml: [keymap] "binding id" = "keys"'), classes="hint")
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
+
+    def action_scroll(self, rows: int) -> None:
+        self.query_one(DataTable).scroll_relative(y=rows, animate=False)
 
 
 HELP_GROUPS = ("This screen", "Everywhere", "Lists, fields and the terminal")
