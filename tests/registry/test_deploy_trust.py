@@ -175,6 +175,44 @@ def test_ports_binds_and_refused_deploys_leave_no_record(cli, project, docker_cl
     assert cli("models", "show", "m", "--json").json()["versions"][0]["version"] == 1  # nothing lost
 
 
+KEPT = ("status", "status_reason", "live_version", "live_container", "port", "bind", "auth", "operation", "canary")
+
+
+def test_a_refused_deploy_leaves_no_new_record_and_an_existing_one_as_it_was(cli, project, docker_client, home):
+    """Issue 22 item 6: a first deploy refused by its smoke request records no deployment (no `new` or
+    `failed` row, no network or container left); one refused on a live or stopped deployment changes nothing
+    of its record (the attempt is in its history)."""
+    root = project()
+    registered(cli, root, "broken")  # m:1 answers /health but fails its smoke request
+    registered(cli, root, "good")    # m:2
+    with sqlite3.connect(home / "workbench.db") as conn:
+        instance = conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()[0]
+    port = free_port()
+    try:
+        refused = cli("deploy", "m:1", "--machine", "local", "--port", str(port))
+        assert_one_line_error(refused, "m:1 not deployed", "smoke request failed")
+        listed = cli("deployments", "list", "--json")
+        assert listed.code == 0 and listed.json() == [], listed.out
+        assert_one_line_error(cli("deployments", "show", "m"), "no deployment 'm'")
+        with sqlite3.connect(home / "workbench.db") as conn:
+            assert conn.execute("SELECT COUNT(*) FROM deployments").fetchone()[0] == 0
+        labels = {"label": ["workbench.deployment=m", f"workbench.instance={instance}"]}
+        assert not docker_client.containers.list(all=True, filters=labels)
+        assert not docker_client.networks.list(names=[f"workbench-deploy-m-{instance[:8]}"])
+
+        assert cli("deploy", "m:2", "--machine", "local", "--port", str(port)).code == 0
+        for how in ("live", "stopped"):
+            if how == "stopped":
+                assert cli("deployments", "stop", "m").code == 0
+            before = {k: db_deployment(home)[k] for k in KEPT}
+            assert before["status"] == how
+            assert_one_line_error(cli("deploy", "m:1", "--machine", "local"), "m:1 not deployed", "smoke request failed")
+            assert {k: db_deployment(home)[k] for k in KEPT} == before
+            assert db_events(home)[-1]["kind"] == "deploy-failed"  # its history says what was tried
+    finally:
+        cli("deployments", "stop", "m", "--remove")
+
+
 def test_token_bind_and_a_hardened_model_container(cli, project, home, docker_client):
     with serving(cli, project('auth = "token"\nbind = "127.0.0.1"\n'), "good") as (port, deployed):
         assert "deployments token m" in deployed.err  # said once, on the deploy that made the token

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import PortInUse, WorkbenchError
+from workbench.errors import WorkbenchError
 from workbench.registry import ports, serving
 from workbench.registry.models import check_name
 from workbench.services import models
@@ -83,7 +83,7 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
     bind = bind or (existing["bind"] if existing else spec.deploy.bind)
     owner, keeper = hold(wb, name)
     label = f"{version['name']}:{version['version']}"
-    state: dict[str, Any] = {"created": False, "container": None}
+    state: dict[str, Any] = {"created": False, "container": None, "before": None}
     try:
         done = _deploy(wb, version, model_file, spec, name, machine, port, bind, stop_first, canary, canary_for,
                        max_error_rate, owner, keeper, state)
@@ -97,11 +97,11 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
                 and not (current.get("canary") or {}).get("container") == container_name:
             # False: the machine did not answer; the operation stays recorded, for the next look to settle
             settled = _discard(wb, machine, name, container_name, current["live_container"])
-        if settled and state["created"] and (container_name is None or isinstance(exc, PortInUse)):
-            wb.store.forget_deployment(name)  # refused before it could serve: nothing to record
+        if settled and state["created"] and current and current["live_version"] is None:
+            _forget(wb, machine, name)  # refused before it ever served: nothing to record
         elif settled and current and current.get("operation") and current["operation"].get("owner") == owner:
-            wb.store.update_deployment(name, operation=None, status="live" if current["live_container"] else "failed",
-                                       status_reason=f"{label}: {getattr(exc, 'message', None) or first_line(exc)}")
+            _settle_refused(wb, name, current, state["before"],
+                            f"{label}: {getattr(exc, 'message', None) or first_line(exc)}")
         if isinstance(exc, docker.errors.DockerException):
             said = str(getattr(exc, "explanation", None) or first_line(exc)).strip().splitlines()
             raise WorkbenchError(f"{label} not deployed: the engine on {machine} said: "
@@ -109,6 +109,33 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
         raise
     finally:
         release(wb, name, owner, keeper)
+
+
+def _forget(wb: Services, machine: str, name: str) -> None:
+    """A first deploy refused before its version served: the record, its events, and what it made on the
+    machine (its network, a proxy that never served, a token) go; `deployments list` never shows it."""
+    from workbench.services.deploy_base import token_path
+
+    try:
+        target = Target(wb, machine)
+        quietly(remove_container, target.client, serving.proxy_name(wb.store.instance, name))
+        serving.remove_network(target.client, wb.store.instance, name)
+    except Exception:  # noqa: BLE001 - the machine went away: `gc` finds what is labelled and unrecorded
+        pass
+    token_path(wb, name).unlink(missing_ok=True)
+    wb.store.forget_deployment(name)
+
+
+def _settle_refused(wb: Services, name: str, current: dict[str, Any], before: dict[str, Any] | None,
+                    reason: str) -> None:
+    """A refused deploy of an existing deployment leaves it as it was (its status and reason), unless what
+    serves changed meanwhile (--stop-first stopped the live version): then it says so."""
+    if before is not None and current["live_container"] == before["live_container"]:
+        wb.store.update_deployment(name, operation=None, status=before["status"],
+                                   status_reason=before["status_reason"])
+    else:
+        wb.store.update_deployment(name, operation=None, status="live" if current["live_container"] else "failed",
+                                   status_reason=reason)
 
 
 def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, name: str, machine: str, port: int,
@@ -147,6 +174,7 @@ def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, 
         held = target.holder_of(bind, port)
         if held:
             raise WorkbenchError(f"port {port} is in use on {machine} ({held})", hint="pick another with --port")
+    state["before"] = record
     if record is None:
         wb.store.create_deployment(name, version["name"], machine, port, bind, d.auth)
         state["created"] = True
@@ -196,9 +224,7 @@ def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, 
         keeps = f"; v{record['live_version']} keeps serving" if live else ""
         wb.store.add_deployment_event(name, "deploy-failed", f"{label} not deployed: {exc.message}{keeps}",
                                       from_version=record["live_version"], to_version=version["version"],
-                                      health="failing")  # said once, by the error below
-        wb.store.update_deployment(name, operation=None, status="live" if live else "failed",
-                                   status_reason=f"{label}: {exc.message}")
+                                      health="failing")  # said once, by the error below; the record: deploy's
         raise WorkbenchError(f"{label} not deployed: {exc.message}{keeps}") from None
     check_lease(keeper, name)
     _take_auth(wb, record, d.auth)  # the endpoint asks for a token (or stops asking) from this switch on
