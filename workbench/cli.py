@@ -86,7 +86,8 @@ def cmd_run(wb: Any, args: argparse.Namespace) -> int:
             _emit_json({**run_json(run), "priority": run.get("priority", 0)})
         else:
             print(run["id"])
-            _say(f"run {run['id']} queued: {run['status_reason']} (`workbench queue`; it starts by itself)")
+            _say("it starts by itself when a machine can take it (`workbench queue` shows the queue)")  # the
+            # launch itself said "run ID queued: REASON"
         return 0
     return _after_start(wb, run, args)
 
@@ -108,8 +109,7 @@ def _after_start(wb: Any, run: dict[str, Any], args: argparse.Namespace) -> int:
             _say(f"run {run['id']} started ({run['executor']}); follow it with `workbench runs logs {run['id']} --follow`")
         return 0
     if run.get("waiting") is not None:
-        _say(f"run {run['id']} queued: {run['status_reason']}; waiting for it to start and end "
-             "(Ctrl-C leaves it queued)")
+        _say(f"waiting for run {run['id']} to start and end (Ctrl-C leaves it queued)")  # why: said by the launch
     else:
         _say(f"run {run['id']} started ({run['executor']}); waiting for it (Ctrl-C leaves it running)")
     progress = None if args.json else ProgressLine()
@@ -609,20 +609,28 @@ def cmd_queue(wb: Any, args: argparse.Namespace) -> int:
     if not waiting:
         print("the queue is empty")
         return 0
+    import textwrap
+
+    from workbench.tui.formatting import elide
+
     now = time.time()
     rows = [("ID", "PRI", "GPUS", "PROJECT/EXPERIMENT", "WAITING", "REASON")]
     for run in waiting:
         rows.append((run["id"], str(run.get("priority", 0)), str((run.get("waiting") or {}).get("gpus", 0)),
-                     f"{run['project']}/{run['experiment']}", _fmt_duration(now - run["created_at"]),
-                     run.get("status_reason") or ""))
-    from workbench.tui.formatting import elide
-
+                     elide(printable(f"{run['project']}/{run['experiment']}"), _QUEUE_NAME_WIDTH),
+                     _fmt_duration(now - run["created_at"]), printable(run.get("status_reason") or "")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    rest = max(20, shutil.get_terminal_size().columns - sum(widths) - 2 * len(widths))
-    for row in rows:
-        print("  ".join(printable(cell).ljust(width) for cell, width in zip(row, widths))
-              + "  " + elide(printable(row[-1]), rest))
+    indent = sum(widths) + 2 * len(widths)
+    rest = max(20, shutil.get_terminal_size().columns - indent)
+    for row in rows:  # the reason whole, wrapped by words under its column
+        reason = textwrap.wrap(row[-1], rest, break_long_words=False, break_on_hyphens=False) or [""]
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + reason[0])
+        for line in reason[1:]:
+            print(" " * indent + line)
     return 0
+
+
+_QUEUE_NAME_WIDTH = 24  # PROJECT/EXPERIMENT in `queue`: longer names end in `…`, leaving the reason room
 
 
 def cmd_sweep(wb: Any, args: argparse.Namespace) -> int:
