@@ -17,6 +17,7 @@ from fixture_db import NOW
 from test_run_screens import settle, until
 from test_snapshots import _settle, frozen_app  # noqa: F401 - a fixture
 from workbench.tui.app import WorkbenchApp
+from workbench.tui.screens.confirm import ConfirmScreen
 from workbench.tui.screens.deployments import DeploymentsScreen
 from workbench.tui.screens.models import ModelsScreen
 from workbench.tui.screens.run_detail import RunDetailScreen
@@ -90,9 +91,10 @@ async def test_register_alias_deploy_rollback_stop_from_the_app(wb, make_project
             row = [str(c) for c in table.get_row("m")]
             assert row[:4] == ["m", "live", "v2", "ok"] and row[4] == f"http://127.0.0.1:{port}"
             assert "switched v1 → v2" in str(app.screen.query_one("#deployments-history", Static).render())
-            # b: rollback, asked first
+            # b: rollback, asked first, naming both versions (issue 22 item 17)
             await pilot.press("b")
-            await settle(app, pilot)
+            await until(app, pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            assert app.screen.question.startswith("Roll m back from v2 to v1?")
             await pilot.press("y")
             await until(app, pilot, lambda: (app.screen.rows.get("m") or {}).get("live_version") == 1, timeout=30)
             assert which(port) == "first"
