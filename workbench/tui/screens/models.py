@@ -43,7 +43,8 @@ class ModelsScreen(BaseScreen):
         Binding("k", "up", "Up", show=False, id="models.up"),
     ]
     DEFAULT_CSS = """
-    ModelsScreen #models-hint { height: auto; padding: 0 1; color: $text-muted; }  /* the empty state takes 2 lines at 80 */
+    /* the empty state takes two lines at 80 columns */
+    ModelsScreen #models-hint { height: auto; padding: 0 1; color: $text-muted; }
     ModelsScreen DataTable { height: 1fr; }
     ModelsScreen #models-detail { height: 9; border-top: solid $panel; padding: 0 1; }
     """

@@ -22,6 +22,14 @@ SEP = "\x1f"
 COLUMNS = ("project", "experiment", "watch", "spent", "runs on", "params", "folder / problem")
 
 
+def runs_on(exp: Any) -> str:
+    """Where a launch that names no machine sends the experiment's runs (as `workbench run` does), in what
+    image, with how many GPUs. The executor is chosen at launch (docker where an engine answers)."""
+    where = f"auto: {' or '.join(exp.machines)}" if exp.machines else exp.machine or "local"
+    image = exp.image or f"image from {exp.dockerfile}"
+    return f"{where} · {image}" + (f" · {exp.gpus} GPU" if exp.gpus else "")
+
+
 class ProjectsLoaded(Message):
     def __init__(self, rows: list[dict[str, Any]], machines: list[str]) -> None:
         super().__init__()
@@ -83,9 +91,8 @@ class ProjectsScreen(BaseScreen):
                 continue
             for exp in spec.experiments.values():
                 rows.append({"project": project["name"], "experiment": exp.name, "path": project["path"],
-                             "image": exp.image or f"build {exp.dockerfile}", "params": exp.params,
-                             "gpus": exp.gpus, "error": None, "watch_run": spec.watch.run if spec.watch else None,
-                             "cost": costs.get(project["name"])})
+                             "runs_on": runs_on(exp), "params": exp.params, "error": None,
+                             "watch_run": spec.watch.run if spec.watch else None, "cost": costs.get(project["name"])})
         machines = [m["name"] for m in self.workbench.list_machines()]
         self.post_message(ProjectsLoaded(rows, ["local"] + [m for m in machines if m != "local"]))
 
@@ -111,11 +118,10 @@ class ProjectsScreen(BaseScreen):
         if row["error"]:
             return (cell(row["project"]), cell("-"), cell("-"), cell(money(row["cost"])), cell("-"), cell("-"),
                     cell(row["error"], "red"))
-        resources = f"{row['image']}" + (f" · {row['gpus']} GPU" if row["gpus"] else "")
         session = self.app.watches.get(row["project"])  # type: ignore[attr-defined]
         watching = "-" if row.get("watch_run") != row["experiment"] else (session.state if session else "off")
         return (cell(row["project"]), cell(row["experiment"]), cell(watching, "green" if session else ""),
-                cell(money(row["cost"])), cell(resources), cell(pairs(row["params"], limit=3)), cell(row["path"]))
+                cell(money(row["cost"])), cell(row["runs_on"]), cell(pairs(row["params"], limit=3)), cell(row["path"]))
 
     def selected(self) -> dict[str, Any] | None:
         return self.rows.get(cursor_key(self.table) or "")
