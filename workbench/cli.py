@@ -661,11 +661,17 @@ def cmd_sweeps_list(wb: Any, args: argparse.Namespace) -> int:
     if not listed:
         _say("no sweeps yet: start one with `workbench sweep PATH`")
         return 0
+    from workbench.cli_output import columns
+
+    costs = any(s.get("cost") for s in listed)
+    rows = [("ID", "STATUS", "PROJECT/EXPERIMENT", "METHOD", "TRIALS", "PROGRESS", "BEST") + (("COST",) if costs else ())]
     for s in listed:
         progress = ", ".join(f"{n} {status}" for status, n in sorted(s["progress"].items()))
-        cost = f"  ${s['cost']:.2f}" if s.get("cost") else ""
-        print(f"{s['id']}  {s['status']:<9} {printable(s['project'])}/{printable(s['experiment'])}  {s['method']}  "
-              f"{s['options']['trials']} trials ({progress or 'none yet'})  best {s['best'] or '-'}{cost}")
+        rows.append((s["id"], s["status"], printable(f"{s['project']}/{s['experiment']}"), s["method"],
+                     str(s["options"]["trials"]), progress or "none yet", s["best"] or "-")
+                    + ((f"${s['cost']:.2f}" if s.get("cost") else "-",) if costs else ()))
+    for line in columns(rows):
+        print(line)
     return 0
 
 
@@ -903,6 +909,19 @@ def _data_dir() -> Any:
         return None
 
 
+def _say_progress(message: str) -> None:
+    """Workbench's progress lines. What the engine printed (a build's output) keeps its colours on a
+    terminal and loses them elsewhere: never escape text such as `\x1b[91m`."""
+    from workbench.execution.images import EngineOutput
+
+    if not isinstance(message, EngineOutput):
+        _say(message)
+        return
+    from workbench.textsafe import coloured_text, log_text
+
+    print(coloured_text(message) if sys.stderr.isatty() else log_text(message), file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -910,7 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from workbench.services import Workbench
 
-        wb = Workbench(progress=_say)
+        wb = Workbench(progress=_say_progress)
         return args.func(wb, args)
     except WorkbenchError as exc:
         _say(f"workbench: error: {exc}")

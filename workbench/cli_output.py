@@ -23,3 +23,10 @@ def say(message: str) -> None:
 
 def when(ts: float | None) -> str:
     return "-" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def columns(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows (a header first) as aligned columns two spaces apart; cells are printed as given (make them
+    printable first)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from workbench.cli_output import emit_json, say, when
-from workbench.textsafe import printable
+from workbench.cli_output import columns, emit_json, say, when
+from workbench.textsafe import log_text, printable
 
 
 def _short_metrics(metrics: dict[str, Any], limit: int = 3) -> str:
@@ -54,8 +54,8 @@ def cmd_models_show(wb: Any, args: argparse.Namespace) -> int:
                             f"{lineage.get('verdict') or '-':<4} {_short_metrics(lineage['metrics'])}  "
                             f"{when(v['created_at'])}{' forced' if v['forced'] else ''}  {aliases}".rstrip()))
         if shown["alias_history"]:
-            print("  alias history:")
-            for h in shown["alias_history"]:
+            print("  alias history:")  # newest first, as every history the CLI lists
+            for h in reversed(shown["alias_history"]):
                 moved = f"{h['previous']} → {h['version']}" if h["previous"] else f"→ {h['version']}"
                 print(printable(f"    {when(h['ts'])}  @{h['alias']} {moved}  by {h['who']}"))
         return 0
@@ -85,14 +85,24 @@ def cmd_models_alias(wb: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _deployment_line(d: dict[str, Any]) -> str:
-    health = d.get("health") or "-"
-    live = f"v{d['live_version']}" if d.get("live_container") else "none"
+_DEPLOYMENT_HEADER = ("NAME", "STATUS", "MODEL", "LIVE", "HEALTH", "ENDPOINT", "MACHINE", "LAST SWITCH")
+
+
+def _deployment_cells(d: dict[str, Any]) -> tuple[str, ...]:
+    """A deployment's row: its endpoint only while a version serves there (`-` once stopped)."""
+    serving = bool(d.get("live_container"))
+    endpoint = d["endpoint"] + (" (token)" if d.get("auth") == "token" else "") if serving else "-"
     last = d.get("last_switch")
-    switched = f"  last switch {when(last['ts'])}" if last else ""
-    token = " (token)" if d.get("auth") == "token" else ""
-    return (f"{d['name']:<16} {d['status']:<9} {d['model']}  live {live:<5} health {health:<8} "
-            f"{d['endpoint']}{token} ({d['machine']}){switched}")
+    return tuple(printable(str(cell)) for cell in (
+        d["name"], d["status"], d["model"], f"v{d['live_version']}" if serving else "none", d.get("health") or "-",
+        endpoint, d["machine"], when(last["ts"]) if last else "-"))
+
+
+def _deployment_line(d: dict[str, Any]) -> str:
+    name, status, model, live, health, endpoint, machine, last = _deployment_cells(d)
+    switched = f"  last switch {last}" if last != "-" else ""
+    kept = f" ({printable(d['endpoint'])} once it serves again)" if endpoint == "-" else ""
+    return f"{name}  {status}  {model}  live {live}  health {health}  endpoint {endpoint}{kept} ({machine}){switched}"
 
 
 def _canary_line(d: dict[str, Any]) -> str | None:
@@ -171,8 +181,10 @@ def cmd_deployments_list(wb: Any, args: argparse.Namespace) -> int:
     if not listed:
         say("no deployments yet: `workbench deploy NAME[:VERSION|@ALIAS] --machine MACHINE`")
         return 0
-    for d in listed:
-        print(printable(_deployment_line(d)))
+    lines = columns([_DEPLOYMENT_HEADER] + [_deployment_cells(d) for d in listed])
+    print(lines[0])
+    for d, line in zip(listed, lines[1:]):
+        print(line)
         if d.get("operation"):
             print(printable(f"  {d['operation']['kind']} of v{d['operation'].get('version')} in progress"))
         if _canary_line(d):
@@ -187,7 +199,7 @@ def cmd_deployments_show(wb: Any, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(shown)
         return 0
-    print(printable(_deployment_line(shown)))
+    print(_deployment_line(shown))
     if shown.get("status_reason"):
         print(printable(f"  {shown['status_reason']}"))
     if _canary_line(shown):
@@ -197,8 +209,8 @@ def cmd_deployments_show(wb: Any, args: argparse.Namespace) -> int:
     print("versions:")
     for t in shown["targets"]:
         print(printable(f"  v{t['version']:<4} {t['state']:<8} {t['container']}  since {when(t['created_at'])}"))
-    print("history:")
-    for e in shown["events"]:
+    print("history:")  # newest first, as in the app
+    for e in reversed(shown["events"]):
         print(printable(f"  {when(e['ts'])}  {e['kind']:<15} {e['message']}"))
     return 0
 
@@ -228,7 +240,8 @@ def cmd_deployments_token(wb: Any, args: argparse.Namespace) -> int:
 
 def cmd_deployments_logs(wb: Any, args: argparse.Namespace) -> int:
     text = wb.deployment_logs(args.name, args.tail)
-    print(printable(text).rstrip("\n"))
+    for line in text.rstrip("\n").split("\n") if text else []:
+        print(log_text(line))
     return 0
 
 
@@ -236,9 +249,7 @@ def cmd_deployments_stop(wb: Any, args: argparse.Namespace) -> int:
     stopped = wb.stop_deployment(args.name, remove=args.remove)
     if args.json:
         emit_json(stopped)
-    else:
-        say(f"{args.name}: {stopped['status']}")
-    return 0
+    return 0  # the stop said what it did, in one line
 
 
 def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
