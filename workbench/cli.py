@@ -736,11 +736,15 @@ def cmd_runs_compare(wb: Any, args: argparse.Namespace) -> int:
     rows = [["", *ids], ["run", *(f"{r['project']}/{r['experiment']}" for r in runs)],
             ["status", *(r["status"] for r in runs)], ["checks", *(r["verdict"] or "-" for r in runs)]]
     rows += [[name, *(_param_text(v) for v in values)] for name, values in compared["params_differ"].items()]
+    from workbench.services.compare import figures
+
     for name, metric in compared["metrics"].items():
         way = "lowest" if metric["lower_is_better"] else "highest"
-        rows.append([f"{name} last", *("-" if r["last"] is None else f"{r['last']:.5g}" for r in metric["runs"])])
-        rows.append([f"{name} {way}", *("-" if r["best"] is None else f"{r['best']:.5g}" + (" *" if r["id"] == metric["best_run"] else "")
-                                       for r in metric["runs"])])
+        shown = figures([r["last"] for r in metric["runs"]] + [r["best"] for r in metric["runs"]])
+        last, best = shown[:len(runs)], shown[len(runs):]
+        rows.append([f"{name} last", *last])
+        rows.append([f"{name} {way}", *(text + (" *" if r["id"] == metric["best_run"] else "")
+                                        for text, r in zip(best, metric["runs"]))])
     widths = [max(len(printable(row[i])) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(printable(c).ljust(w) for c, w in zip(row, widths)).rstrip())

@@ -10,6 +10,7 @@ from workbench.errors import WorkbenchError
 from workbench.services.context import Services
 
 MAX_RUNS = 12
+SIGNIFICANT = 5  # digits of a metric's largest value that `figures` shows
 LOWER_IS_BETTER = ("loss", "err", "error", "mse", "mae", "rmse", "perplexity", "ppl", "wer", "cer", "time",
                    "latency")
 
@@ -24,6 +25,24 @@ def better_is_lower(metric: str, checks: list[dict[str, Any]]) -> bool:
                 return op.startswith("<")
     words = metric.lower().replace("-", "_").replace("/", "_").split("_")
     return any(word in LOWER_IS_BETTER for word in words)
+
+
+def figures(values: list[float | None], significant: int = SIGNIFICANT) -> list[str]:
+    """One metric's numbers (every run's last and best) in one precision, for a table: the same decimals
+    for all, as many as `significant` digits of the largest magnitude need (0.9500 0.9512 1.0000, not
+    0.95 0.9512 1); integers when every value is one; scientific notation with `significant` digits when
+    every value is below 0.001. None (no value) is "-"."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return ["-" for _ in values]
+    largest = max(abs(v) for v in present)
+    if all(float(v).is_integer() for v in present):
+        spec = ".0f"
+    elif largest < 1e-3:
+        spec = f".{significant - 1}e"
+    else:
+        spec = f".{max(0, significant - 1 - math.floor(math.log10(largest)))}f"
+    return ["-" if v is None else format(v, spec) for v in values]
 
 
 def lead_metrics(wb: Services, runs: list[dict[str, Any]]) -> dict[str, str]:
