@@ -269,3 +269,35 @@ def test_what_a_project_costs_is_each_run_rate_times_hours_times_its_share(tmp_p
                           "finished_at": finished, "hourly_cost": rate, "gpu_share": share})
     costs = store.costs_by_project(now=1000.0)
     assert costs == {"a": pytest.approx(3.6 * 1000 / 3600 * 0.5 + 7.2 * 500 / 3600 + 3.6 * 100 / 3600 * 0.25)}
+
+
+def test_recently_finished_runs_come_newest_finish_first(tmp_path):
+    """The Dashboard's Recent results (issue 22 item 19): a long run started first and finished last leads;
+    live runs are not among them; a run that ended with no finish stamp (lost) counts from its creation."""
+    store = open_store(tmp_path / "wb.db")
+    rows = [("long", "succeeded", 100.0, 900.0), ("quick", "succeeded", 200.0, 210.0),
+            ("broke", "failed", 300.0, 310.0), ("live", "running", 400.0, None), ("gone", "lost", 500.0, None),
+            ("late", "cancelled", 600.0, 700.0)]
+    for run_id, status, created, finished in rows:
+        store.insert_run({"id": run_id, "project": "p", "project_path": "/p", "experiment": "e", "status": status,
+                          "machine": "local", "executor": "process", "created_at": created,
+                          "started_at": created, "finished_at": finished})
+    assert [r["id"] for r in store.recently_finished(limit=10)] == ["long", "late", "gone", "broke", "quick"]
+    assert [r["id"] for r in store.recently_finished(limit=2)] == ["long", "late"]
+
+
+def test_recently_finished_stays_fast_on_100k_runs(tmp_path):
+    store = open_store(tmp_path / "wb.db")
+    runs = [(i + 1, f"{i:08x}", "running" if i % 1000 == 0 else "succeeded", 1e9 + i, 1e9 + i + (i % 97) * 10)
+            for i in range(100_000)]
+    with store.tx() as conn:
+        conn.executemany("INSERT INTO runs (seq, id, project, experiment, status, machine, executor, project_path, "
+                         "created_at, finished_at) VALUES (?, ?, 'p', 'e', ?, 'local', 'process', '/p', ?, ?)", runs)
+    started = time.perf_counter()
+    for _ in range(10):
+        recent = store.recently_finished(limit=8)
+    elapsed = (time.perf_counter() - started) / 10
+    finished = [r["finished_at"] for r in recent]
+    assert finished == sorted(finished, reverse=True) and finished[0] == max(r[4] for r in runs if r[2] != "running")
+    print(f"recently_finished on 100k runs: {elapsed * 1000:.1f} ms")
+    assert elapsed < 0.05, elapsed  # the Dashboard asks every second

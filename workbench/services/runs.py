@@ -340,11 +340,11 @@ def show(wb: Services, ref: str) -> dict[str, Any]:
 
 
 def dashboard(wb: Services) -> dict[str, Any]:
-    """What the Dashboard shows, in one round trip: live, queued and recent runs."""
+    """What the Dashboard shows, in one round trip: live and queued runs, and the last to end."""
     active = wb.store.list_runs(limit=50, status="running")
     queued = wb.store.list_runs(limit=50, status="queued")
-    recent = [r for r in wb.store.list_runs(limit=12) if r["status"] not in ("queued", "running")][:8]
-    return {"running": active, "queued": queued, "recent": recent, "total": wb.store.count_runs()}
+    return {"running": active, "queued": queued, "recent": wb.store.recently_finished(limit=8),
+            "total": wb.store.count_runs()}
 
 
 def is_followed(wb: Services, run_id: str) -> bool:

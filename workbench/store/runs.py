@@ -254,6 +254,17 @@ class RunQueries:
             out.append(run)
         return out
 
+    def recently_finished(self, limit: int = 8) -> list[dict[str, Any]]:
+        """Runs that have ended, the last to finish first (a run lost without a finish stamp by its creation)."""
+        with self.lock:  # type: ignore[attr-defined]
+            cursor = self.conn.execute(
+                f"SELECT {LIST_COLUMNS} FROM runs WHERE status NOT IN ('queued', 'running') "
+                "ORDER BY coalesce(finished_at, created_at) DESC, seq DESC LIMIT ?", (limit,))
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        return [{**run, "params": json.loads(run["params"]), "summary": json.loads(run["summary"])}
+                for run in (dict(zip(names, row)) for row in rows)]
+
     def count_matching(self, *, status: str | None = None, project: str | None = None,
                        experiment: str | None = None, text: str | None = None) -> int:
         where, args = _where(status, project, experiment, text)
