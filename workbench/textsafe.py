@@ -25,3 +25,19 @@ def log_text(line: str) -> str:
     if "\r" in line:
         line = line.rsplit("\r", 1)[1]
     return _CONTROL.sub("", _ESCAPE.sub("", line))
+
+
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def coloured_text(line: str) -> str:
+    """`log_text` for a terminal: the line's colour sequences (SGR, `\\x1b[91m`) kept, and reset at its end
+    so no colour runs on; every other escape and control character dropped."""
+    line = line.rstrip("\r")
+    if "\r" in line:
+        line = line.rsplit("\r", 1)[1]
+    pieces, colours = _SGR.split(line), _SGR.findall(line)
+    out = log_text(pieces[0])
+    for colour, piece in zip(colours, pieces[1:]):
+        out += colour + log_text(piece)
+    return out + ("\x1b[0m" if colours else "")

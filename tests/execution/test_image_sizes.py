@@ -53,7 +53,8 @@ def test_torch_advice_reads_the_dockerfile(tmp_path, dockerfile, files, advised)
 def test_torch_advice_once_for_the_first_build(cli, make_project, docker_client):
     name = f"torchy-{secrets.token_hex(3)}"
     # Harmless: `true` succeeds, so the pip install never runs (nothing is downloaded), but the line matches.
-    root = _project(make_project, "FROM busybox:latest\nRUN true || pip install torch\nRUN echo v1 > /v\n", name)
+    root = _project(make_project, "FROM busybox:latest\nCOPY notes.txt /notes\nRUN true || pip install torch\n"
+                                  "RUN echo v1 > /v\n", name, {"notes.txt": "first\n"})
     cpu = _project(make_project, "FROM busybox:latest\nRUN true || pip install torch --index-url "
                                  "https://download.pytorch.org/whl/cpu\nRUN echo cpu > /v\n", name + "-cpu")
     try:
@@ -65,7 +66,7 @@ def test_torch_advice_once_for_the_first_build(cli, make_project, docker_client)
         second = cli("run", str(root), "--wait", "--json")
         assert second.code == 0, second.err
         assert ADVICE not in second.err, second.err
-        # Another file changes (a new build), the Dockerfile does not: still said only once.
+        # A file the image copies changes (a new build), the Dockerfile does not: still said only once.
         (root / "notes.txt").write_text("changed\n")
         third = cli("run", str(root), "--wait", "--json")
         assert third.code == 0, third.err

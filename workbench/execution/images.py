@@ -1,5 +1,5 @@
 """Image resolution without surprises: the engine's local image first; a pull (with progress) only where
-a registry answers; a project Dockerfile built under a tag derived from the build context's content."""
+a registry answers; a project Dockerfile built under a tag derived from its build inputs' content."""
 
 from __future__ import annotations
 
@@ -8,13 +8,20 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from workbench.errors import WorkbenchError
+from workbench.projects.dockerfile import instructions
 
 Progress = Callable[[str], None]
 BuildLog = Callable[[str, str], None]  # (stream "out" | "err", one line of build output)
 INSTANCE_LABEL = "workbench.instance"
-# The tags `Workbench._image_for` gives the images it builds: workbench/<project>:<snapshot hash[:16]>.
+# The tags `Workbench._image_for` gives the images it builds: workbench/<project>:<build inputs key[:16]>
+# (projects/dockerfile.py: the Dockerfile and the files its COPY/ADD lines take).
 BUILT_TAG = re.compile(r"^workbench/[^:@\s]+:[0-9a-f]{16}$")
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+
+
+class EngineOutput(str):
+    """A line the engine printed (a build's output), escape sequences and all: a front end keeps its colours
+    on a terminal (`textsafe.coloured_text`) and strips them elsewhere (`textsafe.log_text`)."""
 
 
 class BuildFailed(WorkbenchError):
@@ -134,52 +141,83 @@ def send_image(source: Any, target: Any, ref: str, progress: Progress, where: st
 def build(client: Any, context: Path, dockerfile: str, tag: str, progress: Progress, *,
           log: BuildLog | None = None, labels: dict[str, str] | None = None) -> str:
     """Builds `dockerfile` in `context` as `tag` unless that tag exists; streams the build output to
-    `progress` and, line by line with its stream, to `log` (the error last, as "err"). A failure is
-    BuildFailed naming the step that failed."""
+    `progress` (as EngineOutput) and, line by line with its stream, to `log` (the error last, as "err"). While
+    every step comes from the cache its output is held back: a build that did nothing is one line, `image
+    TAG: up to date`. A failure is BuildFailed naming the step that failed, shortened by whole words."""
+    import textwrap
+
     import docker.errors
+
+    from workbench.textsafe import log_text
 
     existing = local_image_id(client, tag)
     if existing:
         return existing
-    progress(f"building {dockerfile} as {tag}")
     tail: list[str] = []
     step: str | None = None
     pulled: dict[str, str] = {}
+    held: list[str] | None = []  # progress lines kept back while every step so far was cached
+    answer_due = False  # a step was announced whose first answer says whether it is cached
+
+    def working() -> None:
+        nonlocal held
+        if held is not None:
+            progress(f"building {dockerfile} as {tag}")
+            for line in held:
+                progress(EngineOutput(f"  {line}"))
+            held = None
 
     def record(stream: str, line: str, show: bool = True) -> None:
-        if show:
-            progress(f"  {line}")
+        if show and held is not None:
+            held.append(line)
+        elif show:
+            progress(EngineOutput(f"  {line}"))
         if log is not None:
             log(stream, line)
 
     def failed(detail: str) -> BuildFailed:
         for line in detail.strip().splitlines() or ["unknown error"]:
             record("err", line, show=False)  # said once, by the error itself
-        last = detail.strip().splitlines()[-1] if detail.strip() else "unknown error"
+        plain = [log_text(line) for line in detail.strip().splitlines()]
+        last = next((line for line in reversed(plain) if line.strip()), "unknown error")
         where = f" at {step}" if step else ""
-        return BuildFailed(f"building {dockerfile} failed{where}: {last[:300]}", step=step)
+        return BuildFailed(f"building {dockerfile} failed{where}: {textwrap.shorten(last, 300, placeholder=' …')}",
+                           step=step)
 
     try:
         for event in client.api.build(path=str(context), dockerfile=dockerfile, tag=tag, rm=True,
                                       forcerm=True, decode=True, labels=labels):
             if "error" in event:
+                working()
                 raise failed(str(event["error"]))
             for line in event.get("stream", "").splitlines():
-                if line.strip():
-                    match = _STEP.match(line.strip())
-                    if match:
-                        step = f"step {match[1]} ({match[3].strip()[:80]})"  # of N: our labels add steps
-                    tail.append(line)
-                    record("out", line)
+                if not log_text(line).strip():
+                    continue  # blank, or only a colour reset closing the line before
+                match = _STEP.match(log_text(line).strip())
+                if match:
+                    # of N: our labels add steps; a long command cut between words, never inside one
+                    step = f"step {match[1]} ({textwrap.shorten(match[3], 80, placeholder=' …')})"
+                    answer_due = not match[3].upper().startswith("FROM ")
+                elif answer_due:
+                    answer_due = False
+                    if log_text(line).strip() != "---> Using cache":
+                        working()
+                tail.append(line)
+                record("out", line)
             status, layer = event.get("status"), event.get("id")
             if status and "progress" not in event and pulled.get(layer or "") != status:  # FROM pulled
+                working()
                 pulled[layer or ""] = status
                 record("out", f"{layer}: {status}" if layer else status)
     except docker.errors.APIError as exc:  # before any step: no Dockerfile, a parse error, a bad context
+        working()
         raise failed(_short(exc)) from None
     image_id = local_image_id(client, tag)
     if image_id is None:
-        raise WorkbenchError(f"building {dockerfile} produced no image ({' / '.join(tail[-2:])})")
+        working()
+        raise WorkbenchError(f"building {dockerfile} produced no image ({' / '.join(log_text(t) for t in tail[-2:])})")
+    if held is not None:
+        progress(f"image {tag}: up to date (every step cached)")
     return image_id
 
 
@@ -326,29 +364,6 @@ _INDEX_OPTIONS = ("--index-url", "--extra-index-url", "-i")
 _REQUIREMENT_OPTIONS = ("-r", "--requirement")
 
 
-def _instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, its arguments) with continuation lines joined and comments dropped."""
-    out: list[tuple[str, str]] = []
-    current = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not current and (not line or line.startswith("#")):
-            continue
-        if current and line.startswith("#"):
-            continue  # a comment inside a continued instruction
-        if line.endswith("\\"):
-            current += line[:-1] + " "
-            continue
-        current += line
-        word, _, rest = current.strip().partition(" ")
-        out.append((word.upper(), rest.strip()))
-        current = ""
-    if current.strip():
-        word, _, rest = current.strip().partition(" ")
-        out.append((word.upper(), rest.strip()))
-    return out
-
-
 def _tokens(command: str) -> list[str]:
     import json
     import shlex
@@ -441,7 +456,7 @@ def torch_advice(context: Path, dockerfile: str) -> str | None:
     except OSError:
         return None
     env_cpu = False
-    for instruction, rest in _instructions(text):
+    for instruction, rest in instructions(text):
         if instruction in ("ENV", "ARG") and "PIP_" in rest and "download.pytorch.org/whl/cpu" in rest:
             env_cpu = True
         if instruction != "RUN":

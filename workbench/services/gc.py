@@ -99,12 +99,26 @@ def _q(text: str) -> str:
     return shlex.quote(text)
 
 
+def _build_key_of(wb: Services, run: dict[str, Any]) -> str:
+    """The tag an active run's image has or will have (its build inputs' key), or "" (no Dockerfile, or its
+    snapshot not readable)."""
+    from workbench.services.images import build_key
+
+    dockerfile = (run.get("spec") or {}).get("dockerfile")
+    if not dockerfile or not run.get("snapshot"):
+        return ""
+    try:
+        return build_key(wb, dockerfile, wb.dirs.snapshots / run["snapshot"], run["snapshot"])[:16]
+    except Exception:  # noqa: BLE001 - its snapshot went or never was whole: nothing of it to keep
+        return ""
+
+
 def remove_unneeded_images(wb: Services) -> tuple[int, int]:
     """(images removed, bytes freed). Candidates are the images Workbench built for this data dir (tagged
-    workbench/<project>:<snapshot hash> and labelled with its instance, or recorded by one of its runs);
+    workbench/<project>:<build inputs key> and labelled with its instance, or recorded by one of its runs);
     an image another data dir, the user or anything else built is never touched. Kept: the image of every
-    active run, of every run an active run reruns, of one still being built (its tag names the snapshot of
-    an active run), and of the newest run of each project/experiment that got one, so the latest build stays
+    active run, of every run an active run reruns, of one still being built (its tag is the build key of an
+    active run's Dockerfile and snapshot), and of the newest run of each project/experiment that got one, so the latest build stays
     ready. Older runs' images go: `runs rerun` of such a run rebuilds its image from the run's snapshot
     (which gc keeps while any run references it). No deployments are recorded in this version; when the
     registry records them, their images join the kept set. An image a container uses stays."""
@@ -124,7 +138,7 @@ def remove_unneeded_images(wb: Services) -> tuple[int, int]:
     reruns_of = {run["rerun_of"] for run in active if run.get("rerun_of")}
     for run in active:
         keep.add(run.get("image_id") or "")
-        building.add((run.get("snapshot") or "")[:16])
+        building.add(_build_key_of(wb, run))
     for run_id, project, experiment, image_id in wb.store.query(
             "SELECT id, project, experiment, image_id FROM runs WHERE image_id IS NOT NULL ORDER BY seq"):
         newest[(project, experiment)] = image_id

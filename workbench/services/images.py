@@ -1,5 +1,6 @@
 """The image a Docker run starts from: the experiment's image (from the engine, pulled if missing), or its
-Dockerfile built from the run's snapshot, with the build output kept with the run."""
+Dockerfile built from the run's snapshot under a tag keyed by its build inputs, with the build output kept
+with the run."""
 
 from __future__ import annotations
 
@@ -10,10 +11,27 @@ from workbench.projects.spec import Experiment, ProjectSpec
 from workbench.services.context import Services, warn
 
 
+def build_key(wb: Services, dockerfile: str, snapshot_dir: Path, snapshot_hash: str) -> str:
+    """The key of what the image is built from: the Dockerfile and the files its COPY/ADD lines take from
+    the snapshot (less .dockerignore's), read from the snapshot's manifest (no file is hashed again). An edit
+    to a file the Dockerfile does not copy keeps the key, so the image is reused."""
+    from workbench.projects.dockerfile import build_inputs_key
+    from workbench.projects.snapshot import snapshot_manifest
+
+    def text(name: str) -> str | None:
+        try:
+            return (snapshot_dir / name).read_text(errors="replace")
+        except OSError:
+            return None
+
+    entries = snapshot_manifest(wb.dirs.snapshots, snapshot_hash)
+    return build_inputs_key(dockerfile, text(dockerfile), text(".dockerignore") or "", entries)
+
+
 def image_for(wb: Services, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str,
               run_id: str | None = None, *, machine: str = "local") -> str:
     """The image id for the run: `exp.image` from the engine (pulled if missing), or `exp.dockerfile` built
-    from the snapshot as workbench/<project>:<snapshot hash>, labelled with this data dir's instance (so
+    from the snapshot as workbench/<project>:<build key> (`build_key`), labelled with this data dir's instance (so
     `gc` knows it built it). The build output is kept with the run: runs/<id>/build.log when it succeeds;
     when it fails, as the run's logs.txt (`workbench runs logs ID`), which is safe to write here because a
     run whose build failed never gets a container, so no ingestion ever appends to or cuts that file."""
@@ -40,7 +58,7 @@ def image_for(wb: Services, spec: ProjectSpec, exp: Experiment, snapshot_dir: Pa
                                                              wb.executors.local_docker_or_none()))
     if machine != "local":
         wb.progress(f"building {exp.dockerfile} on {machine}'s engine (the build context is sent from here)")
-    tag = f"workbench/{spec.name.lower()}:{snapshot_hash[:16]}"
+    tag = f"workbench/{spec.name.lower()}:{build_key(wb, exp.dockerfile, snapshot_dir, snapshot_hash)[:16]}"
     lines: list[bytes] = []
     if images.local_image_id(client, tag) is None:
         # Before the first build of this Dockerfile's content (once: not again when its image exists, nor
