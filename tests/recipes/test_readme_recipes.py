@@ -14,6 +14,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from helpers import REPO, wait_for
 
 README = REPO / "README.md"
@@ -247,6 +249,14 @@ def test_pytorch_recipe_validates_installs_what_makemore_imports_and_checks_a_me
     assert {"loss", "train_loss", "test_loss"} <= set(shown["metrics"])
     assert "step 500 train loss:" in cli("runs", "logs", done.json()["id"]).out
     assert any(a["path"] == "model.pt" for a in shown["artifacts"]), shown["artifacts"]
+
+
+@pytest.mark.parametrize("name", ["run-an-experiment", "queue", "sweep", "makemore/Dockerfile"])
+def test_each_recipe_that_builds_says_how_long_its_first_build_takes(name):
+    text = README.read_text()
+    after = text[text.index(f"<!-- recipe: {name} -->"):]
+    section = re.split(r"\n#{2,6} ", after, maxsplit=1)[0]  # the next heading (a `# comment` in a block is not one)
+    assert re.search(r"First build: [^.]*(~\d|none)", section), f"{name}: no 'First build: ~N …' before the next heading"
 
 
 def test_every_recipe_marker_names_a_block_this_file_runs():
