@@ -240,6 +240,15 @@ class RunQueries:
                    f"ORDER BY {_order(sort, descending)}{page}) CROSS JOIN runs ON runs.seq = page_seq "
                    f"ORDER BY {_order(sort, descending, 'page_seq')}")
             args = value[1] + args
+        return self._listed(sql, args)
+
+    def recently_finished(self, limit: int = 8) -> list[dict[str, Any]]:
+        """Runs that have ended, the last to finish first (a run lost without a finish stamp by its creation)."""
+        return self._listed(f"SELECT {LIST_COLUMNS} FROM runs WHERE status NOT IN ('queued', 'running') "
+                            "ORDER BY coalesce(finished_at, created_at) DESC, seq DESC LIMIT ?", [limit])
+
+    def _listed(self, sql: str, args: list[Any]) -> list[dict[str, Any]]:
+        """The rows of a LIST_COLUMNS query, params and summary decoded."""
         with self.lock:  # type: ignore[attr-defined]
             cursor = self.conn.execute(sql, args)
             cursor.row_factory = None
@@ -253,17 +262,6 @@ class RunQueries:
             run["summary"] = loads(run["summary"])
             out.append(run)
         return out
-
-    def recently_finished(self, limit: int = 8) -> list[dict[str, Any]]:
-        """Runs that have ended, the last to finish first (a run lost without a finish stamp by its creation)."""
-        with self.lock:  # type: ignore[attr-defined]
-            cursor = self.conn.execute(
-                f"SELECT {LIST_COLUMNS} FROM runs WHERE status NOT IN ('queued', 'running') "
-                "ORDER BY coalesce(finished_at, created_at) DESC, seq DESC LIMIT ?", (limit,))
-            names = [d[0] for d in cursor.description]
-            rows = cursor.fetchall()
-        return [{**run, "params": json.loads(run["params"]), "summary": json.loads(run["summary"])}
-                for run in (dict(zip(names, row)) for row in rows)]
 
     def count_matching(self, *, status: str | None = None, project: str | None = None,
                        experiment: str | None = None, text: str | None = None) -> int:
