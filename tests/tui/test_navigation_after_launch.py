@@ -29,10 +29,15 @@ async def wait_until(app, pilot, predicate, timeout=60.0):
 
 
 async def launch_from_projects(app, pilot) -> str:
-    """`3`, enter on the project's experiment, ctrl+s in the form; the run detail it opens."""
+    """`3`, enter on hello-shell's experiment, ctrl+s in the form; the run detail it opens."""
     await pilot.press("3")
-    await wait_until(app, pilot, lambda: app.screen.query_one("#projects-table", DataTable).row_count == 1)
-    app.screen.query_one("#projects-table", DataTable).focus()
+    key = "hello-shell"
+    await wait_until(app, pilot, lambda: any(k.value.startswith(key) for k in
+                                             app.screen.query_one("#projects-table", DataTable).rows))
+    table = app.screen.query_one("#projects-table", DataTable)
+    table.focus()
+    table.move_cursor(row=[k.value for k in table.rows].index(next(k.value for k in table.rows
+                                                                    if k.value.startswith(key))))
     await pilot.press("enter")
     await wait_until(app, pilot, lambda: isinstance(app.screen, LaunchForm))
     await pilot.press("ctrl+s")

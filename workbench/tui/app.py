@@ -12,11 +12,13 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
+from textual.notifications import Notification, Notify
 from textual.worker import Worker, WorkerState
 
 from workbench.config import Config, load_config, save_config
 from workbench.errors import WorkbenchError
 from workbench.tui.commands import ScreenCommands
+from workbench.tui.operation_notices import OperationNotices, current_worker
 from workbench.tui.screens.dashboard import DashboardScreen
 from workbench.tui.screens.help import HelpScreen, help_rows
 from workbench.tui.themes import DEFAULT_THEME, PACKAGE_THEMES, load_themes
@@ -91,6 +93,7 @@ class WorkbenchApp(App[None]):
         self.fleet: Any = None  # live telemetry of the SSH machines, while the app runs
         self.watches: dict[str, Any] = {}  # project name -> its WatchSession, while watching
         self._failing: dict[str, str] = {}  # worker group -> the failure already notified
+        self.notices = OperationNotices(self)  # one notification per launch or deploy, updated in place
         # Touched only by the deployments-health worker (one at a time): each deployment's last health.
         self._health: dict[str, str | None] = {}
 
@@ -129,12 +132,31 @@ class WorkbenchApp(App[None]):
         self.workbench.downsample_telemetry()
 
     def say(self, line: str) -> None:
-        """A progress line from the services, from any thread."""
+        """A progress line from the services, from any thread: said by a worker running an operation (a
+        launch, a deploy), it replaces that operation's notice; else it is a notification of its own."""
+        worker = current_worker()
+        if self.notices.runs_operation(worker):
+            self._on_loop(lambda: self.notices.progress(worker, line))
+        else:
+            self._on_loop(lambda: self.notify(line))
+
+    def say_outcome(self, message: str, title: str = "") -> None:
+        """How an operation ended, from its worker's thread: it replaces the operation's notice."""
+        worker = current_worker()
+
+        def show() -> None:
+            if self.notices.runs_operation(worker):
+                self.notices.finish(worker, message, title=title or self.worker_title(worker))
+            else:
+                self.notify(message, title=title)
+        self._on_loop(show)
+
+    def _on_loop(self, show: Callable[[], None]) -> None:
         if threading.get_ident() == getattr(self, "_thread_id", None):
-            self.notify(line)
+            show()
             return
         try:
-            self.call_from_thread(self.notify, line)
+            self.call_from_thread(show)
         except RuntimeError:
             pass  # the app has exited: nobody to tell
 
@@ -173,24 +195,45 @@ class WorkbenchApp(App[None]):
     def worker_state_changed(self, worker: Worker[Any], state: WorkerState) -> None:
         """The one place a worker's failure reaches the user (screens forward theirs here)."""
         group = worker.group
+        failed = state == WorkerState.ERROR and worker.error is not None
+        if state in (WorkerState.SUCCESS, WorkerState.CANCELLED, WorkerState.ERROR):
+            if self.notices.worker_ended(worker, _message(worker.error) if failed else None):
+                return  # an operation's failure is its notice's outcome
         if state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
             self._failing.pop(group, None)
-        elif state == WorkerState.ERROR and worker.error is not None:
+        elif failed:
             message = _message(worker.error)
             if group in PERIODIC_GROUPS:  # a refresh failing every 2 s is said once, until it recovers
                 if self._failing.get(group) == message:
                     return
                 self._failing[group] = message
-            title = worker.name if worker.name and " " in worker.name else WORKER_TITLES.get(group, group)
-            self.notify(message, title=title, severity="error", timeout=10)
+            self.notify(message, title=self.worker_title(worker), severity="error", timeout=10)
 
-    def notify(self, message: str, *, title: str = "", markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
-        """Notifications carry text from runs, specs and hosts: plain text unless a caller asks for markup."""
+    @staticmethod
+    def worker_title(worker: Worker[Any]) -> str:
+        """What a worker does, in a few words: its name when it has one, else its group's title."""
+        return worker.name if worker.name and " " in worker.name else WORKER_TITLES.get(worker.group, worker.group)
+
+    def notify(self, message: str, *, title: str = "", markup: bool = False, notice: Notification | None = None,  # type: ignore[override]
+               replacing: Notification | None = None, **kwargs: Any) -> None:
+        """Notifications carry text from runs, specs and hosts: plain text unless a caller asks for markup.
+        `notice` (on the event loop): an operation's notice (operation_notices.py), shown at once in place of
+        `replacing`. Posted as a message, it could arrive after the next line had already removed nothing."""
+        if notice is not None:
+            if replacing is not None:
+                self._unnotify(replacing, refresh=False)  # the new notice redraws them once
+            self._on_notify(Notify(notice))
+            return
+        if not markup:
+            message, title = self.plain(message, title)
+        super().notify(message, title=title, markup=markup, **kwargs)
+
+    @staticmethod
+    def plain(message: str, title: str) -> tuple[str, str]:
+        """A notification's text made safe to draw (control characters shown, never sent to the terminal)."""
         from workbench.textsafe import printable
 
-        if not markup:
-            message, title = printable(str(message)).replace("\\n", "\n"), printable(str(title))
-        super().notify(message, title=title, markup=markup, **kwargs)
+        return printable(str(message)).replace("\\n", "\n"), printable(str(title))
 
     # machines and watches: built and stopped in workers, owned by the event loop ----------------------
     def restart_fleet(self) -> None:
@@ -276,16 +319,17 @@ class WorkbenchApp(App[None]):
         wb = self.workbench
         if action == "cancel":
             run = wb.cancel(run_id)
-            self.call_from_thread(self.notify, f"run {run['id']} {run['status']}")
+            self.say_outcome(f"run {run['id']} {run['status']}")
         else:
             run = wb.rerun(run_id)
             wb.follow_in_background(run["id"])
-            self.call_from_thread(self.notify, f"run {run['id']} started (rerun of {run_id})", title="Rerun")
+            self.say_outcome(f"run {run['id']} started (rerun of {run_id})", title="Rerun")
 
     def launch_run(self, path: str, experiment: str, overrides: list[str], executor: str | None,
                    machine: str = "local") -> None:
-        self.notify(f"launching {experiment}{'' if machine == 'local' else f' on {machine}'}…")
-        self._launch(path, experiment, overrides, executor, machine)
+        """Launches in a worker; one notification says how it goes, then the run's detail opens."""
+        worker = self._launch(path, experiment, overrides, executor, machine)
+        self.notices.begin(worker, "Launch", f"launching {experiment}{'' if machine == 'local' else f' on {machine}'}…")
 
     @work(thread=True, exit_on_error=False, group="launch")
     def _launch(self, path: str, experiment: str, overrides: list[str], executor: str | None,
@@ -293,19 +337,19 @@ class WorkbenchApp(App[None]):
         wb = self.workbench
         run = wb.launch(path, experiment, overrides, executor=executor, machine=machine)
         wb.follow_in_background(run["id"])
-        self.call_from_thread(self._open_run, run["id"])
+        self.call_from_thread(self._open_run, current_worker(), run["id"])
 
     def deploy_model(self, ref: str, machine: str, port: int | None, name: str | None = None) -> None:
-        """Deploys in a worker (a first deploy may build an image and load a model for minutes); its
-        progress lines are notifications; the Deployments screen opens when it serves."""
-        self.notify(f"deploying {ref} on {machine}…")
-        self.run_worker(lambda: self._deploy_version(ref, machine, port, name), name=f"Cannot deploy {ref}", group="deploy",
-                        thread=True, exit_on_error=False)
+        """Deploys in a worker (a first deploy may build an image and load a model for minutes); one
+        notification says how it goes; the Deployments screen opens when it serves."""
+        worker = self.run_worker(lambda: self._deploy_version(ref, machine, port, name), name=f"Cannot deploy {ref}",
+                                 group="deploy", thread=True, exit_on_error=False)
+        self.notices.begin(worker, "Deploy", f"deploying {ref} on {machine}…")
 
     def _deploy_version(self, ref: str, machine: str, port: int | None, name: str | None) -> None:
         deployed = self.workbench.deploy(ref, machine, port=port, name=name)
-        self.call_from_thread(self.notify, f"{deployed['name']}: v{deployed['live_version']} serving at "
-                                           f"{deployed['endpoint']}", title="Deployed")
+        self.say_outcome(f"{deployed['name']}: v{deployed['live_version']} serving at {deployed['endpoint']}",
+                         title="Deployed")
         self.call_from_thread(self.show_root, "deployments")
 
     def register_model(self, run_id: str, artifact: str, name: str, force: bool) -> None:
@@ -314,13 +358,14 @@ class WorkbenchApp(App[None]):
 
     def _register_version(self, run_id: str, artifact: str, name: str, force: bool) -> None:
         version = self.workbench.register_model(run_id, artifact, name, force)
-        self.call_from_thread(self.notify, f"{version['name']}:{version['version']} from run {run_id} "
-                                           f"({version['artifact']})", title="Model registered")
+        self.say_outcome(f"{version['name']}:{version['version']} from run {run_id} ({version['artifact']})",
+                         title="Model registered")
 
-    def _open_run(self, run_id: str) -> None:
+    def _open_run(self, worker: Worker[Any] | None, run_id: str) -> None:
         from workbench.tui.screens.run_detail import RunDetailScreen
 
-        self.notify(f"run {run_id} started", title="Launched")
+        if worker is not None:
+            self.notices.finish(worker, f"run {run_id} started", title="Launched")
         self.show_root("runs")  # one detail at a time: an earlier launch's is closed, not stacked
         self.push_screen(RunDetailScreen(run_id))
 

@@ -255,7 +255,7 @@ class DeploymentsScreen(BaseScreen):
         else:
             wb.stop_deployment(name)
             message = f"{name}: stopped"
-        self.app.call_from_thread(self.notify, message)
+        self.app.say_outcome(message)  # type: ignore[attr-defined]  # replaces the change's progress notice
         self.load()
 
     def action_deploy(self) -> None:
