@@ -8,22 +8,24 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import pkgutil
 import re
 import shlex
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO, wait_for
+from helpers import REPO, free_port, wait_for
 
 README = REPO / "README.md"
 MARKER = re.compile(r"^<!-- recipe: (?P<name>\S+) -->$")
 FENCE = re.compile(r"^\s*```(?P<lang>\w*)\s*$")
 # `runs show 3fa1`: an id a user reads off the line before; the test puts in the id it got
 PLACEHOLDER_ID = re.compile(r"^[0-9a-f]{4}$")
-TAKES_AN_ID = {"show", "logs", "cancel", "rerun", "rm", "pull", "compare"}
+TAKES_AN_ID = {"show", "logs", "cancel", "rerun", "rm", "pull", "compare", "register"}
 
 
 @dataclass(frozen=True)
@@ -156,13 +158,15 @@ def test_watch_sweep_and_spec_recipes_validate(tmp_path):
     assert loaded.deploy and loaded.watch and loaded.experiments["train"].checks
 
 
-def run_block(cli, name: str) -> list[str]:
+def run_block(cli, name: str, words: dict[str, str] | None = None) -> list[str]:
     """Runs a shell recipe's `workbench` lines in order from the repository root (where its paths are), each
-    placeholder id replaced by the id of the run (or sweep) the block made last; returns those ids."""
+    placeholder id replaced by the id of the run (or sweep) the block made last, and each of `words` by its
+    value; returns those ids."""
     made: list[str] = []
     for argv in commands(recipe(name)):
         argv = [made[-1] if made and i and argv[i - 1] in TAKES_AN_ID and PLACEHOLDER_ID.match(arg) else arg
                 for i, arg in enumerate(argv)]
+        argv = [(words or {}).get(arg, arg) for arg in argv]
         makes = argv[0] in ("run", "sweep")
         done = cli(*argv, *(["--json"] if makes else []), cwd=REPO, timeout=300)
         assert done.code == 0, (argv, done.out[-2000:], done.err[-2000:])
@@ -193,6 +197,23 @@ def test_queue_recipe_runs_as_written(cli, docker_client):
              interval=0.5)
     last = cli("runs", "show", made[1], "--json").json()
     assert last["status"] == "cancelled", last["status"]
+
+
+def test_models_and_deployments_recipe_runs_as_written_on_this_machine(cli, docker_client):
+    """The walkthrough "on an SSH machine gpu-a, or --machine local": here, on a free port; its curl asks the
+    live version for a digit."""
+    port = str(free_port())
+    try:
+        run_block(cli, "models-and-deployments", {"gpu-a": "local", "8080": port})
+        block = recipe("models-and-deployments").text
+        body = re.search(r"curl -s -d '([^']+)'", block)[1]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body.encode())
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert "digit" in json.loads(answer.read())
+        shown = cli("deployments", "show", "digits", "--json").json()
+        assert shown["live_version"] == 1, shown  # rolled back from v2, as the block's last switch says
+    finally:
+        cli("deployments", "stop", "digits", "--remove")
 
 
 # The PyTorch recipe (karpathy/makemore): too large to build in CI (torch), so it is validated, and its metric
