@@ -272,7 +272,8 @@ def test_pytorch_recipe_validates_installs_what_makemore_imports_and_checks_a_me
     assert any(a["path"] == "model.pt" for a in shown["artifacts"]), shown["artifacts"]
 
 
-@pytest.mark.parametrize("name", ["run-an-experiment", "queue", "sweep", "makemore/Dockerfile"])
+@pytest.mark.parametrize("name", ["run-an-experiment", "queue", "sweep", "models-and-deployments",
+                                  "makemore/Dockerfile"])
 def test_each_recipe_that_builds_says_how_long_its_first_build_takes(name):
     text = README.read_text()
     after = text[text.index(f"<!-- recipe: {name} -->"):]
