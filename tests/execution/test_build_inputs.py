@@ -76,7 +76,9 @@ def test_what_a_dockerfile_copies_and_what_dockerignore_leaves_out():
     assert copied_sources("COPY . /app\n") == ["."]
     assert copied_sources("ARG D=src\nCOPY $D /app\n") == ["."]  # a variable: the whole context, never a guess
     ignored = dockerignored("# notes\ndata/\n**/*.ckpt\n!data/keep.csv\n")
-    assert ignored("data/a.csv") and ignored("models/x/best.ckpt") and not ignored("data/keep.csv")
+    assert ignored("data/a.csv") and ignored("models/x/best.ckpt") and ignored("best.ckpt")
+    assert not ignored("data/keep.csv")
+    assert copied_sources("COPY src/[ab].py /app/\n") == ["."]  # a class: the whole context, never a guess
     assert not ignored("src/train.py")
     files = _entries("Dockerfile", "src/a.py", "src/sub/b.py", "train.py", "data/big.bin")
     key = build_inputs_key("Dockerfile", "FROM x\nCOPY src/*.py /app/\n", "", files)

@@ -104,6 +104,18 @@ def test_three_runs_on_two_free_gpus_two_start_and_the_third_starts_alone(cli, m
     assert cli("queue").out.strip() == "the queue is empty"
 
 
+def test_a_cpu_run_stays_on_this_workstation_on_a_cost_tie(cli, make_project, fleet, tmp_path):
+    """Issue 22 item 11: gpu-a idle and free of charge like this workstation (its name sorts first, and it
+    took such runs before): a CPU run placed by auto stays here, and its placement says why."""
+    register(cli, "gpu-a", fleet.gpu, fleet.user_key, extra=("--dir", str(tmp_path / "host")))
+    root = make_project(spec("").replace("gpus = 1", "gpus = 0").replace("pause = 2.0", "pause = 0.1"))
+    started = cli("run", str(root), "--machine", "auto", "--wait", "--json")
+    assert started.code == 0, started.err
+    shown = _show(cli, started.json()["id"])
+    assert shown["machine"] == "local", shown["placement"]
+    assert shown["placement"]["reason"].endswith("; CPU run: this workstation preferred on a tie"), shown["placement"]
+
+
 def test_priority_then_first_come_and_cancel_of_a_queued_run(cli, make_project, fleet, tmp_path):
     uuids = _fleet(fleet, 1, busy=[0])  # the only GPU is busy: everything queues
     register(cli, "gpu-a", fleet.gpu, fleet.user_key, extra=("--dir", str(tmp_path / "host")))

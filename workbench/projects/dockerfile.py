@@ -10,6 +10,8 @@ import re
 import shlex
 from typing import Callable, Iterable, Protocol
 
+from workbench.projects.patterns import glob_regex
+
 WHOLE_CONTEXT = "."
 
 
@@ -45,8 +47,8 @@ def instructions(text: str) -> list[tuple[str, str]]:
 
 def copied_sources(text: str) -> list[str]:
     """The build-context paths (Docker's glob patterns) the Dockerfile's COPY and ADD lines take, relative to
-    the context; `.` for the whole context. A source the key cannot follow (a variable, a heredoc) counts as
-    the whole context, so such a Dockerfile is keyed as before, never reused wrongly. URLs and `--from`
+    the context; `.` for the whole context. A source the key cannot follow (a variable, a `[...]` class, a
+    heredoc) counts as the whole context, so such a Dockerfile is keyed as before, never reused wrongly. URLs and `--from`
     copies (another stage or image) take nothing from the context."""
     sources: list[str] = []
     for instruction, rest in instructions(text):
@@ -60,8 +62,8 @@ def copied_sources(text: str) -> list[str]:
         for source in paths[:-1]:
             if re.match(r"^[a-z][a-z0-9+.-]*://", source, re.I) or source.startswith("git@"):
                 continue
-            if "$" in source or source.startswith("<<"):
-                return [WHOLE_CONTEXT]
+            if any(c in source for c in "$[\\") or source.startswith("<<"):
+                return [WHOLE_CONTEXT]  # a variable, a class or an escape: not followed, never guessed
             sources.append(_clean(source))
     return sources
 
@@ -89,34 +91,6 @@ def _clean(path: str) -> str:
     return "/".join(parts) or WHOLE_CONTEXT
 
 
-def _go_glob(pattern: str) -> str:
-    """Go's filepath.Match (Docker's): `*` and `?` within one path segment, `[...]` classes (`[^...]` too),
-    and `**` for any number of segments (as .dockerignore allows)."""
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 1:]:
-            end = pattern.index("]", i + 1)
-            body = pattern[i + 1:end]
-            out.append("[" + ("^" + body[1:] if body.startswith("^") else body) + "]")
-            i = end + 1
-        elif pattern[i] == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return "".join(out)
-
-
 def _ancestors(rel: str) -> Iterable[str]:
     """`a/b/c` -> `a`, `a/b`, `a/b/c`."""
     parts = rel.split("/")
@@ -125,7 +99,8 @@ def _ancestors(rel: str) -> Iterable[str]:
 
 def dockerignored(text: str) -> Callable[[str], bool]:
     """Docker's .dockerignore: one pattern a line (`#` comments), `!` re-includes, the last match wins, and a
-    pattern matching a folder matches all below it."""
+    pattern matching a folder matches all below it. (A `[...]` class is read literally: what it would
+    leave out stays a build input, which costs a build, never a wrong reuse.)"""
     rules: list[tuple[bool, re.Pattern[str]]] = []
     for line in text.splitlines():
         line = line.strip()
@@ -135,7 +110,7 @@ def dockerignored(text: str) -> Callable[[str], bool]:
         pattern = _clean(line[1:].strip() if keep else line)
         if pattern == WHOLE_CONTEXT:
             continue
-        rules.append((keep, re.compile(_go_glob(pattern))))
+        rules.append((keep, re.compile(glob_regex(pattern))))
     if not rules:
         return lambda rel: False
 
@@ -156,7 +131,7 @@ def build_inputs_key(dockerfile: str, text: str | None, ignore_text: str, entrie
     sources = copied_sources(text) if text is not None else [WHOLE_CONTEXT]
     ignored = dockerignored(ignore_text)
     whole = WHOLE_CONTEXT in sources
-    patterns = [re.compile(_go_glob(s)) for s in sources if s != WHOLE_CONTEXT]
+    patterns = [re.compile(glob_regex(s)) for s in sources if s != WHOLE_CONTEXT]
     digest = hashlib.sha256(f"dockerfile {_clean(dockerfile)}\n{text}\n".encode())
     for entry in entries:
         if entry.kind == "d" or not entry.rel or ignored(entry.rel):

@@ -14,6 +14,14 @@ def _to_regex(pattern: str) -> str:
     anchored = "/" in pattern.rstrip("/")
     if pattern.endswith("/"):
         pattern += "**"
+    body = glob_regex(pattern)
+    # A match on a directory also covers everything below it.
+    return (body if anchored else f"(?:.*/)?{body}") + "(?:/.*)?"
+
+
+def glob_regex(pattern: str) -> str:
+    """The regex of one glob over a relative POSIX path: `*` and `?` within a segment, `**/` any number of
+    segments (none included), `**` anything."""
     out, i = [], 0
     while i < len(pattern):
         if pattern.startswith("**/", i):
@@ -31,9 +39,7 @@ def _to_regex(pattern: str) -> str:
         else:
             out.append(re.escape(pattern[i]))
             i += 1
-    body = "".join(out)
-    # A match on a directory also covers everything below it.
-    return (body if anchored else f"(?:.*/)?{body}") + "(?:/.*)?"
+    return "".join(out)
 
 
 def compile_patterns(patterns: Iterable[str]) -> Callable[[str], bool]:
