@@ -167,3 +167,26 @@ class Load:
         self._loop.join()
         for thread in self._threads:
             thread.join(timeout=15)
+
+
+# A tqdm-like bar redrawn N times as fast as Python writes, with lines around it (see the file's docstring).
+PROGRESS_BARS = REPO / "tests" / "fixtures" / "progress_bars.py"
+
+
+def assert_progress_bars_stored(logs: bytes, n: int) -> float:
+    """The stored log (logs.txt) of `progress_bars.py N`: valid UTF-8, every line whole, each bar once in its
+    last state and nothing else. Returns the rate the program redrew its bar at (per second)."""
+    import re
+
+    from workbench.execution.logformat import split_line
+
+    records = [split_line(line)[1:] for line in logs.decode("utf-8").split("\n")[:-1]]  # strict: valid UTF-8
+    out = [text for stream, text in records if stream == "out"]
+    err = [text for stream, text in records if stream == "err"]
+    shown = f"{len(records)} lines: {[text[:60] for _, text in records[:8]]}"
+    assert out[:2] == ["before the bar", "é" * 30_000], shown
+    assert len(out) == 3, shown
+    rate = re.fullmatch(rf"after the bar: {n + 1} redraws, (\d+) per second", out[2])
+    assert rate, shown
+    assert err == [f"loss {1 / (n + 1):.6f}: 100%|{'█' * 20}| {n}/{n}", f"eval ✓: 100%|{'█' * 20}| 1000/1000"], shown
+    return float(rate.group(1))

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import wait_for
+from helpers import PROGRESS_BARS, assert_progress_bars_stored, wait_for
 from workbench.services import Workbench
 
 BAR = r"""
@@ -71,3 +71,28 @@ def test_a_progress_bar_is_live_and_stored_once(cli, make_project, home, executo
         assert not (home / "runs" / run_id / "progress.txt").exists()
     finally:
         wb.close()
+
+
+FAST_BAR = r"""
+[project]
+name = "fast-bar"
+[experiments.bar]
+image = "python:3.11-slim"
+command = ["python3", "progress_bars.py", "{n}"]
+params = { n = 100000 }
+"""
+
+
+@pytest.mark.parametrize("executor", ["docker", "process"])
+def test_a_bar_redrawn_100k_times_is_stored_once_in_its_last_state(cli, make_project, home, executor, request):
+    """Issue 22, item 1: a bar redrawn at well over 10,000 times a second, with multi-byte characters,
+    is stored as its last state once; no line is cut at a read or a 16 KiB Docker log record."""
+    if executor == "docker":
+        request.getfixturevalue("docker_client")
+    root = make_project(FAST_BAR, files={"progress_bars.py": PROGRESS_BARS.read_text()})
+    done = cli("run", str(root), "--executor", executor, "--wait", "--json")
+    assert done.code == 0, done.err
+    run = done.json()
+    assert run["status"] == "succeeded", run
+    rate = assert_progress_bars_stored((home / "runs" / run["id"] / "logs.txt").read_bytes(), 100_000)
+    assert rate >= 10_000

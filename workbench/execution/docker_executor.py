@@ -7,12 +7,14 @@ import queue
 import threading
 import time
 import posixpath
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import NoGpuRuntime, WorkbenchError
 from workbench.execution.base import METRICS_FILE, Chunk, Launch, RunState, metrics_path, redrawn_tail, signal_reason
 from workbench.execution.logformat import format_line, stamp_to_ns
+from workbench.execution.loglines import LineAssembler
 
 if TYPE_CHECKING:
     from workbench.execution.hosts import Host
@@ -142,6 +144,8 @@ class DockerExecutor:
 
         position = _parse_log_offset(offset)
         skip = dict(position)  # (ns, records at ns) consumed before this read, per stream
+        ended_before = not follow and self.status(handle).state != "running"  # then nothing is left unread,
+        # and the line the run was writing when it ended is complete (a followed run: its reader's next read)
         api = self.client.api
         streams: dict[str, Any] = {}
         try:
@@ -159,20 +163,24 @@ class DockerExecutor:
         except BaseException:
             _close_streams(streams)
             raise
+        lines = {name: _RecordLines(position[name]) for name in ("out", "err")}
+        last: dict[str, tuple[int, bytes]] = {}  # (ns, stamp) of each stream's latest record
         buffer: list[tuple[int, bytes]] = []
         size, flushed_at = 0, time.monotonic()
+        handed_on = _format_log_offset(position)
         seconds: dict[bytes, int] = {}
 
         def batch() -> Chunk:
             buffer.sort(key=lambda entry: entry[0])  # stable: each stream's own order is kept
-            return Chunk(b"".join(line for _, line in buffer), _format_log_offset(position))
+            return Chunk(b"".join(line for _, line in buffer),
+                         _format_log_offset({name: record.committed for name, record in lines.items()}))
 
         try:
             for frame in _frames_or_idle(streams, LOG_BATCH_SECONDS):
                 if frame is None:  # the streams are quiet: what is buffered is due now, not at the next line
                     if buffer:
-                        yield batch()
-                        buffer, size, flushed_at = [], 0, time.monotonic()
+                        yield (chunk := batch())
+                        buffer, size, flushed_at, handed_on = [], 0, time.monotonic(), chunk.offset
                     continue
                 stream, payload = frame
                 stamp, _, text = payload.partition(b" ")
@@ -192,15 +200,23 @@ class DockerExecutor:
                 if ns == seen_ns and seen_count > 0:
                     skip[stream] = (seen_ns, seen_count - 1)
                     continue
-                last_ns, count = position[stream]
-                position[stream] = (ns, count + 1) if ns == last_ns else (ns, 1)
-                line = format_line(stamp.decode(), stream, text)
-                buffer.append((ns, line))
-                size += len(line)
+                before = position[stream]
+                position[stream] = (ns, before[1] + 1) if ns == before[0] else (ns, 1)
+                last[stream] = (ns, stamp)
+                for done in lines[stream].feed(before, position[stream], text):
+                    line = format_line(stamp.decode(), stream, done)
+                    buffer.append((ns, line))
+                    size += len(line)
                 now = time.monotonic()
                 if size >= LOG_BATCH_BYTES or now - flushed_at >= LOG_BATCH_SECONDS:
-                    yield batch()
-                    buffer, size, flushed_at = [], 0, now
+                    chunk = batch()
+                    if chunk.data or chunk.offset != handed_on:  # (an offset alone: a bar is being redrawn)
+                        yield chunk
+                    buffer, size, flushed_at, handed_on = [], 0, now, chunk.offset
+            if ended_before:  # (a followed stream may end before the engine has logged the output's last bytes)
+                for stream, (ns, stamp) in last.items():  # the run has ended: so has its last line
+                    buffer += [(ns, format_line(stamp.decode(), stream, done))
+                               for done in lines[stream].finish(position[stream])]
             if buffer:
                 yield batch()
         finally:
@@ -291,6 +307,37 @@ class DockerExecutor:
             self.client.api.remove_container(handle["container"], force=True)
         except docker.errors.APIError:
             pass  # already gone, or being removed; `workbench gc` collects any leftover
+
+
+class _RecordLines:
+    """One stream's log records joined into lines: the engine cuts a line at 16 KiB into records without a
+    newline (all but the last). `committed` is the position before the record in which what is carried
+    starts: a reader started there reads that line again and stores every line once."""
+
+    def __init__(self, position: tuple[int, int]) -> None:
+        self.committed = position
+        self._lines = LineAssembler()
+        self._records: deque[tuple[tuple[int, int], int]] = deque()  # (position before, length) of those carried
+        self._carried_in = 0  # bytes of those records
+
+    def feed(self, before: tuple[int, int], after: tuple[int, int], text: bytes) -> list[bytes]:
+        done = self._lines.feed(text)
+        carried = self._lines.carried
+        if not carried:
+            self._records.clear()
+            self._carried_in, self.committed = 0, after
+            return done
+        self._records.append((before, len(text)))
+        self._carried_in += len(text)
+        while self._carried_in - self._records[0][1] >= carried:  # what is carried starts in a later record
+            self._carried_in -= self._records.popleft()[1]
+        self.committed = self._records[0][0]
+        return done
+
+    def finish(self, after: tuple[int, int]) -> list[bytes]:
+        self._records.clear()
+        self._carried_in, self.committed = 0, after
+        return self._lines.finish()
 
 
 def _parse_log_offset(offset: str) -> dict[str, tuple[int, int]]:

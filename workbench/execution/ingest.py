@@ -123,7 +123,7 @@ class RunIngestor:
             for chunk in self.executor.read_logs(self.handle, offset.offset, follow):
                 if self._stop_logs.is_set():
                     return  # released: whatever comes now belongs to the next owner
-                if not chunk.data:
+                if not chunk.data and chunk.offset == offset.offset:
                     continue  # only says the logs ended
 
                 def write(after: Offset = offset, data: bytes = chunk.data, position: str = chunk.offset) -> Offset:
@@ -137,7 +137,7 @@ class RunIngestor:
 
                 with self._log_lock:
                     offset = self.store.commit_log(self.seq, self.lease, write)
-                if sink:
+                if sink and chunk.data:  # (an offset alone: the source moved on inside a line still being redrawn)
                     sink(chunk.data)
 
     # metrics --------------------------------------------------------------------------------------

@@ -17,14 +17,13 @@ from typing import Any, Iterator
 from workbench.errors import WorkbenchError
 from workbench.execution.base import Chunk, Launch, RunState, exited, metrics_path, out_dir, redrawn_tail
 from workbench.execution.hosts import LocalHost
-from workbench.execution.logformat import format_line, now_stamp
+from workbench.execution.logfiles import LOG_FILES, read_log_files
 
 LOG_CHUNK = 1 << 20
 PROGRESS_POLL = 0.25
 PROGRESS_TAIL = 8192
 FOLLOW_POLL = 0.1
 CANCEL_GRACE = 10.0
-LOG_FILES = (("out", "stdout.log"), ("err", "stderr.log"))
 SUPERVISOR_KILLED = "its supervisor was killed; the exit code is unknown"
 
 
@@ -78,29 +77,10 @@ class ProcessExecutor:
         return RunState("exited", exit_code=None, reason=SUPERVISOR_KILLED, started_at=handle.get("started_at"))
 
     def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
-        """The experiment writes stdout.log and stderr.log itself; their lines are stamped when read (a live
-        run is followed every FOLLOW_POLL) and, within one read, stdout's come before stderr's.
-        Offsets are `<stdout.log bytes>,<stderr.log bytes>`."""
+        """The run's stdout.log and stderr.log (logfiles.read_log_files), a live run looked at every FOLLOW_POLL."""
         run_dir = Path(handle["run_dir"])
-        out, _, err = (offset or "0").partition(",")
-        positions = [int(out), int(err or 0)]
-        yielded = ended = False
-        while True:
-            finished = self.status(handle).state != "running"  # looked at first: then nothing is left unread
-            stamp, lines, more = now_stamp(), [], False
-            for i, (stream, name) in enumerate(LOG_FILES):
-                texts, positions[i], left = _read_lines(run_dir / name, positions[i], LOG_CHUNK, finished)
-                lines += [format_line(stamp, stream, text) for text in texts]
-                more = more or left
-            if lines:
-                yield Chunk(b"".join(lines), f"{positions[0]},{positions[1]}", eof=finished and not more)
-                yielded, ended = True, finished and not more
-                continue
-            if finished and yielded and not ended:
-                yield Chunk(b"", f"{positions[0]},{positions[1]}", eof=True)  # it ended just after the last read
-            if finished or not follow:
-                return
-            time.sleep(FOLLOW_POLL)
+        return read_log_files(lambda name, start, limit: _read_range(run_dir / name, start, limit),
+                              lambda: self.status(handle).state == "running", offset, follow, FOLLOW_POLL, LOG_CHUNK)
 
     def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
         """The unfinished last line of whichever stream wrote last, looked at every PROGRESS_POLL."""
@@ -202,24 +182,15 @@ def _signal(send: Any, target: int, sig: int) -> None:
         pass
 
 
-def _read_lines(path: Path, start: int, limit: int, final: bool) -> tuple[list[bytes], int, bool]:
-    """The whole lines of a file from a byte offset (and, once `final`, a last one without its newline):
-    (lines, offset after them, whether more is left to read)."""
+def _read_range(path: Path, start: int, limit: int) -> bytes:
+    """Up to `limit` bytes of a file from a byte offset (b"" when it is not there, or is a link)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
-        return [], start, False  # not written yet (or replaced by something that is not a file)
+        return b""  # not written yet (or replaced by something that is not a file)
     with os.fdopen(fd, "rb") as fh:
         fh.seek(start)
-        data = fh.read(limit)
-    more = len(data) >= limit
-    if more or not final:
-        cut = data.rfind(b"\n") + 1
-        data = data[:cut or (len(data) if more else 0)]  # a line longer than the limit comes in pieces
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    return lines, start + len(data), more
+        return fh.read(limit)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

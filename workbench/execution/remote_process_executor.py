@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import WorkbenchError
 from workbench.execution.base import Chunk, Launch, RunState, exited, redrawn_tail
-from workbench.execution.logformat import format_line, now_stamp
+from workbench.execution.logfiles import LOG_FILES, read_log_files
 from workbench.execution.process_executor import SUPERVISOR_KILLED
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ PROGRESS_TAIL = 8192
 CANCEL_GRACE = 10               # seconds between SIGTERM and SIGKILL
 START_TIMEOUT = 10              # seconds submit waits for the supervisor's pid file
 START_WAIT_NAPS = 60            # 0.05 s naps the supervisor waits for a slow child's start (within START_TIMEOUT)
-LOG_FILES = (("out", "stdout.log"), ("err", "stderr.log"))
 ENV_FILE = "launch.env"  # the run's environment, 0600, from submit until its experiment's shell has read it
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -292,33 +291,12 @@ echo gone
         return state
 
     def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
-        """The experiment writes stdout.log and stderr.log itself; their lines are stamped when read, over
-        SFTP (a live run is followed at most every FOLLOW_POLL, one status command per round) and, within
-        one read, stdout's come before stderr's. Offsets are `<stdout.log bytes>,<stderr.log bytes>`, as the
-        local process executor's."""
+        """The run's stdout.log and stderr.log (logfiles.read_log_files, the same offsets as the local process
+        executor's) over SFTP; a live run is followed at most every FOLLOW_POLL, one status command per round."""
         run_dir = handle["run_dir"]
-        out, _, err = (offset or "0").partition(",")
-        positions = [int(out.split(":", 1)[0] or 0), int(err.split(":", 1)[0] or 0)]
-        yielded = ended = False
-        while True:
-            started = time.monotonic()
-            finished = self.status(handle).state != "running"  # looked at first: then nothing is left unread
-            stamp, lines, more = now_stamp(), [], False
-            for i, (stream, name) in enumerate(LOG_FILES):
-                texts, positions[i], left = self._read_lines(posixpath.join(run_dir, name), positions[i],
-                                                             LOG_CHUNK, finished)
-                lines += [format_line(stamp, stream, text) for text in texts]
-                more = more or left
-            if lines:
-                yield Chunk(b"".join(lines), f"{positions[0]},{positions[1]}", eof=finished and not more)
-            elif finished and yielded and not ended:
-                yield Chunk(b"", f"{positions[0]},{positions[1]}", eof=True)  # it ended just after the last read
-            yielded, ended = yielded or bool(lines), finished and not more
-            if more:
-                continue  # a backlog: read on at once
-            if finished or not follow:
-                return
-            time.sleep(max(0.0, FOLLOW_POLL - (time.monotonic() - started)))
+        return read_log_files(lambda name, start, limit: self.host.read_range(posixpath.join(run_dir, name), start,
+                                                                              limit),
+                              lambda: self.status(handle).state == "running", offset, follow, FOLLOW_POLL, LOG_CHUNK)
 
     def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
         """The unfinished last line of whichever stream wrote last, looked at every PROGRESS_POLL (yielded
@@ -383,24 +361,6 @@ exit 0
 
     def cleanup(self, handle: dict[str, Any]) -> None:
         self.host.remove_files(posixpath.join(handle["run_dir"], name) for _, name in LOG_FILES)
-
-    # plumbing -----------------------------------------------------------------------------------------
-    def _read_lines(self, path: str, start: int, limit: int, final: bool) -> tuple[list[bytes], int, bool]:
-        """The whole lines of a host file from a byte offset, over SFTP (and, once `final`, a last one without
-        its newline): (lines, offset after them, whether more is left to read). A line longer than `limit`
-        comes in pieces, as locally."""
-        data = self.host.read_range(path, start, limit)
-        if not data:
-            return [], start, False  # not written yet, nothing new, or not a regular file
-        more = len(data) >= limit
-        if more or not final:
-            cut = data.rfind(b"\n") + 1
-            data = data[:cut or (len(data) if more else 0)]
-        lines = data.split(b"\n")
-        if lines[-1] == b"":
-            lines.pop()
-        return lines, start + len(data), more
-
 
 def _check(argv: list[str], env: dict[str, str]) -> None:
     """One line for what cannot reach a program through sh: a bad name, a NUL, text that is not UTF-8."""

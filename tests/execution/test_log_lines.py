@@ -1,0 +1,112 @@
+"""Issue 22, item 1: output read in pieces of any size becomes the same whole lines. A piece boundary never
+cuts a line's `\\r` redraws into lines of their own nor a multi-byte character in two; a reader started
+again from any offset it gave stores every line exactly once."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench.execution import process_executor
+from workbench.execution.base import Launch
+from workbench.execution.logformat import format_line, split_line
+from workbench.execution.loglines import LineAssembler, char_boundary
+from workbench.execution.process_executor import ProcessExecutor
+
+FRAMES = [f"\rloss {1 / (i + 1):.4f}: {'█' * (i // 4)}{'▏▎▍▌▋▊▉'[i % 7]}| {i}/40" for i in range(41)]
+SAMPLE = ("start ✓\n" + "".join(FRAMES) + "\n" + "ünïcødé line\n" + "\rlast ██▉ 1/2\rlast ███ 2/2\r").encode()
+EXPECTED = ["start ✓", FRAMES[-1][1:], "ünïcødé line", "last ███ 2/2"]
+
+
+def stored(lines: list[bytes]) -> list[str]:
+    """The texts logs.txt would hold for these lines (format_line keeps a line's last redraw)."""
+    return [split_line(format_line("t", "out", line).decode("utf-8"))[2] for line in lines]
+
+
+def assemble(pieces: list[bytes]) -> list[bytes]:
+    assembler = LineAssembler()
+    lines = [line for piece in pieces for line in assembler.feed(piece)]
+    return lines + assembler.finish()
+
+
+@pytest.mark.parametrize("cut", range(len(SAMPLE) + 1))
+def test_a_sample_cut_at_any_byte_gives_the_same_lines(cut):
+    assert stored(assemble([SAMPLE[:cut], SAMPLE[cut:]])) == EXPECTED
+
+
+def test_random_piece_sizes_give_the_same_lines():
+    rng = random.Random(22)
+    for _ in range(300):
+        pieces, at = [], 0
+        while at < len(SAMPLE):
+            size = rng.choice((1, 2, 3, rng.randint(1, 40), rng.randint(1, len(SAMPLE))))
+            pieces.append(SAMPLE[at:at + size])
+            at += size
+        assert stored(assemble(pieces)) == EXPECTED
+
+
+@pytest.mark.parametrize("cut", range(len(SAMPLE) + 1))
+def test_starting_again_from_what_was_carried_stores_each_line_once(cut):
+    first = LineAssembler()
+    before = first.feed(SAMPLE[:cut])
+    again = LineAssembler()
+    after = again.feed(SAMPLE[cut - first.carried:]) + again.finish()
+    assert stored(before + after) == EXPECTED
+    assert first.carried <= max(len(f.encode()) for f in FRAMES) + 1  # one redraw kept, never the whole bar
+
+
+def test_a_line_that_never_ends_comes_in_pieces_cut_between_characters():
+    assembler = LineAssembler(piece=64)
+    text = "é█" * 1000
+    lines = [line for i in range(0, len(text.encode()), 7) for line in assembler.feed(text.encode()[i:i + 7])]
+    lines += assembler.finish()
+    assert all(len(line) <= 64 + 7 for line in lines) and len(lines) > 10
+    assert "".join(line.decode("utf-8") for line in lines) == text  # strict: no piece ends inside a character
+
+
+@pytest.mark.parametrize("data, boundary", [(b"abc", 3), (b"ab\xc3", 2), (b"\xc3\xa9", 2), (b"a\xe2\x96", 1),
+                                            (b"\xe2\x96\x88", 3), (b"\xf0\x9f\x98", 0), (b"", 0)])
+def test_char_boundary(data, boundary):
+    assert char_boundary(data) == boundary
+
+
+WRITER = """
+import os, random, sys, time
+data, rng = open(sys.argv[1], "rb").read(), random.Random(int(sys.argv[2]))
+at = 0
+while at < len(data):
+    size = rng.randint(1, 9)
+    os.write(1, data[at:at + size])
+    at += size
+    if rng.random() < 0.2:
+        time.sleep(0.001)
+"""
+
+
+@pytest.mark.parametrize("chunk", [3, 7, 4096])
+def test_the_process_executor_reads_a_bar_written_in_pieces_into_whole_lines(tmp_path, monkeypatch, chunk):
+    """A real process writes the sample a few bytes at a time while it is followed, with reads of `chunk`
+    bytes; every offset the reader gave, read from again after the run, gives exactly the lines after it."""
+    monkeypatch.setattr(process_executor, "LOG_CHUNK", chunk)
+    monkeypatch.setattr(process_executor, "FOLLOW_POLL", 0.001)
+    (tmp_path / "sample").write_bytes((SAMPLE[:-1] + b"\n") * 2 + SAMPLE)
+    (tmp_path / "writer.py").write_text(WRITER)
+    ex = ProcessExecutor(tmp_path / "runs")
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    handle = ex.submit(Launch(run_id="r1", project="p", argv=[sys.executable, "writer.py", "sample", str(chunk)],
+                              env={}, snapshot_dir=str(tmp_path), run_dir=str(run_dir)))
+    chunks = list(ex.read_logs(handle, "0", follow=True))
+    while ex.status(handle).state == "running":
+        time.sleep(0.01)
+    texts = [split_line(line)[2] for c in chunks for line in c.data.decode("utf-8").split("\n")[:-1]]
+    assert texts == EXPECTED * 3
+    seen = 0
+    for c in chunks:
+        seen += c.data.count(b"\n")
+        rest = b"".join(again.data for again in ex.read_logs(handle, c.offset, follow=False))
+        assert [split_line(line)[2] for line in rest.decode("utf-8").split("\n")[:-1]] == texts[seen:]
