@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,20 +26,15 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
 http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[2])), H).serve_forever()
 """
-TRAIN = "import os, sys; open(os.path.join(os.environ['WORKBENCH_OUTPUT'], 'model.txt'), 'w').write(sys.argv[1])"
-SPEC = """
-[experiments.train]
-image = "python:3.11-slim"
-command = ["python3", "train.py", "{tag}"]
-params = { tag = "a" }
-artifacts = ["model.txt"]
-[deploy]
-image = "python:3.11-slim"
-command = ["python3", "serve.py", "{model}", "{port}"]
-health = "/health"
-port = 9000
-timeout = 20
-"""
+
+
+_REGISTRY = str(Path(__file__).resolve().parents[1] / "registry")
+if _REGISTRY not in sys.path:
+    sys.path.append(_REGISTRY)  # the project of tests/registry/test_deploy_local.py, shared rather than copied
+import test_deploy_local  # noqa: E402
+
+SPEC = test_deploy_local.SPEC.replace("DEPLOY", test_deploy_local.DEPLOY)
+TRAIN = test_deploy_local.TRAIN
 
 
 @pytest.fixture(scope="module")
