@@ -85,3 +85,33 @@ async def test_without_params_the_focus_starts_on_the_machine_not_the_executor(w
         form = LaunchForm("p", "train", {}, ["local", "gpu-a"])
         await open_form(app, pilot, form)
         assert app.focused is form.query_one("#machine", Select)
+
+
+async def test_a_param_gone_from_the_spec_since_the_form_opened_is_named_and_the_form_stays(wb, make_project):
+    from textual.widgets import DataTable
+
+    from test_run_screens import until
+
+    spec = ('[project]\nname = "demo"\n[experiments.train]\nimage = "busybox:latest"\ncommand = ["echo"]\n'
+            'params = { lr = 0.1, hidden = 64 }\n')
+    root = make_project(spec)
+    wb.add_project(str(root))
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await until(app, pilot, lambda: app.screen.query_one("#projects-table", DataTable).row_count == 1)
+        app.screen.query_one("#projects-table", DataTable).focus()
+        await pilot.press("enter")
+        await until(app, pilot, lambda: isinstance(app.screen, LaunchForm))
+        form = app.screen
+        (root / "workbench.toml").write_text(spec.replace(", hidden = 64", ""))  # edited meanwhile
+        form.query_one("#param-lr", Input).value = "0.3"
+        form.query_one("#param-hidden", Input).value = "256"
+        await pilot.press("ctrl+s")
+        await until(app, pilot, lambda: bool(error_text(form)))
+        assert app.screen is form
+        assert error_text(form) == ("hidden: not a parameter of this experiment any more (its workbench.toml "
+                                    "changed since this form opened)")
+        assert form.query_one("#param-lr", Input).value == "0.3"
+        assert app.focused is form.query_one("#param-hidden", Input)
+        assert wb.store.count_runs() == 0  # nothing launched

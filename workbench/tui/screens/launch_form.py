@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
 
 from workbench.tui.formatting import escape
@@ -32,6 +34,31 @@ def param_problem(name: str, default: Any, text: str) -> str | None:
     return None
 
 
+def spec_problems(path: str, experiment: str, overrides: dict[str, str]) -> list[tuple[str | None, str]]:
+    """(param or None, why) for each override the experiment's spec, read now, cannot take."""
+    from workbench.errors import WorkbenchError
+    from workbench.projects.spec import load_spec
+
+    try:
+        params = load_spec(path).experiment(experiment).params
+    except WorkbenchError as exc:
+        return [(None, exc.message)]
+    problems: list[tuple[str | None, str]] = []
+    for name, text in overrides.items():
+        if name not in params:
+            problems.append((name, f"{name}: not a parameter of this experiment any more (its workbench.toml "
+                                   "changed since this form opened)"))
+        elif problem := param_problem(name, params[name], text):
+            problems.append((name, problem))
+    return problems
+
+
+class Rechecked(Message):
+    def __init__(self, overrides: dict[str, str], problems: list[tuple[str | None, str]]) -> None:
+        super().__init__()
+        self.overrides, self.problems = overrides, problems
+
+
 class LaunchForm(Dialog[dict[str, Any] | None]):
     BINDINGS = [Binding("ctrl+s", "submit", "Launch", id="launch.submit")]
     DEFAULT_CSS = """
@@ -44,9 +71,10 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
     """
 
     def __init__(self, project: str, experiment: str, params: dict[str, Any],
-                 machines: list[str] | None = None) -> None:
+                 machines: list[str] | None = None, path: str | None = None) -> None:
+        """`path`: the project folder, whose spec is read again when the form is sent (None: not read)."""
         super().__init__()
-        self.project, self.experiment, self.params = project, experiment, params
+        self.project, self.experiment, self.params, self.path = project, experiment, params, path
         machines = machines or ["local"]
         self.machines = machines[:1] + ["auto"] + machines[1:]
 
@@ -91,21 +119,39 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
     def action_submit(self) -> None:
         from workbench.projects.spec import format_param
 
-        overrides, problems, first_bad = [], [], None
-        for name, default in self.params.items():
-            field = self.query_one(f"#param-{name}", Input)
-            problem = param_problem(name, default, field.value)
-            if problem:
-                problems.append(problem)
-                first_bad = first_bad or field
-            elif field.value != format_param(default):
-                overrides.append(f"{name}={field.value}")
-        error = self.query_one("#launch-error", Static)
-        if first_bad is not None:  # the form stays, with what was typed
-            error.update("\n".join(escape(problem) for problem in problems))
-            error.display = True
-            first_bad.focus()
+        typed = {name: self.query_one(f"#param-{name}", Input).value for name in self.params}
+        problems = [(name, problem) for name, text in typed.items()
+                    if (problem := param_problem(name, self.params[name], text))]
+        if problems:
+            self._refuse(problems)
             return
+        overrides = {name: text for name, text in typed.items() if text != format_param(self.params[name])}
+        if self.path is None:
+            self._launch(overrides)
+        else:  # the spec may have changed since the form opened: read again, in a worker
+            self.recheck(self.path, overrides)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="launch-form")
+    def recheck(self, path: str, overrides: dict[str, str]) -> None:
+        self.post_message(Rechecked(overrides, spec_problems(path, self.experiment, overrides)))
+
+    def on_rechecked(self, message: Rechecked) -> None:
+        if message.problems:
+            self._refuse(message.problems)
+        else:
+            self._launch(message.overrides)
+
+    def _refuse(self, problems: list[tuple[str | None, str]]) -> None:
+        """The form stays, with what was typed; the first field named has the focus."""
+        error = self.query_one("#launch-error", Static)
+        error.update("\n".join(escape(problem) for _, problem in problems))
+        error.display = True
+        named = [name for name, _ in problems if name in self.params]
+        if named:
+            self.query_one(f"#param-{named[0]}", Input).focus()
+
+    def _launch(self, overrides: dict[str, str]) -> None:
         executor = self.query_one("#executor", Select).value
-        self.dismiss({"overrides": overrides, "executor": None if executor == "auto" else executor,
+        self.dismiss({"overrides": [f"{name}={text}" for name, text in overrides.items()],
+                      "executor": None if executor == "auto" else executor,
                       "machine": self.query_one("#machine", Select).value})

@@ -190,7 +190,8 @@ class ProjectsScreen(BaseScreen):
             if result:
                 self.app.launch_run(row["path"], row["experiment"], result["overrides"],  # type: ignore[attr-defined]
                                     result["executor"], result["machine"])
-        self.app.push_screen(LaunchForm(row["project"], row["experiment"], row["params"], self.machines), submitted)
+        self.app.push_screen(LaunchForm(row["project"], row["experiment"], row["params"], self.machines, row["path"]),
+                             submitted)
 
     def palette_commands(self) -> list[PaletteCommand]:
         return [
