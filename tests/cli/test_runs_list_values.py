@@ -29,6 +29,11 @@ params = { batch_size = 128, epochs = 5, hidden = 256, lr = 0.01 }
 [experiments.train.checks]
 test_acc = ">= 0.5"
 """
+EVAL = """
+[experiments.eval]
+image = "python:3.11-slim"
+command = ["python3", "-c", "print('evaluated')"]
+"""
 SWEEP = """
 [experiments.train.sweep]
 lr = [0.02, 0.04]
@@ -86,3 +91,13 @@ def test_a_sweeps_objective_is_shown_first(cli, tty_cli, make_project, columns):
     assert_no_column_of_only_ellipses(lines)
     assert {re.search(r"lr=\S+", line).group() for line in lines[1:]} == {"lr=0.02", "lr=0.04"}
     assert {re.search(r"score=\S+", line).group() for line in lines[1:]} == {"score=-0.02", "score=-0.04"}
+
+
+def test_a_run_without_those_params_does_not_hide_the_one_that_differs(cli, tty_cli, make_project):
+    root = make_project(SPEC + EVAL, {"train.py": TRAIN})
+    for lr in ("0.1", "0.03"):
+        assert cli("run", str(root), "-e", "train", "-p", f"lr={lr}", "--executor", "process", "--wait").code == 0
+    assert cli("run", str(root), "-e", "eval", "--executor", "process", "--wait").code == 0
+    lines = listed(tty_cli, 80)
+    assert_no_column_of_only_ellipses(lines)
+    assert "lr=0.03" in lines[2] and "lr=0.1" in lines[3], lines  # lr differs where it is set

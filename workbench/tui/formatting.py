@@ -170,17 +170,19 @@ def reading_order(runs: Sequence[dict[str, Any]], lead_metric: Mapping[str, str]
     `runs` is one page or filtered list of runs (dicts with `id`, `params` and `summary`, as `run_page` and
     `Store.list_runs` return them). For each run, in the order of `runs`, returns `(params, metrics)`: new
     dicts (the runs are not changed) holding the same items as `run["params"]` and `run["summary"]`, ordered:
-    - params: those whose value differs between the runs of `runs` first (a param some of them lack counts
-      as differing), then the ones they all share; each group in the run's own order. One run alone keeps
-      its order (nothing differs).
+    - params: those whose value differs between the runs of `runs` that set them first (runs of another
+      experiment, without that param, do not make it differ), then the others; each group in the run's own
+      order. One run alone keeps its order (nothing differs).
     - metrics: `lead_metric[run["id"]]` first when the run has it (its sweep's objective, or else its
       experiment's first check's metric: `services.compare.lead_metrics` works that mapping out), then the
       others in the run's own order.
     Feed each dict to `pairs()` for a cell that drops whole items from the end when narrow."""
     lead_metric = lead_metric or {}
-    names = {name for run in runs for name in run["params"]}
-    differing = {name for name in names
-                 if len({repr(run["params"].get(name, _MISSING)) for run in runs}) > 1}
+    values: dict[str, set[str]] = {}
+    for run in runs:
+        for name, value in run["params"].items():
+            values.setdefault(name, set()).add(repr(value))
+    differing = {name for name, seen in values.items() if len(seen) > 1}
     ordered = []
     for run in runs:
         params = run["params"]
@@ -190,9 +192,6 @@ def reading_order(runs: Sequence[dict[str, Any]], lead_metric: Mapping[str, str]
         ordered.append(({**first, **{k: v for k, v in params.items() if k not in first}},
                         {lead: metrics[lead], **metrics} if lead in metrics else dict(metrics)))
     return ordered
-
-
-_MISSING = object()
 
 
 def share_width(available: int, columns: Sequence[tuple[str, int, int]]) -> dict[str, int]:
