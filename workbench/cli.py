@@ -86,8 +86,8 @@ def cmd_run(wb: Any, args: argparse.Namespace) -> int:
             _emit_json({**run_json(run), "priority": run.get("priority", 0)})
         else:
             print(run["id"])
-            _say("it starts by itself when a machine can take it (`workbench queue` shows the queue)")  # the
-            # launch itself said "run ID queued: REASON"
+            # the launch said "run ID queued: REASON": only where to look is added
+            _say("it starts by itself when a machine can take it (`workbench queue` shows the queue)")
         return 0
     return _after_start(wb, run, args)
 
