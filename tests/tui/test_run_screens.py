@@ -348,18 +348,18 @@ async def test_sort_by_a_param_then_a_metric_with_missing_values_last(seeded):
     async with app.run_test(size=SIZE) as pilot:
         await open_runs(app, pilot)
         assert row_keys(app)[0] == "nometric"
-        await pilot.press("o")  # param lr, largest first
+        await pilot.press("o", "o")  # params A-Z: epochs, then lr, largest first
         await settle(app, pilot)
         assert row_keys(app) == ["nometric"] + [f"r{i:07d}" for i in range(6)]
         assert "sort param:lr ↓" in str(app.screen.query_one("#runs-status", Static).render())
-        await pilot.press("o", "o")  # epochs, then the first metric: loss
+        await pilot.press("o", "o")  # then metrics A-Z: acc, then loss
         await settle(app, pilot)
         assert app.screen.query_state.sort == "metric:loss"
         assert row_keys(app) == [f"r{i:07d}" for i in range(5, -1, -1)] + ["nometric"]
         await pilot.press("S")  # smallest first: the run without the metric stays last
         await settle(app, pilot)
         assert row_keys(app) == [f"r{i:07d}" for i in range(6)] + ["nometric"]
-        await pilot.press("o", "o")  # acc, then back to newest first
+        await pilot.press("o")  # after the last metric: back to newest first
         await settle(app, pilot)
         assert app.screen.query_state.sort == "created" and row_keys(app)[0] == "nometric"
 

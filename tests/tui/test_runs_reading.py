@@ -1,0 +1,62 @@
+"""Issue 22 on the Runs screen, Pilot at 80×24 over a real database: `o` cycles a stable list of sort keys taken
+from the filtered history (item 4) with the key's values in a column while it sorts; the header, footer and
+status line read whole at 80 columns (item 16)."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from fixture_db import NOW
+from test_run_screens import add_run, open_runs, settle
+from workbench.tui.app import WorkbenchApp
+from workbench.tui.formatting import short_value
+
+SIZE = (80, 24)
+
+
+def drawn(app) -> list[str]:
+    """The screen's rows as the terminal shows them."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def column_labels(app) -> list[str]:
+    table = app.screen.query_one("#runs-table", DataTable)
+    return [str(column.label) for column in table.columns.values() if column.width]
+
+
+# item 4 ------------------------------------------------------------------------------------------------
+async def test_o_cycles_every_param_and_metric_of_the_filtered_history_then_newest_first(seeded):
+    wb = seeded
+    for i in range(120):  # a full page of newer runs without params or metrics ...
+        add_run(wb, f"n{i:07d}", created=NOW + 100 + i)
+    old = add_run(wb, "oldwarm", params={"warmup": 3}, created=NOW - 90_000)  # ... over one far down the history
+    wb.store.update_run("oldwarm", summary={"f1": 0.5})
+    assert old
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_runs(app, pilot)
+        sorts = []
+        for _ in range(7):
+            await pilot.press("o")
+            await settle(app, pilot)
+            sorts.append(app.screen.query_state.sort)
+            if sorts[-1] == "metric:acc":  # while a metric sorts, a column shows its values
+                assert "acc" in column_labels(app)
+                table = app.screen.query_one("#runs-table", DataTable)
+                first = [key.value for key in table.rows][0]
+                assert str(table.get_cell(first, "sort-value")) == short_value(wb.store.get_run(first)["summary"]["acc"])
+                assert "acc" in drawn(app)[3].split()  # the table's header row
+        assert sorts == ["param:epochs", "param:lr", "param:warmup", "metric:acc", "metric:f1", "metric:loss",
+                         "created"]
+        assert app.screen.query_state.descending
+        assert "sort-value" not in app.screen.query_one("#runs-table", DataTable).columns
+
+        # the list is the filtered history's: under a filter that leaves out the old run, its keys are gone
+        await pilot.press("slash", *"epochs=15", "enter")
+        await settle(app, pilot)
+        sorts = []
+        for _ in range(5):
+            await pilot.press("o")
+            await settle(app, pilot)
+            sorts.append(app.screen.query_state.sort)
+        assert sorts == ["param:epochs", "param:lr", "metric:acc", "metric:loss", "created"]
