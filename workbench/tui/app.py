@@ -28,7 +28,8 @@ from workbench.tui.widgets.nav_bar import SCREENS
 # What a failing worker of each group was doing, for its one notification.
 WORKER_TITLES = {
     "reconcile": "Checking runs", "fleet": "Machines", "telemetry-history": "Telemetry history",
-    "config": "Saving config.toml", "runs-page": "Loading runs", "run-detail": "Loading the run",
+    "config": "Saving config.toml", "runs-page": "Loading runs", "runs-sort-keys": "Reading the sort keys",
+    "run-detail": "Loading the run",
     "dashboard": "Loading the dashboard", "projects": "Loading projects", "machines": "Loading machines",
     "machine-detail": "Sampling the machine", "launch": "Launch failed", "watch": "Watching",
     "models": "Loading models", "deployments": "Checking deployments", "deployments-health": "Deployment health",
