@@ -51,7 +51,7 @@ async def test_a_value_of_the_wrong_type_keeps_the_form_open_and_says_why(wb):
 async def test_every_field_that_cannot_be_taken_is_named(wb):
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
-        form = LaunchForm("p", "train", {"hidden": 128, "augment": False})
+        form = LaunchForm("p", "train", {"lr": 0.1, "epochs": 15, "hidden": 128, "augment": False})
         result = await open_form(app, pilot, form)
         form.query_one("#param-hidden", Input).value = "1.5"
         form.query_one("#param-augment", Input).value = "maybe"
@@ -61,6 +61,10 @@ async def test_every_field_that_cannot_be_taken_is_named(wb):
         assert lines == ["hidden: expected an integer, like the default 128",
                          "augment: expected true or false"]
         assert app.screen is form and result == []
+        on_screen = "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+        assert all(line in on_screen for line in lines)  # in sight at 80×24, below four fields
+        assert [name for name in form.params if form.query_one(f"#param-{name}").has_class("-invalid")] == [
+            "hidden", "augment"]
 
 
 async def test_the_machine_list_offers_auto_placement(wb):

@@ -67,7 +67,7 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
     LaunchForm Input { width: 1fr; }
     LaunchForm Select { width: 1fr; }
     LaunchForm #buttons { margin-top: 1; }
-    LaunchForm #launch-error { color: $error; padding: 1 0 0 0; }
+    LaunchForm #launch-error { dock: bottom; height: auto; color: $error; background: $surface; }
     """
 
     def __init__(self, project: str, experiment: str, params: dict[str, Any],
@@ -145,8 +145,10 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
         """The form stays, with what was typed; the first field named has the focus."""
         error = self.query_one("#launch-error", Static)
         error.update("\n".join(escape(problem) for _, problem in problems))
-        error.display = True
+        error.display = True  # docked under the fields: seen however far they are scrolled
         named = [name for name, _ in problems if name in self.params]
+        for name in self.params:
+            self.query_one(f"#param-{name}", Input).set_class(name in named, "-invalid")
         if named:
             self.query_one(f"#param-{named[0]}", Input).focus()
 
