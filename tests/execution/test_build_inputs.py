@@ -31,7 +31,7 @@ def test_a_code_edit_reuses_the_image_and_an_edit_to_a_copied_file_builds(cli, m
     name = f"inputs-{secrets.token_hex(3)}"
     repository = f"workbench/{name}"
     spec = f'[project]\nname = "{name}"\n[experiments.t]\ndockerfile = "Dockerfile"\ncommand = ["cat", "/v"]\n'
-    root = make_project(spec, FILES, name=name)
+    root = make_project(spec, {**FILES, "requirements.txt": f"numpy==1.26  # {name}\n"}, name=name)  # never cached
 
     def run() -> tuple[str, str]:
         done = cli("run", str(root), "--wait", "--json")
