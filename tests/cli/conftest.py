@@ -22,15 +22,19 @@ from helpers import Result
 def tty_cli(home):
     """Runs `workbench ARGS` with a `columns`×24 pty as stdout and stderr; returns its code and what the
     terminal received (`\\r\\n` read as `\\n`) as `out` (stderr is on the same terminal: `err` is empty)."""
-    def run(*args: str, columns: int = 80, timeout: float = 120, stdin: int | None = subprocess.DEVNULL,
+    def run(*args: str, columns: int = 80, timeout: float = 120, typed: str | None = None,
             env: dict[str, str] | None = None) -> Result:
+        """`typed`: the terminal is stdin too, and this is typed on it (else stdin is /dev/null)."""
         main, secondary = pty.openpty()
         fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
         full_env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "WORKBENCH_DEBUG")}
         full_env.update({"WORKBENCH_HOME": str(home), "TERM": "xterm-256color", **(env or {})})
-        process = subprocess.Popen([sys.executable, "-m", "workbench", *args], stdin=stdin, stdout=secondary,
+        process = subprocess.Popen([sys.executable, "-m", "workbench", *args],
+                                   stdin=subprocess.DEVNULL if typed is None else secondary, stdout=secondary,
                                    stderr=secondary, env=full_env)
         os.close(secondary)
+        if typed is not None:
+            os.write(main, typed.encode())  # the terminal keeps it until the command reads
         out, deadline = b"", time.monotonic() + timeout
         while time.monotonic() < deadline:
             ready, _, _ = select.select([main], [], [], 0.1)

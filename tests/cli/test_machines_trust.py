@@ -47,3 +47,12 @@ def test_trust_without_a_terminal_prints_the_fingerprint_and_how_to_accept_it(cl
     trusted = cli(*accept.group(1).split()[1:])
     assert trusted.code == 0, trusted.err
     assert f"trusted ssh-ed25519 {sshd.fingerprint}" in trusted.err
+
+
+def test_trust_on_a_terminal_shows_the_fingerprint_and_asks(cli, tty_cli, host):
+    sshd, user_key = host
+    assert cli("machines", "add", "box", "--ssh", sshd.ssh, "--identity", str(user_key)).code == 0
+    answered = tty_cli("machines", "trust", "box", typed="yes\n")
+    assert answered.code == 0, answered.out
+    assert f"presents ssh-ed25519 {sshd.fingerprint}. Trust it?" in answered.out
+    assert f"box: trusted ssh-ed25519 {sshd.fingerprint}" in answered.out
