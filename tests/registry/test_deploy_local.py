@@ -77,7 +77,8 @@ def test_deploy_switch_rollback_and_stop_on_this_machine(cli, make_project):
         assert cli("deployments", "rollback", "m").code == 0
         assert which(port) == "first"
         listed = cli("deployments", "list")
-        assert "live v1" in listed.out and "health ok" in listed.out and f"127.0.0.1:{port}" in listed.out
+        name, _, _, live, health = listed.out.splitlines()[1].split()[:5]  # under NAME STATUS MODEL LIVE HEALTH
+        assert (name, live, health) == ("m", "v1", "ok") and f"127.0.0.1:{port}" in listed.out
         shown = cli("deployments", "show", "m")
         assert "switched v1 → v2" in shown.out and "rolled back v2 → v1" in shown.out
         stopped = cli("deployments", "stop", "m", "--json")
