@@ -60,3 +60,24 @@ async def test_o_cycles_every_param_and_metric_of_the_filtered_history_then_newe
             await settle(app, pilot)
             sorts.append(app.screen.query_state.sort)
         assert sorts == ["param:epochs", "param:lr", "metric:acc", "metric:loss", "created"]
+
+
+# item 16 -----------------------------------------------------------------------------------------------
+async def test_header_footer_and_status_read_whole_at_80_columns(seeded):
+    app = WorkbenchApp(seeded, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_runs(app, pilot)
+        await pilot.press("p")  # a project filter
+        await settle(app, pilot)
+        await pilot.press("space", "space")  # two runs marked for compare
+        await settle(app, pilot)
+        rows = drawn(app)
+        status, header, footer = rows[2], rows[3], rows[-1]
+        assert "2 marked (C compares)" in status and "project hello-shell" in status, status
+        table = app.screen.query_one("#runs-table", DataTable)
+        for column in table.ordered_columns:  # every column's label whole in its width ...
+            if column.width:
+                assert len(str(column.label)) <= column.width, (str(column.label), column.width)
+                assert str(column.label) in header  # ... and drawn
+        assert "project/exp" in header
+        assert "q Quit" in footer and "? Help" in footer, footer

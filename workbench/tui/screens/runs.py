@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Input, Static
 from rich.text import Text
 
 from workbench.store.cost import run_cost
-from workbench.tui.formatting import (cell, duration, escape, metrics_cell, money, pairs, short_value,
+from workbench.tui.formatting import (cell, duration, elide, escape, metrics_cell, money, pairs, short_value,
                                      shown_status, started, table_status)
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.fitted_table import FittedTable
@@ -33,6 +33,7 @@ LAYOUT = (("id", 8, 0), ("status", 9, 0), ("project/experiment", 14, 1), ("param
           ("machine", 7, 0), ("started", 11, 0), ("duration", 8, 0))
 COST_COLUMN = ("cost", 7, 0)  # added while the page shows a run on a machine with a rate
 VALUE_COLUMN = ("sort-value", 8, 0)  # after the status while a param or metric is the sort: its values
+PROJECT_LABELS = ("project/experiment", "project/exp", "project")  # the first that fits the column
 SORTABLE = [sort for _, sort in COLUMNS if sort]
 STATUSES = (None, "running", "queued", "succeeded", "failed", "cancelled", "lost")
 
@@ -99,6 +100,30 @@ class RunsTable(FittedTable):
                 layout = [(k, min(least, what.get(k, least)), weight) for k, least, weight in layout]
         return layout
 
+    def fit_columns(self) -> None:
+        super().fit_columns()
+        self._fit_labels()
+
+    def _fit_labels(self) -> None:
+        """Each column's label in its width: the project's shortened by whole words (`project/experi` read as
+        a typo), the sort value's name ending in `…`."""
+        changed = False
+        for key, column in self.columns.items():
+            if not column.width:
+                continue
+            if key.value == "project/experiment":
+                label = next((l for l in PROJECT_LABELS if len(l) <= column.width), PROJECT_LABELS[-1])
+            elif key.value == VALUE_COLUMN[0]:
+                label = elide(self.value_key or "", column.width)
+            else:
+                continue
+            if str(column.label) != label:
+                column.label = Text(label)
+                changed = True
+        if changed:
+            self._clear_caches()
+            self.refresh()
+
     def show_remote(self, remote: bool) -> None:
         if remote != self.remote:
             self.remote = remote
@@ -153,7 +178,8 @@ class RunsScreen(RunActions, BaseScreen):
         Binding("W", "sweeps", "Sweeps", show=False, id="runs.sweeps"),
         Binding("slash", "filter", "Filter", id="runs.filter"),
         Binding("f", "cycle_status", "Status", id="runs.status"),
-        Binding("p", "cycle_project", "Project", id="runs.project"),
+        # not in the footer (80 columns keep `? Help` and `q Quit` there): the help and the palette list it
+        Binding("p", "cycle_project", "Project", show=False, id="runs.project"),
         Binding("s", "cycle_sort", "Sort", id="runs.sort"),
         Binding("S", "reverse", "Reverse", show=False, id="runs.reverse"),
         Binding("o", "cycle_value_sort", "Sort by param/metric", show=False, id="runs.sort_value"),
@@ -326,15 +352,21 @@ class RunsScreen(RunActions, BaseScreen):
         q = self.query_state
         shown = len(self.table.rows)
         where = f"{q.offset + 1 if shown else 0}–{q.offset + shown} of {self.total:,}"
-        parts = [f"runs {where}", f"sort {escape(q.sort)} {'↓' if q.descending else '↑'}",
-                 f"status {q.status or 'all'}", f"project {escape(q.project or 'all')}"]
-        if q.text:
-            parts.append(f"filter “{escape(q.text)}”")
-        unreachable = sorted({run["machine"] for run in self.shown.values() if shown_status(run) == "unreachable"})
+        # What reads first stays whole at 80 columns: the marks and the unreachable hosts come before the
+        # order and the filters, and a filter is said only when one is set (`status all` said nothing).
+        parts = [f"runs {where}"]
         if self.marked:
             parts.append(f"[b]{len(self.marked)} marked[/b] (C compares)")
+        unreachable = sorted({run["machine"] for run in self.shown.values() if shown_status(run) == "unreachable"})
         if unreachable:  # what "running?" in the status column means
             parts.append(f"[bold yellow]{escape(', '.join(unreachable))} unreachable[/]")
+        parts.append(f"sort {escape(q.sort)} {'↓' if q.descending else '↑'}")
+        if q.status:
+            parts.append(f"status {q.status}")
+        if q.project:
+            parts.append(f"project {escape(q.project)}")
+        if q.text:
+            parts.append(f"filter “{escape(q.text)}”")
         self.query_one("#runs-status", Static).update(" · ".join(parts))
 
     def select(self, run_id: str) -> None:
