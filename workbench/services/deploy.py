@@ -128,11 +128,12 @@ def _forget(wb: Services, machine: str, name: str) -> None:
 
 def _settle_refused(wb: Services, name: str, current: dict[str, Any], before: dict[str, Any] | None,
                     reason: str) -> None:
-    """A refused deploy of an existing deployment leaves it as it was (its status and reason), unless what
-    serves changed meanwhile (--stop-first stopped the live version): then it says so."""
+    """A refused deploy of an existing deployment leaves it as it was (its status, reason and endpoint: a
+    `--port` or `--bind` that moved it while nothing was live is undone), unless what serves changed
+    meanwhile (--stop-first stopped the live version): then it says so."""
     if before is not None and current["live_container"] == before["live_container"]:
         wb.store.update_deployment(name, operation=None, status=before["status"],
-                                   status_reason=before["status_reason"])
+                                   status_reason=before["status_reason"], port=before["port"], bind=before["bind"])
     else:
         wb.store.update_deployment(name, operation=None, status="live" if current["live_container"] else "failed",
                                    status_reason=reason)
