@@ -40,7 +40,7 @@ async def test_runs_on_says_the_machine_and_the_image(wb, make_project):
     async with app.run_test(size=(80, 24)) as pilot:
         table = await projects_table(app, pilot, 3)
         shown = {key.value.split("\x1f")[1]: str(table.get_cell(key, "runs on")) for key in table.rows}
-        assert shown == {"built": "local · image from Dockerfile",
+        assert shown == {"built": "local · Dockerfile",
                          "placed": "auto: local or gpu-a · python:3.11-slim · 1 GPU",
                          "pinned": "gpu-a · python:3.11-slim"}
 

@@ -26,7 +26,7 @@ def runs_on(exp: Any) -> str:
     """Where a launch that names no machine sends the experiment's runs (as `workbench run` does), in what
     image, with how many GPUs. The executor is chosen at launch (docker where an engine answers)."""
     where = f"auto: {' or '.join(exp.machines)}" if exp.machines else exp.machine or "local"
-    image = exp.image or f"image from {exp.dockerfile}"
+    image = exp.image or exp.dockerfile  # the image its Dockerfile builds
     return f"{where} · {image}" + (f" · {exp.gpus} GPU" if exp.gpus else "")
 
 
