@@ -64,8 +64,6 @@ def test_config_recipe_loads_and_names_real_bindings(tmp_path):
 
 def project_with(tmp_path: Path, *tables: str) -> Path:
     """The mnist-numpy sample's spec with its tables of the same names replaced by the README's fragments."""
-    from workbench.projects.spec import load_spec
-
     root = tmp_path / "mnist-numpy"
     root.mkdir()
     for item in (REPO / "sample_projects" / "mnist-numpy").iterdir():
@@ -81,7 +79,6 @@ def project_with(tmp_path: Path, *tables: str) -> Path:
         if keep:
             kept.append(line)
     (root / "workbench.toml").write_text("\n".join(kept) + "\n" + "\n".join(tables))
-    load_spec(root)
     return root
 
 
