@@ -200,7 +200,9 @@ def test_a_refused_deploy_leaves_no_new_record_and_an_existing_one_as_it_was(cli
         assert not docker_client.containers.list(all=True, filters=labels)
         assert not docker_client.networks.list(names=[f"workbench-deploy-m-{instance[:8]}"])
 
-        assert cli("deploy", "m:2", "--machine", "local", "--port", str(port)).code == 0
+        deployed = cli("deploy", "m:2", "--machine", "local", "--port", str(port), "--json")
+        assert deployed.code == 0, deployed.err
+        assert [(t["version"], t["state"]) for t in deployed.json()["targets"]] == [(2, "live")]  # no v1 phantom
         for how in ("live", "stopped"):
             if how == "stopped":
                 assert cli("deployments", "stop", "m").code == 0
