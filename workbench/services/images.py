@@ -56,11 +56,11 @@ def image_for(wb: Services, spec: ProjectSpec, exp: Experiment, snapshot_dir: Pa
         # on a host: its own image, else this workstation's sent over, else a pull there
         return sized(exp.image or "", images.ensure_image_on(client, exp.image or "", wb.progress, machine,
                                                              wb.executors.local_docker_or_none()))
-    if machine != "local":
-        wb.progress(f"building {exp.dockerfile} on {machine}'s engine (the build context is sent from here)")
     tag = f"workbench/{spec.name.lower()}:{build_key(wb, exp.dockerfile, snapshot_dir, snapshot_hash)[:16]}"
     lines: list[bytes] = []
     if images.local_image_id(client, tag) is None:
+        if machine != "local":
+            wb.progress(f"building {exp.dockerfile} on {machine}'s engine (the build context is sent from here)")
         # Before the first build of this Dockerfile's content (once: not again when its image exists, nor
         # for a later build of the same Dockerfile, which an earlier run's warning already names).
         advice = images.torch_advice(snapshot_dir, exp.dockerfile)
