@@ -70,7 +70,7 @@ def main() -> None:
         "exit": code, "status": shown["status"], "verdict": shown.get("verdict"),
         "first_build_s": round(built_at - started, 1) if built_at else None,
         "run_s": round(ended - (built_at or started), 1),
-        "downloaded_mb": round(downloaded_mb), "image": shown.get("image"),
+        "downloaded_mb": round(downloaded_mb), "image_gib": round((shown.get("image_size") or 0) / 2**30, 1),
         "metrics": {k: v["last"] for k, v in shown["metrics"].items()},
         "checks": shown["checks"],
     }, indent=1))
