@@ -110,3 +110,13 @@ def test_the_process_executor_reads_a_bar_written_in_pieces_into_whole_lines(tmp
         seen += c.data.count(b"\n")
         rest = b"".join(again.data for again in ex.read_logs(handle, c.offset, follow=False))
         assert [split_line(line)[2] for line in rest.decode("utf-8").split("\n")[:-1]] == texts[seen:]
+
+
+def test_the_line_being_redrawn_never_shows_half_a_character():
+    """What `progress()` shows of a live bar (the tail of a file, or of an attach stream, cut anywhere)."""
+    from workbench.execution.base import redrawn_tail
+
+    data = "start\n\rloss 0.5: ██▌| 5/10\rloss 0.4: ███".encode()
+    shown = [redrawn_tail(data[:cut]) for cut in range(len(data) + 1)]
+    assert not [text for text in shown if "\ufffd" in text]
+    assert shown[-1] == "loss 0.4: ███" and shown[-2] == shown[-3] == shown[-4] == "loss 0.4: ██"

@@ -96,3 +96,43 @@ def test_a_bar_redrawn_100k_times_is_stored_once_in_its_last_state(cli, make_pro
     assert run["status"] == "succeeded", run
     rate = assert_progress_bars_stored((home / "runs" / run["id"] / "logs.txt").read_bytes(), 100_000)
     assert rate >= 10_000
+
+
+WATCHED_BAR = FAST_BAR.replace('"{n}"]', '"{n}", "{seconds}"]').replace("n = 100000 }", "n = 100000, seconds = 3 }")
+FRAME = re.compile(r"(loss \d\.\d{6}|eval ✓): +\d+%\|[█▏▎▍▌▋▊▉ ]{20}\| (\d+)/(100000|1000)")
+
+
+@pytest.mark.parametrize("executor", ["docker", "process"])
+def test_runs_logs_follow_draws_a_fast_bar_in_place_and_scrolls_only_whole_lines(cli, make_project, home, executor,
+                                                                                  request):
+    """Issue 22, item 1, on a terminal: a bar redrawn ~33,000 times a second for 3 s. `runs logs --follow`
+    scrolls exactly the stored lines (no fragment) and draws the bar in place as it goes, each drawn state a
+    whole redraw (no cut frame, no half character), keeping up with it."""
+    if executor == "docker":
+        request.getfixturevalue("docker_client")
+    root = make_project(WATCHED_BAR, files={"progress_bars.py": PROGRESS_BARS.read_text()})
+    run_id = cli("run", str(root), "--executor", executor, "--json").json()["id"]
+    main, secondary = pty.openpty()
+    follower = subprocess.Popen([sys.executable, "-m", "workbench", "runs", "logs", run_id, "--follow"],
+                                stdout=secondary, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "WORKBENCH_HOME": str(home)})
+    os.close(secondary)
+    shown = b""
+    while follower.poll() is None:
+        shown += _read_pty(main, 0.5)
+    shown += _read_pty(main, 0.5)
+    os.close(main)
+    assert follower.returncode == 0
+
+    scrolled, drawn = [], []
+    for piece in shown.decode("utf-8").replace("\r\n", "\n").split("\r\x1b[K"):  # strict: no half character
+        if piece.endswith("\n"):
+            scrolled += piece[:-1].split("\n")
+        elif piece:
+            drawn.append(piece)
+    stored = [line for line in cli("runs", "logs", run_id).out.split("\n")[:-1]]
+    assert len(stored) == 5 and scrolled == stored, [line[:80] for line in scrolled[:10]]
+    assert [line for line in drawn if not FRAME.fullmatch(line)] == []
+    counts = [int(m.group(2)) for line in drawn if (m := FRAME.fullmatch(line)) and m.group(3) == "100000"]
+    assert len(set(counts)) >= 5 and counts == sorted(counts), counts  # live, in order
+    assert counts[-1] >= 50_000, counts  # the last state drawn before the bar ended is recent, not seconds behind

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Protocol
 
+from workbench.execution.loglines import char_boundary
 from workbench.textsafe import log_text
 
 
@@ -215,5 +216,7 @@ def _chunk(fh: BinaryIO, data: bytes, eof: bool, rewritten: int | None, skipping
 
 
 def redrawn_tail(data: bytes) -> str:
-    """What a terminal shows of output after its last newline: the last redraw of a `\r` progress bar."""
-    return log_text(data.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")).strip()  # log_text keeps the last \r
+    """What a terminal shows of output after its last newline: the last redraw of a `\r` progress bar (a
+    character whose last bytes are not there yet is left out, not shown as U+FFFD)."""
+    tail = data.rsplit(b"\n", 1)[-1]
+    return log_text(tail[:char_boundary(tail)].decode("utf-8", errors="replace")).strip()  # log_text keeps the last \r

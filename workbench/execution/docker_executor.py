@@ -24,6 +24,8 @@ OUTPUT_TARGET = "/wb/out"
 LOG_BATCH_BYTES = 1 << 20
 LOG_BATCH_SECONDS = 0.25
 SINCE_MARGIN_NS = 1_000_000_000
+PROGRESS_POLL = 0.1
+PROGRESS_TAIL = 8192
 
 
 def _short(exc: Exception) -> str:
@@ -225,7 +227,11 @@ class DockerExecutor:
     def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
         """Docker's log API holds a line back until its newline, so a progress bar redrawn with `\r` is
         read from an attach stream instead (docker-py's public `attach`; output from now on, as it is
-        written). The stream closes when `stop` is set or the container ends."""
+        written). A thread keeps the tail of what came; the line is looked at every PROGRESS_POLL, so a bar
+        redrawn 100,000 times a second costs no more than one redrawn 10 times (and is never shown late).
+        While output is still arriving, the last redraw may be cut where a read of the stream ended: the
+        one before it is shown until the output pauses. The stream closes when `stop` is set or the
+        container ends."""
         import docker.errors
 
         try:
@@ -234,16 +240,37 @@ class DockerExecutor:
         except (docker.errors.APIError, OSError):
             return
         threading.Thread(target=lambda: (stop.wait(), stream.close()), name="attach-close", daemon=True).start()
-        tails, latest = {"out": b"", "err": b""}, "out"
+        tails, latest = {"out": b"", "err": b""}, ["out"]
+        arrived, ended = threading.Event(), threading.Event()
+
+        def pump() -> None:
+            try:
+                for out, err in stream:
+                    for name, data in (("out", out), ("err", err)):
+                        if data:
+                            tails[name] = (tails[name] + data).rsplit(b"\n", 1)[-1][-PROGRESS_TAIL:]
+                            latest[0] = name
+                    arrived.set()
+            except (OSError, ValueError, AttributeError):
+                pass  # closed under us, or the engine went away: the log stream reports that
+            finally:
+                ended.set()
+                arrived.set()
+
+        threading.Thread(target=pump, name="attach-progress", daemon=True).start()
+        shown = None
         try:
-            for out, err in stream:
-                for name, data in (("out", out), ("err", err)):
-                    if data:
-                        tails[name] = (tails[name] + data).rsplit(b"\n", 1)[-1][-8192:]
-                        latest = name
-                yield redrawn_tail(tails[latest])
-        except (OSError, ValueError, AttributeError):
-            return  # closed under us, or the engine went away: the log stream reports that
+            while True:
+                moving = arrived.wait(PROGRESS_POLL) and not ended.is_set()
+                arrived.clear()
+                tail = tails[latest[0]]
+                redraw = tail.rstrip(b"\r").rfind(b"\r")
+                line = redrawn_tail(tail[:redraw] if moving and redraw > 0 else tail)
+                if line != shown:
+                    shown = line
+                    yield line
+                if ended.is_set():
+                    return
         finally:
             stream.close()
 
