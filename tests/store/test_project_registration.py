@@ -40,3 +40,12 @@ def test_a_launched_folder_is_registered_once_and_a_refused_launch_registers_not
     ran = cli("run", str(twin), "--executor", "process", "--wait", "--json")
     assert ran.code == 0, ran.err
     assert [(p["name"], p["path"]) for p in _listed(cli)] == [("charmodel", str(root))]
+
+
+def test_a_sweep_launched_from_a_folder_registers_it(cli, make_project):
+    root = make_project(SPEC.format(name="swept") + "[experiments.train.sweep]\nlr = [0.1, 0.2]\n")
+    started = cli("sweep", str(root), "--json")
+    assert started.code == 0, started.err
+    cancelled = cli("sweeps", "cancel", started.json()["id"])
+    assert cancelled.code == 0, cancelled.err
+    assert [(p["name"], p["path"]) for p in _listed(cli)] == [("swept", str(root))]
