@@ -48,7 +48,7 @@ def instructions(text: str) -> list[tuple[str, str]]:
 def copied_sources(text: str) -> list[str]:
     """The build-context paths (Docker's glob patterns) the Dockerfile's COPY and ADD lines take, relative to
     the context; `.` for the whole context. A source the key cannot follow (a variable, a `[...]` class, a
-    heredoc) counts as the whole context, so such a Dockerfile is keyed as before, never reused wrongly. URLs and `--from`
+    heredoc) counts as the whole context, so such a Dockerfile is never reused wrongly. URLs and `--from`
     copies (another stage or image) take nothing from the context."""
     sources: list[str] = []
     for instruction, rest in instructions(text):

@@ -118,8 +118,8 @@ def remove_unneeded_images(wb: Services) -> tuple[int, int]:
     workbench/<project>:<build inputs key> and labelled with its instance, or recorded by one of its runs);
     an image another data dir, the user or anything else built is never touched. Kept: the image of every
     active run, of every run an active run reruns, of one still being built (its tag is the build key of an
-    active run's Dockerfile and snapshot), and of the newest run of each project/experiment that got one, so the latest build stays
-    ready. Older runs' images go: `runs rerun` of such a run rebuilds its image from the run's snapshot
+    active run's Dockerfile and snapshot), and of the newest run of each project/experiment that got one,
+    so the latest build stays ready. Older runs' images go: `runs rerun` of such a run rebuilds its image from the run's snapshot
     (which gc keeps while any run references it). No deployments are recorded in this version; when the
     registry records them, their images join the kept set. An image a container uses stays."""
     from workbench.execution import images
