@@ -4,6 +4,7 @@ status line read whole at 80 columns (item 16)."""
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import DataTable
 
 from fixture_db import NOW
@@ -81,3 +82,47 @@ async def test_header_footer_and_status_read_whole_at_80_columns(seeded):
                 assert str(column.label) in header  # ... and drawn
         assert "project/exp" in header
         assert "q Quit" in footer and "? Help" in footer, footer
+
+
+# item 5 ------------------------------------------------------------------------------------------------
+CHECKS = [{"metric": "val_acc", "op": ">=", "threshold": 0.9, "on": "last"}]
+
+
+def add_checked_runs(wb) -> list[str]:
+    """Six runs of one experiment: four params of which only lr differs, three metrics of which the
+    experiment's check reads the last."""
+    ids = []
+    for i in range(6):
+        run_id = f"chk{i:05d}"
+        wb.store.insert_run({
+            "id": run_id, "project": "char-model", "project_path": "/p", "experiment": "train-small",
+            "status": "succeeded", "machine": "local", "executor": "process", "created_at": NOW + i,
+            "started_at": NOW + i, "finished_at": NOW + i + 90, "exit_code": 0, "verdict": "pass",
+            "params": {"batch_size": 64, "epochs": 10, "hidden": 128, "lr": round(0.1 / (i + 1), 4)},
+            "summary": {"loss": 1.5 - i / 10, "train_time": 80.25 + i, "val_acc": 0.9 + i / 100},
+            "spec": {"checks": CHECKS}})
+        ids.append(run_id)
+    return ids
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_runs_table_shows_the_differing_param_and_the_checked_metric_first(wb, size):
+    from test_reading import column_text, lines
+
+    ids = add_checked_runs(wb)
+    app = WorkbenchApp(wb, clock=lambda: NOW + 100)
+    async with app.run_test(size=size) as pilot:
+        await open_runs(app, pilot)
+        table = app.screen.query_one("#runs-table", DataTable)
+        shown = {line.split()[0]: line for line in lines(table)[1:] if line.split()}
+        assert set(shown) == set(ids)
+        visible = [c.key.value for c in table.ordered_columns if c.width]
+        assert {"params", "metrics", "project/experiment"} <= set(visible)
+        for run_id, line in shown.items():
+            params, metrics = column_text(table, line, "params"), column_text(table, line, "metrics")
+            assert params.startswith("lr="), (size, params)
+            assert metrics.startswith("✓ val_acc="), (size, metrics)
+            for key in visible:  # never a cell of only `…`
+                assert column_text(table, line, key).removeprefix("✓ ") not in ("…", ""), (size, key, line)
+        widths = {c.key.value: c.width for c in table.ordered_columns}
+        assert widths["metrics"] >= widths["project/experiment"]  # metrics get room before the names

@@ -338,7 +338,7 @@ class WorkbenchApp(App[None]):
         wb = self.workbench
         run = wb.launch(path, experiment, overrides, executor=executor, machine=machine)
         wb.follow_in_background(run["id"])
-        self.call_from_thread(self._open_run, current_worker(), run["id"])
+        self.call_from_thread(self._open_run, run["id"], current_worker())
 
     def deploy_model(self, ref: str, machine: str, port: int | None, name: str | None = None) -> None:
         """Deploys in a worker (a first deploy may build an image and load a model for minutes); one
@@ -362,10 +362,13 @@ class WorkbenchApp(App[None]):
         self.say_outcome(f"{version['name']}:{version['version']} from run {run_id} ({version['artifact']})",
                          title="Model registered")
 
-    def _open_run(self, worker: Worker[Any] | None, run_id: str) -> None:
+    def _open_run(self, run_id: str, worker: Worker[Any] | None = None) -> None:
+        """After a launch (`worker`, whose notice says the outcome): the run's detail over the Runs list."""
         from workbench.tui.screens.run_detail import RunDetailScreen
 
-        if worker is not None:
+        if worker is None:
+            self.notify(f"run {run_id} started", title="Launched")
+        else:
             self.notices.finish(worker, f"run {run_id} started", title="Launched")
         self.show_root("runs")  # one detail at a time: an earlier launch's is closed, not stacked
         self.push_screen(RunDetailScreen(run_id))

@@ -14,11 +14,12 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from workbench.store.cost import run_cost
-from workbench.tui.formatting import (cell, duration, elide, escape, metrics_cell, money, pairs, short_value,
-                                     shown_status, started, table_status)
+from workbench.tui.formatting import (ItemsText, cell, duration, elide, escape, fit_items, metrics_cell, money,
+                                     pairs, reading_order, short_value, shown_status, started, table_status)
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.fitted_table import FittedTable
 from workbench.tui.screens.run_detail import RunActions, RunRemoved
@@ -27,10 +28,12 @@ from workbench.tui.widgets.cursor import cursor_key
 PAGE = 100
 COLUMNS = (("id", "id"), ("status", "status"), ("project/experiment", "project"), ("params", None),
            ("metrics", None), ("machine", "machine"), ("started", "created"), ("duration", "duration"), ("cost", None))
-# Widths are set, never measured from cells: a page paints in one pass whatever its content.
-# (column, least width, share of the spare width): a wide terminal widens names, params and metrics
-LAYOUT = (("id", 8, 0), ("status", 9, 0), ("project/experiment", 14, 1), ("params", 12, 2), ("metrics", 12, 2),
+# Widths are set, never measured by the table from its cells: a page paints in one pass whatever its content.
+# (column, least width, share of the spare width): a wide terminal widens the metrics most, then the params,
+# then the names. Params and metrics are never narrower than a page's first items (set from the page).
+LAYOUT = (("id", 8, 0), ("status", 9, 0), ("project/experiment", 14, 1), ("params", 10, 2), ("metrics", 10, 3),
           ("machine", 7, 0), ("started", 11, 0), ("duration", 8, 0))
+MOST_FOR_FIRST_ITEM = 30  # a first item wider than this is not given the room: its column shows `…` there
 COST_COLUMN = ("cost", 7, 0)  # added while the page shows a run on a machine with a rate
 VALUE_COLUMN = ("sort-value", 8, 0)  # after the status while a param or metric is the sort: its values
 PROJECT_LABELS = ("project/experiment", "project/exp", "project")  # the first that fits the column
@@ -66,19 +69,40 @@ class PageLoaded(Message):
         self.request, self.query, self.runs, self.projects = request, query, runs, projects
 
 
+def reading(wb: Any, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The page's runs with their params and metrics in reading order (formatting.reading_order): the params
+    that differ within the page first, each run's lead metric (its sweep's objective, else its first check's)
+    first. In the page worker: the lead metrics read each sweep once and each other run's record."""
+    from workbench.services.compare import lead_metrics
+
+    ordered = reading_order(runs, lead_metrics(wb, runs))
+    return [{**run, "params": params, "summary": metrics} for run, (params, metrics) in zip(runs, ordered)]
+
+
+def first_items_width(text: Text) -> int:
+    """The cells a params or metrics cell needs to show its first item whole (its prefix, and ` …` when more
+    items follow): the least its column may be."""
+    if not isinstance(text, ItemsText) or not text.items:
+        return 0
+    return text.prefix.cell_len + cell_len(fit_items(text.items[:1], 10**6, len(text.items) > 1 or text.more))
+
+
 class RunsTable(FittedTable):
     """The table's own movement keys (arrows, page up/down, home/end) turn pages at the page's edges."""
 
     # Where the width runs out, columns give way in this order until the rest fit: hidden (width 0) or
-    # narrowed to the least that still says something (a pair like `lr=0.0167 …` needs 11). A page with a
-    # run on another machine keeps the machine column, and the start time gives way first (the duration
-    # stays); a page of local runs only, where the column would say "local" on every row, lets it go first.
-    # The cost column is there only on a page with a run on a machine that has a rate, and gives way first.
+    # narrowed. Params and metrics never narrow below the page's first items (the param that differs, the
+    # lead metric: see formatting.reading_order), so neither is ever a column of bare `…`; the names narrow
+    # first, and params go last of all, the metrics never. A page with a run on another machine keeps the
+    # machine column, and the start time gives way first (the duration stays); a page of local runs only,
+    # where the column would say "local" on every row, lets it go first. The cost column is there only on a
+    # page with a run on a machine that has a rate, and gives way first.
     LOCAL_ORDER = (("hide", "cost"), ("hide", "machine"), ("hide", "started"),
-                   ("narrow", {"project/experiment": 12, "params": 10, "metrics": 10}))
-    REMOTE_ORDER = (("hide", "cost"), ("hide", "started"),
-                    ("narrow", {"project/experiment": 10, "params": 11, "metrics": 11}),
-                    ("narrow", {"params": 10, "metrics": 10}), ("hide", "machine"))
+                   ("narrow", {"project/experiment": 12}), ("narrow", {"project/experiment": 10}),
+                   ("hide", "duration"), ("narrow", {"project/experiment": 8}), ("hide", "params"))
+    REMOTE_ORDER = (("hide", "cost"), ("hide", "started"), ("narrow", {"project/experiment": 10}),
+                    ("narrow", {"project/experiment": 8}), ("hide", "machine"), ("hide", "duration"),
+                    ("hide", "params"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,11 +110,18 @@ class RunsTable(FittedTable):
         self.remote = False  # the page shows a run on another machine (set by the screen)
         self.costed = False  # the page shows a run with a cost: the cost column is there (set by the screen)
         self.value_key: str | None = None  # the param or metric sorting the page: its column is there
+        self.first_items: dict[str, int] = {}  # params/metrics: the width the page's first items take
+
+    def show_first_items(self, widths: dict[str, int]) -> None:
+        if widths != self.first_items:
+            self.first_items = widths
+            self.fit_columns()
 
     def layout_for(self, available: int) -> Sequence[tuple[str, int, int]]:
         """At 80 columns every row still shows id, status, what and how it went, and where it ran when the
         page holds a run that did not run here."""
-        layout = list(self.column_layout)
+        layout = [(k, max(least, min(self.first_items.get(k, 0), MOST_FOR_FIRST_ITEM)), weight)
+                  for k, least, weight in self.column_layout]
         for step, what in (self.REMOTE_ORDER if self.remote else self.LOCAL_ORDER):
             if sum(least for _, least, _ in layout) <= available:
                 break
@@ -257,6 +288,7 @@ class RunsScreen(RunActions, BaseScreen):
             query = replace(query, offset=max(0, (total - 1) // PAGE * PAGE))
             runs = wb.run_page(limit=PAGE, offset=query.offset, sort=query.sort, descending=query.descending,
                                **filters)
+        runs = reading(wb, runs)
         projects = wb.project_names() if not self.projects else self.projects
         # The page paints first; the count (a full scan under a text filter) follows.
         self.post_message(PageLoaded(request, query, runs, projects))
@@ -297,6 +329,8 @@ class RunsScreen(RunActions, BaseScreen):
         kept = [key for key in current_keys if key in self.shown]
         with self.app.batch_update():
             table.show_remote(any((run.get("machine") or "local") != "local" for run in runs))
+            table.show_first_items({"params": max((first_items_width(cell(pairs(r["params"]))) for r in runs), default=0),
+                                    "metrics": max((first_items_width(metrics_cell(r)) for r in runs), default=0)})
             rebuilt = table.show_extras(any(run.get("hourly_cost") is not None for run in runs), self._value_key())
             if rebuilt:
                 wanted = [(run["id"], self._cells(run, now)) for run in runs]
