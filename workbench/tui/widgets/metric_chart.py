@@ -48,12 +48,18 @@ class MetricChart(Widget):
     def render(self) -> Text:
         width = max(4, self.content_size.width - Y_LABEL_WIDTH - 1)
         height = max(2, self.content_size.height - 1)
-        return draw([(self.data.get("series") or [], self.line_style)], width, height)
+        # the axis spans the steps the header's points were taken at: a downsampled series starts each bucket
+        # at its first step, so its last triple lies before the last step
+        span = (self.data.get("first_step"), self.data.get("last_step"))
+        return draw([(self.data.get("series") or [], self.line_style)], width, height,
+                    steps=span if None not in span else None)
 
 
-def draw(curves: list[tuple[list[tuple[Any, Any, Any]], str]], width: int, height: int) -> Text:
+def draw(curves: list[tuple[list[tuple[Any, Any, Any]], str]], width: int, height: int,
+         steps: tuple[Any, Any] | None = None) -> Text:
     """Curves of (step, min, max) triples on shared axes, in braille (2×4 dots a cell), each in its style; a
-    cell two curves cross takes the style of the later one. Y labels left, the step range below."""
+    cell two curves cross takes the style of the later one. Y labels left, the step range below: `steps`
+    (first, last) where the triples are a downsampling of a known range, else the triples' own."""
     finite_curves = [([(s, lo, hi) for s, lo, hi in series
                        if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)], style)
                      for series, style in curves]
@@ -65,6 +71,8 @@ def draw(curves: list[tuple[list[tuple[Any, Any, Any]], str]], width: int, heigh
     if high == low:
         high, low = high + 0.5, low - 0.5
     first, last = min(p[0] for p in points), max(p[0] for p in points)
+    if steps is not None:
+        first, last = min(first, steps[0]), max(last, steps[1])
     step_span = max(1, last - first)
     dots_x, dots_y = width * 2, height * 4
     grid = [[0] * width for _ in range(height)]
