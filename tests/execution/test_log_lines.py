@@ -120,3 +120,32 @@ def test_the_line_being_redrawn_never_shows_half_a_character():
     shown = [redrawn_tail(data[:cut]) for cut in range(len(data) + 1)]
     assert not [text for text in shown if "\ufffd" in text]
     assert shown[-1] == "loss 0.4: ███" and shown[-2] == shown[-3] == shown[-4] == "loss 0.4: ██"
+
+
+def test_docker_joins_its_16k_records_and_a_read_from_any_offset_it_gave_stores_each_line_once(
+        docker_client, monkeypatch):
+    """The engine cuts a line into 16 KiB records; every chunk's offset, read from again, gives exactly the
+    lines after it (a batch is handed on at every record here, so offsets fall inside a bar's records)."""
+    from helpers import PROGRESS_BARS
+    from workbench.execution import docker_executor
+    from workbench.execution.docker_executor import DockerExecutor
+
+    monkeypatch.setattr(docker_executor, "LOG_BATCH_SECONDS", 0.0)
+    container = docker_client.containers.run(
+        "python:3.11-slim", ["python3", "/bars/progress_bars.py", "5000"], detach=True,
+        environment={"PYTHONUNBUFFERED": "1"}, volumes={str(PROGRESS_BARS.parent): {"bind": "/bars", "mode": "ro"}})
+    try:
+        container.wait(timeout=60)
+        ex = DockerExecutor(docker_client, "test")
+        handle = {"container": container.id, "run_dir": "/nonexistent"}
+        chunks = list(ex.read_logs(handle, "0", follow=False))
+        texts = [split_line(line)[2] for c in chunks for line in c.data.decode("utf-8").split("\n")[:-1]]
+        assert len(texts) == 5 and f"loss {1 / 5001:.6f}: 100%|{'█' * 20}| 5000/5000" in texts, texts
+        assert len({c.offset for c in chunks}) > 20  # offsets inside the bar's records were handed on
+        seen = 0
+        for c in chunks:
+            seen += c.data.count(b"\n")
+            rest = b"".join(again.data for again in ex.read_logs(handle, c.offset, follow=False))
+            assert sorted(split_line(line)[2] for line in rest.decode("utf-8").split("\n")[:-1]) == sorted(texts[seen:])
+    finally:
+        container.remove(force=True)

@@ -67,7 +67,9 @@ class Executor(Protocol):
     def submit(self, launch: Launch) -> dict[str, Any]: ...
     def status(self, handle: dict[str, Any]) -> RunState: ...
     def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
-        """Log records from `offset` as lines `<RFC3339 time> <out|err> <text>`; with `follow`, until the run ends."""
+        """Log records from `offset` as lines `<RFC3339 time> <out|err> <text>`; with `follow`, until the run ends.
+        Only whole lines (a line still being written waits for its newline or the run's end, loglines.py); a
+        chunk's offset is before any such line, so a read from it stores every line once."""
     def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk: ...
     def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
         """The line the run is redrawing now, each time it changes (text after the last newline, as a
