@@ -752,12 +752,11 @@ def cmd_runs_compare(wb: Any, args: argparse.Namespace) -> int:
     rows = [["", *ids], ["run", *(f"{r['project']}/{r['experiment']}" for r in runs)],
             ["status", *(r["status"] for r in runs)], ["checks", *(r["verdict"] or "-" for r in runs)]]
     rows += [[name, *(_param_text(v) for v in values)] for name, values in compared["params_differ"].items()]
-    from workbench.services.compare import figures
+    from workbench.services.compare import last_and_best
 
     for name, metric in compared["metrics"].items():
         way = "lowest" if metric["lower_is_better"] else "highest"
-        shown = figures([r["last"] for r in metric["runs"]] + [r["best"] for r in metric["runs"]])
-        last, best = shown[:len(runs)], shown[len(runs):]
+        last, best = last_and_best(metric)
         rows.append([f"{name} last", *last])
         rows.append([f"{name} {way}", *(text + (" *" if r["id"] == metric["best_run"] else "")
                                         for text, r in zip(best, metric["runs"]))])

@@ -43,7 +43,7 @@ async def test_marked_runs_compare_side_by_side(wb):
         assert [str(c) for c in rows["param:lr"][1:]] == ["0.03", "0.3"]
         assert "param:epochs" not in rows  # the same in both: not a difference
         best = rows["best:acc"]
-        assert [str(c) for c in best[1:]] == ["0.95", "0.8"] and "green" in str(best[1].style)
+        assert [str(c) for c in best[1:]] == ["0.95000", "0.80000"] and "green" in str(best[1].style)
         assert "green" in str(rows["best:loss"][1].style) and "green" not in str(rows["best:loss"][2].style)
         await settle(app, pilot)
         charts = list(app.screen.query(CompareChart))
@@ -85,3 +85,21 @@ async def test_the_run_detail_says_where_a_run_was_placed_and_what_it_cost(wb):
         text = str(app.screen.query_one("#overview-text", Static).render())
         assert "placed     gpu-a: 2 of 4 GPUs free, $2.00/h" in text
         assert "cost       $1.00 ($2.00/h × 50% of gpu-a)" in text
+
+
+async def test_each_metric_has_the_cli_precision(wb):
+    """Issue 22, item 17 in the app: a metric's numbers in one precision, the rule `runs compare` uses
+    (services.compare.figures over every run's last and best), not `.4g` per cell (0.95 0.9512 1)."""
+    for i, (acc, tokens) in enumerate([(0.95, 500), (0.951234, 500), (1.0, 500)]):
+        seq = add_run(wb, f"prc{i}0000", params={"acc": acc}, created=NOW - 100 + i)
+        points = [(wb.store.key_id("acc"), 1, NOW, acc), (wb.store.key_id("tokens"), 1, NOW, tokens)]
+        wb.store.commit_metrics(seq, MetricBatch(points, len(points), 0, {}), Offset("1", len(points), 0))
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(CompareScreen(["prc00000", "prc10000", "prc20000"]))
+        await until(app, pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.data is not None)
+        table = app.screen.query_one("#compare-table", DataTable)
+        rows = {key.value: [str(c) for c in table.get_row(key)[1:]] for key in table.rows}
+        assert rows["last:acc"] == ["0.9500", "0.9512", "1.0000"], rows
+        assert rows["best:acc"] == ["0.9500", "0.9512", "1.0000"]
+        assert rows["last:tokens"] == ["500", "500", "500"]

@@ -45,6 +45,14 @@ def figures(values: list[float | None], significant: int = SIGNIFICANT) -> list[
     return ["-" if v is None else format(v, spec) for v in values]
 
 
+def last_and_best(metric: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """A compared metric's (every run's last, every run's best) as `figures` shows them: one precision for
+    both rows, so the CLI's table and the app's show the same digits."""
+    runs = metric["runs"]
+    shown = figures([r["last"] for r in runs] + [r["best"] for r in runs])
+    return shown[:len(runs)], shown[len(runs):]
+
+
 def lead_metrics(wb: Services, runs: list[dict[str, Any]]) -> dict[str, str]:
     """Run id -> the metric a list of runs is read by: a sweep's trial, its sweep's objective; any other run
     (or a sweep without one), its experiment's first check's metric (in its recorded workbench.toml's order).

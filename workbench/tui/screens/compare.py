@@ -15,6 +15,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from workbench.services.compare import last_and_best
 from workbench.tui.formatting import cell, escape, short_value, status_cell
 from workbench.tui.screens.base import BaseScreen
 from workbench.tui.widgets.compare_chart import CompareChart, run_colour
@@ -81,11 +82,10 @@ class CompareScreen(BaseScreen):
             table.add_row(cell(name), *(cell(short_value(v)) for v in values), key=f"param:{name}")
         for name, metric in data["metrics"].items():
             way = "min" if metric["lower_is_better"] else "max"
-            table.add_row(cell(f"{name} last"), *(cell("-" if r["last"] is None else short_value(r["last"]))
-                                                  for r in metric["runs"]), key=f"last:{name}")
-            table.add_row(cell(f"{name} {way}"), *(cell("-" if r["best"] is None else short_value(r["best"]),
-                                                        "bold green" if r["id"] == metric["best_run"] else "")
-                                                   for r in metric["runs"]), key=f"best:{name}")
+            last, best = last_and_best(metric)
+            table.add_row(cell(f"{name} last"), *(cell(text) for text in last), key=f"last:{name}")
+            table.add_row(cell(f"{name} {way}"), *(cell(text, "bold green" if r["id"] == metric["best_run"] else "")
+                                                   for text, r in zip(best, metric["runs"])), key=f"best:{name}")
         charts = self.query_one("#compare-charts", VerticalScroll)
         await charts.query(CompareChart).remove()
         await charts.mount_all(CompareChart(name, [{"id": r["id"], "series": r["series"]} for r in metric["runs"]])
