@@ -1,6 +1,7 @@
 """The model registry: every version of every model, newest first within a model, with its aliases, source
-run, checks and metrics; the highlighted version's lineage and its model's alias history below. enter
-opens the source run, a points an alias at the version, D deploys it (the machine picked in a form)."""
+run, checks and metrics; the highlighted version's lineage and its model's alias history (newest first)
+below. enter opens the source run, a points an alias at the version, D deploys it (the machine picked in a
+form)."""
 
 from __future__ import annotations
 
@@ -132,7 +133,7 @@ class ModelsScreen(BaseScreen):
                  f"{escape((lineage.get('snapshot') or '-')[:12])} · image {escape(lineage.get('image') or '-')}",
                  f"params {escape(str(pairs(lineage.get('params') or {})))}",
                  f"metrics {escape(str(pairs(lineage.get('metrics') or {})))}"]
-        for h in v["alias_history"][-4:]:
+        for h in reversed(v["alias_history"][-4:]):  # newest first, as `models show` and deployment history
             moved = f"{h['previous']} → {h['version']}" if h["previous"] else f"→ {h['version']}"
             lines.append(f"{stamp(h['ts'])} @{escape(h['alias'])} {moved} by {escape(h['who'])}")
         detail.update("\n".join(lines))
