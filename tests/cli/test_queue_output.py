@@ -52,3 +52,12 @@ def test_queue_wraps_the_reason_by_whole_words_at_80_columns(queued, tty_cli):
     assert all(not line[:column].strip() for line in lines[2:]), shown.out  # continuation under REASON only
     assert " ".join(reason_lines).split() == recorded["status_reason"].split(), shown.out  # whole, word for word
     assert "…" in lines[1][:column]  # the long experiment name gave way to it
+
+
+def test_the_reason_names_each_machine_once(queued):
+    """Issue 22: the SSH error already began with the host's name, and the reason put it before it again
+    (`ghost ghost: cannot reach …`)."""
+    _, _, recorded = queued
+    reason = recorded["status_reason"]
+    assert reason.count("ghost") == 1 and "; ghost cannot reach 127.0.0.9:" in reason, reason
+    assert reason.startswith("waiting: local "), reason

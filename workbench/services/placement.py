@@ -146,7 +146,9 @@ def survey(wb: Services, machine: str, gpus: int, executor: str | None) -> Surve
     except WorkbenchError as exc:
         from workbench.machines.ssh import SSHError
 
-        found.error, found.unreachable = exc.message, isinstance(exc, SSHError)
+        found.unreachable = isinstance(exc, SSHError)
+        # an SSH error begins with the machine's name, which the reason (`why_not`) puts before it already
+        found.error = exc.message.removeprefix(f"{machine}: ") if found.unreachable else exc.message
         if found.unreachable:
             wb.executors.forget_machine(machine)
     except Exception as exc:  # noqa: BLE001 - one machine's failure only leaves it out
