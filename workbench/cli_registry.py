@@ -206,6 +206,10 @@ def cmd_deployments_show(wb: Any, args: argparse.Namespace) -> int:
         print(printable(_canary_line(shown)))
     for line in _traffic_lines(shown):
         print(printable(line))
+    if not shown.get("canary"):  # a canary's rollback ends the canary: its line says so
+        back = shown.get("rollback_to")
+        print(f"rollback to: v{back} (kept, live most recently)" if back else
+              "rollback to: - (no earlier version kept)")
     print("versions:")
     for t in shown["targets"]:
         print(printable(f"  v{t['version']:<4} {t['state']:<8} {t['container']}  since {when(t['created_at'])}"))

@@ -86,6 +86,15 @@ def test_history_is_newest_first(deployed):
     assert stamps == sorted(stamps, reverse=True)
 
 
+def test_show_names_the_version_a_rollback_brings_back(deployed):
+    """Issue 22 item 17: where `deployments rollback` goes (the kept version live most recently), said by
+    `deployments show` as the app's question says it: the service's `rollback_to`."""
+    shown = deployed("deployments", "show", "m", "--json").json()
+    assert shown["live_version"] == 2 and shown["rollback_to"] == 1, shown
+    lines = deployed("deployments", "show", "m").out.splitlines()
+    assert "rollback to: v1 (kept, live most recently)" in lines, lines
+
+
 def test_stop_says_one_line_and_a_stopped_deployment_lists_no_endpoint(deployed):
     stopped = deployed("deployments", "stop", "m")
     assert stopped.code == 0, stopped.err

@@ -1,11 +1,13 @@
 """The rollback question on the Deployments screen (issue 22 item 17) over fixed records shaped like
-`deployments show`'s (the real deploy-and-rollback run is in test_registry_screens): it names the version
-the rollback brings back, the one kept that was live most recently, and the one it leaves."""
+`deployments show`'s, their `rollback_to` by the service's rule (the real deploy-and-rollback run is in
+test_registry_screens): it names the version the rollback brings back, the one kept that was live most
+recently, and the one it leaves."""
 
 from __future__ import annotations
 
 from fixture_db import NOW
 from test_run_screens import settle, until
+from workbench.services.deploy import rollback_target
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.confirm import ConfirmScreen
 from workbench.tui.screens.deployments import DeploymentsScreen
@@ -15,7 +17,7 @@ def serve_records(wb, targets: list[dict]) -> None:
     record = {"name": "digits", "model": "digits", "machine": "local", "port": 8080, "bind": "0.0.0.0",
               "auth": "none", "status": "live", "live_version": 4, "live_container": "workbench-serve-digits-v4",
               "health": "ok", "endpoint": "http://127.0.0.1:8080", "operation": None, "canary": None,
-              "last_switch": None}
+              "last_switch": None, "rollback_to": (rollback_target(targets) or {}).get("version")}
     wb.deployments = lambda check=True: [record]
     wb.deployment = lambda name, check=True: {**record, "events": [], "targets": targets, "traffic": None}
 

@@ -368,6 +368,13 @@ def rollback(wb: Services, name: str) -> dict[str, Any]:
         release(wb, name, owner, keeper)
 
 
+def rollback_target(targets: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The target a rollback brings back: of the versions kept (a standby, or one whose container is gone:
+    made again from its image), the one live most recently; None when none is kept."""
+    kept = [t for t in targets if t["state"] in ("standby", "standby-gone")]
+    return max(kept, key=lambda t: t["state_at"]) if kept else None
+
+
 def _rollback(wb: Services, name: str, owner: str, keeper: Any, fresh: dict[str, Any]) -> dict[str, Any]:
     record = reconcile(wb, get_record(wb, name), quiet=True, owner=owner)
     if record.get("canary"):
@@ -375,10 +382,9 @@ def _rollback(wb: Services, name: str, owner: str, keeper: Any, fresh: dict[str,
 
         return end_canary(wb, Target(wb, record["machine"]), record, promote=False, why="rolled back by hand",
                           keeper=keeper)
-    standby = [t for t in wb.store.targets(name) if t["state"] in ("standby", "standby-gone")]
-    if not standby:
+    back = rollback_target(wb.store.targets(name))
+    if back is None:
         raise WorkbenchError(f"deployment {name} has no earlier version kept to go back to")
-    back = max(standby, key=lambda t: t["state_at"])  # the one live most recently
     target = Target(wb, record["machine"])
     kept = models.resolve(wb, f"{record['model']}:{back['version']}")
     # the kept container mounts the host's copy by path when it starts again: that copy must be the model
@@ -496,6 +502,8 @@ def deployments(wb: Services, check: bool = True) -> list[dict[str, Any]]:
 
 
 def _summary(wb: Services, record: dict[str, Any]) -> dict[str, Any]:
+    """The record with its endpoint, last switch and `rollback_to` (the version `rollback` brings back, by
+    `rollback_target`; None when none is kept), for `deployments list|show` and the app."""
     from workbench.services.deploy_watch import canary_note
 
     events = wb.store.deployment_events(record["name"], limit=50)
@@ -510,7 +518,9 @@ def _summary(wb: Services, record: dict[str, Any]) -> dict[str, Any]:
         host = bind if record["machine"] == "local" or not bind.startswith("127.") else f"{bind} on {host}"
     elif record["machine"] == "local":
         host = "127.0.0.1"
-    out = {**record, "endpoint": f"http://{host}:{record['port']}", "last_switch": switches[-1] if switches else None}
+    back = rollback_target(wb.store.targets(record["name"]))
+    out = {**record, "endpoint": f"http://{host}:{record['port']}", "last_switch": switches[-1] if switches else None,
+           "rollback_to": back["version"] if back else None}  # outside a canary: a canary's rollback ends it
     out.pop("traffic_baseline", None)  # the counters "since the switch" starts from: `show` gives the figures
     if record.get("canary"):
         out["canary"] = {k: v for k, v in record["canary"].items() if k != "baseline"}

@@ -60,13 +60,6 @@ def stamp(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
-def rollback_version(targets: list[dict[str, Any]]) -> int | None:
-    """The version a rollback brings back: of the versions kept, the one live most recently (the rule
-    `Workbench.rollback` follows), from `deployments show`'s targets; None when none is kept."""
-    kept = [t for t in targets if t["state"] in ("standby", "standby-gone")]
-    return max(kept, key=lambda t: t["state_at"])["version"] if kept else None
-
-
 def short_stamp(ts: float | None) -> str:
     """For the table: every column fits 80 columns."""
     return time.strftime("%m-%d %H:%M", time.localtime(ts)) if ts else "-"
@@ -200,11 +193,11 @@ class DeploymentsScreen(BaseScreen):
             question = (f"End {name}'s canary of v{canary['version']}? v{self.rows[name]['live_version']} "
                         "takes every request again; the canary is removed.")
         else:
-            back = rollback_version(self.details.get(name, {}).get("targets", []))
+            live = self.rows[name]
+            back = live.get("rollback_to")  # the service's rule, as `deployments rollback` follows it
             if back is None:
                 self.notify(f"{name} has no earlier version kept to go back to", severity="warning")
                 return
-            live = self.rows[name]
             since = f" from v{live['live_version']}" if live.get("live_container") else ""
             question = f"Roll {name} back{since} to v{back}? Requests keep being answered during the switch."
         self._confirmed(question, lambda: self.act("rollback", name))
