@@ -120,8 +120,8 @@ class RunsTable(FittedTable):
     def layout_for(self, available: int) -> Sequence[tuple[str, int, int]]:
         """At 80 columns every row still shows id, status, what and how it went, and where it ran when the
         page holds a run that did not run here."""
-        layout = [(k, max(least, min(self.first_items.get(k, 0), MOST_FOR_FIRST_ITEM)), weight)
-                  for k, least, weight in self.column_layout]
+        layout = [(k, max(len(k), min(self.first_items[k], MOST_FOR_FIRST_ITEM)) if k in self.first_items else least,
+                   weight) for k, least, weight in self.column_layout]
         for step, what in (self.REMOTE_ORDER if self.remote else self.LOCAL_ORDER):
             if sum(least for _, least, _ in layout) <= available:
                 break
