@@ -45,7 +45,8 @@ async def test_o_cycles_every_param_and_metric_of_the_filtered_history_then_newe
                 assert "acc" in column_labels(app)
                 table = app.screen.query_one("#runs-table", DataTable)
                 first = [key.value for key in table.rows][0]
-                assert str(table.get_cell(first, "sort-value")) == short_value(wb.store.get_run(first)["summary"]["acc"])
+                acc = wb.store.get_run(first)["summary"]["acc"]
+                assert str(table.get_cell(first, "sort-value")) == short_value(acc)
                 assert "acc" in drawn(app)[3].split()  # the table's header row
         assert sorts == ["param:epochs", "param:lr", "param:warmup", "metric:acc", "metric:f1", "metric:loss",
                          "created"]

@@ -215,8 +215,8 @@ class WorkbenchApp(App[None]):
         """What a worker does, in a few words: its name when it has one, else its group's title."""
         return worker.name if worker.name and " " in worker.name else WORKER_TITLES.get(worker.group, worker.group)
 
-    def notify(self, message: str, *, title: str = "", markup: bool = False, notice: Notification | None = None,  # type: ignore[override]
-               replacing: Notification | None = None, **kwargs: Any) -> None:
+    def notify(self, message: str, *, title: str = "", markup: bool = False,  # type: ignore[override]
+               notice: Notification | None = None, replacing: Notification | None = None, **kwargs: Any) -> None:
         """Notifications carry text from runs, specs and hosts: plain text unless a caller asks for markup.
         `notice` (on the event loop): an operation's notice (operation_notices.py), shown at once in place of
         `replacing`. Posted as a message, it could arrive after the next line had already removed nothing."""

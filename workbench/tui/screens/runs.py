@@ -314,7 +314,7 @@ class RunsScreen(RunActions, BaseScreen):
 
     def on_count_loaded(self, message: CountLoaded) -> None:
         if message.request == self._request:
-            if message.total != self.total and not self._step_when_keys_load:
+            if message.total != self.total:
                 self._sort_keys = None  # runs came or went: their keys are read again at the next `o`
             self.total = message.total
             self._update_status()
@@ -332,8 +332,9 @@ class RunsScreen(RunActions, BaseScreen):
         kept = [key for key in current_keys if key in self.shown]
         with self.app.batch_update():
             table.show_remote(any((run.get("machine") or "local") != "local" for run in runs))
-            table.show_first_items({"params": max((first_items_width(cell(pairs(r["params"]))) for r in runs), default=0),
-                                    "metrics": max((first_items_width(metrics_cell(r)) for r in runs), default=0)})
+            table.show_first_items({
+                "params": max((first_items_width(cell(pairs(run["params"]))) for run in runs), default=0),
+                "metrics": max((first_items_width(metrics_cell(run)) for run in runs), default=0)})
             rebuilt = table.show_extras(any(run.get("hourly_cost") is not None for run in runs), self._value_key())
             if rebuilt:
                 wanted = [(run["id"], self._cells(run, now)) for run in runs]
@@ -634,7 +635,7 @@ class RunsScreen(RunActions, BaseScreen):
             ("Cycle status filter", "all, running, queued, succeeded, …", self.action_cycle_status),
             ("Cycle project filter", "all projects, then each", self.action_cycle_project),
             ("Sort by next column", "id, status, project, machine, started, duration", self.action_cycle_sort),
-            ("Sort by param or metric", "the next param or metric of the runs shown; missing values last",
+            ("Sort by param or metric", "the next param or metric of the filtered runs; missing values last",
              self.action_cycle_value_sort),
             ("Jump to oldest run", "the last page of the history", self.action_oldest),
             ("Open sweep of trial", "the selected trial's sweep: trials by objective, a scatter per param",
