@@ -6,6 +6,7 @@ from __future__ import annotations
 from textual.widgets import DataTable, Input
 
 from fixture_db import NOW
+from test_models_screen import shown_lines
 from test_run_screens import settle, until
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.add_project import AddProjectScreen
@@ -106,3 +107,44 @@ async def test_tab_completes_under_the_home_folder_as_typed(wb, tmp_path, monkey
         await tab(app, pilot)  # hidden ones are not offered otherwise
         hint = str(app.screen.query_one("#add-hint").render())
         assert ".hidden" not in hint and "data/" in hint
+
+
+WIDE = '''[project]
+name = "mnist-numpy"
+[experiments.train]
+image = "python:3.11-slim"
+command = ["python", "train.py"]
+params = { lr = 0.1, epochs = 15, hidden = 64 }
+[watch]
+run = "train"
+'''
+
+
+async def test_the_table_fits_80_columns_and_the_detail_says_the_rest(wb, make_project):
+    """Issue 22 item 5 on the Projects screen: at 80×24 the table does not scroll sideways (it was 194 cells
+    wide: params cut, the folder and a spec's problem out of sight); params show whole items, the folder its
+    end; below the table the highlighted row's folder, params and problem are shown whole."""
+    mnist = make_project(WIDE, name="mnist-numpy")
+    broken = make_project(SPEC.replace("places", "broken"), {"Dockerfile": "FROM python:3.11-slim\n"}, name="broken")
+    wb.add_project(str(mnist))
+    wb.add_project(str(broken))
+    (broken / "workbench.toml").write_text('[project]\nname = "broken"\n[experiments.x]\ncommand = ["true"]\n')
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await projects_table(app, pilot, 2)
+        await settle(app, pilot)
+        assert table.virtual_size.width <= table.scrollable_content_region.width, table.virtual_size
+        rows = shown_lines(app, table)
+        trained = next(line for line in rows if "mnist-numpy " in line)
+        assert "lr=0.1 epochs=15" in trained, rows
+        folder = trained.split()[-1]  # the folder's end: its last names
+        assert folder.startswith("…") and str(mnist).endswith(folder[1:]) and len(folder) > 8, rows
+        detail = app.screen.query_one("#projects-detail")
+        problem = "set exactly one of `image` or `dockerfile`"
+        assert [k.value.split("\x1f")[0] for k in table.rows] == ["broken", "mnist-numpy"]
+        said = " ".join(" ".join(shown_lines(app, detail)).split())
+        assert str(broken) in said and problem in said, said  # the broken row is highlighted first
+        await pilot.press("down")
+        await settle(app, pilot)
+        said = " ".join(" ".join(shown_lines(app, detail)).split())
+        assert str(mnist) in said and "lr=0.1 epochs=15 hidden=64" in said, said

@@ -6,6 +6,7 @@ reads as another value): it shows whole items and `…` for those left out, at t
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -87,7 +88,21 @@ def fit_items(items: Sequence[str], width: int, more: bool = False) -> str:
     return " ".join([*shown, ELLIPSIS]) if width >= 1 else ""
 
 
-class ItemsText(Text):
+class FittedText(Text):
+    """Text that draws itself in the width it is given (a table cell) as `fitted` shapes it."""
+
+    def fitted(self, width: int) -> Text:
+        return self
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        fitted = self.fitted(options.max_width)
+        if fitted is self:
+            yield from super().__rich_console__(console, options)
+        else:
+            yield from fitted.__rich_console__(console, options)
+
+
+class ItemsText(FittedText):
     """A cell of whole items: drawn narrower than its text, it leaves out items from the end and says so
     with `…` (a prefix such as a verdict mark stays). `str()` and equality are those of the full text."""
 
@@ -107,13 +122,6 @@ class ItemsText(Text):
         text.append(fit_items(self.items, width - self.prefix.cell_len, self.more))
         return text
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        fitted = self.fitted(options.max_width)
-        if fitted is self:
-            yield from super().__rich_console__(console, options)
-        else:
-            yield from fitted.__rich_console__(console, options)
-
 
 def cell(text: str, style: str = "") -> Text:
     """A table cell as rich Text: never parsed as markup (a param like `[64, 32]` stays literal) and cheap
@@ -122,6 +130,32 @@ def cell(text: str, style: str = "") -> Text:
     if isinstance(text, Pairs):
         return ItemsText(text.items, text.more, style=style)
     return Text(printable(text), style=style, no_wrap=True, overflow="ellipsis", end="")
+
+
+class TailText(FittedText):
+    """A cell whose end says most (a folder: its last names): drawn narrower than its text, it keeps the end,
+    led by `…`. `str()` and equality are those of the full text."""
+
+    def fitted(self, width: int) -> Text:
+        if self.cell_len <= width:
+            return self
+        kept: list[str] = []
+        used = 0
+        for char in reversed(self.plain):
+            used += cell_len(char)
+            if used > width - 1:
+                break
+            kept.append(char)
+        return Text(ELLIPSIS + "".join(reversed(kept)) if width >= 1 else "", style=self.style, no_wrap=True,
+                    end="")
+
+
+def folder_cell(path: str, style: str = "") -> Text:
+    """A folder for a table: the home folder as `~`, cut from the start when narrow (`…/code/mnist`)."""
+    home = os.path.expanduser("~").rstrip("/")
+    if home and (path == home or path.startswith(home + "/")):
+        path = "~" + path[len(home):]
+    return TailText(printable(path), style=style, no_wrap=True, end="")
 
 
 def metrics_cell(run: dict[str, Any]) -> Text:

@@ -2,24 +2,71 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey
 
 from rich.text import Text
 
-from workbench.tui.formatting import cell, money, pairs
+from workbench.tui.formatting import cell, escape, folder_cell, money, pairs
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.cursor import cursor_key
+from workbench.tui.widgets.fitted_table import FittedTable
 
 SEP = "\x1f"
 
 
-COLUMNS = ("project", "experiment", "watch", "spent", "runs on", "params", "folder / problem")
+# (column, least width, share of the spare width): the spare goes to params most
+LAYOUT = (("project", 11, 1), ("experiment", 10, 1), ("watch", 5, 0), ("spent", 6, 0), ("runs on", 12, 2),
+          ("params", 18, 4), ("folder / problem", 10, 2))
+COLUMNS = tuple(key for key, _, _ in LAYOUT)
+FOLDER_LABELS = ("folder / problem", "folder/problem", "folder")
+
+
+class ProjectsTable(FittedTable):
+    """Where the width runs out (80 columns), columns give way in this order until the rest fit: "spent"
+    goes while no project has spent anything, then "runs on", the folder and the names narrow; params keep
+    room for their first items (`lr=0.1 epochs=15 …`). The detail below the table says the highlighted row
+    whole."""
+
+    GIVE_WAY = (("hide", "spent"), ("narrow", {"runs on": 10, "folder / problem": 8}),
+                ("narrow", {"project": 10, "experiment": 9}), ("narrow", {"params": 14}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.costed = False  # a project has spent money: "spent" stays (set by the screen)
+
+    def layout_for(self, available: int) -> Sequence[tuple[str, int, int]]:
+        layout = list(self.column_layout)
+        for step, what in self.GIVE_WAY:
+            if sum(least for _, least, _ in layout) <= available:
+                break
+            if step == "hide" and not self.costed:
+                layout = [(k, 0, 0) if k == what else (k, least, weight) for k, least, weight in layout]
+            elif step == "narrow":
+                layout = [(k, min(least, what.get(k, least)), weight) for k, least, weight in layout]
+        return layout
+
+    def fit_columns(self) -> None:
+        super().fit_columns()
+        column = self.columns.get(ColumnKey("folder / problem"))
+        if column is None or not column.width:
+            return
+        label = next((l for l in FOLDER_LABELS if len(l) <= column.width), FOLDER_LABELS[-1])
+        if str(column.label) != label:
+            column.label = Text(label)
+            self._clear_caches()
+            self.refresh()
+
+    def show_costed(self, costed: bool) -> None:
+        if costed != self.costed:
+            self.costed = costed
+            self.fit_columns()
 
 
 def runs_on(exp: Any) -> str:
@@ -51,6 +98,7 @@ class ProjectsScreen(BaseScreen):
     DEFAULT_CSS = """
     ProjectsScreen #projects-hint { height: 1; padding: 0 1; color: $text-muted; }
     ProjectsScreen DataTable { height: 1fr; }
+    ProjectsScreen #projects-detail { height: auto; max-height: 6; padding: 0 1; border-top: solid $primary; }
     """
 
     def __init__(self) -> None:
@@ -60,14 +108,12 @@ class ProjectsScreen(BaseScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static("loading projects…", id="projects-hint")
-        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="projects-table")
-        for label in COLUMNS:
-            table.add_column(label, key=label)
-        yield table
+        yield ProjectsTable(LAYOUT, cursor_type="row", zebra_stripes=True, id="projects-table")
+        yield Static("", id="projects-detail")
 
     @property
-    def table(self) -> DataTable[str]:
-        return self.query_one("#projects-table", DataTable)
+    def table(self) -> ProjectsTable:
+        return self.query_one("#projects-table", ProjectsTable)
 
     def reload(self) -> None:
         self.load()
@@ -101,6 +147,7 @@ class ProjectsScreen(BaseScreen):
         wanted = {f"{r['project']}{SEP}{r['experiment'] or ''}": r for r in message.rows}
         self.rows, self.machines = wanted, message.machines
         with self.app.batch_update():
+            table.show_costed(any(r["cost"] is not None for r in message.rows))
             if list(wanted) != [k.value for k in table.rows]:
                 table.clear()
                 for key, row in wanted.items():
@@ -109,19 +156,43 @@ class ProjectsScreen(BaseScreen):
                 for key, row in wanted.items():
                     for label, value in zip(COLUMNS, self._cells(row)):
                         if table.get_cell(key, label) != value:
-                            table.update_cell(key, label, value, update_width=True)
+                            table.update_cell(key, label, value)
         hint = (f"{len({r['project'] for r in message.rows})} project(s) · enter launches the selected experiment"
                 if message.rows else "no projects yet: press a to add a folder that holds a workbench.toml")
         self.query_one("#projects-hint", Static).update(hint)
+        self._show_detail()
 
     def _cells(self, row: dict[str, Any]) -> tuple[Text, ...]:
         if row["error"]:
             return (cell(row["project"]), cell("-"), cell("-"), cell(money(row["cost"])), cell("-"), cell("-"),
-                    cell(row["error"], "red"))
+                    cell(row["error"].removeprefix(row["path"] + "/"), "red"))  # the folder: in the detail
         session = self.app.watches.get(row["project"])  # type: ignore[attr-defined]
         watching = "-" if row.get("watch_run") != row["experiment"] else (session.state if session else "off")
         return (cell(row["project"]), cell(row["experiment"]), cell(watching, "green" if session else ""),
-                cell(money(row["cost"])), cell(row["runs_on"]), cell(pairs(row["params"], limit=3)), cell(row["path"]))
+                cell(money(row["cost"])), cell(row["runs_on"]), cell(pairs(row["params"])), folder_cell(row["path"]))
+
+    def _show_detail(self) -> None:
+        """The highlighted row whole, whatever the table's widths cut: its folder, where it runs, every
+        param, the watch and the money spent, or the spec's problem."""
+        row = self.selected()
+        detail = self.query_one("#projects-detail", Static)
+        if row is None:
+            detail.update("")
+            return
+        spent = f" · spent {money(row['cost'])}" if row["cost"] is not None else ""
+        lines = [f"[b]{escape(row['project'])}[/b] in {escape(row['path'])}{spent}"]
+        if row["error"]:
+            lines.append(f"[red]{escape(row['error'].removeprefix(row['path'] + '/'))}[/]")
+        else:
+            session = self.app.watches.get(row["project"])  # type: ignore[attr-defined]
+            watch = f" · watch {escape(session.state if session else 'off')}" if row.get("watch_run") == \
+                row["experiment"] else ""
+            lines.append(f"[b]{escape(row['experiment'])}[/b] runs on {escape(row['runs_on'])}{watch}")
+            lines.append(f"params {escape(str(pairs(row['params'])))}" if row["params"] else "no params")
+        detail.update("\n".join(lines))
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._show_detail()
 
     def selected(self) -> dict[str, Any] | None:
         return self.rows.get(cursor_key(self.table) or "")
