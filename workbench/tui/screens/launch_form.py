@@ -34,23 +34,31 @@ def param_problem(name: str, default: Any, text: str) -> str | None:
     return None
 
 
-def spec_problems(path: str, experiment: str, overrides: dict[str, str]) -> list[tuple[str | None, str]]:
-    """(param or None, why) for each override the experiment's spec, read now, cannot take."""
+def spec_problems(path: str, experiment: str, typed: dict[str, str],
+                  shown: dict[str, Any]) -> tuple[list[tuple[str | None, str]], dict[str, str]]:
+    """The experiment's spec read now against what the form sends: (param or None, why) for each value it
+    cannot take, and the overrides, each value that differs from the spec's default NOW (a default changed
+    since the form opened `shown` still runs as the form showed it). A param gone from the spec is a problem
+    only when its field was changed."""
     from workbench.errors import WorkbenchError
-    from workbench.projects.spec import load_spec
+    from workbench.projects.spec import format_param, load_spec
 
     try:
         params = load_spec(path).experiment(experiment).params
     except WorkbenchError as exc:
-        return [(None, exc.message)]
+        return [(None, exc.message)], {}
     problems: list[tuple[str | None, str]] = []
-    for name, text in overrides.items():
+    overrides: dict[str, str] = {}
+    for name, text in typed.items():
         if name not in params:
-            problems.append((name, f"{name}: not a parameter of this experiment any more (its workbench.toml "
-                                   "changed since this form opened)"))
+            if text != format_param(shown[name]):
+                problems.append((name, f"{name}: not a parameter of this experiment any more (its "
+                                       "workbench.toml changed since this form opened)"))
         elif problem := param_problem(name, params[name], text):
             problems.append((name, problem))
-    return problems
+        elif text != format_param(params[name]):
+            overrides[name] = text
+    return problems, overrides
 
 
 class Rechecked(Message):
@@ -125,15 +133,15 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
         if problems:
             self._refuse(problems)
             return
-        overrides = {name: text for name, text in typed.items() if text != format_param(self.params[name])}
         if self.path is None:
-            self._launch(overrides)
+            self._launch({name: text for name, text in typed.items() if text != format_param(self.params[name])})
         else:  # the spec may have changed since the form opened: read again, in a worker
-            self.recheck(self.path, overrides)
+            self.recheck(self.path, typed)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch-form")
-    def recheck(self, path: str, overrides: dict[str, str]) -> None:
-        self.post_message(Rechecked(overrides, spec_problems(path, self.experiment, overrides)))
+    def recheck(self, path: str, typed: dict[str, str]) -> None:
+        problems, overrides = spec_problems(path, self.experiment, typed, self.params)
+        self.post_message(Rechecked(overrides, problems))
 
     def on_rechecked(self, message: Rechecked) -> None:
         if message.problems:
