@@ -64,17 +64,22 @@ def test_a_host_that_is_down_is_not_waited_for_again_at_once(monkeypatch):
 
 
 def test_a_cpu_run_prefers_this_workstation_on_a_cost_tie_and_says_why():
-    # the fleet a researcher had: this workstation busy with one run, an SSH host idle, both free of charge
-    here = placement.Survey("local", executor="docker", active=1)
+    # the fleet a researcher had: this workstation and an SSH host both idle and free of charge (gpu-a's
+    # name sorts first: it took the run)
+    here = placement.Survey("local", executor="docker", active=0)
     host = placement.Survey("gpu-a", executor="docker", active=0)
     chosen = placement.choose([host, here], 0)
     assert chosen.machine == "local"
     reason = placement.placement_of(chosen, 0, [host, here]).reason
-    assert reason == "local: 1 active run(s); CPU run: this workstation preferred on a tie"
+    assert reason == "local: 0 active run(s); CPU run: this workstation preferred on a tie"
+    # busier here than the host: the run goes there (CPU sweep trials spread), said by load, no tie
+    busy_here = placement.Survey("local", executor="docker", active=1)
+    assert placement.choose([host, busy_here], 0).machine == "gpu-a"
+    assert placement.placement_of(host, 0, [host, busy_here]).reason == "gpu-a: 0 active run(s)"
     # a cheaper host still wins, and a GPU run is placed by load as before
     cheap = placement.Survey("gpu-b", executor="docker", rate=0.0, active=0)
     dear_here = placement.Survey("local", executor="docker", rate=1.0, active=0)
     assert placement.choose([dear_here, cheap], 0).machine == "gpu-b"
     assert placement.placement_of(cheap, 0, [dear_here, cheap]).reason == "gpu-b: 0 active run(s)"
-    alone = placement.placement_of(here, 0, [here]).reason
+    alone = placement.placement_of(busy_here, 0, [busy_here]).reason
     assert alone == "local: 1 active run(s)"  # no tie: nothing to explain

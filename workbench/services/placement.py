@@ -197,21 +197,21 @@ def choose(surveys: list[Survey], gpus: int) -> Survey | None:
 
 
 def _rank(survey: Survey, gpus: int) -> tuple:
-    """A CPU run stays on this workstation when it costs no more: no snapshot to send, its logs and files
-    here (a host being idle is no reason to ship it there)."""
+    """A CPU run goes where it is cheapest, then least loaded; on a tie this workstation takes it (no snapshot
+    to send, its logs and files here), so CPU sweep trials still spread once this workstation is busier."""
     if gpus:
         load = 0.0 if survey.scheduler else (len(survey.gpus) - len(survey.free)) / len(survey.gpus)
         return (survey.rate or 0.0, load, survey.machine)
-    return (survey.rate or 0.0, survey.machine != "local", survey.active, survey.machine)
+    return (survey.rate or 0.0, survey.active, survey.machine != "local", survey.machine)
 
 
 def _won_on_tie(chosen: Survey, gpus: int, surveys: list[Survey]) -> bool:
-    """This workstation took a CPU run that another fitting machine of the same cost would have taken by
-    load or name."""
+    """This workstation took a CPU run that another fitting machine of the same cost and load would have
+    taken by name."""
     if gpus or chosen.machine != "local":
         return False
     return any(s is not chosen and s.error is None and s.executor and (s.rate or 0.0) == (chosen.rate or 0.0)
-               and (s.active, s.machine) < (chosen.active, chosen.machine) for s in surveys)
+               and s.active == chosen.active and s.machine < chosen.machine for s in surveys)
 
 
 def why_not(surveys: list[Survey], gpus: int) -> str:
