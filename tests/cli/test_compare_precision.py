@@ -44,3 +44,14 @@ def test_each_metric_has_one_precision(cli, make_project):
     assert rows["acc last"] == ["0.9500", "0.9512", "1.0000"]  # 5 significant digits of the largest
     assert rows["loss last"] == ["0.5000", "0.0123", "2.0000"]
     assert rows["tokens last"] == ["500"] * 3
+
+
+def test_one_diverged_run_does_not_hide_the_others_values():
+    """Shared decimals from a 10000 would print 0.0123 and 0.0150 as 0 (and 0.031 and 0.029 both as 0.03):
+    when the shared precision leaves a value fewer than 3 significant digits, each keeps its own 5."""
+    from workbench.services.compare import figures
+
+    assert figures([10000.0, 0.0123, 0.0150]) == ["10000", "0.0123", "0.015"]
+    assert figures([152.3, 0.031, 0.029]) == ["152.3", "0.031", "0.029"]
+    assert figures([0.95, 0.9512, 1.0]) == ["0.9500", "0.9512", "1.0000"]  # comparable values: shared
+    assert figures([12.5, 0.5, None]) == ["12.500", "0.500", "-"]  # 3 digits left: still shared

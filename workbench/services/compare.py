@@ -11,6 +11,7 @@ from workbench.services.context import Services
 
 MAX_RUNS = 12
 SIGNIFICANT = 5  # digits of a metric's largest value that `figures` shows
+READABLE = 3  # the fewest significant digits a value may be left with by a column's shared decimals
 LOWER_IS_BETTER = ("loss", "err", "error", "mse", "mae", "rmse", "perplexity", "ppl", "wer", "cer", "time",
                    "latency")
 
@@ -31,7 +32,9 @@ def figures(values: list[float | None], significant: int = SIGNIFICANT) -> list[
     """One metric's numbers (every run's last and best) in one precision, for a table: the same decimals
     for all, as many as `significant` digits of the largest magnitude need (0.9500 0.9512 1.0000, not
     0.95 0.9512 1); integers when every value is one; scientific notation with `significant` digits when
-    every value is below 0.001. None (no value) is "-"."""
+    every value is below 0.001. When those shared decimals would leave a value fewer than `READABLE`
+    significant digits (one diverged run at 10000 beside losses of 0.0123 and 0.0150, which would all read
+    0), each value gets its own `significant` digits instead. None (no value) is "-"."""
     present = [v for v in values if v is not None]
     if not present:
         return ["-" for _ in values]
@@ -41,7 +44,10 @@ def figures(values: list[float | None], significant: int = SIGNIFICANT) -> list[
     elif largest < 1e-3:
         spec = f".{significant - 1}e"
     else:
-        spec = f".{max(0, significant - 1 - math.floor(math.log10(largest)))}f"
+        decimals = max(0, significant - 1 - math.floor(math.log10(largest)))
+        spec = f".{decimals}f"
+        if any(v and math.floor(math.log10(abs(v))) + 1 + decimals < READABLE for v in present):
+            spec = f".{significant}g"
     return ["-" if v is None else format(v, spec) for v in values]
 
 
