@@ -98,7 +98,8 @@ def test_a_bar_redrawn_100k_times_is_stored_once_in_its_last_state(cli, make_pro
     assert rate >= 10_000
 
 
-WATCHED_BAR = FAST_BAR.replace('"{n}"]', '"{n}", "{seconds}"]').replace("n = 100000 }", "n = 100000, seconds = 3 }")
+WATCHED_BAR = FAST_BAR.replace('"{n}"]', '"{n}", "{seconds}", "{output}/go"]').replace(
+    "n = 100000 }", "n = 100000, seconds = 3 }")
 FRAME = re.compile(r"(loss \d\.\d{6}|eval ✓): +\d+%\|[█▏▎▍▌▋▊▉ ]{20}\| (\d+)/(100000|1000)")
 
 
@@ -117,7 +118,16 @@ def test_runs_logs_follow_draws_a_fast_bar_in_place_and_scrolls_only_whole_lines
                                 stdout=secondary, stderr=subprocess.DEVNULL,
                                 env={**os.environ, "WORKBENCH_HOME": str(home)})
     os.close(secondary)
-    shown = b""
+    wb = Workbench()
+    try:
+        shown = b""
+        deadline = time.monotonic() + 60
+        while wb.progress_line(run_id) != "waiting for go":  # the bar starts once it is seen live
+            assert time.monotonic() < deadline, shown[-300:]
+            shown += _read_pty(main, 0.1)
+        (home / "runs" / run_id / "out" / "go").touch()
+    finally:
+        wb.close()
     while follower.poll() is None:
         shown += _read_pty(main, 0.5)
     shown += _read_pty(main, 0.5)
@@ -132,7 +142,7 @@ def test_runs_logs_follow_draws_a_fast_bar_in_place_and_scrolls_only_whole_lines
             drawn.append(piece)
     stored = [line for line in cli("runs", "logs", run_id).out.split("\n")[:-1]]
     assert len(stored) == 5 and scrolled == stored, [line[:80] for line in scrolled[:10]]
-    assert [line for line in drawn if not FRAME.fullmatch(line)] == []
+    assert [line for line in drawn if not FRAME.fullmatch(line) and line != "waiting for go"] == []
     counts = [int(m.group(2)) for line in drawn if (m := FRAME.fullmatch(line)) and m.group(3) == "100000"]
     assert len(set(counts)) >= 5 and counts == sorted(counts), counts  # live, in order
     assert counts[-1] >= 50_000, counts  # the last state drawn before the bar ended is recent, not seconds behind

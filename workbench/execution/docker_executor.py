@@ -258,7 +258,7 @@ class DockerExecutor:
                 arrived.set()
 
         threading.Thread(target=pump, name="attach-progress", daemon=True).start()
-        shown = None
+        shown = ""
         try:
             while True:
                 moving = arrived.wait(PROGRESS_POLL) and not ended.is_set()
