@@ -62,20 +62,15 @@ def last_and_best(metric: dict[str, Any]) -> tuple[list[str], list[str]]:
 def lead_metrics(wb: Services, runs: list[dict[str, Any]]) -> dict[str, str]:
     """Run id -> the metric a list of runs is read by: a sweep's trial, its sweep's objective; any other run
     (or a sweep without one), its experiment's first check's metric (in its recorded workbench.toml's order).
-    Runs with neither are left out. For `formatting.reading_order`; reads each sweep once and each other
-    run's record."""
+    Runs with neither are left out. For `formatting.reading_order`; reads each sweep once and the checks of
+    every run in one query."""
     objectives: dict[str, str | None] = {}
+    for sweep in {run["sweep_id"] for run in runs if run.get("sweep_id")}:
+        objectives[sweep] = wb.store.get_sweep(sweep)["options"].get("objective")
+    checked = wb.store.first_check_metrics([run["id"] for run in runs])
     lead: dict[str, str] = {}
     for run in runs:
-        metric = None
-        if run.get("sweep_id"):
-            if run["sweep_id"] not in objectives:
-                objectives[run["sweep_id"]] = wb.store.get_sweep(run["sweep_id"])["options"].get("objective")
-            metric = objectives[run["sweep_id"]]
-        if not metric:
-            checks = (wb.store.get_run(run["id"]).get("spec") or {}).get("checks") or []
-            metric = checks[0]["metric"] if checks else None
-        if metric:
+        if metric := objectives.get(run.get("sweep_id") or "") or checked.get(run["id"]):
             lead[run["id"]] = metric
     return lead
 

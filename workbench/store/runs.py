@@ -223,6 +223,18 @@ class RunQueries:
             raise WorkbenchError(f"run id prefix {ref!r} is ambiguous", hint="type more characters")
         return decode_run(rows[0])
 
+    def first_check_metrics(self, ids: list[str]) -> dict[str, str]:
+        """Run id -> the metric its experiment's first check reads (its recorded spec's order), for the runs
+        that have checks: one query per 500 ids, no run record decoded."""
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self.query(  # type: ignore[attr-defined]
+                f"SELECT id, json_extract(spec, '$.checks[0].metric') AS metric FROM runs "
+                f"WHERE id IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update((row["id"], row["metric"]) for row in rows if row["metric"])
+        return found
+
     def list_runs(self, *, limit: int | None = 100, offset: int = 0, status: str | None = None,
                   project: str | None = None, experiment: str | None = None, text: str | None = None,
                   sort: str = "created", descending: bool = True) -> list[dict[str, Any]]:
