@@ -132,6 +132,12 @@ def _settle_refused(wb: Services, name: str, current: dict[str, Any], before: di
     `--port` or `--bind` that moved it while nothing was live is undone), unless what serves changed
     meanwhile (--stop-first stopped the live version): then it says so."""
     if before is not None and current["live_container"] == before["live_container"]:
+        if (current["port"], current["bind"]) != (before["port"], before["bind"]):
+            try:  # a proxy it got as far as starting on the new endpoint would serve where the record does not say
+                quietly(remove_container, Target(wb, current["machine"]).client,
+                        serving.proxy_name(wb.store.instance, name))
+            except Exception:  # noqa: BLE001 - the machine went away: the next deploy's port check finds it
+                pass
         wb.store.update_deployment(name, operation=None, status=before["status"],
                                    status_reason=before["status_reason"], port=before["port"], bind=before["bind"])
     else:
