@@ -148,3 +148,30 @@ async def test_the_table_fits_80_columns_and_the_detail_says_the_rest(wb, make_p
         await settle(app, pilot)
         said = " ".join(" ".join(shown_lines(app, detail)).split())
         assert str(mnist) in said and "lr=0.1 epochs=15 hidden=64" in said, said
+
+
+async def test_a_watched_project_says_its_watch_state_whole_at_80_columns(wb, make_project):
+    """`watching` was cut to `watc…` in the 5-cell watch column: the table says a short word, whole."""
+    import re
+
+    from workbench.tui.screens.projects import short_watch
+
+    wb.add_project(str(make_project(WIDE, name="mnist-numpy")))
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await projects_table(app, pilot, 1)
+        table.focus()
+        await pilot.press("w")
+        await until(app, pilot, lambda: "mnist-numpy" in app.watches)
+        try:
+            def row() -> str:
+                return next(line for line in shown_lines(app, table) if "mnist-numpy " in line)
+
+            await until(app, pilot, lambda: f" {short_watch(app.watches['mnist-numpy'].state)} " in row(), timeout=10)
+            cells = re.split(r"\s{2,}", row().strip())  # project, experiment, watch, …
+            assert cells[2] == short_watch(app.watches["mnist-numpy"].state) and "…" not in cells[2], row()
+            assert [short_watch(s) for s in ("watching", "change seen", "run started", "last: pass")] == \
+                ["on", "change", "run", "pass"]
+        finally:
+            await pilot.press("w")
+            await until(app, pilot, lambda: "mnist-numpy" not in app.watches)

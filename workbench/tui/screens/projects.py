@@ -22,10 +22,17 @@ SEP = "\x1f"
 
 
 # (column, least width, share of the spare width): the spare goes to params most
-LAYOUT = (("project", 11, 1), ("experiment", 10, 1), ("watch", 5, 0), ("spent", 6, 0), ("runs on", 12, 2),
+LAYOUT = (("project", 11, 1), ("experiment", 10, 1), ("watch", 6, 0), ("spent", 6, 0), ("runs on", 12, 2),
           ("params", 18, 4), ("folder / problem", 10, 2))
 COLUMNS = tuple(key for key, _, _ in LAYOUT)
 FOLDER_LABELS = ("folder / problem", "folder/problem", "folder")
+
+
+def short_watch(state: str) -> str:
+    """A watch's state in the table's few cells (`watching` was cut to `watc…` at 80 columns); the detail
+    below the table says it whole."""
+    shown = {"watching": "on", "change seen": "change", "run started": "run", "launch failed": "failed"}
+    return shown.get(state) or state.removeprefix("last: ")
 
 
 class ProjectsTable(FittedTable):
@@ -167,7 +174,8 @@ class ProjectsScreen(BaseScreen):
             return (cell(row["project"]), cell("-"), cell("-"), cell(money(row["cost"])), cell("-"), cell("-"),
                     cell(row["error"].removeprefix(row["path"] + "/"), "red"))  # the folder: in the detail
         session = self.app.watches.get(row["project"])  # type: ignore[attr-defined]
-        watching = "-" if row.get("watch_run") != row["experiment"] else (session.state if session else "off")
+        watching = "-" if row.get("watch_run") != row["experiment"] else (short_watch(session.state) if session
+                                                                          else "off")
         return (cell(row["project"]), cell(row["experiment"]), cell(watching, "green" if session else ""),
                 cell(money(row["cost"])), cell(row["runs_on"]), cell(pairs(row["params"])), folder_cell(row["path"]))
 
