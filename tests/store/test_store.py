@@ -301,3 +301,16 @@ def test_recently_finished_stays_fast_on_100k_runs(tmp_path):
     assert finished == sorted(finished, reverse=True) and finished[0] == max(r[4] for r in runs if r[2] != "running")
     print(f"recently_finished on 100k runs: {elapsed * 1000:.1f} ms")
     assert elapsed < 0.05, elapsed  # the Dashboard asks every second
+
+
+def test_value_names_are_every_param_and_metric_of_the_filtered_history(tmp_path):
+    """The Runs screen's `o` cycles these (issue 22 item 4): names of every matching run, not one page's."""
+    store = open_store(tmp_path / "wb.db")
+    _runs_with_values(store, [
+        ("a", {"lr": 0.3, "epochs": 15}, {"loss": 0.1}),
+        ("b", {"lr": 0.1, "dropout": 0.5}, {"acc": 0.9, "loss": 0.2}),
+        ("c", {"seed": 1}, {}),
+    ])
+    assert store.value_names() == (["dropout", "epochs", "lr", "seed"], ["acc", "loss"])
+    assert store.value_names(text="lr=0.3") == (["epochs", "lr"], ["loss"])
+    assert store.value_names(text="nothing-matches") == ([], [])

@@ -306,6 +306,11 @@ class Workbench:
         return self.store.list_runs(limit=limit, offset=offset, sort=sort, descending=descending, status=status,
                                     project=project, text=text)
 
+    def sort_value_names(self, *, status: str | None = None, project: str | None = None,
+                         text: str | None = None) -> tuple[list[str], list[str]]:
+        """(param names, metric names) of the runs a filter matches (see Store.value_names)."""
+        return self.store.value_names(status=status, project=project, text=text)
+
     def count_runs_matching(self, *, status: str | None = None, project: str | None = None,
                             text: str | None = None) -> int:
         return self.store.count_matching(status=status, project=project, text=text)

@@ -223,6 +223,19 @@ class RunQueries:
             raise WorkbenchError(f"run id prefix {ref!r} is ambiguous", hint="type more characters")
         return decode_run(rows[0])
 
+    def value_names(self, *, status: str | None = None, project: str | None = None, experiment: str | None = None,
+                    text: str | None = None) -> tuple[list[str], list[str]]:
+        """Every param name and every metric name (A–Z) of the runs a filter matches, in SQL: the keys a
+        list can be sorted by, whatever page is shown."""
+        where, args = _where(status, project, experiment, text)
+        names = []
+        for column in ("params", "summary"):
+            rows = self.query(  # type: ignore[attr-defined]
+                f"SELECT DISTINCT j.key AS name FROM (SELECT {column} AS doc FROM runs{where}) AS r, "
+                f"json_each(r.doc) AS j WHERE json_valid(r.doc) ORDER BY j.key", list(args))
+            names.append([row["name"] for row in rows])
+        return names[0], names[1]
+
     def first_check_metrics(self, ids: list[str]) -> dict[str, str]:
         """Run id -> the metric its experiment's first check reads (its recorded spec's order), for the runs
         that have checks: one query per 500 ids, no run record decoded."""

@@ -26,9 +26,6 @@ from workbench.tui.screens.run_detail import RunActions, RunRemoved
 from workbench.tui.widgets.cursor import cursor_key
 
 PAGE = 100
-# Runs read at a time when the sort keys of a filtered history are gathered: all at once held 200 MB more for
-# 100,000 runs; small pages scan a text filter's skipped rows again for each (2,000 at a time: 10 s).
-KEY_SCAN_PAGE = 10_000
 COLUMNS = (("id", "id"), ("status", "status"), ("project/experiment", "project"), ("params", None),
            ("metrics", None), ("machine", "machine"), ("started", "created"), ("duration", "duration"), ("cost", None))
 # Widths are set, never measured by the table from its cells: a page paints in one pass whatever its content.
@@ -551,23 +548,12 @@ class RunsScreen(RunActions, BaseScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs-sort-keys")
     def load_sort_keys(self, filters: tuple[Any, ...]) -> None:
         """Every param and metric name of the runs the filter matches (not only the page's, whose order each
-        sort changes): params A–Z, then metrics A–Z. Read KEY_SCAN_PAGE runs at a time (about a second for
-        100,000 runs), in this worker, once per filter until the history's count changes."""
+        sort changes): params A–Z, then metrics A–Z, read in SQL in this worker, once per filter until the
+        history's count changes."""
         status, project, text = filters
-        params: set[str] = set()
-        metrics: set[str] = set()
-        offset = 0
-        while True:
-            runs = self.workbench.run_page(limit=KEY_SCAN_PAGE, offset=offset, sort="created", descending=True,
-                                           status=status, project=project, text=text or None)
-            for run in runs:
-                params.update(run["params"])
-                metrics.update(run["summary"])
-            if len(runs) < KEY_SCAN_PAGE:
-                break
-            offset += KEY_SCAN_PAGE
-        self.post_message(SortKeysLoaded(filters, [f"param:{name}" for name in sorted(params)]
-                                         + [f"metric:{name}" for name in sorted(metrics)]))
+        params, metrics = self.workbench.sort_value_names(status=status, project=project, text=text or None)
+        self.post_message(SortKeysLoaded(filters, [f"param:{name}" for name in params]
+                                         + [f"metric:{name}" for name in metrics]))
 
     def on_sort_keys_loaded(self, message: SortKeysLoaded) -> None:
         self._sort_keys = (message.filters, message.keys)
