@@ -69,3 +69,8 @@ async def test_number_keys_go_to_the_root_and_one_detail_shows_at_a_time(wb):
         await pilot.press("4")  # from elsewhere: the list, not the detail left open
         await wait_until(app, pilot, lambda: isinstance(app.screen, RunsScreen))
         assert len(app.screen_stack) == 1
+
+        await launch_from_projects(app, pilot)  # `[` and `]` land on a screen's root too
+        await pilot.press("right_square_bracket", "left_square_bracket")
+        await wait_until(app, pilot, lambda: app.current_mode == "runs" and isinstance(app.screen, RunsScreen))
+        assert len(app.screen_stack) == 1

@@ -304,7 +304,7 @@ class WorkbenchApp(App[None]):
     def action_step_mode(self, delta: int) -> None:
         modes = [mode for mode, _ in SCREENS]
         current = self.current_mode if self.current_mode in modes else modes[0]
-        self.switch_mode(modes[(modes.index(current) + delta) % len(modes)])
+        self.show_root(modes[(modes.index(current) + delta) % len(modes)])  # as the number keys do
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
