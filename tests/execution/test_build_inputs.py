@@ -1,16 +1,21 @@
 """Issue 22 item 10: the image of a Dockerfile project is keyed by its build inputs (the Dockerfile and the
 files its COPY/ADD lines take, less .dockerignore's), so a code edit the image does not hold reuses it with
-no build output and no new tag, and a build whose every step is cached is one line; against the real
-engine."""
+no build output and no new tag, and a build whose every step is cached is one line; and gc takes the key of
+a snapshot once however many queued runs share it. Against the real engine (the key's reading of a
+Dockerfile: tests/projects/test_dockerfile.py)."""
 
 from __future__ import annotations
 
+import os
 import secrets
-from types import SimpleNamespace
+import time
 
 import pytest
 
-from workbench.projects.dockerfile import build_inputs_key, copied_sources, dockerignored
+from helpers import wait_for
+from workbench.projects import snapshot
+from workbench.projects.dockerfile import build_inputs_key
+from workbench.services import Workbench
 
 pytestmark = pytest.mark.docker
 
@@ -66,28 +71,112 @@ def test_a_code_edit_reuses_the_image_and_an_edit_to_a_copied_file_builds(cli, m
             docker_client.images.remove(image.id, force=True)
 
 
-def _entries(*paths: str) -> list[SimpleNamespace]:
-    return [SimpleNamespace(kind="f", rel=p, mode=0o444, data=f"sha-of-{p}") for p in paths]
+def test_gc_takes_the_key_of_a_snapshot_once_for_all_the_queued_trials_sharing_it(cli, make_project, docker_client,
+                                                                                  monkeypatch):
+    name = f"gckeys-{secrets.token_hex(3)}"
+    spec = (f'[project]\nname = "{name}"\n[experiments.t]\ndockerfile = "Dockerfile"\n'
+            'command = ["sleep", "60"]\nparams = { i = 0 }\n[experiments.t.sweep]\n'
+            f'i = {list(range(40))}\nmax_parallel = 1\n')
+    code = {f"pkg/m{i}.py": f"x = {i}\n" for i in range(2000)}
+    root = make_project(spec, {**FILES, **code, "requirements.txt": f"numpy==1.26  # {name}\n"}, name=name)
+    sweep = None
+    try:
+        built = cli("run", str(root), "-p", "i=-1", "--json")  # an image of ours for gc to judge
+        assert built.code == 0, built.err
+        assert cli("runs", "cancel", built.json()["id"]).code == 0
+        started = cli("sweep", str(root), "--json")
+        assert started.code == 0, started.err
+        sweep = started.json()["id"]
+        reads = []
+        real = snapshot.snapshot_manifest
+        monkeypatch.setattr(snapshot, "snapshot_manifest", lambda store, tree: reads.append(tree) or real(store, tree))
+        wb = Workbench()
+        try:
+            assert sum(r["status"] == "queued" for r in wb.store.active_runs()) >= 39
+            began = time.perf_counter()
+            wb.gc()
+            took = time.perf_counter() - began
+        finally:
+            wb.close()
+        print(f"gc with 40 trials of a 2,000-file snapshot queued: {took:.2f} s, {len(reads)} manifest read(s)")
+        assert len(reads) == 1, reads  # 40 before: one build key per queued trial
+    finally:
+        if sweep:
+            cli("sweeps", "cancel", sweep)
+        wait_for(lambda: _removed(docker_client, f"workbench/{name}"), timeout=60, interval=0.5)
 
 
-def test_what_a_dockerfile_copies_and_what_dockerignore_leaves_out():
-    assert copied_sources('COPY --chown=1:1 ["a b.txt", "src/*.py", "/dst/"]\nADD https://x.org/f /f\n'
-                          "COPY --from=builder /out /out\nCOPY ./lib/ /lib\n") == ["a b.txt", "src/*.py", "lib"]
-    assert copied_sources("COPY . /app\n") == ["."]
-    assert copied_sources("ARG D=src\nCOPY $D /app\n") == ["."]  # a variable: the whole context, never a guess
-    ignored = dockerignored("# notes\ndata/\n**/*.ckpt\n!data/keep.csv\n")
-    assert ignored("data/a.csv") and ignored("models/x/best.ckpt") and ignored("best.ckpt")
-    assert not ignored("data/keep.csv")
-    assert copied_sources("COPY src/[ab].py /app/\n") == ["."]  # a class: the whole context, never a guess
-    assert not ignored("src/train.py")
-    files = _entries("Dockerfile", "src/a.py", "src/sub/b.py", "train.py", "data/big.bin")
-    key = build_inputs_key("Dockerfile", "FROM x\nCOPY src/*.py /app/\n", "", files)
-    edited = [*files[:3], SimpleNamespace(kind="f", rel="train.py", mode=0o444, data="new"), files[4]]
-    assert build_inputs_key("Dockerfile", "FROM x\nCOPY src/*.py /app/\n", "", edited) == key  # not copied
-    moved = [files[0], SimpleNamespace(kind="f", rel="src/a.py", mode=0o444, data="new"), *files[2:]]
-    assert build_inputs_key("Dockerfile", "FROM x\nCOPY src/*.py /app/\n", "", moved) != key
-    whole = build_inputs_key("Dockerfile", "FROM x\nCOPY . /app\n", "data/\n", files)
-    bigger = [*files[:4], SimpleNamespace(kind="f", rel="data/big.bin", mode=0o444, data="new")]
-    assert build_inputs_key("Dockerfile", "FROM x\nCOPY . /app\n", "data/\n", bigger) == whole  # ignored
-    assert build_inputs_key("Dockerfile", "FROM x\nCOPY . /app\n", "", bigger) != \
-        build_inputs_key("Dockerfile", "FROM x\nCOPY . /app\n", "", files)
+def _removed(client, repository: str) -> bool:
+    """Removes the repository's images and the containers of them (a cancelled sweep's trial may still be
+    stopping); whether all went."""
+    import docker.errors
+
+    for image in client.images.list(name=repository):
+        for container in client.containers.list(all=True, filters={"ancestor": image.id}):
+            container.remove(force=True)
+        try:
+            client.images.remove(image.id, force=True)
+        except docker.errors.APIError:
+            return False
+    return True
+
+
+# (the Dockerfile after its FROM, files, links, the file edited): an edit the image holds, then (the last two)
+# edits it does not hold
+IGNORE = "*.txt\n!requirement[s].txt\n"
+KEYED = {
+    "a linked folder copied": ("COPY lib /app/lib\n", {"vendor/lib/u.py": "u\n"}, {"lib": "vendor/lib"},
+                               "vendor/lib/u.py"),
+    "a linked file copied": ("COPY cfg.yaml /app/\n", {"real.cfg": "a: 1\n"}, {"cfg.yaml": "real.cfg"}, "real.cfg"),
+    "a path through a link": ("COPY lib/u.py /app/\n", {"vendor/lib/u.py": "u\n"}, {"lib": "vendor/lib"},
+                              "vendor/lib/u.py"),
+    "a link a wildcard matches": ("COPY conf/*.yaml /app/\n", {"conf/own.yaml": "o\n", "shared/base.yaml": "b\n"},
+                                  {"conf/base.yaml": "../shared/base.yaml"}, "shared/base.yaml"),
+    "a blank line in a continuation": ("COPY a.txt \\\n\nb.txt /app/x/\n", {"a.txt": "a\n", "b.txt": "b\n"}, {},
+                                       "b.txt"),
+    "a word continued": ("COPY src/ma\\\nin.py /app/\n", {"src/main.py": "m\n"}, {}, "src/main.py"),
+    "a tab": ("COPY\ta.txt /app/\n", {"a.txt": "a\n"}, {}, "a.txt"),
+    "a backtick escape": ("COPY a.txt `\n  b.txt /app/\n", {"a.txt": "a\n", "b.txt": "b\n"}, {}, "b.txt"),
+    "a class re-included": ("COPY . /app\n", {".dockerignore": IGNORE, "requirements.txt": "numpy\n",
+                                              "notes.txt": "n\n"}, {}, "requirements.txt"),
+    "code no COPY names": ("COPY lib /app/lib\n", {"vendor/lib/u.py": "u\n", "train.py": "t\n"},
+                           {"lib": "vendor/lib"}, "train.py"),
+    "a file .dockerignore leaves out": ("COPY . /app\n", {".dockerignore": IGNORE, "requirements.txt": "numpy\n",
+                                                          "notes.txt": "n\n"}, {}, "notes.txt"),
+}
+
+
+def test_the_key_changes_exactly_when_the_engine_builds_another_image(tmp_path, docker_client):
+    """The engine's own cache is the judge: with it on, a COPY step gives the same image only when what it
+    copies is the same. Each case is edited once; the key must change with the image (failed before: the
+    first nine kept their key while the image changed, so the old image was reused)."""
+    repository = f"wbkey-{secrets.token_hex(3)}"
+    seen = {}
+    try:
+        for number, (case, (steps, files, links, edit)) in enumerate(KEYED.items()):
+            root, store = tmp_path / f"p{number}", tmp_path / "snapshots"
+            escape = "# escape=`\n" if "`" in steps else ""
+            for rel, text in {**files, "Dockerfile": f"{escape}FROM busybox:latest\n{steps}"}.items():
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                (root / rel).write_text(text)
+            for link, target in links.items():
+                os.symlink(target, root / link)
+            before = _key_and_image(docker_client, root, store, f"{repository}:{number}")
+            (root / edit).write_text((root / edit).read_text() + "edited\n")
+            after = _key_and_image(docker_client, root, store, f"{repository}:{number}")
+            seen[case] = (before[0] != after[0], before[1] != after[1])
+        assert all(key == image for key, image in seen.values()), seen
+        assert [image for _, image in seen.values()] == [True] * 9 + [False] * 2, seen
+    finally:
+        wait_for(lambda: _removed(docker_client, repository), timeout=60, interval=0.5)
+
+
+def _key_and_image(client, root, store, tag: str) -> tuple[str, str]:
+    """The build-input key of `root`'s snapshot, as a launch takes it, and the image the engine builds from
+    that snapshot as images.build does (docker-py sending the context, .dockerignore applied)."""
+    taken = snapshot.take_snapshot(root, [], store)
+    ignore = taken.path / ".dockerignore"
+    key = build_inputs_key("Dockerfile", (taken.path / "Dockerfile").read_text(),
+                           ignore.read_text() if ignore.exists() else "", snapshot.snapshot_manifest(store, taken.hash))
+    image, _ = client.images.build(path=str(taken.path), dockerfile="Dockerfile", tag=tag, rm=True, forcerm=True)
+    return key, image.id

@@ -99,18 +99,22 @@ def _q(text: str) -> str:
     return shlex.quote(text)
 
 
-def _build_key_of(wb: Services, run: dict[str, Any]) -> str:
+def _build_key_of(wb: Services, run: dict[str, Any], known: dict[tuple[str, str], str]) -> str:
     """The tag an active run's image has or will have (its build inputs' key), or "" (no Dockerfile, or its
-    snapshot not readable)."""
+    snapshot not readable). `known`: the keys already taken in this pass, by (Dockerfile, snapshot): the
+    trials of a queued sweep share one snapshot, and a key reads the snapshot's whole manifest."""
     from workbench.services.images import build_key
 
     dockerfile = (run.get("spec") or {}).get("dockerfile")
     if not dockerfile or not run.get("snapshot"):
         return ""
-    try:
-        return build_key(wb, dockerfile, wb.dirs.snapshots / run["snapshot"], run["snapshot"])[:16]
-    except Exception:  # noqa: BLE001 - its snapshot went or never was whole: nothing of it to keep
-        return ""
+    if (dockerfile, run["snapshot"]) not in known:
+        try:
+            key = build_key(wb, dockerfile, wb.dirs.snapshots / run["snapshot"], run["snapshot"])[:16]
+        except Exception:  # noqa: BLE001 - its snapshot went or never was whole: nothing of it to keep
+            key = ""
+        known[(dockerfile, run["snapshot"])] = key
+    return known[(dockerfile, run["snapshot"])]
 
 
 def remove_unneeded_images(wb: Services) -> tuple[int, int]:
@@ -136,9 +140,10 @@ def remove_unneeded_images(wb: Services) -> tuple[int, int]:
     newest: dict[tuple[str, str], str] = {}
     active = wb.store.active_runs()
     reruns_of = {run["rerun_of"] for run in active if run.get("rerun_of")}
+    keys: dict[tuple[str, str], str] = {}
     for run in active:
         keep.add(run.get("image_id") or "")
-        building.add(_build_key_of(wb, run))
+        building.add(_build_key_of(wb, run, keys))
     for run_id, project, experiment, image_id in wb.store.query(
             "SELECT id, project, experiment, image_id FROM runs WHERE image_id IS NOT NULL ORDER BY seq"):
         newest[(project, experiment)] = image_id
