@@ -49,3 +49,16 @@ def test_a_sweep_launched_from_a_folder_registers_it(cli, make_project):
     cancelled = cli("sweeps", "cancel", started.json()["id"])
     assert cancelled.code == 0, cancelled.err
     assert [(p["name"], p["path"]) for p in _listed(cli)] == [("swept", str(root))]
+
+
+def test_a_rerun_never_registers_again_a_project_removed_or_whose_folder_is_gone(cli, make_project):
+    import shutil
+
+    root = make_project(SPEC.format(name="gone"))
+    ran = cli("run", str(root), "--executor", "process", "--wait", "--json")
+    assert ran.code == 0, ran.err
+    assert cli("projects", "remove", "gone").code == 0
+    shutil.rmtree(root)
+    rerun = cli("runs", "rerun", ran.json()["id"], "--wait", "--json")  # from the run's snapshot
+    assert rerun.code == 0, rerun.err
+    assert _listed(cli) == []

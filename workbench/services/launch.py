@@ -55,7 +55,8 @@ def launch(wb: Services, path: str, experiment: str | None = None, overrides: li
     requested: str | list[str] = machine if machine is not None else (exp.machines or exp.machine or "local")
     if isinstance(requested, str) and requested != "auto":
         named = wb.executors.machine(requested)
-        return start(wb, spec, exp, values, choose_executor(wb, executor, named), machine=named, priority=priority)
+        return start(wb, spec, exp, values, choose_executor(wb, executor, named), machine=named, priority=priority,
+                     from_folder=True)
     from workbench.services import placement as place
 
     names = place.candidates(wb, requested)
@@ -68,7 +69,8 @@ def launch(wb: Services, path: str, experiment: str | None = None, overrides: li
             return enqueue(wb, spec, exp, values, request, place.why_not(surveys, exp.gpus), priority)
         try:
             return start(wb, spec, exp, values, chosen.executor or "docker", machine=chosen.machine,
-                         placement=place.placement_of(chosen, exp.gpus, surveys), request=request, priority=priority)
+                         placement=place.placement_of(chosen, exp.gpus, surveys), request=request, priority=priority,
+                         from_folder=True)
         except GpusTaken:
             continue
     surveys = place.survey_all(wb, names, exp.gpus, executor)
@@ -156,10 +158,11 @@ def enqueue(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, 
 def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], executor_name: str, *,
           machine: str = "local", snapshot_hash: str | None = None, image_id: str | None = None,
           rerun_of: str | None = None, placement: Any = None, request: dict[str, Any] | None = None,
-          priority: int = 0) -> dict[str, Any]:
+          priority: int = 0, from_folder: bool = False) -> dict[str, Any]:
     """Records the run with its GPUs reserved (one transaction: no other run can take them), then launches
     it. `placement` is the choice of `launch` among several machines; without it the GPUs are picked on
-    `machine` now."""
+    `machine` now. `from_folder`: launched from the project's folder, which is registered once the run is
+    recorded (a rerun starts from a run's record: its folder may be gone, or its project removed)."""
     from workbench.services.placement import hourly_rate
 
     record, git_notes = _new_record(wb, spec, exp, values, machine=machine, executor_name=executor_name,
@@ -189,7 +192,8 @@ def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, An
     except BaseException:
         wb.store.release_lease(lease_name(run_id), launcher)
         raise
-    register_launched(wb.store, spec)
+    if from_folder:
+        register_launched(wb.store, spec)
     _record_notes(wb, run_id, git_notes)
     if placement is not None:
         wb.store.add_event(run_id, "placed", placement.reason)
