@@ -149,3 +149,30 @@ def test_docker_joins_its_16k_records_and_a_read_from_any_offset_it_gave_stores_
             assert sorted(split_line(line)[2] for line in rest.decode("utf-8").split("\n")[:-1]) == sorted(texts[seen:])
     finally:
         container.remove(force=True)
+
+
+BAR_THEN_LINE = """
+import sys, time
+print("training", flush=True)
+for i in range(20):
+    sys.stderr.write(f"\\rstep {i}/20 █"); sys.stderr.flush(); time.sleep(0.05)
+sys.stderr.write("\\n"); sys.stderr.flush()
+print("done", flush=True)
+"""
+
+
+def test_a_bar_on_stderr_is_stored_before_the_line_printed_after_it(tmp_path, monkeypatch):
+    """The bar's line (stderr) ends in the same read as the stdout line printed after it: stored in the order
+    they began, the bar stamped when it began (as Docker stamps it), not after `done`."""
+    monkeypatch.setattr(process_executor, "FOLLOW_POLL", 0.5)  # the bar's end and `done` in one read
+    (tmp_path / "bar.py").write_text(BAR_THEN_LINE)
+    ex = ProcessExecutor(tmp_path / "runs")
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    handle = ex.submit(Launch(run_id="r1", project="p", argv=[sys.executable, "bar.py"], env={},
+                              snapshot_dir=str(tmp_path), run_dir=str(run_dir)))
+    lines = [split_line(line) for c in ex.read_logs(handle, "0", follow=True)
+             for line in c.data.decode("utf-8").split("\n")[:-1]]
+    assert [text for _, _, text in lines] == ["training", "step 19/20 █", "done"], lines
+    assert [stamp for stamp, _, _ in lines] == sorted(stamp for stamp, _, _ in lines)
+    assert lines[1][0] < lines[2][0]  # the bar began before `done` was printed

@@ -18,12 +18,13 @@ Read = Callable[[str, int, int], bytes]  # (file name, from byte, at most bytes)
 
 def read_log_files(read: Read, running: Callable[[], bool], offset: str, follow: bool, poll: float,
                    limit: int) -> Iterator[Chunk]:
-    """Whole lines from `offset`, stdout's before stderr's within one read, `limit` bytes of each file at a
-    time; with `follow`, looked at every `poll` seconds until the run ends. A line still being written is
+    """Whole lines from `offset`, `limit` bytes of each file at a time, in the order they began within one
+    read (a line carried from an earlier read, like a bar, is stamped when it began); with `follow`, looked at every `poll` seconds until the run ends. A line still being written is
     carried to the next read (from its last `\\r` redraw), and ends the log when the run does; the offsets
     handed on are before what is carried, so a reader started from one stores every line once."""
     read_to = [int(part.split(":", 1)[0] or 0) for part in ((offset or "0").split(",") + ["0"])[:2]]
     lines_of = [LineAssembler() for _ in LOG_FILES]
+    begun = [""] * len(LOG_FILES)  # when each stream's carried line was first read: its stamp, as Docker's
     handed_on, handed_at = _offset(read_to, lines_of), time.monotonic()
     yielded = ended = False
     while True:
@@ -33,12 +34,19 @@ def read_log_files(read: Read, running: Callable[[], bool], offset: str, follow:
         for i, (stream, name) in enumerate(LOG_FILES):
             data = read(name, read_to[i], limit)
             read_to[i] += len(data)
+            carried = lines_of[i].carried
             texts = lines_of[i].feed(data)
             left = len(data) >= limit
             if finished and not left:
                 texts += lines_of[i].finish()
-            lines += [format_line(stamp, stream, text) for text in texts]
+            lines += [format_line(begun[i] if n == 0 and carried and begun[i] else stamp, stream, text)
+                      for n, text in enumerate(texts)]
+            if not lines_of[i].carried:
+                begun[i] = ""
+            elif texts or not carried:
+                begun[i] = stamp  # a new line began in this read
             more = more or left
+        lines.sort(key=lambda line: line[:line.index(b" ")])  # a bar begun earlier goes before what followed it
         position = _offset(read_to, lines_of)
         if lines or finished and yielded and not ended or (
                 position != handed_on and started - handed_at >= OFFSET_EVERY):
