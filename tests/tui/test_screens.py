@@ -281,7 +281,7 @@ async def test_watching_is_toggled_per_project(wb, make_project):
         assert "w" in app.watches and app.watches["w"].state == "watching"
         app.screen.reload()
         await settle(app, pilot)
-        assert str(table.get_cell(f"w\x1ft", "watch")) == "watching"
+        assert str(table.get_cell(f"w\x1ft", "watch")) == "on"  # short_watch: the table says a whole short word
         await pilot.press("w")
         await settle(app, pilot)
         assert app.watches == {}
