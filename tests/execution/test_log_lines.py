@@ -64,8 +64,12 @@ def test_a_line_that_never_ends_comes_in_pieces_cut_between_characters():
     text = "é█" * 1000
     lines = [line for i in range(0, len(text.encode()), 7) for line in assembler.feed(text.encode()[i:i + 7])]
     lines += assembler.finish()
-    assert all(len(line) <= 64 + 7 for line in lines) and len(lines) > 10
+    assert all(len(line) <= 64 for line in lines) and len(lines) > 10
     assert "".join(line.decode("utf-8") for line in lines) == text  # strict: no piece ends inside a character
+    big = LineAssembler(piece=64)  # reads far larger than a piece (1 MiB reads gave 2 MiB pieces)
+    pieces = big.feed(text.encode()[:1000]) + big.feed(text.encode()[1000:]) + big.finish()
+    assert all(len(piece) <= 64 for piece in pieces)
+    assert "".join(piece.decode("utf-8") for piece in pieces) == text
 
 
 @pytest.mark.parametrize("data, boundary", [(b"abc", 3), (b"ab\xc3", 2), (b"\xc3\xa9", 2), (b"a\xe2\x96", 1),
@@ -176,3 +180,44 @@ def test_a_bar_on_stderr_is_stored_before_the_line_printed_after_it(tmp_path, mo
     assert [text for _, _, text in lines] == ["training", "step 19/20 █", "done"], lines
     assert [stamp for stamp, _, _ in lines] == sorted(stamp for stamp, _, _ in lines)
     assert lines[1][0] < lines[2][0]  # the bar began before `done` was printed
+
+
+def test_docker_progress_looks_at_a_fast_bar_at_its_pace_not_at_every_redraw(docker_client):
+    """`progress()` of a bar redrawn thousands of times a second: about one look every PROGRESS_POLL (each
+    yield rewrites progress.txt and redraws the terminal line), where every redraw woke it (439 in 2 s)."""
+    import threading
+
+    from helpers import PROGRESS_BARS
+    from workbench.execution import docker_executor
+    from workbench.execution.docker_executor import DockerExecutor
+
+    container = docker_client.containers.run(
+        "python:3.11-slim", ["python3", "/bars/progress_bars.py", "200000"], detach=True,
+        environment={"PYTHONUNBUFFERED": "1"}, volumes={str(PROGRESS_BARS.parent): {"bind": "/bars", "mode": "ro"}})
+    stop = threading.Event()
+    try:
+        ex = DockerExecutor(docker_client, "test")
+        shown, started = [], time.monotonic()
+        for line in ex.progress({"container": container.id, "run_dir": "/nonexistent"}, stop):
+            shown.append(line)
+            if time.monotonic() - started > 2.0:
+                stop.set()
+        took = time.monotonic() - started
+        assert len(shown) > 3, shown  # it did show the bar moving
+        assert len(shown) <= took / docker_executor.PROGRESS_POLL + 3, (len(shown), took)
+    finally:
+        stop.set()
+        container.remove(force=True)
+
+
+@pytest.mark.parametrize("executor", ["docker", "process"])
+def test_run_wait_prints_the_last_line_a_run_ends_without_a_newline(cli, make_project, executor, request):
+    """Docker logs such a line as a record of its own at the end; it is completed by the catch-up read after
+    the followed one, which `--wait` printed nothing of (stored, never shown)."""
+    if executor == "docker":
+        request.getfixturevalue("docker_client")
+    root = make_project('[experiments.x]\nimage = "busybox:latest"\n'
+                        'command = ["sh", "-c", "echo start; sleep 0.3; printf \'final acc 0.93\'"]\n')
+    waited = cli("run", str(root), "--executor", executor, "--wait")
+    assert waited.code == 0, waited.err
+    assert waited.out.splitlines() == ["start", "final acc 0.93"], waited.out

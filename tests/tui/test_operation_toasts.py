@@ -73,3 +73,26 @@ async def test_a_launch_and_a_deploy_show_one_notification_each_updated_in_place
     finally:
         if wb.store.get_deployment("m"):
             wb.stop_deployment("m", remove=True)
+
+
+async def test_an_operations_first_line_warning_is_kept_and_its_outcome_is_not_titled_as_a_failure(wb):
+    """A cancel's worker is named for its failure (`Cannot cancel r1`): its outcome is titled `Run`, not
+    that; a warning said as the operation's first line is carried into the outcome, as any later one is."""
+    app = WorkbenchApp(wb)
+    async with app.run_test(size=(80, 24)) as pilot:
+        states = watch_toasts(app)
+
+        def cancel() -> None:
+            app.say("warning: r1's follower did not answer; stopping its container directly")
+            app.say("stopping r1")
+            app.say_outcome("run r1 cancelled")
+
+        worker = app.run_worker(cancel, name="Cannot cancel r1", group="run-actions", thread=True,
+                                exit_on_error=False)
+        await wait_until(app, pilot, lambda: worker.is_finished and states
+                         and states[-1][-1:] and "cancelled" in states[-1][-1])
+        assert max(len(state) for state in states) == 1  # one notice, replaced in place
+        outcome = states[-1][-1]
+        assert outcome.startswith("Run: run r1 cancelled"), outcome
+        assert "warning: r1's follower did not answer" in outcome, outcome
+        assert "Cannot cancel" not in outcome

@@ -261,7 +261,9 @@ class DockerExecutor:
         shown = ""
         try:
             while True:
-                moving = arrived.wait(PROGRESS_POLL) and not ended.is_set()
+                if stop.wait(PROGRESS_POLL):  # a fixed pace: a bar's every redraw would wake a wait on `arrived`
+                    return
+                moving = arrived.is_set() and not ended.is_set()
                 arrived.clear()
                 tail = tails[latest[0]]
                 redraw = tail.rstrip(b"\r").rfind(b"\r")

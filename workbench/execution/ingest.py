@@ -182,15 +182,16 @@ class RunIngestor:
                 self.store.add_event(self.run["id"], "warning", message)
 
     # whole run ------------------------------------------------------------------------------------
-    def catch_up(self) -> RunState:
-        """One pass over everything the run has written so far; finalises it if it has ended."""
+    def catch_up(self, sink: LogSink | None = None) -> RunState:
+        """One pass over everything the run has written so far, its lines handed to `sink` too; finalises it
+        if it has ended."""
         state = self.executor.status(self.handle)
         if state.state == "missing":
-            self.ingest_logs(follow=False)
+            self.ingest_logs(follow=False, sink=sink)
             self.ingest_metrics(final=True)
             self.store.finish_run(self.run["id"], "lost", exit_code=None, reason=state.reason)
             return state
-        self.ingest_logs(follow=False)
+        self.ingest_logs(follow=False, sink=sink)
         self.ingest_metrics(final=state.state == "exited")
         if state.state == "exited":
             self.finalize(state)
@@ -232,7 +233,7 @@ class RunIngestor:
             if not added:
                 log_thread.join(timeout=POLL)  # wakes at once when the run's log stream ends
         log_thread.join()
-        return self.catch_up()
+        return self.catch_up(sink)  # (Docker's last line without a newline is completed here: `--wait` shows it)
 
     def _keep_progress(self, progress: ProgressSink | None) -> None:
         """A courtesy, never part of ingestion: whatever goes wrong here, the history is unaffected."""

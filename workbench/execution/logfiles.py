@@ -3,6 +3,7 @@ itself; their lines are stamped when read. Offsets are `<stdout.log bytes>,<stde
 
 from __future__ import annotations
 
+import heapq
 import time
 from typing import Callable, Iterator
 
@@ -30,7 +31,7 @@ def read_log_files(read: Read, running: Callable[[], bool], offset: str, follow:
     while True:
         started = time.monotonic()
         finished = not running()  # looked at first: then nothing is left unread
-        stamp, lines, more = now_stamp(), [], False
+        stamp, per_stream, more = now_stamp(), [[] for _ in LOG_FILES], False
         for i, (stream, name) in enumerate(LOG_FILES):
             data = read(name, read_to[i], limit)
             read_to[i] += len(data)
@@ -39,14 +40,15 @@ def read_log_files(read: Read, running: Callable[[], bool], offset: str, follow:
             left = len(data) >= limit
             if finished and not left:
                 texts += lines_of[i].finish()
-            lines += [format_line(begun[i] if n == 0 and carried and begun[i] else stamp, stream, text)
-                      for n, text in enumerate(texts)]
+            per_stream[i] = [format_line(begun[i] if n == 0 and carried and begun[i] else stamp, stream, text)
+                        for n, text in enumerate(texts)]
             if not lines_of[i].carried:
                 begun[i] = ""
             elif texts or not carried:
                 begun[i] = stamp  # a new line began in this read
             more = more or left
-        lines.sort(key=lambda line: line[:line.index(b" ")])  # a bar begun earlier goes before what followed it
+        # in the order they began (a bar begun earlier before what followed it), each stream's own order kept
+        lines = list(heapq.merge(*per_stream, key=lambda line: line[:line.index(b" ")]))
         position = _offset(read_to, lines_of)
         if lines or finished and yielded and not ended or (
                 position != handed_on and started - handed_at >= OFFSET_EVERY):

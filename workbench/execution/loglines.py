@@ -38,12 +38,14 @@ class LineAssembler:
         return [last] if last else []
 
     def _long_piece(self) -> list[bytes]:
-        """A line that never ends (no newline, no redraw) is stored in pieces, each cut between characters."""
-        if len(self._pending) <= self._piece:
-            return []
-        cut = char_boundary(self._pending)
-        piece, self._pending = self._pending[:cut], self._pending[cut:]
-        return [piece] if piece else []
+        """A line that never ends (no newline, no redraw) is stored in pieces of at most `piece` bytes, each
+        cut between characters (whatever size the reads were)."""
+        pieces = []
+        while len(self._pending) > self._piece:
+            cut = char_boundary(self._pending[:self._piece]) or self._piece  # (0: not UTF-8 there; cut anyway)
+            pieces.append(self._pending[:cut])
+            self._pending = self._pending[cut:]
+        return pieces
 
 
 def _from_last_redraw(data: bytes) -> bytes:

@@ -147,7 +147,8 @@ class WorkbenchApp(App[None]):
 
         def show() -> None:
             if self.notices.runs_operation(worker):
-                self.notices.finish(worker, message, title=title or self.worker_title(worker))
+                # (the worker's name says how it fails, `Cannot cancel r12`: not the title of an outcome)
+                self.notices.finish(worker, message, title=title or self.notices.title_of(worker))
             else:
                 self.notify(message, title=title)
         self._on_loop(show)

@@ -56,12 +56,16 @@ class OperationNotices:
     def runs_operation(self, worker: Worker[Any] | None) -> bool:
         return worker is not None and (worker in self._workers or worker.group in OPERATION_GROUPS)
 
+    def title_of(self, worker: Worker[Any]) -> str:
+        """The operation's title (`Deploy`, `Run`): an outcome's, when its caller names none."""
+        return self._workers.get(worker) or OPERATION_GROUPS.get(worker.group, "")
+
     def progress(self, worker: Worker[Any], line: str) -> None:
         if worker not in self._workers:
             if worker.is_finished or worker in self._said:
                 return  # a line that arrived after the outcome: the outcome stays
-            self.begin(worker, OPERATION_GROUPS.get(worker.group, ""), line)
-            return
+            # its first line starts its notice: kept and coloured as any other (a warning, a token)
+            self._workers[worker], self._kept[worker] = OPERATION_GROUPS.get(worker.group, ""), []
         if line.startswith(KEPT_PREFIXES) or any(word in line for word in KEPT_WORDS):
             self._kept[worker].append(line)
         severity = "warning" if line.startswith("warning:") else "information"
