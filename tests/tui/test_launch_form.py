@@ -91,9 +91,21 @@ async def test_without_params_the_focus_starts_on_the_machine_not_the_executor(w
         assert app.focused is form.query_one("#machine", Select)
 
 
-async def test_a_param_gone_from_the_spec_since_the_form_opened_is_named_and_the_form_stays(wb, make_project):
+async def form_from_projects(app, pilot) -> LaunchForm:
+    """The launch form of the one project listed, opened with enter on the Projects screen."""
     from textual.widgets import DataTable
 
+    from test_run_screens import until
+
+    await pilot.press("3")
+    await until(app, pilot, lambda: app.screen.query_one("#projects-table", DataTable).row_count == 1)
+    app.screen.query_one("#projects-table", DataTable).focus()
+    await pilot.press("enter")
+    await until(app, pilot, lambda: isinstance(app.screen, LaunchForm))
+    return app.screen
+
+
+async def test_a_param_gone_from_the_spec_since_the_form_opened_is_named_and_the_form_stays(wb, make_project):
     from test_run_screens import until
 
     spec = ('[project]\nname = "demo"\n[experiments.train]\nimage = "busybox:latest"\ncommand = ["echo"]\n'
@@ -102,12 +114,7 @@ async def test_a_param_gone_from_the_spec_since_the_form_opened_is_named_and_the
     wb.add_project(str(root))
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        await until(app, pilot, lambda: app.screen.query_one("#projects-table", DataTable).row_count == 1)
-        app.screen.query_one("#projects-table", DataTable).focus()
-        await pilot.press("enter")
-        await until(app, pilot, lambda: isinstance(app.screen, LaunchForm))
-        form = app.screen
+        form = await form_from_projects(app, pilot)
         (root / "workbench.toml").write_text(spec.replace(", hidden = 64", ""))  # edited meanwhile
         form.query_one("#param-lr", Input).value = "0.3"
         form.query_one("#param-hidden", Input).value = "256"
@@ -124,8 +131,6 @@ async def test_a_param_gone_from_the_spec_since_the_form_opened_is_named_and_the
 async def test_a_default_changed_since_the_form_opened_runs_as_the_form_showed_it(wb, make_project):
     """The form showed lr 0.1 (the default then); the spec's default is 0.5 by the time it is sent: the run
     takes the 0.1 the user saw, and a param gone from the spec whose field was left alone is no problem."""
-    from textual.widgets import DataTable
-
     from test_run_screens import until
 
     spec = ('[project]\nname = "demo"\n[experiments.train]\nimage = "busybox:latest"\ncommand = ["echo"]\n'
@@ -136,12 +141,7 @@ async def test_a_default_changed_since_the_form_opened_runs_as_the_form_showed_i
     wb.launch = lambda path, experiment=None, overrides=None, **_: launched.append(overrides)
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        await until(app, pilot, lambda: app.screen.query_one("#projects-table", DataTable).row_count == 1)
-        app.screen.query_one("#projects-table", DataTable).focus()
-        await pilot.press("enter")
-        await until(app, pilot, lambda: isinstance(app.screen, LaunchForm))
-        form = app.screen
+        form = await form_from_projects(app, pilot)
         (root / "workbench.toml").write_text(spec.replace("lr = 0.1, hidden = 64, seed = 1", "lr = 0.5, seed = 1"))
         form.query_one("#param-seed", Input).value = "7"
         await pilot.press("ctrl+s")
