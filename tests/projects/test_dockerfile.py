@@ -79,9 +79,9 @@ def test_a_copied_link_keys_what_it_points_at(tmp_path):
     assert _changes_key(tmp_path / "through", {"Dockerfile": "FROM x\nCOPY lib/util.py /app/\n",
                                                "vendor/lib/util.py": ""}, "vendor/lib/util.py",
                         links={"lib": "vendor/lib"})
-    assert _changes_key(tmp_path / "glob", {"Dockerfile": "FROM x\nCOPY conf/*.yaml /app/\n", "shared/base.yaml": "",
-                                            "conf/own.yaml": ""}, "shared/base.yaml",
-                        links={"conf/base.yaml": "../shared/base.yaml"})
+    assert _changes_key(tmp_path / "glob", {"Dockerfile": "FROM x\nCOPY conf/*.yaml /app/\n", "common/base.yaml": "",
+                                            "conf/own.yaml": ""}, "common/base.yaml",
+                        links={"conf/base.yaml": "../common/base.yaml"})
     # what the image does not hold still keeps the key
     assert not _changes_key(tmp_path / "code", {"Dockerfile": "FROM x\nCOPY lib /app/lib\n", "vendor/lib/util.py": "",
                                                 "train.py": ""}, "train.py", links={"lib": "vendor/lib"})
