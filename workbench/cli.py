@@ -528,26 +528,18 @@ def _confirm(question: str) -> bool:
         return False
 
 
-def _no_terminal_to_confirm(name: str) -> Any:
-    """Without a terminal the question cannot be answered: say what would have been asked (the key type and
-    fingerprint to compare) and the command that trusts it without one; the trust is then refused."""
-    import re
-
-    def refuse(question: str) -> bool:
-        key = re.search(r" presents (\S+) (SHA256:[A-Za-z0-9+/]+)", question)
-        if key is None:  # a question worded otherwise: say it as it is
-            _say(question)
-            return False
-        _say(f"{name} presents {key[1]} {key[2]}; no terminal to confirm on: compare it with the host's own "
-             f"(`ssh-keygen -lf` of its key there), then trust it with "
-             f"`workbench machines trust {name} --fingerprint {key[2]}`")
-        return False
-    return refuse
-
-
 def cmd_machines_trust(wb: Any, args: argparse.Namespace) -> int:
-    confirm = _confirm if sys.stdin.isatty() else _no_terminal_to_confirm(args.name)
-    result = wb.trust_machine(args.name, fingerprint=args.fingerprint, confirm=confirm)
+    from workbench.services.machines import HostKeyNotTrusted
+
+    try:
+        result = wb.trust_machine(args.name, fingerprint=args.fingerprint,
+                                  confirm=_confirm if sys.stdin.isatty() else None)
+    except HostKeyNotTrusted as refused:
+        if not sys.stdin.isatty():  # nobody could be asked: what to compare, and how to accept it without one
+            _say(f"{refused.name} presents {refused.key_type} {refused.fingerprint}; no terminal to confirm on: "
+                 f"compare it with the host's own (`ssh-keygen -lf` of its key there), then trust it with "
+                 f"`workbench machines trust {refused.name} --fingerprint {refused.fingerprint}`")
+        raise
     if args.json:
         _emit_json(result)
     elif result["already"]:

@@ -191,16 +191,17 @@ def build(client: Any, context: Path, dockerfile: str, tag: str, progress: Progr
                 working()
                 raise failed(str(event["error"]))
             for line in event.get("stream", "").splitlines():
-                if not log_text(line).strip():
+                plain = log_text(line).strip()
+                if not plain:
                     continue  # blank, or only a colour reset closing the line before
-                match = _STEP.match(log_text(line).strip())
+                match = _STEP.match(plain)
                 if match:
                     # of N: our labels add steps; a long command cut between words, never inside one
                     step = f"step {match[1]} ({textwrap.shorten(match[3], 80, placeholder=' …')})"
                     answer_due = not match[3].upper().startswith("FROM ")
                 elif answer_due:
                     answer_due = False
-                    if log_text(line).strip() != "---> Using cache":
+                    if plain != "---> Using cache":
                         working()
                 tail.append(line)
                 record("out", line)

@@ -153,6 +153,16 @@ def list_machines(wb: Services) -> list[dict[str, Any]]:
     return out
 
 
+class HostKeyNotTrusted(WorkbenchError):
+    """The key NAME presents was not confirmed: its type and fingerprint, for a front end to say how to
+    compare and accept it (`--fingerprint`)."""
+
+    def __init__(self, name: str, key_type: str, fingerprint: str) -> None:
+        super().__init__(f"{name}: host key not trusted", hint="compare the fingerprint, then confirm it or "
+                                                               "pass --fingerprint SHA256:...")
+        self.name, self.key_type, self.fingerprint = name, key_type, fingerprint
+
+
 def trust_machine(wb: Services, name: str, fingerprint: str | None = None,
                   confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
     """Trusts the key NAME presents now: it must match `fingerprint`, or the user confirms it on seeing
@@ -174,8 +184,7 @@ def trust_machine(wb: Services, name: str, fingerprint: str | None = None,
                                  "not trusted")
     elif confirm is None or not confirm(f"{name} ({verdict.entry}) presents {verdict.key_type} "
                                         f"{verdict.fingerprint}. Trust it?"):
-        raise WorkbenchError(f"{name}: host key not trusted", hint="compare the fingerprint, then confirm it or "
-                                                                   "pass --fingerprint SHA256:...")
+        raise HostKeyNotTrusted(name, verdict.key_type, verdict.fingerprint)
     store.trust(target.hostname, target.port, key)
     return {**result, "trusted": True, "already": False}
 
