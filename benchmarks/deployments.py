@@ -132,9 +132,9 @@ def trust_figures(url: str, port: int) -> dict:
     import docker
 
     from workbench.projects.spec import load_spec
-    from workbench.registry import serving
-    from workbench.registry.health import local_http
-    from workbench.registry.smoke import smoke_check
+    from workbench.serving import serving
+    from workbench.serving.health import local_http
+    from workbench.serving.smoke import smoke_check
 
     shown = json.loads(wb("deployments", "show", "digits", "--json"))
     client = docker.from_env()

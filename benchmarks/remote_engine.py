@@ -24,7 +24,9 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "machines")]
 import docker  # noqa: E402
 
 from sshd_hosts import trusted_loopback_host  # noqa: E402
-from workbench.execution.docker_executor import DockerExecutor  # noqa: E402
+from workbench.execution.backends.docker import DockerExecutor  # noqa: E402
+from workbench.execution.base import BackendSettings, Handle, Machine  # noqa: E402
+from workbench.execution.hosts import LocalHost  # noqa: E402
 from workbench.machines.docker_ssh import docker_client_over  # noqa: E402
 from workbench.machines.ssh import Connection  # noqa: E402
 
@@ -62,8 +64,9 @@ def ping_cli(connection: Connection) -> None:
 
 
 def read_all_logs(client, container_id: str) -> int:
-    return sum(chunk.data.count(b"\n") for chunk in DockerExecutor(client, "bench").read_logs(
-        {"container": container_id, "run_dir": "/nonexistent"}, "", follow=False))
+    executor = DockerExecutor(Machine("local", "local"), LocalHost(None), BackendSettings("bench", docker_client=lambda: client))
+    return sum(chunk.data.count(b"\n") for chunk in executor.read_logs(
+        Handle("/nonexistent", "local", container=container_id), "", follow=False))
 
 
 def main() -> None:

@@ -78,7 +78,7 @@ finally:
     server.server_close()
 """
 
-# name -> (proxy config changes, switch step order); "current" is what workbench/registry/proxy.py does
+# name -> (proxy config changes, switch step order); "current" is what workbench/serving/proxy.py does
 VARIANTS: dict[str, dict[str, Any]] = {
     "current": {},
     "no-keepalive": {"transport": {"protocol": "http", "keep_alive": {"enabled": False}}},

@@ -28,6 +28,17 @@ params = { n = 30, pause = 0.1 }
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def cluster_up() -> bool:
+    """The Slurm test cluster (.ci/slurm.sh) answers: its node is up in sinfo."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("sinfo"):
+        return False
+    done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    return done.returncode == 0 and any(s in done.stdout for s in ("idle", "mix", "alloc"))
+
+
 def require(condition: bool, reason: str) -> None:
     """Skips locally when infrastructure is missing; under CI=true a missing piece is a failure."""
     if condition:
@@ -178,7 +189,7 @@ def assert_progress_bars_stored(logs: bytes, n: int) -> float:
     last state and nothing else. Returns the rate the program redrew its bar at (per second)."""
     import re
 
-    from workbench.execution.logformat import split_line
+    from workbench.logformat import split_line
 
     records = [split_line(line)[1:] for line in logs.decode("utf-8").split("\n")[:-1]]  # strict: valid UTF-8
     out = [text for stream, text in records if stream == "out"]

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from workbench.execution import process_executor
-from workbench.execution.base import Launch
-from workbench.execution.logformat import format_line, split_line
+from workbench.execution.backends import process as process_executor
+from workbench.execution.backends.process import ProcessExecutor
+from workbench.execution.base import BackendSettings, Handle, Launch, Machine
+from workbench.execution.hosts import LocalHost
 from workbench.execution.loglines import LineAssembler, char_boundary
-from workbench.execution.process_executor import ProcessExecutor
+from workbench.logformat import format_line, split_line
 
 FRAMES = [f"\rloss {1 / (i + 1):.4f}: {'█' * (i // 4)}{'▏▎▍▌▋▊▉'[i % 7]}| {i}/40" for i in range(41)]
 SAMPLE = ("start ✓\n" + "".join(FRAMES) + "\n" + "ünïcødé line\n" + "\rlast ██▉ 1/2\rlast ███ 2/2\r").encode()
@@ -99,7 +100,7 @@ def test_the_process_executor_reads_a_bar_written_in_pieces_into_whole_lines(tmp
     monkeypatch.setattr(process_executor, "FOLLOW_POLL", 0.001)
     (tmp_path / "sample").write_bytes((SAMPLE[:-1] + b"\n") * 2 + SAMPLE)
     (tmp_path / "writer.py").write_text(WRITER)
-    ex = ProcessExecutor(tmp_path / "runs")
+    ex = ProcessExecutor(Machine("local", "local"), LocalHost(tmp_path / "runs"), BackendSettings())
     run_dir = tmp_path / "runs" / "r1"
     run_dir.mkdir(parents=True)
     handle = ex.submit(Launch(run_id="r1", project="p", argv=[sys.executable, "writer.py", "sample", str(chunk)],
@@ -131,8 +132,8 @@ def test_docker_joins_its_16k_records_and_a_read_from_any_offset_it_gave_stores_
     """The engine cuts a line into 16 KiB records; every chunk's offset, read from again, gives exactly the
     lines after it (a batch is handed on at every record here, so offsets fall inside a bar's records)."""
     from helpers import PROGRESS_BARS
-    from workbench.execution import docker_executor
-    from workbench.execution.docker_executor import DockerExecutor
+    from workbench.execution.backends import docker as docker_executor
+    from workbench.execution.backends.docker import DockerExecutor
 
     monkeypatch.setattr(docker_executor, "LOG_BATCH_SECONDS", 0.0)
     container = docker_client.containers.run(
@@ -140,8 +141,8 @@ def test_docker_joins_its_16k_records_and_a_read_from_any_offset_it_gave_stores_
         environment={"PYTHONUNBUFFERED": "1"}, volumes={str(PROGRESS_BARS.parent): {"bind": "/bars", "mode": "ro"}})
     try:
         container.wait(timeout=60)
-        ex = DockerExecutor(docker_client, "test")
-        handle = {"container": container.id, "run_dir": "/nonexistent"}
+        ex = DockerExecutor(Machine("local", "local"), LocalHost(None), BackendSettings("test", docker_client=lambda: docker_client))
+        handle = Handle("/nonexistent", "local", container=container.id)
         chunks = list(ex.read_logs(handle, "0", follow=False))
         texts = [split_line(line)[2] for c in chunks for line in c.data.decode("utf-8").split("\n")[:-1]]
         assert len(texts) == 5 and f"loss {1 / 5001:.6f}: 100%|{'█' * 20}| 5000/5000" in texts, texts
@@ -170,7 +171,7 @@ def test_a_bar_on_stderr_is_stored_before_the_line_printed_after_it(tmp_path, mo
     they began, the bar stamped when it began (as Docker stamps it), not after `done`."""
     monkeypatch.setattr(process_executor, "FOLLOW_POLL", 0.5)  # the bar's end and `done` in one read
     (tmp_path / "bar.py").write_text(BAR_THEN_LINE)
-    ex = ProcessExecutor(tmp_path / "runs")
+    ex = ProcessExecutor(Machine("local", "local"), LocalHost(tmp_path / "runs"), BackendSettings())
     run_dir = tmp_path / "runs" / "r1"
     run_dir.mkdir(parents=True)
     handle = ex.submit(Launch(run_id="r1", project="p", argv=[sys.executable, "bar.py"], env={},
@@ -188,8 +189,8 @@ def test_docker_progress_looks_at_a_fast_bar_at_its_pace_not_at_every_redraw(doc
     import threading
 
     from helpers import PROGRESS_BARS
-    from workbench.execution import docker_executor
-    from workbench.execution.docker_executor import DockerExecutor
+    from workbench.execution.backends import docker as docker_executor
+    from workbench.execution.backends.docker import DockerExecutor
 
     container = docker_client.containers.run(
         # 200,000 redraws spread over 5 s (40,000 a second, however fast this machine writes): still going
@@ -198,12 +199,12 @@ def test_docker_progress_looks_at_a_fast_bar_at_its_pace_not_at_every_redraw(doc
         environment={"PYTHONUNBUFFERED": "1"}, volumes={str(PROGRESS_BARS.parent): {"bind": "/bars", "mode": "ro"}})
     stop = threading.Event()
     try:
-        ex = DockerExecutor(docker_client, "test")
+        ex = DockerExecutor(Machine("local", "local"), LocalHost(None), BackendSettings("test", docker_client=lambda: docker_client))
         shown, started = [], time.monotonic()
         # (an attach stream made under heavy load has been seen to end at once, with nothing: attached again,
         # as long as the bar runs; what is measured is how often one stream is looked at)
         while not stop.is_set() and time.monotonic() - started < 4.0:
-            for line in ex.progress({"container": container.id, "run_dir": "/nonexistent"}, stop):
+            for line in ex.progress(Handle("/nonexistent", "local", container=container.id), stop):
                 shown.append(line)
                 if time.monotonic() - started > 2.0:
                     stop.set()

@@ -16,8 +16,8 @@ import time
 import pytest
 
 from helpers import wait_for
-from workbench.execution import base
-from workbench.execution.base import MAX_LINE, SKIPPED_LINE, read_file_from
+from workbench.execution import offsets
+from workbench.execution.offsets import MAX_LINE, SKIPPED_LINE, read_file_from
 from workbench.execution.ingest import RunIngestor
 from workbench.store import open_store
 
@@ -148,7 +148,7 @@ def test_a_line_being_written_waits_for_its_newline(tmp_path):
 
 def test_an_overlong_line_still_being_written_is_skipped_once(ingest, monkeypatch):
     path, ingest_metrics, store, seq = ingest
-    monkeypatch.setattr(base, "MAX_LINE", 3 << 20)
+    monkeypatch.setattr(offsets, "MAX_LINE", 3 << 20)
     path.write_bytes(b'{"v": 0}\n' + b"z" * (4 << 20))
     ingest_metrics(final=False)
     for _ in range(3):  # it goes on growing; read from where the reader left it, never counted again
@@ -165,7 +165,7 @@ def test_an_overlong_line_still_being_written_is_skipped_once(ingest, monkeypatc
 
 
 def test_an_overlong_last_line_of_an_ended_run_is_one_bad_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(base, "MAX_LINE", 2 << 20)
+    monkeypatch.setattr(offsets, "MAX_LINE", 2 << 20)
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b"q" * (5 << 20))
     chunk = read_file_from(path, "0", 1 << 20, True)

@@ -12,9 +12,10 @@ import time
 
 from helpers import SAMPLES, wait_for
 
-from workbench.execution.base import Launch, RunState
-from workbench.execution.logformat import split_line, stamp_to_ns
-from workbench.execution.process_executor import SUPERVISOR_KILLED, ProcessExecutor
+from workbench.execution.backends.process import SUPERVISOR_KILLED, ProcessExecutor
+from workbench.execution.base import BackendSettings, Handle, Launch, Machine, RunState
+from workbench.execution.hosts import LocalHost
+from workbench.logformat import split_line, stamp_to_ns
 
 # 60 numbered lines over ~3 s, each flushed, a metric per line and a warning on stderr every tenth.
 COUNTER = """\
@@ -142,8 +143,8 @@ def test_status_follows_the_process_group_and_is_not_fooled_by_recycled_pids(tmp
         wait_for(lambda: len(_group_members(group.pid)) == 2)
         with open(f"/proc/{group.pid}/stat") as fh:
             leader_start = fh.read().rsplit(")", 1)[1].split()[19]
-        executor = ProcessExecutor(tmp_path)
-        handle = {"run_dir": str(run_dir), "shim": dead.pid, "pid": group.pid, "proc_start": leader_start}
+        executor = ProcessExecutor(Machine("local", "local"), LocalHost(tmp_path), BackendSettings())
+        handle = Handle(str(run_dir), "local", shim=dead.pid, pid=group.pid, proc_start=leader_start)
         assert executor.status(handle).state == "running"
         group.kill()
         group.wait()  # the leader is gone; the member it started lives on
@@ -153,8 +154,8 @@ def test_status_follows_the_process_group_and_is_not_fooled_by_recycled_pids(tmp
         state = executor.status(handle)
         assert (state.state, state.exit_code, state.reason) == ("exited", None, SUPERVISOR_KILLED)
         # Our own pid, as if the shim's and the leader's pids had been reused by another process since.
-        recycled = {"run_dir": str(run_dir), "shim": os.getpid(), "shim_start": "1", "pid": os.getpid(),
-                    "proc_start": "1"}
+        recycled = Handle(str(run_dir), "local", shim=os.getpid(), shim_start="1", pid=os.getpid(),
+                          proc_start="1")
         assert executor.status(recycled).state == "exited"
         (run_dir / "pid").unlink()
         assert executor.status(recycled).state == "missing"
@@ -173,7 +174,7 @@ def test_logs_are_whole_lines_of_both_streams_from_one_offset(tmp_path):
               "sys.stdout.write('o\\nlast'); sys.exit(3)\n")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    executor = ProcessExecutor(tmp_path)
+    executor = ProcessExecutor(Machine("local", "local"), LocalHost(tmp_path), BackendSettings())
     handle = executor.submit(Launch(run_id="r1", project="p", argv=[sys.executable, "-c", script],
                                     env={}, snapshot_dir=tmp_path, run_dir=run_dir))
     try:
@@ -214,9 +215,9 @@ def test_a_follow_that_sees_the_end_after_its_last_lines_still_ends_with_eof(tmp
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "stdout.log").write_bytes(b"done\n")
-    executor = ProcessExecutor(tmp_path)
+    executor = ProcessExecutor(Machine("local", "local"), LocalHost(tmp_path), BackendSettings())
     looks = iter([RunState("running"), RunState("exited", exit_code=0)])
     monkeypatch.setattr(executor, "status", lambda handle: next(looks))
-    chunks = list(executor.read_logs({"run_dir": str(run_dir)}, "0", follow=True))
+    chunks = list(executor.read_logs(Handle(str(run_dir), "local"), "0", follow=True))
     assert [c.eof for c in chunks] == [False, True]
     assert chunks[-1].data == b"" and chunks[-1].offset == chunks[0].offset == "5,0"

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from workbench.execution.slurm_executor import (ENDED, UNANSWERED, SlurmQueue, ended_by_accounting, parse_sacct,
-                                                slurms_word)
+from workbench.execution.backends.slurm_queue import (ENDED, UNANSWERED, SlurmQueue, ended_by_accounting, parse_sacct,
+                                                      slurms_word)
+from workbench.services.run_notes import StoreRunNotes
 from workbench.store import open_store
 
 SACCT_OUT = """5_0|FAILED|3:0|1795928426|wb-array-5d2640be
@@ -92,7 +93,7 @@ def store(tmp_path):
 
 def _queue(store, *answers) -> tuple[SlurmQueue, LoginNode]:
     node = LoginNode(*answers)
-    queue = SlurmQueue(Host(node), store, interval=30.0)
+    queue = SlurmQueue(Host(node), StoreRunNotes(store), interval=30.0)
     store.save_slurm_poll("hpc", {}, time.time())  # squeue's last answer: it lists none of them
     return queue, node
 

@@ -16,7 +16,9 @@ import pytest
 from helpers import wait_for
 from sshd_hosts import make_host
 from workbench.errors import EngineUnavailable
-from workbench.execution.docker_executor import DockerExecutor
+from workbench.execution.backends.docker import DockerExecutor
+from workbench.execution.base import BackendSettings, Handle, Machine
+from workbench.execution.hosts import LocalHost
 from workbench.machines.docker_ssh import docker_client_over
 from workbench.machines.hostkeys import HostKeyStore
 from workbench.machines.ssh import Connection, SSHTarget, fetch_host_key
@@ -97,8 +99,8 @@ def test_logs_of_both_streams_exactly_once_across_a_restart(client):
               "if [ $((n % 4)) -eq 3 ]; then echo err $((n / 4)) >&2; fi; i=$((i + 1)); done; "
               "b=$((b + 1)); sleep 0.5; done")
     container = start(client, script)
-    executor = DockerExecutor(client, "test")
-    handle = {"container": container.id, "run_dir": "/nonexistent"}
+    executor = DockerExecutor(Machine("local", "local"), LocalHost(None), BackendSettings("test", docker_client=lambda: client))
+    handle = Handle("/nonexistent", "local", container=container.id)
     first, offset = b"", ""
     reader = executor.read_logs(handle, "", follow=True)
     for chunk in reader:
@@ -121,9 +123,9 @@ def test_logs_of_both_streams_exactly_once_across_a_restart(client):
 
 def test_a_follow_on_a_silent_container_is_closed_promptly(client, ssh_env):
     container = start(client, "echo ready; sleep 300")
-    executor = DockerExecutor(client, "test")
+    executor = DockerExecutor(Machine("local", "local"), LocalHost(None), BackendSettings("test", docker_client=lambda: client))
     before = set(threading.enumerate())
-    reader = executor.read_logs({"container": container.id, "run_dir": "/nonexistent"}, "", follow=True)
+    reader = executor.read_logs(Handle("/nonexistent", "local", container=container.id), "", follow=True)
     assert records(next(reader).data) == [("out", "ready")]
     following = sshd_descendants_running(ssh_env.gpu, "dial-stdio")
     assert following >= 2  # one channel per stream, each with its dial-stdio (and any idle pooled ones)

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,11 @@ import pytest
 from helpers import require, wait_for
 from sshd_hosts import make_host
 from workbench.errors import WorkbenchError
-from workbench.execution import remote_process_executor as rpe
-from workbench.execution.base import Launch
+from workbench.execution.backends import ssh_process as rpe
+from workbench.execution.backends.process import SUPERVISOR_KILLED
+from workbench.execution.backends.ssh_process import RemoteProcessExecutor
+from workbench.execution.base import BackendSettings, Launch, Machine
 from workbench.execution.hosts import SshHost
-from workbench.execution.process_executor import SUPERVISOR_KILLED
-from workbench.execution.remote_process_executor import RemoteProcessExecutor
 from workbench.machines.hostkeys import HostKeyStore
 from workbench.machines.ssh import Connection, SSHTarget, fetch_host_key
 
@@ -61,14 +62,14 @@ def executor(request, ssh_env, tmp_path):
     connection = Connection(target, hostkeys)
     root = tmp_path / "wb's host dir"
     root.mkdir()
-    ex = RemoteProcessExecutor(SshHost(connection, str(root)))
+    ex = RemoteProcessExecutor(Machine("h1", "ssh"), SshHost(connection, str(root)), BackendSettings())
     ex.started = []  # type: ignore[attr-defined]
     yield ex
     for handle in ex.started:  # type: ignore[attr-defined]
-        for pid in _group(handle.get("pid")):
+        for pid in _group(handle.pid):
             _kill(pid, signal.SIGKILL)
-        if handle.get("shim") and _start(handle["shim"]) == handle.get("shim_start"):
-            _kill(handle["shim"], signal.SIGKILL)
+        if handle.shim and _start(handle.shim) == handle.shim_start:
+            _kill(handle.shim, signal.SIGKILL)
     ex.host.close()
     connection.close()
 
@@ -146,12 +147,12 @@ COUNT = ('i=1; while [ $i -le 20 ]; do echo "line $i"; echo "warn $i" >&2; '
 def test_logs_metrics_and_exit_zero(executor, tmp_path, shell):
     ex = executor
     handle = submit(ex, tmp_path, ["sh", "-c", COUNT])
-    run_dir = Path(handle["run_dir"])
-    assert set(handle) == {"run_dir", "machine", "shim", "shim_start", "pid", "proc_start", "started_at"}
-    assert handle["machine"] == "h1" and handle["run_dir"] == ex.host.run_dir("r1")
+    run_dir = Path(handle.run_dir)
+    assert set(handle.to_record()) == {"run_dir", "machine", "shim", "shim_start", "pid", "proc_start", "started_at"}
+    assert handle.machine == "h1" and handle.run_dir == ex.host.run_dir("r1")
     pid_file = json.loads((run_dir / "pid").read_text())
-    assert pid_file["shim"] == handle["shim"] and pid_file["pid"] == handle["pid"] != handle["shim"]
-    assert handle["proc_start"] == pid_file["proc_start"] and handle["proc_start"].isdigit()
+    assert pid_file["shim"] == handle.shim and pid_file["pid"] == handle.pid != handle.shim
+    assert handle.proc_start == pid_file["proc_start"] and handle.proc_start.isdigit()
 
     # follow, stop after the first chunk, then follow on from its offset: every line exactly once
     first = next(iter(ex.read_logs(handle, "0", follow=True)))
@@ -214,7 +215,7 @@ def test_missing_program_and_missing_snapshot(executor, tmp_path):
     handle = submit(ex, tmp_path, ["true"], run_id="r2", snapshot=tmp_path / "gone")
     state = finish(ex, handle)
     assert state.exit_code == 127
-    assert "cannot enter the snapshot dir" in (Path(handle["run_dir"]) / "stderr.log").read_text()
+    assert "cannot enter the snapshot dir" in (Path(handle.run_dir) / "stderr.log").read_text()
 
 
 def test_killed_by_a_signal_is_named(executor, tmp_path, shell):
@@ -228,13 +229,13 @@ def test_cancel_stops_the_whole_tree_within_the_grace(executor, tmp_path, shell)
     ex = executor
     # the experiment, a child of it and a grandchild: all in the experiment's own process group
     handle = submit(ex, tmp_path, ["sh", "-c", 'sh -c "sleep 300 & sleep 300" & sleep 300; wait'])
-    wait_for(lambda: len(_group(handle["pid"])) >= 4, timeout=10)
-    assert handle["shim"] not in _group(handle["pid"])  # the supervisor is outside the group it signals
+    wait_for(lambda: len(_group(handle.pid)) >= 4, timeout=10)
+    assert handle.shim not in _group(handle.pid)  # the supervisor is outside the group it signals
     assert ex.status(handle).state == "running"
     started = time.monotonic()
     ex.cancel(handle)
     assert time.monotonic() - started < rpe.CANCEL_GRACE
-    assert _group(handle["pid"]) == []
+    assert _group(handle.pid) == []
     state = ex.status(handle)
     assert (state.state, state.exit_code, state.reason) == ("exited", 143, "killed by signal 15 (SIGTERM)")
 
@@ -243,11 +244,11 @@ def test_cancel_kills_what_ignores_sigterm_after_the_grace(executor, tmp_path, m
     ex = executor
     monkeypatch.setattr(rpe, "CANCEL_GRACE", 1)
     handle = submit(ex, tmp_path, ["sh", "-c", 'trap "" TERM; sleep 300 & sleep 300; wait'])
-    wait_for(lambda: len(_group(handle["pid"])) >= 3, timeout=10)
+    wait_for(lambda: len(_group(handle.pid)) >= 3, timeout=10)
     started = time.monotonic()
     ex.cancel(handle)
     assert 1 <= time.monotonic() - started < 8
-    assert _group(handle["pid"]) == []
+    assert _group(handle.pid) == []
     state = ex.status(handle)
     assert (state.exit_code, state.reason) == (137, "killed by signal 9 (SIGKILL)")
 
@@ -255,16 +256,16 @@ def test_cancel_kills_what_ignores_sigterm_after_the_grace(executor, tmp_path, m
 def test_killed_supervisor_leaves_the_run_running_then_unknown(executor, tmp_path, shell):
     ex = executor
     handle = submit(ex, tmp_path, ["sh", "-c", "sleep 2; echo done"])
-    assert handle["proc_start"] == _start(handle["pid"]) and handle["shim_start"] == _start(handle["shim"])
-    os.kill(handle["shim"], signal.SIGKILL)
-    wait_for(lambda: _stat(handle["shim"]) is None or _stat(handle["shim"])[0] == "Z", timeout=10)
+    assert handle.proc_start == _start(handle.pid) and handle.shim_start == _start(handle.shim)
+    os.kill(handle.shim, signal.SIGKILL)
+    wait_for(lambda: _stat(handle.shim) is None or _stat(handle.shim)[0] == "Z", timeout=10)
     assert ex.status(handle).state == "running"
     assert list(ex.read_logs(handle, "0", follow=False)) == []
     chunks = list(ex.read_logs(handle, "0", follow=True))  # followed through the group to its end
     assert texts(b"".join(c.data for c in chunks)) == [("out", "done")] and chunks[-1].eof
     state = ex.status(handle)
     assert (state.state, state.exit_code, state.reason) == ("exited", None, SUPERVISOR_KILLED)
-    assert not (Path(handle["run_dir"]) / "exit_code").exists()
+    assert not (Path(handle.run_dir) / "exit_code").exists()
 
 
 def test_argv_env_and_gpus_reach_the_program_verbatim(executor, tmp_path, monkeypatch, shell):
@@ -279,7 +280,7 @@ def test_argv_env_and_gpus_reach_the_program_verbatim(executor, tmp_path, monkey
               'env > "$WORKBENCH_OUTPUT/env"')
     handle = submit(ex, tmp_path, ["sh", "-c", script, "argv0", *tricky], env=env, gpu_ids=["GPU-aa", "GPU-bb"])
     assert finish(ex, handle).exit_code == 0
-    out = Path(handle["run_dir"]) / "out"
+    out = Path(handle.run_dir) / "out"
     expected = [a.replace("{output}", str(out)) for a in tricky]
     assert (out / "args").read_text() == "".join(f"[{a}]\n" for a in expected)
     assert (out / "x").read_text() == env["WB_PARAM_X"]
@@ -307,9 +308,9 @@ def test_bad_env_name_is_one_line_and_starts_nothing(executor, tmp_path, name):
 def test_adopt_finds_a_run_by_its_dir(executor, tmp_path):
     ex = executor
     handle = submit(ex, tmp_path, ["sleep", "30"])
-    adopted = ex.adopt("r1", handle["run_dir"])
-    assert {k: adopted[k] for k in ("run_dir", "machine", "shim", "shim_start", "pid", "proc_start")} == \
-        {k: handle[k] for k in ("run_dir", "machine", "shim", "shim_start", "pid", "proc_start")}
+    adopted = ex.adopt("r1", handle.run_dir)
+    assert {k: getattr(adopted, k) for k in ("run_dir", "machine", "shim", "shim_start", "pid", "proc_start")} == \
+        {k: getattr(handle, k) for k in ("run_dir", "machine", "shim", "shim_start", "pid", "proc_start")}
     assert ex.status(adopted).state == "running"
     ex.cancel(adopted)
     assert ex.status(handle).reason == "killed by signal 15 (SIGTERM)"
@@ -322,13 +323,13 @@ def test_adopt_finds_a_run_by_its_dir(executor, tmp_path):
 def test_recycled_supervisor_pid_is_not_mistaken_for_the_run(executor, tmp_path):
     ex = executor
     handle = submit(ex, tmp_path, ["sh", "-c", "exit 0"])
-    assert handle["proc_start"] and handle["shim_start"]  # even of a child that ended at once
+    assert handle.proc_start and handle.shim_start  # even of a child that ended at once
     finish(ex, handle)
-    (Path(handle["run_dir"]) / "exit_code").unlink()
+    (Path(handle.run_dir) / "exit_code").unlink()
     # the recorded pids now name other processes (or none): another start time is another process
-    forged = {**handle, "shim": os.getpid(), "pid": os.getpid()}
+    forged = replace(handle, shim=os.getpid(), pid=os.getpid())
     assert ex.status(forged).reason == SUPERVISOR_KILLED
-    assert ex.status({**handle, "run_dir": str(tmp_path / "nothing")}).state == "missing"
+    assert ex.status(replace(handle, run_dir=str(tmp_path / "nothing"))).state == "missing"
 
 
 def test_a_program_named_with_parentheses_and_spaces(executor, tmp_path, shell):
@@ -338,13 +339,13 @@ def test_a_program_named_with_parentheses_and_spaces(executor, tmp_path, shell):
     snapshot.mkdir()
     (snapshot / "sl) 1 2 (x").symlink_to(shutil.which("sleep"))
     handle = submit(ex, tmp_path, ["./sl) 1 2 (x", "30"], snapshot=snapshot)
-    assert _stat(handle["pid"]) is not None
-    assert handle["proc_start"] == _start(handle["pid"])
-    os.kill(handle["shim"], signal.SIGKILL)
-    wait_for(lambda: _stat(handle["shim"]) is None or _stat(handle["shim"])[0] == "Z", timeout=10)
+    assert _stat(handle.pid) is not None
+    assert handle.proc_start == _start(handle.pid)
+    os.kill(handle.shim, signal.SIGKILL)
+    wait_for(lambda: _stat(handle.shim) is None or _stat(handle.shim)[0] == "Z", timeout=10)
     assert ex.status(handle).state == "running"  # found through its group, by its start time
     ex.cancel(handle)
-    assert _group(handle["pid"]) == []
+    assert _group(handle.pid) == []
     assert ex.status(handle).reason == SUPERVISOR_KILLED
 
 
@@ -352,7 +353,7 @@ def test_a_graceful_exit_on_cancel_keeps_its_own_exit_code(executor, tmp_path, s
     """SIGTERM reaches the supervisor first (a trap interrupts its wait): the exit code is the child's."""
     ex = executor
     handle = submit(ex, tmp_path, ["sh", "-c", 'trap "echo bye; exit 0" TERM; sleep 300 & wait'])
-    wait_for(lambda: len(_group(handle["pid"])) >= 2, timeout=10)
+    wait_for(lambda: len(_group(handle.pid)) >= 2, timeout=10)
     ex.cancel(handle)
     state = ex.status(handle)
     assert (state.state, state.exit_code, state.reason) == ("exited", 0, None)

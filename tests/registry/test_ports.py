@@ -12,7 +12,7 @@ import pytest
 
 from helpers import require
 from workbench.errors import WorkbenchError
-from workbench.registry import ports
+from workbench.serving import ports
 
 _MACHINES = str(Path(__file__).resolve().parents[1] / "machines")
 if _MACHINES not in sys.path:

@@ -16,8 +16,8 @@ import pytest
 
 from helpers import free_port, wait_for
 from workbench.errors import WorkbenchError
-from workbench.registry import proxy, serving, traffic
-from workbench.registry.health import local_http, local_probe
+from workbench.serving import proxy, serving, traffic
+from workbench.serving.health import local_http, local_probe
 
 SERVER = """
 import http.server, sys

@@ -20,8 +20,8 @@ import pytest
 
 from helpers import SAMPLES, free_port, wait_for
 from workbench.projects.spec import Smoke, load_spec
-from workbench.registry.health import TIMEOUT, local_http
-from workbench.registry.smoke import smoke_check
+from workbench.serving.health import TIMEOUT, local_http
+from workbench.serving.smoke import smoke_check
 
 ERROR = '{"error": "shapes (64,) and (32,) not aligned"}'
 ANSWERS = {  # path -> (status, body)

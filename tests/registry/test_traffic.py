@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.registry import traffic
-from workbench.registry.traffic import Counters
+from workbench.serving import traffic
+from workbench.serving.traffic import Counters
 
 PAGE = (Path(__file__).parents[1] / "fixtures" / "caddy_metrics.txt").read_text()
 

@@ -1,58 +1,12 @@
-"""`remote_env`: a real "remote GPU host" on this machine (a second Docker engine with a stand-in NVIDIA hook,
-reached only through sshd hosts whose sessions point DOCKER_HOST at it; see remote_hosts.py). Needs root,
-ip, iptables, dockerd, sshd and the main engine's busybox:latest: missing ones skip locally and fail under
-CI=true."""
+"""What every remote test shares beyond `remote_env` (the remote host env, a session fixture of tests/conftest.py,
+also used by the backend conformance suite): its detached followers and dispatchers stopped after each test."""
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-
-from helpers import GPU_FIXTURES, require
-from remote_hosts import (DOCKERD, SSHD, State, acquire_lock, build, clean_up_after_crashed_session,
-                          release_lock, tear_down)
-
-
-def _main_engine_has_busybox() -> str | None:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=30)
-        client.images.get("busybox:latest")
-        client.close()
-        return None
-    except Exception as exc:  # noqa: BLE001
-        return str(exc)
-
-
-@pytest.fixture(scope="session")
-def remote_env():
-    require(os.geteuid() == 0, "the remote host env needs root (bridge, iptables, network namespaces)")
-    for tool in ("ip", "iptables", "docker", "ssh", "ssh-keygen"):
-        require(shutil.which(tool) is not None, f"{tool} is not installed")
-    require(os.path.exists(DOCKERD), "dockerd (docker.io) is not installed")
-    require(os.path.exists(SSHD), "openssh-server (sshd) is not installed")
-    require(GPU_FIXTURES.is_dir(), f"GPU fixtures not found at {GPU_FIXTURES}")
-    problem = _main_engine_has_busybox()
-    require(problem is None, f"the main Docker engine or its busybox:latest is missing ({problem})")
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    lock = acquire_lock()
-    state, env = State(), None
-    try:
-        clean_up_after_crashed_session()
-        try:
-            env = build(state)
-        except Exception as exc:  # noqa: BLE001
-            require(False, f"cannot build the remote host env: {exc}")
-        yield env
-    finally:
-        try:
-            tear_down(env, state)
-        finally:
-            release_lock(lock)
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ import pytest
 
 from helpers import assert_one_line_error, dispatcher_pids, wait_for
 from remote_hosts import register
-from workbench.execution.ingest import lease_name
+from workbench.store.leases import lease_name
 
 pytestmark = pytest.mark.docker
 

@@ -12,7 +12,8 @@ from textual.widgets import DataTable, Static
 from textual.worker import WorkerCancelled, WorkerFailed
 
 from fixture_db import NOW
-from workbench.execution.ingest import PROGRESS_FILE, lease_name
+from workbench.execution.ingest import PROGRESS_FILE
+from workbench.store.leases import lease_name
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.dashboard import DashboardScreen
 from workbench.tui.screens.run_detail import RunDetailScreen

@@ -13,7 +13,8 @@ from textual.widgets import DataTable, Static
 from fixture_db import NOW
 from test_run_screens import until
 from workbench.tui.app import WorkbenchApp
-from workbench.tui.formatting import cell, elide, fit_items, metrics_cell, pairs, share_width
+from workbench.formatting import elide, fit_items, pairs, share_width
+from workbench.tui.cells import cell, metrics_cell
 
 PARAMS = {"lr": 0.001, "iterations": 2000, "batch_size": 40000, "momentum": 0.9}
 ITEMS = {"lr=0.001", "iterations=2000", "batch_size=40000", "momentum=0.9"}
@@ -184,7 +185,7 @@ async def test_empty_registry_screens_say_how_to_start(seeded, key, hint, needle
 
 def test_a_run_that_did_not_succeed_never_shows_a_pass_mark():
     """Older histories recorded verdicts for cancelled runs: the table never shows their ✓."""
-    from workbench.tui.formatting import metrics_cell
+    from workbench.tui.cells import metrics_cell
 
     summary = {"acc": 0.99}
     assert metrics_cell({"status": "succeeded", "verdict": "pass", "summary": summary}).plain.startswith("✓")

@@ -110,7 +110,7 @@ async def test_log_reads_only_a_bounded_tail_and_writes_it_in_batches(wb, monkey
 
 
 async def test_log_tail_never_sticks_on_a_line_longer_than_the_cap(wb):
-    from workbench.tui.screens.run_detail import LOG_TAIL_BYTES, read_log_tail
+    from workbench.services.log_tail import LOG_TAIL_BYTES, read_log_tail
 
     add_run(wb, "longline")
     path = wb.dirs.run_dir("longline") / "logs.txt"
@@ -366,7 +366,7 @@ async def test_sort_by_a_param_then_a_metric_with_missing_values_last(seeded):
 
 async def test_a_followed_run_is_only_read_never_ingested_by_the_detail(wb):
     """The 1 s refresh builds no ingestor (nor its thread pool) for a run that a follower owns."""
-    from workbench.execution.ingest import lease_name
+    from workbench.store.leases import lease_name
 
     add_run(wb, "followed", status="running")
     assert wb.store.acquire_lease(lease_name("followed"), "a-follower", ttl=60)

@@ -10,7 +10,7 @@ from textual.widgets import DataTable
 from fixture_db import NOW
 from test_run_screens import add_run, open_runs, settle
 from workbench.tui.app import WorkbenchApp
-from workbench.tui.formatting import short_value
+from workbench.formatting import short_value
 
 SIZE = (80, 24)
 

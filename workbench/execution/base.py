@@ -1,4 +1,7 @@
-"""The executor interface (docs/architecture.md): the seam for local Docker, SSH hosts, and later a cluster backend.
+"""The backend interface (docs/architecture.md): what services give a backend (Launch, Machine, BackendSettings),
+what they get back (Handle, RunState, Chunk), the abilities every backend has (Executor) and the optional ones
+a backend declares by having them (the capability protocols, asked with isinstance); and RunNotes, through
+which a backend that watches a scheduler reports what it sees (services record it: no backend writes runs).
 
 Nothing above this package assumes a run directory is on the local file system: logs and metrics are read
 through the executor from opaque offsets, artifacts are fetched into a destination.
@@ -6,18 +9,19 @@ through the executor from opaque offsets, artifacts are fetched into a destinati
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import os
 import posixpath
-import stat
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Protocol
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Protocol, runtime_checkable
 
 from workbench.execution.loglines import char_boundary
 from workbench.textsafe import log_text
+
+if TYPE_CHECKING:
+    from workbench.execution.backends.slurm import SlurmSettings
+    from workbench.execution.hosts import LocalHost, SshHost
+
+    Host = LocalHost | SshHost
 
 
 @dataclass
@@ -60,23 +64,143 @@ class Chunk:
     refused: str | None = None          # why the source was not read at all (e.g. it is a symbolic link)
 
 
-class Executor(Protocol):
-    name: str
-    host: Any                           # hosts.LocalHost or hosts.SshHost: where the run's files are
+@dataclass(frozen=True)
+class Handle:
+    """What a backend needs to find a run it started again (in this process or another): kept with the run
+    as a JSON record (`runs.handle`), so a field is never renamed, and one a backend does not use is None."""
+    run_dir: str                        # the run's dir on its machine
+    machine: str
+    container: str | None = None        # docker
+    job: str | None = None              # slurm: the job id (`<array id>_<task>` for an array task)
+    pid: int | None = None              # process: the experiment's pid, leader of its process group
+    proc_start: str | None = None       # ... and its /proc start time (a recycled pid has another)
+    shim: int | None = None             # process: the supervisor's pid
+    shim_start: str | None = None
+    started_at: float | None = None
 
-    def submit(self, launch: Launch) -> dict[str, Any]: ...
-    def status(self, handle: dict[str, Any]) -> RunState: ...
-    def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Handle":
+        """The handle a run record keeps (keys this version does not know are left out: an older or newer
+        database may hold them; one from before remote machines names none, and was this workstation's)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{"machine": "local", **{key: value for key, value in record.items() if key in known}})
+
+    def to_record(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+MachineKind = Literal["local", "ssh", "slurm"]
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where runs run, resolved once from its name: this workstation, a registered SSH host or a Slurm
+    cluster's login node (`config` is its registered configuration: target, dir, slurm settings)."""
+    name: str
+    kind: MachineKind
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def remote(self) -> bool:
+        return self.kind != "local"
+
+
+class RunNotes(Protocol):
+    """What a backend that watches a scheduler (Slurm) says about runs while it answers for them, and the
+    scheduler's answer it shares with other processes: implemented by services on the store (a backend never
+    writes run records itself)."""
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """The run's record (None when there is none: a job of another Workbench, a run deleted since)."""
+    def active_jobs(self, machine: str) -> dict[str, str]:
+        """job id -> run id, for the machine's queued and running runs."""
+    def event(self, run_id: str, kind: str, message: str) -> None: ...
+    def events(self, run_id: str, kind: str) -> list[dict[str, Any]]:
+        """The run's events of `kind` ({"ts", "kind", "message"}), oldest first."""
+    def set_status_reason(self, run_id: str, reason: str | None) -> None: ...
+    def set_gpus(self, run_id: str, gpus: list[str]) -> None:
+        """The GPUs the scheduler gave the run (recorded with it, as if placed)."""
+    def set_cancel_requested(self, run_id: str) -> None:
+        """The run was cancelled outside Workbench: it ends cancelled, not failed."""
+    def last_poll(self, machine: str) -> tuple[float, dict[str, dict[str, str]]] | None:
+        """(when, jobs) of the machine's last scheduler poll, shared by every Workbench process."""
+    def save_poll(self, machine: str, jobs: dict[str, dict[str, str]], polled_at: float) -> None: ...
+    def take_poll_lease(self, machine: str, ttl: float) -> str | None:
+        """The owner name of the machine's poll lease, now held, or None while another live process holds it."""
+    def release_poll_lease(self, machine: str, owner: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """What differs between backends beyond their machine and host (the host holds the runs root): this
+    Workbench's instance id (container labels, Slurm comments), how to reach the machine's Docker engine, the
+    Slurm settings of a cluster (else read from the machine's config) and where a backend reports what it sees."""
+    instance: str = ""
+    docker_client: Callable[[], Any] | None = None
+    slurm: "SlurmSettings | None" = None
+    notes: RunNotes | None = None
+
+
+class Executor(Protocol):
+    """Every ability services call on every backend: `Backend(machine, host, settings)` builds one."""
+    name: str                           # its kind, as runs record it (`runs.executor`)
+    machine: Machine
+    host: "Host"                        # where the run's files are (hosts.LocalHost or hosts.SshHost)
+
+    def submit(self, launch: Launch) -> Handle: ...
+    def status(self, handle: Handle) -> RunState: ...
+    def read_logs(self, handle: Handle, offset: str, follow: bool) -> Iterator[Chunk]:
         """Log records from `offset` as lines `<RFC3339 time> <out|err> <text>`; with `follow`, until the run ends.
         Only whole lines (a line still being written waits for its newline or the run's end, loglines.py); a
         chunk's offset is before any such line, so a read from it stores every line once."""
-    def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk: ...
-    def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
+    def read_metrics(self, handle: Handle, offset: str, limit: int, final: bool) -> Chunk: ...
+    def progress(self, handle: Handle, stop: threading.Event) -> Iterator[str]:
         """The line the run is redrawing now, each time it changes (text after the last newline, as a
         terminal shows it; "" once it is complete), until the run ends or `stop` is set."""
-    def cancel(self, handle: dict[str, Any]) -> None: ...
+    def cancel(self, handle: Handle) -> None: ...
     def list(self, labels: dict[str, str]) -> list[dict[str, Any]]: ...
-    def cleanup(self, handle: dict[str, Any]) -> None: ...
+    def cleanup(self, handle: Handle) -> None: ...
+
+
+# optional abilities, declared by the backends that have them and asked with isinstance ----------------------
+@runtime_checkable
+class Adopts(Protocol):
+    def adopt(self, run_id: str, run_dir: str) -> Handle | None:
+        """The handle of a run whose launcher died before recording it, found from its run dir (or labels, or
+        the scheduler); None when it never started."""
+
+
+@runtime_checkable
+class SubmitsMany(Protocol):
+    def submit_many(self, launches: list[Launch], max_parallel: int, group: str) -> list[Handle]:
+        """Runs of one group (a sweep) started together, at most `max_parallel` at a time (the scheduler keeps
+        to it); handles in the launches' order."""
+    def adopt_from_run_dir(self, run_id: str, run_dir: str) -> Handle | None:
+        """`adopt` for a run of such a group, from its run dir only (asking the scheduler per run finds none)."""
+
+
+@runtime_checkable
+class CancelsMany(Protocol):
+    def cancel_many(self, handles: list[Handle]) -> None: ...
+
+
+@runtime_checkable
+class HeldWhilePending(Protocol):
+    def held(self, handle: Handle) -> bool:
+        """The scheduler still holds the run: it has written nothing yet, and needs no follower."""
+
+
+@runtime_checkable
+class RunsInImage(Protocol):
+    """A backend whose runs are containers on the machine's engine: `list` finds them by label, and those no
+    active run owns are removed."""
+    def remove_orphans(self, containers: list[dict[str, Any]], active: set[str]) -> int: ...
+
+
+@runtime_checkable
+class PlacesGpusItself(Protocol):
+    """A backend whose scheduler picks a run's GPUs (nothing is picked or reserved here for it)."""
+    places_gpus_itself: bool
 
 
 METRICS_FILE = "metrics.jsonl"
@@ -111,110 +235,6 @@ def inside_out(rel: str) -> bool:
 
 def metrics_path(run_dir: str) -> str:
     return posixpath.join(run_dir, "out", METRICS_FILE)
-
-
-MAX_LINE = 64 << 20                     # a metric line up to this long is one line, read whole
-SKIPPED_LINE = b"<metric line over 64 MiB, skipped>\n"  # not JSON: the parser counts it as one bad line
-_TAIL = 64                              # bytes before an offset whose digest the offset keeps
-
-
-def read_file_from(path: Path, offset: str, limit: int, eof: bool) -> Chunk:
-    """Whole lines of a local file from an offset (a line still being written waits for its newline).
-
-    The offset is `<byte>:<digest of the up to 64 bytes before it>` (a bare `<byte>` is accepted): a file
-    that is shorter, or whose bytes there differ, was truncated or rewritten and is read again from its
-    start (`rewritten_at`). A line longer than `limit` is read whole up to MAX_LINE; a longer one becomes
-    SKIPPED_LINE, read through a block at a time (`:skip` marks an offset inside such a line). The file is
-    never opened through a symbolic link and must be a regular file (`refused` says why not)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # NONBLOCK: a fifo must not hang us
-    except FileNotFoundError:
-        return Chunk(b"", offset, eof)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return Chunk(b"", offset, eof, refused=f"{path.name} is a symbolic link; not followed")
-        raise
-    with open(fd, "rb") as fh:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return Chunk(b"", offset, eof, refused=f"{path.name} is not a regular file; not read")
-        return read_open_file(fh, info.st_size, offset, limit, eof)
-
-
-def read_open_file(fh: BinaryIO, size: int, offset: str, limit: int, eof: bool) -> Chunk:
-    """`read_file_from` on a file already opened (and checked to be a regular file) of `size` bytes: a local
-    file, or one on an SSH host read over SFTP."""
-    position, digest, skipping = _parse_offset(offset)
-    rewritten = None
-    if size < position or digest and _tail_digest(fh, position) != digest:
-        rewritten, position, skipping = position, 0, False
-    fh.seek(position)
-    if skipping and not _pass_line(fh, limit):
-        return _chunk(fh, b"", eof, rewritten, skipping=not eof)
-    start = fh.tell()
-    data = fh.read(limit)
-    if eof and len(data) < limit:
-        return _chunk(fh, data, True, rewritten)  # the run has ended: a last line without newline is a line
-    cut = data.rfind(b"\n") + 1
-    if cut:
-        fh.seek(start + cut)
-        return _chunk(fh, data[:cut], False, rewritten)
-    if len(data) < limit:  # a line still being written
-        fh.seek(start)
-        return _chunk(fh, b"", False, rewritten)
-    return _long_line(fh, start, data, limit, eof, rewritten)
-
-
-def _long_line(fh: BinaryIO, start: int, first: bytes, limit: int, eof: bool, rewritten: int | None) -> Chunk:
-    """The line at `start` is longer than one read (`first`): the whole line if it is at most MAX_LINE."""
-    parts, size = [first], len(first)
-    while size <= MAX_LINE:
-        block = fh.read(limit)
-        newline = block.find(b"\n")
-        if newline >= 0:
-            fh.seek(start + size + newline + 1)
-            if size + newline > MAX_LINE:
-                return _chunk(fh, SKIPPED_LINE, False, rewritten)
-            parts.append(block[:newline + 1])
-            return _chunk(fh, b"".join(parts), False, rewritten)
-        if not block:  # the file ends inside the line
-            if eof:
-                return _chunk(fh, b"".join(parts), True, rewritten)
-            fh.seek(start)
-            return _chunk(fh, b"", False, rewritten)  # still being written: wait for its newline
-        parts.append(block)
-        size += len(block)
-    ended = _pass_line(fh, limit)
-    return _chunk(fh, SKIPPED_LINE, eof and not ended, rewritten, skipping=not ended and not eof)
-
-
-def _pass_line(fh: BinaryIO, limit: int) -> bool:
-    """Reads on to just past the next newline (True) or to the end of the file (False), a block at a time."""
-    while block := fh.read(limit):
-        newline = block.find(b"\n")
-        if newline >= 0:
-            fh.seek(newline + 1 - len(block), os.SEEK_CUR)
-            return True
-    return False
-
-
-def _parse_offset(offset: str) -> tuple[int, str, bool]:
-    position, _, rest = (offset or "0").partition(":")
-    digest, _, state = rest.partition(":")
-    return int(position), digest, state == "skip"
-
-
-def _tail_digest(fh: BinaryIO, position: int) -> str:
-    start = max(0, position - _TAIL)
-    fh.seek(start)
-    return hashlib.blake2b(fh.read(position - start), digest_size=8).hexdigest()
-
-
-def _chunk(fh: BinaryIO, data: bytes, eof: bool, rewritten: int | None, skipping: bool = False) -> Chunk:
-    """The chunk ending at the file's current position, with that position's offset."""
-    position = fh.tell()
-    offset = f"{position}:{_tail_digest(fh, position)}" + (":skip" if skipping else "")
-    return Chunk(data, offset, eof, rewritten)
 
 
 def redrawn_tail(data: bytes) -> str:

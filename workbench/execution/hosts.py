@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import Chunk, read_file_from, read_open_file
+from workbench.execution.base import Chunk
+from workbench.execution.offsets import read_file_from, read_open_file
 
 if TYPE_CHECKING:
     import paramiko

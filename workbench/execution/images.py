@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from workbench.errors import WorkbenchError
+from workbench.formatting import EngineOutput, human_bytes
 from workbench.projects.dockerfile import instructions
 
 Progress = Callable[[str], None]
@@ -17,11 +18,6 @@ INSTANCE_LABEL = "workbench.instance"
 # (projects/dockerfile.py: the Dockerfile and the files its COPY/ADD lines take).
 BUILT_TAG = re.compile(r"^workbench/[^:@\s]+:[0-9a-f]{16}$")
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
-
-
-class EngineOutput(str):
-    """A line the engine printed (a build's output), escape sequences and all: a front end keeps its colours
-    on a terminal (`textsafe.coloured_text`) and strips them elsewhere (`textsafe.log_text`)."""
 
 
 class BuildFailed(WorkbenchError):
@@ -301,14 +297,6 @@ IMAGE_EVENT = "image"  # a run event: "<ref> <image id>: <N> bytes (<human>)", r
 _IMAGE_BYTES = re.compile(r": (\d+) bytes\b")
 
 
-def human_bytes(count: int) -> str:
-    if count >= 1 << 30:
-        return f"{count / 2**30:.1f} GiB"
-    if count >= 1 << 20:
-        return f"{count / 2**20:.1f} MiB"
-    return f"{count / 2**10:.1f} KiB"
-
-
 def image_size(client: Any, image_id: str) -> int:
     """What the image holds (all its layers, base layers included), as the engine reports it."""
     return int(client.api.inspect_image(image_id).get("Size") or 0)
@@ -338,9 +326,8 @@ def run_image_size(store: Any, run: dict[str, Any]) -> int | None:
         return None
     size = recorded_size(run.get("events") or [], image_id)
     if size is None:
-        rows = store.query("SELECT kind, message FROM events WHERE kind = ? AND message LIKE ? ORDER BY id DESC LIMIT 1",
-                           (IMAGE_EVENT, f"% {image_id}: %"))
-        size = recorded_size([dict(r) for r in rows], image_id)
+        event = store.last_event_containing(IMAGE_EVENT, f" {image_id}: ")
+        size = recorded_size([event] if event else [], image_id)
     return size
 
 

@@ -10,70 +10,26 @@ from __future__ import annotations
 
 import os
 import posixpath
-import socket
 import threading
 import time
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import METRICS_FILE, Executor, RunState, inside_out, out_dir
+from workbench.execution.base import METRICS_FILE, Executor, Handle, RunState, inside_out, out_dir
 from workbench.execution.metrics_parser import parse_metric_lines
 from workbench.projects.checks import Check, evaluate
 from workbench.store import Store
-from workbench.store.ingest import Lease, LeaseLost, Offset
+from workbench.store.ingest import Offset
+from workbench.store.leases import Lease, LeaseLost, lease_name, lease_ttl, new_owner
 
-LEASE_TTL = 15.0  # seconds; WORKBENCH_LEASE_TTL overrides it (tests, or a slow shared file system)
 METRIC_CHUNK = 1 << 20
 POLL = 0.2
 
 LogSink = Callable[[bytes], None]
 ProgressSink = Callable[[str], None]
 PROGRESS_FILE = "progress.txt"  # the line a live run is redrawing now (a tqdm bar); never part of the history
-
-
-def lease_ttl() -> float:
-    """How long an ingestion lease lasts unrenewed: how soon a dead follower's run is taken over."""
-    try:
-        return max(1.0, float(os.environ.get("WORKBENCH_LEASE_TTL", LEASE_TTL)))
-    except ValueError:
-        return LEASE_TTL
-
-
-def new_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_gone(owner: str) -> bool:
-    """The holder named by `owner` (new_owner's form) was a process on this machine that no longer
-    exists: killed with -9, or a CLI that exited while a daemon thread held the lease."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _zombie(int(pid))
-
-
-def _zombie(pid: int) -> bool:
-    """A process that was killed but not yet reaped still answers kill(pid, 0): where no init reaps orphans
-    (a container's PID 1), a follower killed with -9 would hold its run's lease as a zombie until it lapsed."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except (OSError, IndexError):
-        return False
-
-
-def lease_name(run_id: str) -> str:
-    return f"ingest:{run_id}"
 
 
 class RunIngestor:
@@ -83,7 +39,7 @@ class RunIngestor:
         self.executor = executor
         self.run = run
         self.seq = run["seq"]
-        self.handle = run["handle"]
+        self.handle = Handle.from_record(run["handle"]) if run.get("handle") else None
         self.run_dir = run_dir
         self.owner = owner or new_owner()
         self._log_lock = threading.Lock()
@@ -296,7 +252,7 @@ class RunIngestor:
         as links, never followed). On a remote machine the spec's declared artifacts are also copied into the
         workstation's run dir (`out/`); the rest stays there, listed (`workbench runs pull` fetches it)."""
         host = self.executor.host
-        out = out_dir(self.handle["run_dir"])
+        out = out_dir(self.handle.run_dir)
         skipped: list[str] = []
         listed = [row for row in host.list_outputs(out, skipped) if row[0] != METRICS_FILE]
         self.store.set_artifacts(self.seq, listed)

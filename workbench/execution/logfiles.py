@@ -8,7 +8,7 @@ import time
 from typing import Callable, Iterator
 
 from workbench.execution.base import Chunk
-from workbench.execution.logformat import format_line, now_stamp
+from workbench.logformat import format_line, now_stamp
 from workbench.execution.loglines import LineAssembler
 
 LOG_FILES = (("out", "stdout.log"), ("err", "stderr.log"))

@@ -1,33 +1,38 @@
 """The facade both front ends use: launch, wait/follow, cancel, rerun, remove, gc, reconcile, doctor, and the
 reads the TUI's screens make. Each method hands its work to the module of its use case (launch.py, runs.py,
-reconcile.py, ...); the modules see the facade only through `context.Services`.
+reconcile.py, ...); the modules see the facade only through `context.Services`. The CLI and the app go
+through it alone: neither touches the store, an executor or a run's folder (import-linter, tests/test_architecture.py).
 
 Blocking by design (Docker, SQLite, files): the CLI calls it directly, the TUI from worker threads.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from workbench.dirs import Dirs, resolve_dirs
 from workbench.execution.base import Executor
+from workbench.execution.images import run_image_size as image_size_from_records
 from workbench.execution.ingest import RunIngestor
 from workbench.machines.gpus import GpuProbe, nvml_inventory
-from workbench.projects.spec import Experiment, ProjectSpec
-from workbench.services import gc as gc_
+from workbench.projects.spec import Experiment, ProjectSpec, load_spec
+from workbench.services import compare as compare_, dispatch as dispatch_, gc as gc_, slurm, sweeps as sweeps_
+from workbench.services import dispatch_trigger
 from workbench.services import images, launch as launch_, machines, projects as projects_, reconcile as reconcile_
-from workbench.services import runs
+from workbench.services import runs as runs_
 from workbench.services.context import Progress
 from workbench.services.executors import LOCAL, Executors
 from workbench.services.git_state import GIT_DIFF_LIMIT, UNTRACKED_LISTED, git_state as _git_state
 from workbench.services.launch import LAUNCH_LEASE_RENEW, LAUNCH_LEASE_TTL
+from workbench.services.log_tail import LOG_TAIL_LINES, LogChunk, read_log_tail
 from workbench.services.machines import HISTORY_WINDOW
 from workbench.services.runs import ENGINE_RETRY_MAX
-from workbench.store import Store, open_store
+from workbench.store import Store, cost, open_store
 
 if TYPE_CHECKING:
-    from workbench.machines.hostkeys import HostKeyStore
+    from workbench.machines.hostkeys import HostKeyStore, Verdict
     from workbench.machines.local import LocalSample
     from workbench.machines.ssh import SSHTarget
     from workbench.machines.telemetry import Fleet
@@ -92,11 +97,14 @@ class Workbench:
 
     def project_costs(self) -> dict[str, float]:
         """What each project's runs cost so far, by project name (projects whose runs had no rate: absent)."""
-        import time
         return self.store.costs_by_project(time.time())
 
     def project_names(self) -> list[str]:
         return self.store.project_names()
+
+    def read_spec(self, path: str) -> ProjectSpec:
+        """The project's workbench.toml as it is now (read at each call; SpecError when it does not load)."""
+        return load_spec(path)
 
     # machines -------------------------------------------------------------------------------------
     def hostkeys(self) -> "HostKeyStore":
@@ -117,6 +125,15 @@ class Workbench:
 
     def list_machines(self) -> list[dict[str, Any]]:
         return machines.list_machines(self)
+
+    def host_key(self, name: str) -> "Verdict":
+        """The key the SSH host NAME presents now, checked against the known keys (no authentication). Network
+        I/O: the app calls it from a worker thread."""
+        from workbench.machines.ssh import fetch_host_key  # paramiko: imported only when a host is asked
+
+        target = self.machine_target(name)
+        known = self.hostkeys()
+        return known.check(target.hostname, target.port, fetch_host_key(target, known))
 
     def trust_machine(self, name: str, fingerprint: str | None = None,
                       confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
@@ -146,29 +163,24 @@ class Workbench:
 
     def dispatch(self) -> int:
         """Starts queued runs as machines free up, until the queue is empty (one dispatcher at a time)."""
-        from workbench.services.dispatch import dispatch
-        return dispatch(self, self.follow_in_background)
+        return dispatch_.dispatch(self, self.follow_in_background)
 
     def ensure_dispatcher(self) -> None:
-        from workbench.services.dispatch import ensure_dispatcher
-        ensure_dispatcher(self)
+        dispatch_trigger.ensure_dispatcher(self)
 
     def sweep(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
               machine: str | None = None, executor: str | None = None, priority: int = 0) -> dict[str, Any]:
-        from workbench.services.sweeps import start_sweep
-        return start_sweep(self, path, experiment, overrides, machine=machine, executor=executor, priority=priority)
+        return sweeps_.start_sweep(self, path, experiment, overrides, machine=machine, executor=executor,
+                                   priority=priority)
 
     def sweeps(self) -> list[dict[str, Any]]:
-        from workbench.services.sweeps import sweep_summary
-        return [sweep_summary(self, s) for s in self.store.sweeps()]
+        return [sweeps_.sweep_summary(self, s) for s in self.store.sweeps()]
 
     def sweep_summary(self, ref: str) -> dict[str, Any]:
-        from workbench.services.sweeps import sweep_summary
-        return sweep_summary(self, self.store.get_sweep(ref))
+        return sweeps_.sweep_summary(self, self.store.get_sweep(ref))
 
     def cancel_sweep(self, ref: str) -> dict[str, Any]:
-        from workbench.services.sweeps import cancel_sweep
-        return cancel_sweep(self, ref)
+        return sweeps_.cancel_sweep(self, ref)
 
     # models ----------------------------------------------------------------------------------------
     def register_model(self, run: str, artifact: str, name: str, force: bool = False) -> dict[str, Any]:
@@ -199,8 +211,7 @@ class Workbench:
 
     def cluster(self, machine: str) -> dict[str, Any]:
         """A Slurm machine's partitions: nodes by state, GPUs and GPUs in use (sinfo, at most once a poll)."""
-        from workbench.services.slurm import cluster
-        return cluster(self, machine)
+        return slurm.cluster(self, machine)
 
     def has_deployments(self) -> bool:
         return self.store.has_live_deployments()
@@ -242,8 +253,7 @@ class Workbench:
 
     def compare(self, refs: list[str], buckets: int = 120) -> dict[str, Any]:
         """Runs side by side: differing params, each metric's last/best (best run marked), checks, curves."""
-        from workbench.services.compare import compare
-        return compare(self, refs, buckets)
+        return compare_.compare(self, refs, buckets)
 
     def queue(self) -> list[dict[str, Any]]:
         """The runs waiting for a machine, in the order the dispatcher takes them."""
@@ -268,36 +278,67 @@ class Workbench:
 
     def wait(self, ref: str, sink: Callable[[bytes], None] | None = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-        return runs.wait(self, ref, sink, progress)
+        return runs_.wait(self, ref, sink, progress)
 
     def follow(self, ref: str) -> dict[str, Any]:
         """The background follower's work: `wait`, unless another live process follows the run already."""
-        return runs.wait(self, ref, give_way_after=runs.GIVE_WAY_AFTER)
+        return runs_.wait(self, ref, give_way_after=runs_.GIVE_WAY_AFTER)
 
     def follow_in_background(self, run_id: str) -> None:
-        runs.follow_in_background(self, run_id)
+        runs_.follow_in_background(self, run_id)
 
     def logs(self, ref: str, follow: bool = False, poll: float = 0.2,
              on_progress: Callable[[str], None] | None = None) -> Iterator[bytes]:
-        return runs.logs(self, ref, follow, poll, on_progress)
+        return runs_.logs(self, ref, follow, poll, on_progress)
 
     def progress_line(self, ref: str) -> str | None:
-        return runs.progress_line(self, ref)
+        return runs_.progress_line(self, ref)
 
     def refresh_run(self, ref: str) -> None:
-        runs.refresh_run(self, ref)
+        runs_.refresh_run(self, ref)
+
+    def run(self, ref: str) -> dict[str, Any]:
+        """The run's stored record (a ref as every command takes it: an id, or a unique prefix of one)."""
+        return self.store.get_run(ref)
+
+    def runs(self, *, limit: int | None = 100, status: str | None = None, project: str | None = None,
+             experiment: str | None = None) -> list[dict[str, Any]]:
+        """The newest runs first, filtered (`runs list`)."""
+        return self.store.list_runs(limit=limit, status=status, project=project, experiment=experiment)
+
+    def runs_json(self, *, limit: int | None = 100, status: str | None = None, project: str | None = None,
+                  experiment: str | None = None) -> str:
+        """`runs` as one JSON array, built in SQL (see Store.list_runs_json): `runs list --json`."""
+        return self.store.list_runs_json(limit=limit, status=status, project=project, experiment=experiment,
+                                         now=time.time())
+
+    def run_image_size(self, run: dict[str, Any]) -> int | None:
+        """The bytes of the run's image, from its records alone (no engine asked); None when unknown."""
+        return image_size_from_records(self.store, run)
+
+    def run_out_dir(self, ref: str) -> Path:
+        """The run's output folder on this workstation (what `runs pull` copies into)."""
+        return self.dirs.run_dir(self.store.get_run(ref)["id"]) / "out"
+
+    def run_cost(self, run: dict[str, Any], now: float) -> float | None:
+        """What the run cost until `now` (or its end) at its machine's rate; None without a rate."""
+        return cost.run_cost(run, now)
+
+    def run_log_tail(self, run_id: str, offset: int, max_lines: int = LOG_TAIL_LINES) -> LogChunk:
+        """The run's stored log lines from byte `offset` on, at most its newest (see log_tail.read_log_tail)."""
+        return read_log_tail(self.dirs.run_dir(run_id) / "logs.txt", offset, max_lines=max_lines)
 
     def show_record(self, ref: str) -> dict[str, Any]:
-        return runs.show_record(self, ref)
+        return runs_.show_record(self, ref)
 
     def show(self, ref: str) -> dict[str, Any]:
-        return runs.show(self, ref)
+        return runs_.show(self, ref)
 
     def is_followed(self, run_id: str) -> bool:
-        return runs.is_followed(self, run_id)
+        return runs_.is_followed(self, run_id)
 
     def metric_series(self, run: dict[str, Any], buckets: int) -> dict[str, dict[str, Any]]:
-        return runs.metric_series(self, run, buckets)
+        return runs_.metric_series(self, run, buckets)
 
     def run_page(self, *, limit: int | None = 100, offset: int = 0, sort: str = "created", descending: bool = True,
                  status: str | None = None, project: str | None = None, text: str | None = None
@@ -316,21 +357,21 @@ class Workbench:
         return self.store.count_matching(status=status, project=project, text=text)
 
     def dashboard(self) -> dict[str, Any]:
-        return runs.dashboard(self)
+        return runs_.dashboard(self)
 
     # control --------------------------------------------------------------------------------------
     def cancel(self, ref: str) -> dict[str, Any]:
-        return runs.cancel(self, ref)
+        return runs_.cancel(self, ref)
 
     def gpu_holders(self) -> dict[tuple[str, str], str]:
         """(machine, GPU uuid) -> the active run holding that GPU."""
-        return runs.gpu_holders(self)
+        return runs_.gpu_holders(self)
 
     def pull(self, ref: str, paths: list[str] | None = None) -> list[tuple[str, int]]:
-        return runs.pull(self, ref, paths)
+        return runs_.pull(self, ref, paths)
 
     def remove(self, ref: str, force: bool = False) -> str:
-        return runs.remove(self, ref, force)
+        return runs_.remove(self, ref, force)
 
     def gc(self) -> dict[str, Any]:
         return gc_.gc(self)

@@ -31,6 +31,7 @@ class Services(Protocol):
     def launch(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
                machine: str = "local", executor: str | None = None) -> dict[str, Any]: ...
     def cancel(self, ref: str) -> dict[str, Any]: ...
+    def pull(self, ref: str, paths: list[str] | None = None) -> object: ...  # a remote run's output files, fetched
     def local_machine(self) -> Any: ...
     def list_machines(self) -> list[dict[str, Any]]: ...
     # launch.py calls it through the facade, so a test can stand in for the image step of one Workbench
@@ -47,18 +48,6 @@ def start_detached(wb: Services, args: list[str], errors: Path) -> None:
         env={**os.environ, "WORKBENCH_HOME": str(wb.dirs.data)} if wb.dirs.data == wb.dirs.config else None)
 
 
-def live_holder(store: Store, lease: str) -> str | None:
-    """Who holds `lease`; a holder that was a process here and is gone (killed) has it freed first, so it is
-    replaced now rather than when its lease lapses."""
-    from workbench.execution.ingest import owner_gone
-
-    holder = store.lease_holder(lease)
-    if holder and owner_gone(holder):
-        store.release_lease(lease, holder)  # only if still that dead owner's
-        return None
-    return holder
-
-
 def warn(wb: Services, run_id: str, message: str) -> None:
     """Said to the user now and kept with the run."""
     wb.progress(f"warning: {message}")
@@ -69,7 +58,3 @@ def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:160] if text else type(exc).__name__
 
-
-def recorded_image_ids(store: Store) -> set[str]:
-    """Every image id a run of this data dir recorded."""
-    return {r[0] for r in store.query("SELECT DISTINCT image_id FROM runs WHERE image_id IS NOT NULL")}

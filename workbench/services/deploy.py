@@ -18,22 +18,27 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
-from workbench.registry import ports, serving
+from workbench.projects.snapshot import snapshot_lock, take_snapshot
+from workbench.projects.spec import load_spec, substitute
 from workbench.registry.models import check_name
+from workbench.serving import ports, proxy, serving
 from workbench.services import models
 from workbench.services.context import Services, first_line
 from workbench.services.deploy_base import (Target, check_lease, counters_now, engine_errors, event, get_record, hold,
                                             holding, quietly, release, remove_container, retire, serve_only,
-                                            smoke_json, smoke_of, token, wait_ready)
+                                            smoke_json, smoke_of, token, token_path, wait_ready)
+from workbench.services.deploy_canary import end_canary, start_canary
 from workbench.services.deploy_reconcile import reconcile
+from workbench.services.deploy_traffic import traffic_of
+from workbench.services.deploy_watch import canary_note, ensure_watcher
+from workbench.services.images import image_for
+from workbench.services.launch import pick_gpus
 
 DEFAULT_PORT = 8080
 ROLLBACK_TIMEOUT = 120.0  # the kept version loaded its model once already
 
 
 def _spec_of(version: dict[str, Any]) -> Any:
-    from workbench.projects.spec import load_spec
-
     lineage = version["lineage"]
     path = lineage["project_path"]
     if not Path(path).is_dir():
@@ -114,8 +119,6 @@ def deploy(wb: Services, ref: str, machine: str, *, port: int | None = None, nam
 def _forget(wb: Services, machine: str, name: str) -> None:
     """A first deploy refused before its version served: the record, its events, and what it made on the
     machine (its network, a proxy that never served, a token) go; `deployments list` never shows it."""
-    from workbench.services.deploy_base import token_path
-
     try:
         target = Target(wb, machine)
         quietly(remove_container, target.client, serving.proxy_name(wb.store.instance, name))
@@ -148,11 +151,6 @@ def _settle_refused(wb: Services, name: str, current: dict[str, Any], before: di
 def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, name: str, machine: str, port: int,
             bind: str, stop_first: bool, canary: int | None, canary_for: float, max_error_rate: float, owner: str,
             keeper: Any, state: dict[str, Any]) -> dict[str, Any]:
-    from workbench.projects.snapshot import snapshot_lock, take_snapshot
-    from workbench.projects.spec import substitute
-    from workbench.registry import proxy
-    from workbench.services.images import image_for
-
     d = spec.deploy
     label = f"{version['name']}:{version['version']}"
     target = Target(wb, machine)
@@ -236,10 +234,9 @@ def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, 
     check_lease(keeper, name)
     _take_auth(wb, record, d.auth)  # the endpoint asks for a token (or stops asking) from this switch on
     if canary is not None:
-        from workbench.services.deploy_canary import start_canary
-
-        return start_canary(wb, target, record, container, version["version"], canary, canary_for, max_error_rate,
-                            took)
+        start_canary(wb, target, record, container, version["version"], canary, canary_for, max_error_rate, took)
+        quietly(ensure_watcher, wb)
+        return show(wb, name, check=False)
     serve_only(wb, target, record, container, version["version"])
     wb.store.set_target_state(name, container_name, "live")
     wb.store.update_deployment(name, live_version=version["version"], live_container=container_name,
@@ -278,8 +275,6 @@ def _take_auth(wb: Services, record: dict[str, Any], auth: str) -> None:
 
 def _watched(wb: Services) -> None:
     """A live deployment is watched from now on (health, traffic, canaries), with no command to run."""
-    from workbench.services.deploy_watch import ensure_watcher
-
     quietly(ensure_watcher, wb)
 
 
@@ -298,8 +293,6 @@ def start_version(wb: Services, target: Target, name: str, container_name: str, 
 def _discard(wb: Services, machine: str, name: str, container_name: str, live_name: str | None) -> bool:
     """Removes a container that never served, the proxy kept on `live_name` (False when the machine does
     not answer)."""
-    from workbench.registry import proxy
-
     try:
         target = Target(wb, machine)
         proxy_container = target.proxy(name)
@@ -326,8 +319,6 @@ def _gpus_for(wb: Services, target: Target, record: dict[str, Any], count: int, 
             wb.progress(f"{record['name']}: --stop-first has nothing to free (the deployment holds no GPUs): "
                         "switching with both versions up")
         return []
-    from workbench.services.launch import pick_gpus
-
     try:
         return [g.uuid for g in pick_gpus(wb, count, target.machine).gpus]
     except WorkbenchError as exc:
@@ -384,10 +375,8 @@ def rollback_target(targets: list[dict[str, Any]]) -> dict[str, Any] | None:
 def _rollback(wb: Services, name: str, owner: str, keeper: Any, fresh: dict[str, Any]) -> dict[str, Any]:
     record = reconcile(wb, get_record(wb, name), quiet=True, owner=owner)
     if record.get("canary"):
-        from workbench.services.deploy_canary import end_canary
-
-        return end_canary(wb, Target(wb, record["machine"]), record, promote=False, why="rolled back by hand",
-                          keeper=keeper)
+        end_canary(wb, Target(wb, record["machine"]), record, promote=False, why="rolled back by hand", keeper=keeper)
+        return show(wb, name, check=False)
     back = rollback_target(wb.store.targets(name))
     if back is None:
         raise WorkbenchError(f"deployment {name} has no earlier version kept to go back to")
@@ -433,8 +422,6 @@ def _rollback(wb: Services, name: str, owner: str, keeper: Any, fresh: dict[str,
 
 def promote(wb: Services, name: str) -> dict[str, Any]:
     """Ends the deployment's canary now, promoting it (the figures so far are recorded with it)."""
-    from workbench.services.deploy_canary import end_canary
-
     record = get_record(wb, name)
     if not record.get("canary"):
         raise WorkbenchError(f"deployment {name} has no canary to promote",
@@ -446,8 +433,8 @@ def promote(wb: Services, name: str) -> dict[str, Any]:
             raise WorkbenchError(f"deployment {name}'s canary was decided meanwhile (see `workbench deployments "
                                  f"show {name}`)")
         with engine_errors(record["machine"], f"{name}: promote"):
-            return end_canary(wb, Target(wb, record["machine"]), record, promote=True, why="promoted by hand",
-                              keeper=keeper)
+            end_canary(wb, Target(wb, record["machine"]), record, promote=True, why="promoted by hand", keeper=keeper)
+            return show(wb, name, check=False)
     finally:
         release(wb, name, owner, keeper)
 
@@ -494,8 +481,6 @@ def _image_there(target: Target, image: str) -> bool:
 
 
 def deployments(wb: Services, check: bool = True) -> list[dict[str, Any]]:
-    from workbench.services.deploy_watch import ensure_watcher
-
     try:
         for note in ensure_watcher(wb):  # a canary held while no watcher ran: said here, at the next look
             wb.progress(note)
@@ -510,8 +495,6 @@ def deployments(wb: Services, check: bool = True) -> list[dict[str, Any]]:
 def _summary(wb: Services, record: dict[str, Any]) -> dict[str, Any]:
     """The record with its endpoint, last switch and `rollback_to` (the version `rollback` brings back, by
     `rollback_target`; None when none is kept), for `deployments list|show` and the app."""
-    from workbench.services.deploy_watch import canary_note
-
     events = wb.store.deployment_events(record["name"], limit=50)
     switches = [e for e in events if e["kind"] in ("deploy", "switch", "rollback", "canary-promoted",
                                                     "canary-rolled-back")]
@@ -535,9 +518,6 @@ def _summary(wb: Services, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def show(wb: Services, name: str, check: bool = True, traffic: bool = True) -> dict[str, Any]:
-    from workbench.services.deploy_traffic import traffic_of
-    from workbench.services.deploy_watch import ensure_watcher
-
     record = get_record(wb, name)
     if check:
         quietly(ensure_watcher, wb)
@@ -577,8 +557,6 @@ def stop(wb: Services, name: str, remove: bool = False) -> dict[str, Any]:
 
 
 def _stop(wb: Services, record: dict[str, Any], remove: bool) -> dict[str, Any]:
-    from workbench.services.deploy_base import token_path
-
     name = record["name"]
     target = Target(wb, record["machine"])
     names = [serving.proxy_name(wb.store.instance, name)] + [t["container"] for t in wb.store.targets(name)]

@@ -15,13 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from workbench.errors import WorkbenchError
+from workbench.errors import NotFound, WorkbenchError
 from workbench.execution.hosts import sha256_on_host
-from workbench.execution.ingest import new_owner
-from workbench.execution.lease_keeper import LeaseKeeper
-from workbench.registry import proxy, serving
-from workbench.registry.health import local_http, local_probe, ssh_http, ssh_probe
+from workbench.projects.spec import Smoke
+from workbench.serving import ports, proxy, serving, traffic
+from workbench.serving.health import local_http, local_probe, ssh_http, ssh_probe
+from workbench.serving.smoke import smoke_check
 from workbench.services.context import Services
+from workbench.store.leases import LeaseKeeper, new_owner
 
 DRAIN_SECONDS = 2.0     # after a switch, requests already sent to the old version finish before it stops
 LEASE_TTL, LEASE_RENEW = 8.0, 2.0
@@ -106,8 +107,6 @@ class Target:
 
     def holder_of(self, bind: str, port: int) -> str | None:
         """The address of the machine that holds `port` where the proxy would listen (None: free)."""
-        from workbench.registry import ports
-
         if not self.remote:
             return ports.holder_here(bind, port)
         return ports.holder_on_host(self.wb.executors.connection(self.machine), bind, port)
@@ -183,8 +182,6 @@ def event(wb: Services, name: str, kind: str, message: str, **versions: Any) -> 
 
 
 def get_record(wb: Services, name: str) -> dict[str, Any]:
-    from workbench.errors import NotFound
-
     record = wb.store.get_deployment(name)
     if record is None:
         known = ", ".join(d["name"] for d in wb.store.deployments()) or "none yet"
@@ -258,8 +255,6 @@ def remember_proxy(wb: Services, record: dict[str, Any], where: str | None) -> N
 def read_counters(wb: Services, target: Target, record: dict[str, Any]) -> dict[str, Any]:
     """The proxy's counters per server (traffic.Counters), read at its remembered address, or (when that
     does not answer: a restart may have moved it) at the address the engine gives now."""
-    from workbench.registry import traffic
-
     where = record.get("proxy_address")
     text = serving.metrics_at(target.http, where) if where else None
     if text is None:
@@ -282,8 +277,6 @@ def serve_only(wb: Services, target: Target, record: dict[str, Any], container: 
 # --- readiness -----------------------------------------------------------------------------------------------
 
 def smoke_of(launch: dict[str, Any] | None) -> Any | None:
-    from workbench.projects.spec import Smoke
-
     raw = (launch or {}).get("smoke")
     if not raw:
         return None
@@ -301,8 +294,6 @@ def smoke_json(smoke: Any | None) -> dict[str, Any] | None:
 def wait_ready(wb: Services, target: Target, container: Any, timeout: float, smoke: Any | None) -> float:
     """Seconds until the new version answered its health path with 200 and then passed its smoke request,
     asked directly (no caller sees it yet); raises with what it got otherwise."""
-    from workbench.registry.smoke import smoke_check
-
     took = serving.wait_healthy(container, target.probe, timeout, wb.progress)
     if smoke is None:
         return took
@@ -355,8 +346,6 @@ def retire(wb: Services, target: Target, name: str, container_name: str, *, drai
 
 def counters_now(wb: Services, target: Target, record: dict[str, Any]) -> dict[str, Any] | None:
     """The proxy's counters per server, as JSON (None when it does not answer)."""
-    from workbench.registry import traffic
-
     try:
         servers = read_counters(wb, target, get_record(wb, record["name"]))
     except Exception:  # noqa: BLE001 - figures are extra: a switch never fails for them

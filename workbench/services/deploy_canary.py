@@ -11,7 +11,7 @@ import time
 from typing import Any, Callable
 
 from workbench.errors import WorkbenchError
-from workbench.registry import serving, traffic
+from workbench.serving import serving, traffic
 from workbench.services.context import Services
 from workbench.services.deploy_base import (Target, apply_plan, backend, counters_now, event, get_record,
                                             plan_for, quietly, read_counters, release, remove_container, retire, serve_only,
@@ -23,11 +23,9 @@ NOTHING = traffic.Counters(0, 0, (), 0.0)  # a version no request reached yet
 
 
 def start_canary(wb: Services, target: Target, record: dict[str, Any], container: Any, version: int, share: int,
-                 window: float, max_error_rate: float, took: float) -> dict[str, Any]:
-    """`container` (ready) gets `share` percent of requests; the watcher takes it from here."""
-    from workbench.services.deploy import show
-    from workbench.services.deploy_watch import ensure_watcher
-
+                 window: float, max_error_rate: float, took: float) -> None:
+    """`container` (ready) gets `share` percent of requests; the deployment watcher takes it from here (the
+    caller makes sure one runs)."""
     name = record["name"]
     network = target.network(name)
     live = serving.get(target.client, record["live_container"])
@@ -42,8 +40,6 @@ def start_canary(wb: Services, target: Target, record: dict[str, Any], container
     event(wb, name, "canary", f"{name}: v{version} (ready after {took:.1f} s) gets {share}% of requests for "
           f"{window:g} s, v{record['live_version']} the rest; rolled back by itself above {max_error_rate:g}% errors",
           from_version=record["live_version"], to_version=version)
-    quietly(ensure_watcher, wb)
-    return show(wb, name, check=False)
 
 
 def _delta(servers: dict[str, traffic.Counters], baseline: dict[str, Any] | None, version: int) -> traffic.Counters:
@@ -67,9 +63,9 @@ def _figures(servers: dict[str, traffic.Counters], c: dict[str, Any], live_versi
 
 
 def judge(wb: Services, target: Target, record: dict[str, Any], servers: dict[str, traffic.Counters],
-          health_of: Callable[[str], tuple[str, str]]) -> Any:
-    """The watcher's look at a canary: None while it goes on (or while another Workbench holds the
-    deployment); else the deployment after the verdict was carried out."""
+          health_of: Callable[[str], tuple[str, str]]) -> bool:
+    """The watcher's look at a canary: whether a verdict was carried out (False while it goes on, or while
+    another Workbench holds the deployment)."""
     c = record["canary"]
     canary = traffic.figures(_delta(servers, c["baseline"], c["version"]), max(time.time() - c["started"], 0.001))
     said = _figures(servers, c, record["live_version"])
@@ -86,29 +82,28 @@ def judge(wb: Services, target: Target, record: dict[str, Any], servers: dict[st
             return end_canary(wb, target, record, promote=True, why=why, figures=said, decided_on=c["container"])
         why = f"errors over {c['max_error_rate']:g}% at the end of its window"
     else:
-        return None
+        return False
     return end_canary(wb, target, record, promote=False, why=why, figures=said, decided_on=c["container"])
 
 
 def end_canary(wb: Services, target: Target, record: dict[str, Any], *, promote: bool, why: str,
-               figures: str | None = None, keeper: Any = None, decided_on: str | None = None) -> Any:
+               figures: str | None = None, keeper: Any = None, decided_on: str | None = None) -> bool:
     """Promotes the canary (every request to it; the old live version retired and kept) or rolls it back
     (every request to the live version; the canary removed). Takes the deployment's lease unless the
-    caller holds it (`keeper`); returns None when another Workbench holds it (the watcher tries again), or
-    when the canary is no longer the one `decided_on` names (ended, or replaced, meanwhile)."""
-    from workbench.services.deploy import show
-
+    caller holds it (`keeper`). Returns whether it did: False when another Workbench holds it (the watcher
+    tries again), or when there is no canary, or not the one `decided_on` names (ended, or replaced,
+    meanwhile)."""
     name = record["name"]
     held = None
     if keeper is None:
         held = try_hold(wb, name)
         if held is None:
-            return None
+            return False
     try:
         record = get_record(wb, name)
         c = record.get("canary")
         if not c or (decided_on is not None and c["container"] != decided_on):
-            return None if decided_on is not None else show(wb, name, check=False)
+            return False
         if figures is None:
             try:
                 figures = _figures(read_counters(wb, target, record), c, record["live_version"])
@@ -128,7 +123,7 @@ def end_canary(wb: Services, target: Target, record: dict[str, Any], *, promote:
             event(wb, name, "canary-promoted", f"{name}: v{c['version']} promoted after {elapsed:.0f} s ({why}): "
                   f"{figures}", from_version=record["live_version"], to_version=c["version"], health="ok")
             retire(wb, target, name, record["live_container"])
-            return show(wb, name, check=False)
+            return True
         live = serving.get(target.client, record["live_container"]) if record["live_container"] else None
         if live is None:
             raise WorkbenchError(f"the live version's container (v{record['live_version']}) is gone from "
@@ -142,7 +137,7 @@ def end_canary(wb: Services, target: Target, record: dict[str, Any], *, promote:
         time.sleep(ROLLBACK_DRAIN)
         quietly(remove_container, target.client, c["container"])
         wb.store.set_target_state(name, c["container"], "failed")
-        return show(wb, name, check=False)
+        return True
     finally:
         if held is not None:
             release(wb, name, *held)

@@ -10,12 +10,11 @@ import time
 from typing import Any
 
 from workbench.errors import WorkbenchError
-from workbench.execution.ingest import new_owner
-from workbench.execution.lease_keeper import LeaseKeeper
-from workbench.registry import proxy, serving
+from workbench.serving import proxy, serving
 from workbench.services.context import Services
 from workbench.services.deploy_base import (LEASE_RENEW, LEASE_TTL, Target, apply_plan, backend, get_record,
                                             lease, plan_for, remove_container)
+from workbench.store.leases import LeaseKeeper, new_owner
 
 
 def reconcile(wb: Services, record: dict[str, Any], quiet: bool = False, owner: str | None = None) -> dict[str, Any]:
@@ -27,8 +26,11 @@ def reconcile(wb: Services, record: dict[str, Any], quiet: bool = False, owner: 
     if not wb.store.acquire_lease(lease(name), mine, LEASE_TTL):
         return record  # another Workbench is at work on it now
     keeper = LeaseKeeper(wb.store, lease(name), mine, LEASE_TTL, LEASE_RENEW) if owner is None else None
-    record = wb.store.get_deployment(name) or record  # as it is now: an operation may have ended meanwhile
     try:
+        current = wb.store.get_deployment(name)  # as it is now: an operation may have ended meanwhile
+        if current is None:  # removed meanwhile (`stop --remove`): bringing its network or proxy back would leak them
+            return record
+        record = current
         return _reconcile(wb, record)
     except WorkbenchError as exc:
         if quiet:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workbench.registry import traffic
+from workbench.serving import traffic
 from workbench.services.context import Services, first_line
 from workbench.services.deploy_base import Target, read_counters
 

@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.execution.ingest import new_owner, owner_gone
-from workbench.execution.lease_keeper import LeaseKeeper
-from workbench.registry import serving, traffic
-from workbench.services.context import Services, first_line, live_holder, start_detached
+from workbench.serving import serving, traffic
+from workbench.services.context import Services, first_line, start_detached
 from workbench.services.deploy_base import Target, get_record, read_counters
+from workbench.services.deploy_canary import judge
+from workbench.services.deploy_reconcile import live_health, reconcile
+from workbench.store.leases import LeaseKeeper, new_owner, owner_gone
 
 LEASE = "deployment-watcher"
 LEASE_TTL, LEASE_RENEW = 10.0, 2.0
@@ -45,7 +46,7 @@ def watcher_alive(wb: Services) -> bool:
 def ensure_watcher(wb: Services) -> list[str]:
     """A detached watcher, unless one holds the lease or nothing is live; the lease of one that was killed is
     freed here. Returns what to say: each canary that was held with no watcher to judge it."""
-    if live_holder(wb.store, LEASE):
+    if wb.store.live_lease_holder(LEASE):
         return []
     records = watched(wb)
     if not records:
@@ -141,8 +142,6 @@ class HealthAsker:
         self.known: dict[str, tuple[str, int, str]] = {}
 
     def __call__(self, container_name: str | None) -> tuple[str, str]:
-        from workbench.services.deploy_reconcile import live_health
-
         known = self.known.get(container_name or "")
         if known and self.target.probe(*known) == 200:
             return "ok", ""
@@ -156,9 +155,6 @@ class HealthAsker:
 
 
 def look(wb: Services, target: Target, record: dict[str, Any], memo: _Seen) -> None:
-    from workbench.services.deploy_canary import judge
-    from workbench.services.deploy_reconcile import reconcile
-
     name = record["name"]
     now = time.time()
     try:
@@ -192,7 +188,7 @@ def look(wb: Services, target: Target, record: dict[str, Any], memo: _Seen) -> N
                 "failing": f"failed its health check{why}: out of the proxy's rotation, callers get 503"}[health]
         wb.store.add_deployment_event(name, "health", f"{name}: v{version} {said}", to_version=version, health=health)
     fresh = get_record(wb, name)
-    if fresh.get("canary") and judge(wb, target, fresh, servers, asker) is not None:
+    if fresh.get("canary") and judge(wb, target, fresh, servers, asker):
         return  # decided: the next tick looks at what serves now
     every = FAILING_RECONCILE if health == "failing" else RECONCILE_EVERY
     if now - memo.reconciled >= every:

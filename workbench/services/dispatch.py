@@ -15,27 +15,20 @@ import time
 from typing import Any, Callable
 
 from workbench.errors import WorkbenchError
-from workbench.execution.ingest import lease_name, new_owner
-from workbench.execution.lease_keeper import LeaseKeeper
 from workbench.services import placement as place
 from workbench.services import sweeps
-from workbench.services.context import Services, first_line, live_holder, start_detached
+from workbench.services.context import Services, first_line
+from workbench.services.dispatch_trigger import LEASE
 from workbench.services.group_launch import follow_started, recorded_launch_inputs, start_groups
+from workbench.services.launch import launch_recorded
+from workbench.services.reconcile import adopt, lease_held
+from workbench.store.leases import LeaseKeeper, lease_name, new_owner
 
-LEASE = "dispatcher"
 LEASE_TTL = 10.0
 LEASE_RENEW = 2.0
 POLL = 0.1        # how often the database is looked at for a change (one small query)
 RESURVEY = 5.0    # machines are surveyed again at least this often while runs wait
 PRUNE_LOOK = 1.0  # how often running trials of a sweep that prunes are compared with the median
-
-
-def ensure_dispatcher(wb: Services) -> None:
-    """A detached dispatcher, unless one is at work (holds the lease) or nothing waits. The lease of one that
-    was killed (its process is gone) is freed here: it is replaced now, not when its lease lapses."""
-    if live_holder(wb.store, LEASE) or not (wb.store.has_waiting() or wb.store.has_running_sweeps()):
-        return
-    start_detached(wb, ["_dispatch"], wb.dirs.data / "dispatcher.err")
 
 
 def dispatch(wb: Services, follow: Callable[[str], None], *, idle_exit: bool = True) -> int:
@@ -137,8 +130,6 @@ def requeue_dead_placements(wb: Services, follow: Callable[[str], None] | None =
     recorded the start: adopted when they started after all (a job array submitted just before the kill),
     otherwise back in the queue, their GPUs released (the reconciler does the same; here the queue need not
     wait for it)."""
-    from workbench.services.reconcile import adopt, lease_held
-
     for run in wb.store.active_runs():
         request = (run.get("placement") or {}).get("request")
         if (request is not None and run["status"] == "queued" and run.get("waiting") is None
@@ -159,8 +150,6 @@ def requeue_dead_placements(wb: Services, follow: Callable[[str], None] | None =
 def start_waiting(wb: Services, run: dict[str, Any], placement: place.Placement) -> bool:
     """Takes the run off the queue onto `placement` (GPUs reserved) and launches it. False when it was no
     longer waiting (cancelled, or placed by another dispatcher) or its GPUs were just taken."""
-    from workbench.services.launch import launch_recorded
-
     run = wb.store.get_run(run["id"])  # whole: a pass reads only what placing needs
     run_id = run["id"]
     launcher = new_owner()

@@ -8,7 +8,8 @@ import tempfile
 from typing import Any
 
 from workbench.errors import EngineUnavailable, WorkbenchError
-from workbench.services.context import Services, recorded_image_ids
+from workbench.formatting import human_bytes
+from workbench.services.context import Services
 
 MIN_FREE_BYTES = 5 << 30
 IMAGES_WARN_BYTES = 50 << 30  # Workbench's own images above this: `workbench gc` is worth running
@@ -77,13 +78,13 @@ def _images_check(wb: Services, client: Any) -> dict[str, Any]:
         return _check(name, None, "not measured: no Docker engine answers",
                       "start the Docker engine; `workbench doctor` then says what Workbench's images take")
     try:
-        count, total, own = images.disk_usage(client, wb.store.instance, recorded_image_ids(wb.store))
+        count, total, own = images.disk_usage(client, wb.store.instance, wb.store.recorded_image_ids())
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         why = "the Docker engine stopped answering" if is_engine_failure(exc) else "the engine refused"
         return _check(name, None, f"not measured: {why} ({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]})",
                       "check the Docker engine (`docker info`); `workbench doctor` then says what Workbench's images take")
-    detail = (f"{count} image{'s' if count != 1 else ''}, {images.human_bytes(total)} on disk"
-              + (f" ({images.human_bytes(own)} of it in no other image)" if count else ""))
+    detail = (f"{count} image{'s' if count != 1 else ''}, {human_bytes(total)} on disk"
+              + (f" ({human_bytes(own)} of it in no other image)" if count else ""))
     if total > IMAGES_WARN_BYTES:
         return _check(name, None, detail + f": over {IMAGES_WARN_BYTES >> 30} GiB",
                       "`workbench gc` removes the images no run needs (each project keeps its newest)")
@@ -96,7 +97,7 @@ def host_checks(wb: Services, machine: str) -> list[dict[str, Any]]:
     from workbench.execution.hosts import SshHost, free_bytes
     from workbench.machines.remote import remote_gpu_inventory
 
-    wb.executors.machine(machine)
+    resolved = wb.executors.resolve(machine)
     checks = []
     try:
         connection = wb.executors.connection(machine)
@@ -128,7 +129,7 @@ def host_checks(wb: Services, machine: str) -> list[dict[str, Any]]:
                                  f"free space on {machine}, or run `workbench gc`"))
     except WorkbenchError:
         pass  # the Workbench dir's check said what is wrong (host.root could not be learnt)
-    if wb.executors.is_slurm(machine):
+    if resolved.kind == "slurm":
         return checks + slurm_checks(wb, machine, connection)
     engine_ok = False
     try:

@@ -1,10 +1,11 @@
-"""The executors runs use, one per (machine, executor kind), created on first use and kept.
+"""The backends runs use, one per (machine, executor kind), created on first use and kept: each built from its
+declaration (execution/backends) as `Backend(machine, host, settings)`, the machine resolved once by name.
 
 `local` is this workstation: its Docker engine (the one DOCKER_HOST / the docker context names) and its
-processes. Any other name is a registered SSH machine: one persistent connection per host in this process,
-which carries its Docker engine (`docker system dial-stdio` channels), SFTP for the run's files, and the
-commands of the process executor there. An engine or host that stops answering is forgotten, so the next use
-connects again."""
+processes. Any other name is a registered SSH machine or Slurm cluster: one persistent connection per host in
+this process, which carries its Docker engine (`docker system dial-stdio` channels), SFTP for the run's files,
+and the commands of the process and Slurm backends there. An engine or host that stops answering is
+forgotten, so the next use connects again."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from workbench.dirs import Dirs
 from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
-from workbench.execution.base import Executor
+from workbench.execution.backends import BACKENDS, Backend
+from workbench.execution.base import BackendSettings, Executor, Machine, SubmitsMany
 from workbench.execution.hosts import LocalHost
+from workbench.services.run_notes import StoreRunNotes
 from workbench.store import Store
 
 if TYPE_CHECKING:
@@ -66,68 +69,75 @@ class Executors:
                 pass
 
     # machines -------------------------------------------------------------------------------------
-    def machine(self, name: str) -> str:
-        """`name` when runs can run there (this workstation or a registered SSH machine); a clear error
-        otherwise."""
-        if name == LOCAL:
-            return name
-        found = self._store().get_machine(name)
+    def resolve(self, machine: str | Machine) -> Machine:
+        """The machine of that name (this workstation or a registered SSH host or Slurm cluster), looked up
+        once; a clear error otherwise."""
+        if isinstance(machine, Machine):
+            return machine
+        if machine == LOCAL:
+            return Machine(LOCAL, "local")
+        found = self._store().get_machine(machine)
         if found is None:
-            raise NotFound(f"no machine {name!r}", hint="see `workbench machines list`, or add it with "
-                                                        "`workbench machines add NAME --ssh USER@HOST`")
-        return name
+            raise NotFound(f"no machine {machine!r}", hint="see `workbench machines list`, or add it with "
+                                                           "`workbench machines add NAME --ssh USER@HOST`")
+        return Machine(found["name"], found["kind"], found.get("config") or {})
 
-    def is_remote(self, machine: str) -> bool:
-        return machine != LOCAL
+    def machine(self, name: str) -> str:
+        """`name` when runs can run there; a clear error otherwise."""
+        return self.resolve(name).name
 
-    def connection(self, machine: str) -> "Connection":
+    def is_remote(self, machine: str | Machine) -> bool:
+        return (machine.name if isinstance(machine, Machine) else machine) != LOCAL
+
+    def connection(self, machine: str | Machine) -> "Connection":
         from workbench.machines.hostkeys import HostKeyStore
         from workbench.machines.ssh import Connection, target_from_dict
 
+        name = machine.name if isinstance(machine, Machine) else machine
         with self._lock:
-            found = self._connections.get(machine)
+            found = self._connections.get(name)
         if found is not None:
             return found
-        record = self._store().get_machine(self.machine(machine))
-        assert record is not None
-        made = Connection(target_from_dict(record["config"]["target"]), HostKeyStore(self._dirs.known_hosts))
+        resolved = self.resolve(machine)
+        made = Connection(target_from_dict(resolved.config["target"]), HostKeyStore(self._dirs.known_hosts))
         with self._lock:
-            return self._connections.setdefault(machine, made)
+            return self._connections.setdefault(name, made)
 
-    def host(self, machine: str) -> LocalHost | "SshHost":
+    def host(self, machine: str | Machine) -> LocalHost | "SshHost":
         """Where the machine's run dirs are: the data dir's runs/ here, the Workbench dir on a host."""
-        if machine == LOCAL:
+        if not self.is_remote(machine):
             return LocalHost(self._dirs.runs)
         from workbench.execution.hosts import SshHost
 
+        name = machine.name if isinstance(machine, Machine) else machine
         with self._lock:
-            found = self._hosts.get(machine)
+            found = self._hosts.get(name)
         if found is not None:
             return found
-        connection = self.connection(machine)
-        record = self._store().get_machine(machine)
-        config = (record or {}).get("config", {})
+        resolved = self.resolve(machine)
+        connection = self.connection(resolved)
         store = self._store()
-        made = SshHost(connection, config.get("dir"), known=config.get("host"),
-                       remember=lambda learnt: store.update_machine_config(machine, host=learnt),
+        made = SshHost(connection, resolved.config.get("dir"), known=resolved.config.get("host"),
+                       remember=lambda learnt: store.update_machine_config(name, host=learnt),
                        instance=store.instance)
         with self._lock:
-            return self._hosts.setdefault(machine, made)
+            return self._hosts.setdefault(name, made)
 
-    def docker_client_for(self, machine: str) -> Any:
+    def docker_client_for(self, machine: str | Machine) -> Any:
         """The Docker engine of `machine`: this workstation's, or the host's over its SSH connection
         (EngineUnavailable naming the host when none answers there)."""
-        if machine == LOCAL:
+        if not self.is_remote(machine):
             return self.docker_client()
+        name = machine.name if isinstance(machine, Machine) else machine
         with self._lock:
-            found = self._remote_docker.get(machine)
+            found = self._remote_docker.get(name)
         if found is not None:
             return found
         from workbench.machines.docker_ssh import docker_client_over
 
         made = docker_client_over(self.connection(machine))
         with self._lock:
-            return self._remote_docker.setdefault(machine, made)
+            return self._remote_docker.setdefault(name, made)
 
     def forget_machine(self, machine: str) -> None:
         """Drops what this process holds for a host (its connection went away): the next use reconnects."""
@@ -146,43 +156,55 @@ class Executors:
                 except Exception:  # noqa: BLE001
                     pass
 
-    # executors ------------------------------------------------------------------------------------
-    def is_slurm(self, machine: str) -> bool:
-        if machine == LOCAL:
-            return False
-        found = self._store().get_machine(machine)
-        return bool(found and found["kind"] == "slurm")
+    # backends -------------------------------------------------------------------------------------
+    def declared(self, kind: str) -> Backend:
+        """The declaration of the backend of that executor kind (what it needs and does)."""
+        found = BACKENDS.get(kind)
+        if found is None:
+            raise WorkbenchError(f"unknown executor {kind!r}", hint="use docker or process")
+        return found
 
-    def choose(self, machine: str, requested: str | None, progress: Callable[[str], None]) -> str:
-        """The executor kind for a run on `machine`: as requested (checked now), else docker where an
-        engine answers, else the process executor, said plainly. A Slurm machine takes Slurm jobs only."""
-        if self.is_slurm(machine):
-            if requested and requested != "slurm":
-                raise WorkbenchError(f"{machine} is a Slurm cluster: runs there are Slurm jobs (--executor "
-                                     f"{requested} is not available there)",
-                                     hint="drop --executor; containers on Slurm (Apptainer/Pyxis) are a later step")
-            return "slurm"
-        if requested == "slurm":
-            raise WorkbenchError(f"{machine} is not a Slurm cluster", hint="add one with `workbench machines add "
-                                                                           "NAME --slurm LOGIN_HOST`")
+    def choose(self, machine: str | Machine, requested: str | None, progress: Callable[[str], None]) -> str:
+        """The executor kind for a run on `machine`: as requested (checked now), else the first backend
+        declared for its kind that can run there now (docker where an engine answers, else the process
+        executor, said plainly). A Slurm cluster takes Slurm jobs only."""
+        resolved = self.resolve(machine)
+        fits = [b for b in BACKENDS.values() if resolved.kind in b.machine_kinds]
+        wanted = BACKENDS.get(requested or "")
+        if requested and (wanted is None and len(fits) == 1 or wanted is not None and wanted not in fits):
+            raise _not_available(resolved, requested)
+        if wanted is not None:
+            if wanted.runs_in_image:
+                self.docker_client_for(resolved)  # a clear error now if there is no engine
+            return wanted.kind
         if requested:
-            if requested == "docker":
-                self.docker_client_for(machine)  # a clear error now if there is no engine
-            return requested
-        try:
-            self.docker_client_for(machine)
-            return "docker"
-        except EngineUnavailable as exc:
-            where = "" if machine == LOCAL else f" on {machine}"
-            progress(f"{exc.message}: running with the process executor{where} instead (--executor process)")
-            return "process"
+            return requested  # not a backend: get() says so
+        for backend, fallback in zip(fits, [*fits[1:], None]):
+            if not backend.runs_in_image or fallback is None:
+                return backend.kind
+            try:
+                self.docker_client_for(resolved)
+                return backend.kind
+            except EngineUnavailable as exc:
+                where = "" if not resolved.remote else f" on {resolved.name}"
+                progress(f"{exc.message}: running with the {fallback.kind} executor{where} instead "
+                         f"(--executor {fallback.kind})")
+        raise WorkbenchError(f"{resolved.name}: no executor runs on a {resolved.kind} machine")
 
-    def get(self, machine: str, kind: str) -> Executor:
-        key = (self.machine(machine), kind)
+    def submits_many_on(self, machine: str | Machine) -> bool:
+        """A backend that runs on the machine submits a group of runs as one (a scheduler's job array)."""
+        kind = self.resolve(machine).kind
+        return any(issubclass(backend.classes[kind], SubmitsMany) for backend in BACKENDS.values()
+                   if kind in backend.classes)
+
+    def get(self, machine: str | Machine, kind: str) -> Executor:
+        """The backend of `kind` on `machine`, made on first use and kept."""
+        resolved = self.resolve(machine)
+        key = (resolved.name, kind)
         with self._lock:
             made = self._made.get(key)
         if made is None:
-            made = self._make(machine, kind)  # outside the lock: connecting may take a while
+            made = self._make(resolved, kind)  # outside the lock: connecting may take a while
             with self._lock:
                 made = self._made.setdefault(key, made)
         return made
@@ -190,22 +212,15 @@ class Executors:
     def for_run(self, run: dict[str, Any]) -> Executor:
         return self.get(run.get("machine") or LOCAL, run["executor"])
 
-    def _make(self, machine: str, kind: str) -> Executor:
-        if kind not in ("docker", "process", "slurm"):
-            raise WorkbenchError(f"unknown executor {kind!r}", hint="use docker or process")
-        if kind == "slurm":
-            from workbench.execution.slurm_executor import SlurmExecutor, SlurmSettings
-            record = self._store().get_machine(machine) or {}
-            settings = SlurmSettings.from_config((record.get("config") or {}).get("slurm") or {})
-            return SlurmExecutor(self.host(machine), self._store(), settings, self._store().instance)  # type: ignore[arg-type]
-        if kind == "docker":
-            from workbench.execution.docker_executor import DockerExecutor
-            return DockerExecutor(self.docker_client_for(machine), self._store().instance, self.host(machine))
-        if machine == LOCAL:
-            from workbench.execution.process_executor import ProcessExecutor
-            return ProcessExecutor(self._dirs.runs)
-        from workbench.execution.remote_process_executor import RemoteProcessExecutor
-        return RemoteProcessExecutor(self.host(machine))  # type: ignore[arg-type]
+    def _make(self, machine: Machine, kind: str) -> Executor:
+        backend = self.declared(kind)
+        cls = backend.classes.get(machine.kind)
+        if cls is None:
+            raise _not_available(machine, kind)
+        store = self._store()
+        settings = BackendSettings(instance=store.instance, docker_client=lambda: self.docker_client_for(machine),
+                                   notes=StoreRunNotes(store))
+        return cls(machine, self.host(machine), settings)
 
     def remote_machines(self) -> list[str]:
         with self._lock:
@@ -216,3 +231,12 @@ class Executors:
             self._docker.close()
         for machine in self.remote_machines():
             self.forget_machine(machine)
+
+
+def _not_available(machine: Machine, kind: str) -> WorkbenchError:
+    if machine.kind == "slurm":
+        return WorkbenchError(f"{machine.name} is a Slurm cluster: runs there are Slurm jobs (--executor {kind} is "
+                              "not available there)",
+                              hint="drop --executor; containers on Slurm (Apptainer/Pyxis) are a later step")
+    return WorkbenchError(f"{machine.name} is not a Slurm cluster", hint="add one with `workbench machines add "
+                                                                      "NAME --slurm LOGIN_HOST`")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from workbench.errors import EngineUnavailable
+from workbench.errors import EngineUnavailable, WorkbenchError
 from workbench.failures import is_engine_failure
 from workbench.projects.snapshot import remove_unreferenced, snapshot_lock
-from workbench.services.context import Services, first_line, recorded_image_ids
+from workbench.services.context import Services, first_line
+from workbench.services.images import build_key
 from workbench.services.reconcile import remove_orphan_containers
 
 
@@ -50,7 +51,7 @@ def gc(wb: Services) -> dict[str, Any]:
         from workbench.execution import images
         try:
             images_left, image_disk, _ = images.disk_usage(wb.executors.docker_client(), wb.store.instance,
-                                                           recorded_image_ids(wb.store))
+                                                           wb.store.recorded_image_ids())
         except Exception as exc:  # noqa: BLE001 - as above
             if not (isinstance(exc, EngineUnavailable) or is_engine_failure(exc)):
                 raise
@@ -64,7 +65,6 @@ def gc_hosts(wb: Services, keep: set[str], notes: list[str]) -> dict[str, dict[s
     """On every SSH machine: the snapshots no run references, the run dirs no run record owns, and our
     containers no active run owns. A host that does not answer is left as it is, with a note. The host's
     Workbench dir belongs to this data dir: give each workstation its own (`machines add --dir`)."""
-    from workbench.errors import WorkbenchError
     from workbench.execution.remote_snapshot import remove_unreferenced_remote
 
     done: dict[str, dict[str, int]] = {}
@@ -103,8 +103,6 @@ def _build_key_of(wb: Services, run: dict[str, Any], known: dict[tuple[str, str]
     """The tag an active run's image has or will have (its build inputs' key), or "" (no Dockerfile, or its
     snapshot not readable). `known`: the keys already taken in this pass, by (Dockerfile, snapshot): the
     trials of a queued sweep share one snapshot, and a key reads the snapshot's whole manifest."""
-    from workbench.services.images import build_key
-
     dockerfile = (run.get("spec") or {}).get("dockerfile")
     if not dockerfile or not run.get("snapshot"):
         return ""
@@ -129,7 +127,7 @@ def remove_unneeded_images(wb: Services) -> tuple[int, int]:
     from workbench.execution import images
 
     client = wb.executors.docker_client()
-    recorded = recorded_image_ids(wb.store)
+    recorded = wb.store.recorded_image_ids()
     # Listed before the runs are read: a launch records its snapshot before it builds, and its image id
     # before it starts, so an image listed here that a launch needs is seen as needed below.
     candidates = images.built_images(client, wb.store.instance, recorded)
@@ -144,8 +142,7 @@ def remove_unneeded_images(wb: Services) -> tuple[int, int]:
     for run in active:
         keep.add(run.get("image_id") or "")
         building.add(_build_key_of(wb, run, keys))
-    for run_id, project, experiment, image_id in wb.store.query(
-            "SELECT id, project, experiment, image_id FROM runs WHERE image_id IS NOT NULL ORDER BY seq"):
+    for run_id, project, experiment, image_id in wb.store.run_images():
         newest[(project, experiment)] = image_id
         if run_id in reruns_of:
             keep.add(image_id)

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from workbench.errors import WorkbenchError
-from workbench.execution.ingest import lease_name, new_owner
-from workbench.execution.lease_keeper import LeaseKeeper
+from workbench.execution.base import Handle, HeldWhilePending, Launch, SubmitsMany
 from workbench.projects.spec import Experiment, ProjectSpec
 from workbench.services import placement as place
 from workbench.services.context import Services, first_line
+from workbench.services.launch import launch_failed, mark_started, prepare_launch
+from workbench.services.reconcile import lease_held
+from workbench.services.records import experiment_from_record, unredacted_env
+from workbench.store.leases import LeaseKeeper, lease_name, new_owner
 
 GROUP_LEASE_TTL = 60.0  # the trials' launch leases while the whole array is prepared and submitted (renewed)
 FOLLOWER_START_GRACE = 30.0  # a follower started this long ago and not holding its run's lease has died
@@ -26,8 +29,6 @@ FOLLOWER_START_GRACE = 30.0  # a follower started this long ago and not holding 
 
 def recorded_launch_inputs(run: dict[str, Any]) -> tuple[ProjectSpec, Experiment]:
     """The project and experiment of a recorded run, as it was recorded (its env unredacted)."""
-    from workbench.services.records import experiment_from_record, unredacted_env
-
     spec = ProjectSpec(name=run["project"], root=Path(run["project_path"]), exclude=[], experiments={})
     exp = experiment_from_record(run["spec"])
     exp.env = unredacted_env(exp, Path(run["project_path"]))
@@ -58,13 +59,13 @@ def _group_target(wb: Services, sweep_id: str, runs: list[dict[str, Any]]) -> tu
         return None
     request = runs[0].get("waiting") or {}
     names = place.known_candidates(wb, request.get("machines"))
-    if len(names) != 1 or not wb.executors.is_slurm(names[0]):
+    if len(names) != 1 or not wb.executors.submits_many_on(names[0]):
         return None  # placed among several machines (trial by trial, wherever each fits), or no scheduler there
     gpus, executor = int(request.get("gpus") or 0), request.get("executor")
     (survey,) = place.survey_all(wb, names, gpus, executor)
     if not survey.scheduler or place.choose([survey], gpus) is None:
         return None
-    if not hasattr(wb.executors.get(survey.machine, survey.executor), "submit_many"):
+    if not isinstance(wb.executors.get(survey.machine, survey.executor), SubmitsMany):
         return None
     return sweep, place.placement_of(survey, gpus)
 
@@ -81,9 +82,7 @@ def _start_group(wb: Services, sweep: dict[str, Any], runs: list[dict[str, Any]]
 
 def _place_and_submit(wb: Services, sweep: dict[str, Any], runs: list[dict[str, Any]], placement: place.Placement,
                       launcher: str, renewing: LeaseKeeper) -> int:
-    from workbench.services.launch import launch_failed, mark_started, prepare_launch
-
-    prepared: list[tuple[str, Any, Any]] = []  # (run id, executor, launch)
+    prepared: list[tuple[str, Any, Launch]] = []  # (run id, executor, launch)
     for light in runs:
         run = wb.store.get_run(light["id"])
         wb.store.acquire_lease(lease_name(run["id"]), launcher, GROUP_LEASE_TTL)
@@ -105,6 +104,7 @@ def _place_and_submit(wb: Services, sweep: dict[str, Any], runs: list[dict[str, 
     if not prepared:
         return 0
     run_exec = prepared[0][1]
+    assert isinstance(run_exec, SubmitsMany)
     try:
         handles = run_exec.submit_many([launch for _, _, launch in prepared], sweep["options"]["max_parallel"],
                                        sweep["id"])
@@ -128,9 +128,9 @@ def _place_and_submit(wb: Services, sweep: dict[str, Any], runs: list[dict[str, 
     return len(prepared)
 
 
-def _submitted_anyway(run_exec: Any, run_id: str, launch: Any) -> dict[str, Any] | None:
+def _submitted_anyway(run_exec: SubmitsMany, run_id: str, launch: Launch) -> Handle | None:
     try:
-        return run_exec.adopt(run_id, launch.run_dir, by_name=False)  # array tasks: one squeue each would find none
+        return run_exec.adopt_from_run_dir(run_id, launch.run_dir)  # array tasks: one squeue each would find none
     except Exception:  # noqa: BLE001 - the machine does not answer: nothing to say it was submitted
         return None
 
@@ -141,8 +141,6 @@ _followed: dict[str, float] = {}  # run id -> when this dispatcher started its f
 def follow_started(wb: Services, follow: Callable[[str], None]) -> None:
     """A follower for each running trial nobody follows whose scheduler no longer holds it (once: a
     follower just started has not taken the run's lease yet)."""
-    from workbench.services.reconcile import lease_held
-
     now = time.monotonic()
     for run_id in [r for r, at in _followed.items() if now - at > FOLLOWER_START_GRACE]:
         del _followed[run_id]
@@ -153,7 +151,7 @@ def follow_started(wb: Services, follow: Callable[[str], None]) -> None:
                 continue
             try:
                 executor = wb.executors.for_run(run)
-                if getattr(executor, "held", None) is None or executor.held(run["handle"]):
+                if not isinstance(executor, HeldWhilePending) or executor.held(Handle.from_record(run["handle"])):
                     continue
                 _followed[run["id"]] = now
                 follow(run["id"])

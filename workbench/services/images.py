@@ -36,7 +36,7 @@ def image_for(wb: Services, spec: ProjectSpec, exp: Experiment, snapshot_dir: Pa
     when it fails, as the run's logs.txt (`workbench runs logs ID`), which is safe to write here because a
     run whose build failed never gets a container, so no ingestion ever appends to or cuts that file."""
     from workbench.execution import images
-    from workbench.execution.logformat import format_line, now_stamp
+    from workbench.logformat import format_line, now_stamp
 
     client = wb.executors.docker_client_for(machine)
 
@@ -71,9 +71,7 @@ def image_for(wb: Services, spec: ProjectSpec, exp: Experiment, snapshot_dir: Pa
             except OSError:
                 digest = snapshot_hash[:12]
             advice += f" (said once for this {exp.dockerfile}, content {digest})"
-            said = wb.store.query("SELECT 1 FROM events WHERE kind = 'warning' AND message = ? LIMIT 1",
-                                  (advice,))
-            if not said:
+            if not wb.store.warning_recorded(advice):
                 if run_id is not None:
                     warn(wb, run_id, advice)
                 else:

@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import NoGpuRuntime, WorkbenchError
-from workbench.execution.base import Launch
-from workbench.execution.ingest import lease_name, new_owner
-from workbench.execution.lease_keeper import LeaseKeeper
+from workbench.execution.base import Executor, Handle, Launch
 from workbench.machines.gpus import GpuInventory
 from workbench.projects.snapshot import (Snapshot, large_files_summary, left_out_summary, snapshot_lock,
                                          take_snapshot)
@@ -21,10 +19,13 @@ from workbench.projects.spec import (
     substitute,
 )
 from workbench.redaction import redact_env
+from workbench.services import placement as place
 from workbench.services.context import Services, warn
+from workbench.services.dispatch_trigger import ensure_dispatcher
 from workbench.services.git_state import git_state
 from workbench.services.projects import register_launched
 from workbench.services.records import experiment_from_record, spec_record, unredacted_env
+from workbench.store.leases import LeaseKeeper, lease_name, new_owner
 
 LAUNCH_LEASE_TTL = 20.0  # a launcher renews its hold on a run while it builds or pulls; a dead one lets go
 LAUNCH_LEASE_RENEW = 2.0
@@ -57,8 +58,6 @@ def launch(wb: Services, path: str, experiment: str | None = None, overrides: li
         named = wb.executors.machine(requested)
         return start(wb, spec, exp, values, choose_executor(wb, executor, named), machine=named, priority=priority,
                      from_folder=True)
-    from workbench.services import placement as place
-
     names = place.candidates(wb, requested)
     request = {"machines": requested, "gpus": exp.gpus, "executor": executor}
     for _ in range(3):  # another launcher may reserve the chosen GPUs first: look again
@@ -97,11 +96,12 @@ def run_env(exp: Experiment, values: dict[str, Any], run_id: str) -> dict[str, s
             **{f"WB_PARAM_{k.upper()}": format_param(v) for k, v in values.items()}, "WORKBENCH_RUN_ID": run_id}
 
 
-def _new_record(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], *, machine: str,
-                executor_name: str, rerun_of: str | None, priority: int, with_git: bool,
-                recorded_spec: dict[str, Any] | None = None) -> tuple[dict[str, Any], list]:
+def new_record(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], *, machine: str,
+               executor_name: str, rerun_of: str | None, priority: int, with_git: bool,
+               recorded_spec: dict[str, Any] | None = None) -> tuple[dict[str, Any], list]:
+    """A new run's record (not stored yet), with a fresh id, and the git notes to record once it is stored."""
     run_id = secrets.token_hex(4)
-    while wb.store.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
+    while wb.store.run_exists(run_id):
         run_id = secrets.token_hex(4)
     argv = substitute(exp.command, {**values, "run_id": run_id})  # {output}: the executor puts it in
     git = git_state(spec.root, spec.exclude) if with_git else {}
@@ -136,10 +136,8 @@ def enqueue(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, 
             reason: str, priority: int = 0) -> dict[str, Any]:
     """A run no machine can take now: recorded `queued` with its snapshot (the project as it is now) and
     what it waits for; the dispatcher starts it when a machine can."""
-    from workbench.services.dispatch import ensure_dispatcher
-
-    record, git_notes = _new_record(wb, spec, exp, values, machine="auto", executor_name=request.get("executor")
-                                    or "docker", rerun_of=None, priority=priority, with_git=True)
+    record, git_notes = new_record(wb, spec, exp, values, machine="auto", executor_name=request.get("executor")
+                                   or "docker", rerun_of=None, priority=priority, with_git=True)
     record.update(waiting=request, status_reason=reason)
     with snapshot_lock(wb.dirs.snapshots, exclusive=False):  # gc keeps it once recorded
         snapshot = take_snapshot(spec.root, spec.exclude, wb.dirs.snapshots)
@@ -163,18 +161,17 @@ def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, An
     it. `placement` is the choice of `launch` among several machines; without it the GPUs are picked on
     `machine` now. `from_folder`: launched from the project's folder, which is registered once the run is
     recorded (a rerun starts from a run's record: its folder may be gone, or its project removed)."""
-    from workbench.services.placement import hourly_rate
-
-    record, git_notes = _new_record(wb, spec, exp, values, machine=machine, executor_name=executor_name,
-                                    rerun_of=rerun_of, priority=priority, with_git=snapshot_hash is None)
+    record, git_notes = new_record(wb, spec, exp, values, machine=machine, executor_name=executor_name,
+                                   rerun_of=rerun_of, priority=priority, with_git=snapshot_hash is None)
     run_id = record["id"]
     if placement is not None:
         gpus, fields = placement.gpus, placement.fields(request or {})
     else:
         # Slurm picks a job's GPUs itself (--gres): nothing is picked or reserved here for it
-        gpus = pick_gpus(wb, exp.gpus, machine) if exp.gpus and not wb.executors.is_slurm(machine) else None
+        places_itself = wb.executors.declared(executor_name).places_gpus_itself
+        gpus = pick_gpus(wb, exp.gpus, machine) if exp.gpus and not places_itself else None
         total = gpus.total if gpus and gpus.total else 0
-        fields = {"hourly_cost": hourly_rate(wb, machine), "gpu_share": exp.gpus / total if total else 1.0}
+        fields = {"hourly_cost": place.hourly_rate(wb, machine), "gpu_share": exp.gpus / total if total else 1.0}
         if gpus:
             fields.update(gpu_model=gpus.gpus[0].name, driver=gpus.driver)
     uuids = [g.uuid for g in gpus.gpus] if gpus else []
@@ -223,7 +220,7 @@ def launch_recorded(wb: Services, run_id: str, seq: int, spec: ProjectSpec, exp:
 
 def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment, values: dict[str, Any],
                    executor_name: str, machine: str, gpus: GpuInventory | None, *, snapshot_hash: str | None = None,
-                   image_id: str | None = None, rerun_of: str | None = None) -> tuple[Any, Launch]:
+                   image_id: str | None = None, rerun_of: str | None = None) -> tuple[Executor, Launch]:
     """Everything up to the start: the snapshot where the run runs, its image, and its Launch."""
     argv = substitute(exp.command, {**values, "run_id": run_id})
     env = run_env(exp, values, run_id)
@@ -247,22 +244,23 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
             from workbench.execution.remote_snapshot import send_snapshot
             where = send_snapshot(host.connection, wb.dirs.snapshots, snapshot_hash, host.root,
                                   wb.progress, is_dir=host.is_dir).path
+    backend = wb.executors.declared(executor_name)
     image = None
-    if executor_name == "docker":
+    if backend.runs_in_image:
         image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)
         wb.store.update_run(run_id, image=exp.image or exp.dockerfile, image_id=image)
-    elif executor_name == "slurm":
+    elif backend.takes_setup_line:  # a Slurm job
         warn(wb, run_id, f"{machine} is a Slurm cluster without a container runtime Workbench uses: the "
                          f"experiment runs as a process in its snapshot there, not in {exp.image or exp.dockerfile} "
                          "(its `setup` line can load modules or a venv; Apptainer/Pyxis are a later step)")
     elif exp.dockerfile or exp.image:
         wb.progress(f"process executor: running {argv[0]!r} on {'this machine' if machine == 'local' else machine}"
                     f", not in {exp.image or exp.dockerfile}")
-    if exp.setup and executor_name != "slurm":
+    if exp.setup and not backend.takes_setup_line:
         warn(wb, run_id, f"`setup` ({exp.setup}) runs before the command in Slurm jobs only: not run on {machine}")
     check_mounts(exp, remote=host.remote)
     writable = [m.source for m in exp.mounts if not m.read_only]
-    if _runs_as_root(exp.user) and writable and executor_name == "docker":
+    if _runs_as_root(exp.user) and writable and backend.runs_in_image:
         warn(wb, run_id, f"the container runs as root with writable host mounts ({', '.join(writable)}): "
                          "it can change or replace anything in them")
     wb.dirs.run_dir(run_id).mkdir(parents=True, exist_ok=True)  # here: logs.txt, fetched artifacts
@@ -271,23 +269,22 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
         run_dir=host.run_dir(run_id), image=image, gpu_ids=[g.uuid for g in gpus.gpus] if gpus else [],
         mounts=[(m.source, m.target, m.read_only) for m in exp.mounts], shm_size=exp.shm_size,
         memory=exp.memory, cpus=exp.cpus, user=None if exp.user == "root" else (exp.user or host.user()),
-        gpus=exp.gpus, setup=exp.setup if executor_name == "slurm" else None,
+        gpus=exp.gpus, setup=exp.setup if backend.takes_setup_line else None,
     )
 
 
 def launch_failed(wb: Services, run_id: str, machine: str, launcher: str, exc: BaseException) -> None:
     """A run that did not start: failed, saying why, its GPUs and launch lease given back."""
     if isinstance(exc, NoGpuRuntime):
-        from workbench.services.placement import note_no_gpu_runtime
-        note_no_gpu_runtime(wb, machine, exc.message)
+        place.note_no_gpu_runtime(wb, machine, exc.message)
     reason = exc.message if isinstance(exc, WorkbenchError) else f"launch interrupted: {exc!r}"
     wb.store.finish_run(run_id, "failed", exit_code=None, reason=reason)
     wb.store.release_lease(lease_name(run_id), launcher)
 
 
-def mark_started(wb: Services, run_exec: Any, run_id: str, handle: dict[str, Any], argv: list[str],
+def mark_started(wb: Services, run_exec: Executor, run_id: str, handle: Handle, argv: list[str],
                  executor_name: str, launcher: str) -> None:
-    if not wb.store.mark_running(run_id, handle, time.time()):
+    if not wb.store.mark_running(run_id, handle.to_record(), time.time()):
         run_exec.cancel(handle)  # cancelled while it was being prepared: do not leave it running
         run_exec.cleanup(handle)
         wb.store.finish_run(run_id, "cancelled", exit_code=None, reason="cancelled before it started")
@@ -344,8 +341,9 @@ def rerun(wb: Services, ref: str, executor: str | None = None) -> dict[str, Any]
     exp = experiment_from_record(old["spec"])
     machine = wb.executors.machine(old.get("machine") or "local")
     executor_name = choose_executor(wb, executor or old["executor"], machine)
-    image_id = old.get("image_id") if executor_name == "docker" else None
-    if executor_name == "docker" and not image_id:
+    in_image = wb.executors.declared(executor_name).runs_in_image
+    image_id = old.get("image_id") if in_image else None
+    if in_image and not image_id:
         if exp.dockerfile and (old.get("status_reason") or "").startswith(f"building {exp.dockerfile} failed"):
             # Its snapshot holds the Dockerfile that failed: building it again fails again.
             raise WorkbenchError(f"run {old['id']} never got an image: building its {exp.dockerfile} failed "
@@ -357,7 +355,7 @@ def rerun(wb: Services, ref: str, executor: str | None = None) -> dict[str, Any]
                                  hint="rerun it with --executor process")
         # It never resolved one (a pull that failed, a launch interrupted, a process run): resolved now, the
         # Dockerfile built from the stored snapshot.
-    elif executor_name == "docker" and exp.dockerfile and \
+    elif in_image and exp.dockerfile and \
             local_image_id(wb.executors.docker_client_for(machine), image_id) is None:
         wb.progress(f"image {image_id.removeprefix('sha256:')[:12]} of run {old['id']} is no longer on the "
                     "engine (removed by `workbench gc`?); rebuilding it from the run's snapshot")

@@ -54,7 +54,7 @@ def check_machine_name(name: str) -> None:
 
 def slurm_settings(slurm: dict[str, Any]) -> dict[str, Any]:
     """The Slurm settings of a cluster machine, checked (one line for what is wrong)."""
-    from workbench.execution.slurm_executor import SLURM_TIME_FORM
+    from workbench.execution.backends.slurm import SLURM_TIME_FORM
 
     time_limit = slurm.get("time")
     if time_limit is not None and not SLURM_TIME_FORM.match(time_limit):
@@ -117,7 +117,7 @@ def add_machine(wb: Services, name: str, ssh: str | None = None, identity: str |
     config: dict[str, Any] = {"target": target_to_dict(target), "hourly_cost": hourly_cost, "dir": workdir}
     if settings is not None:
         config["slurm"] = settings
-        from workbench.execution.slurm_executor import time_rounding
+        from workbench.execution.backends.slurm import time_rounding
         if (rounded := time_rounding(settings["time"])) is not None:
             wb.progress(f"note: {rounded}")
     wb.store.add_machine(name, "slurm" if settings is not None else "ssh", target.address, config)

@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 from workbench.errors import NotFound, WorkbenchError
+from workbench.execution.base import inside_out
 from workbench.registry.models import ModelRef, check_name, parse_ref, store_blob, verified_blob
 from workbench.services.context import Services
 
@@ -20,8 +21,6 @@ def who() -> str:
 
 
 def register(wb: Services, run_ref: str, artifact: str, name: str, force: bool = False) -> dict[str, Any]:
-    from workbench.execution.base import inside_out
-
     check_name(name)
     run = wb.store.get_run(run_ref)
     label = f"run {run['id']}"
@@ -41,8 +40,7 @@ def register(wb: Services, run_ref: str, artifact: str, name: str, force: bool =
     source = wb.dirs.run_dir(run["id"]) / "out" / wanted
     if not source.is_file() and wb.executors.is_remote(run.get("machine") or "local"):
         wb.progress(f"fetching {wanted} from {run['machine']}")
-        from workbench.services.runs import pull
-        pull(wb, run["id"], [wanted])
+        wb.pull(run["id"], [wanted])
     if not source.is_file():
         raise WorkbenchError(f"the file of artifact {wanted!r} of {label} is gone ({source})",
                              hint="was it removed with `workbench gc` or by hand?")

@@ -123,9 +123,11 @@ def survey(wb: Services, machine: str, gpus: int, executor: str | None) -> Surve
     found.active = sum(1 for run in wb.store.active_runs()
                        if (run.get("machine") or "local") == machine and run.get("waiting") is None)
     try:
-        found.executor = wb.executors.choose(machine, executor, lambda _message: None)
-        if found.executor == "slurm":
-            found.scheduler = True  # Slurm queues it and picks its GPUs: nothing to count here
+        resolved = wb.executors.resolve(machine)
+        found.executor = wb.executors.choose(resolved, executor, lambda _message: None)
+        backend = wb.executors.declared(found.executor)
+        if backend.places_gpus_itself:
+            found.scheduler = True  # its scheduler (Slurm) queues it and picks its GPUs: nothing to count here
             return found
         if gpus:
             if machine == "local":
@@ -139,9 +141,9 @@ def survey(wb: Services, machine: str, gpus: int, executor: str | None) -> Surve
             found.free = [g for g in inventory.gpus if not g.busy and (machine, g.uuid) not in reserved]
             if not inventory.gpus:
                 found.error = inventory.error or "no GPUs"
-            elif found.executor == "process" and not wb.executors.is_remote(machine):
-                found.error = "the process executor does not pin GPUs here"
-            elif found.executor == "docker" and (missing := no_gpu_runtime(wb, machine)):
+            elif resolved.kind not in backend.pins_gpus_on:
+                found.error = f"the {backend.kind} executor does not pin GPUs here"
+            elif backend.runs_in_image and (missing := no_gpu_runtime(wb, machine)):
                 found.error, found.no_runtime = first_line(missing), True
     except WorkbenchError as exc:
         from workbench.machines.ssh import SSHError

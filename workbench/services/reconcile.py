@@ -10,14 +10,17 @@ import time
 from typing import Any
 
 from workbench.errors import EngineUnavailable, WorkbenchError
-from workbench.execution.ingest import RunIngestor, lease_name, owner_gone
+from workbench.execution.backends import BACKENDS
+from workbench.execution.base import Adopts, RunsInImage
+from workbench.execution.ingest import RunIngestor
 from workbench.failures import is_engine_failure
 from workbench.services.deploy_watch import ensure_watcher
-from workbench.services.dispatch import ensure_dispatcher
+from workbench.services.dispatch_trigger import ensure_dispatcher
 from workbench.services.context import Services, first_line
 from workbench.store import Store
-from workbench.store.ingest import LeaseLost
+from workbench.store.leases import LeaseLost, lease_name, owner_gone
 
+IN_ENGINE = "in engine"  # a run still running in a container: the pass then removes orphaned containers
 REMOTE_WAIT = 1.0  # seconds a pass waits for SSH hosts before it returns (their passes go on meanwhile)
 UNREACHABLE_RETRY = 10.0  # a host that did not answer is asked again after this long
 UNREACHABLE = "host unreachable"
@@ -133,7 +136,7 @@ class Reconciler:
                 except Exception:  # noqa: BLE001 - not even its event could be written: the pass goes on
                     pass
                 continue
-            if state == "docker":
+            if state == IN_ENGINE:
                 engine_used = True
             elif state is not None:
                 changed.append(run)
@@ -162,7 +165,8 @@ class Reconciler:
         self.said = {m for m in self.said if not m.startswith(f"{machine} does not answer")}
 
     def _reconcile_one(self, run: dict[str, Any]) -> str | None:
-        """Brings one run up to date: its new final state, "docker" when it is still running there, or None."""
+        """Brings one run up to date: its new final state, IN_ENGINE when it is still running in a container
+        of its machine's engine, or None."""
         wb = self.wb
         if lease_held(wb.store, run["id"]):
             return None  # someone is launching or following it live
@@ -216,7 +220,7 @@ class Reconciler:
             return state.state
         if adopted:
             wb.follow_in_background(run["id"])  # its own follower died with its launcher
-        return "docker" if run["executor"] == "docker" else None
+        return IN_ENGINE if wb.executors.declared(run["executor"]).runs_in_image else None
 
     def _note_failure(self, run_id: str, exc: BaseException) -> None:
         """A run that could not be reconciled keeps its record; why is said once, as its event."""
@@ -236,13 +240,12 @@ class Reconciler:
 
 
 def _left_to_the_dispatcher(run: dict[str, Any]) -> bool:
-    """A Slurm job of a sweep gets its follower from the dispatcher once Slurm starts it (group_launch), and a
-    job Slurm still holds needs none yet: no process per pending array task."""
-    if run["executor"] != "slurm":
+    """A scheduler's job (Slurm's) of a sweep gets its follower from the dispatcher once the scheduler starts it
+    (group_launch), and a job the scheduler still holds needs none yet: no process per pending array task."""
+    backend = BACKENDS.get(run["executor"])
+    if backend is None or backend.held_reason is None:
         return False
-    from workbench.execution.slurm_executor import PENDING_PREFIX
-
-    return bool(run.get("sweep_id")) or (run.get("status_reason") or "").startswith(PENDING_PREFIX)
+    return bool(run.get("sweep_id")) or (run.get("status_reason") or "").startswith(backend.held_reason)
 
 
 def ingestor(wb: Services, run: dict[str, Any], owner: str | None = None) -> RunIngestor:
@@ -253,10 +256,10 @@ def adopt(wb: Services, run: dict[str, Any]) -> dict[str, Any] | None:
     """The run's container (or process) found by its labels, recorded as running; None when it
     never started. EngineUnavailable when that cannot be told."""
     executor = wb.executors.for_run(run)
-    handle = executor.adopt(run["id"], executor.host.run_dir(run["id"]))
+    handle = executor.adopt(run["id"], executor.host.run_dir(run["id"])) if isinstance(executor, Adopts) else None
     if handle is None:
         return None
-    if wb.store.mark_running(run["id"], handle, time.time(), adopted=True):
+    if wb.store.mark_running(run["id"], handle.to_record(), time.time(), adopted=True):
         wb.store.add_event(run["id"], "adopted", "its launcher stopped before recording the start; "
                                                  "found by its labels and followed from here")
     return wb.store.get_run(run["id"])
@@ -276,13 +279,15 @@ def lease_held(store: Store, run_id: str) -> bool:
 
 
 def remove_orphan_containers(wb: Services, machine: str = "local") -> int:
-    from workbench.execution.docker_executor import DockerExecutor
-
-    executor = wb.executors.get(machine, "docker")
-    assert isinstance(executor, DockerExecutor)
-    found = executor.list({"workbench.instance": wb.store.instance, "workbench.kind": "run"})
-    active = wb.store.active_run_ids()  # read after the listing: see DockerExecutor
-    return executor.remove_orphans(found, active)
+    """Our containers on the machine's engine that no active run owns, removed; how many."""
+    removed = 0
+    for kind in [kind for kind, backend in BACKENDS.items() if backend.runs_in_image]:
+        executor = wb.executors.get(machine, kind)
+        assert isinstance(executor, RunsInImage)
+        found = executor.list({"workbench.instance": wb.store.instance, "workbench.kind": "run"})
+        active = wb.store.active_run_ids()  # read after the listing: see DockerExecutor.remove_orphans
+        removed += executor.remove_orphans(found, active)
+    return removed
 
 
 def mark_unreachable(wb: Services, machine: str, runs: list[dict[str, Any]], exc: BaseException) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
-from workbench.projects.spec import Experiment, load_spec
+from workbench.projects.checks import Check
+from workbench.projects.spec import Experiment, Mount, load_spec
 from workbench.redaction import REDACTED
 
 
@@ -17,9 +18,6 @@ def spec_record(exp: Experiment) -> dict[str, Any]:
 
 
 def experiment_from_record(recorded: dict[str, Any]) -> Experiment:
-    from workbench.projects.checks import Check
-    from workbench.projects.spec import Mount
-
     exp = Experiment(**recorded)
     exp.mounts = [Mount(**m) for m in recorded.get("mounts", [])]
     exp.checks = [Check(**c) for c in recorded.get("checks", [])]

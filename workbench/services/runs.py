@@ -9,13 +9,15 @@ import time
 from typing import Any, Callable, Iterator
 
 from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
-from workbench.execution.ingest import PROGRESS_FILE, lease_name, lease_ttl, new_owner
+from workbench.execution.base import CancelsMany, Handle, inside_out, out_dir
+from workbench.execution.ingest import PROGRESS_FILE
 from workbench.failures import is_engine_failure
 from workbench.services.context import Services, first_line, start_detached
+from workbench.services.dispatch_trigger import ensure_dispatcher
 from workbench.services.launch import LAUNCH_LEASE_TTL
 from workbench.services.reconcile import (UNREACHABLE, adopt, ingestor, lease_held, mark_reachable,
                                           mark_unreachable)
-from workbench.store.ingest import LeaseLost
+from workbench.store.leases import LeaseLost, lease_name, lease_ttl, new_owner
 from workbench.store.cost import run_cost
 
 ENGINE_RETRY_MAX = 5.0
@@ -42,7 +44,6 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
             time.sleep(0.2)  # in the queue, or being launched: the dispatcher (or launcher) starts it
             run = wb.store.get_run(run["id"])
             if run.get("waiting") is not None and time.monotonic() >= ensured_at + 5:
-                from workbench.services.dispatch import ensure_dispatcher
                 ensure_dispatcher(wb)  # one killed meanwhile: another takes the queue on
                 ensured_at = time.monotonic()
             machine = run.get("machine") or "local"
@@ -52,7 +53,7 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
             following = ingestor(wb, run, owner)  # a Docker engine is asked here; a host's processes are not
             if engine_lost:
                 if run.get("handle"):
-                    following.executor.status(run["handle"])  # it answers again only once it did answer
+                    following.executor.status(Handle.from_record(run["handle"]))  # answers once it did answer
                 wb.progress(f"{what} answers again; following run {run['id']}")
                 delay, engine_lost = 0.5, False
                 if machine != "local":
@@ -248,11 +249,12 @@ def _stop_started(wb: Services, run_ids: list[str], asked: dict[str, bool]) -> N
             groups.setdefault((run.get("machine") or "local", run.get("executor") or ""), []).append(run)
     for runs in groups.values():
         executor = wb.executors.for_run(runs[0])
-        if len(runs) > 1 and hasattr(executor, "cancel_many"):
-            executor.cancel_many([run["handle"] for run in runs])
+        handles = [Handle.from_record(run["handle"]) for run in runs]
+        if len(runs) > 1 and isinstance(executor, CancelsMany):
+            executor.cancel_many(handles)
         else:
-            for run in runs:
-                executor.cancel(run["handle"])
+            for handle in handles:
+                executor.cancel(handle)
         for run in runs:
             asked[run["id"]] = True
 
@@ -282,13 +284,14 @@ def _remove_run_files(wb: Services, run: dict[str, Any]) -> None:
     removed, an engine that is down or a host that does not answer leaves them, said once (gc frees them
     later where it still can); the record goes all the same."""
     machine = run.get("machine") or "local"
+    handle = Handle.from_record(run["handle"])
     try:
         try:
-            wb.executors.for_run(run).cleanup(run["handle"])
+            wb.executors.for_run(run).cleanup(handle)
         except EngineUnavailable:
             pass  # no engine: no container of the run's can be left running there
         if wb.executors.is_remote(machine):  # the run dir on the host (its snapshot stays for gc)
-            wb.executors.host(machine).remove_tree(run["handle"]["run_dir"])
+            wb.executors.host(machine).remove_tree(handle.run_dir)
     except NotFound:
         wb.progress(f"machine {machine!r} is no longer registered: run {run['id']}'s files there are left as they are")
     except WorkbenchError as exc:
@@ -367,8 +370,6 @@ def pull(wb: Services, ref: str, paths: list[str] | None = None) -> list[tuple[s
     (`out/`); (relative path, bytes) per file copied. A local run's files are here already."""
     import posixpath
 
-    from workbench.execution.base import inside_out, out_dir
-
     run = wb.store.get_run(ref)
     if not run.get("handle"):
         raise WorkbenchError(f"run {run['id']} never started; it has no files")
@@ -386,7 +387,7 @@ def pull(wb: Services, ref: str, paths: list[str] | None = None) -> list[tuple[s
     if not wb.executors.is_remote(machine):
         return [(a["path"], 0) for a in wanted]
     host = wb.executors.host(machine)  # SFTP only: the host's engine need not answer
-    out = out_dir(run["handle"]["run_dir"])
+    out = out_dir(Handle.from_record(run["handle"]).run_dir)
     copied = []
     for artifact in wanted:
         dest = local / artifact["path"]

@@ -25,11 +25,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from workbench.errors import WorkbenchError
+from workbench.execution.base import Handle
 from workbench.projects.snapshot import large_files_summary, snapshot_lock, take_snapshot
-from workbench.projects.spec import Experiment, ProjectSpec, load_spec, parse_overrides
+from workbench.projects.spec import Experiment, ProjectSpec, env_from_workstation, load_spec, parse_overrides
 from workbench.services.context import Services
+from workbench.services.dispatch_trigger import ensure_dispatcher
+from workbench.services.git_state import git_state
+from workbench.services.launch import check_priority, new_record, warn_literal_secrets
 from workbench.services.projects import register_launched
 from workbench.services.records import experiment_from_record, spec_record
+from workbench.services.runs import cancel_many
 
 ACTIVE = ("queued", "running")
 MAX_TRIALS = 100_000  # README, Sweeps: a grid or random sweep larger than this is refused with its count
@@ -39,11 +44,6 @@ PRUNED = "pruned: "
 
 def start_sweep(wb: Services, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
                 machine: str | None = None, executor: str | None = None, priority: int = 0) -> dict[str, Any]:
-    from workbench.services.dispatch import ensure_dispatcher
-    from workbench.services.git_state import git_state
-    from workbench.projects.spec import env_from_workstation
-    from workbench.services.launch import check_priority, warn_literal_secrets
-
     check_priority(priority)
     spec = load_spec(path)
     exp = spec.experiment(experiment)
@@ -183,11 +183,9 @@ def trial_spec(exp: Experiment) -> dict[str, Any]:
 
 def _record_trial(wb: Services, sweep: dict[str, Any], spec: ProjectSpec, exp: Experiment, values: dict[str, Any],
                   trial: int, git: dict[str, Any], recorded: dict[str, Any]) -> str:
-    from workbench.services.launch import _new_record
-
-    record, _ = _new_record(wb, spec, exp, values, machine="auto", executor_name=sweep["request"].get("executor")
-                            or "docker", rerun_of=None, priority=sweep["priority"], with_git=False,
-                            recorded_spec=recorded)
+    record, _ = new_record(wb, spec, exp, values, machine="auto", executor_name=sweep["request"].get("executor")
+                           or "docker", rerun_of=None, priority=sweep["priority"], with_git=False,
+                           recorded_spec=recorded)
     record.update(git, waiting=sweep["request"], status_reason=f"trial {trial + 1} of sweep {sweep['id']}",
                   snapshot=sweep["snapshot"], sweep_id=sweep["id"], trial=trial)
     wb.store.insert_run(record)
@@ -335,7 +333,7 @@ def _prune(wb: Services, sweep: dict[str, Any], trials: list[dict[str, Any]]) ->
             wb.store.update_run(run["id"], cancel_requested=1)
             wb.store.add_event(run["id"], "pruned", reason)
             try:
-                wb.executors.for_run(run).cancel(run["handle"])
+                wb.executors.for_run(run).cancel(Handle.from_record(run["handle"]))
             except Exception:  # noqa: BLE001 - its follower records the end either way
                 pass
 
@@ -449,8 +447,6 @@ def sweep_summary(wb: Services, sweep: dict[str, Any]) -> dict[str, Any]:
 
 
 def cancel_sweep(wb: Services, ref: str) -> dict[str, Any]:
-    from workbench.services.runs import cancel_many
-
     sweep = wb.store.get_sweep(ref)
     if sweep["status"] == "running":
         wb.store.finish_sweep(sweep["id"], "cancelled", "cancelled by the user")

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
 from workbench.errors import WorkbenchError
 from workbench.store.deployments import DeploymentQueries
+from workbench.store.images import ImageQueries
 from workbench.store.ingest import IngestQueries
+from workbench.store.leases import LeaseQueries
 from workbench.store.machines import MachineQueries
 from workbench.store.metrics import MetricQueries
 from workbench.store.models import ModelQueries
@@ -28,7 +30,8 @@ from workbench.store.schema import MIGRATIONS
 BUSY_TIMEOUT_MS = 10_000
 
 
-class Store(RunQueries, QueueQueries, SweepQueries, ModelQueries, DeploymentQueries, MetricQueries, IngestQueries, ProjectQueries, MachineQueries, TelemetryQueries):
+class Store(RunQueries, QueueQueries, SweepQueries, ModelQueries, DeploymentQueries, MetricQueries, IngestQueries, LeaseQueries, ImageQueries, ProjectQueries,
+            MachineQueries, TelemetryQueries):
     """One SQLite connection shared by the threads of one process; writes are serialised by a lock."""
 
     def __init__(self, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Ingestion state: per-stream offsets committed with the rows they cover, and ownership leases."""
+"""Ingestion state: per-stream offsets committed with the rows they cover, each commit under the run's
+lease (store/leases.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
+
+from workbench.store.leases import Lease, hold
 
 
 @dataclass
@@ -22,29 +25,6 @@ class MetricBatch:
     bad_lines: int
     bad_values: int
     summary: dict[str, Any]
-
-
-class LeaseLost(Exception):
-    """This process no longer owns the run's ingestion: another took over; stop writing."""
-
-
-@dataclass(frozen=True)
-class Lease:
-    name: str
-    owner: str
-    ttl: float
-
-
-def _hold(conn: sqlite3.Connection, lease: Lease | None) -> None:
-    """Inside a write transaction: proves we still own the lease and renews it, or raises LeaseLost."""
-    if lease is None:
-        return
-    renewed = conn.execute(
-        "UPDATE leases SET expires_at = ? WHERE name = ? AND owner = ?",
-        (time.time() + lease.ttl, lease.name, lease.owner),
-    ).rowcount
-    if not renewed:
-        raise LeaseLost(lease.name)
 
 
 class IngestQueries:
@@ -71,7 +51,7 @@ class IngestQueries:
         `lease` is ours: `write` runs after the lease is proven, so a reader that lost its lease (a stream
         that woke after a reconnect, on a thread its new owner no longer waits for) never adds a line."""
         with self.tx() as conn:  # type: ignore[attr-defined]
-            _hold(conn, lease)
+            hold(conn, lease)
             offset = write()
             self._put_offset(conn, run_seq, "logs", offset)
         return offset
@@ -81,7 +61,7 @@ class IngestQueries:
         """The points and the offset after them (and a warning event about them), in one transaction: a crash
         keeps all or none, and only the lease's owner commits (so two processes never ingest the same lines)."""
         with self.tx() as conn:  # type: ignore[attr-defined]
-            _hold(conn, lease)
+            hold(conn, lease)
             if warning:
                 conn.execute("INSERT INTO events (ts, run_id, kind, message) SELECT ?, id, 'warning', ? FROM runs "
                              "WHERE seq = ?", (time.time(), warning, run_seq))
@@ -113,26 +93,3 @@ class IngestQueries:
                 (len(batch.rows), batch.bad_lines, batch.bad_values, run_seq),
             )
             self._put_offset(conn, run_seq, "metrics", offset)
-
-    # leases -----------------------------------------------------------------------------------------
-    def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
-        """Takes the lease if free, expired, or already ours; renews it in that case."""
-        now = time.time()
-        with self.tx() as conn:  # type: ignore[attr-defined]
-            row = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
-            if row and row[0] != owner and row[1] > now:
-                return False
-            conn.execute(
-                "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",
-                (name, owner, now + ttl),
-            )
-            return True
-
-    def release_lease(self, name: str, owner: str) -> None:
-        with self.tx() as conn:  # type: ignore[attr-defined]
-            conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
-
-    def lease_holder(self, name: str) -> str | None:
-        rows = self.query("SELECT owner FROM leases WHERE name = ? AND expires_at > ?", (name, time.time()))  # type: ignore[attr-defined]
-        return rows[0][0] if rows else None

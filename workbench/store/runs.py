@@ -10,6 +10,7 @@ from typing import Any, Iterable
 from workbench.errors import NotFound, WorkbenchError
 from workbench.jsonsafe import json_safe
 from workbench.redaction import redact_run_fields
+from workbench.store.leases import lease_name
 
 JSON_COLUMNS = ("params", "argv", "env", "gpu_uuids", "spec", "summary", "handle", "waiting", "placement")
 ACTIVE = ("queued", "running")
@@ -316,6 +317,9 @@ class RunQueries:
         )
         return self.query(sql, (now, *args))[0][0]  # type: ignore[attr-defined]
 
+    def run_exists(self, run_id: str) -> bool:
+        return bool(self.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)))  # type: ignore[attr-defined]
+
     def count_runs(self) -> int:
         return self.query("SELECT count(*) FROM runs")[0][0]  # type: ignore[attr-defined]
 
@@ -338,7 +342,7 @@ class RunQueries:
             conn.execute("DELETE FROM metric_stats WHERE run_seq = ?", (seq[0],))
             conn.execute("DELETE FROM gpu_reservations WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM runs WHERE seq = ?", (seq[0],))
-            conn.execute("DELETE FROM leases WHERE name = ?", (f"ingest:{run_id}",))
+            conn.execute("DELETE FROM leases WHERE name = ?", (lease_name(run_id),))
             conn.execute(
                 "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'removed', 'run removed')",
                 (time.time(), run_id),
@@ -377,6 +381,17 @@ class RunQueries:
     def events(self, run_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.query(  # type: ignore[attr-defined]
             "SELECT ts, kind, message FROM events WHERE run_id = ? ORDER BY id", (run_id,))]
+
+    def warning_recorded(self, message: str) -> bool:
+        """A warning with exactly this message was recorded, for any run (advice said once per data dir)."""
+        return bool(self.query("SELECT 1 FROM events WHERE kind = 'warning' AND message = ? LIMIT 1",  # type: ignore[attr-defined]
+                               (message,)))
+
+    def last_event_containing(self, kind: str, text: str) -> dict[str, Any] | None:
+        """The newest event of `kind`, of any run, whose message contains `text`."""
+        rows = self.query("SELECT kind, message FROM events WHERE kind = ? AND instr(message, ?) > 0 "  # type: ignore[attr-defined]
+                          "ORDER BY id DESC LIMIT 1", (kind, text))
+        return dict(rows[0]) if rows else None
 
     def set_artifacts(self, run_seq: int, artifacts: Iterable[tuple[str, int, str, str | None]]) -> None:
         """(path, size, sha256, link): a symbolic link has its target in `link`, size 0 and sha256 ''."""

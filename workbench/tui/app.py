@@ -374,6 +374,13 @@ class WorkbenchApp(App[None]):
         self.show_root("runs")  # one detail at a time: an earlier launch's is closed, not stacked
         self.push_screen(RunDetailScreen(run_id))
 
+    def open_sweep(self, sweep_id: str) -> None:
+        """A sweep's view over the current screen, asked for by a trial's detail (the sweep view opens trials'
+        details itself, so the detail reaches it through the app: no screen imports another in a circle)."""
+        from workbench.tui.screens.sweep import SweepScreen  # imported when first shown (a faster first frame)
+
+        self.push_screen(SweepScreen(sweep_id))
+
 
 _stopping: list[threading.Thread] = []
 

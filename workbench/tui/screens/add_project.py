@@ -13,7 +13,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 
-from workbench.tui.formatting import escape
+from workbench.tui.cells import escape
 from workbench.tui.screens.dialog import Dialog
 
 HINT = "tab completes · enter adds · esc cancels"

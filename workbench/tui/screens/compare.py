@@ -16,7 +16,8 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from workbench.services.compare import last_and_best
-from workbench.tui.formatting import cell, escape, short_value, status_cell
+from workbench.formatting import short_value
+from workbench.tui.cells import cell, escape, status_cell
 from workbench.tui.screens.base import BaseScreen
 from workbench.tui.widgets.compare_chart import CompareChart, run_colour
 

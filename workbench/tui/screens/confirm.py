@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from workbench.tui.formatting import escape
+from workbench.tui.cells import escape
 from workbench.tui.screens.dialog import Dialog
 
 

@@ -12,7 +12,9 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from workbench.tui.formatting import ago, cell, duration, escape, pairs, size, status_cell
+from workbench.errors import NotFound
+from workbench.formatting import ago, duration, pairs, size
+from workbench.tui.cells import cell, escape, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.widgets.fitted_table import FittedTable
 
@@ -92,8 +94,6 @@ class DashboardScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="dashboard")
     def load(self) -> None:
-        from workbench.errors import NotFound
-
         wb = self.workbench
         fleet = self.app.fleet  # type: ignore[attr-defined]
         data = wb.dashboard()

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, OptionList, Static
 
-from workbench.tui.formatting import escape
+from workbench.tui.cells import escape
 from workbench.tui.screens.dialog import Dialog
 
 

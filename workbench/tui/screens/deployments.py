@@ -17,8 +17,10 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from workbench.tui.formatting import cell, escape
+from workbench.tui.cells import cell, escape
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.screens.confirm import ConfirmScreen
+from workbench.tui.screens.prompt import PromptScreen
 from workbench.tui.widgets.cursor import cursor_key
 from workbench.tui.widgets.fitted_table import FittedTable
 from workbench.tui.widgets.traffic import canary_lines, token_line, traffic_lines
@@ -177,8 +179,6 @@ class DeploymentsScreen(BaseScreen):
         self.table.action_cursor_up()
 
     def _confirmed(self, question: str, then: Any) -> None:
-        from workbench.tui.screens.confirm import ConfirmScreen
-
         def answered(yes: bool | None) -> None:
             if yes:
                 then()
@@ -256,7 +256,6 @@ class DeploymentsScreen(BaseScreen):
         if not d:
             self.notify("deploy from the Models screen (5): pick a version, press D")
             return
-        from workbench.tui.screens.prompt import PromptScreen
 
         def answered(ref: str | None) -> None:
             if ref:

@@ -13,52 +13,12 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
 
-from workbench.tui.formatting import escape
+from workbench.services.spec_text import param_problem, param_text, spec_problems
+from workbench.tui.cells import escape
 from workbench.tui.screens.dialog import Dialog
 
 EXECUTORS = [("auto (docker if an engine answers)", "auto"), ("docker", "docker"), ("process", "process")]
 AUTO_MACHINE = ("auto (placement picks where it fits)", "auto")
-
-
-def param_problem(name: str, default: Any, text: str) -> str | None:
-    """Why the param cannot take `text`, in the form's words (the spec says it in the CLI's: `-p name='…'`)."""
-    from workbench.projects.spec import SpecError, convert_param
-
-    try:
-        convert_param(name, default, text)
-    except SpecError:
-        if isinstance(default, bool):
-            return f"{name}: expected true or false"
-        kind = "an integer" if isinstance(default, int) else "a number"
-        return f"{name}: expected {kind}, like the default {default!r}"
-    return None
-
-
-def spec_problems(path: str, experiment: str, typed: dict[str, str],
-                  shown: dict[str, Any]) -> tuple[list[tuple[str | None, str]], dict[str, str]]:
-    """The experiment's spec read now against what the form sends: (param or None, why) for each value it
-    cannot take, and the overrides, each value that differs from the spec's default NOW (a default changed
-    since the form opened `shown` still runs as the form showed it). A param gone from the spec is a problem
-    only when its field was changed."""
-    from workbench.errors import WorkbenchError
-    from workbench.projects.spec import format_param, load_spec
-
-    try:
-        params = load_spec(path).experiment(experiment).params
-    except WorkbenchError as exc:
-        return [(None, exc.message)], {}
-    problems: list[tuple[str | None, str]] = []
-    overrides: dict[str, str] = {}
-    for name, text in typed.items():
-        if name not in params:
-            if text != format_param(shown[name]):
-                problems.append((name, f"{name}: not a parameter of this experiment any more (its "
-                                       "workbench.toml changed since this form opened)"))
-        elif problem := param_problem(name, params[name], text):
-            problems.append((name, problem))
-        elif text != format_param(params[name]):
-            overrides[name] = text
-    return problems, overrides
 
 
 class Rechecked(Message):
@@ -87,17 +47,15 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
         self.machines = machines[:1] + ["auto"] + machines[1:]
 
     def compose(self) -> ComposeResult:
-        from workbench.projects.spec import format_param
-
         with VerticalScroll(classes="dialog"):
             yield Static(f"[b]Launch {escape(self.project)}/{escape(self.experiment)}[/b]  "
                          "(ctrl+s launches · esc cancels)")
             for name, default in self.params.items():
                 with Horizontal():
                     yield Label(f"{name} ({type(default).__name__})")
-                    field = Input(format_param(default), id=f"param-{name}", placeholder=name)
+                    field = Input(param_text(default), id=f"param-{name}", placeholder=name)
                     field.border_title = name  # which param this is, even where the label is cut
-                    field.tooltip = f"{name}: {type(default).__name__}, default {format_param(default)}"
+                    field.tooltip = f"{name}: {type(default).__name__}, default {param_text(default)}"
                     yield field
             with Horizontal():
                 yield Label("machine")
@@ -125,8 +83,6 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
         self.action_submit()
 
     def action_submit(self) -> None:
-        from workbench.projects.spec import format_param
-
         typed = {name: self.query_one(f"#param-{name}", Input).value for name in self.params}
         problems = [(name, problem) for name, text in typed.items()
                     if (problem := param_problem(name, self.params[name], text))]
@@ -134,7 +90,7 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
             self._refuse(problems)
             return
         if self.path is None:
-            self._launch({name: text for name, text in typed.items() if text != format_param(self.params[name])})
+            self._launch({name: text for name, text in typed.items() if text != param_text(self.params[name])})
         else:  # the spec may have changed since the form opened: read again, in a worker
             self.recheck(self.path, typed)
 

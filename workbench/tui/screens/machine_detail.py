@@ -12,7 +12,8 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
-from workbench.tui.formatting import escape, size
+from workbench.formatting import size
+from workbench.tui.cells import escape
 from workbench.tui.screens.base import BaseScreen
 from workbench.tui.widgets.gauges import sparkline
 

@@ -13,9 +13,13 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 
-from workbench.tui.formatting import escape, size
+from workbench.formatting import size
+from workbench.tui.cells import escape
+from workbench.tui.screens.add_machine import AddMachineScreen
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.screens.confirm import ConfirmScreen
 from workbench.tui.screens.dashboard import machine_summary
+from workbench.tui.screens.machine_detail import MachineDetailScreen
 from workbench.tui.widgets.gauges import bar, sparkline
 
 STATE_STYLE = {"connected": "green", "connecting": "yellow", "reconnecting": "yellow", "unreachable": "red",
@@ -197,12 +201,9 @@ class MachinesScreen(BaseScreen):
     def action_open(self) -> None:
         name = self.current()
         if name:
-            from workbench.tui.screens.machine_detail import MachineDetailScreen
             self.app.push_screen(MachineDetailScreen(name))
 
     def action_add(self) -> None:
-        from workbench.tui.screens.add_machine import AddMachineScreen
-
         def added(answer: dict[str, str] | None) -> None:
             if answer:
                 self.add_machine(answer)
@@ -224,15 +225,10 @@ class MachinesScreen(BaseScreen):
 
     @work(thread=True, exit_on_error=False, group="machines-edit", name="Cannot reach the host")
     def fetch_key(self, name: str) -> None:
-        from workbench.machines.ssh import fetch_host_key
-        wb = self.workbench
-        target = wb.machine_target(name)
-        key = fetch_host_key(target, wb.hostkeys())
-        verdict = wb.hostkeys().check(target.hostname, target.port, key)
+        verdict = self.workbench.host_key(name)  # the host asked: in this worker, never on the event loop
         self.app.call_from_thread(self._ask_trust, name, verdict)
 
     def _ask_trust(self, name: str, verdict: Any) -> None:
-        from workbench.tui.screens.confirm import ConfirmScreen
         if verdict.state == "known":
             self.notify(f"{name}: {verdict.key_type} {verdict.fingerprint} is already trusted")
             return
@@ -257,7 +253,6 @@ class MachinesScreen(BaseScreen):
         name = self.current()
         if not name:
             return
-        from workbench.tui.screens.confirm import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
             if yes:

@@ -15,8 +15,12 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from workbench.tui.formatting import cell, escape, pairs
+from workbench.formatting import pairs
+from workbench.tui.cells import cell, escape
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.screens.deploy_form import DeployFormScreen
+from workbench.tui.screens.prompt import PromptScreen
+from workbench.tui.screens.run_detail import RunDetailScreen
 from workbench.tui.widgets.cursor import cursor_key
 
 COLUMNS = ("version", "aliases", "run", "project/experiment", "checks", "metrics", "registered")
@@ -151,14 +155,12 @@ class ModelsScreen(BaseScreen):
     def action_open_run(self) -> None:
         v = self.selected()
         if v:
-            from workbench.tui.screens.run_detail import RunDetailScreen
             self.app.push_screen(RunDetailScreen(v["run_id"]))
 
     def action_alias(self) -> None:
         v = self.selected()
         if not v:
             return
-        from workbench.tui.screens.prompt import PromptScreen
 
         def answered(alias: str | None) -> None:
             if alias:
@@ -177,8 +179,6 @@ class ModelsScreen(BaseScreen):
         v = self.selected()
         if not v:
             return
-        from workbench.tui.screens.deploy_form import DeployFormScreen
-
         ref = f"{v['name']}:{v['version']}"
 
         def chosen(answer: dict | None) -> None:

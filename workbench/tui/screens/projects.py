@@ -13,8 +13,13 @@ from textual.widgets.data_table import ColumnKey
 
 from rich.text import Text
 
-from workbench.tui.formatting import cell, escape, folder_cell, money, pairs
+from workbench.errors import WorkbenchError
+from workbench.formatting import money, pairs
+from workbench.tui.cells import cell, escape, folder_cell
+from workbench.tui.screens.add_project import AddProjectScreen
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.screens.confirm import ConfirmScreen
+from workbench.tui.screens.launch_form import LaunchForm
 from workbench.tui.widgets.cursor import cursor_key
 from workbench.tui.widgets.fitted_table import FittedTable
 
@@ -130,14 +135,12 @@ class ProjectsScreen(BaseScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="projects")
     def load(self) -> None:
-        from workbench.projects.spec import load_spec
-        from workbench.errors import WorkbenchError
-
         rows = []
-        costs = self.workbench.project_costs()
-        for project in self.workbench.project_list():
+        wb = self.workbench
+        costs = wb.project_costs()
+        for project in wb.project_list():
             try:
-                spec = load_spec(project["path"])
+                spec = wb.read_spec(project["path"])
             except WorkbenchError as exc:
                 rows.append({"project": project["name"], "experiment": None, "path": project["path"],
                              "error": exc.message, "cost": costs.get(project["name"])})
@@ -146,7 +149,7 @@ class ProjectsScreen(BaseScreen):
                 rows.append({"project": project["name"], "experiment": exp.name, "path": project["path"],
                              "runs_on": runs_on(exp), "params": exp.params, "error": None,
                              "watch_run": spec.watch.run if spec.watch else None, "cost": costs.get(project["name"])})
-        machines = [m["name"] for m in self.workbench.list_machines()]
+        machines = [m["name"] for m in wb.list_machines()]
         self.post_message(ProjectsLoaded(rows, ["local"] + [m for m in machines if m != "local"]))
 
     def on_projects_loaded(self, message: ProjectsLoaded) -> None:
@@ -225,8 +228,6 @@ class ProjectsScreen(BaseScreen):
         self.app.toggle_watch(row["project"], row["path"])  # type: ignore[attr-defined]
 
     def action_add(self) -> None:
-        from workbench.tui.screens.add_project import AddProjectScreen
-
         def added(path: str | None) -> None:
             if path:
                 self.add_project(path)
@@ -242,7 +243,6 @@ class ProjectsScreen(BaseScreen):
         row = self.selected()
         if not row:
             return
-        from workbench.tui.screens.confirm import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -263,7 +263,6 @@ class ProjectsScreen(BaseScreen):
         if row["error"]:
             self.notify(row["error"], title="Fix the spec first", severity="error")
             return
-        from workbench.tui.screens.launch_form import LaunchForm
 
         def submitted(result: dict[str, Any] | None) -> None:
             if result:

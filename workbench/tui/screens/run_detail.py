@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -17,82 +15,21 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Log, Static, TabbedContent, TabPane
 
-from workbench.textsafe import log_text as safe_log_line
-from workbench.tui.formatting import ago, duration, escape, short_value, shown_status, size, status_markup
+from workbench.errors import NotFound
+from workbench.formatting import ago, duration, short_value, shown_status, size
+from workbench.services.log_tail import LogChunk
+from workbench.services.spec_text import check_texts
+from workbench.tui.cells import escape, status_markup
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.screens.register_model import RegisterModelScreen
+from workbench.tui.screens.run_actions import ACTIVE, RunActions, RunList, RunRemoved
 from workbench.tui.widgets.metric_chart import MetricChart
 
-LOG_TAIL_BYTES = 256 * 1024  # the most one refresh reads of logs.txt: the newest, whatever the file's size
 MAX_LOG_LINES = 5000  # lines the Log keeps (and the most one refresh hands it)
 LOG_BATCH = 500  # lines per Log.write_lines call; the event loop runs between batches
-MAX_LINE_CHARS = 4000  # a longer line is cut (the CLI's `runs logs` prints it whole)
 MAX_PROGRESS_CHARS = 1000  # the live progress line is one row: the rest could never show
 CHART_BUCKETS = 240
 TABS = ("overview", "logs", "metrics")
-ACTIVE = ("queued", "running")
-
-
-@dataclass
-class LogChunk:
-    """Lines read from logs.txt in one refresh: where the next read starts, and how much was passed over."""
-    lines: list[str] = field(default_factory=list)
-    offset: int = 0
-    skipped_bytes: int = 0
-
-
-def read_log_tail(path: Path, offset: int, cap: int = LOG_TAIL_BYTES, max_lines: int = MAX_LOG_LINES) -> LogChunk:
-    """The complete lines of `path` from byte `offset`, never more than its last `cap` bytes
-    and `max_lines` lines: what lies before them is passed over and counted. Lines come parsed and made
-    safe to draw. A partial last line is left for the next read; a read that starts inside a line (after a
-    skip) begins at the next one."""
-    from workbench.execution.logformat import split_line
-
-    try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
-        return LogChunk(offset=offset)
-    with fh:
-        end = fh.seek(0, 2)
-        begin = min(offset, end)  # the file was cut back (ingestion rewrites an uncommitted tail)
-        start = max(begin, end - cap)
-        if start >= end:
-            return LogChunk(offset=end)
-        fh.seek(start - 1 if start else 0)
-        data = fh.read(end - start + (1 if start else 0))
-    skipped = start - begin
-    if start:
-        before, data = data[:1], data[1:]
-        if before != b"\n":  # inside a line whose start was never read: begin at the next line
-            newline = data.find(b"\n")
-            if newline < 0:  # all of it one unfinished line: pass it over
-                return LogChunk(offset=end, skipped_bytes=skipped + len(data))
-            skipped += newline + 1
-            start += newline + 1
-            data = data[newline + 1:]
-    cut = data.rfind(b"\n") + 1
-    raw = data[:cut].split(b"\n")[:-1]
-    dropped = max(0, len(raw) - max_lines)
-    if dropped:
-        skipped += sum(len(line) + 1 for line in raw[:dropped])
-        raw = raw[dropped:]
-    shown = []
-    for line in raw:
-        text = safe_log_line(split_line(line.decode("utf-8", errors="replace"))[2])
-        shown.append(text if len(text) <= MAX_LINE_CHARS else text[:MAX_LINE_CHARS] + "…")
-    return LogChunk(shown, start + cut, skipped)
-
-
-def _check_texts(declared: list[dict[str, Any]], evaluated: list[dict[str, Any]]) -> list[str]:
-    """The checks a spec declares, as written (`acc >= 0.9`), else those once recorded."""
-    from workbench.projects.checks import Check
-
-    texts = []
-    for check in declared:
-        try:
-            texts.append(Check(**check).text)
-        except (TypeError, ValueError):  # a record from another version: show what it holds
-            texts.append(" ".join(str(v) for v in check.values()))
-    return texts or [c["expression"] for c in evaluated]
 
 
 class DetailLoaded(Message):
@@ -105,56 +42,6 @@ class DetailLoaded(Message):
 
 class RunGone(Message):
     pass
-
-
-class RunRemoved(Message):
-    def __init__(self, run_id: str) -> None:
-        super().__init__()
-        self.run_id = run_id
-
-
-class RunActions:
-    """Cancel and delete, asked first (ConfirmScreen), shared by the Runs screen and the run detail. The
-    removal runs in an app worker (its failure reaches the app's one handler) and posts RunRemoved here."""
-
-    def confirm_cancel(self, run_id: str, status: str | None) -> None:
-        from workbench.tui.screens.confirm import ConfirmScreen
-
-        screen: Any = self
-        if status is not None and status not in ACTIVE:
-            screen.notify(f"run {run_id} has already ended ({status})")
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                screen.app.run_action_on_run("cancel", run_id)
-        screen.app.push_screen(ConfirmScreen(f"Cancel run {run_id}? It is stopped now and recorded as "
-                                             "cancelled."), answered)
-
-    def confirm_delete(self, run_id: str, status: str | None) -> None:
-        from workbench.tui.screens.confirm import ConfirmScreen
-
-        screen: Any = self
-        force = status in ACTIVE
-        question = (f"Run {run_id} is {status}: cancel it, then delete it with its logs, metrics and artifacts?"
-                    if force else f"Delete run {run_id} with its logs, metrics and artifacts? This cannot be undone.")
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.deleting(run_id)
-                wb = screen.workbench
-                screen.app.run_worker(lambda: self._remove_run(wb, run_id, force), name=f"Cannot delete run {run_id}",
-                                      group="run-delete", thread=True, exit_on_error=False)
-        screen.app.push_screen(ConfirmScreen(question), answered)
-
-    def deleting(self, run_id: str) -> None:
-        """Called on the event loop when the user confirmed a delete (override)."""
-
-    def _remove_run(self, wb: Any, run_id: str, force: bool) -> None:
-        """In a worker thread. Not forced, a run that became active since the question is refused (the
-        refusal says to cancel it first)."""
-        wb.remove(run_id, force=force)
-        self.post_message(RunRemoved(run_id))  # type: ignore[attr-defined]
 
 
 class PaneScroll(VerticalScroll):
@@ -250,11 +137,9 @@ class RunDetailScreen(RunActions, BaseScreen):
     def on_mount(self) -> None:  # BaseScreen's on_mount runs too (Textual calls each class's handler)
         """Opened over the Runs screen (Enter there, or the app after a launch): that screen's cursor goes to
         this run, so going back leaves the run selected."""
-        from workbench.tui.screens.runs import RunsScreen
-
         stack = self.app.screen_stack
         below = stack[stack.index(self) - 1] if self in stack and stack.index(self) > 0 else None
-        if isinstance(below, RunsScreen):
+        if isinstance(below, RunList):
             below.select(self.run_id)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -268,8 +153,6 @@ class RunDetailScreen(RunActions, BaseScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run-detail")
     def load(self, log_offset: int) -> None:
-        from workbench.errors import NotFound
-
         wb = self.workbench
         try:
             run = wb.show_record(self.run_id)
@@ -280,8 +163,8 @@ class RunDetailScreen(RunActions, BaseScreen):
         except NotFound:
             self.post_message(RunGone())
             return
-        log = read_log_tail(Path(wb.dirs.run_dir(run["id"])) / "logs.txt", log_offset,
-                            max_lines=MAX_LOG_LINES - 1)  # room for the note of what was passed over
+        log = wb.run_log_tail(run["id"], log_offset,
+                              max_lines=MAX_LOG_LINES - 1)  # room for the note of what was passed over
         series = wb.metric_series(run, CHART_BUCKETS)
         try:
             progress = wb.progress_line(run["id"]) if run["status"] in ACTIVE else None
@@ -384,7 +267,7 @@ class RunDetailScreen(RunActions, BaseScreen):
             why = "evaluated when the run succeeds" if run["status"] in ACTIVE else \
                 "not evaluated (the run did not succeed)"
             lines.append(f"[b]checks:[/b] {why}")
-            lines += [escape(f"  {text}") for text in _check_texts(declared, run.get("checks") or [])]
+            lines += [escape(f"  {text}") for text in check_texts(declared, run.get("checks") or [])]
         elif run.get("checks"):
             verdict = run.get("verdict") or "?"
             lines.append(f"[b]Checks[/b] [{'green' if verdict == 'pass' else 'red'}]{verdict}[/]")
@@ -472,7 +355,6 @@ class RunDetailScreen(RunActions, BaseScreen):
             return
         gate = (f"run {self.run_id} {run['status']}" if run["status"] != "succeeded" else
                 f"run {self.run_id} failed its checks" if run.get("verdict") == "fail" else None)
-        from workbench.tui.screens.register_model import RegisterModelScreen
 
         def answered(answer: dict | None) -> None:
             if answer:
@@ -485,8 +367,7 @@ class RunDetailScreen(RunActions, BaseScreen):
         if not sweep_id:
             self.notify(f"run {self.run_id} is not a sweep's trial")
             return
-        from workbench.tui.screens.sweep import SweepScreen
-        self.app.push_screen(SweepScreen(sweep_id))
+        self.app.open_sweep(sweep_id)  # type: ignore[attr-defined]
 
     def palette_commands(self) -> list[PaletteCommand]:
         return [

@@ -17,13 +17,18 @@ from textual.widgets import DataTable, Input, Static
 from rich.cells import cell_len
 from rich.text import Text
 
-from workbench.store.cost import run_cost
-from workbench.tui.formatting import (ItemsText, cell, duration, elide, escape, fit_items, metrics_cell, money,
-                                     pairs, reading_order, short_value, shown_status, started, table_status)
+from workbench.formatting import (duration, elide, fit_items, money, pairs, reading_order, short_value, shown_status,
+                                  started)
+from workbench.services.compare import lead_metrics
+from workbench.tui.cells import ItemsText, cell, escape, metrics_cell, table_status
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
-from workbench.tui.widgets.fitted_table import FittedTable
-from workbench.tui.screens.run_detail import RunActions, RunRemoved
+from workbench.tui.screens.compare import CompareScreen
+from workbench.tui.screens.run_actions import RunActions, RunList, RunRemoved
+from workbench.tui.screens.run_detail import RunDetailScreen
+from workbench.tui.screens.sweep import SweepScreen
+from workbench.tui.screens.sweeps import SweepsScreen
 from workbench.tui.widgets.cursor import cursor_key
+from workbench.tui.widgets.fitted_table import FittedTable
 
 PAGE = 100
 COLUMNS = (("id", "id"), ("status", "status"), ("project/experiment", "project"), ("params", None),
@@ -73,8 +78,6 @@ def reading(wb: Any, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The page's runs with their params and metrics in reading order (formatting.reading_order): the params
     that differ within the page first, each run's lead metric (its sweep's objective, else its first check's)
     first. In the page worker: the lead metrics read each sweep once and each other run's record."""
-    from workbench.services.compare import lead_metrics
-
     ordered = reading_order(runs, lead_metrics(wb, runs))
     return [{**run, "params": params, "summary": metrics} for run, (params, metrics) in zip(runs, ordered)]
 
@@ -199,7 +202,7 @@ class RunsTable(FittedTable):
         self.screen.action_oldest()  # type: ignore[attr-defined]
 
 
-class RunsScreen(RunActions, BaseScreen):
+class RunsScreen(RunActions, RunList, BaseScreen):
     MODE = "runs"
     BINDINGS = [
         Binding("enter", "open", "Open", id="runs.open"),
@@ -377,7 +380,7 @@ class RunsScreen(RunActions, BaseScreen):
             values = run["params"] if kind == "param" else run["summary"]
             cells["sort-value"] = cell(short_value(values[table.value_key]) if table.value_key in values else "-")
         if table.costed:
-            cells["cost"] = cell(money(run_cost(run, now)))
+            cells["cost"] = cell(money(self.workbench.run_cost(run, now)))
         return tuple(cells[key.value] for key in table.columns)
 
     def _id_cell(self, run_id: str) -> Text:
@@ -426,7 +429,6 @@ class RunsScreen(RunActions, BaseScreen):
     def action_open(self) -> None:
         run_id = self.selected_run()
         if run_id:
-            from workbench.tui.screens.run_detail import RunDetailScreen
             self.app.push_screen(RunDetailScreen(run_id))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -451,7 +453,6 @@ class RunsScreen(RunActions, BaseScreen):
         if len(marked) < 2:
             self.notify("mark two runs or more with space, then press C", severity="warning")
             return
-        from workbench.tui.screens.compare import CompareScreen
         self.app.push_screen(CompareScreen(marked))
 
     def action_sweep(self) -> None:
@@ -460,11 +461,9 @@ class RunsScreen(RunActions, BaseScreen):
         if not run or not run.get("sweep_id"):
             self.action_sweeps()
             return
-        from workbench.tui.screens.sweep import SweepScreen
         self.app.push_screen(SweepScreen(run["sweep_id"]))
 
     def action_sweeps(self) -> None:
-        from workbench.tui.screens.sweeps import SweepsScreen
         self.app.push_screen(SweepsScreen())
 
     def action_down(self) -> None:

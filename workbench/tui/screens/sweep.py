@@ -14,9 +14,12 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from workbench.formatting import money, short_value
 from workbench.textplot import param_scatter
-from workbench.tui.formatting import cell, escape, money, short_value, status_cell
+from workbench.tui.cells import cell, escape, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.screens.confirm import ConfirmScreen
+from workbench.tui.screens.run_detail import RunDetailScreen
 from workbench.tui.widgets.cursor import cursor_key
 
 
@@ -136,7 +139,6 @@ class SweepScreen(BaseScreen):
     def action_open(self) -> None:
         run_id = self.selected_trial()
         if run_id:
-            from workbench.tui.screens.run_detail import RunDetailScreen
             self.app.push_screen(RunDetailScreen(run_id))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -153,7 +155,6 @@ class SweepScreen(BaseScreen):
         if self.summary is not None and self.summary["status"] != "running":
             self.notify(f"sweep {self.sweep_id} has already ended ({self.summary['status']})")
             return
-        from workbench.tui.screens.confirm import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
             if yes:

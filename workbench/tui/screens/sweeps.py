@@ -11,9 +11,10 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from workbench.tui.formatting import cell, money, status_cell
+from workbench.formatting import money
+from workbench.tui.cells import cell, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
-from workbench.tui.screens.sweep import progress_text
+from workbench.tui.screens.sweep import SweepScreen, progress_text
 from workbench.tui.widgets.cursor import cursor_key
 
 COLUMNS = ("sweep", "status", "project/experiment", "method", "progress", "best", "cost")
@@ -82,7 +83,6 @@ class SweepsScreen(BaseScreen):
     def action_open(self) -> None:
         sweep_id = self.selected()
         if sweep_id:
-            from workbench.tui.screens.sweep import SweepScreen
             self.app.push_screen(SweepScreen(sweep_id))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

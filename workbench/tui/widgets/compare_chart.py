@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widget import Widget
 
-from workbench.tui.formatting import escape
+from workbench.tui.cells import escape
 from workbench.tui.widgets.metric_chart import Y_LABEL_WIDTH, draw
 
 RUN_COLOURS = ("red", "green", "yellow", "blue", "magenta", "cyan", "bright_red", "bright_green",

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from textual.geometry import Size
 from textual.widgets import DataTable
 
-from workbench.tui.formatting import share_width
+from workbench.formatting import share_width
 
 
 class FittedTable(DataTable):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workbench.tui.formatting import escape
+from workbench.tui.cells import escape
 
 HEADER = f"{'version':<15} {'window':<14} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'err %':>6} {'requests':>9}"
 

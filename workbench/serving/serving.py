@@ -16,8 +16,8 @@ import time
 from typing import Any, Callable
 
 from workbench.errors import PortInUse, WorkbenchError
-from workbench.registry import proxy
-from workbench.registry.health import Http, Probe
+from workbench.serving import proxy
+from workbench.serving.health import Http, Probe
 
 MODEL_DIR = "/model"
 CODE_DIR = "/workspace"

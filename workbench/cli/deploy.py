@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from workbench.cli_output import columns, emit_json, say, when
+from workbench.cli.output import columns, emit_json, say
+from workbench.formatting import number_text, pairs, when
 from workbench.textsafe import log_text, printable
 
 
 def _short_metrics(metrics: dict[str, Any], limit: int = 3) -> str:
-    items = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(metrics.items())[:limit]]
-    return " ".join(items)
+    return " ".join(pairs(metrics, limit, value_text=number_text).items)
 
 
 def cmd_models_register(wb: Any, args: argparse.Namespace) -> int:

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import NoGpuRuntime, WorkbenchError
-from workbench.execution.base import METRICS_FILE, Chunk, Launch, RunState, metrics_path, redrawn_tail, signal_reason
-from workbench.execution.logformat import format_line, stamp_to_ns
+from workbench.execution.base import (METRICS_FILE, BackendSettings, Chunk, Handle, Launch, Machine, RunState, metrics_path,
+                                      redrawn_tail, signal_reason)
+from workbench.logformat import format_line, stamp_to_ns
 from workbench.execution.loglines import LineAssembler
 
 if TYPE_CHECKING:
@@ -36,15 +37,14 @@ def _short(exc: Exception) -> str:
 class DockerExecutor:
     name = "docker"
 
-    def __init__(self, client: Any, instance: str, host: "Host | None" = None) -> None:
-        from workbench.execution.hosts import LocalHost
-
-        self.client = client
-        self.instance = instance
-        self.host = host or LocalHost(None)  # where the engine is, and so the run's files: its bind mounts are paths there
+    def __init__(self, machine: Machine, host: "Host", settings: BackendSettings) -> None:
+        assert settings.docker_client is not None, "a Docker backend needs its machine's engine"
+        self.machine, self.instance = machine, settings.instance
+        self.host = host  # where the engine is, and so the run's files: its bind mounts are paths there
+        self.client = settings.docker_client()  # EngineUnavailable now, when no engine answers there
 
     # submit ---------------------------------------------------------------------------------------
-    def submit(self, launch: Launch) -> dict[str, Any]:
+    def submit(self, launch: Launch) -> Handle:
         import docker.errors
         from docker.types import DeviceRequest, Mount
 
@@ -103,18 +103,18 @@ class DockerExecutor:
                 raise WorkbenchError(f"a mount source does not exist on {where}: {message}",
                                      hint="create it there or fix `mounts` in workbench.toml")
             raise WorkbenchError(f"Docker on {where} could not start the container: {message}") from None
-        return {"container": container, "run_dir": str(launch.run_dir), "machine": self.host.name}
+        return Handle(str(launch.run_dir), self.host.name, container=container)
 
     # state ----------------------------------------------------------------------------------------
-    def _inspect(self, handle: dict[str, Any]) -> dict[str, Any] | None:
+    def _inspect(self, handle: Handle) -> dict[str, Any] | None:
         import docker.errors
 
         try:
-            return self.client.api.inspect_container(handle["container"])
+            return self.client.api.inspect_container(handle.container)
         except docker.errors.NotFound:
             return None
 
-    def status(self, handle: dict[str, Any]) -> RunState:
+    def status(self, handle: Handle) -> RunState:
         info = self._inspect(handle)
         if info is None:
             return RunState("missing", reason="its container no longer exists")
@@ -131,12 +131,12 @@ class DockerExecutor:
         elif state.get("Error"):
             reason = state["Error"]
         elif code and self.host.remote:  # its output dir is on the host: full there?
-            reason = self.host.full_disk_reason(handle["run_dir"])
+            reason = self.host.full_disk_reason(handle.run_dir)
         return RunState("exited", exit_code=code, reason=reason, started_at=started,
                         finished_at=_docker_time(state.get("FinishedAt")))
 
     # logs ---------------------------------------------------------------------------------------
-    def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
+    def read_logs(self, handle: Handle, offset: str, follow: bool) -> Iterator[Chunk]:
         """Offsets are per stream, `<out ns>:<count>,<err ns>:<count>`: the last timestamp consumed and
         how many records carried it. stdout and stderr are read as two streams of docker-py's public
         `logs()` (its stream drops the stream id of each frame), each from a second before the latest
@@ -153,7 +153,7 @@ class DockerExecutor:
         try:
             for name in ("out", "err"):
                 since = max(0, position[name][0] - SINCE_MARGIN_NS)
-                streams[name] = api.logs(handle["container"], stdout=name == "out", stderr=name == "err",
+                streams[name] = api.logs(handle.container, stdout=name == "out", stderr=name == "err",
                                          timestamps=True, stream=True, follow=follow,
                                          since=since / 1e9 if since else None)
         except docker.errors.NotFound:
@@ -161,7 +161,7 @@ class DockerExecutor:
             return
         except docker.errors.APIError as exc:
             _close_streams(streams)
-            raise WorkbenchError(f"cannot read the logs of container {handle['container'][:12]}: {_short(exc)}") from None
+            raise WorkbenchError(f"cannot read the logs of container {handle.container[:12]}: {_short(exc)}") from None
         except BaseException:
             _close_streams(streams)
             raise
@@ -224,7 +224,7 @@ class DockerExecutor:
         finally:
             _close_streams(streams)
 
-    def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
+    def progress(self, handle: Handle, stop: threading.Event) -> Iterator[str]:
         """Docker's log API holds a line back until its newline, so a progress bar redrawn with `\r` is
         read from an attach stream instead (docker-py's public `attach`; output from now on, as it is
         written). A thread keeps the tail of what came; the line is looked at every PROGRESS_POLL, so a bar
@@ -235,7 +235,7 @@ class DockerExecutor:
         import docker.errors
 
         try:
-            stream = self.client.api.attach(handle["container"], stdout=True, stderr=True, stream=True,
+            stream = self.client.api.attach(handle.container, stdout=True, stderr=True, stream=True,
                                             logs=False, demux=True)
         except (docker.errors.APIError, OSError):
             return
@@ -276,19 +276,19 @@ class DockerExecutor:
         finally:
             stream.close()
 
-    def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk:
-        return self.host.read_from(metrics_path(handle["run_dir"]), offset, limit, final)
+    def read_metrics(self, handle: Handle, offset: str, limit: int, final: bool) -> Chunk:
+        return self.host.read_from(metrics_path(handle.run_dir), offset, limit, final)
 
     # control --------------------------------------------------------------------------------------
-    def cancel(self, handle: dict[str, Any]) -> None:
+    def cancel(self, handle: Handle) -> None:
         import docker.errors
 
         try:
-            self.client.api.stop(handle["container"], timeout=10)
+            self.client.api.stop(handle.container, timeout=10)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
-            raise WorkbenchError(f"cannot stop container {handle['container'][:12]}: {_short(exc)}") from None
+            raise WorkbenchError(f"cannot stop container {handle.container[:12]}: {_short(exc)}") from None
 
     def _remove_quietly(self, container: str) -> None:
         import docker.errors
@@ -298,7 +298,7 @@ class DockerExecutor:
         except (docker.errors.APIError, OSError):
             pass  # never created, or the engine is gone: reconcile and gc remove what is left
 
-    def adopt(self, run_id: str, run_dir: str) -> dict[str, Any] | None:
+    def adopt(self, run_id: str, run_dir: str) -> Handle | None:
         """The handle of the run's container, found by its labels (its launcher died before recording it)."""
         found = self.list({"workbench.run-id": run_id, "workbench.instance": self.instance})
         if not found:
@@ -310,7 +310,7 @@ class DockerExecutor:
                 self.client.api.start(found[0]["container"])
             except docker.errors.APIError as exc:
                 raise WorkbenchError(f"cannot start the container of run {run_id}: {_short(exc)}") from None
-        return {"container": found[0]["container"], "run_dir": str(run_dir), "machine": self.host.name}
+        return Handle(str(run_dir), self.host.name, container=found[0]["container"])
 
     def remove_orphans(self, containers: list[dict[str, Any]], active: set[str]) -> int:
         """Removes our containers that no active run owns. `active` must be read after `containers` was
@@ -329,11 +329,11 @@ class DockerExecutor:
             for c in self.client.api.containers(all=True, filters=filters)
         ]
 
-    def cleanup(self, handle: dict[str, Any]) -> None:
+    def cleanup(self, handle: Handle) -> None:
         import docker.errors
 
         try:
-            self.client.api.remove_container(handle["container"], force=True)
+            self.client.api.remove_container(handle.container, force=True)
         except docker.errors.APIError:
             pass  # already gone, or being removed; `workbench gc` collects any leftover
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import Chunk, Launch, RunState, exited, metrics_path, out_dir, redrawn_tail
+from workbench.execution.base import (BackendSettings, Chunk, Handle, Launch, Machine, RunState, exited, metrics_path,
+                                      out_dir, redrawn_tail)
 from workbench.execution.hosts import LocalHost
 from workbench.execution.logfiles import LOG_FILES, read_log_files
 
@@ -30,11 +31,10 @@ SUPERVISOR_KILLED = "its supervisor was killed; the exit code is unknown"
 class ProcessExecutor:
     name = "process"
 
-    def __init__(self, runs_root: Path) -> None:
-        self.runs_root = runs_root
-        self.host = LocalHost(runs_root)
+    def __init__(self, machine: Machine, host: LocalHost, settings: BackendSettings) -> None:
+        self.machine, self.host = machine, host
 
-    def submit(self, launch: Launch) -> dict[str, Any]:
+    def submit(self, launch: Launch) -> Handle:
         if launch.gpu_ids:
             raise WorkbenchError("the process executor does not pin GPUs", hint="use --executor docker or gpus = 0")
         run_dir = Path(launch.run_dir)
@@ -59,32 +59,32 @@ class ProcessExecutor:
             if time.monotonic() > deadline:
                 raise WorkbenchError(f"the run supervisor did not start (see {run_dir / 'shim.err'})")
             time.sleep(0.005)
-        return {"run_dir": str(launch.run_dir), "machine": "local", **_read_json(pid_file)}
+        return Handle.from_record({**_read_json(pid_file), "run_dir": str(launch.run_dir), "machine": "local"})
 
-    def status(self, handle: dict[str, Any]) -> RunState:
-        run_dir = Path(handle["run_dir"])
+    def status(self, handle: Handle) -> RunState:
+        run_dir = Path(handle.run_dir)
         exit_info = _read_json(run_dir / "exit.json")
-        if not exit_info and _alive(handle.get("shim"), handle.get("shim_start")):
-            return RunState("running", started_at=handle.get("started_at"))
+        if not exit_info and _alive(handle.shim, handle.shim_start):
+            return RunState("running", started_at=handle.started_at)
         exit_info = exit_info or _read_json(run_dir / "exit.json")  # it may have finished between the two looks
         if exit_info:
-            return exited(exit_info, handle.get("started_at"))
-        if not handle.get("pid") or not (run_dir / "pid").exists():
+            return exited(exit_info, handle.started_at)
+        if not handle.pid or not (run_dir / "pid").exists():
             return RunState("missing", reason="its supervisor process is gone and left no record of the run")
-        if _group_alive(handle["pid"], handle.get("proc_start")):
-            return RunState("running", started_at=handle.get("started_at"))
+        if _group_alive(handle.pid, handle.proc_start):
+            return RunState("running", started_at=handle.started_at)
         # the supervisor died before the experiment: it ended, but nobody was there to see how
-        return RunState("exited", exit_code=None, reason=SUPERVISOR_KILLED, started_at=handle.get("started_at"))
+        return RunState("exited", exit_code=None, reason=SUPERVISOR_KILLED, started_at=handle.started_at)
 
-    def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
+    def read_logs(self, handle: Handle, offset: str, follow: bool) -> Iterator[Chunk]:
         """The run's stdout.log and stderr.log (logfiles.read_log_files), a live run looked at every FOLLOW_POLL."""
-        run_dir = Path(handle["run_dir"])
+        run_dir = Path(handle.run_dir)
         return read_log_files(lambda name, start, limit: _read_range(run_dir / name, start, limit),
                               lambda: self.status(handle).state == "running", offset, follow, FOLLOW_POLL, LOG_CHUNK)
 
-    def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
+    def progress(self, handle: Handle, stop: threading.Event) -> Iterator[str]:
         """The unfinished last line of whichever stream wrote last, looked at every PROGRESS_POLL."""
-        run_dir = Path(handle["run_dir"])
+        run_dir = Path(handle.run_dir)
         while not stop.is_set():
             tails = []
             for _, name in LOG_FILES:
@@ -100,14 +100,14 @@ class ProcessExecutor:
                 return
             stop.wait(PROGRESS_POLL)
 
-    def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk:
-        return self.host.read_from(metrics_path(handle["run_dir"]), offset, limit, final)
+    def read_metrics(self, handle: Handle, offset: str, limit: int, final: bool) -> Chunk:
+        return self.host.read_from(metrics_path(handle.run_dir), offset, limit, final)
 
-    def cancel(self, handle: dict[str, Any]) -> None:
+    def cancel(self, handle: Handle) -> None:
         """SIGTERM to the supervisor, which forwards it to the run's process group, or to the group itself
         when the supervisor was killed; SIGKILL to whatever of the group is left after CANCEL_GRACE."""
-        shim, shim_start = handle.get("shim"), handle.get("shim_start")
-        group, leader_start = handle.get("pid"), handle.get("proc_start")
+        shim, shim_start = handle.shim, handle.shim_start
+        group, leader_start = handle.pid, handle.proc_start
 
         def group_alive() -> bool:
             return bool(group) and _group_alive(group, leader_start)
@@ -122,19 +122,19 @@ class ProcessExecutor:
         if group_alive():
             _signal(os.killpg, group, signal.SIGKILL)
 
-    def adopt(self, run_id: str, run_dir: str) -> dict[str, Any] | None:
+    def adopt(self, run_id: str, run_dir: str) -> Handle | None:
         """The handle of a run whose launcher died before recording it, from its run dir; None if it never started."""
         path = Path(run_dir)
         if (path / "pid").exists() or (path / "exit.json").exists():
-            return {"run_dir": str(run_dir), "machine": "local", **_read_json(path / "pid")}
+            return Handle.from_record({**_read_json(path / "pid"), "run_dir": str(run_dir), "machine": "local"})
         return None
 
     def list(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         return []  # process runs are found through their run dirs, which the database names
 
-    def cleanup(self, handle: dict[str, Any]) -> None:
+    def cleanup(self, handle: Handle) -> None:
         for _, name in LOG_FILES:  # ingested into logs.txt beside them
-            (Path(handle["run_dir"]) / name).unlink(missing_ok=True)
+            (Path(handle.run_dir) / name).unlink(missing_ok=True)
 
 
 def _base_env() -> dict[str, str]:

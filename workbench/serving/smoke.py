@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from workbench.projects.spec import Smoke
-from workbench.registry.health import TIMEOUT, Http
+from workbench.serving.health import TIMEOUT, Http
 from workbench.textsafe import printable
 
 EXCERPT = 200

@@ -1,7 +1,7 @@
 """Runs as detached processes on an SSH host (no Docker): the process executor for a host that may have
 nothing but a POSIX shell, setsid and busybox-level tools (no Python there).
 
-Design (mirrors process_executor/proc_shim, in sh):
+Design (mirrors backends/process.py and proc_shim, in sh):
   * submit sends ONE script: it makes the run dir, writes `supervisor.sh` there and starts it with
     `setsid sh supervisor.sh` (its own session, stdin /dev/null, output to supervisor.err), then waits
     (bounded) for the supervisor's `pid` file and prints it.
@@ -30,15 +30,15 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-import shlex
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.execution.base import Chunk, Launch, RunState, exited, redrawn_tail
+from workbench.execution.backends.process import SUPERVISOR_KILLED
+from workbench.execution.backends.scripts import FINISH, q
+from workbench.execution.base import BackendSettings, Chunk, Handle, Launch, Machine, RunState, exited, redrawn_tail
 from workbench.execution.logfiles import LOG_FILES, read_log_files
-from workbench.execution.process_executor import SUPERVISOR_KILLED
 
 if TYPE_CHECKING:
     from workbench.execution.hosts import SshHost
@@ -86,10 +86,6 @@ nap() { sleep "$1" 2>/dev/null || sleep 1; }
 """
 
 
-def _q(value: str) -> str:
-    return shlex.quote(value)
-
-
 def _num(value: Any) -> str:
     """A pid or start time from a handle, as the digits a script may embed ('' when there is none)."""
     return str(int(value)) if value not in (None, "") else ""
@@ -97,13 +93,13 @@ def _num(value: Any) -> str:
 
 def env_file(env: dict[str, str]) -> str:
     """The run's environment as sh `export` lines, for ENV_FILE (never for a script that stays on the host)."""
-    return "".join(f"export {name}={_q(value)}\n" for name, value in env.items())
+    return "".join(f"export {name}={q(value)}\n" for name, value in env.items())
 
 
 def open_env(env_path: str) -> str:
     """An sh line that opens the env file on descriptor 3 and removes it: from then on no copy of the values
     is on disk, whatever becomes of the process. READ_ENV, later, sets them from the open descriptor."""
-    return f"exec 3< {_q(env_path)} && rm -f -- {_q(env_path)} || exit 126"
+    return f"exec 3< {q(env_path)} && rm -f -- {q(env_path)} || exit 126"
 
 
 # last before the command (the values may set any name, PATH and IFS included): Linux's /dev/fd reopens the
@@ -112,20 +108,15 @@ READ_ENV = ". /dev/fd/3; exec 3<&-"
 
 
 def _supervisor_script(run_dir: str, snapshot_dir: str, argv: list[str]) -> str:
-    command = " ".join(_q(a) for a in argv)
+    command = " ".join(q(a) for a in argv)
     env_path = posixpath.join(run_dir, ENV_FILE)
     return f"""# Workbench run supervisor (written by RemoteProcessExecutor.submit)
 {_LIB}
-run={_q(run_dir)}
+run={q(run_dir)}
 case $1 in *[!0-7]*|"") login_umask=022 ;; *) login_umask=$1 ;; esac
 child=
 got=
-finish() {{
-  sig=null
-  if [ "$1" -gt 128 ] && [ "$1" -le 192 ]; then sig=$(($1 - 128)); fi
-  printf '{{"exit_code": %s, "signal": %s, "finished_at": %s}}\\n' "$1" "$sig" "$(date +%s)" \\
-    > "$run/exit_code.tmp" && mv -f "$run/exit_code.tmp" "$run/exit_code"
-}}
+{FINISH}
 fwd() {{  # cancel = SIGTERM to this supervisor, forwarded to the experiment's process group
   got=1
   if [ -n "$child" ]; then kill -TERM -"$child" 2>/dev/null || kill -TERM "$child" 2>/dev/null; fi
@@ -133,9 +124,9 @@ fwd() {{  # cancel = SIGTERM to this supervisor, forwarded to the experiment's p
 trap fwd TERM INT HUP
 umask 077
 : >> "$run/stdout.log"; : >> "$run/stderr.log"
-if ! cd {_q(snapshot_dir)} 2>/dev/null; then
+if ! cd {q(snapshot_dir)} 2>/dev/null; then
   rm -f "$run/{ENV_FILE}"
-  printf 'workbench: cannot enter the snapshot dir %s\\n' {_q(snapshot_dir)} >> "$run/stderr.log"
+  printf 'workbench: cannot enter the snapshot dir %s\\n' {q(snapshot_dir)} >> "$run/stderr.log"
   finish 127
   exit 0
 fi
@@ -198,11 +189,11 @@ class RemoteProcessExecutor:
     confines the process to them."""
     name = "process"
 
-    def __init__(self, host: "SshHost") -> None:
-        self.host = host
+    def __init__(self, machine: Machine, host: "SshHost", settings: BackendSettings) -> None:
+        self.machine, self.host = machine, host
 
     # starting -----------------------------------------------------------------------------------------
-    def submit(self, launch: Launch) -> dict[str, Any]:
+    def submit(self, launch: Launch) -> Handle:
         run_dir = str(launch.run_dir)
         out = posixpath.join(run_dir, "out")
         env = {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}
@@ -214,12 +205,12 @@ class RemoteProcessExecutor:
         # the values go over this channel's stdin into a 0600 file the experiment's shell removes as it reads
         # it (before the supervisor writes its pid record); supervisor.sh holds none of them
         script = f"""{_LIB}
-run={_q(run_dir)}
+run={q(run_dir)}
 command -v setsid >/dev/null 2>&1 || {{ echo "setsid is not installed (util-linux or busybox)" >&2; exit 1; }}
 if [ -e "$run/pid" ] || [ -e "$run/exit_code" ]; then echo "$run already holds a run" >&2; exit 1; fi
 mkdir -p "$run/out" || exit 1
-printf '%s' {_q(supervisor)} > "$run/supervisor.sh" || exit 1
-printf '%s' {_q(env_file(env))} > "$run/{ENV_FILE}" || exit 1
+printf '%s' {q(supervisor)} > "$run/supervisor.sh" || exit 1
+printf '%s' {q(env_file(env))} > "$run/{ENV_FILE}" || exit 1
 setsid sh "$run/supervisor.sh" "$wb_umask" < /dev/null >> "$run/supervisor.err" 2>&1 &
 i=0
 while [ ! -f "$run/pid" ] && [ ! -f "$run/exit_code" ] && [ $i -lt {START_TIMEOUT * 20} ]; do
@@ -242,18 +233,17 @@ exit 0
                                  + (f": {detail[:200]}" if detail else "")
                                  + f" (see {posixpath.join(run_dir, 'supervisor.err')})")
         pid = _json(found.get("pid"))
-        return {"run_dir": run_dir, "machine": self.host.name, "shim": pid.get("shim"),
-                "shim_start": pid.get("shim_start"), "pid": pid.get("pid"), "proc_start": pid.get("proc_start"),
-                "started_at": time.time()}
+        return Handle(run_dir, self.host.name, shim=pid.get("shim"), shim_start=pid.get("shim_start"),
+                      pid=pid.get("pid"), proc_start=pid.get("proc_start"), started_at=time.time())
 
     # watching -----------------------------------------------------------------------------------------
-    def status(self, handle: dict[str, Any]) -> RunState:
+    def status(self, handle: Handle) -> RunState:
         """One remote command: the exit record if there is one, else whether the supervisor (same start time)
         or, once it is gone, anything in the experiment's process group still runs."""
-        shim, shim_start = _num(handle.get("shim")), _num(handle.get("shim_start"))
-        group, leader_start = _num(handle.get("pid")), _num(handle.get("proc_start"))
+        shim, shim_start = _num(handle.shim), _num(handle.shim_start)
+        group, leader_start = _num(handle.pid), _num(handle.proc_start)
         script = f"""{_LIB}
-run={_q(handle["run_dir"])}
+run={q(handle.run_dir)}
 record() {{
   if [ -f "$run/exit_code" ]; then
     x=; IFS= read -r x < "$run/exit_code"; printf 'exit %s\\n' "$x"; exit 0
@@ -268,9 +258,9 @@ record
 echo gone
 """
         found = _records(self.host.sh(script, timeout=60, what="reading the run's state"))
-        started = handle.get("started_at")
+        started = handle.started_at
         if "exit" in found:
-            return self.with_full_disk(exited(_json(found["exit"]), started), handle["run_dir"])
+            return self.with_full_disk(exited(_json(found["exit"]), started), handle.run_dir)
         if "running" in found:
             return RunState("running", started_at=started)
         if "missing" in found:
@@ -278,7 +268,7 @@ echo gone
         # the supervisor died before the experiment: it ended, but nobody was there to see how (or a full
         # disk kept it from writing the record)
         return self.with_full_disk(RunState("exited", exit_code=None, reason=SUPERVISOR_KILLED, started_at=started),
-                                   handle["run_dir"])
+                                   handle.run_dir)
 
     def with_full_disk(self, state: RunState, run_dir: str) -> RunState:
         """A run that failed, or ended without its record, on a full disk (its dir has no room left, or its
@@ -290,18 +280,18 @@ echo gone
                 state.reason = full if state.reason is None else f"{full}; its end could not be recorded"
         return state
 
-    def read_logs(self, handle: dict[str, Any], offset: str, follow: bool) -> Iterator[Chunk]:
+    def read_logs(self, handle: Handle, offset: str, follow: bool) -> Iterator[Chunk]:
         """The run's stdout.log and stderr.log (logfiles.read_log_files, the same offsets as the local process
         executor's) over SFTP; a live run is followed at most every FOLLOW_POLL, one status command per round."""
-        run_dir = handle["run_dir"]
+        run_dir = handle.run_dir
         return read_log_files(lambda name, start, limit: self.host.read_range(posixpath.join(run_dir, name), start,
                                                                               limit),
                               lambda: self.status(handle).state == "running", offset, follow, FOLLOW_POLL, LOG_CHUNK)
 
-    def progress(self, handle: dict[str, Any], stop: threading.Event) -> Iterator[str]:
+    def progress(self, handle: Handle, stop: threading.Event) -> Iterator[str]:
         """The unfinished last line of whichever stream wrote last, looked at every PROGRESS_POLL (yielded
         when it changes)."""
-        run_dir = handle["run_dir"]
+        run_dir = handle.run_dir
         last: str | None = None
         while not stop.is_set():
             finished = self.status(handle).state != "running"  # looked at first: the last look sees the end
@@ -319,16 +309,16 @@ echo gone
                 return
             stop.wait(PROGRESS_POLL)
 
-    def read_metrics(self, handle: dict[str, Any], offset: str, limit: int, final: bool) -> Chunk:
-        return self.host.read_from(posixpath.join(handle["run_dir"], "out", "metrics.jsonl"), offset, limit, final)
+    def read_metrics(self, handle: Handle, offset: str, limit: int, final: bool) -> Chunk:
+        return self.host.read_from(posixpath.join(handle.run_dir, "out", "metrics.jsonl"), offset, limit, final)
 
     # ending -------------------------------------------------------------------------------------------
-    def cancel(self, handle: dict[str, Any]) -> None:
+    def cancel(self, handle: Handle) -> None:
         """One remote command: SIGTERM to the supervisor, which forwards it to the experiment's process
         group, or to the group itself when the supervisor is gone; SIGKILL to whatever of the group is left
         after CANCEL_GRACE; then a moment for the supervisor to record the exit."""
-        shim, shim_start = _num(handle.get("shim")), _num(handle.get("shim_start"))
-        group, leader_start = _num(handle.get("pid")), _num(handle.get("proc_start"))
+        shim, shim_start = _num(handle.shim), _num(handle.shim_start)
+        group, leader_start = _num(handle.pid), _num(handle.proc_start)
         script = f"""{_LIB}
 sa() {{ [ -n "{shim}" ] && proc_is "{shim}" "{shim_start}"; }}
 ga() {{ [ -n "{group}" ] && group_alive "{group}" "{leader_start}"; }}
@@ -344,7 +334,7 @@ exit 0
 """
         self.host.sh(script, timeout=CANCEL_GRACE + 30, what="cancelling the run")
 
-    def adopt(self, run_id: str, run_dir: str) -> dict[str, Any] | None:
+    def adopt(self, run_id: str, run_dir: str) -> Handle | None:
         """The handle of a run whose launcher died before recording it, from its run dir; None if it never
         started."""
         run_dir = str(run_dir)
@@ -352,15 +342,14 @@ exit 0
         if pid is None and self.host.read_small(posixpath.join(run_dir, "exit_code")) is None:
             return None
         info = _json(pid.decode(errors="replace") if pid is not None else None)
-        return {"run_dir": run_dir, "machine": self.host.name, "shim": info.get("shim"),
-                "shim_start": info.get("shim_start"), "pid": info.get("pid"), "proc_start": info.get("proc_start"),
-                "started_at": info.get("started_at")}
+        return Handle(run_dir, self.host.name, shim=info.get("shim"), shim_start=info.get("shim_start"),
+                      pid=info.get("pid"), proc_start=info.get("proc_start"), started_at=info.get("started_at"))
 
     def list(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         return []  # process runs are found through their run dirs, which the database names
 
-    def cleanup(self, handle: dict[str, Any]) -> None:
-        self.host.remove_files(posixpath.join(handle["run_dir"], name) for _, name in LOG_FILES)
+    def cleanup(self, handle: Handle) -> None:
+        self.host.remove_files(posixpath.join(handle.run_dir, name) for _, name in LOG_FILES)
 
 def _check(argv: list[str], env: dict[str, str]) -> None:
     """One line for what cannot reach a program through sh: a bad name, a NUL, text that is not UTF-8."""

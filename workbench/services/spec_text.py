@@ -1,0 +1,62 @@
+"""A project spec's values as the app shows and takes them: a param as its field's text, why typed text is
+no value of a param, the spec read again against what the launch form sends, and checks as written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workbench.errors import WorkbenchError
+from workbench.projects.checks import Check
+from workbench.projects.spec import SpecError, convert_param, format_param, load_spec
+
+
+def param_text(value: Any) -> str:
+    """A param's value as its field shows it (and `-p name=TEXT` takes it back)."""
+    return format_param(value)
+
+
+def param_problem(name: str, default: Any, text: str) -> str | None:
+    """Why the param cannot take `text`, in the form's words (the spec says it in the CLI's: `-p name='…'`)."""
+    try:
+        convert_param(name, default, text)
+    except SpecError:
+        if isinstance(default, bool):
+            return f"{name}: expected true or false"
+        kind = "an integer" if isinstance(default, int) else "a number"
+        return f"{name}: expected {kind}, like the default {default!r}"
+    return None
+
+
+def spec_problems(path: str, experiment: str, typed: dict[str, str],
+                  shown: dict[str, Any]) -> tuple[list[tuple[str | None, str]], dict[str, str]]:
+    """The experiment's spec read now against what the form sends: (param or None, why) for each value it
+    cannot take, and the overrides, each value that differs from the spec's default NOW (a default changed
+    since the form opened `shown` still runs as the form showed it). A param gone from the spec is a problem
+    only when its field was changed."""
+    try:
+        params = load_spec(path).experiment(experiment).params
+    except WorkbenchError as exc:
+        return [(None, exc.message)], {}
+    problems: list[tuple[str | None, str]] = []
+    overrides: dict[str, str] = {}
+    for name, text in typed.items():
+        if name not in params:
+            if text != format_param(shown[name]):
+                problems.append((name, f"{name}: not a parameter of this experiment any more (its "
+                                       "workbench.toml changed since this form opened)"))
+        elif problem := param_problem(name, params[name], text):
+            problems.append((name, problem))
+        elif text != format_param(params[name]):
+            overrides[name] = text
+    return problems, overrides
+
+
+def check_texts(declared: list[dict[str, Any]], evaluated: list[dict[str, Any]]) -> list[str]:
+    """The checks a spec declares, as written (`acc >= 0.9`), else those once recorded."""
+    texts = []
+    for check in declared:
+        try:
+            texts.append(Check(**check).text)
+        except (TypeError, ValueError):  # a record from another version: show what it holds
+            texts.append(" ".join(str(v) for v in check.values()))
+    return texts or [c["expression"] for c in evaluated]
