@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 
 import pytest
 
 from helpers import assert_one_line_error, background_pids, require, wait_for
+from remote_hosts import cluster_up
 
 pytestmark = pytest.mark.docker
 
@@ -30,13 +30,6 @@ gpus = 1
 """
 SQUEUE_LOG = "squeue-calls.log"
 SACCT_LOG = "sacct-calls.log"
-
-
-def cluster_up() -> bool:
-    if not shutil.which("sinfo"):
-        return False
-    done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    return done.returncode == 0 and any(s in done.stdout for s in ("idle", "mix", "alloc"))
 
 
 def add_hpc(cli, remote_env, name: str, shared, *options: str) -> str:

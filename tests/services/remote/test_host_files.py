@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from helpers import require, wait_for
-from remote_hosts import make_docker_host, register
+from remote_hosts import cluster_up, make_docker_host, register
 
 pytestmark = pytest.mark.docker
 
@@ -199,8 +199,6 @@ def test_docker_on_a_host_gets_the_values_through_the_engine_and_writes_none(cli
 
 
 def add_cluster(cli, remote_env, loose, shared: Path) -> None:
-    from test_slurm import cluster_up
-
     require(cluster_up(), "no Slurm cluster answers (sinfo): .ci/slurm.sh starts one")
     added = cli("machines", "add", "loose-hpc", "--slurm", loose.ssh, "--identity", str(remote_env.user_key),
                 "--dir", str(shared), "--poll", "2", "--json")
