@@ -13,7 +13,7 @@ command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 command -v git >/dev/null || need_pkgs+=(git)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
-# tests/remote: a second dockerd on its own bridge with its own NAT/FORWARD rules, reached over ssh
+# the remote test env (tests/remote_hosts.py): a second dockerd on its own bridge with its own NAT/FORWARD rules, reached over ssh
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_pkgs+=(iptables)
 command -v ssh >/dev/null || need_pkgs+=(openssh-client)
 # deployments: the reverse proxy in front of each deployment (a caddy:2 stand-in built from Debian's binary)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# A real single-node Slurm cluster for tests/slurm (../shared/ENVIRONMENT.md): munge, slurmctld, slurmd from
-# Debian's slurm-wlm 22.05, without systemd; two stand-in GPU devices in gres.conf; accounting through slurmdbd
-# on a local MariaDB, so `sacct` answers as on a real site. Idempotent: does nothing when the cluster and its
-# accounting already answer.
+# A real single-node Slurm cluster for tests/execution/backends/test_slurm.py (../shared/ENVIRONMENT.md):
+# munge, slurmctld, slurmd from Debian's slurm-wlm 22.05, without systemd; two stand-in GPU devices in gres.conf;
+# accounting through slurmdbd on a local MariaDB, so `sacct` answers as on a real site. Idempotent: does nothing
+# when the cluster and its accounting already answer.
 set -euo pipefail
 log() { printf '[slurm] %s\n' "$*" >&2; }
 accounted() { scontrol show config 2>/dev/null | grep '^AccountingStorageType *= accounting_storage/slurmdbd' >/dev/null; }  # no -q: pipefail

@@ -1,4 +1,4 @@
-"""The job runner's figures, on the remote test env (tests/remote/remote_hosts.py: a second Docker engine on
+"""The job runner's figures, on the remote test env (tests/remote_hosts.py: a second Docker engine on
 this machine behind a loopback sshd, with a stand-in nvidia-smi reporting as many H100s as asked). Needs
 root, dockerd, sshd, ip, iptables and the main engine's busybox:latest; holds the remote env's lock.
 
@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "remote"), str(REPO / "tests" / "machines"),
-                str(REPO / "benchmarks")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
 from remote_hosts import (State, acquire_lock, build, clean_up_after_crashed_session, register,  # noqa: E402
                           release_lock, tear_down)

@@ -1,5 +1,5 @@
 """A silent partition of an SSH host in the middle of a run: what a user waits for while it lasts and after.
-The "host" is the remote test env (tests/remote/remote_hosts.py: a second Docker engine that only a loopback
+The "host" is the remote test env (tests/remote_hosts.py: a second Docker engine that only a loopback
 sshd at 127.0.0.3 reaches); the partition is an iptables DROP of that sshd's port (packets vanish, nothing
 refuses: how a Wi-Fi drop looks), always removed at the end. Needs root, as the remote tests do; holds the
 remote env's lock while it runs.
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "remote"), str(REPO / "tests" / "machines")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "services" / "remote")]
 
 from helpers import Result  # noqa: E402
 from remote_hosts import (State, acquire_lock, build, clean_up_after_crashed_session, register,  # noqa: E402

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "machines")]
+sys.path[:0] = [str(REPO / "tests")]
 
 import docker  # noqa: E402
 

@@ -1,5 +1,5 @@
 """Runs on an SSH host end to end, beside the same on the local engine. The "host" is the remote test env
-(tests/remote/remote_hosts.py): a second Docker engine on this machine that only a loopback sshd (127.0.0.3)
+(tests/remote_hosts.py): a second Docker engine on this machine that only a loopback sshd (127.0.0.3)
 reaches, with busybox:latest loaded; so the figures are Workbench's and the SSH transport's cost, not a
 network's. Everything runs with a temporary WORKBENCH_HOME; needs root, dockerd, sshd, ip, iptables and the
 main engine's busybox:latest (as the remote tests do). Holds the remote env's lock while it runs.
@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "remote"), str(REPO / "tests" / "machines")]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import docker  # noqa: E402
 

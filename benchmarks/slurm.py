@@ -1,5 +1,5 @@
 """Slurm figures (issue 13), on the single-node cluster .ci/slurm.sh starts, its login node the SSH test host
-of tests/remote (needs root, the remote env's tools, and `sinfo` answering):
+of the remote test env (tests/remote_hosts.py; needs root, the remote env's tools, and `sinfo` answering):
   1. submit → RUNNING: from `workbench run --machine hpc` being called to the job's batch script starting
      (the `pid` record it writes first), and → the first metric point ingested into the history. -n runs.
   2. squeue calls per minute with --queued runs queued behind two jobs holding both GPUs, each run followed
@@ -30,8 +30,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "remote"), str(REPO / "tests" / "machines"),
-                str(REPO / "benchmarks")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
 from remote_hosts import (State, acquire_lock, build, clean_up_after_crashed_session,  # noqa: E402
                           release_lock, tear_down)

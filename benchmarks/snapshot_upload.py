@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "machines")]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from helpers import disk_used, sha256_of, tcp_bytes_acked  # noqa: E402
 from sshd_hosts import trusted_loopback_host  # noqa: E402

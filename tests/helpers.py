@@ -28,17 +28,6 @@ params = { n = 30, pause = 0.1 }
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def cluster_up() -> bool:
-    """The Slurm test cluster (.ci/slurm.sh) answers: its node is up in sinfo."""
-    import shutil
-    import subprocess
-
-    if not shutil.which("sinfo"):
-        return False
-    done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    return done.returncode == 0 and any(s in done.stdout for s in ("idle", "mix", "alloc"))
-
-
 def require(condition: bool, reason: str) -> None:
     """Skips locally when infrastructure is missing; under CI=true a missing piece is a failure."""
     if condition:

@@ -28,9 +28,9 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[2])), H).serve_forever(
 """
 
 
-_REGISTRY = str(Path(__file__).resolve().parents[1] / "registry")
-if _REGISTRY not in sys.path:
-    sys.path.append(_REGISTRY)  # the project of tests/registry/test_deploy_local.py, shared rather than copied
+_SERVICES = str(Path(__file__).resolve().parents[1] / "services")
+if _SERVICES not in sys.path:
+    sys.path.append(_SERVICES)  # the project of tests/services/test_deploy_local.py, shared rather than copied
 import test_deploy_local  # noqa: E402
 
 SPEC = test_deploy_local.SPEC.replace("DEPLOY", test_deploy_local.DEPLOY)

@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from helpers import assert_one_line_error
-
-_MACHINES = str(Path(__file__).resolve().parents[1] / "machines")
-if _MACHINES not in sys.path:
-    sys.path.append(_MACHINES)  # for sshd_hosts when tests/cli runs alone (appended: shadows nothing)
-from sshd_hosts import keygen, make_host  # noqa: E402
+from sshd_hosts import keygen, make_host
 
 
 @pytest.fixture

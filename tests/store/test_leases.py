@@ -1,4 +1,5 @@
-"""store/leases.py: a dead holder's lease freed at once, the keeper thread, and the owner id's checks."""
+"""store/leases.py: one holder at a time, renewed by its holder, taken over once stale; a dead holder's lease
+freed at once; the keeper thread; the owner id's checks."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 from workbench.store import open_store
 from workbench.store.leases import LeaseKeeper, lease_name, new_owner, owner_gone
@@ -45,3 +47,13 @@ def test_the_keeper_renews_every_name_it_holds_and_says_when_one_is_lost(tmp_pat
     finally:
         keeper.stop()
 
+
+def test_leases_exclude_and_expire(tmp_path):
+    store = open_store(tmp_path / "wb.db")
+    assert store.acquire_lease("ingest:r", "a", ttl=0.3)
+    assert not store.acquire_lease("ingest:r", "b", ttl=0.3)
+    assert store.acquire_lease("ingest:r", "a", ttl=0.3)  # renewal
+    time.sleep(0.4)
+    assert store.acquire_lease("ingest:r", "b", ttl=5)  # stale: taken over
+    store.release_lease("ingest:r", "a")  # a no longer owns it: no effect
+    assert store.lease_holder("ingest:r") == "b"

@@ -17,7 +17,7 @@ from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.deployments import DeploymentsScreen
 from workbench.tui.screens.models import ModelsScreen
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "registry"))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "services"))
 from test_deploy_local import DEPLOY, SERVER, SPEC, TRAIN  # noqa: E402
 
 pytestmark = pytest.mark.docker

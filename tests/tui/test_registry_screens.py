@@ -1,6 +1,6 @@
 """The Models (5) and Deployments (6) screens (issue 12): register from a run's detail (M), alias and deploy
 from Models (a, D), the live deployment on Deployments with its health and history, rollback (b) and stop
-(s) — against this machine's real engine, with the stdlib server of tests/registry. Issue 21: the traffic
+(s) — against this machine's real engine, with the stdlib server of tests/services. Issue 21: the traffic
 figures per version after real requests, a canary's share promoted from the screen (P), the token shown
 only when asked (t); and an 80×24 snapshot of the panel over fixed records."""
 
@@ -23,7 +23,7 @@ from workbench.tui.screens.models import ModelsScreen
 from workbench.tui.screens.run_detail import RunDetailScreen
 from workbench.tui.widgets.traffic import canary_lines, traffic_lines
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "registry"))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "services"))
 from helpers import free_port  # noqa: E402
 from test_deploy_local import DEPLOY, SERVER, SPEC, TRAIN, which  # noqa: E402
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from helpers import cluster_up, require
+from helpers import require
+from remote_hosts import cluster_up
 from workbench.dirs import resolve_dirs
 from workbench.execution.base import Handle, Launch
 from workbench.execution.remote_snapshot import send_snapshot

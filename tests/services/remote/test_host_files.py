@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cluster_up, require, wait_for
-from remote_hosts import make_docker_host, register
+from helpers import require, wait_for
+from remote_hosts import cluster_up, make_docker_host, register
 
 pytestmark = pytest.mark.docker
 

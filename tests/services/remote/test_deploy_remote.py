@@ -26,7 +26,7 @@ from remote_hosts import copy_image, register
 
 pytestmark = pytest.mark.docker
 
-SAMPLE = Path(__file__).resolve().parents[2] / "sample_projects" / "mnist-numpy"
+SAMPLE = helpers.SAMPLES / "mnist-numpy"
 BROKEN = """
 [experiments.broken]
 dockerfile = "Dockerfile"
@@ -368,8 +368,8 @@ def test_a_model_copy_changed_on_the_host_is_replaced_not_served(cli, host, make
 
 
 def _trust():
-    """The stdlib server, spec and load client of tests/registry/test_deploy_trust.py."""
-    sys.path.append(str(Path(__file__).resolve().parents[1] / "registry"))
+    """The stdlib server, spec and load client of tests/services/test_deploy_trust.py."""
+    sys.path.append(str(Path(__file__).resolve().parents[1]))  # tests/services
     import test_deploy_trust
     return test_deploy_trust
 

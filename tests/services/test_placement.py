@@ -1,5 +1,5 @@
 """Placement's choice and its memory of hosts that are down, on surveys made by hand (the real surveys
-against SSH hosts are in tests/remote/test_job_runner.py)."""
+against SSH hosts are in tests/services/remote/test_job_runner.py)."""
 
 from __future__ import annotations
 

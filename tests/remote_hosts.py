@@ -1,4 +1,4 @@
-"""A real "remote GPU host" on this one machine, for the remote-execution tests (fixture: conftest.py).
+"""A real "remote GPU host" on this one machine, for the remote-execution tests (fixture: tests/conftest.py).
 
 * A second Docker engine with its own bridge, NAT/FORWARD rules, data root, exec root, pid file and unix
   socket, started with a stand-in `nvidia-container-runtime-hook` first on its PATH, so GPU requests
@@ -18,7 +18,7 @@ docker0) and `--iptables=false` (we add our own rules). Its user-defined network
 /24s of NETWORK_POOL (its daemon.json's default-address-pools), and one more rule lets their containers
 reach each other (this namespace's FORWARD policy is DROP and bridged traffic passes iptables). With
 --iptables=false Docker does not isolate networks from each other, as an engine with its own rules does:
-a deployment's isolation is tested on the main engine (tests/registry/test_proxy.py).
+a deployment's isolation is tested on the main engine (tests/serving/test_proxy.py).
 """
 
 from __future__ import annotations
@@ -30,19 +30,14 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_MACHINES = str(Path(__file__).resolve().parents[1] / "machines")
-if _MACHINES not in sys.path:
-    sys.path.append(_MACHINES)  # for sshd_hosts when tests/remote runs alone (appended: shadows nothing)
-
-from helpers import GPU_FIXTURES, wait_for  # noqa: E402
-from sshd_hosts import SSHD, Host, keygen, make_fakegpu, make_host, wire_jump_and_target  # noqa: E402
+from helpers import GPU_FIXTURES, wait_for
+from sshd_hosts import SSHD, Host, keygen, make_fakegpu, make_host, wire_jump_and_target
 
 # Neither the main engine's default pools (172.17-31.0.0/16, 192.168.0-240.0/20) nor test_proxyjump's
 # 10.251.77-78.0/30 can overlap these.
@@ -364,6 +359,14 @@ class RemoteEnv:
     def ssh(self, host: Host, command: str, jump: Host | None = None, timeout: float = 60):
         return subprocess.run(self.ssh_command(host, command, jump), capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def cluster_up() -> bool:
+    """Whether the Slurm test cluster (.ci/slurm.sh; its login node is the SSH test host) answers sinfo."""
+    if not shutil.which("sinfo"):
+        return False
+    done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    return done.returncode == 0 and any(s in done.stdout for s in ("idle", "mix", "alloc"))
 
 
 def register(cli, name: str, host: Host, key: Path, jump: Host | None = None, jump_name: str | None = None,

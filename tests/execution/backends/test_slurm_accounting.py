@@ -3,7 +3,7 @@ form the test cluster's sacct (slurmdbd 22.05, SLURM_TIME_FORMAT=%s, --parsable2
 exited 3, a job cancelled by root, a pending job, a job whose batch shell was killed with SIGKILL, one whose
 script exited 137 after its child was killed, a time limit, a range of array tasks cancelled before they
 started, a completed job, and a job of someone else's (not named wb-...). The end-to-end path, against the
-real cluster and its slurmdbd, is tests/remote/test_slurm.py; here the decisions around a failing sacct,
+real cluster and its slurmdbd, is test_slurm.py beside this file; here the decisions around a failing sacct,
 with the login node's answers played back (the messages are sacct's own)."""
 
 from __future__ import annotations

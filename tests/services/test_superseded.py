@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_watch_command import QUICK, SPEC, Watch  # tests/watch is on sys.path (rootdir-relative imports)
+from test_watch_command import QUICK, SPEC, Watch  # tests/services is on sys.path (rootdir-relative imports)
 
 # Writes a metric that passes the check at once, then waits; exits promptly on SIGTERM (sh as PID 1).
 PASSING_THEN_LONG = "trap 'exit 143' TERM\necho '{\"acc\": 0.99}' >> $WORKBENCH_METRICS\nsleep 60 & wait\n"

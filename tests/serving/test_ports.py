@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,6 @@ import pytest
 from helpers import require
 from workbench.errors import WorkbenchError
 from workbench.serving import ports
-
-_MACHINES = str(Path(__file__).resolve().parents[1] / "machines")
-if _MACHINES not in sys.path:
-    sys.path.append(_MACHINES)  # sshd_hosts (appended: shadows nothing)
 
 
 def other_address() -> str:
