@@ -33,9 +33,7 @@ def cmd_runs_list(wb: Any, args: argparse.Namespace) -> int:
                  if (value := getattr(args, name)) is not None]
         say(f"no run matches {' '.join(given)}" if given else "no runs yet: start one with `workbench run PATH`")
         return 0
-    from workbench.services.compare import lead_metrics
-
-    for line in runs_table(runs, shutil.get_terminal_size().columns, lead_metrics(wb, runs)):
+    for line in runs_table(runs, shutil.get_terminal_size().columns, wb.lead_metrics(runs)):
         print(line)
     return 0
 

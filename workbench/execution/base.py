@@ -12,16 +12,10 @@ from __future__ import annotations
 import posixpath
 import threading
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Literal, Protocol, runtime_checkable
 
 from workbench.execution.loglines import char_boundary
 from workbench.textsafe import log_text
-
-if TYPE_CHECKING:
-    from workbench.execution.backends.slurm import SlurmSettings
-    from workbench.execution.hosts import LocalHost, SshHost
-
-    Host = LocalHost | SshHost
 
 
 @dataclass
@@ -98,7 +92,7 @@ class Machine:
     cluster's login node (`config` is its registered configuration: target, dir, slurm settings)."""
     name: str
     kind: MachineKind
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def remote(self) -> bool:
@@ -107,8 +101,8 @@ class Machine:
 
 class RunNotes(Protocol):
     """What a backend that watches a scheduler (Slurm) says about runs while it answers for them, and the
-    scheduler's answer it shares with other processes: implemented by services on the store (a backend never
-    writes run records itself)."""
+    scheduler's answer it shares with other processes: implemented by services on the store (a backend writes run records only through it, never to the store
+    itself)."""
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """The run's record (None when there is none: a job of another Workbench, a run deleted since)."""
@@ -132,20 +126,21 @@ class RunNotes(Protocol):
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """What differs between backends beyond their machine and host (the host holds the runs root): this
-    Workbench's instance id (container labels, Slurm comments), how to reach the machine's Docker engine, the
-    Slurm settings of a cluster (else read from the machine's config) and where a backend reports what it sees."""
+    """What differs between backends beyond their machine and host (the host holds the runs root; a Slurm
+    cluster's settings are in its machine's config): this Workbench's instance id (container labels, Slurm
+    comments), how to reach the machine's Docker engine, and where a backend reports what it sees."""
     instance: str = ""
     docker_client: Callable[[], Any] | None = None
-    slurm: "SlurmSettings | None" = None
     notes: RunNotes | None = None
 
 
 class Executor(Protocol):
-    """Every ability services call on every backend: `Backend(machine, host, settings)` builds one."""
+    """Every ability services call on every backend; `BACKENDS[kind].executor_class(machine.kind)(machine, host,
+    settings)` builds one (services/executors.py)."""
     name: str                           # its kind, as runs record it (`runs.executor`)
     machine: Machine
-    host: "Host"                        # where the run's files are (hosts.LocalHost or hosts.SshHost)
+    host: Any                           # where the run's files are: hosts.LocalHost or hosts.SshHost (hosts.py
+                                        # reads files into this module's Chunks, so it is not imported here)
 
     def submit(self, launch: Launch) -> Handle: ...
     def status(self, handle: Handle) -> RunState: ...
@@ -195,12 +190,6 @@ class RunsInImage(Protocol):
     """A backend whose runs are containers on the machine's engine: `list` finds them by label, and those no
     active run owns are removed."""
     def remove_orphans(self, containers: list[dict[str, Any]], active: set[str]) -> int: ...
-
-
-@runtime_checkable
-class PlacesGpusItself(Protocol):
-    """A backend whose scheduler picks a run's GPUs (nothing is picked or reserved here for it)."""
-    places_gpus_itself: bool
 
 
 METRICS_FILE = "metrics.jsonl"

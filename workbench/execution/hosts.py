@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from workbench.errors import WorkbenchError
 from workbench.execution.base import Chunk
 from workbench.execution.offsets import read_file_from, read_open_file
+from workbench.execution.scripts import q
 
 if TYPE_CHECKING:
     import paramiko
@@ -208,7 +209,7 @@ class SshHost:
         """Why a dir and a file cannot be made at `path` (or in its nearest existing parent) on the host, in
         the system's words with the dir it tried ("/x/runs: Read-only file system"); None when both can.
         One command, which leaves nothing behind."""
-        script = f"""p={_q(path)}
+        script = f"""p={q(path)}
 while [ ! -d "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done
 t="$p/.wb-probe-$$"
 if ! err=$(mkdir "$t" 2>&1 && dd if=/dev/zero of="$t/f" bs=1 count=1 2>&1); then
@@ -449,7 +450,7 @@ rm -rf "$t"
         found = list(links)
         for start in range(0, len(files), HASH_BATCH):
             batch = files[start:start + HASH_BATCH]
-            script = "".join(f"sha256sum 2>/dev/null < {_q(posixpath.join(out, rel))} || echo -\n"
+            script = "".join(f"sha256sum 2>/dev/null < {q(posixpath.join(out, rel))} || echo -\n"
                              for rel, _ in batch)
             digests = self.sh(script, timeout=600, what="hashing the run's output files").decode().split("\n")
             for (rel, size), line in zip(batch, digests):
@@ -482,10 +483,10 @@ rm -rf "$t"
     def remove_tree(self, path: str) -> None:
         if not path.startswith(self.root.rstrip("/") + "/"):
             raise WorkbenchError(f"{self.name}: refusing to remove {path}, outside {self.root}")
-        self.sh(f"chmod -R u+w {_q(path)} 2>/dev/null; rm -rf {_q(path)}", what=f"removing {path}")
+        self.sh(f"chmod -R u+w {q(path)} 2>/dev/null; rm -rf {q(path)}", what=f"removing {path}")
 
     def remove_files(self, paths: Iterable[str]) -> None:
-        listed = " ".join(_q(p) for p in paths)
+        listed = " ".join(q(p) for p in paths)
         if listed:
             self.sh(f"rm -f {listed}", what="removing files")
 
@@ -523,7 +524,3 @@ def sha256_on_host(connection: "Connection", path: str, size: int) -> str | None
                              hint="the host needs sha256sum (coreutils) or shasum")
     return text[0].lower() if text else None
 
-
-def _q(path: str) -> str:
-    import shlex
-    return shlex.quote(path)

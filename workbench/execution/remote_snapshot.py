@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import posixpath
 import secrets
-import shlex
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import paramiko
 
 from workbench.errors import WorkbenchError
 from workbench.execution.hosts import free_bytes, sha256_on_host
+from workbench.execution.scripts import q
 from workbench.machines.ssh import Connection, SSHError
 from workbench.projects import sparse
 from workbench.projects.snapshot import Entry, snapshot_manifest
@@ -141,7 +141,6 @@ def _on_host(mode: int) -> int:
 
 
 def _materialise_script(snapshots: str, tree: str, entries: list[Entry]) -> str:
-    q = shlex.quote
     staging = f".tmp-{tree}-{secrets.token_hex(6)}"
     lines = ["set -e", "umask 077", f"cd -- {q(snapshots)}", f"mkdir -m 700 -- {staging}", f"mkdir -- {staging}/{tree}",
              f"cd -- {staging}/{tree}"]

@@ -1,7 +1,9 @@
 """The facade both front ends use: launch, wait/follow, cancel, rerun, remove, gc, reconcile, doctor, and the
 reads the TUI's screens make. Each method hands its work to the module of its use case (launch.py, runs.py,
-reconcile.py, ...); the modules see the facade only through `context.Services`. The CLI and the app go
-through it alone: neither touches the store, an executor or a run's folder (import-linter, tests/test_architecture.py).
+reconcile.py, ...); the modules see the facade only through `context.Services`. The CLI and the app read and
+change state through it alone: neither touches the store, an executor or a run's folder (import-linter,
+tests/test_architecture.py); from the services' modules they take only pure helpers and types (compare's
+figures, spec_text, log_tail.LogChunk, errors).
 
 Blocking by design (Docker, SQLite, files): the CLI calls it directly, the TUI from worker threads.
 """
@@ -13,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from workbench.dirs import Dirs, resolve_dirs
+from workbench.errors import WorkbenchError
 from workbench.execution.base import Executor
-from workbench.execution.images import run_image_size as image_size_from_records
 from workbench.execution.ingest import RunIngestor
 from workbench.machines.gpus import GpuProbe, nvml_inventory
 from workbench.projects.spec import Experiment, ProjectSpec, load_spec
-from workbench.services import compare as compare_, dispatch as dispatch_, gc as gc_, slurm, sweeps as sweeps_
+from workbench.services import gc as gc_
 from workbench.services import dispatch_trigger
 from workbench.services import images, launch as launch_, machines, projects as projects_, reconcile as reconcile_
 from workbench.services import runs as runs_
@@ -27,6 +29,7 @@ from workbench.services.executors import LOCAL, Executors
 from workbench.services.git_state import GIT_DIFF_LIMIT, UNTRACKED_LISTED, git_state as _git_state
 from workbench.services.launch import LAUNCH_LEASE_RENEW, LAUNCH_LEASE_TTL
 from workbench.services.log_tail import LOG_TAIL_LINES, LogChunk, read_log_tail
+from workbench.services.spec_text import spec_problems
 from workbench.services.machines import HISTORY_WINDOW
 from workbench.services.runs import ENGINE_RETRY_MAX
 from workbench.store import Store, cost, open_store
@@ -106,6 +109,16 @@ class Workbench:
         """The project's workbench.toml as it is now (read at each call; SpecError when it does not load)."""
         return load_spec(path)
 
+    def recheck_launch(self, path: str, experiment: str, typed: dict[str, str],
+                       shown: dict[str, Any]) -> tuple[list[tuple[str | None, str]], dict[str, str]]:
+        """The launch form's values against the experiment's spec read now (spec_text.spec_problems): the
+        problems, (param or None, why), and the overrides to launch with."""
+        try:
+            params = load_spec(path).experiment(experiment).params
+        except WorkbenchError as exc:
+            return [(None, exc.message)], {}
+        return spec_problems(params, typed, shown)
+
     # machines -------------------------------------------------------------------------------------
     def hostkeys(self) -> "HostKeyStore":
         return machines.hostkeys(self)
@@ -163,6 +176,8 @@ class Workbench:
 
     def dispatch(self) -> int:
         """Starts queued runs as machines free up, until the queue is empty (one dispatcher at a time)."""
+        from workbench.services import dispatch as dispatch_  # these use cases load when used: a faster start
+
         return dispatch_.dispatch(self, self.follow_in_background)
 
     def ensure_dispatcher(self) -> None:
@@ -170,16 +185,24 @@ class Workbench:
 
     def sweep(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
               machine: str | None = None, executor: str | None = None, priority: int = 0) -> dict[str, Any]:
+        from workbench.services import sweeps as sweeps_
+
         return sweeps_.start_sweep(self, path, experiment, overrides, machine=machine, executor=executor,
                                    priority=priority)
 
     def sweeps(self) -> list[dict[str, Any]]:
+        from workbench.services import sweeps as sweeps_
+
         return [sweeps_.sweep_summary(self, s) for s in self.store.sweeps()]
 
     def sweep_summary(self, ref: str) -> dict[str, Any]:
+        from workbench.services import sweeps as sweeps_
+
         return sweeps_.sweep_summary(self, self.store.get_sweep(ref))
 
     def cancel_sweep(self, ref: str) -> dict[str, Any]:
+        from workbench.services import sweeps as sweeps_
+
         return sweeps_.cancel_sweep(self, ref)
 
     # models ----------------------------------------------------------------------------------------
@@ -211,6 +234,8 @@ class Workbench:
 
     def cluster(self, machine: str) -> dict[str, Any]:
         """A Slurm machine's partitions: nodes by state, GPUs and GPUs in use (sinfo, at most once a poll)."""
+        from workbench.services import slurm
+
         return slurm.cluster(self, machine)
 
     def has_deployments(self) -> bool:
@@ -253,6 +278,8 @@ class Workbench:
 
     def compare(self, refs: list[str], buckets: int = 120) -> dict[str, Any]:
         """Runs side by side: differing params, each metric's last/best (best run marked), checks, curves."""
+        from workbench.services import compare as compare_
+
         return compare_.compare(self, refs, buckets)
 
     def queue(self) -> list[dict[str, Any]]:
@@ -314,11 +341,19 @@ class Workbench:
 
     def run_image_size(self, run: dict[str, Any]) -> int | None:
         """The bytes of the run's image, from its records alone (no engine asked); None when unknown."""
-        return image_size_from_records(self.store, run)
+        from workbench.execution.images import run_image_size
+
+        return run_image_size(self.store, run)
 
     def run_out_dir(self, ref: str) -> Path:
         """The run's output folder on this workstation (what `runs pull` copies into)."""
         return self.dirs.run_dir(self.store.get_run(ref)["id"]) / "out"
+
+    def lead_metrics(self, runs: list[dict[str, Any]]) -> dict[str, str]:
+        """Each run's lead metric (its sweep's objective, else its first check's), read in one pass."""
+        from workbench.services.compare import lead_metrics
+
+        return lead_metrics(self, runs)
 
     def run_cost(self, run: dict[str, Any], now: float) -> float | None:
         """What the run cost until `now` (or its end) at its machine's rate; None without a rate."""

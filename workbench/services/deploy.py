@@ -235,7 +235,7 @@ def _deploy(wb: Services, version: dict[str, Any], model_file: Path, spec: Any, 
     _take_auth(wb, record, d.auth)  # the endpoint asks for a token (or stops asking) from this switch on
     if canary is not None:
         start_canary(wb, target, record, container, version["version"], canary, canary_for, max_error_rate, took)
-        quietly(ensure_watcher, wb)
+        _watched(wb)
         return show(wb, name, check=False)
     serve_only(wb, target, record, container, version["version"])
     wb.store.set_target_state(name, container_name, "live")

@@ -26,8 +26,8 @@ def reconcile(wb: Services, record: dict[str, Any], quiet: bool = False, owner: 
     if not wb.store.acquire_lease(lease(name), mine, LEASE_TTL):
         return record  # another Workbench is at work on it now
     keeper = LeaseKeeper(wb.store, lease(name), mine, LEASE_TTL, LEASE_RENEW) if owner is None else None
+    current = wb.store.get_deployment(name)  # as it is now: an operation may have ended meanwhile
     try:
-        current = wb.store.get_deployment(name)  # as it is now: an operation may have ended meanwhile
         if current is None:  # removed meanwhile (`stop --remove`): bringing its network or proxy back would leak them
             return record
         record = current

@@ -194,8 +194,8 @@ class Executors:
     def submits_many_on(self, machine: str | Machine) -> bool:
         """A backend that runs on the machine submits a group of runs as one (a scheduler's job array)."""
         kind = self.resolve(machine).kind
-        return any(issubclass(backend.classes[kind], SubmitsMany) for backend in BACKENDS.values()
-                   if kind in backend.classes)
+        return any(issubclass(cls, SubmitsMany) for backend in BACKENDS.values()
+                   if (cls := backend.executor_class(kind)) is not None)
 
     def get(self, machine: str | Machine, kind: str) -> Executor:
         """The backend of `kind` on `machine`, made on first use and kept."""
@@ -214,7 +214,7 @@ class Executors:
 
     def _make(self, machine: Machine, kind: str) -> Executor:
         backend = self.declared(kind)
-        cls = backend.classes.get(machine.kind)
+        cls = backend.executor_class(machine.kind)
         if cls is None:
             raise _not_available(machine, kind)
         store = self._store()

@@ -7,6 +7,7 @@ import shutil
 from typing import Any
 
 from workbench.errors import EngineUnavailable, WorkbenchError
+from workbench.execution.scripts import q
 from workbench.failures import is_engine_failure
 from workbench.projects.snapshot import remove_unreferenced, snapshot_lock
 from workbench.services.context import Services, first_line
@@ -75,7 +76,7 @@ def gc_hosts(wb: Services, keep: set[str], notes: list[str]) -> dict[str, dict[s
         try:
             host = wb.executors.host(name)
             trees, objects = remove_unreferenced_remote(host.connection, host.root, keep)
-            listing = host.sh(f"ls -1 {_q(host.root + '/runs')} 2>/dev/null; true", what="listing run dirs")
+            listing = host.sh(f"ls -1 {q(host.root + '/runs')} 2>/dev/null; true", what="listing run dirs")
             known = wb.store.all_run_ids()  # read after the listing, as for the local run dirs
             stale = [d for d in listing.decode(errors="replace").split() if d not in known]
             for run_dir in stale:
@@ -92,11 +93,6 @@ def gc_hosts(wb: Services, keep: set[str], notes: list[str]) -> dict[str, dict[s
             wb.executors.forget_machine(name)
             notes.append(f"{name}: {exc.message}; its files there were left as they are")
     return done
-
-
-def _q(text: str) -> str:
-    import shlex
-    return shlex.quote(text)
 
 
 def _build_key_of(wb: Services, run: dict[str, Any], known: dict[tuple[str, str], str]) -> str:

@@ -1,13 +1,13 @@
-"""A project spec's values as the app shows and takes them: a param as its field's text, why typed text is
-no value of a param, the spec read again against what the launch form sends, and checks as written."""
+"""A project spec's values as the app shows and takes them (pure: the facade reads the spec): a param as its
+field's text, why typed text is no value of a param, what the launch form sends against the spec as it is now,
+and checks as written."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from workbench.errors import WorkbenchError
 from workbench.projects.checks import Check
-from workbench.projects.spec import SpecError, convert_param, format_param, load_spec
+from workbench.projects.spec import SpecError, convert_param, format_param
 
 
 def param_text(value: Any) -> str:
@@ -27,16 +27,12 @@ def param_problem(name: str, default: Any, text: str) -> str | None:
     return None
 
 
-def spec_problems(path: str, experiment: str, typed: dict[str, str],
+def spec_problems(params: dict[str, Any], typed: dict[str, str],
                   shown: dict[str, Any]) -> tuple[list[tuple[str | None, str]], dict[str, str]]:
-    """The experiment's spec read now against what the form sends: (param or None, why) for each value it
-    cannot take, and the overrides, each value that differs from the spec's default NOW (a default changed
-    since the form opened `shown` still runs as the form showed it). A param gone from the spec is a problem
-    only when its field was changed."""
-    try:
-        params = load_spec(path).experiment(experiment).params
-    except WorkbenchError as exc:
-        return [(None, exc.message)], {}
+    """The experiment's params as its spec says them now against what the form sends: (param, why) for each
+    value it cannot take, and the overrides, each value that differs from the spec's default NOW (a default
+    changed since the form opened `shown` still runs as the form showed it). A param gone from the spec is a
+    problem only when its field was changed."""
     problems: list[tuple[str | None, str]] = []
     overrides: dict[str, str] = {}
     for name, text in typed.items():

@@ -38,7 +38,8 @@ class DockerExecutor:
     name = "docker"
 
     def __init__(self, machine: Machine, host: "Host", settings: BackendSettings) -> None:
-        assert settings.docker_client is not None, "a Docker backend needs its machine's engine"
+        if settings.docker_client is None:
+            raise TypeError("a Docker backend needs its machine's engine (BackendSettings.docker_client)")
         self.machine, self.instance = machine, settings.instance
         self.host = host  # where the engine is, and so the run's files: its bind mounts are paths there
         self.client = settings.docker_client()  # EngineUnavailable now, when no engine answers there

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import WorkbenchError
-from workbench.execution.backends.scripts import FINISH, q
+from workbench.execution.scripts import FINISH, q
 from workbench.execution.backends.slurm_queue import (ENDED, JOB_ID, UNANSWERED, RUNAWAY, SlurmQueue,
                                                       ended_by_accounting, slurms_word)
 from workbench.execution.backends.ssh_process import RemoteProcessExecutor, _check, env_file
@@ -163,12 +163,11 @@ exit "$code"  # the job's exit code in Slurm's accounting is the experiment's
 class SlurmExecutor(RemoteProcessExecutor):
     name = "slurm"
 
-    places_gpus_itself = True  # --gres: Slurm picks the GPUs
-
     def __init__(self, machine: Machine, host: "SshHost", settings: BackendSettings) -> None:
-        assert settings.notes is not None, "a Slurm backend reports through RunNotes"
+        if settings.notes is None:
+            raise TypeError("a Slurm backend reports through RunNotes (BackendSettings.notes)")
         super().__init__(machine, host, settings)
-        self.settings = settings.slurm or SlurmSettings.from_config(machine.config.get("slurm") or {})
+        self.settings = SlurmSettings.from_config(machine.config.get("slurm") or {})
         self.instance = settings.instance
         self.notes = settings.notes
         self.queue = SlurmQueue(host, settings.notes, self.settings.poll)

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import WorkbenchError
+from workbench.execution.backends import PENDING_PREFIX
 from workbench.execution.base import RunNotes, RunState, signal_reason
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ ENDED = {  # Slurm's terminal states, said as a run's end
     "COMPLETED": "the job ended without its exit record",
 }
 EXPLAINS_SIGNAL = set(ENDED) - {"COMPLETED", "FAILED"}  # Slurm's word says better why the signal came
-PENDING_PREFIX = "Slurm: PENDING"
 SACCT = ["env", "SLURM_TIME_FORMAT=%s", "sacct", "--noheader", "--parsable2", "--allocations",
          "--format=JobID,State,ExitCode,End,JobName"]
 SACCT_TIMEOUT = 20.0
@@ -172,7 +172,8 @@ class SlurmQueue:
             return
         node = str(started.get("node") or "?")
         given = [f"{node}:gpu{i.strip()}" for i in indices]
-        if (self.notes.run(run_id) or {}).get("gpu_uuids") != given:
+        run = self.notes.run(run_id)
+        if run is not None and run.get("gpu_uuids") != given:  # none: the run was deleted since
             self.notes.set_gpus(run_id, given)
             self.notes.event(run_id, "gpus", f"Slurm gave job {job} {len(given)} GPU(s) on {node}: index "
                                              f"{', '.join(i.strip() for i in indices)} (CUDA_VISIBLE_DEVICES)")
@@ -213,7 +214,10 @@ class SlurmQueue:
                 run_id = name[3:]
             else:
                 continue
-            run = self.notes.run(run_id)
+            try:
+                run = self.notes.run(run_id)
+            except Exception:  # noqa: BLE001 - a busy database: this run's note waits for the next answer
+                continue
             if run is None or run["status"] != "running":  # a job of another Workbench, or a run deleted since
                 continue
             reason = run.get("status_reason") or ""

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import WorkbenchError
 from workbench.execution.backends.process import SUPERVISOR_KILLED
-from workbench.execution.backends.scripts import FINISH, q
+from workbench.execution.scripts import FINISH, q
 from workbench.execution.base import BackendSettings, Chunk, Handle, Launch, Machine, RunState, exited, redrawn_tail
 from workbench.execution.logfiles import LOG_FILES, read_log_files
 

@@ -13,7 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
 
-from workbench.services.spec_text import param_problem, param_text, spec_problems
+from workbench.services.spec_text import param_problem, param_text
 from workbench.tui.cells import escape
 from workbench.tui.screens.dialog import Dialog
 
@@ -96,7 +96,8 @@ class LaunchForm(Dialog[dict[str, Any] | None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch-form")
     def recheck(self, path: str, typed: dict[str, str]) -> None:
-        problems, overrides = spec_problems(path, self.experiment, typed, self.params)
+        problems, overrides = self.app.workbench.recheck_launch(  # type: ignore[attr-defined]
+            path, self.experiment, typed, self.params)
         self.post_message(Rechecked(overrides, problems))
 
     def on_rechecked(self, message: Rechecked) -> None:

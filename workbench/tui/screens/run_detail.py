@@ -17,7 +17,7 @@ from textual.widgets import Log, Static, TabbedContent, TabPane
 
 from workbench.errors import NotFound
 from workbench.formatting import ago, duration, short_value, shown_status, size
-from workbench.services.log_tail import LogChunk
+from workbench.services.log_tail import LOG_TAIL_LINES, LogChunk
 from workbench.services.spec_text import check_texts
 from workbench.tui.cells import escape, status_markup
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
@@ -25,7 +25,7 @@ from workbench.tui.screens.register_model import RegisterModelScreen
 from workbench.tui.screens.run_actions import ACTIVE, RunActions, RunList, RunRemoved
 from workbench.tui.widgets.metric_chart import MetricChart
 
-MAX_LOG_LINES = 5000  # lines the Log keeps (and the most one refresh hands it)
+MAX_LOG_LINES = LOG_TAIL_LINES  # lines the Log keeps (and the most one refresh hands it)
 LOG_BATCH = 500  # lines per Log.write_lines call; the event loop runs between batches
 MAX_PROGRESS_CHARS = 1000  # the live progress line is one row: the rest could never show
 CHART_BUCKETS = 240

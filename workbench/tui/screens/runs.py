@@ -19,7 +19,6 @@ from rich.text import Text
 
 from workbench.formatting import (duration, elide, fit_items, money, pairs, reading_order, short_value, shown_status,
                                   started)
-from workbench.services.compare import lead_metrics
 from workbench.tui.cells import ItemsText, cell, escape, metrics_cell, table_status
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.screens.compare import CompareScreen
@@ -78,7 +77,7 @@ def reading(wb: Any, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The page's runs with their params and metrics in reading order (formatting.reading_order): the params
     that differ within the page first, each run's lead metric (its sweep's objective, else its first check's)
     first. In the page worker: the lead metrics read each sweep once and each other run's record."""
-    ordered = reading_order(runs, lead_metrics(wb, runs))
+    ordered = reading_order(runs, wb.lead_metrics(runs))
     return [{**run, "params": params, "summary": metrics} for run, (params, metrics) in zip(runs, ordered)]
 
 
