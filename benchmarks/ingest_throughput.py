@@ -52,11 +52,11 @@ def main() -> None:
 
     wb = Workbench()
     run = wb.launch(str(project), executor=args.executor)
-    wb.wait(run["id"])
+    wb.wait(run.id)
     done = time.time()
-    final = wb.store.get_run(run["id"])
-    first_write = float((home / "runs" / run["id"] / "out" / "first_write").read_text())
-    last_write = float((home / "runs" / run["id"] / "out" / "last_write").read_text())
+    final = wb.store.get_run(run.id)
+    first_write = float((home / "runs" / run.id / "out" / "first_write").read_text())
+    last_write = float((home / "runs" / run.id / "out" / "last_write").read_text())
     points = wb.store.metric_count(final["seq"])
     assert points == lines * len(KEYS), (points, lines * len(KEYS))
     elapsed = done - first_write

@@ -199,15 +199,15 @@ def ingest_figures(cli: Cli, project: Path, machines: list[str], points: int, ke
         wb = Workbench()
         try:
             run = wb.launch(str(project), "flood", [f"lines={lines}", f"keys={keys}"], machine=machine)
-            wb.wait(run["id"])
+            wb.wait(run.id)
             done = time.time()
-            record = wb.store.get_run(run["id"])
+            record = wb.store.get_run(run.id)
             committed = wb.store.metric_count(record["seq"])
             out = Path(record["handle"]["run_dir"]) / "out"
             first, last = (out / "first").stat().st_mtime, (out / "last").stat().st_mtime
         finally:
             wb.close()
-        shown = cli("runs", "show", run["id"], "--json")
+        shown = cli("runs", "show", run.id, "--json")
         assert shown.code == 0, shown.err
         queryable = sum(m["points"] for m in shown.json()["metrics"].values())
         assert record["status"] == "succeeded", record

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from rich.cells import cell_len
 
@@ -22,12 +22,25 @@ class EngineOutput(str):
     on a terminal (`textsafe.coloured_text`) and strips them elsewhere (`textsafe.log_text`)."""
 
 
+class RunLike(Protocol):
+    """What these helpers read of a run: the facade's `RunRow`, `Run` and `RunDetail` all have it."""
+    id: str
+    status: str
+    status_reason: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    params: dict[str, Any]
+    summary: dict[str, Any]
+    verdict: str | None
+
+
 # statuses -------------------------------------------------------------------------------------------------
-def shown_status(run: dict) -> str:
+def shown_status(run: RunLike) -> str:
     """A running run whose host does not answer still runs there: "unreachable", not hidden as "running"."""
-    if run.get("status") == "running" and (run.get("status_reason") or "").startswith("host unreachable"):
+    if run.status == "running" and (run.status_reason or "").startswith("host unreachable"):
         return "unreachable"
-    return run["status"]
+    return run.status
 
 
 # params and metrics ---------------------------------------------------------------------------------------
@@ -67,32 +80,32 @@ def pairs(values: dict[str, Any], limit: int | None = None,
     return Pairs(items, more=limit is not None and len(values) > limit)
 
 
-def reading_order(runs: Sequence[dict[str, Any]], lead_metric: Mapping[str, str] | None = None
+def reading_order(runs: Sequence[RunLike], lead_metric: Mapping[str, str] | None = None
                   ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Each run's params and metrics reordered so that a narrow column shows first what tells the runs apart.
 
-    `runs` is one page or filtered list of runs (dicts with `id`, `params` and `summary`, as `run_page` and
+    `runs` is one page or filtered list of runs (with `id`, `params` and `summary`, as `run_page` and
     `Workbench.runs` return them). For each run, in the order of `runs`, returns `(params, metrics)`: new
-    dicts (the runs are not changed) holding the same items as `run["params"]` and `run["summary"]`, ordered:
+    dicts (the runs are not changed) holding the same items as `run.params` and `run.summary`, ordered:
     - params: those whose value differs between the runs of `runs` that set them first (runs of another
       experiment, without that param, do not make it differ), then the others; each group in the run's own
       order. One run alone keeps its order (nothing differs).
-    - metrics: `lead_metric[run["id"]]` first when the run has it (its sweep's objective, or else its
+    - metrics: `lead_metric[run.id]` first when the run has it (its sweep's objective, or else its
       experiment's first check's metric: `services.compare.lead_metrics` works that mapping out), then the
       others in the run's own order.
     Feed each dict to `pairs()` for a cell that drops whole items from the end when narrow."""
     lead_metric = lead_metric or {}
     values: dict[str, set[str]] = {}
     for run in runs:
-        for name, value in run["params"].items():
+        for name, value in run.params.items():
             values.setdefault(name, set()).add(repr(value))
     differing = {name for name, seen in values.items() if len(seen) > 1}
     ordered = []
     for run in runs:
-        params = run["params"]
+        params = run.params
         first = {k: v for k, v in params.items() if k in differing}
-        metrics = run["summary"]
-        lead = lead_metric.get(run["id"])
+        metrics = run.summary
+        lead = lead_metric.get(run.id)
         ordered.append(({**first, **{k: v for k, v in params.items() if k not in first}},
                         {lead: metrics[lead], **metrics} if lead in metrics else dict(metrics)))
     return ordered
@@ -146,11 +159,11 @@ def share_width(available: int, columns: Sequence[tuple[str, int, int]]) -> dict
 
 
 # times and durations --------------------------------------------------------------------------------------
-def run_seconds(run: dict[str, Any], now: float) -> float | None:
+def run_seconds(run: RunLike, now: float) -> float | None:
     """How long a run has run (until `now` while it runs); None before it started."""
-    if not run.get("started_at"):
+    if not run.started_at:
         return None
-    return max(0.0, (run.get("finished_at") or now) - run["started_at"])
+    return max(0.0, (run.finished_at or now) - run.started_at)
 
 
 def seconds_text(seconds: float | None) -> str:
@@ -164,7 +177,7 @@ def seconds_text(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def duration(run: dict[str, Any], now: float) -> str:
+def duration(run: RunLike, now: float) -> str:
     return seconds_text(run_seconds(run, now))
 
 
@@ -173,9 +186,9 @@ def when(ts: float | None) -> str:
     return "-" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def started(run: dict[str, Any], form: str = "%m-%d %H:%M") -> str:
+def started(run: RunLike, form: str = "%m-%d %H:%M") -> str:
     """When a run started (when it was created, while it waits), in local time."""
-    stamp = run.get("started_at") or run.get("created_at")
+    stamp = run.started_at or run.created_at
     return time.strftime(form, time.localtime(stamp)) if stamp else "-"
 
 

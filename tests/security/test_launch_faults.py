@@ -87,7 +87,7 @@ def test_gc_waits_for_a_launch_between_its_snapshot_and_its_record(make_project,
 
     launcher.store.update_run = slow_record
     result: dict = {}
-    launch = threading.Thread(target=lambda: result.update(launcher.launch(str(root), overrides=["n=2"])))
+    launch = threading.Thread(target=lambda: result.update(run=launcher.launch(str(root), overrides=["n=2"])))
     launch.start()
     assert reached.wait(60)
     gc = threading.Thread(target=lambda: result.update(gc=collector.gc()))
@@ -98,9 +98,9 @@ def test_gc_waits_for_a_launch_between_its_snapshot_and_its_record(make_project,
     launch.join(60)
     gc.join(60)
     assert result["gc"]["snapshots_removed"] == 0
-    assert (home / "snapshots" / result["snapshot"]).is_dir()
-    final = launcher.wait(result["id"])
-    assert final["status"] == "succeeded", final["status_reason"]
+    assert (home / "snapshots" / result["run"].snapshot).is_dir()
+    final = launcher.wait(result["run"].id)
+    assert final.status == "succeeded", final.status_reason
     launcher.close()
     collector.close()
 
@@ -181,16 +181,16 @@ def test_cancel_during_a_slow_launch_is_immediate_and_the_launcher_stops_what_it
 
     launcher._image_for = slow_build
     result: dict = {}
-    launch = threading.Thread(target=lambda: result.update(launcher.launch(str(root), overrides=["n=300"])))
+    launch = threading.Thread(target=lambda: result.update(run=launcher.launch(str(root), overrides=["n=300"])))
     launch.start()
     assert building.wait(60)
     (run,) = other.store.list_runs()
     started = time.monotonic()
     cancelled = other.cancel(run["id"])
-    assert cancelled["status"] == "cancelled" and time.monotonic() - started < 2
+    assert cancelled.status == "cancelled" and time.monotonic() - started < 2
     go.set()
     launch.join(60)
-    assert result["status"] == "cancelled"
+    assert result["run"].status == "cancelled"
     wait_for(lambda: not [c for c in _containers(docker_client, run["id"]) if c.status == "running"], timeout=30)
     launcher.close()
     other.close()

@@ -32,9 +32,9 @@ def test_runs_and_runs_json_list_newest_first_with_the_filters(wb):
     add_run(wb, "aaaa0001")
     add_run(wb, "aaaa0002", experiment="eval", created_at=NOW + 60)
     add_run(wb, "bbbb0001", status="failed", created_at=NOW + 120)
-    assert [r["id"] for r in wb.runs(limit=None)] == ["bbbb0001", "aaaa0002", "aaaa0001"]
-    assert [r["id"] for r in wb.runs(limit=None, status="succeeded", experiment="train")] == ["aaaa0001"]
-    assert [r["id"] for r in wb.runs(limit=1, project="demo")] == ["bbbb0001"]
+    assert [r.id for r in wb.runs(limit=None)] == ["bbbb0001", "aaaa0002", "aaaa0001"]
+    assert [r.id for r in wb.runs(limit=None, status="succeeded", experiment="train")] == ["aaaa0001"]
+    assert [r.id for r in wb.runs(limit=1, project="demo")] == ["bbbb0001"]
     assert [r["id"] for r in json.loads(wb.runs_json(limit=2))] == ["bbbb0001", "aaaa0002"]
     assert [r["id"] for r in json.loads(wb.runs_json(limit=None, status="failed"))] == ["bbbb0001"]
 
@@ -42,8 +42,8 @@ def test_runs_and_runs_json_list_newest_first_with_the_filters(wb):
 def test_run_resolves_a_ref_as_every_command_does(wb):
     add_run(wb, "aaaa0001")
     add_run(wb, "aaaa0002")
-    assert wb.run("aaaa0001")["experiment"] == "train"
-    assert wb.run(" aaaa0002")["id"] == "aaaa0002"
+    assert wb.run("aaaa0001").experiment == "train"
+    assert wb.run(" aaaa0002").id == "aaaa0002"
     with pytest.raises(WorkbenchError, match="ambiguous"):
         wb.run("aaaa")
     with pytest.raises(NotFound):
@@ -64,8 +64,8 @@ def test_run_image_size_from_the_records_alone(wb):
     wb.store.add_event("built001", "image", f"workbench/demo:0123456789abcdef {image}: 1234567 bytes (1.2 MiB)")
     add_run(wb, "rerun001", image_id=image)  # a rerun reuses its original's image without an event of its own
     add_run(wb, "noimage1")
-    assert wb.run_image_size(wb.run("rerun001")) == 1234567
-    assert wb.run_image_size(wb.run("noimage1")) is None
+    assert wb.show("rerun001").image_size == 1234567
+    assert wb.show("noimage1").image_size is None
 
 
 def test_run_log_tail_reads_on_from_the_last_offset(wb):
@@ -106,4 +106,4 @@ def test_spec_values_as_the_launch_form_and_the_detail_show_them():
     declared = [{"metric": "acc", "op": ">=", "threshold": 0.9}, {"metric": "loss", "op": "<", "threshold": 0.5,
                                                                    "on": "best"}, {"old": "form"}]
     assert check_texts(declared, []) == ["acc >= 0.9", "loss best < 0.5", "form"]
-    assert check_texts([], [{"expression": "acc >= 0.8"}]) == ["acc >= 0.8"]
+    assert check_texts([], ["acc >= 0.8"]) == ["acc >= 0.8"]

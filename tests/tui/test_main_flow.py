@@ -43,8 +43,8 @@ async def test_launch_from_projects_to_succeeded_run_with_metrics_and_logs(wb):
         await pilot.press("ctrl+s")
         await wait_until(app, pilot, lambda: isinstance(app.screen, RunDetailScreen))
         detail = app.screen
-        await wait_until(app, pilot, lambda: detail.run is not None and detail.run["status"] == "succeeded")
-        assert detail.run["params"] == {"greeting": "hello", "steps": 5}
+        await wait_until(app, pilot, lambda: detail.run is not None and detail.run.status == "succeeded")
+        assert detail.run.params == {"greeting": "hello", "steps": 5}
         await pilot.press("L")
         await wait_until(app, pilot, lambda: any("hello from" in line for line in detail.query_one(Log).lines))
         await pilot.press("m")

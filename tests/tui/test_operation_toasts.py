@@ -40,8 +40,8 @@ async def test_a_launch_and_a_deploy_show_one_notification_each_updated_in_place
     wb.add_project(str(SAMPLES / "hello-shell"))
     root = make_project(SPEC.replace("DEPLOY", DEPLOY), {"serve.py": SERVER, "train.py": TRAIN})
     trained = wb.launch(str(root), overrides=["tag=first"])
-    wb.wait(trained["id"])
-    wb.register_model(trained["id"], "model.txt", "m")
+    wb.wait(trained.id)
+    wb.register_model(trained.id, "model.txt", "m")
     port = free_port()
     app = WorkbenchApp(wb)
     try:

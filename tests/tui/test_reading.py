@@ -5,6 +5,7 @@ Dashboard's columns use the width they have; the empty screens show `[deploy]` a
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
@@ -47,7 +48,7 @@ def test_a_params_cell_never_cuts_an_item(width):
 
 @pytest.mark.parametrize("width", range(3, 30))
 def test_a_metrics_cell_never_cuts_a_number(width):
-    run = {"summary": {"test_acc": 0.9556, "loss": 0.125}, "verdict": "pass"}
+    run = SimpleNamespace(status=None, summary={"test_acc": 0.9556, "loss": 0.125}, verdict="pass")
     text = drawn(metrics_cell(run), width)
     assert len(text) <= width
     body = text[2:] if text.startswith("✓ ") else text
@@ -188,6 +189,6 @@ def test_a_run_that_did_not_succeed_never_shows_a_pass_mark():
     from workbench.tui.cells import metrics_cell
 
     summary = {"acc": 0.99}
-    assert metrics_cell({"status": "succeeded", "verdict": "pass", "summary": summary}).plain.startswith("✓")
+    assert metrics_cell(SimpleNamespace(status="succeeded", verdict="pass", summary=summary)).plain.startswith("✓")
     for status in ("cancelled", "failed", "lost", "running"):
-        assert "✓" not in metrics_cell({"status": status, "verdict": "pass", "summary": summary}).plain
+        assert "✓" not in metrics_cell(SimpleNamespace(status=status, verdict="pass", summary=summary)).plain

@@ -40,9 +40,9 @@ def notifications(app, monkeypatch) -> list[str]:
 
 def trained(wb, root, tag: str) -> str:
     run = wb.launch(str(root), overrides=[f"tag={tag}"])
-    wb.wait(run["id"])
-    assert wb.store.get_run(run["id"])["status"] == "succeeded"
-    return run["id"]
+    wb.wait(run.id)
+    assert wb.store.get_run(run.id)["status"] == "succeeded"
+    return run.id
 
 
 async def test_register_alias_deploy_rollback_stop_from_the_app(wb, make_project):

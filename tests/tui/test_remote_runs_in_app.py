@@ -128,7 +128,7 @@ async def test_run_detail_says_where_the_files_live_and_that_the_host_is_unreach
         await until(app, pilot, lambda: app.screen.query_one("#runs-table", DataTable).cursor_row == 0)
         await pilot.press("down", "enter")  # a local run: neither line
         await until(app, pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.run is not None
-                    and app.screen.run["id"] == "local01")
+                    and app.screen.run.id == "local01")
         assert not app.screen.query_one("#detail-where", Static).display
         assert not app.screen.query_one("#detail-unreachable", Static).display
 

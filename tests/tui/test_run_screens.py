@@ -186,7 +186,7 @@ command = ["sleep", "120"]
 def sleeping_runs(wb, make_project):
     """Two live runs (the process executor: a real process each), cancelled at the end whatever happens."""
     root = make_project(SLEEPER)
-    runs = [wb.launch(str(root), executor="process")["id"] for _ in range(2)]
+    runs = [wb.launch(str(root), executor="process").id for _ in range(2)]
     yield runs
     for run_id in runs:
         try:
@@ -229,7 +229,7 @@ async def test_cancel_asks_first_on_the_runs_screen_and_the_detail(wb, sleeping_
         await pilot.press("y")
         await until(app, pilot, lambda: status_of(wb, cancelled) == "cancelled")
         assert status_of(wb, other) == "running"
-        await until(app, pilot, lambda: app.screen.run is not None and app.screen.run["status"] == "cancelled")
+        await until(app, pilot, lambda: app.screen.run is not None and app.screen.run.status == "cancelled")
         await pilot.press("c")  # an ended run: said so, nothing asked
         await pilot.pause()
         assert isinstance(app.screen, RunDetailScreen)
@@ -382,7 +382,7 @@ async def test_a_followed_run_is_only_read_never_ingested_by_the_detail(wb):
         for _ in range(3):
             detail.reload()
             await settle(app, pilot)
-        assert detail.run["status"] == "running" and calls == []
+        assert detail.run.status == "running" and calls == []
         wb.store.release_lease(lease_name("followed"), "a-follower")  # its follower died: the detail catches up
         detail.reload()
         await settle(app, pilot)

@@ -6,18 +6,18 @@ import argparse
 from typing import Any, Callable
 
 from workbench.cli.logs import ProgressLine, log_printer
-from workbench.cli.output import emit_json, run_json, run_verdict, say
+from workbench.cli.output import emit_json, run_verdict, say
 
 
 def cmd_run(wb: Any, args: argparse.Namespace) -> int:
     wb.reconcile(wait=0)  # hosts' passes go on meanwhile: a launch never waits for another machine
     run = wb.launch(args.path, args.experiment, args.param, machine=args.machine, executor=args.executor,
                     priority=args.priority)
-    if run.get("waiting") is not None and not args.wait:
+    if run.waiting is not None and not args.wait:
         if args.json:
-            emit_json({**run_json(wb, run), "priority": run.get("priority", 0)})
+            emit_json({**run.to_json(), "priority": run.priority})
         else:
-            print(run["id"])
+            print(run.id)
             # the launch said "run ID queued: REASON": only where to look is added
             say("it starts by itself when a machine can take it (`workbench queue` shows the queue)")
         return 0
@@ -27,36 +27,36 @@ def cmd_run(wb: Any, args: argparse.Namespace) -> int:
 def cmd_rerun(wb: Any, args: argparse.Namespace) -> int:
     wb.reconcile()
     run = wb.rerun(args.run, executor=args.executor)
-    say(f"run {run['id']} reruns {run['rerun_of']} from snapshot {run['snapshot'][:12]}")
+    say(f"run {run.id} reruns {run.rerun_of} from snapshot {run.snapshot[:12]}")
     return _after_start(wb, run, args)
 
 
-def _after_start(wb: Any, run: dict[str, Any], args: argparse.Namespace) -> int:
+def _after_start(wb: Any, run: Any, args: argparse.Namespace) -> int:
     if not args.wait:
-        wb.follow_in_background(run["id"])
+        wb.follow_in_background(run.id)
         if args.json:
-            emit_json(run_json(wb, run))
+            emit_json(run.to_json())
         else:
-            print(run["id"])
-            say(f"run {run['id']} started ({run['executor']}); follow it with `workbench runs logs {run['id']} --follow`")
+            print(run.id)
+            say(f"run {run.id} started ({run.executor}); follow it with `workbench runs logs {run.id} --follow`")
         return 0
-    if run.get("waiting") is not None:
-        say(f"waiting for run {run['id']} to start and end (Ctrl-C leaves it queued)")  # why: said by the launch
+    if run.waiting is not None:
+        say(f"waiting for run {run.id} to start and end (Ctrl-C leaves it queued)")  # why: said by the launch
     else:
-        say(f"run {run['id']} started ({run['executor']}); waiting for it (Ctrl-C leaves it running)")
+        say(f"run {run.id} started ({run.executor}); waiting for it (Ctrl-C leaves it running)")
     progress = None if args.json else ProgressLine()
     sink = None if args.json else log_printer(timestamps=False, progress=progress)
     try:
-        final = wb.wait(run["id"], sink=sink, progress=progress.show if progress else None)
+        final = wb.wait(run.id, sink=sink, progress=progress.show if progress else None)
     except KeyboardInterrupt:
-        wb.follow_in_background(run["id"])  # the run goes on; so does its ingestion
-        say(f"stopped waiting; run {run['id']} keeps running (`workbench runs logs {run['id']} --follow`)")
+        wb.follow_in_background(run.id)  # the run goes on; so does its ingestion
+        say(f"stopped waiting; run {run.id} keeps running (`workbench runs logs {run.id} --follow`)")
         return 130
     if args.json:
-        emit_json(run_json(wb, final))
+        emit_json(final.to_json())
     else:
         say(run_verdict(final))
-    return 0 if final["status"] == "succeeded" else 1
+    return 0 if final.status == "succeeded" else 1
 
 
 def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> None:

@@ -1,5 +1,5 @@
 """What every CLI command prints through: JSON on stdout, messages on stderr (terminal escapes made
-visible), aligned columns, and a run as `--json` and the line at its end show it."""
+visible), aligned columns, and the line said at a run's end."""
 
 from __future__ import annotations
 
@@ -8,13 +8,9 @@ import sys
 import time
 from typing import Any
 
-from workbench.formatting import number_text, pairs, run_seconds, seconds_text
+from workbench.formatting import RunLike, number_text, pairs, run_seconds, seconds_text
 from workbench.jsonsafe import json_safe
 from workbench.textsafe import printable
-
-RUN_JSON_KEYS = ("id", "project", "experiment", "status", "status_reason", "machine", "executor", "created_at",
-                 "started_at", "finished_at", "exit_code", "params", "summary", "metric_points", "verdict",
-                 "gpu_uuids", "gpu_model", "driver")
 
 
 def emit_json(data: Any) -> None:
@@ -33,22 +29,13 @@ def columns(rows: list[tuple[str, ...]]) -> list[str]:
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 
 
-def run_json(wb: Any, run: dict[str, Any]) -> dict[str, Any]:
-    """A run as `run`, `queue` and `runs cancel` print it with --json (docs/cli-json.md)."""
-    out = {k: run.get(k) for k in RUN_JSON_KEYS}
-    out["duration"] = run_seconds(run, time.time())
-    if run.get("hourly_cost") is not None:
-        out["cost"] = wb.run_cost(run, time.time())
-    return out
-
-
-def run_verdict(run: dict[str, Any]) -> str:
+def run_verdict(run: RunLike) -> str:
     """The line said when a run ends: `run ID succeeded in 3m07s (loss=0.1 …); checks pass`."""
-    text = f"run {run['id']} {run['status']} in {seconds_text(run_seconds(run, time.time()))}"
-    if run.get("status_reason"):
-        text += f": {run['status_reason']}"
-    if run.get("summary"):
-        text += f" ({pairs(run['summary'], limit=6, value_text=number_text)})"
-    if run.get("verdict"):
-        text += f"; checks {run['verdict']}"
+    text = f"run {run.id} {run.status} in {seconds_text(run_seconds(run, time.time()))}"
+    if run.status_reason:
+        text += f": {run.status_reason}"
+    if run.summary:
+        text += f" ({pairs(run.summary, limit=6, value_text=number_text)})"
+    if run.verdict:
+        text += f"; checks {run.verdict}"
     return text

@@ -8,7 +8,7 @@ import textwrap
 import time
 from typing import Any, Callable
 
-from workbench.cli.output import emit_json, run_json
+from workbench.cli.output import emit_json
 from workbench.formatting import elide, seconds_text
 from workbench.textsafe import printable
 
@@ -17,7 +17,7 @@ def cmd_queue(wb: Any, args: argparse.Namespace) -> int:
     wb.reconcile()
     waiting = wb.queue()
     if args.json:
-        emit_json([{**run_json(wb, run), "priority": run.get("priority", 0), "waiting": run.get("waiting")}
+        emit_json([{**run.to_json(), "priority": run.priority, "waiting": run.waiting}
                    for run in waiting])
         return 0
     if not waiting:
@@ -26,9 +26,9 @@ def cmd_queue(wb: Any, args: argparse.Namespace) -> int:
     now = time.time()
     rows = [("ID", "PRI", "GPUS", "PROJECT/EXPERIMENT", "WAITING", "REASON")]
     for run in waiting:
-        rows.append((run["id"], str(run.get("priority", 0)), str((run.get("waiting") or {}).get("gpus", 0)),
-                     elide(printable(f"{run['project']}/{run['experiment']}"), _QUEUE_NAME_WIDTH),
-                     seconds_text(now - run["created_at"]), printable(run.get("status_reason") or "")))
+        rows.append((run.id, str(run.priority), str((run.waiting or {}).get("gpus", 0)),
+                     elide(printable(f"{run.project}/{run.experiment}"), _QUEUE_NAME_WIDTH),
+                     seconds_text(now - run.created_at), printable(run.status_reason or "")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     indent = sum(widths) + 2 * len(widths)
     rest = max(20, shutil.get_terminal_size().columns - indent)

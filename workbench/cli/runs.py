@@ -12,7 +12,7 @@ from typing import Any, Callable
 from workbench.cli.compare import cmd_runs_compare
 from workbench.cli.launch import cmd_rerun
 from workbench.cli.logs import ProgressLine, log_printer
-from workbench.cli.output import emit_json, run_json, run_verdict, say
+from workbench.cli.output import emit_json, run_verdict, say
 from workbench.cli.runs_table import runs_table
 from workbench.formatting import human_bytes, number_text, run_seconds, seconds_text, when
 from workbench.textsafe import printable
@@ -41,65 +41,59 @@ def cmd_runs_list(wb: Any, args: argparse.Namespace) -> int:
 def cmd_runs_show(wb: Any, args: argparse.Namespace) -> int:
     wb.reconcile()
     run = wb.show(args.run)
-    handle = run.pop("handle", None) or {}
-    if handle.get("job"):
-        run["slurm_job"] = handle["job"]  # a Slurm run: its job id on the cluster
-    run["image_size"] = wb.run_image_size(run)  # bytes, from the run's records (no engine needed)
     if args.json:
-        run.pop("seq", None)
-        run["duration"] = run_seconds(run, time.time())
-        emit_json(run)
+        emit_json(run.to_json())
         return 0
-    print(f"run {run['id']}  {run['status']}" + (f"  ({printable(run['status_reason'])})" if run.get("status_reason") else ""))
+    print(f"run {run.id}  {run.status}" + (f"  ({printable(run.status_reason)})" if run.status_reason else ""))
     fields = [
-        ("project", f"{run['project']}  ({run['project_path']})"), ("experiment", run["experiment"]),
-        ("machine", f"{run['machine']}  executor={run['executor']}"
-                    + (f"  slurm job {run['slurm_job']}" if run.get("slurm_job") else "")),
-        ("created", when(run["created_at"])), ("started", when(run["started_at"])),
-        ("finished", when(run["finished_at"])), ("duration", seconds_text(run_seconds(run, time.time()))),
-        ("exit code", run["exit_code"]), ("params", json.dumps(run["params"])),
-        ("argv", json.dumps(run["argv"])), ("env", json.dumps(run["env"])),
-        ("image", f"{run.get('image') or '-'}  {run.get('image_id') or ''}"
-                  + (f"  ({human_bytes(run['image_size'])}, {run['image_size']:,} bytes)" if run["image_size"] is not None else "")),
-        ("snapshot", run.get("snapshot")),
-        ("git", f"{run.get('git_commit') or '-'}" + (
-            "  (dirty: diff recorded)" if run.get("git_dirty")
-            else "  (state " + next((e["message"][len("git state "):] for e in run["events"]
-                                     if e["message"].startswith("git state unknown: ")), "unknown") + ")"
-            if run.get("git_commit") and run.get("git_dirty") is None else "")
-            + "".join(f"  ({e['message'].split(':')[0]})" for e in run["events"] if e["kind"] == "git")),
-        ("placed", _placement_text(run.get("placement"))),
-        ("gpus", ", ".join(run.get("gpu_uuids") or []) or "none"),
-        ("rerun of", run.get("rerun_of")), ("run dir", run["run_dir"]), ("files on", run.get("host_run_dir")),
+        ("project", f"{run.project}  ({run.project_path})"), ("experiment", run.experiment),
+        ("machine", f"{run.machine}  executor={run.executor}"
+                    + (f"  slurm job {run.slurm_job}" if run.slurm_job else "")),
+        ("created", when(run.created_at)), ("started", when(run.started_at)),
+        ("finished", when(run.finished_at)), ("duration", seconds_text(run_seconds(run, time.time()))),
+        ("exit code", run.exit_code), ("params", json.dumps(run.params)),
+        ("argv", json.dumps(run.argv)), ("env", json.dumps(run.env)),
+        ("image", f"{run.image or '-'}  {run.image_id or ''}" + (
+            f"  ({human_bytes(run.image_size)}, {run.image_size:,} bytes)" if run.image_size is not None else "")),
+        ("snapshot", run.snapshot),
+        ("git", f"{run.git_commit or '-'}" + (
+            "  (dirty: diff recorded)" if run.git_dirty
+            else "  (state " + next((e.message[len("git state "):] for e in run.events
+                                     if e.message.startswith("git state unknown: ")), "unknown") + ")"
+            if run.git_commit and run.git_dirty is None else "")
+            + "".join(f"  ({e.message.split(':')[0]})" for e in run.events if e.kind == "git")),
+        ("placed", _placement_text(run.placement)),
+        ("gpus", ", ".join(run.gpu_uuids or []) or "none"),
+        ("rerun of", run.rerun_of), ("run dir", run.run_dir), ("files on", run.host_run_dir),
     ]
     for name, value in fields:
         if value not in (None, ""):
             print(f"  {name:<11}{printable(str(value))}")
-    if run["metrics"]:
+    if run.metrics:
         print("metrics")
-        for name, d in run["metrics"].items():
-            print(f"  {printable(name):<16} last={number_text(d['last'])}  min={number_text(d['min'])}  "
-                  f"max={number_text(d['max'])}  points={d['points']}")
-    if run["bad_metric_lines"] or run["bad_metric_values"]:
-        print(f"  skipped: {run['bad_metric_lines']} line(s) that were not JSON objects, "
-              f"{run['bad_metric_values']} non-numeric value(s)")
-    if run["checks"]:
-        print(f"checks: {run['verdict'].upper()}")
-        for c in run["checks"]:
-            value = "missing" if c["value"] is None else number_text(c["value"])
-            print(f"  {'pass' if c['passed'] else 'FAIL'}  {printable(c['expression']):<24} value={value}")
-    if run["artifacts"]:
+        for name, m in run.metrics.items():
+            print(f"  {printable(name):<16} last={number_text(m.last)}  min={number_text(m.min)}  "
+                  f"max={number_text(m.max)}  points={m.points}")
+    if run.bad_metric_lines or run.bad_metric_values:
+        print(f"  skipped: {run.bad_metric_lines} line(s) that were not JSON objects, "
+              f"{run.bad_metric_values} non-numeric value(s)")
+    if run.checks:
+        print(f"checks: {run.verdict.upper()}")
+        for c in run.checks:
+            value = "missing" if c.value is None else number_text(c.value)
+            print(f"  {'pass' if c.passed else 'FAIL'}  {printable(c.expression):<24} value={value}")
+    if run.artifacts:
         print("artifacts")
-        for a in run["artifacts"]:
-            if a.get("link") is not None:
-                print(f"  {printable(a['path']):<24} link to {printable(a['link'])} (not followed)")
+        for a in run.artifacts:
+            if a.link is not None:
+                print(f"  {printable(a.path):<24} link to {printable(a.link)} (not followed)")
             else:
-                print(f"  {printable(a['path']):<24} {a['size']:>12,} bytes  sha256:{a['sha256'][:16]}")
-    if run["events"]:
+                print(f"  {printable(a.path):<24} {a.size:>12,} bytes  sha256:{a.sha256[:16]}")
+    if run.events:
         print("events")
-        width = max(len(e["kind"]) for e in run["events"])
-        for e in run["events"]:
-            print(f"  {when(e['ts'])}  {printable(e['kind']):<{width}}  {printable(e['message'])}")
+        width = max(len(e.kind) for e in run.events)
+        for e in run.events:
+            print(f"  {when(e.ts)}  {printable(e.kind):<{width}}  {printable(e.message)}")
     return 0
 
 
@@ -128,12 +122,12 @@ def cmd_runs_logs(wb: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_runs_cancel(wb: Any, args: argparse.Namespace) -> int:
-    before = wb.run(args.run)["status"]
+    before = wb.run(args.run).status
     run = wb.cancel(args.run)
     if args.json:
-        emit_json(run_json(wb, run))
+        emit_json(run.to_json())
     elif before not in ("queued", "running"):
-        say(f"run {run['id']} already {run['status']}; nothing to cancel")
+        say(f"run {run.id} already {run.status}; nothing to cancel")
     else:
         say(run_verdict(run))
     return 0

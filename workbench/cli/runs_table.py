@@ -16,7 +16,7 @@ _LIST_HEADER = ("ID", "STATUS", "MACHINE", "PROJECT/EXPERIMENT", "PARAMS", "METR
 _MACHINE, _PROJECT, _PARAMS, _METRICS, _STARTED = 2, 3, 4, 5, 6
 
 
-def runs_table(runs: list[dict[str, Any]], available: int, lead: dict[str, str] | None = None) -> list[str]:
+def runs_table(runs: list[Any], available: int, lead: dict[str, str] | None = None) -> list[str]:
     """`runs list` in `available` columns: params and metrics in reading order (formatting.reading_order:
     the params that differ within the list first, each run's lead metric first), shown as whole items then
     `…` (`iterations=2000` is never cut to `iterations=20`); names end in `…`; the start time drops its year
@@ -25,8 +25,8 @@ def runs_table(runs: list[dict[str, Any]], available: int, lead: dict[str, str] 
 
     def table(stamp: str) -> list[tuple[Any, ...]]:
         return [_LIST_HEADER] + [
-            (run["id"], shown_status(run), printable(run.get("machine") or "local"),
-             printable(f"{run['project']}/{run['experiment']}"),
+            (run.id, shown_status(run), printable(run.machine or "local"),
+             printable(f"{run.project}/{run.experiment}"),
              pairs(params, value_text=number_text), pairs(metrics, value_text=number_text),
              started(run, stamp), duration(run, time.time())) for run, (params, metrics) in zip(runs, ordered)]
 
@@ -41,7 +41,7 @@ def runs_table(runs: list[dict[str, Any]], available: int, lead: dict[str, str] 
 
     rows = table("%Y-%m-%d %H:%M:%S")
     shown = [i for i in range(len(_LIST_HEADER))
-             if i != _MACHINE or any((run.get("machine") or "local") != "local" for run in runs)]
+             if i != _MACHINE or any((run.machine or "local") != "local" for run in runs)]
     if sum(natural(rows, i) for i in shown) + 2 * (len(shown) - 1) > available:
         rows = table("%m-%d %H:%M")
     names, shorter_names = {_MACHINE: 7, _PROJECT: 12}, {_MACHINE: 5, _PROJECT: 6}

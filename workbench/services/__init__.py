@@ -1,6 +1,7 @@
 """The facade both front ends use: launch, wait/follow, cancel, rerun, remove, gc, reconcile, doctor, and the
 reads the TUI's screens make. Each method hands its work to the module of its use case (launch.py, runs.py,
-reconcile.py, ...); the modules see the facade only through `context.Services`. The CLI and the app read and
+reconcile.py, ...); the modules see the facade only through `context.Services`. Its answers about runs are
+the typed records of answers.py (`run.status`, `run.to_json()`). The CLI and the app read and
 change state through it alone: neither touches the store, an executor or a run's folder (import-linter,
 tests/test_architecture.py); from the services' modules they take only pure helpers and types (compare's
 figures, spec_text, log_tail.LogChunk, errors).
@@ -24,6 +25,7 @@ from workbench.services import gc as gc_
 from workbench.services import dispatch_trigger
 from workbench.services import images, launch as launch_, machines, projects as projects_, reconcile as reconcile_
 from workbench.services import runs as runs_
+from workbench.services.answers import Dashboard, Run, RunDetail, RunRow
 from workbench.services.context import Progress
 from workbench.services.executors import LOCAL, Executors
 from workbench.services.git_state import GIT_DIFF_LIMIT, UNTRACKED_LISTED, git_state as _git_state
@@ -32,7 +34,7 @@ from workbench.services.log_tail import LOG_TAIL_LINES, LogChunk, read_log_tail
 from workbench.services.spec_text import spec_problems
 from workbench.services.machines import HISTORY_WINDOW
 from workbench.services.runs import ENGINE_RETRY_MAX
-from workbench.store import Store, cost, open_store
+from workbench.store import Store, open_store
 
 if TYPE_CHECKING:
     from workbench.machines.hostkeys import HostKeyStore, Verdict
@@ -170,9 +172,9 @@ class Workbench:
         return launch_.choose_executor(self, requested)
 
     def launch(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
-               machine: str | None = None, executor: str | None = None, priority: int = 0) -> dict[str, Any]:
-        return launch_.launch(self, path, experiment, overrides, machine=machine, executor=executor,
-                              priority=priority)
+               machine: str | None = None, executor: str | None = None, priority: int = 0) -> Run:
+        return Run.from_row(launch_.launch(self, path, experiment, overrides, machine=machine, executor=executor,
+                                           priority=priority))
 
     def dispatch(self) -> int:
         """Starts queued runs as machines free up, until the queue is empty (one dispatcher at a time)."""
@@ -282,12 +284,12 @@ class Workbench:
 
         return compare_.compare(self, refs, buckets)
 
-    def queue(self) -> list[dict[str, Any]]:
+    def queue(self) -> list[Run]:
         """The runs waiting for a machine, in the order the dispatcher takes them."""
-        return self.store.waiting_runs()
+        return [Run.from_row(run) for run in self.store.waiting_runs()]
 
-    def rerun(self, ref: str, executor: str | None = None) -> dict[str, Any]:
-        return launch_.rerun(self, ref, executor)
+    def rerun(self, ref: str, executor: str | None = None) -> Run:
+        return Run.from_row(launch_.rerun(self, ref, executor))
 
     def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str,
                    run_id: str | None = None, *, machine: str = LOCAL) -> str:
@@ -304,12 +306,12 @@ class Workbench:
         return reconcile_.ingestor(self, run)
 
     def wait(self, ref: str, sink: Callable[[bytes], None] | None = None,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-        return runs_.wait(self, ref, sink, progress)
+             progress: Callable[[str], None] | None = None) -> Run:
+        return Run.from_row(runs_.wait(self, ref, sink, progress))
 
-    def follow(self, ref: str) -> dict[str, Any]:
+    def follow(self, ref: str) -> Run:
         """The background follower's work: `wait`, unless another live process follows the run already."""
-        return runs_.wait(self, ref, give_way_after=runs_.GIVE_WAY_AFTER)
+        return Run.from_row(runs_.wait(self, ref, give_way_after=runs_.GIVE_WAY_AFTER))
 
     def follow_in_background(self, run_id: str) -> None:
         runs_.follow_in_background(self, run_id)
@@ -324,14 +326,15 @@ class Workbench:
     def refresh_run(self, ref: str) -> None:
         runs_.refresh_run(self, ref)
 
-    def run(self, ref: str) -> dict[str, Any]:
+    def run(self, ref: str) -> Run:
         """The run's stored record (a ref as every command takes it: an id, or a unique prefix of one)."""
-        return self.store.get_run(ref)
+        return Run.from_row(self.store.get_run(ref))
 
     def runs(self, *, limit: int | None = 100, status: str | None = None, project: str | None = None,
-             experiment: str | None = None) -> list[dict[str, Any]]:
+             experiment: str | None = None) -> list[RunRow]:
         """The newest runs first, filtered (`runs list`)."""
-        return self.store.list_runs(limit=limit, status=status, project=project, experiment=experiment)
+        return [RunRow.from_row(run) for run in
+                self.store.list_runs(limit=limit, status=status, project=project, experiment=experiment)]
 
     def runs_json(self, *, limit: int | None = 100, status: str | None = None, project: str | None = None,
                   experiment: str | None = None) -> str:
@@ -339,48 +342,47 @@ class Workbench:
         return self.store.list_runs_json(limit=limit, status=status, project=project, experiment=experiment,
                                          now=time.time())
 
-    def run_image_size(self, run: dict[str, Any]) -> int | None:
-        """The bytes of the run's image, from its records alone (no engine asked); None when unknown."""
-        from workbench.execution.images import run_image_size
-
-        return run_image_size(self.store, run)
-
     def run_out_dir(self, ref: str) -> Path:
         """The run's output folder on this workstation (what `runs pull` copies into)."""
         return self.dirs.run_dir(self.store.get_run(ref)["id"]) / "out"
 
-    def lead_metrics(self, runs: list[dict[str, Any]]) -> dict[str, str]:
+    def lead_metrics(self, runs: list[RunRow]) -> dict[str, str]:
         """Each run's lead metric (its sweep's objective, else its first check's), read in one pass."""
         from workbench.services.compare import lead_metrics
 
-        return lead_metrics(self, runs)
+        return lead_metrics(self, [(run.id, run.sweep_id) for run in runs])
 
-    def run_cost(self, run: dict[str, Any], now: float) -> float | None:
+    def run_cost(self, run: Run | RunRow, now: float) -> float | None:
         """What the run cost until `now` (or its end) at its machine's rate; None without a rate."""
-        return cost.run_cost(run, now)
+        return run.cost_at(now)
 
     def run_log_tail(self, run_id: str, offset: int, max_lines: int = LOG_TAIL_LINES) -> LogChunk:
         """The run's stored log lines from byte `offset` on, at most its newest (see log_tail.read_log_tail)."""
         return read_log_tail(self.dirs.run_dir(run_id) / "logs.txt", offset, max_lines=max_lines)
 
-    def show_record(self, ref: str) -> dict[str, Any]:
-        return runs_.show_record(self, ref)
+    def show_record(self, ref: str) -> RunDetail:
+        return RunDetail.from_row(runs_.show_record(self, ref))
 
-    def show(self, ref: str) -> dict[str, Any]:
-        return runs_.show(self, ref)
+    def show(self, ref: str) -> RunDetail:
+        """Everything recorded about a run (`runs show`), its image's size read from its records alone (no
+        engine asked; None when unknown)."""
+        from workbench.execution.images import run_image_size
+
+        run = runs_.show(self, ref)
+        return RunDetail.from_row(run, image_size=run_image_size(self.store, run))
 
     def is_followed(self, run_id: str) -> bool:
         return runs_.is_followed(self, run_id)
 
-    def metric_series(self, run: dict[str, Any], buckets: int) -> dict[str, dict[str, Any]]:
-        return runs_.metric_series(self, run, buckets)
+    def metric_series(self, run: Run, buckets: int) -> dict[str, dict[str, Any]]:
+        return runs_.metric_series(self, run.seq, buckets)
 
     def run_page(self, *, limit: int | None = 100, offset: int = 0, sort: str = "created", descending: bool = True,
                  status: str | None = None, project: str | None = None, text: str | None = None
-                 ) -> list[dict[str, Any]]:
+                 ) -> list[RunRow]:
         """A page of runs, filtered and ordered in SQL (see Store.list_runs)."""
-        return self.store.list_runs(limit=limit, offset=offset, sort=sort, descending=descending, status=status,
-                                    project=project, text=text)
+        return [RunRow.from_row(run) for run in self.store.list_runs(
+            limit=limit, offset=offset, sort=sort, descending=descending, status=status, project=project, text=text)]
 
     def sort_value_names(self, *, status: str | None = None, project: str | None = None,
                          text: str | None = None) -> tuple[list[str], list[str]]:
@@ -391,12 +393,12 @@ class Workbench:
                             text: str | None = None) -> int:
         return self.store.count_matching(status=status, project=project, text=text)
 
-    def dashboard(self) -> dict[str, Any]:
-        return runs_.dashboard(self)
+    def dashboard(self) -> Dashboard:
+        return Dashboard.from_row(runs_.dashboard(self))
 
     # control --------------------------------------------------------------------------------------
-    def cancel(self, ref: str) -> dict[str, Any]:
-        return runs_.cancel(self, ref)
+    def cancel(self, ref: str) -> Run:
+        return Run.from_row(runs_.cancel(self, ref))
 
     def gpu_holders(self) -> dict[tuple[str, str], str]:
         """(machine, GPU uuid) -> the active run holding that GPU."""

@@ -59,19 +59,19 @@ def last_and_best(metric: dict[str, Any]) -> tuple[list[str], list[str]]:
     return shown[:len(runs)], shown[len(runs):]
 
 
-def lead_metrics(wb: Services, runs: list[dict[str, Any]]) -> dict[str, str]:
+def lead_metrics(wb: Services, runs: list[tuple[str, str | None]]) -> dict[str, str]:
     """Run id -> the metric a list of runs is read by: a sweep's trial, its sweep's objective; any other run
     (or a sweep without one), its experiment's first check's metric (in its recorded workbench.toml's order).
     Runs with neither are left out. For `formatting.reading_order`; reads each sweep once and the checks of
-    every run in one query."""
+    every run in one query. `runs`: (run id, sweep id or None) each."""
     objectives: dict[str, str | None] = {}
-    for sweep in {run["sweep_id"] for run in runs if run.get("sweep_id")}:
+    for sweep in {sweep_id for _, sweep_id in runs if sweep_id}:
         objectives[sweep] = wb.store.get_sweep(sweep)["options"].get("objective")
-    checked = wb.store.first_check_metrics([run["id"] for run in runs])
+    checked = wb.store.first_check_metrics([run_id for run_id, _ in runs])
     lead: dict[str, str] = {}
-    for run in runs:
-        if metric := objectives.get(run.get("sweep_id") or "") or checked.get(run["id"]):
-            lead[run["id"]] = metric
+    for run_id, sweep_id in runs:
+        if metric := objectives.get(sweep_id or "") or checked.get(run_id):
+            lead[run_id] = metric
     return lead
 
 

@@ -355,9 +355,9 @@ def is_followed(wb: Services, run_id: str) -> bool:
     return bool(wb.store.lease_holder(lease_name(run_id)))
 
 
-def metric_series(wb: Services, run: dict[str, Any], buckets: int) -> dict[str, dict[str, Any]]:
+def metric_series(wb: Services, run_seq: int, buckets: int) -> dict[str, dict[str, Any]]:
     """Every metric of the run, each downsampled in SQLite to at most `buckets` points, for charts."""
-    return {name: wb.store.metric_series(run["seq"], name, buckets) for name in wb.store.metric_names(run["seq"])}
+    return {name: wb.store.metric_series(run_seq, name, buckets) for name in wb.store.metric_names(run_seq)}
 
 
 def _host_gone(exc: BaseException) -> bool:

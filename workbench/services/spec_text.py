@@ -47,12 +47,12 @@ def spec_problems(params: dict[str, Any], typed: dict[str, str],
     return problems, overrides
 
 
-def check_texts(declared: list[dict[str, Any]], evaluated: list[dict[str, Any]]) -> list[str]:
-    """The checks a spec declares, as written (`acc >= 0.9`), else those once recorded."""
+def check_texts(declared: list[dict[str, Any]], evaluated: list[str]) -> list[str]:
+    """The checks a spec declares, as written (`acc >= 0.9`), else those once recorded (their expressions)."""
     texts = []
     for check in declared:
         try:
             texts.append(Check(**check).text)
         except (TypeError, ValueError):  # a record from another version: show what it holds
             texts.append(" ".join(str(v) for v in check.values()))
-    return texts or [c["expression"] for c in evaluated]
+    return texts or list(evaluated)

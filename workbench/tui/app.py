@@ -321,11 +321,11 @@ class WorkbenchApp(App[None]):
         wb = self.workbench
         if action == "cancel":
             run = wb.cancel(run_id)
-            self.say_outcome(f"run {run['id']} {run['status']}")
+            self.say_outcome(f"run {run.id} {run.status}")
         else:
             run = wb.rerun(run_id)
-            wb.follow_in_background(run["id"])
-            self.say_outcome(f"run {run['id']} started (rerun of {run_id})", title="Rerun")
+            wb.follow_in_background(run.id)
+            self.say_outcome(f"run {run.id} started (rerun of {run_id})", title="Rerun")
 
     def launch_run(self, path: str, experiment: str, overrides: list[str], executor: str | None,
                    machine: str = "local") -> None:
@@ -338,8 +338,8 @@ class WorkbenchApp(App[None]):
                 machine: str = "local") -> None:
         wb = self.workbench
         run = wb.launch(path, experiment, overrides, executor=executor, machine=machine)
-        wb.follow_in_background(run["id"])
-        self.call_from_thread(self._open_run, run["id"], current_worker())
+        wb.follow_in_background(run.id)
+        self.call_from_thread(self._open_run, run.id, current_worker())
 
     def deploy_model(self, ref: str, machine: str, port: int | None, name: str | None = None) -> None:
         """Deploys in a worker (a first deploy may build an image and load a model for minutes); one

@@ -4,12 +4,12 @@ column, folders cut from the start. The text in them is shaped by workbench/form
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from rich.cells import cell_len
 from rich.text import Text
 
-from workbench.formatting import ELLIPSIS, Pairs, fit_items, pairs, shown_status
+from workbench.formatting import ELLIPSIS, Pairs, RunLike, fit_items, pairs, shown_status
 from workbench.textsafe import printable
 
 if TYPE_CHECKING:
@@ -103,24 +103,24 @@ def folder_cell(path: str, style: str = "") -> Text:
     return TailText(printable(path), style=style, no_wrap=True, end="")
 
 
-def metrics_cell(run: dict[str, Any]) -> Text:
+def metrics_cell(run: RunLike) -> Text:
     """The run's latest metrics, led by its checks' verdict (✓ all passed, ✗ one failed) when it has checks.
     Only a run that succeeded has a verdict (history from older versions may record one for a cancelled run)."""
     prefix = Text()
-    if run.get("status") not in (None, "succeeded"):
+    if run.status not in (None, "succeeded"):
         pass
-    elif run.get("verdict") == "pass":
+    elif run.verdict == "pass":
         prefix.append("✓ ", style="green")
-    elif run.get("verdict") == "fail":
+    elif run.verdict == "fail":
         prefix.append("✗ ", style="red")
-    return ItemsText(pairs(run["summary"]).items, prefix=prefix)
+    return ItemsText(pairs(run.summary).items, prefix=prefix)
 
 
 def status_cell(status: str) -> Text:
     return cell(status, STATUS_STYLE.get(status, ""))
 
 
-def table_status(run: dict[str, Any]) -> Text:
+def table_status(run: RunLike) -> Text:
     """A run's status in a table column (9 cells): a running run whose host does not answer is "running?"
     (it still runs there, as far as anyone knows; the record keeps "running")."""
     status = shown_status(run)

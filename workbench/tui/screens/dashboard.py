@@ -22,7 +22,7 @@ MAX_PROGRESS_CHARS = 1000  # of a run's live progress line: a cell shows far few
 
 
 class DashboardLoaded(Message):
-    def __init__(self, data: dict[str, Any], machine: Any, fleet: dict[str, dict[str, Any]],
+    def __init__(self, data: Any, machine: Any, fleet: dict[str, dict[str, Any]],
                  progress: dict[str, str] | None = None) -> None:
         super().__init__()
         self.data, self.machine, self.fleet = data, machine, fleet
@@ -98,37 +98,37 @@ class DashboardScreen(BaseScreen):
         fleet = self.app.fleet  # type: ignore[attr-defined]
         data = wb.dashboard()
         progress = {}
-        for run in data["running"] + data["queued"]:
+        for run in data.running + data.queued:
             try:
-                line = wb.progress_line(run["id"])
+                line = wb.progress_line(run.id)
             except NotFound:  # removed since the list was read
                 continue
             if line:
-                progress[run["id"]] = line[:MAX_PROGRESS_CHARS]
+                progress[run.id] = line[:MAX_PROGRESS_CHARS]
         self.post_message(DashboardLoaded(data, wb.local_machine(), fleet.snapshot() if fleet else {}, progress))
 
     def on_dashboard_loaded(self, message: DashboardLoaded) -> None:
         data, now, progress = message.data, self.clock(), message.progress
 
-        def latest(run: dict[str, Any]) -> Text:  # what the run is redrawing now, else its latest metrics
-            if run["status"] == "queued" and run.get("status_reason"):  # in the queue: what it waits for
-                return cell(f"queued: {run['status_reason']}", "yellow")
-            line = progress.get(run["id"])
-            return cell(line) if line else cell(pairs(run["summary"]))
+        def latest(run: Any) -> Text:  # what the run is redrawing now, else its latest metrics
+            if run.status == "queued" and run.status_reason:  # in the queue: what it waits for
+                return cell(f"queued: {run.status_reason}", "yellow")
+            line = progress.get(run.id)
+            return cell(line) if line else cell(pairs(run.summary))
 
-        queued = len(data["queued"])
+        queued = len(data.queued)
         self.query_one("#live-title", Static).update(
-            f"Running ({len(data['running'])})" + (f" · queue: {queued} waiting" if queued else " · queue empty")
-            + ("" if data["running"] else " · launch from Projects (3) or `workbench run PATH`"))
-        self._fill("#live", [(r["id"], (cell(r["id"]), cell(f"{r['project']}/{r['experiment']}"),
-                                        cell(duration(r, now)), cell(f"{r['metric_points']:,}"),
+            f"Running ({len(data.running)})" + (f" · queue: {queued} waiting" if queued else " · queue empty")
+            + ("" if data.running else " · launch from Projects (3) or `workbench run PATH`"))
+        self._fill("#live", [(r.id, (cell(r.id), cell(f"{r.project}/{r.experiment}"),
+                                        cell(duration(r, now)), cell(f"{r.metric_points:,}"),
                                         latest(r)))
-                             for r in data["running"] + data["queued"]],
+                             for r in data.running + data.queued],
                    empty=("-", "nothing running", "", "", ""))
-        self._fill("#recent", [(r["id"], (cell(r["id"]), status_cell(r["status"]),
-                                          cell(f"{r['project']}/{r['experiment']}"), cell(pairs(r["summary"])),
-                                          cell(ago(r["finished_at"], now))))
-                               for r in data["recent"]],
+        self._fill("#recent", [(r.id, (cell(r.id), status_cell(r.status),
+                                          cell(f"{r.project}/{r.experiment}"), cell(pairs(r.summary)),
+                                          cell(ago(r.finished_at, now))))
+                               for r in data.recent],
                    empty=("-", "", "no finished runs yet", "", ""))
         remote = fleet_summary(message.fleet)
         self.query_one("#machine", Static).update(machine_summary(message.machine) + ("\n" + remote if remote else ""))

@@ -33,7 +33,7 @@ TABS = ("overview", "logs", "metrics")
 
 
 class DetailLoaded(Message):
-    def __init__(self, start: int, run: dict[str, Any], log: LogChunk, series: dict[str, Any],
+    def __init__(self, start: int, run: Any, log: LogChunk, series: dict[str, Any],
                  progress: str | None = None) -> None:
         super().__init__()
         self.start, self.run, self.log, self.series = start, run, log, series
@@ -114,7 +114,7 @@ class RunDetailScreen(RunActions, BaseScreen):
         self.log_offset = 0
         self.follow = True
         self.charts: dict[str, MetricChart] = {}
-        self.run: dict[str, Any] | None = None
+        self.run: Any = None  # the facade's RunDetail, as last loaded
         self._pending_log: deque[str] = deque(maxlen=MAX_LOG_LINES)  # read, not yet written to the Log
         self._draining = False
         self._deleting = False  # the user confirmed a delete: its RunGone is expected
@@ -157,17 +157,17 @@ class RunDetailScreen(RunActions, BaseScreen):
         try:
             run = wb.show_record(self.run_id)
             # A live run nobody follows is ingested here; one a follower owns is only read (no ingestor).
-            if run["status"] in ACTIVE and not wb.is_followed(run["id"]):
+            if run.status in ACTIVE and not wb.is_followed(run.id):
                 wb.refresh_run(self.run_id)
                 run = wb.show_record(self.run_id)
         except NotFound:
             self.post_message(RunGone())
             return
-        log = wb.run_log_tail(run["id"], log_offset,
+        log = wb.run_log_tail(run.id, log_offset,
                               max_lines=MAX_LOG_LINES - 1)  # room for the note of what was passed over
         series = wb.metric_series(run, CHART_BUCKETS)
         try:
-            progress = wb.progress_line(run["id"]) if run["status"] in ACTIVE else None
+            progress = wb.progress_line(run.id) if run.status in ACTIVE else None
         except NotFound:  # removed this instant: the next refresh says so
             progress = None
         self.post_message(DetailLoaded(log_offset, run, log, series, progress))
@@ -196,23 +196,23 @@ class RunDetailScreen(RunActions, BaseScreen):
         run = self.run = message.run
         now = self.clock()
         unreachable = shown_status(run) == "unreachable"
-        status = "[bold yellow]running?[/]" if unreachable else status_markup(run["status"])
+        status = "[bold yellow]running?[/]" if unreachable else status_markup(run.status)
         self.query_one("#detail-title", Static).update(
-            f"[b]{run['id']}[/b]  {status}  {escape(run['project'])}/{escape(run['experiment'])}  "
-            f"on {escape(run['machine'])}  {duration(run, now)}"
-            + (f"  — {escape(run['status_reason'])}" if run.get("status_reason") and not unreachable else ""))
+            f"[b]{run.id}[/b]  {status}  {escape(run.project)}/{escape(run.experiment)}  "
+            f"on {escape(run.machine)}  {duration(run, now)}"
+            + (f"  — {escape(run.status_reason)}" if run.status_reason and not unreachable else ""))
         where = self.query_one("#detail-where", Static)
-        where.update(f"files on {escape(run['host_run_dir'])}" if run.get("host_run_dir") else "")
-        where.display = bool(run.get("host_run_dir"))
+        where.update(f"files on {escape(run.host_run_dir)}" if run.host_run_dir else "")
+        where.display = bool(run.host_run_dir)
         alert = self.query_one("#detail-unreachable", Static)
         # The run goes on there as far as is known; the reconciler keeps asking in the background.
-        alert.update(f"[b]{escape(run['status_reason'])}[/b] — shown as last seen" if unreachable else "")
+        alert.update(f"[b]{escape(run.status_reason)}[/b] — shown as last seen" if unreachable else "")
         alert.display = unreachable
         self.query_one("#overview-text", Static).update(self._overview(run, now))
         log = message.log
         if log.skipped_bytes:
             self._pending_log.append(f"… {size(log.skipped_bytes)} of output not shown here "
-                                     f"(`workbench runs logs {run['id']}` prints it all) …")
+                                     f"(`workbench runs logs {run.id}` prints it all) …")
         if log.lines:
             self._pending_log.extend(log.lines)
         self.log_offset = log.offset
@@ -255,56 +255,56 @@ class RunDetailScreen(RunActions, BaseScreen):
             chart.set_data(data)
 
     @staticmethod
-    def _overview(run: dict[str, Any], now: float) -> str:
+    def _overview(run: Any, now: float) -> str:
         lines = ["[b]Params[/b]"]
-        lines += [escape(f"  {k} = {json.dumps(v)}") for k, v in run["params"].items()] or ["  (none)"]
-        if run.get("summary"):
+        lines += [escape(f"  {k} = {json.dumps(v)}") for k, v in run.params.items()] or ["  (none)"]
+        if run.summary:
             lines.append("[b]Last metric values[/b]")
-            lines += [escape(f"  {k} = {short_value(v)}") for k, v in run["summary"].items()]
-        declared = (run.get("spec") or {}).get("checks") or []
-        if run["status"] != "succeeded" and (declared or run.get("checks")):
+            lines += [escape(f"  {k} = {short_value(v)}") for k, v in run.summary.items()]
+        declared = (run.spec or {}).get("checks") or []
+        if run.status != "succeeded" and (declared or run.checks):
             # Verdicts are for runs that succeeded: partial metrics of a stopped run pass nothing.
-            why = "evaluated when the run succeeds" if run["status"] in ACTIVE else \
+            why = "evaluated when the run succeeds" if run.status in ACTIVE else \
                 "not evaluated (the run did not succeed)"
             lines.append(f"[b]checks:[/b] {why}")
-            lines += [escape(f"  {text}") for text in check_texts(declared, run.get("checks") or [])]
-        elif run.get("checks"):
-            verdict = run.get("verdict") or "?"
+            lines += [escape(f"  {text}") for text in check_texts(declared, [c.expression for c in run.checks])]
+        elif run.checks:
+            verdict = run.verdict or "?"
             lines.append(f"[b]Checks[/b] [{'green' if verdict == 'pass' else 'red'}]{verdict}[/]")
-            lines += [escape(f"  {'pass' if c['passed'] else 'FAIL'}  {c['expression']:<22} value="
-                             f"{'missing' if c['value'] is None else short_value(c['value'])}") for c in run["checks"]]
+            lines += [escape(f"  {'pass' if c.passed else 'FAIL'}  {c.expression:<22} value="
+                             f"{'missing' if c.value is None else short_value(c.value)}") for c in run.checks]
         lines.append("[b]Reproducibility[/b]")
         record = [
-            ("argv", " ".join(json.dumps(a) if " " in a or not a else a for a in run["argv"])),
-            ("image", f"{run.get('image') or '-'} {(run.get('image_id') or '')[:19]}"),
-            ("snapshot", (run.get("snapshot") or "-")[:16]),
-            ("git", (run.get("git_commit") or "-")[:12] + (" (dirty)" if run.get("git_dirty") else "")),
-            ("executor", run["executor"]), ("machine", run["machine"]),
-            *([("slurm job", str((run.get("handle") or {}).get("job")))] if (run.get("handle") or {}).get("job") else []),
-            *([("files on", run["host_run_dir"])] if run.get("host_run_dir") else []),
-            ("gpus", ", ".join(run.get("gpu_uuids") or []) or "none"),
-            *([("placed", (run.get("placement") or {}).get("reason") or "-")] if run.get("placement") else []),
-            *([("cost", f"${run['cost']:.2f} (${run['hourly_cost']:.2f}/h × {run.get('gpu_share') or 1:.0%} of "
-                        f"{run['machine']})")] if run.get("cost") is not None and run.get("hourly_cost") else []),
-            ("created", ago(run.get("created_at"), now)), ("exit code", str(run.get("exit_code"))),
-            ("rerun of", run.get("rerun_of") or "-"),
-            *([("sweep", f"{run['sweep_id']} trial {run['trial'] + 1} (w opens it)")] if run.get("sweep_id") else []),
+            ("argv", " ".join(json.dumps(a) if " " in a or not a else a for a in run.argv)),
+            ("image", f"{run.image or '-'} {(run.image_id or '')[:19]}"),
+            ("snapshot", (run.snapshot or "-")[:16]),
+            ("git", (run.git_commit or "-")[:12] + (" (dirty)" if run.git_dirty else "")),
+            ("executor", run.executor), ("machine", run.machine),
+            *([("slurm job", str((run.handle or {}).get("job")))] if (run.handle or {}).get("job") else []),
+            *([("files on", run.host_run_dir)] if run.host_run_dir else []),
+            ("gpus", ", ".join(run.gpu_uuids or []) or "none"),
+            *([("placed", (run.placement or {}).get("reason") or "-")] if run.placement else []),
+            *([("cost", f"${run.cost:.2f} (${run.hourly_cost:.2f}/h × {run.gpu_share or 1:.0%} of "
+                        f"{run.machine})")] if run.cost is not None and run.hourly_cost else []),
+            ("created", ago(run.created_at, now)), ("exit code", str(run.exit_code)),
+            ("rerun of", run.rerun_of or "-"),
+            *([("sweep", f"{run.sweep_id} trial {run.trial + 1} (w opens it)")] if run.sweep_id else []),
         ]
         lines += [escape(f"  {k:<10} {v}") for k, v in record]
-        env = run.get("env") or {}
+        env = run.env or {}
         if env:
             lines.append("[b]Environment[/b] (secret-looking names redacted)")
             lines += [escape(f"  {k}={v}") for k, v in sorted(env.items())]
-        if run.get("artifacts"):
+        if run.artifacts:
             lines.append("[b]Artifacts[/b]")
-            lines += [escape(f"  {a['path']:<24} {size(a['size']):>10}  sha256:{a['sha256'][:12]}")
-                      for a in run["artifacts"]]
-        if run.get("bad_metric_lines") or run.get("bad_metric_values"):
-            lines.append(f"[yellow]skipped {run['bad_metric_lines']} non-JSON metric line(s), "
-                         f"{run['bad_metric_values']} non-numeric value(s)[/]")
-        if run.get("events"):
+            lines += [escape(f"  {a.path:<24} {size(a.size):>10}  sha256:{a.sha256[:12]}")
+                      for a in run.artifacts]
+        if run.bad_metric_lines or run.bad_metric_values:
+            lines.append(f"[yellow]skipped {run.bad_metric_lines} non-JSON metric line(s), "
+                         f"{run.bad_metric_values} non-numeric value(s)[/]")
+        if run.events:
             lines.append("[b]Events[/b]")
-            lines += [escape(f"  {ago(e['ts'], now):>9}  {e['kind']:<9} {e['message']}") for e in run["events"][-8:]]
+            lines += [escape(f"  {ago(e.ts, now):>9}  {e.kind:<9} {e.message}") for e in run.events[-8:]]
         return "\n".join(lines)
 
     # actions --------------------------------------------------------------------------------------
@@ -333,7 +333,7 @@ class RunDetailScreen(RunActions, BaseScreen):
         self.notify(f"log follow {'on' if self.follow else 'off'}")
 
     def _status(self) -> str | None:
-        return self.run["status"] if self.run else None
+        return self.run.status if self.run else None
 
     def action_cancel_run(self) -> None:
         self.confirm_cancel(self.run_id, self._status())
@@ -349,21 +349,21 @@ class RunDetailScreen(RunActions, BaseScreen):
         run = self.run
         if run is None:
             return
-        artifacts = [a["path"] for a in run.get("artifacts") or [] if not a.get("link")]
+        artifacts = [a.path for a in run.artifacts or [] if not a.link]
         if not artifacts:
             self.notify(f"run {self.run_id} has no artifacts to register", severity="warning")
             return
-        gate = (f"run {self.run_id} {run['status']}" if run["status"] != "succeeded" else
-                f"run {self.run_id} failed its checks" if run.get("verdict") == "fail" else None)
+        gate = (f"run {self.run_id} {run.status}" if run.status != "succeeded" else
+                f"run {self.run_id} failed its checks" if run.verdict == "fail" else None)
 
         def answered(answer: dict | None) -> None:
             if answer:
                 self.app.register_model(self.run_id, answer["artifact"], answer["name"],  # type: ignore[attr-defined]
                                         answer["force"])
-        self.app.push_screen(RegisterModelScreen(self.run_id, artifacts, run["project"], gate), answered)
+        self.app.push_screen(RegisterModelScreen(self.run_id, artifacts, run.project, gate), answered)
 
     def action_sweep(self) -> None:
-        sweep_id = (self.run or {}).get("sweep_id")
+        sweep_id = self.run.sweep_id if self.run else None
         if not sweep_id:
             self.notify(f"run {self.run_id} is not a sweep's trial")
             return

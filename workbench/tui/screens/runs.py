@@ -17,8 +17,8 @@ from textual.widgets import DataTable, Input, Static
 from rich.cells import cell_len
 from rich.text import Text
 
-from workbench.formatting import (duration, elide, fit_items, money, pairs, reading_order, short_value, shown_status,
-                                  started)
+from workbench.formatting import (RunLike, duration, elide, fit_items, money, pairs, reading_order, short_value,
+                                  shown_status, started)
 from workbench.tui.cells import ItemsText, cell, escape, metrics_cell, table_status
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.screens.compare import CompareScreen
@@ -68,17 +68,17 @@ class SortKeysLoaded(Message):
 
 
 class PageLoaded(Message):
-    def __init__(self, request: int, query: Query, runs: list[dict[str, Any]], projects: list[str]) -> None:
+    def __init__(self, request: int, query: Query, runs: list[RunLike], projects: list[str]) -> None:
         super().__init__()
         self.request, self.query, self.runs, self.projects = request, query, runs, projects
 
 
-def reading(wb: Any, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def reading(wb: Any, runs: list[Any]) -> list[Any]:
     """The page's runs with their params and metrics in reading order (formatting.reading_order): the params
     that differ within the page first, each run's lead metric (its sweep's objective, else its first check's)
     first. In the page worker: the lead metrics read each sweep once and each other run's record."""
     ordered = reading_order(runs, wb.lead_metrics(runs))
-    return [{**run, "params": params, "summary": metrics} for run, (params, metrics) in zip(runs, ordered)]
+    return [replace(run, params=params, summary=metrics) for run, (params, metrics) in zip(runs, ordered)]
 
 
 def first_items_width(text: Text) -> int:
@@ -239,7 +239,7 @@ class RunsScreen(RunActions, RunList, BaseScreen):
         self.query_state = Query()
         self.total = 0
         self.projects: list[str] = []
-        self.shown: dict[str, dict[str, Any]] = {}  # the page's runs by id, as last loaded
+        self.shown: dict[str, Any] = {}  # the page's runs (the facade's RunRow) by id, as last loaded
         self.marked: list[str] = []  # runs marked for comparing (space), in the order marked
         self._cursor_to: str | None = None  # "top" / "bottom" after a page turn
         self._select: str | None = None  # a run to put the cursor on once a page shows it (select())
@@ -300,7 +300,7 @@ class RunsScreen(RunActions, RunList, BaseScreen):
         if message.request != self._request:
             return  # an answer to an older request (a refresh that finished late, an older filter)
         self.query_state = message.query
-        self.projects = sorted(set(message.projects) | {r["project"] for r in message.runs})
+        self.projects = sorted(set(message.projects) | {r.project for r in message.runs})
         self._show(message.runs)
         self._update_status()
         self.pages_shown += 1
@@ -318,25 +318,25 @@ class RunsScreen(RunActions, RunList, BaseScreen):
             self.total = message.total
             self._update_status()
 
-    def _show(self, runs: list[dict[str, Any]]) -> None:
+    def _show(self, runs: list[Any]) -> None:
         """Rows by difference: cells that changed are updated, rows gone are removed and rows that follow
         the kept ones are appended; only a reordered page (a new sort, a new run at the top) is rebuilt."""
         table = self.table
         now = self.clock()
-        self.shown = {run["id"]: run for run in runs}
-        wanted = [(run["id"], self._cells(run, now)) for run in runs]
+        self.shown = {run.id: run for run in runs}
+        wanted = [(run.id, self._cells(run, now)) for run in runs]
         wanted_keys = [run_id for run_id, _ in wanted]
         current_keys = [key.value for key in table.rows]
         selected = current_keys[table.cursor_row] if current_keys and 0 <= table.cursor_row < len(current_keys) else None
         kept = [key for key in current_keys if key in self.shown]
         with self.app.batch_update():
-            table.show_remote(any((run.get("machine") or "local") != "local" for run in runs))
+            table.show_remote(any((run.machine or "local") != "local" for run in runs))
             table.show_first_items({
-                "params": max((first_items_width(cell(pairs(run["params"]))) for run in runs), default=0),
+                "params": max((first_items_width(cell(pairs(run.params))) for run in runs), default=0),
                 "metrics": max((first_items_width(metrics_cell(run)) for run in runs), default=0)})
-            rebuilt = table.show_extras(any(run.get("hourly_cost") is not None for run in runs), self._value_key())
+            rebuilt = table.show_extras(any(run.hourly_cost is not None for run in runs), self._value_key())
             if rebuilt:
-                wanted = [(run["id"], self._cells(run, now)) for run in runs]
+                wanted = [(run.id, self._cells(run, now)) for run in runs]
             if not rebuilt and kept == wanted_keys[:len(kept)] and (kept or not current_keys):  # else: another page
                 for key in current_keys:
                     if key not in self.shown:
@@ -367,16 +367,16 @@ class RunsScreen(RunActions, RunList, BaseScreen):
         kind, _, name = self.query_state.sort.partition(":")
         return name if kind in ("param", "metric") and name else None
 
-    def _cells(self, run: dict[str, Any], now: float) -> tuple[Text, ...]:
+    def _cells(self, run: Any, now: float) -> tuple[Text, ...]:
         """The run's cells in the order of the table's columns."""
         table = self.table
-        cells = {"id": self._id_cell(run["id"]), "status": table_status(run),
-                 "project/experiment": cell(f"{run['project']}/{run['experiment']}"),
-                 "params": cell(pairs(run["params"])), "metrics": metrics_cell(run), "machine": cell(run["machine"]),
+        cells = {"id": self._id_cell(run.id), "status": table_status(run),
+                 "project/experiment": cell(f"{run.project}/{run.experiment}"),
+                 "params": cell(pairs(run.params)), "metrics": metrics_cell(run), "machine": cell(run.machine),
                  "started": cell(started(run)), "duration": cell(duration(run, now))}
         if table.value_key is not None:
             kind = self.query_state.sort.partition(":")[0]
-            values = run["params"] if kind == "param" else run["summary"]
+            values = run.params if kind == "param" else run.summary
             cells["sort-value"] = cell(short_value(values[table.value_key]) if table.value_key in values else "-")
         if table.costed:
             cells["cost"] = cell(money(self.workbench.run_cost(run, now)))
@@ -394,7 +394,7 @@ class RunsScreen(RunActions, RunList, BaseScreen):
         parts = [f"runs {where}"]
         if self.marked:
             parts.append(f"[b]{len(self.marked)} marked[/b] (C compares)")
-        unreachable = sorted({run["machine"] for run in self.shown.values() if shown_status(run) == "unreachable"})
+        unreachable = sorted({run.machine for run in self.shown.values() if shown_status(run) == "unreachable"})
         if unreachable:  # what "running?" in the status column means
             parts.append(f"[bold yellow]{escape(', '.join(unreachable))} unreachable[/]")
         parts.append(f"sort {escape(q.sort)} {'↓' if q.descending else '↑'}")
@@ -457,10 +457,10 @@ class RunsScreen(RunActions, RunList, BaseScreen):
     def action_sweep(self) -> None:
         """The sweep the run under the cursor is a trial of; the list of sweeps for a run of none."""
         run = self.shown.get(self.selected_run() or "")
-        if not run or not run.get("sweep_id"):
+        if not run or not run.sweep_id:
             self.action_sweeps()
             return
-        self.app.push_screen(SweepScreen(run["sweep_id"]))
+        self.app.push_screen(SweepScreen(run.sweep_id))
 
     def action_sweeps(self) -> None:
         self.app.push_screen(SweepsScreen())
@@ -581,7 +581,7 @@ class RunsScreen(RunActions, RunList, BaseScreen):
 
     def _selected_status(self, run_id: str) -> str | None:
         run = self.shown.get(run_id)
-        return run["status"] if run else None
+        return run.status if run else None
 
     def action_cancel_run(self) -> None:
         run_id = self.selected_run()

@@ -1,0 +1,229 @@
+"""What the facade answers: typed, frozen records both front ends read by attribute (`run.status`), made
+from what the use-case modules and the store return (`from_row`), each with `to_json()`: exactly what the
+CLI prints with `--json` (the keys in the order docs/cli-json.md shows them). Their JSON-valued fields
+(params, summary, env, a handle, a placement) stay the plain values they are in the records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from workbench.formatting import run_seconds
+from workbench.store import cost
+
+# `run`, `queue` and `runs cancel` with --json: these keys, then duration, then cost where the machine has a rate
+RUN_JSON_KEYS = ("id", "project", "experiment", "status", "status_reason", "machine", "executor", "created_at",
+                 "started_at", "finished_at", "exit_code", "params", "summary", "metric_points", "verdict",
+                 "gpu_uuids", "gpu_model", "driver")
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+class _Priced:
+    """What a run cost (store/cost.py, the one formula) and how long it ran, from its own fields."""
+
+    def cost_at(self, now: float) -> float | None:
+        return cost.run_cost(vars(self), now)
+
+    def seconds_at(self, now: float) -> float | None:
+        return run_seconds(self, now)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RunRow(_Priced):
+    """A run as a list shows it (`runs list`, the Runs screen, the Dashboard): store.runs.LIST_COLUMNS."""
+    id: str
+    project: str
+    experiment: str
+    status: str
+    status_reason: str | None
+    machine: str
+    executor: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    params: dict[str, Any]
+    summary: dict[str, Any]
+    metric_points: int
+    verdict: str | None
+    hourly_cost: float | None
+    gpu_share: float | None
+    sweep_id: str | None
+    trial: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunRow:
+        return cls(**{name: row[name] for name in _fields(cls)})
+
+
+@dataclass(frozen=True)
+class Run(_Priced):
+    """A run's whole record: every column of table `runs`, in the table's order."""
+    seq: int
+    id: str
+    project: str
+    project_path: str
+    experiment: str
+    status: str
+    status_reason: str | None
+    machine: str
+    executor: str
+    handle: dict[str, Any] | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    cancel_requested: int
+    params: dict[str, Any]
+    argv: list[str]
+    env: dict[str, str]
+    image: str | None
+    image_id: str | None
+    snapshot: str | None
+    git_commit: str | None
+    git_dirty: int | None
+    git_diff: str | None
+    gpu_uuids: list[str]
+    gpu_model: str | None
+    driver: str | None
+    spec: dict[str, Any]
+    summary: dict[str, Any]
+    metric_points: int
+    bad_metric_lines: int
+    bad_metric_values: int
+    rerun_of: str | None
+    verdict: str | None
+    priority: int
+    waiting: dict[str, Any] | None
+    placement: dict[str, Any] | None
+    hourly_cost: float | None
+    gpu_share: float | None
+    sweep_id: str | None
+    trial: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Run:
+        return cls(**{name: row[name] for name in _fields(Run)})
+
+    def to_json(self, now: float | None = None) -> dict[str, Any]:
+        """The run as `run`, `runs cancel` and `queue` print it (docs/cli-json.md)."""
+        now = time.time() if now is None else now
+        out = {k: getattr(self, k) for k in RUN_JSON_KEYS}
+        out["duration"] = self.seconds_at(now)
+        if self.hourly_cost is not None:
+            out["cost"] = self.cost_at(now)
+        return out
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    ts: float
+    kind: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ts": self.ts, "kind": self.kind, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An output file the run left (`link`: where a symbolic link pointed; it is never followed)."""
+    path: str
+    size: int | None
+    sha256: str | None
+    link: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256, "link": self.link}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    metric: str
+    expression: str
+    value: float | None
+    passed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "expression": self.expression, "value": self.value, "passed": self.passed}
+
+
+@dataclass(frozen=True)
+class MetricStats:
+    points: int
+    last: float | None
+    min: float | None
+    max: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"points": self.points, "last": self.last, "min": self.min, "max": self.max}
+
+
+@dataclass(frozen=True)
+class RunDetail(Run):
+    """A run with its artifacts, events and checks (`show_record`: cheap enough to poll every second), and
+    from `show` also its metrics summarised, its run dir here and its image's size."""
+    artifacts: list[Artifact]
+    events: list[RunEvent]
+    checks: list[CheckResult]
+    cost: float | None
+    host_run_dir: str | None = None  # machine:path of its files on a host (remote runs only)
+    metrics: dict[str, MetricStats] | None = None
+    run_dir: str | None = None
+    image_size: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], image_size: int | None = None) -> RunDetail:
+        base = {name: row[name] for name in _fields(Run)}
+        metrics = row.get("metrics")
+        return cls(**base, artifacts=[Artifact(**a) for a in row["artifacts"]],
+                   events=[RunEvent(**e) for e in row["events"]],
+                   checks=[CheckResult(**c) for c in row["checks"]], cost=row["cost"],
+                   host_run_dir=row.get("host_run_dir"),
+                   metrics=None if metrics is None else {k: MetricStats(**v) for k, v in metrics.items()},
+                   run_dir=row.get("run_dir"), image_size=image_size)
+
+    def to_json(self, now: float | None = None) -> dict[str, Any]:
+        """`runs show --json`: every column but seq and handle, then what `show` adds, the Slurm job id of a
+        Slurm run, its image's size and its duration."""
+        now = time.time() if now is None else now
+        out: dict[str, Any] = {name: getattr(self, name) for name in _fields(Run) if name not in ("seq", "handle")}
+        out["artifacts"] = [a.to_json() for a in self.artifacts]
+        out["events"] = [e.to_json() for e in self.events]
+        out["checks"] = [c.to_json() for c in self.checks]
+        out["cost"] = self.cost
+        if self.host_run_dir is not None:
+            out["host_run_dir"] = self.host_run_dir
+        out["metrics"] = {k: m.to_json() for k, m in (self.metrics or {}).items()}
+        out["run_dir"] = self.run_dir
+        if self.slurm_job:
+            out["slurm_job"] = self.slurm_job
+        out["image_size"] = self.image_size
+        out["duration"] = self.seconds_at(now)
+        return out
+
+    @property
+    def slurm_job(self) -> Any:
+        """A Slurm run's job id on its cluster (None for any other run)."""
+        return (self.handle or {}).get("job")
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """What the Dashboard shows in one round trip: live and queued runs, the last to end, and how many runs."""
+    running: list[RunRow]
+    queued: list[RunRow]
+    recent: list[RunRow]
+    total: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Dashboard:
+        return cls(running=[RunRow.from_row(r) for r in row["running"]],
+                   queued=[RunRow.from_row(r) for r in row["queued"]],
+                   recent=[RunRow.from_row(r) for r in row["recent"]], total=row["total"])
