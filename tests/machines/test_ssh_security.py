@@ -67,7 +67,7 @@ def test_host_key_algorithm_change_is_a_changed_key(cli, home, ssh_env, new_host
         with pytest.raises(HostKeyChanged) as refused:
             wb.trust_machine("algo", fingerprint=new)
         assert refused.value.verdict.known_fingerprint == old
-        assert wb.add_machine("algo2", ssh=host.ssh, identity=str(ssh_env.user_key))["state"] == "host key changed"
+        assert wb.add_machine("algo2", ssh=host.ssh, identity=str(ssh_env.user_key)).state == "host key changed"
     finally:
         wb.close()
     assert (home / "known_hosts").read_text() == known_hosts  # nothing replaced, nothing added

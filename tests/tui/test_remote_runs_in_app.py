@@ -18,6 +18,7 @@ from workbench.machines.nvidia_smi import GpuReading
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.launch_form import LaunchForm
 from workbench.tui.screens.machine_detail import MachineDetailScreen
+from workbench.services.answers import MachineEntry
 from workbench.tui.screens.machines import host_block
 from workbench.tui.screens.run_detail import RunDetailScreen
 
@@ -28,7 +29,7 @@ REMOTE_GPU = "GPU-cccebab5"
 
 def remote_run(wb, run_id: str = "remote01", *, unreachable: bool = True, created: float = NOW) -> None:
     """A run on the SSH machine gpu-a (registered; nothing listens at its address), holding one of its GPUs."""
-    if "gpu-a" not in [m["name"] for m in wb.list_machines()]:
+    if "gpu-a" not in [m.name for m in wb.list_machines()]:
         wb.add_machine("gpu-a", ssh="root@127.0.0.1:1")
     wb.store.insert_run({
         "id": run_id, "project": "p", "project_path": "/p", "experiment": "e", "status": "queued",
@@ -198,7 +199,7 @@ def test_host_block_says_which_run_holds_a_gpu(wb):
     gpu = GpuReading(index=0, uuid=REMOTE_GPU, name="NVIDIA H100 80GB HBM3", memory_total=80 << 30,
                      memory_used=1 << 30, utilization=3.0)
     live = {"state": "connected", "gpus": [gpu], "util_history": {0: [1.0, 3.0]}, "processes": {}}
-    machine = {"name": "gpu-a", "address": "root@10.0.0.7:22", "hourly_cost": None}
+    machine = MachineEntry("gpu-a", "ssh", "root@10.0.0.7:22", None)
     assert "held by run remote01" in host_block(machine, live, {("gpu-a", REMOTE_GPU): "remote01"})
     assert "held by" not in host_block(machine, live, {("gpu-b", REMOTE_GPU): "remote01"})
     assert f"{REMOTE_GPU} [b]held by run remote01" in host_block(machine, None, {("gpu-a", REMOTE_GPU): "remote01"})

@@ -14,11 +14,11 @@ from workbench.textsafe import printable
 def cmd_machines_list(wb: Any, args: argparse.Namespace) -> int:
     machines = wb.list_machines()
     if args.json:
-        emit_json(machines)
+        emit_json([m.to_json() for m in machines])
         return 0
     for m in machines:
-        cost = f"  ${m['hourly_cost']:.2f}/h" if m.get("hourly_cost") is not None else ""
-        print(printable(f"{m['name']:<16} {m['kind']:<6} {m['address']}{cost}"))
+        cost = f"  ${m.hourly_cost:.2f}/h" if m.hourly_cost is not None else ""
+        print(printable(f"{m.name:<16} {m.kind:<6} {m.address}{cost}"))
     return 0
 
 
@@ -33,14 +33,14 @@ def cmd_machines_add(wb: Any, args: argparse.Namespace) -> int:
     result = wb.add_machine(args.name, ssh=args.ssh, identity=args.identity, hourly_cost=args.hourly_cost,
                             jump=args.jump, workdir=args.dir, slurm=slurm)
     if args.json:
-        emit_json(result)
+        emit_json(result.to_json())
         return 0
-    say(f"added machine {result['name']} ({result['address']})")
-    if result["state"] == "host key unknown":
-        say(f"  its host key is not known yet: {result['key_type']} {result['fingerprint']}")
-        say(f"  check it, then: workbench machines trust {result['name']}")
-    elif result["state"] != "host key known":
-        say(f"  not connected: {result.get('error', result['state'])}")
+    say(f"added machine {result.name} ({result.address})")
+    if result.state == "host key unknown":
+        say(f"  its host key is not known yet: {result.key_type} {result.fingerprint}")
+        say(f"  check it, then: workbench machines trust {result.name}")
+    elif result.state != "host key known":
+        say(f"  not connected: {result.error or result.state}")
     return 0
 
 
@@ -74,24 +74,24 @@ def cmd_machines_trust(wb: Any, args: argparse.Namespace) -> int:
                 f"`workbench machines trust {refused.name} --fingerprint {refused.fingerprint}`")
         raise
     if args.json:
-        emit_json(result)
-    elif result["already"]:
-        say(f"{args.name}: {result['key_type']} {result['fingerprint']} is already trusted")
+        emit_json(result.to_json())
+    elif result.already:
+        say(f"{args.name}: {result.key_type} {result.fingerprint} is already trusted")
     else:
-        say(f"{args.name}: trusted {result['key_type']} {result['fingerprint']}")
+        say(f"{args.name}: trusted {result.key_type} {result.fingerprint}")
     return 0
 
 
 def cmd_machines_stats(wb: Any, args: argparse.Namespace) -> int:
     stats = wb.machine_stats(args.name)
     if args.json:
-        emit_json(stats)
+        emit_json(stats.to_json())
         return 0
-    load = " ".join(f"{x:.2f}" for x in stats["load"]) if stats.get("load") else "n/a"
-    memory = (f"{stats['memory_used'] / 2**30:.1f} / {stats['memory_total'] / 2**30:.1f} GiB"
-              if stats.get("memory_total") else "n/a")
-    print(f"{stats['name']}: {stats.get('cpus') or 'n/a'} CPUs, load {load}, memory {memory}")
-    for gpu in stats["gpus"]:
+    load = " ".join(f"{x:.2f}" for x in stats.load) if stats.load else "n/a"
+    memory = (f"{stats.memory_used / 2**30:.1f} / {stats.memory_total / 2**30:.1f} GiB"
+              if stats.memory_total else "n/a")
+    print(f"{stats.name}: {stats.cpus or 'n/a'} CPUs, load {load}, memory {memory}")
+    for gpu in stats.gpus:
         def show(value: Any, unit: str = "") -> str:
             return "n/a" if value is None else f"{value:g}{unit}"
         mem_used = gpu.get("memory_used")
@@ -100,11 +100,11 @@ def cmd_machines_stats(wb: Any, args: argparse.Namespace) -> int:
         print(f"  GPU{gpu['index']} {printable(str(gpu['name']))}  util {show(gpu.get('utilization'), '%')}  mem {mem}  "
               f"temp {show(gpu.get('temperature'), 'C')}  power {show(gpu.get('power'), 'W')}"
               f"/{show(gpu.get('power_limit'), 'W')}")
-    if not stats["gpus"]:
-        print(f"  no GPUs ({stats.get('gpu_error') or 'none found'})")
-    if "docker" in stats:
-        runtime = {True: "with the NVIDIA runtime", False: "without a GPU runtime", None: ""}[stats.get("gpu_runtime")]
-        print(f"  docker: {stats['docker'] or 'none'} {runtime}".rstrip())
+    if not stats.gpus:
+        print(f"  no GPUs ({stats.gpu_error or 'none found'})")
+    if stats.engine_asked:
+        runtime = {True: "with the NVIDIA runtime", False: "without a GPU runtime", None: ""}[stats.gpu_runtime]
+        print(f"  docker: {stats.docker or 'none'} {runtime}".rstrip())
     return 0
 
 

@@ -23,14 +23,14 @@ def cmd_projects_add(wb: Any, args: argparse.Namespace) -> int:
 def cmd_projects_list(wb: Any, args: argparse.Namespace) -> int:
     projects = wb.projects()
     if args.json:
-        emit_json(projects)
+        emit_json([p.to_json() for p in projects])
         return 0
     if not projects:
         say("no projects yet: add one with `workbench projects add PATH`")
     for p in projects:
-        state = p["error"] or ("experiments: " + ", ".join(p["experiments"]))
-        cost = f"  ${p['cost']:.2f} spent" if p.get("cost") is not None else ""
-        print(printable(f"{p['name']:<20} {p['path']}  {state}{cost}"))
+        state = p.error or ("experiments: " + ", ".join(p.experiments))
+        cost = f"  ${p.cost:.2f} spent" if p.cost is not None else ""
+        print(printable(f"{p.name:<20} {p.path}  {state}{cost}"))
     return 0
 
 

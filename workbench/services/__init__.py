@@ -1,7 +1,7 @@
 """The facade both front ends use: launch, wait/follow, cancel, rerun, remove, gc, reconcile, doctor, and the
 reads the TUI's screens make. Each method hands its work to the module of its use case (launch.py, runs.py,
-reconcile.py, ...); the modules see the facade only through `context.Services`. Its answers about runs are
-the typed records of answers.py (`run.status`, `run.to_json()`). The CLI and the app read and
+reconcile.py, ...); the modules see the facade only through `context.Services`. Its answers about runs,
+machines and projects are the typed records of answers.py (`run.status`, `run.to_json()`). The CLI and the app read and
 change state through it alone: neither touches the store, an executor or a run's folder (import-linter,
 tests/test_architecture.py); from the services' modules they take only pure helpers and types (compare's
 figures, spec_text, log_tail.LogChunk, errors).
@@ -25,7 +25,8 @@ from workbench.services import gc as gc_
 from workbench.services import dispatch_trigger
 from workbench.services import images, launch as launch_, machines, projects as projects_, reconcile as reconcile_
 from workbench.services import runs as runs_
-from workbench.services.answers import Dashboard, Run, RunDetail, RunRow
+from workbench.services.answers import (AddedMachine, Dashboard, MachineEntry, MachineStats, Project, ProjectEntry, Run,
+                                        RunDetail, RunRow, TrustedKey)
 from workbench.services.context import Progress
 from workbench.services.executors import LOCAL, Executors
 from workbench.services.git_state import GIT_DIFF_LIMIT, UNTRACKED_LISTED, git_state as _git_state
@@ -92,13 +93,13 @@ class Workbench:
     def remove_project(self, name_or_path: str) -> None:
         projects_.remove_project(self.store, name_or_path)
 
-    def projects(self) -> list[dict[str, Any]]:
+    def projects(self) -> list[Project]:
         """Registered projects with their experiments (each spec loaded; `error` when it does not load)."""
-        return projects_.projects(self.store)
+        return [Project.from_row(project) for project in projects_.projects(self.store)]
 
-    def project_list(self) -> list[dict[str, Any]]:
+    def project_list(self) -> list[ProjectEntry]:
         """Registered projects as recorded (name, path): no spec is read."""
-        return self.store.projects()
+        return [ProjectEntry.from_row(project) for project in self.store.projects()]
 
     def project_costs(self) -> dict[str, float]:
         """What each project's runs cost so far, by project name (projects whose runs had no rate: absent)."""
@@ -130,16 +131,16 @@ class Workbench:
 
     def add_machine(self, name: str, ssh: str | None = None, identity: str | None = None,
                     hourly_cost: float | None = None, jump: str | None = None,
-                    workdir: str | None = None, slurm: dict[str, Any] | None = None) -> dict[str, Any]:
+                    workdir: str | None = None, slurm: dict[str, Any] | None = None) -> AddedMachine:
         """An SSH host; with `slurm` (login host, partition, account, time, setup, poll) a Slurm cluster
         reached through that login host."""
-        return machines.add_machine(self, name, ssh, identity, hourly_cost, jump, workdir, slurm)
+        return AddedMachine.from_row(machines.add_machine(self, name, ssh, identity, hourly_cost, jump, workdir, slurm))
 
     def remove_machine(self, name: str) -> None:
         machines.remove_machine(self, name)
 
-    def list_machines(self) -> list[dict[str, Any]]:
-        return machines.list_machines(self)
+    def list_machines(self) -> list[MachineEntry]:
+        return [MachineEntry.from_row(machine) for machine in machines.list_machines(self)]
 
     def host_key(self, name: str) -> "Verdict":
         """The key the SSH host NAME presents now, checked against the known keys (no authentication). Network
@@ -151,14 +152,14 @@ class Workbench:
         return known.check(target.hostname, target.port, fetch_host_key(target, known))
 
     def trust_machine(self, name: str, fingerprint: str | None = None,
-                      confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
-        return machines.trust_machine(self, name, fingerprint, confirm)
+                      confirm: Callable[[str], bool] | None = None) -> TrustedKey:
+        return TrustedKey.from_row(machines.trust_machine(self, name, fingerprint, confirm))
 
     def fleet(self, interval_ms: int = 1000) -> "Fleet | None":
         return machines.fleet(self, interval_ms)
 
-    def machine_stats(self, name: str) -> dict[str, Any]:
-        return machines.machine_stats(self, name)
+    def machine_stats(self, name: str) -> MachineStats:
+        return MachineStats.from_row(machines.machine_stats(self, name))
 
     def local_machine(self) -> "LocalSample":
         return machines.local_machine(self)

@@ -227,3 +227,116 @@ class Dashboard:
         return cls(running=[RunRow.from_row(r) for r in row["running"]],
                    queued=[RunRow.from_row(r) for r in row["queued"]],
                    recent=[RunRow.from_row(r) for r in row["recent"]], total=row["total"])
+
+
+# machines ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MachineEntry:
+    """A registered machine as `machines list` shows it (`address`: "this workstation" for local)."""
+    name: str
+    kind: str
+    address: str
+    hourly_cost: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> MachineEntry:
+        return cls(**{name: row[name] for name in _fields(cls)})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "address": self.address, "hourly_cost": self.hourly_cost}
+
+
+@dataclass(frozen=True)
+class AddedMachine:
+    """A machine just added: the host key it presents (`state`: "host key known", "host key unknown", "host key
+    changed") with its type and fingerprint, or, where it did not answer, why (`error`)."""
+    name: str
+    address: str
+    state: str
+    key_type: str | None = None
+    fingerprint: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> AddedMachine:
+        return cls(**row)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "address": self.address, "state": self.state}
+        if self.error is None:
+            return {**out, "key_type": self.key_type, "fingerprint": self.fingerprint}
+        return {**out, "error": self.error}
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A host key trusted (`already`: it was before)."""
+    name: str
+    key_type: str
+    fingerprint: str
+    trusted: bool
+    already: bool
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> TrustedKey:
+        return cls(**row)
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _fields(TrustedKey)}
+
+
+@dataclass(frozen=True)
+class MachineStats:
+    """One telemetry sample of a machine (`gpus`: each GPU's reading). A host's sample also says its engine
+    (`docker`: its version, None without one) and whether the NVIDIA runtime is registered with it
+    (`engine_asked`: True, the local sample asks no engine)."""
+    name: str
+    cpus: int | None
+    load: Any
+    memory_used: int | None
+    memory_total: int | None
+    gpus: list[dict[str, Any]]
+    gpu_error: str | None
+    docker: str | None = None
+    gpu_runtime: bool | None = None
+    engine_asked: bool = False
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> MachineStats:
+        return cls(**row, engine_asked="docker" in row)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in ("name", "cpus", "load", "memory_used", "memory_total",
+                                                      "gpus", "gpu_error")}
+        if self.engine_asked:
+            out.update(docker=self.docker, gpu_runtime=self.gpu_runtime)
+        return out
+
+
+# projects ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProjectEntry:
+    """A registered project as recorded (no spec read)."""
+    name: str
+    path: str
+    added_at: float
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ProjectEntry:
+        return cls(**{name: row[name] for name in _fields(ProjectEntry)})
+
+
+@dataclass(frozen=True)
+class Project(ProjectEntry):
+    """A registered project with its experiments (or why its spec does not load: `error`) and what its runs
+    cost so far (None when none ran on a machine with a rate)."""
+    cost: float | None
+    experiments: list[str]
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Project:
+        return cls(**{name: row[name] for name in _fields(Project)})
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _fields(Project)}

@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol
 from workbench.dirs import Dirs
 from workbench.machines.gpus import GpuProbe
 from workbench.projects.spec import Experiment, ProjectSpec
-from workbench.services.answers import Run
+from workbench.services.answers import MachineEntry, Run
 from workbench.services.executors import Executors
 from workbench.store import Store
 
@@ -34,7 +34,7 @@ class Services(Protocol):
     def cancel(self, ref: str) -> Run: ...
     def pull(self, ref: str, paths: list[str] | None = None) -> list[tuple[str, int]]: ...  # a remote run's output files, fetched
     def local_machine(self) -> Any: ...
-    def list_machines(self) -> list[dict[str, Any]]: ...
+    def list_machines(self) -> list[MachineEntry]: ...
     # launch.py calls it through the facade, so a test can stand in for the image step of one Workbench
     def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str,
                    run_id: str | None = None, *, machine: str = "local") -> str: ...

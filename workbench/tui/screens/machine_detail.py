@@ -19,7 +19,7 @@ from workbench.tui.widgets.gauges import sparkline
 
 
 class MachineDetailLoaded(Message):
-    def __init__(self, stats: dict[str, Any] | None, error: str | None, live: dict[str, Any] | None,
+    def __init__(self, stats: Any, error: str | None, live: dict[str, Any] | None,
                  holders: dict[tuple[str, str], str] | None = None) -> None:
         super().__init__()
         self.stats, self.error, self.live = stats, error, live
@@ -62,18 +62,18 @@ class MachineDetailScreen(BaseScreen):
                          + (f" — {escape(message.live['detail'])}" if message.live.get("detail") else ""))
         if message.error:
             lines.append(f"[red]{escape(message.error)}[/]")
-        stats = message.stats or {}
+        stats = message.stats
         if stats:
-            load = " ".join(f"{x:.2f}" for x in stats["load"]) if stats.get("load") else "n/a"
-            lines.append(f"CPUs {_na(stats.get('cpus'))} · load {load} · memory {size(stats.get('memory_used'))} / "
-                         f"{size(stats.get('memory_total'))}")
-            if "docker" in stats:
+            load = " ".join(f"{x:.2f}" for x in stats.load) if stats.load else "n/a"
+            lines.append(f"CPUs {_na(stats.cpus)} · load {load} · memory {size(stats.memory_used)} / "
+                         f"{size(stats.memory_total)}")
+            if stats.engine_asked:
                 runtime = {True: "NVIDIA runtime present", False: "no GPU runtime", None: "runtime unknown"}
-                lines.append(f"Docker {escape(str(stats['docker'] or 'not installed'))}"
-                             + (f" · {runtime[stats.get('gpu_runtime')]}" if stats.get("docker") else ""))
-        gpus = stats.get("gpus") or []
+                lines.append(f"Docker {escape(str(stats.docker or 'not installed'))}"
+                             + (f" · {runtime[stats.gpu_runtime]}" if stats.docker else ""))
+        gpus = (stats.gpus if stats else None) or []
         if not gpus and not message.error:  # a host that did not answer told nothing about its GPUs
-            lines.append(f"no GPUs ({escape(str(stats.get('gpu_error') or 'none found'))})")
+            lines.append(f"no GPUs ({escape(str((stats.gpu_error if stats else None) or 'none found'))})")
         history = (message.live or {}).get("util_history", {})
         processes = (message.live or {}).get("processes", {})
         for gpu in gpus:

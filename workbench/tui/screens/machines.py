@@ -27,15 +27,15 @@ STATE_STYLE = {"connected": "green", "connecting": "yellow", "reconnecting": "ye
 
 
 class FleetSampled(Message):
-    def __init__(self, seq: int, local: Any, machines: list[dict[str, Any]],
+    def __init__(self, seq: int, local: Any, machines: list[Any],
                  live: dict[str, dict[str, Any]], holders: dict[tuple[str, str], str] | None = None) -> None:
         super().__init__()
         self.seq, self.local, self.machines, self.live = seq, local, machines, live
         self.holders = holders or {}  # (machine, GPU uuid) -> the Workbench run holding it
 
 
-def cluster_block(machine: dict[str, Any], cluster: dict[str, Any]) -> str:
-    lines = [f"[b]{escape(machine['name'])}[/b]  Slurm cluster via {escape(machine['address'])}"]
+def cluster_block(machine: Any, cluster: dict[str, Any]) -> str:
+    lines = [f"[b]{escape(machine.name)}[/b]  Slurm cluster via {escape(machine.address)}"]
     if cluster.get("error"):
         lines.append(f"  [yellow]{escape(cluster['error'])}[/]")
     for name, part in cluster.get("partitions", {}).items():
@@ -45,14 +45,14 @@ def cluster_block(machine: dict[str, Any], cluster: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def host_block(machine: dict[str, Any], live: dict[str, Any] | None,
+def host_block(machine: Any, live: dict[str, Any] | None,
                holders: dict[tuple[str, str], str] | None = None) -> str:
     if live and "cluster" in live:
         return cluster_block(machine, live["cluster"])
     state = live["state"] if live else "connecting"
-    cost = f" · ${machine['hourly_cost']:.2f}/h" if machine.get("hourly_cost") is not None else ""
-    lines = [f"[b]{escape(machine['name'])}[/b]  [{STATE_STYLE.get(state, '')}]● {state}[/]  "
-             f"{escape(machine['address'])}{cost}"]
+    cost = f" · ${machine.hourly_cost:.2f}/h" if machine.hourly_cost is not None else ""
+    lines = [f"[b]{escape(machine.name)}[/b]  [{STATE_STYLE.get(state, '')}]● {state}[/]  "
+             f"{escape(machine.address)}{cost}"]
     if live and live.get("detail") and state != "connected":
         lines.append(f"  [dim]{escape(live['detail'])}[/]")
     if live and live.get("cpu_only"):
@@ -67,7 +67,7 @@ def host_block(machine: dict[str, Any], live: dict[str, Any] | None,
                      f"{sparkline(live['util_history'].get(gpu.index, []), 16)}")
         lines.append(f"  {'':<27} mem  {bar(mem_pct)} {size(gpu.memory_used)} / {size(gpu.memory_total)} "
                      f"· {temp} · {power}/{limit}")
-        holder = (holders or {}).get((machine["name"], gpu.uuid))
+        holder = (holders or {}).get((machine.name, gpu.uuid))
         if holder:
             lines.append(f"  {'':<27} [b]held by run {escape(holder)}[/b]")
         procs = (live or {}).get("processes", {}).get(gpu.uuid, [])
@@ -76,7 +76,7 @@ def host_block(machine: dict[str, Any], live: dict[str, Any] | None,
                 f"{p['pid']} {p['name']} {size(p['memory'])}" for p in procs[:4])))
     sampled = {gpu.uuid for gpu in (live or {}).get("gpus", [])}
     for (name, uuid), run_id in sorted((holders or {}).items()):  # not sampled now (the host does not answer)
-        if name == machine["name"] and uuid not in sampled:
+        if name == machine.name and uuid not in sampled:
             lines.append(f"  {escape(uuid)} [b]held by run {escape(run_id)}[/b]")
     return "\n".join(lines)
 
@@ -120,12 +120,12 @@ class MachinesScreen(BaseScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="machines")
     def sample(self, seq: int) -> None:
         wb = self.workbench
-        machines = [m for m in wb.list_machines() if m["kind"] in ("ssh", "slurm")]
+        machines = [m for m in wb.list_machines() if m.kind in ("ssh", "slurm")]
         fleet = self.app.fleet  # type: ignore[attr-defined]
         live = fleet.snapshot() if fleet is not None else {}
         for m in machines:
-            if m["kind"] == "slurm":  # a cluster: what its scheduler says, not its login node's telemetry
-                live[m["name"]] = {"cluster": wb.cluster(m["name"])}
+            if m.kind == "slurm":  # a cluster: what its scheduler says, not its login node's telemetry
+                live[m.name] = {"cluster": wb.cluster(m.name)}
         self.post_message(FleetSampled(seq, wb.local_machine(), machines, live, wb.gpu_holders()))
 
     async def on_fleet_sampled(self, message: FleetSampled) -> None:
@@ -136,15 +136,15 @@ class MachinesScreen(BaseScreen):
         self.query_one("#local", Static).update(machine_summary(message.local, message.holders))
         await self._sync_cards(message.machines)
         for machine in message.machines:
-            self.cards[machine["name"]].update(host_block(machine, message.live.get(machine["name"]),
+            self.cards[machine.name].update(host_block(machine, message.live.get(machine.name),
                                                           message.holders))
         self._restart_fleet_if_stale()
 
-    async def _sync_cards(self, machines: list[dict[str, Any]]) -> None:
+    async def _sync_cards(self, machines: list[Any]) -> None:
         """Cards by difference: hosts gone are removed (and the removal awaited, so a host re-added under
         the same name gets a fresh card with its id free again), new ones mounted, the rest kept; the order
         follows the machine list. The selection stays on the same host when it can."""
-        names = [m["name"] for m in machines]
+        names = [m.name for m in machines]
         if names == self.names:
             return
         container = self.query_one("#fleet", VerticalScroll)
@@ -213,9 +213,9 @@ class MachinesScreen(BaseScreen):
     def add_machine(self, answer: dict[str, str]) -> None:
         result = self.workbench.add_machine(answer["name"], ssh=answer["ssh"] or None,
                                             identity=answer.get("identity") or None)
-        note = (f"host key {result['key_type']} {result['fingerprint']} is not trusted yet: press t"
-                if result["state"] == "host key unknown" else result.get("error", result["state"]))
-        self.app.call_from_thread(self.notify, note, title=f"Added {result['name']}")
+        note = (f"host key {result.key_type} {result.fingerprint} is not trusted yet: press t"
+                if result.state == "host key unknown" else result.error or result.state)
+        self.app.call_from_thread(self.notify, note, title=f"Added {result.name}")
         self.app.call_from_thread(self._edited)
 
     def action_trust(self) -> None:

@@ -83,7 +83,7 @@ class ModelsScreen(BaseScreen):
     def load(self) -> None:
         wb = self.workbench
         models = [wb.model(m["name"]) for m in wb.models()]
-        machines = ["local"] + [m["name"] for m in wb.list_machines() if m["name"] != "local"]
+        machines = ["local"] + [m.name for m in wb.list_machines() if m.name != "local"]
         self.post_message(ModelsLoaded(models, machines))
 
     def on_models_loaded(self, message: ModelsLoaded) -> None:

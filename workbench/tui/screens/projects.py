@@ -140,16 +140,16 @@ class ProjectsScreen(BaseScreen):
         costs = wb.project_costs()
         for project in wb.project_list():
             try:
-                spec = wb.read_spec(project["path"])
+                spec = wb.read_spec(project.path)
             except WorkbenchError as exc:
-                rows.append({"project": project["name"], "experiment": None, "path": project["path"],
-                             "error": exc.message, "cost": costs.get(project["name"])})
+                rows.append({"project": project.name, "experiment": None, "path": project.path,
+                             "error": exc.message, "cost": costs.get(project.name)})
                 continue
             for exp in spec.experiments.values():
-                rows.append({"project": project["name"], "experiment": exp.name, "path": project["path"],
+                rows.append({"project": project.name, "experiment": exp.name, "path": project.path,
                              "runs_on": runs_on(exp), "params": exp.params, "error": None,
-                             "watch_run": spec.watch.run if spec.watch else None, "cost": costs.get(project["name"])})
-        machines = [m["name"] for m in wb.list_machines()]
+                             "watch_run": spec.watch.run if spec.watch else None, "cost": costs.get(project.name)})
+        machines = [m.name for m in wb.list_machines()]
         self.post_message(ProjectsLoaded(rows, ["local"] + [m for m in machines if m != "local"]))
 
     def on_projects_loaded(self, message: ProjectsLoaded) -> None:
