@@ -92,7 +92,7 @@ def main() -> None:
     started = time.perf_counter()
     summary = wb.sweep_summary("bench001")
     service = time.perf_counter() - started
-    assert len(summary["trials"]) == args.trials and summary["best"]
+    assert len(summary.trials) == args.trials and summary.best
     wb.close()
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "workbench", "sweeps", "show", "bench001"], capture_output=True,

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 HEIGHT = 8
 
 
-def param_scatter(trials: list[dict[str, Any]], param: str, objective: str, width: int = 60) -> list[str]:
+def param_scatter(trials: Sequence[Any], param: str, objective: str, width: int = 60) -> list[str]:
     """One scatter: the param across, the objective up, a `●` per trial that has both (a number param on a
     linear axis, or a log one when it spans two decades or more; other values as evenly spaced categories).
-    [] when fewer than two trials have a value."""
-    points = [(t["params"].get(param), t["objective"]) for t in trials
-              if t.get("objective") is not None and t["params"].get(param) is not None]
+    `trials`: with `params` and `objective` (the facade's `Trial`). [] when fewer than two trials have a value."""
+    points = [(t.params.get(param), t.objective) for t in trials
+              if t.objective is not None and t.params.get(param) is not None]
     if len(points) < 2:
         return []
     width = max(20, width)

@@ -16,36 +16,30 @@ def cmd_sweep(wb: Any, args: argparse.Namespace) -> int:
     sweep = wb.sweep(args.path, args.experiment, args.param, machine=args.machine, executor=args.executor,
                      priority=args.priority)
     if args.json:
-        emit_json(_sweep_json(wb.sweep_summary(sweep["id"])))
+        emit_json(wb.sweep_summary(sweep.id).to_json())
     else:
-        print(sweep["id"])
-        say(f"sweep {sweep['id']} started: `workbench sweeps show {sweep['id']}` follows it; it goes on without "
+        print(sweep.id)
+        say(f"sweep {sweep.id} started: `workbench sweeps show {sweep.id}` follows it; it goes on without "
             "this command")
     return 0
-
-
-def _sweep_json(summary: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "project", "experiment", "method", "status", "status_reason", "created_at", "finished_at",
-            "space", "options", "progress", "best", "cost", "trials")
-    return {k: summary.get(k) for k in keys}
 
 
 def cmd_sweeps_list(wb: Any, args: argparse.Namespace) -> int:
     wb.reconcile()
     listed = wb.sweeps()
     if args.json:
-        emit_json([{k: v for k, v in _sweep_json(s).items() if k != "trials"} for s in listed])
+        emit_json([s.to_json(trials=False) for s in listed])
         return 0
     if not listed:
         say("no sweeps yet: start one with `workbench sweep PATH`")
         return 0
-    costs = any(s.get("cost") for s in listed)
+    costs = any(s.cost for s in listed)
     rows = [("ID", "STATUS", "PROJECT/EXPERIMENT", "METHOD", "TRIALS", "PROGRESS", "BEST") + (("COST",) if costs else ())]
     for s in listed:
-        progress = ", ".join(f"{n} {status}" for status, n in sorted(s["progress"].items()))
-        rows.append((s["id"], s["status"], printable(f"{s['project']}/{s['experiment']}"), s["method"],
-                     str(s["options"]["trials"]), progress or "none yet", s["best"] or "-")
-                    + ((f"${s['cost']:.2f}" if s.get("cost") else "-",) if costs else ()))
+        progress = ", ".join(f"{n} {status}" for status, n in sorted(s.progress.items()))
+        rows.append((s.id, s.status, printable(f"{s.project}/{s.experiment}"), s.method,
+                     str(s.options["trials"]), progress or "none yet", s.best or "-")
+                    + ((f"${s.cost:.2f}" if s.cost else "-",) if costs else ()))
     for line in columns(rows):
         print(line)
     return 0
@@ -55,28 +49,28 @@ def cmd_sweeps_show(wb: Any, args: argparse.Namespace) -> int:
     wb.reconcile()
     summary = wb.sweep_summary(args.sweep)
     if args.json:
-        emit_json(_sweep_json(summary))
+        emit_json(summary.to_json())
         return 0
-    options = summary["options"]
+    options = summary.options
     objective = options.get("objective")
-    print(f"sweep {summary['id']}  {summary['status']}  {printable(summary['project'])}/"
-          f"{printable(summary['experiment'])}  {summary['method']}, {options['trials']} trials, at most "
+    print(f"sweep {summary.id}  {summary.status}  {printable(summary.project)}/"
+          f"{printable(summary.experiment)}  {summary.method}, {options['trials']} trials, at most "
           f"{options['max_parallel']} at once" + (f", {options['direction']} {objective}" if objective else ""))
-    if summary.get("status_reason"):
-        print(f"  {printable(summary['status_reason'])}")
-    if summary.get("cost") is not None:
-        print(f"  cost so far ${summary['cost']:.2f}" + (f" of a ${options['budget']:.2f} budget" if options.get("budget") else ""))
-    names = list(summary["space"])
+    if summary.status_reason:
+        print(f"  {printable(summary.status_reason)}")
+    if summary.cost is not None:
+        print(f"  cost so far ${summary.cost:.2f}" + (f" of a ${options['budget']:.2f} budget" if options.get("budget") else ""))
+    names = list(summary.space)
     header = ["TRIAL", "RUN", "STATUS", *(n.upper() for n in names), (objective or "objective").upper()]
-    rows = [header] + [[str(t["trial"] + 1), t["id"], t["status"], *(number_text(t["params"].get(n)) for n in names),
-                        "-" if t["objective"] is None else f"{t['objective']:.6g}"] for t in summary["trials"]]
+    rows = [header] + [[str(t.trial + 1), t.id, t.status, *(number_text(t.params.get(n)) for n in names),
+                        "-" if t.objective is None else f"{t.objective:.6g}"] for t in summary.trials]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for row in rows:
         print("  ".join(printable(c).ljust(w) for c, w in zip(row, widths)).rstrip())
     if objective:
         from workbench.textplot import param_scatter
         for name in names:
-            chart = param_scatter(summary["trials"], name, objective, width=min(60, shutil.get_terminal_size().columns - 12))
+            chart = param_scatter(summary.trials, name, objective, width=min(60, shutil.get_terminal_size().columns - 12))
             if chart:
                 print()
                 print("\n".join(chart))
@@ -86,9 +80,9 @@ def cmd_sweeps_show(wb: Any, args: argparse.Namespace) -> int:
 def cmd_sweeps_cancel(wb: Any, args: argparse.Namespace) -> int:
     sweep = wb.cancel_sweep(args.sweep)
     if args.json:
-        emit_json(_sweep_json(wb.sweep_summary(sweep["id"])))
+        emit_json(wb.sweep_summary(sweep.id).to_json())
     else:
-        say(f"sweep {sweep['id']} {sweep['status']}")
+        say(f"sweep {sweep.id} {sweep.status}")
     return 0
 
 

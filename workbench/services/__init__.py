@@ -1,7 +1,7 @@
 """The facade both front ends use: launch, wait/follow, cancel, rerun, remove, gc, reconcile, doctor, and the
 reads the TUI's screens make. Each method hands its work to the module of its use case (launch.py, runs.py,
 reconcile.py, ...); the modules see the facade only through `context.Services`. Its answers about runs,
-machines and projects are the typed records of answers.py (`run.status`, `run.to_json()`). The CLI and the app read and
+machines, projects, sweeps and comparisons are the typed records of answers.py (`run.status`, `run.to_json()`). The CLI and the app read and
 change state through it alone: neither touches the store, an executor or a run's folder (import-linter,
 tests/test_architecture.py); from the services' modules they take only pure helpers and types (compare's
 figures, spec_text, log_tail.LogChunk, errors).
@@ -25,8 +25,8 @@ from workbench.services import gc as gc_
 from workbench.services import dispatch_trigger
 from workbench.services import images, launch as launch_, machines, projects as projects_, reconcile as reconcile_
 from workbench.services import runs as runs_
-from workbench.services.answers import (AddedMachine, Dashboard, MachineEntry, MachineStats, Project, ProjectEntry, Run,
-                                        RunDetail, RunRow, TrustedKey)
+from workbench.services.answers import (AddedMachine, Comparison, Dashboard, MachineEntry, MachineStats, Project, ProjectEntry, Run,
+                                        RunDetail, RunRow, Sweep, SweepSummary, TrustedKey)
 from workbench.services.context import Progress
 from workbench.services.executors import LOCAL, Executors
 from workbench.services.git_state import GIT_DIFF_LIMIT, UNTRACKED_LISTED, git_state as _git_state
@@ -187,26 +187,26 @@ class Workbench:
         dispatch_trigger.ensure_dispatcher(self)
 
     def sweep(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
-              machine: str | None = None, executor: str | None = None, priority: int = 0) -> dict[str, Any]:
+              machine: str | None = None, executor: str | None = None, priority: int = 0) -> Sweep:
         from workbench.services import sweeps as sweeps_
 
-        return sweeps_.start_sweep(self, path, experiment, overrides, machine=machine, executor=executor,
-                                   priority=priority)
+        return Sweep.from_row(sweeps_.start_sweep(self, path, experiment, overrides, machine=machine,
+                                                  executor=executor, priority=priority))
 
-    def sweeps(self) -> list[dict[str, Any]]:
+    def sweeps(self) -> list[SweepSummary]:
         from workbench.services import sweeps as sweeps_
 
-        return [sweeps_.sweep_summary(self, s) for s in self.store.sweeps()]
+        return [SweepSummary.from_row(sweeps_.sweep_summary(self, s)) for s in self.store.sweeps()]
 
-    def sweep_summary(self, ref: str) -> dict[str, Any]:
+    def sweep_summary(self, ref: str) -> SweepSummary:
         from workbench.services import sweeps as sweeps_
 
-        return sweeps_.sweep_summary(self, self.store.get_sweep(ref))
+        return SweepSummary.from_row(sweeps_.sweep_summary(self, self.store.get_sweep(ref)))
 
-    def cancel_sweep(self, ref: str) -> dict[str, Any]:
+    def cancel_sweep(self, ref: str) -> Sweep:
         from workbench.services import sweeps as sweeps_
 
-        return sweeps_.cancel_sweep(self, ref)
+        return Sweep.from_row(sweeps_.cancel_sweep(self, ref))
 
     # models ----------------------------------------------------------------------------------------
     def register_model(self, run: str, artifact: str, name: str, force: bool = False) -> dict[str, Any]:
@@ -279,11 +279,11 @@ class Workbench:
         from workbench.services import deploy
         return deploy.stop(self, name, remove)
 
-    def compare(self, refs: list[str], buckets: int = 120) -> dict[str, Any]:
+    def compare(self, refs: list[str], buckets: int = 120) -> Comparison:
         """Runs side by side: differing params, each metric's last/best (best run marked), checks, curves."""
         from workbench.services import compare as compare_
 
-        return compare_.compare(self, refs, buckets)
+        return Comparison.from_row(compare_.compare(self, refs, buckets))
 
     def queue(self) -> list[Run]:
         """The runs waiting for a machine, in the order the dispatcher takes them."""

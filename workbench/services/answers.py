@@ -340,3 +340,134 @@ class Project(ProjectEntry):
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _fields(Project)}
+
+
+# sweeps ------------------------------------------------------------------------------------------------------
+SWEEP_JSON_KEYS = ("id", "project", "experiment", "method", "status", "status_reason", "created_at", "finished_at",
+                   "space", "options", "progress", "best", "cost", "trials")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep as recorded (table `sweeps`, less its experiment's recorded spec)."""
+    id: str
+    project: str
+    project_path: str
+    experiment: str
+    method: str
+    space: dict[str, Any]
+    options: dict[str, Any]
+    base_params: dict[str, Any]
+    request: dict[str, Any]
+    snapshot: str
+    priority: int
+    status: str
+    status_reason: str | None
+    created_at: float
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Sweep:
+        return cls(**{name: row[name] for name in _fields(Sweep)})
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a sweep (`status` "pruned" for a trial its sweep stopped early; `objective`: its value of
+    the sweep's objective, None without one)."""
+    id: str
+    trial: int
+    status: str
+    params: dict[str, Any]
+    objective: float | None
+    machine: str
+    cost: float | None
+    status_reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _fields(Trial)}
+
+
+@dataclass(frozen=True)
+class SweepSummary(Sweep):
+    """A sweep with its trials (best first by the objective; those without a value last), how many trials are
+    in each status, the best trial's run id and what its trials cost so far."""
+    trials: list[Trial]
+    progress: dict[str, int]
+    best: str | None
+    cost: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SweepSummary:
+        return cls(**{name: row[name] for name in _fields(Sweep)}, trials=[Trial(**t) for t in row["trials"]],
+                   progress=row["progress"], best=row["best"], cost=row["cost"])
+
+    def to_json(self, trials: bool = True) -> dict[str, Any]:
+        """`sweep`, `sweeps show` and `sweeps cancel` with --json; `sweeps list --json` without the trials."""
+        out = {k: getattr(self, k) for k in SWEEP_JSON_KEYS if k != "trials"}
+        if trials:
+            out["trials"] = [t.to_json() for t in self.trials]
+        return out
+
+
+# compare -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ComparedRun:
+    id: str
+    project: str
+    experiment: str
+    status: str
+    machine: str | None
+    verdict: str | None
+    checks: list[CheckResult]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "project": self.project, "experiment": self.experiment, "status": self.status,
+                "machine": self.machine, "verdict": self.verdict, "checks": [c.to_json() for c in self.checks]}
+
+
+@dataclass(frozen=True)
+class MetricOfRun:
+    """One run's figures of a compared metric, and its curve (`series`: downsampled points, never in JSON)."""
+    id: str
+    last: float | None
+    best: float | None
+    points: int
+    series: list[Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "last": self.last, "best": self.best, "points": self.points}
+
+
+@dataclass(frozen=True)
+class ComparedMetric:
+    lower_is_better: bool
+    best_run: str | None
+    runs: list[MetricOfRun]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lower_is_better": self.lower_is_better, "best_run": self.best_run,
+                "runs": [r.to_json() for r in self.runs]}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Runs side by side: the params that differ (name -> each run's value) and those the same in all, each
+    metric's last and best per run with the best run marked, and the runs' checks."""
+    runs: list[ComparedRun]
+    params_differ: dict[str, list[Any]]
+    params_same: dict[str, Any]
+    metrics: dict[str, ComparedMetric]
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Comparison:
+        return cls(
+            runs=[ComparedRun(**{**r, "checks": [CheckResult(**c) for c in r["checks"]]}) for r in row["runs"]],
+            params_differ=row["params_differ"], params_same=row["params_same"],
+            metrics={name: ComparedMetric(m["lower_is_better"], m["best_run"], [MetricOfRun(**r) for r in m["runs"]])
+                     for name, m in row["metrics"].items()})
+
+    def to_json(self) -> dict[str, Any]:
+        """`runs compare --json` (the curves left out)."""
+        return {"runs": [r.to_json() for r in self.runs], "params_differ": self.params_differ,
+                "params_same": self.params_same, "metrics": {k: m.to_json() for k, m in self.metrics.items()}}

@@ -51,11 +51,11 @@ def figures(values: list[float | None], significant: int = SIGNIFICANT) -> list[
     return ["-" if v is None else format(v, spec) for v in values]
 
 
-def last_and_best(metric: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """A compared metric's (every run's last, every run's best) as `figures` shows them: one precision for
-    both rows, so the CLI's table and the app's show the same digits."""
-    runs = metric["runs"]
-    shown = figures([r["last"] for r in runs] + [r["best"] for r in runs])
+def last_and_best(metric: Any) -> tuple[list[str], list[str]]:
+    """A compared metric's (the facade's `ComparedMetric`: every run's last, every run's best) as `figures`
+    shows them: one precision for both rows, so the CLI's table and the app's show the same digits."""
+    runs = metric.runs
+    shown = figures([r.last for r in runs] + [r.best for r in runs])
     return shown[:len(runs)], shown[len(runs):]
 
 

@@ -25,7 +25,7 @@ BUCKETS = 160  # points per curve: more than a chart at 80 columns can show (2 d
 
 
 class CompareLoaded(Message):
-    def __init__(self, data: dict[str, Any] | None, error: str | None) -> None:
+    def __init__(self, data: Any, error: str | None) -> None:
         super().__init__()
         self.data, self.error = data, error
 
@@ -42,7 +42,7 @@ class CompareScreen(BaseScreen):
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__()
         self.run_ids = list(run_ids)
-        self.data: dict[str, Any] | None = None
+        self.data: Any = None  # the facade's Comparison, as last loaded
 
     def compose_body(self) -> ComposeResult:
         yield Static(f"comparing {len(self.run_ids)} runs", id="compare-title")
@@ -50,7 +50,7 @@ class CompareScreen(BaseScreen):
             yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
 
     def reload(self) -> None:
-        if self.data is None or any(r["status"] in ("queued", "running") for r in self.data["runs"]):
+        if self.data is None or any(r.status in ("queued", "running") for r in self.data.runs):
             self.load()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare")
@@ -67,30 +67,30 @@ class CompareScreen(BaseScreen):
             return
         data = self.data = message.data
         assert data is not None
-        runs = data["runs"]
-        title.update("comparing " + "  ".join(f"[{run_colour(i)}]━[/] [b]{escape(r['id'])}[/b] "
-                                              f"{escape(r['project'])}/{escape(r['experiment'])}"
+        runs = data.runs
+        title.update("comparing " + "  ".join(f"[{run_colour(i)}]━[/] [b]{escape(r.id)}[/b] "
+                                              f"{escape(r.project)}/{escape(r.experiment)}"
                                               for i, r in enumerate(runs)))
         table = self.query_one("#compare-table", DataTable)
         table.clear(columns=True)
         table.add_column("", key="what")
         for i, run in enumerate(runs):
-            table.add_column(Text(run["id"], style=f"bold {run_colour(i)}"), key=run["id"])
-        table.add_row(cell("status"), *(status_cell(r["status"]) for r in runs), key="status")
-        table.add_row(cell("checks"), *(cell(r["verdict"] or "-", "green" if r["verdict"] == "pass" else
-                                             "red" if r["verdict"] == "fail" else "") for r in runs), key="checks")
-        for name, values in data["params_differ"].items():
+            table.add_column(Text(run.id, style=f"bold {run_colour(i)}"), key=run.id)
+        table.add_row(cell("status"), *(status_cell(r.status) for r in runs), key="status")
+        table.add_row(cell("checks"), *(cell(r.verdict or "-", "green" if r.verdict == "pass" else
+                                             "red" if r.verdict == "fail" else "") for r in runs), key="checks")
+        for name, values in data.params_differ.items():
             table.add_row(cell(name), *(cell(short_value(v)) for v in values), key=f"param:{name}")
-        for name, metric in data["metrics"].items():
-            way = "min" if metric["lower_is_better"] else "max"
+        for name, metric in data.metrics.items():
+            way = "min" if metric.lower_is_better else "max"
             last, best = last_and_best(metric)
             table.add_row(cell(f"{name} last"), *(cell(text) for text in last), key=f"last:{name}")
-            table.add_row(cell(f"{name} {way}"), *(cell(text, "bold green" if r["id"] == metric["best_run"] else "")
-                                                   for text, r in zip(best, metric["runs"])), key=f"best:{name}")
+            table.add_row(cell(f"{name} {way}"), *(cell(text, "bold green" if r.id == metric.best_run else "")
+                                                   for text, r in zip(best, metric.runs)), key=f"best:{name}")
         charts = self.query_one("#compare-charts", VerticalScroll)
         await charts.query(CompareChart).remove()
-        await charts.mount_all(CompareChart(name, [{"id": r["id"], "series": r["series"]} for r in metric["runs"]])
-                               for name, metric in data["metrics"].items())
+        await charts.mount_all(CompareChart(name, [{"id": r.id, "series": r.series} for r in metric.runs])
+                               for name, metric in data.metrics.items())
 
     def action_back(self) -> None:
         self.app.pop_screen()

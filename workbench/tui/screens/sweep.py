@@ -24,16 +24,16 @@ from workbench.tui.widgets.cursor import cursor_key
 
 
 class SweepLoaded(Message):
-    def __init__(self, summary: dict[str, Any] | None, error: str | None) -> None:
+    def __init__(self, summary: Any, error: str | None) -> None:
         super().__init__()
         self.summary, self.error = summary, error
 
 
-def progress_text(summary: dict[str, Any]) -> str:
-    counts = summary["progress"]
+def progress_text(summary: Any) -> str:
+    counts = summary.progress
     done = sum(n for status, n in counts.items() if status not in ("queued", "running"))
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    return f"{done}/{summary['options']['trials']} done" + (f" ({parts})" if parts else "")
+    return f"{done}/{summary.options['trials']} done" + (f" ({parts})" if parts else "")
 
 
 class SweepScreen(BaseScreen):
@@ -56,7 +56,7 @@ class SweepScreen(BaseScreen):
     def __init__(self, sweep_id: str) -> None:
         super().__init__()
         self.sweep_id = sweep_id
-        self.summary: dict[str, Any] | None = None
+        self.summary: Any = None  # the facade's SweepSummary, as last loaded
         self.loads = 0  # answers shown so far (tests wait on it)
 
     def compose_body(self) -> ComposeResult:
@@ -66,8 +66,8 @@ class SweepScreen(BaseScreen):
             yield Static("", id="sweep-scatters", classes="sweep-scatter")
 
     def reload(self) -> None:
-        if self.summary is None or self.summary["status"] == "running" or any(
-                t["status"] in ("queued", "running") for t in self.summary["trials"]):
+        if self.summary is None or self.summary.status == "running" or any(
+                t.status in ("queued", "running") for t in self.summary.trials):
             self.load()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="sweep")
@@ -85,19 +85,19 @@ class SweepScreen(BaseScreen):
             return
         summary = self.summary = message.summary
         assert summary is not None
-        options = summary["options"]
+        options = summary.options
         objective = options.get("objective")
-        lines = [f"[b]sweep {escape(summary['id'])}[/b] {escape(summary['status'])} · "
-                 f"{escape(summary['project'])}/{escape(summary['experiment'])} · {escape(summary['method'])}, "
+        lines = [f"[b]sweep {escape(summary.id)}[/b] {escape(summary.status)} · "
+                 f"{escape(summary.project)}/{escape(summary.experiment)} · {escape(summary.method)}, "
                  f"{progress_text(summary)}, ≤{options['max_parallel']} at once"]
-        best = next((t for t in summary["trials"] if t["id"] == summary["best"]), None)
+        best = next((t for t in summary.trials if t.id == summary.best), None)
         goal = f"{options.get('direction', 'maximize')} {escape(objective)}" if objective else "no objective"
         budget = f" of ${options['budget']:.2f}" if options.get("budget") else ""
-        lines.append(f"{goal} · best " + (f"[b green]{escape(best['id'])}[/] = {short_value(best['objective'])}"
-                                          if best and best["objective"] is not None else "-")
-                     + f" · cost {money(summary.get('cost'))}{budget}")
-        if summary.get("status_reason"):
-            lines.append(f"[yellow]{escape(summary['status_reason'])}[/]")
+        lines.append(f"{goal} · best " + (f"[b green]{escape(best.id)}[/] = {short_value(best.objective)}"
+                                          if best and best.objective is not None else "-")
+                     + f" · cost {money(summary.cost)}{budget}")
+        if summary.status_reason:
+            lines.append(f"[yellow]{escape(summary.status_reason)}[/]")
         title.update("\n".join(lines))
         self._show_trials(summary, objective)
         self._show_scatters()
@@ -109,27 +109,27 @@ class SweepScreen(BaseScreen):
     def _show_scatters(self) -> None:
         if self.summary is None:
             return
-        objective = self.summary["options"].get("objective")
-        scatters = [param_scatter(self.summary["trials"], name, objective, width=max(20, self.size.width - 16))
-                    for name in self.summary["space"]] if objective else []
+        objective = self.summary.options.get("objective")
+        scatters = [param_scatter(self.summary.trials, name, objective, width=max(20, self.size.width - 16))
+                    for name in self.summary.space] if objective else []
         text = "\n\n".join("\n".join(chart) for chart in scatters if chart)
         self.query_one("#sweep-scatters", Static).update(Text(text or "the scatters appear once two trials have "
                                                               "written the objective" if objective else text))
 
-    def _show_trials(self, summary: dict[str, Any], objective: str | None) -> None:
+    def _show_trials(self, summary: Any, objective: str | None) -> None:
         table = self.query_one("#sweep-trials", DataTable)
-        names = list(summary["space"])
+        names = list(summary.space)
         selected = self.selected_trial()
         with self.app.batch_update():
             table.clear(columns=True)
             for label in ("trial", "run", "status", *names, objective or "objective", "cost"):
                 table.add_column(label)
-            for t in summary["trials"]:
-                best = t["id"] == summary["best"]
-                table.add_row(cell(str(t["trial"] + 1)), cell(t["id"], "bold green" if best else ""),
-                              status_cell(t["status"]), *(cell(short_value(t["params"].get(n))) for n in names),
-                              cell("-" if t["objective"] is None else short_value(t["objective"]),
-                                   "bold green" if best else ""), cell(money(t["cost"])), key=t["id"])
+            for t in summary.trials:
+                best = t.id == summary.best
+                table.add_row(cell(str(t.trial + 1)), cell(t.id, "bold green" if best else ""),
+                              status_cell(t.status), *(cell(short_value(t.params.get(n))) for n in names),
+                              cell("-" if t.objective is None else short_value(t.objective),
+                                   "bold green" if best else ""), cell(money(t.cost)), key=t.id)
             if selected in table.rows:
                 table.move_cursor(row=table.get_row_index(selected))
 
@@ -152,8 +152,8 @@ class SweepScreen(BaseScreen):
         self.query_one("#sweep-trials", DataTable).action_cursor_up()
 
     def action_cancel_sweep(self) -> None:
-        if self.summary is not None and self.summary["status"] != "running":
-            self.notify(f"sweep {self.sweep_id} has already ended ({self.summary['status']})")
+        if self.summary is not None and self.summary.status != "running":
+            self.notify(f"sweep {self.sweep_id} has already ended ({self.summary.status})")
             return
 
         def answered(yes: bool | None) -> None:
@@ -165,7 +165,7 @@ class SweepScreen(BaseScreen):
     @work(thread=True, exit_on_error=False, group="sweep-cancel", name="Cannot cancel sweep")
     def cancel(self) -> None:
         sweep = self.workbench.cancel_sweep(self.sweep_id)
-        self.app.call_from_thread(self.notify, f"sweep {sweep['id']} {sweep['status']}")
+        self.app.call_from_thread(self.notify, f"sweep {sweep.id} {sweep.status}")
         self.load()
 
     def action_back(self) -> None:

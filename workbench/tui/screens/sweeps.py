@@ -21,7 +21,7 @@ COLUMNS = ("sweep", "status", "project/experiment", "method", "progress", "best"
 
 
 class SweepsLoaded(Message):
-    def __init__(self, sweeps: list[dict[str, Any]]) -> None:
+    def __init__(self, sweeps: list[Any]) -> None:
         super().__init__()
         self.sweeps = sweeps
 
@@ -68,9 +68,9 @@ class SweepsScreen(BaseScreen):
         with self.app.batch_update():
             table.clear()
             for s in message.sweeps:
-                table.add_row(cell(s["id"]), status_cell(s["status"]), cell(f"{s['project']}/{s['experiment']}"),
-                              cell(s["method"]), cell(progress_text(s)), cell(s["best"] or "-"),
-                              cell(money(s.get("cost"))), key=s["id"])
+                table.add_row(cell(s.id), status_cell(s.status), cell(f"{s.project}/{s.experiment}"),
+                              cell(s.method), cell(progress_text(s)), cell(s.best or "-"),
+                              cell(money(s.cost)), key=s.id)
             if selected in table.rows:
                 table.move_cursor(row=table.get_row_index(selected))
         self.query_one("#sweeps-hint", Static).update(
