@@ -18,58 +18,60 @@ def _short_metrics(metrics: dict[str, Any], limit: int = 3) -> str:
 def cmd_models_register(wb: Any, args: argparse.Namespace) -> int:
     version = wb.register_model(args.run, args.artifact, args.name, force=args.force)
     if args.json:
-        emit_json(version)
+        emit_json(version.to_json())
     else:
-        forced = " (forced past its gate)" if version["forced"] else ""
-        say(f"{version['name']}:{version['version']} registered from run {version['run_id']} "
-            f"({version['artifact']}, {version['size']:,} bytes, sha256 {version['sha256'][:12]}){forced}")
+        forced = " (forced past its gate)" if version.forced else ""
+        say(f"{version.name}:{version.version} registered from run {version.run_id} "
+            f"({version.artifact}, {version.size:,} bytes, sha256 {version.sha256[:12]}){forced}")
     return 0
 
 
 def cmd_models_list(wb: Any, args: argparse.Namespace) -> int:
     listed = wb.models()
     if args.json:
-        emit_json(listed)
+        emit_json([m.to_json() for m in listed])
         return 0
     if not listed:
         say("no models yet: register one with `workbench models register RUN ARTIFACT --name NAME`")
         return 0
     for m in listed:
-        aliases = " ".join(f"@{a}→{v}" for a, v in sorted(m["aliases"].items()))
-        print(printable(f"{m['name']:<20} {m['versions']} version(s), latest {m['latest']}  {aliases}".rstrip()))
+        aliases = " ".join(f"@{a}→{v}" for a, v in sorted(m.aliases.items()))
+        print(printable(f"{m.name:<20} {m.versions} version(s), latest {m.latest}  {aliases}".rstrip()))
     return 0
 
 
 def cmd_models_show(wb: Any, args: argparse.Namespace) -> int:
     shown = wb.model(args.model)
     if args.json:
-        emit_json(shown)
+        emit_json(shown.to_json())
         return 0
-    if "versions" in shown:
-        print(printable(f"model {shown['name']}"))
-        for v in shown["versions"]:
-            aliases = " ".join(f"@{a}" for a in v["aliases"])
-            lineage = v["lineage"]
-            print(printable(f"  {v['version']:>3}  run {v['run_id']}  {lineage['project']}/{lineage['experiment']}  "
+    from workbench.services.answers import ModelDetail
+
+    if isinstance(shown, ModelDetail):
+        print(printable(f"model {shown.name}"))
+        for v in shown.versions:
+            aliases = " ".join(f"@{a}" for a in v.aliases or [])
+            lineage = v.lineage
+            print(printable(f"  {v.version:>3}  run {v.run_id}  {lineage['project']}/{lineage['experiment']}  "
                             f"{lineage.get('verdict') or '-':<4} {_short_metrics(lineage['metrics'])}  "
-                            f"{when(v['created_at'])}{' forced' if v['forced'] else ''}  {aliases}".rstrip()))
-        if shown["alias_history"]:
+                            f"{when(v.created_at)}{' forced' if v.forced else ''}  {aliases}".rstrip()))
+        if shown.alias_history:
             print("  alias history:")  # newest first, as every history the CLI lists
-            for h in reversed(shown["alias_history"]):
-                moved = f"{h['previous']} → {h['version']}" if h["previous"] else f"→ {h['version']}"
-                print(printable(f"    {when(h['ts'])}  @{h['alias']} {moved}  by {h['who']}"))
+            for h in reversed(shown.alias_history):
+                moved = f"{h.previous} → {h.version}" if h.previous else f"→ {h.version}"
+                print(printable(f"    {when(h.ts)}  @{h.alias} {moved}  by {h.who}"))
         return 0
-    lineage = shown["lineage"]
-    rows = [("model", f"{shown['name']}:{shown['version']}" + "".join(f" @{a}" for a in shown["aliases"])),
-            ("file", f"{shown['filename']} ({shown['size']:,} bytes, sha256 {shown['sha256']})"),
-            ("from run", f"{shown['run_id']} ({lineage['status']}; artifact {shown['artifact']})"
-                         + (" — forced past its gate" if shown["forced"] else "")),
+    lineage = shown.lineage
+    rows = [("model", f"{shown.name}:{shown.version}" + "".join(f" @{a}" for a in shown.aliases or [])),
+            ("file", f"{shown.filename} ({shown.size:,} bytes, sha256 {shown.sha256})"),
+            ("from run", f"{shown.run_id} ({lineage['status']}; artifact {shown.artifact})"
+                         + (" — forced past its gate" if shown.forced else "")),
             ("project", f"{lineage['project']}/{lineage['experiment']} ({lineage['project_path']})"),
             ("params", " ".join(f"{k}={v}" for k, v in lineage["params"].items()) or "-"),
             ("metrics", _short_metrics(lineage["metrics"], 10) or "-"),
             ("checks", lineage.get("verdict") or "-"),
             ("snapshot", lineage.get("snapshot") or "-"), ("image", lineage.get("image") or "-"),
-            ("registered", when(shown["created_at"]))]
+            ("registered", when(shown.created_at))]
     for key, value in rows:
         print(printable(f"{key:<11}{value}"))
     return 0
@@ -78,10 +80,10 @@ def cmd_models_show(wb: Any, args: argparse.Namespace) -> int:
 def cmd_models_alias(wb: Any, args: argparse.Namespace) -> int:
     moved = wb.alias_model(args.name, args.version, args.alias)
     if args.json:
-        emit_json(moved)
+        emit_json(moved.to_json())
     else:
-        was = f" (was {moved['previous']})" if moved["previous"] else ""
-        say(f"{moved['name']}@{moved['alias']} → version {moved['version']}{was}")
+        was = f" (was {moved.previous})" if moved.previous else ""
+        say(f"{moved.name}@{moved.alias} → version {moved.version}{was}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """The facade both front ends use: launch, wait/follow, cancel, rerun, remove, gc, reconcile, doctor, and the
 reads the TUI's screens make. Each method hands its work to the module of its use case (launch.py, runs.py,
 reconcile.py, ...); the modules see the facade only through `context.Services`. Its answers about runs,
-machines, projects, sweeps and comparisons are the typed records of answers.py (`run.status`, `run.to_json()`). The CLI and the app read and
+machines, projects, sweeps, comparisons and models are the typed records of answers.py (`run.status`, `run.to_json()`). The CLI and the app read and
 change state through it alone: neither touches the store, an executor or a run's folder (import-linter,
 tests/test_architecture.py); from the services' modules they take only pure helpers and types (compare's
 figures, spec_text, log_tail.LogChunk, errors).
@@ -25,8 +25,9 @@ from workbench.services import gc as gc_
 from workbench.services import dispatch_trigger
 from workbench.services import images, launch as launch_, machines, projects as projects_, reconcile as reconcile_
 from workbench.services import runs as runs_
-from workbench.services.answers import (AddedMachine, Comparison, Dashboard, MachineEntry, MachineStats, Project, ProjectEntry, Run,
-                                        RunDetail, RunRow, Sweep, SweepSummary, TrustedKey)
+from workbench.services.answers import (AddedMachine, AliasSet, Comparison, Dashboard, MachineEntry, MachineStats,
+                                        ModelDetail, ModelEntry, ModelVersion, Project, ProjectEntry, Run, RunDetail,
+                                        RunRow, Sweep, SweepSummary, TrustedKey)
 from workbench.services.context import Progress
 from workbench.services.executors import LOCAL, Executors
 from workbench.services.git_state import GIT_DIFF_LIMIT, UNTRACKED_LISTED, git_state as _git_state
@@ -209,21 +210,23 @@ class Workbench:
         return Sweep.from_row(sweeps_.cancel_sweep(self, ref))
 
     # models ----------------------------------------------------------------------------------------
-    def register_model(self, run: str, artifact: str, name: str, force: bool = False) -> dict[str, Any]:
+    def register_model(self, run: str, artifact: str, name: str, force: bool = False) -> ModelVersion:
         from workbench.services import models
-        return models.register(self, run, artifact, name, force)
+        return ModelVersion.from_row(models.register(self, run, artifact, name, force))
 
-    def models(self) -> list[dict[str, Any]]:
+    def models(self) -> list[ModelEntry]:
         from workbench.services import models
-        return models.models(self)
+        return [ModelEntry.from_row(model) for model in models.models(self)]
 
-    def model(self, ref: str) -> dict[str, Any]:
+    def model(self, ref: str) -> ModelDetail | ModelVersion:
+        """A model in full (NAME), or one version (NAME:V, NAME@ALIAS)."""
         from workbench.services import models
-        return models.show(self, ref)
+        shown = models.show(self, ref)
+        return ModelDetail.from_row(shown) if "versions" in shown else ModelVersion.from_row(shown)
 
-    def alias_model(self, name: str, version: str | int, alias: str) -> dict[str, Any]:
+    def alias_model(self, name: str, version: str | int, alias: str) -> AliasSet:
         from workbench.services import models
-        return models.set_alias(self, name, version, alias)
+        return AliasSet.from_row(models.set_alias(self, name, version, alias))
 
     # deployments -----------------------------------------------------------------------------------
     def deploy(self, ref: str, machine: str, *, port: int | None = None, name: str | None = None,

@@ -471,3 +471,98 @@ class Comparison:
         """`runs compare --json` (the curves left out)."""
         return {"runs": [r.to_json() for r in self.runs], "params_differ": self.params_differ,
                 "params_same": self.params_same, "metrics": {k: m.to_json() for k, m in self.metrics.items()}}
+
+
+# models ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelVersion:
+    """Version N of a model: its file (content-addressed by sha256), the run and artifact it came from, and
+    that run's lineage as registered (`forced`: registered past its gate). `aliases`: those pointing at it,
+    where the answer says (`model(NAME:V)`); None where it does not (`register_model`)."""
+    name: str
+    version: int
+    sha256: str
+    size: int
+    filename: str
+    run_id: str
+    artifact: str
+    lineage: dict[str, Any]
+    forced: bool
+    created_at: float
+    aliases: list[str] | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ModelVersion:
+        return cls(**{name: row[name] for name in _fields(ModelVersion) if name != "aliases"},
+                   aliases=row.get("aliases"))
+
+    def to_json(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in _fields(ModelVersion) if name != "aliases"}
+        if self.aliases is not None:
+            out["aliases"] = self.aliases
+        return out
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model as `models list` shows it: how many versions, the latest, when it was last registered, its
+    aliases (alias -> version)."""
+    name: str
+    versions: int
+    latest: int
+    updated_at: float
+    aliases: dict[str, int]
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ModelEntry:
+        return cls(**row)
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _fields(ModelEntry)}
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One move of an alias, as the append-only history keeps it (`previous`: the version it left)."""
+    ts: float
+    alias: str
+    version: int
+    previous: int | None
+    who: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _fields(AliasMove)}
+
+
+@dataclass(frozen=True)
+class ModelDetail:
+    """A model in full (`models show NAME`): every version with its aliases, the aliases, their history."""
+    name: str
+    versions: list[ModelVersion]
+    aliases: dict[str, int]
+    alias_history: list[AliasMove]
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ModelDetail:
+        return cls(name=row["name"], versions=[ModelVersion.from_row(v) for v in row["versions"]],
+                   aliases=row["aliases"], alias_history=[AliasMove(**h) for h in row["alias_history"]])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "versions": [v.to_json() for v in self.versions], "aliases": self.aliases,
+                "alias_history": [h.to_json() for h in self.alias_history]}
+
+
+@dataclass(frozen=True)
+class AliasSet:
+    """An alias pointed at a version (`previous`: the version it pointed at before, None for a new alias)."""
+    name: str
+    alias: str
+    version: int
+    previous: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> AliasSet:
+        return cls(**row)
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _fields(AliasSet)}

@@ -360,7 +360,7 @@ class WorkbenchApp(App[None]):
 
     def _register_version(self, run_id: str, artifact: str, name: str, force: bool) -> None:
         version = self.workbench.register_model(run_id, artifact, name, force)
-        self.say_outcome(f"{version['name']}:{version['version']} from run {run_id} ({version['artifact']})",
+        self.say_outcome(f"{version.name}:{version.version} from run {run_id} ({version.artifact})",
                          title="Model registered")
 
     def _open_run(self, run_id: str, worker: Worker[Any] | None = None) -> None:

@@ -27,7 +27,7 @@ COLUMNS = ("version", "aliases", "run", "project/experiment", "checks", "metrics
 
 
 class ModelsLoaded(Message):
-    def __init__(self, models: list[dict[str, Any]], machines: list[str]) -> None:
+    def __init__(self, models: list[Any], machines: list[str]) -> None:
         super().__init__()
         self.models, self.machines = models, machines
 
@@ -56,7 +56,8 @@ class ModelsScreen(BaseScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.versions: dict[str, dict[str, Any]] = {}  # "name:version" -> the version with its model's history
+        self.versions: dict[str, Any] = {}  # "name:version" -> the facade's ModelVersion
+        self.histories: dict[str, list[Any]] = {}  # "name:version" -> its model's alias history
         self.machines: list[str] = ["local"]
         self.loads = 0
 
@@ -82,7 +83,7 @@ class ModelsScreen(BaseScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="models")
     def load(self) -> None:
         wb = self.workbench
-        models = [wb.model(m["name"]) for m in wb.models()]
+        models = [wb.model(m.name) for m in wb.models()]
         machines = ["local"] + [m.name for m in wb.list_machines() if m.name != "local"]
         self.post_message(ModelsLoaded(models, machines))
 
@@ -91,20 +92,20 @@ class ModelsScreen(BaseScreen):
         self.machines = message.machines
         table = self.table
         selected = self.selected_key()
-        self.versions = {}
+        self.versions, self.histories = {}, {}
         with self.app.batch_update():
             table.clear()
             for model in message.models:
-                for v in reversed(model["versions"]):
-                    key = f"{model['name']}:{v['version']}"
-                    self.versions[key] = {**v, "alias_history": model["alias_history"]}
-                    lineage = v["lineage"]
+                for v in reversed(model.versions):
+                    key = f"{model.name}:{v.version}"
+                    self.versions[key], self.histories[key] = v, model.alias_history
+                    lineage = v.lineage
                     verdict = lineage.get("verdict") or "-"
-                    table.add_row(cell(key), cell(" ".join(f"@{a}" for a in v["aliases"]) or "-", "bold"),
-                                  cell(v["run_id"]), cell(f"{lineage['project']}/{lineage['experiment']}"),
-                                  cell(verdict + (" (forced)" if v["forced"] else ""),
+                    table.add_row(cell(key), cell(" ".join(f"@{a}" for a in v.aliases or []) or "-", "bold"),
+                                  cell(v.run_id), cell(f"{lineage['project']}/{lineage['experiment']}"),
+                                  cell(verdict + (" (forced)" if v.forced else ""),
                                        "green" if verdict == "pass" else "red" if verdict == "fail" else ""),
-                                  cell(pairs(lineage.get("metrics") or {}, limit=3)), cell(stamp(v["created_at"])),
+                                  cell(pairs(lineage.get("metrics") or {}, limit=3)), cell(stamp(v.created_at)),
                                   key=key)
             if selected in table.rows:
                 table.move_cursor(row=table.get_row_index(selected))
@@ -118,7 +119,8 @@ class ModelsScreen(BaseScreen):
     def selected_key(self) -> str | None:
         return cursor_key(self.table)
 
-    def selected(self) -> dict[str, Any] | None:
+    def selected(self) -> Any:
+        """The facade's ModelVersion under the cursor, or None."""
         return self.versions.get(self.selected_key() or "")
 
     def on_data_table_row_highlighted(self) -> None:
@@ -130,16 +132,16 @@ class ModelsScreen(BaseScreen):
         if v is None:
             detail.update("")
             return
-        lineage = v["lineage"]
-        lines = [f"[b]{escape(v['name'])}:{v['version']}[/b]  {escape(v['filename'])} · {v['size']:,} bytes · "
-                 f"sha256 {v['sha256'][:16]}",
-                 f"from run {escape(v['run_id'])} ({escape(lineage['status'])}) · snapshot "
+        lineage = v.lineage
+        lines = [f"[b]{escape(v.name)}:{v.version}[/b]  {escape(v.filename)} · {v.size:,} bytes · "
+                 f"sha256 {v.sha256[:16]}",
+                 f"from run {escape(v.run_id)} ({escape(lineage['status'])}) · snapshot "
                  f"{escape((lineage.get('snapshot') or '-')[:12])} · image {escape(lineage.get('image') or '-')}",
                  f"params {escape(str(pairs(lineage.get('params') or {})))}",
                  f"metrics {escape(str(pairs(lineage.get('metrics') or {})))}"]
-        for h in reversed(v["alias_history"][-4:]):  # newest first, as `models show` and deployment history
-            moved = f"{h['previous']} → {h['version']}" if h["previous"] else f"→ {h['version']}"
-            lines.append(f"{stamp(h['ts'])} @{escape(h['alias'])} {moved} by {escape(h['who'])}")
+        for h in reversed(self.histories[f"{v.name}:{v.version}"][-4:]):  # newest first, as `models show`
+            moved = f"{h.previous} → {h.version}" if h.previous else f"→ {h.version}"
+            lines.append(f"{stamp(h.ts)} @{escape(h.alias)} {moved} by {escape(h.who)}")
         detail.update("\n".join(lines))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -155,7 +157,7 @@ class ModelsScreen(BaseScreen):
     def action_open_run(self) -> None:
         v = self.selected()
         if v:
-            self.app.push_screen(RunDetailScreen(v["run_id"]))
+            self.app.push_screen(RunDetailScreen(v.run_id))
 
     def action_alias(self) -> None:
         v = self.selected()
@@ -164,14 +166,14 @@ class ModelsScreen(BaseScreen):
 
         def answered(alias: str | None) -> None:
             if alias:
-                self.set_alias(v["name"], v["version"], alias)
-        self.app.push_screen(PromptScreen(f"Point an alias of {v['name']} at version {v['version']}",
+                self.set_alias(v.name, v.version, alias)
+        self.app.push_screen(PromptScreen(f"Point an alias of {v.name} at version {v.version}",
                                           "alias, e.g. production"), answered)
 
     @work(thread=True, exit_on_error=False, group="models-edit", name="Cannot set the alias")
     def set_alias(self, name: str, version: int, alias: str) -> None:
         moved = self.workbench.alias_model(name, version, alias)
-        was = f" (was {moved['previous']})" if moved["previous"] else ""
+        was = f" (was {moved.previous})" if moved.previous else ""
         self.app.call_from_thread(self.notify, f"{name}@{alias} → version {version}{was}")
         self.load()
 
@@ -179,7 +181,7 @@ class ModelsScreen(BaseScreen):
         v = self.selected()
         if not v:
             return
-        ref = f"{v['name']}:{v['version']}"
+        ref = f"{v.name}:{v.version}"
 
         def chosen(answer: dict | None) -> None:
             if answer:
