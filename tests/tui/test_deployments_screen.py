@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fixture_db import NOW
 from test_run_screens import settle, until
+from workbench.services.answers import DeploymentDetail, DeploymentSummary
 from workbench.services.deploy import rollback_target
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.confirm import ConfirmScreen
@@ -17,9 +18,12 @@ def serve_records(wb, targets: list[dict]) -> None:
     record = {"name": "digits", "model": "digits", "machine": "local", "port": 8080, "bind": "0.0.0.0",
               "auth": "none", "status": "live", "live_version": 4, "live_container": "workbench-serve-digits-v4",
               "health": "ok", "endpoint": "http://127.0.0.1:8080", "operation": None, "canary": None,
-              "last_switch": None, "rollback_to": (rollback_target(targets) or {}).get("version")}
-    wb.deployments = lambda check=True: [record]
-    wb.deployment = lambda name, check=True: {**record, "events": [], "targets": targets, "traffic": None}
+              "last_switch": None, "rollback_to": (rollback_target(targets) or {}).get("version"),
+              "proxy": "workbench-proxy-digits", "status_reason": None, "health_at": NOW, "created_at": NOW - 900,
+              "updated_at": NOW, "proxy_address": None}
+    wb.deployments = lambda check=True: [DeploymentSummary.from_row(record)]
+    wb.deployment = lambda name, check=True: DeploymentDetail.from_row(
+        {**record, "events": [], "targets": targets, "traffic": None})
 
 
 def target(version: int, state: str, state_at: float) -> dict:

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Input, Static
 from fixture_db import NOW
 from test_run_screens import settle, until
 from test_snapshots import _settle, frozen_app  # noqa: F401 - a fixture
+from workbench.services.answers import DeploymentDetail, DeploymentSummary
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.confirm import ConfirmScreen
 from workbench.tui.screens.deployments import DeploymentsScreen
@@ -86,7 +87,7 @@ async def test_register_alias_deploy_rollback_stop_from_the_app(wb, make_project
             await until(app, pilot, lambda: isinstance(app.screen, DeploymentsScreen) and app.screen.rows, timeout=90)
             assert which(port) == "first"
             wb.deploy("m:2", "local")
-            await until(app, pilot, lambda: (app.screen.rows.get("m") or {}).get("live_version") == 2, timeout=30)
+            await until(app, pilot, lambda: getattr(app.screen.rows.get("m"), "live_version", None) == 2, timeout=30)
             table = app.screen.query_one("#deployments-table", DataTable)
             row = [str(c) for c in table.get_row("m")]
             assert row[:4] == ["m", "live", "v2", "ok"] and row[4] == f"http://127.0.0.1:{port}"
@@ -96,13 +97,13 @@ async def test_register_alias_deploy_rollback_stop_from_the_app(wb, make_project
             await until(app, pilot, lambda: isinstance(app.screen, ConfirmScreen))
             assert app.screen.question.startswith("Roll m back from v2 to v1?")
             await pilot.press("y")
-            await until(app, pilot, lambda: (app.screen.rows.get("m") or {}).get("live_version") == 1, timeout=30)
+            await until(app, pilot, lambda: getattr(app.screen.rows.get("m"), "live_version", None) == 1, timeout=30)
             assert which(port) == "first"
             # s: stop, asked first
             await pilot.press("s")
             await settle(app, pilot)
             await pilot.press("y")
-            await until(app, pilot, lambda: (app.screen.rows.get("m") or {}).get("status") == "stopped", timeout=30)
+            await until(app, pilot, lambda: getattr(app.screen.rows.get("m"), "status", None) == "stopped", timeout=30)
             with pytest.raises(OSError):
                 which(port)
     finally:
@@ -130,7 +131,7 @@ async def test_the_app_says_when_a_deployment_turns_unhealthy_whatever_screen_sh
             await until(app, pilot, lambda: "h: v1 health failing" in said, timeout=30)
             serving.unpause()
             await until(app, pilot, lambda: "h: v1 health ok" in said, timeout=30)
-            events = [(e["kind"], e["message"]) for e in wb.deployment("h", check=False)["events"]]
+            events = [(e["kind"], e["message"]) for e in wb.deployment("h", check=False).events]
             assert [kind for kind, _ in events].count("health") == 2, events
     finally:
         try:
@@ -182,7 +183,7 @@ async def test_canary_share_figures_and_promote_from_the_screen(wb, make_project
             assert answers.count(200) == 40 and answers.count(404) == 10
             detail = lambda: str(app.screen.query_one("#deployments-history", Static).render())  # noqa: E731
             await until(app, pilot, lambda: "canary v2 at 50%" in detail() and "v2 canary 50%" in detail())
-            shown = app.screen.details["c"]["traffic"]["versions"]
+            shown = app.screen.details["c"].traffic["versions"]
             # the proxy's counters since the canary began, per version: every request counted, once
             assert sum(v["since_switch"]["requests"] for v in shown) == 50, shown
             assert [v["role"] for v in shown] == ["live", "canary"] and [v["share"] for v in shown] == [50, 50]
@@ -200,8 +201,8 @@ async def test_canary_share_figures_and_promote_from_the_screen(wb, make_project
             await pilot.press("P")
             await settle(app, pilot)
             await pilot.press("y")
-            await until(app, pilot, lambda: (app.screen.rows.get("c") or {}).get("live_version") == 2
-                        and not app.screen.rows["c"].get("canary"), timeout=30)
+            await until(app, pilot, lambda: getattr(app.screen.rows.get("c"), "live_version", None) == 2
+                        and not app.screen.rows["c"].canary, timeout=30)
             assert "c: v2 serving every request" in said
             await until(app, pilot, lambda: "canary-promoted" in detail())
             assert "canary v2" not in detail() and "v2 live 100%" in detail()
@@ -213,7 +214,7 @@ async def test_canary_share_figures_and_promote_from_the_screen(wb, make_project
             await settle(app, pilot)
             await pilot.press("y")
             await until(app, pilot, lambda: "canary-rolled-back" in detail(), timeout=30)
-            assert app.screen.rows["c"]["live_version"] == 2 and not app.screen.rows["c"].get("canary")
+            assert app.screen.rows["c"].live_version == 2 and not app.screen.rows["c"].canary
             assert {which(port) for _ in range(10)} == {"second"}
     finally:
         wb.stop_deployment("c", remove=True)
@@ -235,7 +236,7 @@ async def test_the_token_is_on_screen_only_when_asked(wb, make_project, monkeypa
             await until(app, pilot, lambda: "token required" in screen_text(app))
             assert secret not in screen_text(app) and not any(secret in m for m in said)
             # the answered requests are counted (the one refused before the proxy's handler is not)
-            assert app.screen.details["t"]["traffic"]["versions"][0]["since_switch"]["requests"] >= 5
+            assert app.screen.details["t"].traffic["versions"][0]["since_switch"]["requests"] >= 5
             await pilot.press("t")
             await until(app, pilot, lambda: any(secret in m for m in said))
             assert app.clipboard == secret
@@ -244,7 +245,7 @@ async def test_the_token_is_on_screen_only_when_asked(wb, make_project, monkeypa
         wb.stop_deployment("t", remove=True)
 
 
-def deployment_records() -> tuple[list[dict], dict[str, dict]]:
+def deployment_records() -> tuple[list[DeploymentSummary], dict[str, DeploymentDetail]]:
     """What `wb.deployments()` and `wb.deployment()` give for a canary in progress on a token-guarded
     deployment (shaped like a real one's; fixed figures, so the snapshot holds still)."""
     def figures(requests, rps, errors, p50, p99):
@@ -262,13 +263,16 @@ def deployment_records() -> tuple[list[dict], dict[str, dict]]:
     record = {"name": "digits", "model": "digits", "machine": "local", "port": 8080, "bind": "0.0.0.0",
               "auth": "token", "status": "live", "live_version": 2, "live_container": "workbench-serve-digits-v2-9f8e7d",
               "health": "ok", "endpoint": "http://127.0.0.1:8080", "operation": None, "canary": canary,
-              "last_switch": events[2]}
+              "last_switch": events[2], "proxy": "workbench-proxy-digits", "status_reason": None,
+              "health_at": NOW - 2, "created_at": NOW - 7200, "updated_at": NOW - 2, "proxy_address": None,
+              "rollback_to": None}
     traffic = {"read_ms": 3.1, "error": None, "versions": [
         {"version": 2, "role": "live", "share": 90, "since": NOW - 1800,
          "last_minute": figures(2712, 45.2, 0, 4.0, 11.0), "since_switch": figures(80117, 44.5, 3, 4.0, 12.0)},
         {"version": 3, "role": "canary", "share": 10, "since": NOW - 95,
          "last_minute": figures(301, 5.0, 1, 5.0, 14.0), "since_switch": figures(468, 4.9, 1, 5.0, 15.0)}]}
-    return [record], {"digits": {**record, "events": events, "targets": [], "traffic": traffic}}
+    return ([DeploymentSummary.from_row(record)],
+            {"digits": DeploymentDetail.from_row({**record, "events": events, "targets": [], "traffic": traffic})})
 
 
 def test_deployments_snapshot(snap_compare, frozen_app, seeded):  # noqa: F811 - the fixture imported above

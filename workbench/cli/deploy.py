@@ -90,25 +90,26 @@ def cmd_models_alias(wb: Any, args: argparse.Namespace) -> int:
 _DEPLOYMENT_HEADER = ("NAME", "STATUS", "MODEL", "LIVE", "HEALTH", "ENDPOINT", "MACHINE", "LAST SWITCH")
 
 
-def _deployment_cells(d: dict[str, Any]) -> tuple[str, ...]:
-    """A deployment's row: its endpoint only while a version serves there (`-` once stopped)."""
-    serving = bool(d.get("live_container"))
-    endpoint = d["endpoint"] + (" (token)" if d.get("auth") == "token" else "") if serving else "-"
-    last = d.get("last_switch")
+def _deployment_cells(d: Any) -> tuple[str, ...]:
+    """A deployment's row (the facade's DeploymentSummary): its endpoint only while a version serves there
+    (`-` once stopped)."""
+    serving = bool(d.live_container)
+    endpoint = d.endpoint + (" (token)" if d.auth == "token" else "") if serving else "-"
+    last = d.last_switch
     return tuple(printable(str(cell)) for cell in (
-        d["name"], d["status"], d["model"], f"v{d['live_version']}" if serving else "none", d.get("health") or "-",
-        endpoint, d["machine"], when(last["ts"]) if last else "-"))
+        d.name, d.status, d.model, f"v{d.live_version}" if serving else "none", d.health or "-",
+        endpoint, d.machine, when(last["ts"]) if last else "-"))
 
 
-def _deployment_line(d: dict[str, Any]) -> str:
+def _deployment_line(d: Any) -> str:
     name, status, model, live, health, endpoint, machine, last = _deployment_cells(d)
     switched = f"  last switch {last}" if last != "-" else ""
-    kept = f" ({printable(d['endpoint'])} once it serves again)" if endpoint == "-" else ""
+    kept = f" ({printable(d.endpoint)} once it serves again)" if endpoint == "-" else ""
     return f"{name}  {status}  {model}  live {live}  health {health}  endpoint {endpoint}{kept} ({machine}){switched}"
 
 
-def _canary_line(d: dict[str, Any]) -> str | None:
-    c = d.get("canary")
+def _canary_line(d: Any) -> str | None:
+    c = d.canary
     if not c:
         return None
     line = (f"  canary v{c['version']} at {c['share']}% until {when(c['until'])}, rolled back above "
@@ -126,8 +127,8 @@ def _figure(f: dict[str, Any] | None) -> str:
     return f"{rate}{f['requests']:,} req {f['error_pct']:.1f}% err{latency}"
 
 
-def _traffic_lines(shown: dict[str, Any]) -> list[str]:
-    t = shown.get("traffic")
+def _traffic_lines(shown: Any) -> list[str]:
+    t = shown.traffic
     if not t:
         return []
     if t.get("error"):
@@ -164,21 +165,21 @@ def cmd_deploy(wb: Any, args: argparse.Namespace) -> int:
                          bind=args.bind, canary=args.canary, canary_for=args.canary_for,
                          max_error_rate=args.max_error_rate)
     if args.json:
-        emit_json(deployed)
-    elif deployed.get("canary"):
-        c = deployed["canary"]
-        print(printable(f"{deployed['name']}: canary v{c['version']} gets {c['share']}% of {deployed['endpoint']} "
-                        f"until {when(c['until'])} (v{deployed['live_version']} the rest); the deployment watcher "
-                        f"promotes it or rolls it back: `workbench deployments show {deployed['name']}`"))
+        emit_json(deployed.to_json())
+    elif deployed.canary:
+        c = deployed.canary
+        print(printable(f"{deployed.name}: canary v{c['version']} gets {c['share']}% of {deployed.endpoint} "
+                        f"until {when(c['until'])} (v{deployed.live_version} the rest); the deployment watcher "
+                        f"promotes it or rolls it back: `workbench deployments show {deployed.name}`"))
     else:
-        print(printable(f"{deployed['name']}: v{deployed['live_version']} serving at {deployed['endpoint']}"))
+        print(printable(f"{deployed.name}: v{deployed.live_version} serving at {deployed.endpoint}"))
     return 0
 
 
 def cmd_deployments_list(wb: Any, args: argparse.Namespace) -> int:
     listed = wb.deployments()
     if args.json:
-        emit_json(listed)
+        emit_json([d.to_json() for d in listed])
         return 0
     if not listed:
         say("no deployments yet: `workbench deploy NAME[:VERSION|@ALIAS] --machine MACHINE`")
@@ -187,36 +188,36 @@ def cmd_deployments_list(wb: Any, args: argparse.Namespace) -> int:
     print(lines[0])
     for d, line in zip(listed, lines[1:]):
         print(line)
-        if d.get("operation"):
-            print(printable(f"  {d['operation']['kind']} of v{d['operation'].get('version')} in progress"))
+        if d.operation:
+            print(printable(f"  {d.operation['kind']} of v{d.operation.get('version')} in progress"))
         if _canary_line(d):
             print(printable(_canary_line(d)))
-        if d.get("health_detail"):
-            print(printable(f"  {d['health_detail']}"))
+        if d.health_detail:
+            print(printable(f"  {d.health_detail}"))
     return 0
 
 
 def cmd_deployments_show(wb: Any, args: argparse.Namespace) -> int:
     shown = wb.deployment(args.name)
     if args.json:
-        emit_json(shown)
+        emit_json(shown.to_json())
         return 0
     print(_deployment_line(shown))
-    if shown.get("status_reason"):
-        print(printable(f"  {shown['status_reason']}"))
+    if shown.status_reason:
+        print(printable(f"  {shown.status_reason}"))
     if _canary_line(shown):
         print(printable(_canary_line(shown)))
     for line in _traffic_lines(shown):
         print(printable(line))
-    if not shown.get("canary"):  # a canary's rollback ends the canary: its line says so
-        back = shown.get("rollback_to")
+    if not shown.canary:  # a canary's rollback ends the canary: its line says so
+        back = shown.rollback_to
         print(f"rollback to: v{back} (kept, live most recently)" if back else
               "rollback to: - (no earlier version kept)")
     print("versions:")
-    for t in shown["targets"]:
+    for t in shown.targets:
         print(printable(f"  v{t['version']:<4} {t['state']:<8} {t['container']}  since {when(t['created_at'])}"))
     print("history:")  # newest first, as in the app
-    for e in reversed(shown["events"]):
+    for e in reversed(shown.events):
         print(printable(f"  {when(e['ts'])}  {e['kind']:<15} {e['message']}"))
     return 0
 
@@ -224,18 +225,18 @@ def cmd_deployments_show(wb: Any, args: argparse.Namespace) -> int:
 def cmd_deployments_rollback(wb: Any, args: argparse.Namespace) -> int:
     back = wb.rollback(args.name)
     if args.json:
-        emit_json(back)
+        emit_json(back.to_json())
     else:
-        print(printable(f"{back['name']}: v{back['live_version']} serving at {back['endpoint']}"))
+        print(printable(f"{back.name}: v{back.live_version} serving at {back.endpoint}"))
     return 0
 
 
 def cmd_deployments_promote(wb: Any, args: argparse.Namespace) -> int:
     done = wb.promote_canary(args.name)
     if args.json:
-        emit_json(done)
+        emit_json(done.to_json())
     else:
-        print(printable(f"{done['name']}: v{done['live_version']} serving every request at {done['endpoint']}"))
+        print(printable(f"{done.name}: v{done.live_version} serving every request at {done.endpoint}"))
     return 0
 
 
@@ -254,7 +255,7 @@ def cmd_deployments_logs(wb: Any, args: argparse.Namespace) -> int:
 def cmd_deployments_stop(wb: Any, args: argparse.Namespace) -> int:
     stopped = wb.stop_deployment(args.name, remove=args.remove)
     if args.json:
-        emit_json(stopped)
+        emit_json(stopped.to_json())
     return 0  # the stop said what it did, in one line
 
 

@@ -1,7 +1,7 @@
 """The facade both front ends use: launch, wait/follow, cancel, rerun, remove, gc, reconcile, doctor, and the
 reads the TUI's screens make. Each method hands its work to the module of its use case (launch.py, runs.py,
 reconcile.py, ...); the modules see the facade only through `context.Services`. Its answers about runs,
-machines, projects, sweeps, comparisons and models are the typed records of answers.py (`run.status`, `run.to_json()`). The CLI and the app read and
+machines, projects, sweeps, comparisons, models and deployments are the typed records of answers.py (`run.status`, `run.to_json()`). The CLI and the app read and
 change state through it alone: neither touches the store, an executor or a run's folder (import-linter,
 tests/test_architecture.py); from the services' modules they take only pure helpers and types (compare's
 figures, spec_text, log_tail.LogChunk, errors).
@@ -25,7 +25,8 @@ from workbench.services import gc as gc_
 from workbench.services import dispatch_trigger
 from workbench.services import images, launch as launch_, machines, projects as projects_, reconcile as reconcile_
 from workbench.services import runs as runs_
-from workbench.services.answers import (AddedMachine, AliasSet, Comparison, Dashboard, MachineEntry, MachineStats,
+from workbench.services.answers import (AddedMachine, AliasSet, Comparison, Dashboard, Deployment, DeploymentDetail,
+                                        DeploymentSummary, MachineEntry, MachineStats,
                                         ModelDetail, ModelEntry, ModelVersion, Project, ProjectEntry, Run, RunDetail,
                                         RunRow, Sweep, SweepSummary, TrustedKey)
 from workbench.services.context import Progress
@@ -231,12 +232,13 @@ class Workbench:
     # deployments -----------------------------------------------------------------------------------
     def deploy(self, ref: str, machine: str, *, port: int | None = None, name: str | None = None,
                stop_first: bool = False, bind: str | None = None, canary: int | None = None,
-               canary_for: float = 60.0, max_error_rate: float = 1.0) -> dict[str, Any]:
+               canary_for: float = 60.0, max_error_rate: float = 1.0) -> DeploymentDetail:
         """Serves a model version (blue/green, or as a canary with `canary` percent of requests for
         `canary_for` seconds, judged by the deployment watcher)."""
         from workbench.services import deploy
-        return deploy.deploy(self, ref, machine, port=port, name=name, stop_first=stop_first, bind=bind,
-                             canary=canary, canary_for=canary_for, max_error_rate=max_error_rate)
+        return DeploymentDetail.from_row(deploy.deploy(
+            self, ref, machine, port=port, name=name, stop_first=stop_first, bind=bind, canary=canary,
+            canary_for=canary_for, max_error_rate=max_error_rate))
 
     def cluster(self, machine: str) -> dict[str, Any]:
         """A Slurm machine's partitions: nodes by state, GPUs and GPUs in use (sinfo, at most once a poll)."""
@@ -247,23 +249,23 @@ class Workbench:
     def has_deployments(self) -> bool:
         return self.store.has_live_deployments()
 
-    def deployments(self, check: bool = True) -> list[dict[str, Any]]:
+    def deployments(self, check: bool = True) -> list[DeploymentSummary]:
         """Every deployment; with `check`, each reconciled with its machine and its health asked."""
         from workbench.services import deploy
-        return deploy.deployments(self, check)
+        return [DeploymentSummary.from_row(d) for d in deploy.deployments(self, check)]
 
-    def deployment(self, name: str, check: bool = True) -> dict[str, Any]:
+    def deployment(self, name: str, check: bool = True) -> DeploymentDetail:
         from workbench.services import deploy
-        return deploy.show(self, name, check)
+        return DeploymentDetail.from_row(deploy.show(self, name, check))
 
-    def rollback(self, name: str) -> dict[str, Any]:
+    def rollback(self, name: str) -> DeploymentDetail:
         from workbench.services import deploy
-        return deploy.rollback(self, name)
+        return DeploymentDetail.from_row(deploy.rollback(self, name))
 
-    def promote_canary(self, name: str) -> dict[str, Any]:
+    def promote_canary(self, name: str) -> DeploymentDetail:
         """Ends a deployment's canary now: every request to the new version."""
         from workbench.services import deploy
-        return deploy.promote(self, name)
+        return DeploymentDetail.from_row(deploy.promote(self, name))
 
     def deployment_token(self, name: str) -> str:
         from workbench.services import deploy
@@ -278,9 +280,9 @@ class Workbench:
         from workbench.services import deploy
         return deploy.logs(self, name, tail)
 
-    def stop_deployment(self, name: str, remove: bool = False) -> dict[str, Any]:
+    def stop_deployment(self, name: str, remove: bool = False) -> Deployment:
         from workbench.services import deploy
-        return deploy.stop(self, name, remove)
+        return Deployment.from_row(deploy.stop(self, name, remove))
 
     def compare(self, refs: list[str], buckets: int = 120) -> Comparison:
         """Runs side by side: differing params, each metric's last/best (best run marked), checks, curves."""

@@ -566,3 +566,98 @@ class AliasSet:
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _fields(AliasSet)}
+
+
+# deployments -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment as recorded (table `deployments`): what `deployments stop` answers. Its `operation` (a
+    deploy or rollback in progress) and `canary` are the records' own JSON values."""
+    name: str
+    model: str
+    machine: str
+    port: int
+    proxy: str | None
+    live_version: int | None
+    live_container: str | None
+    status: str
+    status_reason: str | None
+    health: str | None
+    health_at: float | None
+    operation: dict[str, Any] | None
+    created_at: float
+    updated_at: float
+    bind: str | None
+    auth: str | None
+    canary: dict[str, Any] | None
+    traffic_baseline: dict[str, Any] | None
+    proxy_address: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Deployment:
+        return cls(**{name: row[name] for name in _fields(Deployment)})
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _fields(Deployment)}
+
+
+_SUMMARY_COLUMNS = tuple(name for name in _fields(Deployment) if name != "traffic_baseline")
+
+
+@dataclass(frozen=True)
+class DeploymentSummary:
+    """A deployment as `deployments list` and the app show it: its record (less the traffic baseline; its
+    canary less its counters' baseline, with the watcher's `note`), its endpoint, its last switch (an event),
+    the version a rollback brings back (None when none is kept), and where its machine did not answer, why
+    its health is unknown (`health_detail`)."""
+    name: str
+    model: str
+    machine: str
+    port: int
+    proxy: str | None
+    live_version: int | None
+    live_container: str | None
+    status: str
+    status_reason: str | None
+    health: str | None
+    health_at: float | None
+    operation: dict[str, Any] | None
+    created_at: float
+    updated_at: float
+    bind: str | None
+    auth: str | None
+    canary: dict[str, Any] | None
+    proxy_address: str | None
+    endpoint: str
+    last_switch: dict[str, Any] | None
+    rollback_to: int | None
+    health_detail: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DeploymentSummary:
+        return cls(**{name: row[name] for name in _fields(DeploymentSummary) if name != "health_detail"},
+                   health_detail=row.get("health_detail"))
+
+    def to_json(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in _SUMMARY_COLUMNS}
+        if self.health_detail is not None:
+            out["health_detail"] = self.health_detail
+        return {**out, "endpoint": self.endpoint, "last_switch": self.last_switch, "rollback_to": self.rollback_to}
+
+
+@dataclass(frozen=True)
+class DeploymentDetail(DeploymentSummary):
+    """A deployment in full (`deployments show`, and what deploy, rollback and promote answer): its summary,
+    its versions' containers (`targets`), its events, and the traffic the proxy counted."""
+    targets: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    traffic: dict[str, Any] | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DeploymentDetail:
+        summary = DeploymentSummary.from_row(row)
+        return cls(**{name: getattr(summary, name) for name in _fields(DeploymentSummary)},
+                   targets=row["targets"], events=row["events"], traffic=row["traffic"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "targets": self.targets, "events": self.events, "traffic": self.traffic}

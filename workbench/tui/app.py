@@ -174,11 +174,11 @@ class WorkbenchApp(App[None]):
         if not wb.has_deployments():
             return
         for d in wb.deployments(check=True):
-            before = self._health.get(d["name"])
-            self._health[d["name"]] = d.get("health")
-            if before is not None and d.get("health") != before and d.get("health") in ("failing", "errors", "ok"):
-                failing = d["health"] in ("failing", "errors")
-                self.call_from_thread(self.notify, f"{d['name']}: v{d['live_version']} health {d['health']}",
+            before = self._health.get(d.name)
+            self._health[d.name] = d.health
+            if before is not None and d.health != before and d.health in ("failing", "errors", "ok"):
+                failing = d.health in ("failing", "errors")
+                self.call_from_thread(self.notify, f"{d.name}: v{d.live_version} health {d.health}",
                                       title="Deployment", severity="error" if failing else "information")
 
     def _reconcile_tick(self) -> None:
@@ -350,7 +350,7 @@ class WorkbenchApp(App[None]):
 
     def _deploy_version(self, ref: str, machine: str, port: int | None, name: str | None) -> None:
         deployed = self.workbench.deploy(ref, machine, port=port, name=name)
-        self.say_outcome(f"{deployed['name']}: v{deployed['live_version']} serving at {deployed['endpoint']}",
+        self.say_outcome(f"{deployed.name}: v{deployed.live_version} serving at {deployed.endpoint}",
                          title="Deployed")
         self.call_from_thread(self.show_root, "deployments")
 

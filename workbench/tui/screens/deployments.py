@@ -53,7 +53,7 @@ class DeploymentsTable(FittedTable):
 
 
 class DeploymentsLoaded(Message):
-    def __init__(self, deployments: list[dict[str, Any]], details: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, deployments: list[Any], details: dict[str, Any]) -> None:
         super().__init__()
         self.deployments, self.details = deployments, details
 
@@ -89,8 +89,8 @@ class DeploymentsScreen(BaseScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: dict[str, dict[str, Any]] = {}
-        self.details: dict[str, dict[str, Any]] = {}  # name -> `deployments show`'s record (traffic, events)
+        self.rows: dict[str, Any] = {}  # name -> the facade's DeploymentSummary
+        self.details: dict[str, Any] = {}  # name -> its DeploymentDetail (traffic, events)
         self.loads = 0
 
     def compose_body(self) -> ComposeResult:
@@ -114,7 +114,7 @@ class DeploymentsScreen(BaseScreen):
     def load(self) -> None:
         wb = self.workbench
         listed = wb.deployments(check=True)
-        details = {d["name"]: wb.deployment(d["name"], check=False) for d in listed}  # traffic: a metrics read each
+        details = {d.name: wb.deployment(d.name, check=False) for d in listed}  # traffic: a metrics read each
         self.post_message(DeploymentsLoaded(listed, details))
 
     def on_deployments_loaded(self, message: DeploymentsLoaded) -> None:
@@ -122,20 +122,20 @@ class DeploymentsScreen(BaseScreen):
         self.details = message.details
         table = self.table
         selected = self.selected_name()
-        self.rows = {d["name"]: d for d in message.deployments}
+        self.rows = {d.name: d for d in message.deployments}
         with self.app.batch_update():
-            table.show_remote(any(d["machine"] != "local" for d in message.deployments))
+            table.show_remote(any(d.machine != "local" for d in message.deployments))
             table.clear()
             for d in message.deployments:
-                live = f"v{d['live_version']}" if d.get("live_container") else "-"
-                if d.get("operation"):
-                    live += f" → v{d['operation'].get('version')}…"
-                health = d.get("health") or "-"
-                last = d.get("last_switch")
-                status = "canary" if d.get("canary") and d["status"] == "live" else d["status"]
-                table.add_row(cell(d["name"]), cell(status, STATUS_STYLE.get(status, "yellow")),
-                              cell(live), cell(health, HEALTH_STYLE.get(health, "")), cell(d["endpoint"]),
-                              cell(d["machine"]), cell(short_stamp(last["ts"]) if last else "-"), key=d["name"])
+                live = f"v{d.live_version}" if d.live_container else "-"
+                if d.operation:
+                    live += f" → v{d.operation.get('version')}…"
+                health = d.health or "-"
+                last = d.last_switch
+                status = "canary" if d.canary and d.status == "live" else d.status
+                table.add_row(cell(d.name), cell(status, STATUS_STYLE.get(status, "yellow")),
+                              cell(live), cell(health, HEALTH_STYLE.get(health, "")), cell(d.endpoint),
+                              cell(d.machine), cell(short_stamp(last["ts"]) if last else "-"), key=d.name)
             if selected in table.rows:
                 table.move_cursor(row=table.get_row_index(selected))
         self.query_one("#deployments-hint", Static).update(
@@ -157,16 +157,16 @@ class DeploymentsScreen(BaseScreen):
         if d is None:
             out.update("")
             return
-        shown = self.details.get(d["name"], {})
+        shown = self.details.get(d.name)
         lines = []
-        if d.get("status_reason"):
-            lines.append(f"[yellow]{escape(d['status_reason'])}[/]")
-        if d.get("health_detail"):
-            lines.append(f"[yellow]{escape(d['health_detail'])}[/]")
-        lines += traffic_lines(shown.get("traffic"))
-        lines += canary_lines(d.get("canary"), self.clock())
+        if d.status_reason:
+            lines.append(f"[yellow]{escape(d.status_reason)}[/]")
+        if d.health_detail:
+            lines.append(f"[yellow]{escape(d.health_detail)}[/]")
+        lines += traffic_lines(shown.traffic if shown else None)
+        lines += canary_lines(d.canary, self.clock())
         lines.append(token_line(d))
-        for e in reversed(shown.get("events", [])[-self.HISTORY:]):
+        for e in reversed((shown.events if shown else [])[-self.HISTORY:]):
             style = "red" if e["kind"] in ("deploy-failed",) or e.get("health") in ("failing", "errors") else ""
             text = f"{stamp(e['ts'])}  {escape(e['kind']):<15} {escape(e['message'])}"
             lines.append(f"[{style}]{text}[/]" if style else text)
@@ -188,17 +188,17 @@ class DeploymentsScreen(BaseScreen):
         name = self.selected_name()
         if not name:
             return
-        canary = self.rows[name].get("canary")
+        canary = self.rows[name].canary
         if canary:
-            question = (f"End {name}'s canary of v{canary['version']}? v{self.rows[name]['live_version']} "
+            question = (f"End {name}'s canary of v{canary['version']}? v{self.rows[name].live_version} "
                         "takes every request again; the canary is removed.")
         else:
             live = self.rows[name]
-            back = live.get("rollback_to")  # the service's rule, as `deployments rollback` follows it
+            back = live.rollback_to  # the service's rule, as `deployments rollback` follows it
             if back is None:
                 self.notify(f"{name} has no earlier version kept to go back to", severity="warning")
                 return
-            since = f" from v{live['live_version']}" if live.get("live_container") else ""
+            since = f" from v{live.live_version}" if live.live_container else ""
             question = f"Roll {name} back{since} to v{back}? Requests keep being answered during the switch."
         self._confirmed(question, lambda: self.act("rollback", name))
 
@@ -207,13 +207,13 @@ class DeploymentsScreen(BaseScreen):
         if not name:
             return
         d = self.rows[name]
-        canary = d.get("canary")
+        canary = d.canary
         if not canary:
-            self.notify(f"{name} has no canary to promote: `workbench deploy {d['model']}:VERSION --canary 10` "
+            self.notify(f"{name} has no canary to promote: `workbench deploy {d.model}:VERSION --canary 10` "
                         "starts one")
             return
         self._confirmed(f"Promote {name}'s canary v{canary['version']} now (its window is not over)? It takes "
-                        f"every request; v{d['live_version']} is kept for rollback.", lambda: self.act("promote", name))
+                        f"every request; v{d.live_version} is kept for rollback.", lambda: self.act("promote", name))
 
     def action_token(self) -> None:
         name = self.selected_name()
@@ -241,10 +241,10 @@ class DeploymentsScreen(BaseScreen):
         wb = self.workbench
         if what == "rollback":
             done = wb.rollback(name)
-            message = f"{name}: v{done['live_version']} serving again"
+            message = f"{name}: v{done.live_version} serving again"
         elif what == "promote":
             done = wb.promote_canary(name)
-            message = f"{name}: v{done['live_version']} serving every request"
+            message = f"{name}: v{done.live_version} serving every request"
         else:
             wb.stop_deployment(name)
             message = f"{name}: stopped"
@@ -259,9 +259,9 @@ class DeploymentsScreen(BaseScreen):
 
         def answered(ref: str | None) -> None:
             if ref:
-                self.app.deploy_model(ref, d["machine"], None, d["name"])  # type: ignore[attr-defined]
-        self.app.push_screen(PromptScreen(f"Deploy which version of {d['model']} to {d['name']}?",
-                                          f"{d['model']}:VERSION or {d['model']}@ALIAS", d["model"]), answered)
+                self.app.deploy_model(ref, d.machine, None, d.name)  # type: ignore[attr-defined]
+        self.app.push_screen(PromptScreen(f"Deploy which version of {d.model} to {d.name}?",
+                                          f"{d.model}:VERSION or {d.model}@ALIAS", d.model), answered)
 
     def palette_commands(self) -> list[PaletteCommand]:
         return [("Roll back", "switch the selected deployment back to its previous version (or end its canary)",

@@ -64,7 +64,8 @@ def canary_lines(canary: dict[str, Any] | None, now: float) -> list[str]:
     return lines
 
 
-def token_line(deployment: dict[str, Any]) -> str:
-    if deployment.get("auth") == "token":
+def token_line(deployment: Any) -> str:
+    """`deployment`: the facade's DeploymentSummary."""
+    if deployment.auth == "token":
         return "[b]token required[/b] (Authorization: Bearer …) · t shows it and copies it"
     return "[yellow]no token[/]: anyone who reaches the endpoint may call it"
