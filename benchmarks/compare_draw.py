@@ -36,14 +36,14 @@ def seed(home: Path, runs: int, points: int) -> list[str]:
     now = time.time()
     for i in range(runs):
         run_id = f"cmp{i:05d}"
-        seq = wb.store.insert_run({"id": run_id, "project": "bench", "project_path": "/p", "experiment": "train",
+        seq = wb._services.store.insert_run({"id": run_id, "project": "bench", "project_path": "/p", "experiment": "train",
                                    "status": "succeeded", "machine": "local", "executor": "process",
                                    "created_at": now - 1000 + i, "started_at": now - 1000 + i, "finished_at": now,
                                    "params": {"lr": 0.01 * (i + 1), "epochs": 10}})
-        loss, acc = wb.store.key_id("loss"), wb.store.key_id("acc")
+        loss, acc = wb._services.store.key_id("loss"), wb._services.store.key_id("acc")
         rows = [(loss, s, now, 1.0 / (1 + s * (i + 1) / points)) for s in range(points)]
         rows += [(acc, s, now, (s / points) * (0.5 + i / (2 * runs))) for s in range(points)]
-        wb.store.commit_metrics(seq, MetricBatch(rows, len(rows), 0, {}), Offset("1", len(rows), 0))
+        wb._services.store.commit_metrics(seq, MetricBatch(rows, len(rows), 0, {}), Offset("1", len(rows), 0))
         ids.append(run_id)
     wb.close()
     return ids

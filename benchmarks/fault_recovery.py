@@ -33,7 +33,7 @@ KILLED_LAUNCHER = """
 import os, sys
 from workbench.services import Workbench
 wb = Workbench()
-wb.store.mark_running = lambda *a, **k: os.kill(os.getpid(), 9)
+wb._services.store.mark_running = lambda *a, **k: os.kill(os.getpid(), 9)
 wb.launch(sys.argv[1], "count")
 """
 

@@ -54,10 +54,10 @@ def main() -> None:
     run = wb.launch(str(project), executor=args.executor)
     wb.wait(run.id)
     done = time.time()
-    final = wb.store.get_run(run.id)
+    final = wb._services.store.get_run(run.id)
     first_write = float((home / "runs" / run.id / "out" / "first_write").read_text())
     last_write = float((home / "runs" / run.id / "out" / "last_write").read_text())
-    points = wb.store.metric_count(final["seq"])
+    points = wb._services.store.metric_count(final["seq"])
     assert points == lines * len(KEYS), (points, lines * len(KEYS))
     elapsed = done - first_write
     rate = points / elapsed

@@ -110,9 +110,9 @@ def record_figures(project: Path, count: int, singles: int) -> dict:
     request = {"machines": ["gpu-a"], "gpus": 1, "executor": None}
     started = time.perf_counter()
     for _ in range(singles):
-        enqueue(wb, spec, exp, dict(exp.params), request, "waiting for 1 free GPU on gpu-a")
+        enqueue(wb._services, spec, exp, dict(exp.params), request, "waiting for 1 free GPU on gpu-a")
     single = time.perf_counter() - started
-    queued = len(wb.store.waiting_runs())
+    queued = len(wb._services.store.waiting_runs())
     wb.close()
     return {"sweep_trials": count, "sweep_seconds": round(swept, 2), "sweep_runs_per_s": round(count / swept),
             "single_runs": singles, "single_runs_per_s": round(singles / single), "queued_now": queued,

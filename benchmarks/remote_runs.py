@@ -201,8 +201,8 @@ def ingest_figures(cli: Cli, project: Path, machines: list[str], points: int, ke
             run = wb.launch(str(project), "flood", [f"lines={lines}", f"keys={keys}"], machine=machine)
             wb.wait(run.id)
             done = time.time()
-            record = wb.store.get_run(run.id)
-            committed = wb.store.metric_count(record["seq"])
+            record = wb._services.store.get_run(run.id)
+            committed = wb._services.store.metric_count(record["seq"])
             out = Path(record["handle"]["run_dir"]) / "out"
             first, last = (out / "first").stat().st_mtime, (out / "last").stat().st_mtime
         finally:

@@ -31,24 +31,24 @@ def seed(trials: int, points: int) -> str:
     wb = Workbench()
     now = time.time()
     space = {"lr": {"low": 1e-4, "high": 1e-1, "log": True}, "hidden": [32, 64, 128, 256]}
-    wb.store.insert_sweep({"id": "bench001", "project": "bench", "project_path": "/p", "experiment": "train",
+    wb._services.store.insert_sweep({"id": "bench001", "project": "bench", "project_path": "/p", "experiment": "train",
                            "method": "tpe", "space": space, "base_params": {},
                            "options": {"trials": trials, "max_parallel": 4, "objective": "acc",
                                        "direction": "maximize", "budget": None},
                            "request": {}, "experiment_spec": "{}", "snapshot": "s", "status": "done",
                            "created_at": now - 10_000, "finished_at": now})
-    acc_key = wb.store.key_id("acc")
+    acc_key = wb._services.store.key_id("acc")
     for trial in range(trials):
         lr = 10 ** (-4 + 3 * ((trial * 37) % trials) / trials)
         hidden = [32, 64, 128, 256][trial % 4]
         final = 0.97 - 0.1 * abs(math.log10(lr) + 2) - 0.01 * (hidden == 32)
-        seq = wb.store.insert_run({
+        seq = wb._services.store.insert_run({
             "id": f"trial{trial:04d}", "project": "bench", "project_path": "/p", "experiment": "train",
             "status": "succeeded", "machine": "local", "executor": "docker", "created_at": now - 9000 + trial,
             "started_at": now - 9000 + trial, "finished_at": now - 8000 + trial, "params": {"lr": lr, "hidden": hidden},
             "sweep_id": "bench001", "trial": trial, "hourly_cost": 2.0, "gpu_share": 0.25})
         rows = [(acc_key, s, now, final * (s + 1) / points) for s in range(points)]
-        wb.store.commit_metrics(seq, MetricBatch(rows, len(rows), 0, {"acc": final}), Offset("1", len(rows), 0))
+        wb._services.store.commit_metrics(seq, MetricBatch(rows, len(rows), 0, {"acc": final}), Offset("1", len(rows), 0))
     wb.close()
     return "trial0000"
 

@@ -37,11 +37,11 @@ def main() -> None:
     try:
         time.sleep(0.5)
         for i in range(args.n):
-            before = {r["id"] for r in wb.store.list_runs(limit=0)}
+            before = {r["id"] for r in wb._services.store.list_runs(limit=0)}
             saved = time.time()
             (project / "run.sh").write_text((project / "run.sh").read_text() + f"\n# save {i}\n")
             while True:
-                new = [r for r in wb.store.list_runs(limit=10) if r["id"] not in before and r["started_at"]]
+                new = [r for r in wb._services.store.list_runs(limit=10) if r["id"] not in before and r["started_at"]]
                 if new:
                     break
                 time.sleep(0.005)

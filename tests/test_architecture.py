@@ -15,9 +15,9 @@ from helpers import REPO
 
 WORKBENCH = REPO / "workbench"
 FRONT_ENDS = ("cli", "tui")
-# What the facade keeps to itself: the store, the executors, and a run's folder (the front ends ask the
-# facade's methods instead: run, runs, run_log_tail, run_out_dir, ...).
-BEHIND_THE_FACADE = ("store", "executors")
+# What the facade keeps to itself: the use cases' context (`_services`: the store, the executors), and a run's
+# folder (the front ends ask the facade's methods instead: run, runs, run_log_tail, run_out_dir, ...).
+BEHIND_THE_FACADE = ("store", "executors", "_services")
 CALLS_BEHIND_THE_FACADE = ("executor", "docker_client")
 # of the data dir the front ends name only the folder itself (the status bar, `--home`) and the config file they
 # load themselves; runs, snapshots, models and the database are the facade's
@@ -67,10 +67,19 @@ def test_the_front_ends_go_through_the_facade():
 def test_the_facade_check_sees_each_way_behind_it():
     tree = ast.parse("wb.store.get_run(r)\nwb.executors.for_run(r)\nwb.executor('docker')\n"
                      "self.workbench.docker_client()\nwb.dirs.run_dir(r)\nd = wb.dirs\nwb.dirs.runs / r\n"
-                     "wb.dirs.config_file\nwb.dirs.data\nwb.run(r)\n")
+                     "wb.dirs.config_file\nwb.dirs.data\nwb.run(r)\nwb._services.launch(p)\n")
     assert [what for _, what in behind_the_facade(tree)] == [".store", ".executors", ".executor(",
                                                               ".docker_client(", ".dirs.run_dir", ".dirs",
-                                                              ".dirs.runs"]
+                                                              ".dirs.runs", "._services"]
+
+
+def test_the_facade_shows_no_plumbing():
+    """The store and the backends are the use cases' (core.Core), kept private by the facade: none of its
+    public names reaches them."""
+    from workbench.services import Workbench
+
+    public = {name for name in dir(Workbench) if not name.startswith("_")}
+    assert not public & {"store", "executors", "executor", "docker_client", "gpu_probe"}, public
 
 
 def sql_in(tree: ast.AST) -> list[tuple[int, str]]:

@@ -23,7 +23,7 @@ def history(home):
             ("a-rather-long-project-name", PARAMS, SUMMARY),
             ("mnist", {"note": "a\x1b[2Jb", "epochs": 15}, {"acc": 0.5}),
         ]):
-            wb.store.insert_run({"id": f"run0000{i}", "project": project, "project_path": "/p", "experiment": "sweep",
+            wb._services.store.insert_run({"id": f"run0000{i}", "project": project, "project_path": "/p", "experiment": "sweep",
                                  "status": "succeeded", "machine": "local", "executor": "process",
                                  "created_at": NOW - 100 + i, "started_at": NOW - 99 + i, "finished_at": NOW - 90 + i,
                                  "params": params, "summary": summary})

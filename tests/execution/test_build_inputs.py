@@ -92,7 +92,7 @@ def test_gc_takes_the_key_of_a_snapshot_once_for_all_the_queued_trials_sharing_i
         monkeypatch.setattr(snapshot, "snapshot_manifest", lambda store, tree: reads.append(tree) or real(store, tree))
         wb = Workbench()
         try:
-            assert sum(r["status"] == "queued" for r in wb.store.active_runs()) >= 39
+            assert sum(r["status"] == "queued" for r in wb._services.store.active_runs()) >= 39
             began = time.perf_counter()
             wb.gc()
             took = time.perf_counter() - began

@@ -44,12 +44,12 @@ def test_one_run_that_cannot_be_reconciled_never_stops_the_others(cli, make_proj
     root = make_project('[experiments.x]\nimage = "busybox:latest"\ncommand = ["sh", "-c", "sleep 2; echo done"]\n')
     good = cli("run", str(root), "--json").json()["id"]
     wb = Workbench()
-    broken = dict(wb.store.get_run(good), id="feedface")
+    broken = dict(wb._services.store.get_run(good), id="feedface")
     for key in ("seq", "status_reason", "finished_at", "exit_code", "verdict", "handle"):
         broken.pop(key, None)
     broken.update(status="queued", executor="slurm-from-the-future", created_at=broken["created_at"] - 1)
-    wb.store.insert_run(broken)
-    wb.store.mark_running("feedface", {"job": 1}, 0)
+    wb._services.store.insert_run(broken)
+    wb._services.store.mark_running("feedface", {"job": 1}, 0)
     wb.close()
     for _ in range(2):
         listed = cli("runs", "list")

@@ -106,13 +106,13 @@ def test_a_stored_model_file_is_checked_when_used(cli, make_project, home):
     run = trained(cli, root, 1, 0.9)
     sha = cli("models", "register", run, "model.bin", "--name", "m", "--json").json()["sha256"]
     wb = Workbench()
-    assert model_file(wb, resolve(wb, "m")).read_bytes() == b"weights-1"
+    assert model_file(wb._services, resolve(wb._services, "m")).read_bytes() == b"weights-1"
     blob = home / "models" / sha
     os.chmod(blob, 0o644)
     blob.write_bytes(b"bitrot")
     with pytest.raises(WorkbenchError, match="no longer matches its sha256"):
-        model_file(wb, resolve(wb, "m:1"))
+        model_file(wb._services, resolve(wb._services, "m:1"))
     blob.unlink()
     with pytest.raises(WorkbenchError, match="is missing from the model store"):
-        model_file(wb, resolve(wb, "m"))
+        model_file(wb._services, resolve(wb._services, "m"))
     wb.close()

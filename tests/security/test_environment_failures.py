@@ -170,7 +170,7 @@ def test_a_damaged_database_is_one_line_with_the_fix(cli, home, make_project):
 
     wb = Workbench()
     for i in range(300):
-        wb.store.add_project(f"p{i}", f"/nowhere/{i}" * 20)
+        wb._services.store.add_project(f"p{i}", f"/nowhere/{i}" * 20)
     wb.close()
     db = home / "workbench.db"
     for suffix in ("-wal", "-shm"):

@@ -21,7 +21,7 @@ KILLED_LAUNCHER = r"""
 import os, sys
 from workbench.services import Workbench
 wb = Workbench()
-wb.store.mark_running = lambda *a, **k: os.kill(os.getpid(), 9)
+wb._services.store.mark_running = lambda *a, **k: os.kill(os.getpid(), 9)
 wb.launch(sys.argv[1], overrides=sys.argv[2:])
 """
 
@@ -32,7 +32,7 @@ def _launch_and_die(home, root, *overrides: str) -> str:
     assert done.returncode == -9
     wb = Workbench()
     try:
-        (run,) = wb.store.list_runs()
+        (run,) = wb._services.store.list_runs()
     finally:
         wb.close()
     assert run["status"] == "queued"
@@ -77,7 +77,7 @@ def test_gc_waits_for_a_launch_between_its_snapshot_and_its_record(make_project,
     root = make_project(COUNTING_SPEC, files={"fresh.txt": str(time.time_ns())})
     launcher, collector = Workbench(), Workbench()
     reached, go = threading.Event(), threading.Event()
-    real_update = launcher.store.update_run
+    real_update = launcher._services.store.update_run
 
     def slow_record(run_id: str, **fields):
         if "snapshot" in fields:  # the snapshot is on disk and referenced by no run yet
@@ -85,7 +85,7 @@ def test_gc_waits_for_a_launch_between_its_snapshot_and_its_record(make_project,
             go.wait(30)
         return real_update(run_id, **fields)
 
-    launcher.store.update_run = slow_record
+    launcher._services.store.update_run = slow_record
     result: dict = {}
     launch = threading.Thread(target=lambda: result.update(run=launcher.launch(str(root), overrides=["n=2"])))
     launch.start()
@@ -111,7 +111,7 @@ def test_a_create_that_times_out_leaves_no_container_and_gc_removes_our_orphans(
 
     root = make_project(COUNTING_SPEC)
     wb = Workbench()
-    api = wb.docker_client().api
+    api = wb._services.docker_client().api
     real_create = api.create_container
 
     def create_then_time_out(**kwargs):
@@ -122,11 +122,11 @@ def test_a_create_that_times_out_leaves_no_container_and_gc_removes_our_orphans(
     with pytest.raises(Exception) as err:
         wb.launch(str(root))
     assert "did not answer while creating the container" in str(err.value)
-    (run,) = wb.store.list_runs()
+    (run,) = wb._services.store.list_runs()
     assert run["status"] == "failed"
     assert not _containers(docker_client, run["id"])
 
-    instance = wb.store.instance
+    instance = wb._services.store.instance
     wb.close()
     ours = docker_client.containers.create("busybox:latest", ["true"], labels={
         "workbench.instance": instance, "workbench.kind": "run", "workbench.run-id": "deadbeef"})
@@ -146,7 +146,7 @@ KILLED_BEFORE_START = r"""
 import os, sys
 from workbench.services import Workbench
 wb = Workbench()
-wb.docker_client().api.start = lambda *a, **k: os.kill(os.getpid(), 9)  # created, never started
+wb._services.docker_client().api.start = lambda *a, **k: os.kill(os.getpid(), 9)  # created, never started
 wb.launch(sys.argv[1], overrides=sys.argv[2:])
 """
 
@@ -158,7 +158,7 @@ def test_a_container_created_but_never_started_is_started_on_adoption(cli, make_
                           timeout=120)
     assert done.returncode == -9
     wb = Workbench()
-    (run,) = wb.store.list_runs()  # read without reconciling
+    (run,) = wb._services.store.list_runs()  # read without reconciling
     wb.close()
     assert [c.status for c in _containers(docker_client, run["id"])] == ["created"]
     cli("runs", "show", run["id"])  # reconcile: adopted and started
@@ -172,19 +172,19 @@ def test_cancel_during_a_slow_launch_is_immediate_and_the_launcher_stops_what_it
     root = make_project(COUNTING_SPEC)
     launcher, other = Workbench(), Workbench()
     building, go = threading.Event(), threading.Event()
-    real_image_for = launcher._image_for
+    real_image_for = launcher._services._image_for
 
     def slow_build(*args, **kwargs):
         building.set()
         go.wait(30)
         return real_image_for(*args, **kwargs)
 
-    launcher._image_for = slow_build
+    launcher._services._image_for = slow_build
     result: dict = {}
     launch = threading.Thread(target=lambda: result.update(run=launcher.launch(str(root), overrides=["n=300"])))
     launch.start()
     assert building.wait(60)
-    (run,) = other.store.list_runs()
+    (run,) = other._services.store.list_runs()
     started = time.monotonic()
     cancelled = other.cancel(run["id"])
     assert cancelled.status == "cancelled" and time.monotonic() - started < 2

@@ -22,7 +22,7 @@ def wb(home):
 
 
 def add_run(wb: Workbench, run_id: str, **fields) -> None:
-    wb.store.insert_run({"id": run_id, "project": "demo", "project_path": "/projects/demo", "experiment": "train",
+    wb._services.store.insert_run({"id": run_id, "project": "demo", "project_path": "/projects/demo", "experiment": "train",
                          "status": "succeeded", "machine": "local", "executor": "process", "created_at": NOW,
                          "started_at": NOW, "finished_at": NOW + 1800, "params": {"lr": 0.1},
                          "argv": ["python", "train.py"], **fields})
@@ -61,7 +61,7 @@ def test_run_cost_and_out_dir(wb):
 def test_run_image_size_from_the_records_alone(wb):
     image = "sha256:" + "ab" * 32
     add_run(wb, "built001", image_id=image)
-    wb.store.add_event("built001", "image", f"workbench/demo:0123456789abcdef {image}: 1234567 bytes (1.2 MiB)")
+    wb._services.store.add_event("built001", "image", f"workbench/demo:0123456789abcdef {image}: 1234567 bytes (1.2 MiB)")
     add_run(wb, "rerun001", image_id=image)  # a rerun reuses its original's image without an event of its own
     add_run(wb, "noimage1")
     assert wb.show("rerun001").image_size == 1234567

@@ -15,7 +15,7 @@ def seed(wb: Workbench, count: int = 6) -> list[str]:
         run_id = f"r{i:07d}"
         created = NOW - 3600 + i * 60
         status = statuses[i % len(statuses)]
-        seq = wb.store.insert_run({
+        seq = wb._services.store.insert_run({
             "id": run_id, "project": "mnist-numpy" if i % 2 == 0 else "hello-shell",
             "project_path": "/projects/demo", "experiment": "train" if i % 2 == 0 else "hello",
             "status": status, "status_reason": "exit code 1" if status == "failed" else None,
@@ -25,10 +25,10 @@ def seed(wb: Workbench, count: int = 6) -> list[str]:
             "env": {"WORKBENCH_RUN_ID": run_id, "API_TOKEN": "***"}, "image": "python:3.11-slim",
             "image_id": "sha256:" + "ab" * 32, "snapshot": "cd" * 16,
         })
-        loss, acc = wb.store.key_id("loss"), wb.store.key_id("acc")
+        loss, acc = wb._services.store.key_id("loss"), wb._services.store.key_id("acc")
         rows = [(loss, s, created + s, 2.0 / (s + 1) + 0.01 * i) for s in range(40)] + \
                [(acc, s, created + s, min(0.99, 0.5 + s * 0.012)) for s in range(40)]
-        wb.store.commit_metrics(seq, MetricBatch(rows, 0, 0, {"loss": rows[39][3], "acc": rows[-1][3]}),
+        wb._services.store.commit_metrics(seq, MetricBatch(rows, 0, 0, {"loss": rows[39][3], "acc": rows[-1][3]}),
                                 Offset("0", 40, 0))
         ids.append(run_id)
     return ids

@@ -17,10 +17,10 @@ from workbench.tui.widgets.compare_chart import CompareChart
 def runs_with_metrics(wb) -> None:
     for i, (lr, acc) in enumerate([(0.1, 0.90), (0.3, 0.80), (0.03, 0.95)]):
         seq = add_run(wb, f"cmp{i}0000", params={"lr": lr, "epochs": 5}, created=NOW - 100 + i)
-        acc_key, loss_key = wb.store.key_id("acc"), wb.store.key_id("loss")
+        acc_key, loss_key = wb._services.store.key_id("acc"), wb._services.store.key_id("loss")
         points = [(acc_key, s, NOW, acc * s / 10) for s in range(1, 11)]
         points += [(loss_key, s, NOW, 1 / (s * (i + 1))) for s in range(1, 11)]
-        wb.store.commit_metrics(seq, MetricBatch(points, len(points), 0, {}), Offset("1", len(points), 0))
+        wb._services.store.commit_metrics(seq, MetricBatch(points, len(points), 0, {}), Offset("1", len(points), 0))
 
 
 async def test_marked_runs_compare_side_by_side(wb):
@@ -74,7 +74,7 @@ async def test_the_run_detail_says_where_a_run_was_placed_and_what_it_cost(wb):
 
     from workbench.tui.screens.run_detail import RunDetailScreen
 
-    wb.store.insert_run({"id": "paid0001", "project": "p", "project_path": "/p", "experiment": "e",
+    wb._services.store.insert_run({"id": "paid0001", "project": "p", "project_path": "/p", "experiment": "e",
                          "status": "succeeded", "machine": "gpu-a", "executor": "docker", "created_at": NOW - 3600,
                          "started_at": NOW - 3600, "finished_at": NOW, "hourly_cost": 2.0, "gpu_share": 0.5,
                          "placement": {"request": {}, "machine": "gpu-a", "reason": "gpu-a: 2 of 4 GPUs free, $2.00/h"}})
@@ -92,8 +92,8 @@ async def test_each_metric_has_the_cli_precision(wb):
     (services.compare.figures over every run's last and best), not `.4g` per cell (0.95 0.9512 1)."""
     for i, (acc, tokens) in enumerate([(0.95, 500), (0.951234, 500), (1.0, 500)]):
         seq = add_run(wb, f"prc{i}0000", params={"acc": acc}, created=NOW - 100 + i)
-        points = [(wb.store.key_id("acc"), 1, NOW, acc), (wb.store.key_id("tokens"), 1, NOW, tokens)]
-        wb.store.commit_metrics(seq, MetricBatch(points, len(points), 0, {}), Offset("1", len(points), 0))
+        points = [(wb._services.store.key_id("acc"), 1, NOW, acc), (wb._services.store.key_id("tokens"), 1, NOW, tokens)]
+        wb._services.store.commit_metrics(seq, MetricBatch(points, len(points), 0, {}), Offset("1", len(points), 0))
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=(80, 24)) as pilot:
         app.push_screen(CompareScreen(["prc00000", "prc10000", "prc20000"]))

@@ -13,7 +13,7 @@ async def test_recent_results_are_in_finish_order(seeded):
     # a long run created before every seeded run, finished after all of them; a quick one created last,
     # finished first
     for run_id, created, finished in (("longrun1", NOW - 7200, NOW - 60), ("quickrun", NOW - 30, NOW - 7000)):
-        seeded.store.insert_run({"id": run_id, "project": "p", "project_path": "/p", "experiment": "e",
+        seeded._services.store.insert_run({"id": run_id, "project": "p", "project_path": "/p", "experiment": "e",
                                  "status": "succeeded", "machine": "local", "executor": "process",
                                  "created_at": created, "started_at": created, "finished_at": finished})
     app = WorkbenchApp(seeded, clock=lambda: NOW)
@@ -21,7 +21,7 @@ async def test_recent_results_are_in_finish_order(seeded):
         await settle(app, pilot)
         recent = app.screen.query_one("#recent", DataTable)
         shown = [key.value for key in recent.rows]
-        finished = {r["id"]: r["finished_at"] for r in seeded.store.list_runs(limit=None)}
+        finished = {r["id"]: r["finished_at"] for r in seeded._services.store.list_runs(limit=None)}
         assert shown[0] == "longrun1"
         assert [finished[run_id] for run_id in shown] == sorted((finished[r] for r in shown), reverse=True)
         assert str(recent.get_cell("longrun1", recent.ordered_columns[-1].key)).strip() == "1m ago"

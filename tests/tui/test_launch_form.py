@@ -125,7 +125,7 @@ async def test_a_param_gone_from_the_spec_since_the_form_opened_is_named_and_the
                                     "changed since this form opened)")
         assert form.query_one("#param-lr", Input).value == "0.3"
         assert app.focused is form.query_one("#param-hidden", Input)
-        assert wb.store.count_runs() == 0  # nothing launched
+        assert wb._services.store.count_runs() == 0  # nothing launched
 
 
 async def test_a_default_changed_since_the_form_opened_runs_as_the_form_showed_it(wb, make_project):

@@ -14,9 +14,9 @@ from workbench.tui.widgets.metric_chart import MetricChart
 
 async def test_the_chart_axis_ends_at_the_last_step_its_header_counts(wb):
     seq = add_run(wb, "chart001")
-    loss = wb.store.key_id("loss")
+    loss = wb._services.store.key_id("loss")
     rows = [(loss, step, NOW + step, 1.0 / (step + 1)) for step in range(1000)]
-    wb.store.commit_metrics(seq, MetricBatch(rows, 0, 0, {"loss": rows[-1][3]}), Offset("0", 1000, 0))
+    wb._services.store.commit_metrics(seq, MetricBatch(rows, 0, 0, {"loss": rows[-1][3]}), Offset("0", 1000, 0))
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=(80, 24)) as pilot:
         app.push_screen(RunDetailScreen("chart001"))

@@ -31,14 +31,14 @@ async def test_the_empty_state_is_shown_whole_at_80_columns(seeded):
 async def test_the_alias_history_reads_newest_first(wb):
     """Issue 22 item 17: the alias history is newest first, as `models show` and every deployment history;
     the four newest moves are shown."""
-    wb.store.insert_run({"id": "alias001", "project": "p", "project_path": "/p", "experiment": "e",
+    wb._services.store.insert_run({"id": "alias001", "project": "p", "project_path": "/p", "experiment": "e",
                          "status": "succeeded", "machine": "local", "executor": "process", "created_at": NOW,
                          "started_at": NOW, "finished_at": NOW + 5, "params": {}})
     lineage = {"project": "p", "experiment": "e", "status": "succeeded", "params": {}, "metrics": {}}
     for n in range(1, 6):
-        wb.store.add_model_version("m", sha256=f"{n:064x}", size=10, filename="model.txt", run_id="alias001",
+        wb._services.store.add_model_version("m", sha256=f"{n:064x}", size=10, filename="model.txt", run_id="alias001",
                                    artifact="model.txt", lineage=lineage, forced=False)
-        wb.store.set_model_alias("m", "production", n, "me")
+        wb._services.store.set_model_alias("m", "production", n, "me")
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("5")

@@ -71,7 +71,7 @@ async def test_a_launch_and_a_deploy_show_one_notification_each_updated_in_place
             assert any("starting" in toast for toast in seen)  # the deploy's steps were shown, in place
             assert states[-1] == [f"Deployed: m: v1 serving at http://127.0.0.1:{port}"]
     finally:
-        if wb.store.get_deployment("m"):
+        if wb._services.store.get_deployment("m"):
             wb.stop_deployment("m", remove=True)
 
 

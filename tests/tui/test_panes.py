@@ -21,9 +21,9 @@ METRICS = ("loss", "acc", "lr", "grad_norm")
 def add_charted_run(wb, run_id: str = "charted1", log_lines: int = 400) -> None:
     """A finished run with 4 metrics (4 charts: more than fit at 30 rows) and a log longer than the screen."""
     seq = add_run(wb, run_id)
-    keys = {name: wb.store.key_id(name) for name in METRICS}
+    keys = {name: wb._services.store.key_id(name) for name in METRICS}
     rows = [(keys[name], s, NOW + s, float(s * (i + 1))) for i, name in enumerate(METRICS) for s in range(30)]
-    wb.store.commit_metrics(seq, MetricBatch(rows, 0, 0, {name: 29.0 * (i + 1) for i, name in enumerate(METRICS)}),
+    wb._services.store.commit_metrics(seq, MetricBatch(rows, 0, 0, {name: 29.0 * (i + 1) for i, name in enumerate(METRICS)}),
                             Offset("0", 30, 0))
     path = wb.dirs.run_dir(run_id) / "logs.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +222,7 @@ async def test_select_goes_back_to_the_first_page_for_a_new_run(wb):
 async def test_a_cancelled_run_shows_its_checks_as_not_evaluated(wb):
     spec = {"checks": [{"metric": "acc", "op": ">=", "threshold": 0.9, "on": "last"},
                        {"metric": "loss", "op": "<", "threshold": 0.5, "on": "best"}]}
-    wb.store.insert_run({
+    wb._services.store.insert_run({
         "id": "stopped1", "project": "p", "project_path": "/p", "experiment": "e", "status": "cancelled",
         "status_reason": "cancelled by the user", "machine": "local", "executor": "process", "created_at": NOW,
         "started_at": NOW, "finished_at": NOW + 5, "params": {}, "spec": spec,
@@ -250,7 +250,7 @@ async def _runs_table(app, pilot) -> DataTable:
 
 async def test_a_succeeded_run_without_a_verdict_says_nothing_of_not_evaluated(wb):
     spec = {"checks": [{"metric": "acc", "op": ">=", "threshold": 0.9, "on": "last"}]}
-    wb.store.insert_run({
+    wb._services.store.insert_run({
         "id": "fine0001", "project": "p", "project_path": "/p", "experiment": "e", "status": "succeeded",
         "machine": "local", "executor": "process", "created_at": NOW, "started_at": NOW, "finished_at": NOW + 5,
         "params": {}, "spec": spec,

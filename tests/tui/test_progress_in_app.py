@@ -45,12 +45,12 @@ async def until(app, pilot, predicate, timeout: float = 5.0) -> None:
 def add_running(wb, run_id: str) -> None:
     """A live run that a follower owns (it holds the run's lease, and keeps the progress file): the app only
     reads it, never ingests it nor marks it lost."""
-    wb.store.insert_run({
+    wb._services.store.insert_run({
         "id": run_id, "project": "p", "project_path": "/p", "experiment": "train", "status": "running",
         "machine": "local", "executor": "process", "created_at": NOW, "started_at": NOW, "params": {},
     })
     wb.dirs.run_dir(run_id).mkdir(parents=True, exist_ok=True)
-    assert wb.store.acquire_lease(lease_name(run_id), "a-follower", ttl=300)
+    assert wb._services.store.acquire_lease(lease_name(run_id), "a-follower", ttl=300)
 
 
 def write_progress(wb, run_id: str, line: str) -> None:
@@ -126,7 +126,7 @@ async def test_a_run_that_ended_shows_no_progress_line(wb):
         progress = app.screen.query_one("#progress", Static)
         await pilot.press("L")
         await until(app, pilot, lambda: shown(progress) == BAR)
-        wb.store.finish_run("tqdm0002", "succeeded", exit_code=0, reason=None)  # a stale file left behind is not shown
+        wb._services.store.finish_run("tqdm0002", "succeeded", exit_code=0, reason=None)  # a stale file left behind is not shown
         await until(app, pilot, lambda: not progress.display)
 
 

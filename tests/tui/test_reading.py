@@ -85,7 +85,7 @@ def test_share_width_gives_the_spare_room_to_the_weighted_columns():
 
 # on screen ----------------------------------------------------------------------------------------
 def add_wide_run(wb) -> None:
-    wb.store.insert_run({"id": "wide0001", "project": "a-rather-long-project-name", "project_path": "/p",
+    wb._services.store.insert_run({"id": "wide0001", "project": "a-rather-long-project-name", "project_path": "/p",
                          "experiment": "sweep", "status": "succeeded", "machine": "local",
                          "executor": "process", "created_at": NOW - 10, "started_at": NOW - 9,
                          "finished_at": NOW - 5, "params": PARAMS,
@@ -128,7 +128,7 @@ async def test_dashboard_columns_fit_the_width_they_have(seeded, size):
         shown = lines(recent)
         assert shown[0].split()[-1] == "finished"  # the last column, whole
         assert any(line.rstrip().endswith("59m ago") for line in shown)
-        summaries = {run["id"]: set(pairs(run["summary"]).items) for run in seeded.store.list_runs(limit=None)}
+        summaries = {run["id"]: set(pairs(run["summary"]).items) for run in seeded._services.store.list_runs(limit=None)}
         for line in shown[1:]:
             if line.split():
                 assert_whole(column_text(recent, line, "metrics"), summaries[line.split()[0]])

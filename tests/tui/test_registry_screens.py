@@ -42,7 +42,7 @@ def notifications(app, monkeypatch) -> list[str]:
 def trained(wb, root, tag: str) -> str:
     run = wb.launch(str(root), overrides=[f"tag={tag}"])
     wb.wait(run.id)
-    assert wb.store.get_run(run.id)["status"] == "succeeded"
+    assert wb._services.store.get_run(run.id)["status"] == "succeeded"
     return run.id
 
 
@@ -62,8 +62,8 @@ async def test_register_alias_deploy_rollback_stop_from_the_app(wb, make_project
             app.screen.query_one("#register-name", Input).value = "m"
             app.screen.query_one("#register-name", Input).focus()
             await pilot.press("enter")
-            await until(app, pilot, lambda: wb.store.latest_model_version("m")["version"] == 2)
-            assert wb.store.latest_model_version("m")["run_id"] == second
+            await until(app, pilot, lambda: wb._services.store.latest_model_version("m")["version"] == 2)
+            assert wb._services.store.latest_model_version("m")["run_id"] == second
             await pilot.press("escape")
             await pilot.press("5")
             await until(app, pilot, lambda: isinstance(app.screen, ModelsScreen) and len(app.screen.versions) == 2)
@@ -75,7 +75,7 @@ async def test_register_alias_deploy_rollback_stop_from_the_app(wb, make_project
             await until(app, pilot, lambda: app.screen.query("#prompt-value"))
             app.screen.query_one("#prompt-value", Input).value = "production"
             await pilot.press("enter")
-            await until(app, pilot, lambda: wb.store.model_aliases("m") == {"production": 2})
+            await until(app, pilot, lambda: wb._services.store.model_aliases("m") == {"production": 2})
             await until(app, pilot, lambda: str(app.screen.query_one("#models-table", DataTable)
                                                 .get_cell("m:2", "aliases")) == "@production")
             # D: deploy the highlighted version on a machine picked in a form, then v1 beside it
@@ -107,7 +107,7 @@ async def test_register_alias_deploy_rollback_stop_from_the_app(wb, make_project
             with pytest.raises(OSError):
                 which(port)
     finally:
-        if wb.store.get_deployment("m"):
+        if wb._services.store.get_deployment("m"):
             wb.stop_deployment("m", remove=True)
 
 
@@ -120,7 +120,7 @@ async def test_the_app_says_when_a_deployment_turns_unhealthy_whatever_screen_sh
     root = make_project(SPEC.replace("DEPLOY", DEPLOY), {"serve.py": SERVER, "train.py": TRAIN})
     wb.register_model(trained(wb, root, "first"), "model.txt", "h")
     wb.deploy("h", "local", port=free_port())
-    serving = docker.from_env().containers.get(wb.store.get_deployment("h")["live_container"])
+    serving = docker.from_env().containers.get(wb._services.store.get_deployment("h")["live_container"])
     app = WorkbenchApp(wb)
     said = notifications(app, monkeypatch)
     try:
@@ -197,7 +197,7 @@ async def test_canary_share_figures_and_promote_from_the_screen(wb, make_project
             await settle(app, pilot)
             await pilot.press("n")
             await settle(app, pilot)
-            assert wb.store.get_deployment("c")["canary"] is not None
+            assert wb._services.store.get_deployment("c")["canary"] is not None
             await pilot.press("P")
             await settle(app, pilot)
             await pilot.press("y")

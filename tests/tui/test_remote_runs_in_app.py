@@ -31,15 +31,15 @@ def remote_run(wb, run_id: str = "remote01", *, unreachable: bool = True, create
     """A run on the SSH machine gpu-a (registered; nothing listens at its address), holding one of its GPUs."""
     if "gpu-a" not in [m.name for m in wb.list_machines()]:
         wb.add_machine("gpu-a", ssh="root@127.0.0.1:1")
-    wb.store.insert_run({
+    wb._services.store.insert_run({
         "id": run_id, "project": "p", "project_path": "/p", "experiment": "e", "status": "queued",
         "machine": "gpu-a", "executor": "docker", "created_at": created, "params": {"lr": 0.1},
         "gpu_uuids": [REMOTE_GPU],
     })
-    wb.store.mark_running(run_id, {"container": "c0ffee", "run_dir": "/root/.workbench/runs/" + run_id,
+    wb._services.store.mark_running(run_id, {"container": "c0ffee", "run_dir": "/root/.workbench/runs/" + run_id,
                                    "machine": "gpu-a"}, created)
     if unreachable:
-        wb.store.update_run(run_id, status_reason=SINCE)
+        wb._services.store.update_run(run_id, status_reason=SINCE)
 
 
 def text_of(app, selector: str) -> str:
@@ -54,10 +54,10 @@ def shown_columns(table) -> dict[str, int]:
 def test_an_unreachable_hosts_run_stays_running_marked_by_the_reconciler(wb):
     remote_run(wb, unreachable=False)
     wb.reconcile(wait=15)
-    run = wb.store.get_run("remote01")
+    run = wb._services.store.get_run("remote01")
     assert run["status"] == "running"
     assert run["status_reason"].startswith("host unreachable since")
-    assert "unreachable" in [e["kind"] for e in wb.store.events("remote01")]
+    assert "unreachable" in [e["kind"] for e in wb._services.store.events("remote01")]
 
 
 async def test_runs_screen_shows_the_machine_and_the_unreachable_host_at_80_columns(seeded):
@@ -76,7 +76,7 @@ async def test_runs_screen_shows_the_machine_and_the_unreachable_host_at_80_colu
         assert widths["started"] == 0  # the start time gives way; the duration stays
         assert table.max_scroll_x == 0  # nothing is pushed off to the right
         assert "gpu-a unreachable" in text_of(app, "#runs-status")
-        assert wb.store.get_run("remote01")["status"] == "running"  # the record says running
+        assert wb._services.store.get_run("remote01")["status"] == "running"  # the record says running
 
         await pilot.press("p")  # the first project alone: its runs are all local
         await until(app, pilot, lambda: "remote01" not in row_keys(app) and bool(row_keys(app)))
@@ -121,7 +121,7 @@ async def test_run_detail_says_where_the_files_live_and_that_the_host_is_unreach
         assert "files on   gpu-a:/root/.workbench/runs/remote01" in text_of(app, "#overview-text")
 
         # the host answered again and the run had ended meanwhile: the warning goes with the unreachable host
-        wb.store.update_run("remote01", status="succeeded", status_reason=None, finished_at=NOW + 30, exit_code=0)
+        wb._services.store.update_run("remote01", status="succeeded", status_reason=None, finished_at=NOW + 30, exit_code=0)
         await until(app, pilot, lambda: not alert.display)
         assert "succeeded" in text_of(app, "#detail-title") and where.display
 
@@ -213,10 +213,11 @@ async def test_machines_screen_and_detail_say_which_run_holds_each_gpu(wb, monke
     sample = LocalSample(cpus=16, load=(1.5, 1.2, 0.9), memory_used=12 << 30, memory_total=64 << 30,
                          disk_used=400 << 30, disk_total=1000 << 30, gpus=GpuInventory([local_gpu]))
     monkeypatch.setattr(wb, "local_machine", lambda: sample)
+    monkeypatch.setattr(wb._services, "local_machine", lambda: sample)  # what `machine_stats("local")` samples
     monkeypatch.setattr(wb, "reconcile_if_stale", lambda *a, **k: None)  # the fixture's runs stay as written
     remote_run(wb)
     add_run(wb, "local01", status="running")
-    assert wb.store.place_run("local01", "local", ["GPU-11aa22bb"], {})  # reserved, as a launch does
+    assert wb._services.store.place_run("local01", "local", ["GPU-11aa22bb"], {})  # reserved, as a launch does
     asked_in: list = []
     gpu_holders = wb.gpu_holders
 

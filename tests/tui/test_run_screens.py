@@ -40,7 +40,7 @@ async def until(app, pilot, predicate, timeout: float = 30.0):
 
 
 def add_run(wb, run_id: str, *, status: str = "succeeded", params=None, created: float = NOW) -> int:
-    return wb.store.insert_run({
+    return wb._services.store.insert_run({
         "id": run_id, "project": "p", "project_path": "/p", "experiment": "e", "status": status,
         "machine": "local", "executor": "process", "created_at": created, "started_at": created,
         "finished_at": created + 5 if status not in ("queued", "running") else None, "params": params or {},
@@ -134,7 +134,7 @@ async def test_log_tail_never_sticks_on_a_line_longer_than_the_cap(wb):
 async def test_overview_scrolls_with_keys_without_pressing_tab(wb):
     add_run(wb, "manyrows", params={f"param_{i:02d}": i * 0.5 for i in range(40)})
     for i in range(20):
-        wb.store.add_event("manyrows", "note", f"event number {i}")
+        wb._services.store.add_event("manyrows", "note", f"event number {i}")
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
         await open_runs(app, pilot)
@@ -196,7 +196,7 @@ def sleeping_runs(wb, make_project):
 
 
 def status_of(wb, run_id: str) -> str:
-    return wb.store.get_run(run_id)["status"]
+    return wb._services.store.get_run(run_id)["status"]
 
 
 async def test_cancel_asks_first_on_the_runs_screen_and_the_detail(wb, sleeping_runs):
@@ -251,7 +251,7 @@ async def test_delete_of_a_live_run_offers_to_cancel_it_first(wb, sleeping_runs)
         await pilot.press("y")
         await until(app, pilot, lambda: isinstance(app.screen, RunsScreen) and doomed not in row_keys(app))
         with pytest.raises(NotFound):
-            wb.store.get_run(doomed)
+            wb._services.store.get_run(doomed)
         assert not wb.dirs.run_dir(doomed).exists()
         assert status_of(wb, other) == "running"
         assert any(n.message == f"run {doomed} deleted" for n in app._notifications)
@@ -272,7 +272,7 @@ async def test_delete_asks_then_removes_the_run_and_its_row(seeded):
         assert isinstance(app.screen, ConfirmScreen) and "Delete run r0000005" in app.screen.question
         await pilot.press("n")
         await settle(app, pilot)
-        assert row_keys(app)[0] == "r0000005" and wb.store.get_run("r0000005")
+        assert row_keys(app)[0] == "r0000005" and wb._services.store.get_run("r0000005")
         await pilot.press("c")  # a finished run: nothing to cancel, nothing asked
         await pilot.pause()
         assert isinstance(app.screen, RunsScreen)
@@ -292,8 +292,8 @@ async def test_delete_asks_then_removes_the_run_and_its_row(seeded):
         assert removed == ["r0000005"] and added == []
         assert table.cursor_row == 0  # on the next run
         with pytest.raises(NotFound):
-            wb.store.get_run("r0000005")
-        assert wb.store.query("SELECT count(*) FROM params WHERE run_seq NOT IN (SELECT seq FROM runs)")[0][0] == 0
+            wb._services.store.get_run("r0000005")
+        assert wb._services.store.query("SELECT count(*) FROM params WHERE run_seq NOT IN (SELECT seq FROM runs)")[0][0] == 0
         assert not run_dir.exists()
         table.clear = real_clear
 
@@ -303,7 +303,7 @@ async def test_delete_asks_then_removes_the_run_and_its_row(seeded):
         await pilot.press("d", "y")
         await until(app, pilot, lambda: isinstance(app.screen, RunsScreen) and "r0000004" not in row_keys(app))
         with pytest.raises(NotFound):
-            wb.store.get_run("r0000004")
+            wb._services.store.get_run("r0000004")
 
 
 async def test_delete_key_is_in_the_footer_and_help(seeded):
@@ -369,7 +369,7 @@ async def test_a_followed_run_is_only_read_never_ingested_by_the_detail(wb):
     from workbench.store.leases import lease_name
 
     add_run(wb, "followed", status="running")
-    assert wb.store.acquire_lease(lease_name("followed"), "a-follower", ttl=60)
+    assert wb._services.store.acquire_lease(lease_name("followed"), "a-follower", ttl=60)
     calls: list[str] = []
     real_refresh = wb.refresh_run
     wb.refresh_run = lambda ref: calls.append(ref) or real_refresh(ref)
@@ -383,7 +383,7 @@ async def test_a_followed_run_is_only_read_never_ingested_by_the_detail(wb):
             detail.reload()
             await settle(app, pilot)
         assert detail.run.status == "running" and calls == []
-        wb.store.release_lease(lease_name("followed"), "a-follower")  # its follower died: the detail catches up
+        wb._services.store.release_lease(lease_name("followed"), "a-follower")  # its follower died: the detail catches up
         detail.reload()
         await settle(app, pilot)
         assert calls == ["followed"]

@@ -31,7 +31,7 @@ async def test_o_cycles_every_param_and_metric_of_the_filtered_history_then_newe
     for i in range(120):  # a full page of newer runs without params or metrics ...
         add_run(wb, f"n{i:07d}", created=NOW + 100 + i)
     old = add_run(wb, "oldwarm", params={"warmup": 3}, created=NOW - 90_000)  # ... over one far down the history
-    wb.store.update_run("oldwarm", summary={"f1": 0.5})
+    wb._services.store.update_run("oldwarm", summary={"f1": 0.5})
     assert old
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
@@ -45,7 +45,7 @@ async def test_o_cycles_every_param_and_metric_of_the_filtered_history_then_newe
                 assert "acc" in column_labels(app)
                 table = app.screen.query_one("#runs-table", DataTable)
                 first = [key.value for key in table.rows][0]
-                acc = wb.store.get_run(first)["summary"]["acc"]
+                acc = wb._services.store.get_run(first)["summary"]["acc"]
                 assert str(table.get_cell(first, "sort-value")) == short_value(acc)
                 assert "acc" in drawn(app)[3].split()  # the table's header row
         assert sorts == ["param:epochs", "param:lr", "param:warmup", "metric:acc", "metric:f1", "metric:loss",
@@ -95,7 +95,7 @@ def add_checked_runs(wb) -> list[str]:
     ids = []
     for i in range(6):
         run_id = f"chk{i:05d}"
-        wb.store.insert_run({
+        wb._services.store.insert_run({
             "id": run_id, "project": "char-model", "project_path": "/p", "experiment": "train-small",
             "status": "succeeded", "machine": "local", "executor": "process", "created_at": NOW + i,
             "started_at": NOW + i, "finished_at": NOW + i + 90, "exit_code": 0, "verdict": "pass",

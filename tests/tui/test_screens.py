@@ -16,7 +16,7 @@ def insert_runs(wb, count: int) -> None:
     """`count` finished runs, the newest first by id order (00000000 newest)."""
     rows = [(f"{i:08x}", "p", "e", "succeeded", "local", "docker", "/p", NOW - i, NOW - i, NOW - i + 5)
             for i in range(count)]
-    with wb.store.tx() as conn:
+    with wb._services.store.tx() as conn:
         conn.executemany("INSERT INTO runs (id, project, experiment, status, machine, executor, project_path, "
                          "created_at, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
@@ -210,7 +210,7 @@ async def test_dashboard_summarises_runs_and_machine(seeded):
 
 async def test_brackets_in_user_text_are_never_markup(wb):
     """Param values, names and errors with [brackets] show literally and never break rendering."""
-    wb.store.insert_run({"id": "brkt0001", "project": "[bold]p", "project_path": "/p", "experiment": "e[1]",
+    wb._services.store.insert_run({"id": "brkt0001", "project": "[bold]p", "project_path": "/p", "experiment": "e[1]",
                          "status": "failed", "status_reason": "exit [code] 1", "machine": "local",
                          "executor": "process", "created_at": NOW, "params": {"layers": "[64, 32]"}})
     app = WorkbenchApp(wb, clock=lambda: NOW)
@@ -245,7 +245,7 @@ async def test_arrow_keys_turn_pages_and_a_removed_run_closes_its_detail(wb):
         await pilot.press("enter")
         await settle(app, pilot)
         assert isinstance(app.screen, RunDetailScreen)
-        wb.store.delete_run(app.screen.run_id)
+        wb._services.store.delete_run(app.screen.run_id)
         app.screen.reload()
         await settle(app, pilot)
         assert not isinstance(app.screen, RunDetailScreen)
@@ -304,8 +304,8 @@ async def test_escape_cancels_every_dialog(seeded):
 
 
 async def test_the_dashboard_shows_the_queue_and_what_each_run_waits_for(wb):
-    wb.store.acquire_lease("dispatcher", "this-test", 3600)  # as if one were at work: none is started
-    wb.store.insert_run({"id": "queued01", "project": "p", "project_path": "/p", "experiment": "e",
+    wb._services.store.acquire_lease("dispatcher", "this-test", 3600)  # as if one were at work: none is started
+    wb._services.store.insert_run({"id": "queued01", "project": "p", "project_path": "/p", "experiment": "e",
                          "status": "queued", "status_reason": "waiting for 2 free GPUs on gpu-a, gpu-b",
                          "machine": "auto", "executor": "docker", "created_at": NOW - 30,
                          "waiting": {"machines": "auto", "gpus": 2, "executor": None}})
@@ -315,4 +315,4 @@ async def test_the_dashboard_shows_the_queue_and_what_each_run_waits_for(wb):
         assert "queue: 1 waiting" in str(app.screen.query_one("#live-title", Static).render())
         live = app.screen.query_one("#live", DataTable)
         assert str(live.get_cell("queued01", "latest")).startswith("queued: waiting for 2 free GPUs")
-    assert wb.store.get_run("queued01")["waiting"] is not None  # the app's reconcile left it to the dispatcher
+    assert wb._services.store.get_run("queued01")["waiting"] is not None  # the app's reconcile left it to the dispatcher

@@ -21,7 +21,7 @@ def frozen_app(seeded, monkeypatch):
     sample = LocalSample(cpus=16, load=(1.5, 1.2, 0.9), memory_used=12 << 30, memory_total=64 << 30,
                          disk_used=400 << 30, disk_total=1000 << 30,
                          gpus=GpuInventory([], error="NVML: Driver Not Loaded"))
-    seeded.local_machine = lambda: sample
+    seeded.local_machine = seeded._services.local_machine = lambda: sample  # the facade's, and machine_stats'
     yield lambda: WorkbenchApp(seeded, clock=lambda: NOW)
     monkeypatch.delenv("TZ")
     time.tzset()

@@ -18,7 +18,7 @@ XS = [1.0, 3.0, 5.0, 2.0]  # objective acc = 10 - |x - 3|: trial 2 (x=3) is best
 
 
 def sweep_with_trials(wb, rate: float | None = 4.0) -> None:
-    wb.store.insert_sweep({"id": "swp00001", "project": "p", "project_path": "/p", "experiment": "e",
+    wb._services.store.insert_sweep({"id": "swp00001", "project": "p", "project_path": "/p", "experiment": "e",
                            "method": "grid", "space": {"x": XS}, "base_params": {},
                            "options": {"trials": len(XS) + 1, "max_parallel": 2, "objective": "acc",
                                        "direction": "maximize", "budget": 50.0},
@@ -26,7 +26,7 @@ def sweep_with_trials(wb, rate: float | None = 4.0) -> None:
                            "created_at": NOW - 600})
     for trial, x in enumerate(XS + [4.0]):
         done = trial < len(XS)
-        seq = wb.store.insert_run({
+        seq = wb._services.store.insert_run({
             "id": f"trial{trial:03d}", "project": "p", "project_path": "/p", "experiment": "e",
             "status": "succeeded" if done else "queued", "machine": "gpu-a" if done else "local",
             "executor": "docker", "created_at": NOW - 500 + trial, "started_at": NOW - 3600 if done else None,
@@ -34,9 +34,9 @@ def sweep_with_trials(wb, rate: float | None = 4.0) -> None:
             "hourly_cost": rate if done else None, "gpu_share": 0.25 if done else None,
             "waiting": None if done else "waiting for 1 free GPU on gpu-a"})
         if done:
-            key = wb.store.key_id("acc")
+            key = wb._services.store.key_id("acc")
             points = [(key, 1, NOW, 10 - abs(x - 3))]
-            wb.store.commit_metrics(seq, MetricBatch(points, 1, 0, {"acc": 10 - abs(x - 3)}), Offset("1", 1, 0))
+            wb._services.store.commit_metrics(seq, MetricBatch(points, 1, 0, {"acc": 10 - abs(x - 3)}), Offset("1", 1, 0))
 
 
 async def test_w_on_a_trial_opens_its_sweep_sorted_by_objective_with_scatters(wb):
@@ -81,9 +81,9 @@ async def test_cancel_from_the_sweep_view_asks_then_stops_the_sweep(wb):
         await pilot.press("c")
         await settle(app, pilot)
         await pilot.press("y")
-        await until(app, pilot, lambda: wb.store.get_run("trial004")["status"] == "cancelled")  # left the queue
-        assert wb.store.get_sweep("swp00001")["status"] == "cancelled"
-        assert wb.store.get_run("trial001")["status"] == "succeeded"
+        await until(app, pilot, lambda: wb._services.store.get_run("trial004")["status"] == "cancelled")  # left the queue
+        assert wb._services.store.get_sweep("swp00001")["status"] == "cancelled"
+        assert wb._services.store.get_run("trial001")["status"] == "succeeded"
 
 
 async def test_an_unknown_sweep_says_so_on_the_screen(wb):
@@ -127,8 +127,8 @@ async def test_the_scatters_are_drawn_again_for_the_new_width_on_resize(wb):
     """Issue 22 item 7: an ended sweep is not reloaded, so the scatters drawn for a wide terminal wrapped
     at 80 columns until the view was opened again."""
     sweep_with_trials(wb)
-    wb.store.update_run("trial004", status="cancelled", finished_at=NOW)
-    wb.store.finish_sweep("swp00001", "cancelled", "cancelled by the user")
+    wb._services.store.update_run("trial004", status="cancelled", finished_at=NOW)
+    wb._services.store.finish_sweep("swp00001", "cancelled", "cancelled by the user")
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=(160, 40)) as pilot:
         app.push_screen(SweepScreen("swp00001"))

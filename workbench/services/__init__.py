@@ -1,10 +1,11 @@
 """The facade both front ends use: launch, wait/follow, cancel, rerun, remove, gc, reconcile, doctor, and the
 reads the TUI's screens make. Each method hands its work to the module of its use case (launch.py, runs.py,
-reconcile.py, ...); the modules see the facade only through `context.Services`. Its answers about runs,
-machines, projects, sweeps, comparisons, models and deployments are the typed records of answers.py (`run.status`, `run.to_json()`). The CLI and the app read and
+reconcile.py, ...), which takes the use cases' context (`core.Core`, a `context.Services`), never the facade.
+The facade keeps that context private (`_services`): the store and the backends are not part of its surface.
+Its answers are typed records (answers.py: `run.status`, `run.to_json()`). The CLI and the app read and
 change state through it alone: neither touches the store, an executor or a run's folder (import-linter,
 tests/test_architecture.py); from the services' modules they take only pure helpers and types (compare's
-figures, spec_text, log_tail.LogChunk, errors).
+figures, spec_text, log_tail.LogChunk, the answers' records, errors).
 
 Blocking by design (Docker, SQLite, files): the CLI calls it directly, the TUI from worker threads.
 """
@@ -17,27 +18,26 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from workbench.dirs import Dirs, resolve_dirs
 from workbench.errors import WorkbenchError
-from workbench.execution.base import Executor
 from workbench.execution.ingest import RunIngestor
 from workbench.machines.gpus import GpuProbe, nvml_inventory
-from workbench.projects.spec import Experiment, ProjectSpec, load_spec
+from workbench.projects.spec import ProjectSpec, load_spec
 from workbench.services import gc as gc_
 from workbench.services import dispatch_trigger
-from workbench.services import images, launch as launch_, machines, projects as projects_, reconcile as reconcile_
+from workbench.services import launch as launch_, machines, projects as projects_, reconcile as reconcile_
 from workbench.services import runs as runs_
 from workbench.services.answers import (AddedMachine, AliasSet, Comparison, Dashboard, Deployment, DeploymentDetail,
                                         DeploymentSummary, MachineEntry, MachineStats,
                                         ModelDetail, ModelEntry, ModelVersion, Project, ProjectEntry, Run, RunDetail,
                                         RunRow, Sweep, SweepSummary, TrustedKey)
 from workbench.services.context import Progress
-from workbench.services.executors import LOCAL, Executors
+from workbench.services.core import Core
+from workbench.services.executors import LOCAL
 from workbench.services.git_state import GIT_DIFF_LIMIT, UNTRACKED_LISTED, git_state as _git_state
 from workbench.services.launch import LAUNCH_LEASE_RENEW, LAUNCH_LEASE_TTL
 from workbench.services.log_tail import LOG_TAIL_LINES, LogChunk, read_log_tail
 from workbench.services.spec_text import spec_problems
 from workbench.services.machines import HISTORY_WINDOW
 from workbench.services.runs import ENGINE_RETRY_MAX
-from workbench.store import Store, open_store
 
 if TYPE_CHECKING:
     from workbench.machines.hostkeys import HostKeyStore, Verdict
@@ -57,58 +57,51 @@ def _quiet(_: str) -> None:
 class Workbench:
     def __init__(self, dirs: Dirs | None = None, *, gpu_probe: GpuProbe = nvml_inventory,
                  progress: Progress = _quiet) -> None:
-        self.dirs = (dirs or resolve_dirs()).ensure()
-        self.gpu_probe = gpu_probe
-        self.progress = progress
-        self._store: Store | None = None
-        self.executors = Executors(self.dirs, lambda: self.store)
-        self._reconciler = reconcile_.Reconciler(self)
+        # The plumbing (store, backends) lives in the use cases' context, private to this package (core.py).
+        self._services = Core((dirs or resolve_dirs()).ensure(), gpu_probe, progress)
+        self.dirs = self._services.dirs
+        self._reconciler = reconcile_.Reconciler(self._services)
 
-    # plumbing -------------------------------------------------------------------------------------
     @property
-    def store(self) -> Store:
-        if self._store is None:
-            self._store = open_store(self.dirs.db_path)
-            self._store.ensure_machine(LOCAL, "local")
-        return self._store
+    def progress(self) -> Progress:
+        """Where the services' progress lines go (stderr in the CLI, notifications in the app)."""
+        return self._services.progress
 
-    def docker_client(self) -> Any:
-        return self.executors.docker_client()
-
-    def executor(self, name: str) -> Executor:
-        """The local executor of kind `name` (docker or process); runs use `executors.for_run(run)`."""
-        return self.executors.get(LOCAL, name)
+    @progress.setter
+    def progress(self, say: Progress) -> None:
+        self._services.progress = say
 
     def close(self) -> None:
         """Never waits on a host: a reconcile pass still asking one is told to stop, connections close without
         waiting for a connect in progress, and the store closes unless such a pass still uses it (its
         daemon thread ends with the process; every write it makes is a whole transaction)."""
         idle = self._reconciler.close()
-        self.executors.close()
-        if self._store is not None and idle:
-            self._store.close()
+        self._services.executors.close()
+        store = self._services.store_opened()
+        if store is not None and idle:
+            store.close()
 
     # projects -------------------------------------------------------------------------------------
     def add_project(self, path: str) -> ProjectSpec:
-        return projects_.add_project(self.store, path)
+        return projects_.add_project(self._services.store, path)
 
     def remove_project(self, name_or_path: str) -> None:
-        projects_.remove_project(self.store, name_or_path)
+        projects_.remove_project(self._services.store, name_or_path)
 
     def projects(self) -> list[Project]:
         """Registered projects with their experiments (each spec loaded; `error` when it does not load)."""
-        return [Project.from_row(project) for project in projects_.projects(self.store)]
+        return [Project.from_row(project) for project in projects_.projects(self._services.store)]
 
     def project_list(self) -> list[ProjectEntry]:
         """Registered projects as recorded (name, path): no spec is read."""
-        return [ProjectEntry.from_row(project) for project in self.store.projects()]
+        return [ProjectEntry.from_row(project) for project in self._services.store.projects()]
 
     def project_costs(self) -> dict[str, float]:
         """What each project's runs cost so far, by project name (projects whose runs had no rate: absent)."""
-        return self.store.costs_by_project(time.time())
+        return self._services.store.costs_by_project(time.time())
 
     def project_names(self) -> list[str]:
-        return self.store.project_names()
+        return self._services.store.project_names()
 
     def read_spec(self, path: str) -> ProjectSpec:
         """The project's workbench.toml as it is now (read at each call; SpecError when it does not load)."""
@@ -126,23 +119,24 @@ class Workbench:
 
     # machines -------------------------------------------------------------------------------------
     def hostkeys(self) -> "HostKeyStore":
-        return machines.hostkeys(self)
+        return machines.hostkeys(self._services)
 
     def machine_target(self, name: str) -> "SSHTarget":
-        return machines.machine_target(self, name)
+        return machines.machine_target(self._services, name)
 
     def add_machine(self, name: str, ssh: str | None = None, identity: str | None = None,
                     hourly_cost: float | None = None, jump: str | None = None,
                     workdir: str | None = None, slurm: dict[str, Any] | None = None) -> AddedMachine:
         """An SSH host; with `slurm` (login host, partition, account, time, setup, poll) a Slurm cluster
         reached through that login host."""
-        return AddedMachine.from_row(machines.add_machine(self, name, ssh, identity, hourly_cost, jump, workdir, slurm))
+        return AddedMachine.from_row(machines.add_machine(self._services, name, ssh, identity, hourly_cost, jump,
+                                                          workdir, slurm))
 
     def remove_machine(self, name: str) -> None:
-        machines.remove_machine(self, name)
+        machines.remove_machine(self._services, name)
 
     def list_machines(self) -> list[MachineEntry]:
-        return [MachineEntry.from_row(machine) for machine in machines.list_machines(self)]
+        return [MachineEntry.from_row(machine) for machine in self._services.list_machines()]
 
     def host_key(self, name: str) -> "Verdict":
         """The key the SSH host NAME presents now, checked against the known keys (no authentication). Network
@@ -155,79 +149,79 @@ class Workbench:
 
     def trust_machine(self, name: str, fingerprint: str | None = None,
                       confirm: Callable[[str], bool] | None = None) -> TrustedKey:
-        return TrustedKey.from_row(machines.trust_machine(self, name, fingerprint, confirm))
+        return TrustedKey.from_row(machines.trust_machine(self._services, name, fingerprint, confirm))
 
     def fleet(self, interval_ms: int = 1000) -> "Fleet | None":
-        return machines.fleet(self, interval_ms)
+        return machines.fleet(self._services, interval_ms)
 
     def machine_stats(self, name: str) -> MachineStats:
-        return MachineStats.from_row(machines.machine_stats(self, name))
+        return MachineStats.from_row(machines.machine_stats(self._services, name))
 
     def local_machine(self) -> "LocalSample":
-        return machines.local_machine(self)
+        return self._services.local_machine()
 
     def downsample_telemetry(self) -> int:
         """Folds old telemetry samples into coarser ones (the TUI asks every minute)."""
-        return self.store.downsample_telemetry()
+        return self._services.store.downsample_telemetry()
 
     # launching ------------------------------------------------------------------------------------
     def choose_executor(self, requested: str | None) -> str:
-        return launch_.choose_executor(self, requested)
+        return launch_.choose_executor(self._services, requested)
 
     def launch(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
                machine: str | None = None, executor: str | None = None, priority: int = 0) -> Run:
-        return Run.from_row(launch_.launch(self, path, experiment, overrides, machine=machine, executor=executor,
-                                           priority=priority))
+        return Run.from_row(self._services.launch(path, experiment, overrides, machine=machine, executor=executor,
+                                                  priority=priority))
 
     def dispatch(self) -> int:
         """Starts queued runs as machines free up, until the queue is empty (one dispatcher at a time)."""
         from workbench.services import dispatch as dispatch_  # these use cases load when used: a faster start
 
-        return dispatch_.dispatch(self, self.follow_in_background)
+        return dispatch_.dispatch(self._services, self._services.follow_in_background)
 
     def ensure_dispatcher(self) -> None:
-        dispatch_trigger.ensure_dispatcher(self)
+        dispatch_trigger.ensure_dispatcher(self._services)
 
     def sweep(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
               machine: str | None = None, executor: str | None = None, priority: int = 0) -> Sweep:
         from workbench.services import sweeps as sweeps_
 
-        return Sweep.from_row(sweeps_.start_sweep(self, path, experiment, overrides, machine=machine,
+        return Sweep.from_row(sweeps_.start_sweep(self._services, path, experiment, overrides, machine=machine,
                                                   executor=executor, priority=priority))
 
     def sweeps(self) -> list[SweepSummary]:
         from workbench.services import sweeps as sweeps_
 
-        return [SweepSummary.from_row(sweeps_.sweep_summary(self, s)) for s in self.store.sweeps()]
+        return [SweepSummary.from_row(sweeps_.sweep_summary(self._services, s)) for s in self._services.store.sweeps()]
 
     def sweep_summary(self, ref: str) -> SweepSummary:
         from workbench.services import sweeps as sweeps_
 
-        return SweepSummary.from_row(sweeps_.sweep_summary(self, self.store.get_sweep(ref)))
+        return SweepSummary.from_row(sweeps_.sweep_summary(self._services, self._services.store.get_sweep(ref)))
 
     def cancel_sweep(self, ref: str) -> Sweep:
         from workbench.services import sweeps as sweeps_
 
-        return Sweep.from_row(sweeps_.cancel_sweep(self, ref))
+        return Sweep.from_row(sweeps_.cancel_sweep(self._services, ref))
 
     # models ----------------------------------------------------------------------------------------
     def register_model(self, run: str, artifact: str, name: str, force: bool = False) -> ModelVersion:
         from workbench.services import models
-        return ModelVersion.from_row(models.register(self, run, artifact, name, force))
+        return ModelVersion.from_row(models.register(self._services, run, artifact, name, force))
 
     def models(self) -> list[ModelEntry]:
         from workbench.services import models
-        return [ModelEntry.from_row(model) for model in models.models(self)]
+        return [ModelEntry.from_row(model) for model in models.models(self._services)]
 
     def model(self, ref: str) -> ModelDetail | ModelVersion:
         """A model in full (NAME), or one version (NAME:V, NAME@ALIAS)."""
         from workbench.services import models
-        shown = models.show(self, ref)
+        shown = models.show(self._services, ref)
         return ModelDetail.from_row(shown) if "versions" in shown else ModelVersion.from_row(shown)
 
     def alias_model(self, name: str, version: str | int, alias: str) -> AliasSet:
         from workbench.services import models
-        return AliasSet.from_row(models.set_alias(self, name, version, alias))
+        return AliasSet.from_row(models.set_alias(self._services, name, version, alias))
 
     # deployments -----------------------------------------------------------------------------------
     def deploy(self, ref: str, machine: str, *, port: int | None = None, name: str | None = None,
@@ -237,126 +231,122 @@ class Workbench:
         `canary_for` seconds, judged by the deployment watcher)."""
         from workbench.services import deploy
         return DeploymentDetail.from_row(deploy.deploy(
-            self, ref, machine, port=port, name=name, stop_first=stop_first, bind=bind, canary=canary,
+            self._services, ref, machine, port=port, name=name, stop_first=stop_first, bind=bind, canary=canary,
             canary_for=canary_for, max_error_rate=max_error_rate))
 
     def cluster(self, machine: str) -> dict[str, Any]:
         """A Slurm machine's partitions: nodes by state, GPUs and GPUs in use (sinfo, at most once a poll)."""
         from workbench.services import slurm
 
-        return slurm.cluster(self, machine)
+        return slurm.cluster(self._services, machine)
 
     def has_deployments(self) -> bool:
-        return self.store.has_live_deployments()
+        return self._services.store.has_live_deployments()
 
     def deployments(self, check: bool = True) -> list[DeploymentSummary]:
         """Every deployment; with `check`, each reconciled with its machine and its health asked."""
         from workbench.services import deploy
-        return [DeploymentSummary.from_row(d) for d in deploy.deployments(self, check)]
+        return [DeploymentSummary.from_row(d) for d in deploy.deployments(self._services, check)]
 
     def deployment(self, name: str, check: bool = True) -> DeploymentDetail:
         from workbench.services import deploy
-        return DeploymentDetail.from_row(deploy.show(self, name, check))
+        return DeploymentDetail.from_row(deploy.show(self._services, name, check))
 
     def rollback(self, name: str) -> DeploymentDetail:
         from workbench.services import deploy
-        return DeploymentDetail.from_row(deploy.rollback(self, name))
+        return DeploymentDetail.from_row(deploy.rollback(self._services, name))
 
     def promote_canary(self, name: str) -> DeploymentDetail:
         """Ends a deployment's canary now: every request to the new version."""
         from workbench.services import deploy
-        return DeploymentDetail.from_row(deploy.promote(self, name))
+        return DeploymentDetail.from_row(deploy.promote(self._services, name))
 
     def deployment_token(self, name: str) -> str:
         from workbench.services import deploy
-        return deploy.endpoint_token(self, name)
+        return deploy.endpoint_token(self._services, name)
 
     def watch_deployments(self) -> None:
         """The deployment watcher's loop (see services/deploy_watch.py), until nothing is live."""
         from workbench.services.deploy_watch import watch
-        watch(self)
+        watch(self._services)
 
     def deployment_logs(self, name: str, tail: int = 200) -> str:
         from workbench.services import deploy
-        return deploy.logs(self, name, tail)
+        return deploy.logs(self._services, name, tail)
 
     def stop_deployment(self, name: str, remove: bool = False) -> Deployment:
         from workbench.services import deploy
-        return Deployment.from_row(deploy.stop(self, name, remove))
+        return Deployment.from_row(deploy.stop(self._services, name, remove))
 
     def compare(self, refs: list[str], buckets: int = 120) -> Comparison:
         """Runs side by side: differing params, each metric's last/best (best run marked), checks, curves."""
         from workbench.services import compare as compare_
 
-        return Comparison.from_row(compare_.compare(self, refs, buckets))
+        return Comparison.from_row(compare_.compare(self._services, refs, buckets))
 
     def queue(self) -> list[Run]:
         """The runs waiting for a machine, in the order the dispatcher takes them."""
-        return [Run.from_row(run) for run in self.store.waiting_runs()]
+        return [Run.from_row(run) for run in self._services.store.waiting_runs()]
 
     def rerun(self, ref: str, executor: str | None = None) -> Run:
-        return Run.from_row(launch_.rerun(self, ref, executor))
-
-    def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str,
-                   run_id: str | None = None, *, machine: str = LOCAL) -> str:
-        return images.image_for(self, spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)
+        return Run.from_row(launch_.rerun(self._services, ref, executor))
 
     # watching -------------------------------------------------------------------------------------
     def watch(self, path: str, say: Callable[[str], None], *, polling: bool = False,
               debounce: float | None = None) -> "WatchSession":
         from workbench.services import watch  # the folder watcher is imported only when a project is watched
-        return watch.watch(self, path, say, polling=polling, debounce=debounce)
+        return watch.watch(self._services, path, say, polling=polling, debounce=debounce)
 
     # following and reading runs -------------------------------------------------------------------
     def ingestor(self, run: dict[str, Any]) -> RunIngestor:
-        return reconcile_.ingestor(self, run)
+        return reconcile_.ingestor(self._services, run)
 
     def wait(self, ref: str, sink: Callable[[bytes], None] | None = None,
              progress: Callable[[str], None] | None = None) -> Run:
-        return Run.from_row(runs_.wait(self, ref, sink, progress))
+        return Run.from_row(runs_.wait(self._services, ref, sink, progress))
 
     def follow(self, ref: str) -> Run:
         """The background follower's work: `wait`, unless another live process follows the run already."""
-        return Run.from_row(runs_.wait(self, ref, give_way_after=runs_.GIVE_WAY_AFTER))
+        return Run.from_row(runs_.wait(self._services, ref, give_way_after=runs_.GIVE_WAY_AFTER))
 
     def follow_in_background(self, run_id: str) -> None:
-        runs_.follow_in_background(self, run_id)
+        self._services.follow_in_background(run_id)
 
     def logs(self, ref: str, follow: bool = False, poll: float = 0.2,
              on_progress: Callable[[str], None] | None = None) -> Iterator[bytes]:
-        return runs_.logs(self, ref, follow, poll, on_progress)
+        return runs_.logs(self._services, ref, follow, poll, on_progress)
 
     def progress_line(self, ref: str) -> str | None:
-        return runs_.progress_line(self, ref)
+        return runs_.progress_line(self._services, ref)
 
     def refresh_run(self, ref: str) -> None:
-        runs_.refresh_run(self, ref)
+        runs_.refresh_run(self._services, ref)
 
     def run(self, ref: str) -> Run:
         """The run's stored record (a ref as every command takes it: an id, or a unique prefix of one)."""
-        return Run.from_row(self.store.get_run(ref))
+        return Run.from_row(self._services.store.get_run(ref))
 
     def runs(self, *, limit: int | None = 100, status: str | None = None, project: str | None = None,
              experiment: str | None = None) -> list[RunRow]:
         """The newest runs first, filtered (`runs list`)."""
         return [RunRow.from_row(run) for run in
-                self.store.list_runs(limit=limit, status=status, project=project, experiment=experiment)]
+                self._services.store.list_runs(limit=limit, status=status, project=project, experiment=experiment)]
 
     def runs_json(self, *, limit: int | None = 100, status: str | None = None, project: str | None = None,
                   experiment: str | None = None) -> str:
         """`runs` as one JSON array, built in SQL (see Store.list_runs_json): `runs list --json`."""
-        return self.store.list_runs_json(limit=limit, status=status, project=project, experiment=experiment,
+        return self._services.store.list_runs_json(limit=limit, status=status, project=project, experiment=experiment,
                                          now=time.time())
 
     def run_out_dir(self, ref: str) -> Path:
         """The run's output folder on this workstation (what `runs pull` copies into)."""
-        return self.dirs.run_dir(self.store.get_run(ref)["id"]) / "out"
+        return self.dirs.run_dir(self._services.store.get_run(ref)["id"]) / "out"
 
     def lead_metrics(self, runs: list[RunRow]) -> dict[str, str]:
         """Each run's lead metric (its sweep's objective, else its first check's), read in one pass."""
         from workbench.services.compare import lead_metrics
 
-        return lead_metrics(self, [(run.id, run.sweep_id) for run in runs])
+        return lead_metrics(self._services, [(run.id, run.sweep_id) for run in runs])
 
     def run_cost(self, run: Run | RunRow, now: float) -> float | None:
         """What the run cost until `now` (or its end) at its machine's rate; None without a rate."""
@@ -367,57 +357,57 @@ class Workbench:
         return read_log_tail(self.dirs.run_dir(run_id) / "logs.txt", offset, max_lines=max_lines)
 
     def show_record(self, ref: str) -> RunDetail:
-        return RunDetail.from_row(runs_.show_record(self, ref))
+        return RunDetail.from_row(runs_.show_record(self._services, ref))
 
     def show(self, ref: str) -> RunDetail:
         """Everything recorded about a run (`runs show`), its image's size read from its records alone (no
         engine asked; None when unknown)."""
         from workbench.execution.images import run_image_size
 
-        run = runs_.show(self, ref)
-        return RunDetail.from_row(run, image_size=run_image_size(self.store, run))
+        run = runs_.show(self._services, ref)
+        return RunDetail.from_row(run, image_size=run_image_size(self._services.store, run))
 
     def is_followed(self, run_id: str) -> bool:
-        return runs_.is_followed(self, run_id)
+        return runs_.is_followed(self._services, run_id)
 
     def metric_series(self, run: Run, buckets: int) -> dict[str, dict[str, Any]]:
-        return runs_.metric_series(self, run.seq, buckets)
+        return runs_.metric_series(self._services, run.seq, buckets)
 
     def run_page(self, *, limit: int | None = 100, offset: int = 0, sort: str = "created", descending: bool = True,
                  status: str | None = None, project: str | None = None, text: str | None = None
                  ) -> list[RunRow]:
         """A page of runs, filtered and ordered in SQL (see Store.list_runs)."""
-        return [RunRow.from_row(run) for run in self.store.list_runs(
+        return [RunRow.from_row(run) for run in self._services.store.list_runs(
             limit=limit, offset=offset, sort=sort, descending=descending, status=status, project=project, text=text)]
 
     def sort_value_names(self, *, status: str | None = None, project: str | None = None,
                          text: str | None = None) -> tuple[list[str], list[str]]:
         """(param names, metric names) of the runs a filter matches (see Store.value_names)."""
-        return self.store.value_names(status=status, project=project, text=text)
+        return self._services.store.value_names(status=status, project=project, text=text)
 
     def count_runs_matching(self, *, status: str | None = None, project: str | None = None,
                             text: str | None = None) -> int:
-        return self.store.count_matching(status=status, project=project, text=text)
+        return self._services.store.count_matching(status=status, project=project, text=text)
 
     def dashboard(self) -> Dashboard:
-        return Dashboard.from_row(runs_.dashboard(self))
+        return Dashboard.from_row(runs_.dashboard(self._services))
 
     # control --------------------------------------------------------------------------------------
     def cancel(self, ref: str) -> Run:
-        return Run.from_row(runs_.cancel(self, ref))
+        return Run.from_row(self._services.cancel(ref))
 
     def gpu_holders(self) -> dict[tuple[str, str], str]:
         """(machine, GPU uuid) -> the active run holding that GPU."""
-        return runs_.gpu_holders(self)
+        return runs_.gpu_holders(self._services)
 
     def pull(self, ref: str, paths: list[str] | None = None) -> list[tuple[str, int]]:
-        return runs_.pull(self, ref, paths)
+        return self._services.pull(ref, paths)
 
     def remove(self, ref: str, force: bool = False) -> str:
-        return runs_.remove(self, ref, force)
+        return runs_.remove(self._services, ref, force)
 
     def gc(self) -> dict[str, Any]:
-        return gc_.gc(self)
+        return gc_.gc(self._services)
 
     # reconciliation -------------------------------------------------------------------------------
     def reconcile_if_stale(self, max_age: float = 2.0) -> None:
@@ -430,4 +420,4 @@ class Workbench:
     # health ---------------------------------------------------------------------------------------
     def doctor(self, machine: str | None = None) -> list[dict[str, Any]]:
         from workbench.services.doctor import host_checks, run_checks
-        return run_checks(self) if machine in (None, LOCAL) else host_checks(self, machine)
+        return run_checks(self._services) if machine in (None, LOCAL) else host_checks(self._services, machine)

@@ -24,6 +24,17 @@ def _fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
+class _Plain:
+    """A record made of a row holding each of its fields by name, and printed as its fields in their order."""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Any:
+        return cls(**{name: row[name] for name in _fields(cls)})
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _fields(type(self))}
+
+
 class _Priced:
     """What a run cost (store/cost.py, the one formula) and how long it ran, from its own fields."""
 
@@ -35,7 +46,7 @@ class _Priced:
 
 
 @dataclass(frozen=True)
-class RunRow(_Priced):
+class RunRow(_Priced, _Plain):
     """A run as a list shows it (`runs list`, the Runs screen, the Dashboard): store.runs.LIST_COLUMNS."""
     id: str
     project: str
@@ -57,13 +68,9 @@ class RunRow(_Priced):
     sweep_id: str | None
     trial: int | None
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> RunRow:
-        return cls(**{name: row[name] for name in _fields(cls)})
-
 
 @dataclass(frozen=True)
-class Run(_Priced):
+class Run(_Priced, _Plain):
     """A run's whole record: every column of table `runs`, in the table's order."""
     seq: int
     id: str
@@ -107,10 +114,6 @@ class Run(_Priced):
     sweep_id: str | None
     trial: int | None
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Run:
-        return cls(**{name: row[name] for name in _fields(Run)})
-
     def to_json(self, now: float | None = None) -> dict[str, Any]:
         """The run as `run`, `runs cancel` and `queue` print it (docs/cli-json.md)."""
         now = time.time() if now is None else now
@@ -121,48 +124,38 @@ class Run(_Priced):
         return out
 
 
-@dataclass(frozen=True)
-class RunEvent:
+@dataclass(frozen=True, slots=True)  # many per run, read every second
+class RunEvent(_Plain):
     ts: float
     kind: str
     message: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"ts": self.ts, "kind": self.kind, "message": self.message}
 
-
-@dataclass(frozen=True)
-class Artifact:
+@dataclass(frozen=True, slots=True)
+class Artifact(_Plain):
     """An output file the run left (`link`: where a symbolic link pointed; it is never followed)."""
     path: str
     size: int | None
     sha256: str | None
     link: str | None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "sha256": self.sha256, "link": self.link}
 
-
-@dataclass(frozen=True)
-class CheckResult:
+@dataclass(frozen=True, slots=True)
+class CheckResult(_Plain):
+    """A check of the run's spec as evaluated when it ended (`value`: the metric's, None when it has none)."""
     metric: str
     expression: str
     value: float | None
     passed: bool
 
-    def to_json(self) -> dict[str, Any]:
-        return {"metric": self.metric, "expression": self.expression, "value": self.value, "passed": self.passed}
 
-
-@dataclass(frozen=True)
-class MetricStats:
+@dataclass(frozen=True, slots=True)
+class MetricStats(_Plain):
+    """A metric of the run, summarised in SQL: how many points, the last value, the least and the most."""
     points: int
     last: float | None
     min: float | None
     max: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"points": self.points, "last": self.last, "min": self.min, "max": self.max}
 
 
 @dataclass(frozen=True)
@@ -231,35 +224,30 @@ class Dashboard:
 
 # machines ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class MachineEntry:
+class MachineEntry(_Plain):
     """A registered machine as `machines list` shows it (`address`: "this workstation" for local)."""
     name: str
     kind: str
     address: str
     hourly_cost: float | None
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> MachineEntry:
-        return cls(**{name: row[name] for name in _fields(cls)})
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "address": self.address, "hourly_cost": self.hourly_cost}
-
 
 @dataclass(frozen=True)
 class AddedMachine:
-    """A machine just added: the host key it presents (`state`: "host key known", "host key unknown", "host key
-    changed") with its type and fingerprint, or, where it did not answer, why (`error`)."""
+    """A machine just added: the host key it presents, with its type and fingerprint, or, where it did not
+    answer, why (`error`)."""
     name: str
     address: str
+    """[user@]host[:port], as added"""
     state: str
-    key_type: str | None = None
-    fingerprint: str | None = None
-    error: str | None = None
+    """"host key known", "host key unknown" or "host key changed"; where it did not answer, how it failed"""
+    key_type: str | None
+    fingerprint: str | None
+    error: str | None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> AddedMachine:
-        return cls(**row)
+        return cls(**{name: row.get(name) for name in _fields(cls)})
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "address": self.address, "state": self.state}
@@ -269,20 +257,13 @@ class AddedMachine:
 
 
 @dataclass(frozen=True)
-class TrustedKey:
+class TrustedKey(_Plain):
     """A host key trusted (`already`: it was before)."""
     name: str
     key_type: str
     fingerprint: str
     trusted: bool
     already: bool
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> TrustedKey:
-        return cls(**row)
-
-    def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _fields(TrustedKey)}
 
 
 @dataclass(frozen=True)
@@ -306,24 +287,18 @@ class MachineStats:
         return cls(**row, engine_asked="docker" in row)
 
     def to_json(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in ("name", "cpus", "load", "memory_used", "memory_total",
-                                                      "gpus", "gpu_error")}
-        if self.engine_asked:
-            out.update(docker=self.docker, gpu_runtime=self.gpu_runtime)
-        return out
+        engine = {"docker": self.docker, "gpu_runtime": self.gpu_runtime} if self.engine_asked else {}
+        return {**{name: getattr(self, name) for name in ("name", "cpus", "load", "memory_used", "memory_total",
+                                                          "gpus", "gpu_error")}, **engine}
 
 
 # projects ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ProjectEntry:
+class ProjectEntry(_Plain):
     """A registered project as recorded (no spec read)."""
     name: str
     path: str
     added_at: float
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ProjectEntry:
-        return cls(**{name: row[name] for name in _fields(ProjectEntry)})
 
 
 @dataclass(frozen=True)
@@ -334,13 +309,6 @@ class Project(ProjectEntry):
     experiments: list[str]
     error: str | None
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Project:
-        return cls(**{name: row[name] for name in _fields(Project)})
-
-    def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _fields(Project)}
-
 
 # sweeps ------------------------------------------------------------------------------------------------------
 SWEEP_JSON_KEYS = ("id", "project", "experiment", "method", "status", "status_reason", "created_at", "finished_at",
@@ -348,31 +316,29 @@ SWEEP_JSON_KEYS = ("id", "project", "experiment", "method", "status", "status_re
 
 
 @dataclass(frozen=True)
-class Sweep:
+class Sweep(_Plain):
     """A sweep as recorded (table `sweeps`, less its experiment's recorded spec)."""
     id: str
     project: str
     project_path: str
     experiment: str
     method: str
-    space: dict[str, Any]
-    options: dict[str, Any]
-    base_params: dict[str, Any]
-    request: dict[str, Any]
-    snapshot: str
-    priority: int
     status: str
     status_reason: str | None
     created_at: float
     finished_at: float | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Sweep:
-        return cls(**{name: row[name] for name in _fields(Sweep)})
+    priority: int
+    snapshot: str
+    space: dict[str, Any]
+    """each swept param -> the values or the range it takes"""
+    options: dict[str, Any]
+    """trials, max_parallel, objective, direction, budget"""
+    base_params: dict[str, Any]
+    request: dict[str, Any]
 
 
 @dataclass(frozen=True)
-class Trial:
+class Trial(_Plain):
     """One trial of a sweep (`status` "pruned" for a trial its sweep stopped early; `objective`: its value of
     the sweep's objective, None without one)."""
     id: str
@@ -383,9 +349,6 @@ class Trial:
     machine: str
     cost: float | None
     status_reason: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _fields(Trial)}
 
 
 @dataclass(frozen=True)
@@ -504,7 +467,7 @@ class ModelVersion:
 
 
 @dataclass(frozen=True)
-class ModelEntry:
+class ModelEntry(_Plain):
     """A model as `models list` shows it: how many versions, the latest, when it was last registered, its
     aliases (alias -> version)."""
     name: str
@@ -513,25 +476,15 @@ class ModelEntry:
     updated_at: float
     aliases: dict[str, int]
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ModelEntry:
-        return cls(**row)
-
-    def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _fields(ModelEntry)}
-
 
 @dataclass(frozen=True)
-class AliasMove:
+class AliasMove(_Plain):
     """One move of an alias, as the append-only history keeps it (`previous`: the version it left)."""
     ts: float
     alias: str
     version: int
     previous: int | None
     who: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _fields(AliasMove)}
 
 
 @dataclass(frozen=True)
@@ -553,26 +506,25 @@ class ModelDetail:
 
 
 @dataclass(frozen=True)
-class AliasSet:
+class AliasSet(_Plain):
     """An alias pointed at a version (`previous`: the version it pointed at before, None for a new alias)."""
     name: str
     alias: str
     version: int
     previous: int | None
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> AliasSet:
-        return cls(**row)
-
-    def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _fields(AliasSet)}
-
 
 # deployments -------------------------------------------------------------------------------------------------
+# table `deployments`, in its order
+DEPLOYMENT_COLUMNS = ("name", "model", "machine", "port", "proxy", "live_version", "live_container", "status",
+                      "status_reason", "health", "health_at", "operation", "created_at", "updated_at", "bind", "auth",
+                      "canary", "traffic_baseline", "proxy_address")
+
+
 @dataclass(frozen=True)
-class Deployment:
-    """A deployment as recorded (table `deployments`): what `deployments stop` answers. Its `operation` (a
-    deploy or rollback in progress) and `canary` are the records' own JSON values."""
+class _DeploymentFields:
+    """What a deployment's record and its summary both hold. Its `operation` (a deploy or rollback in progress)
+    and `canary` are the records' own JSON values."""
     name: str
     model: str
     machine: str
@@ -590,44 +542,31 @@ class Deployment:
     bind: str | None
     auth: str | None
     canary: dict[str, Any] | None
-    traffic_baseline: dict[str, Any] | None
     proxy_address: str | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Deployment:
-        return cls(**{name: row[name] for name in _fields(Deployment)})
-
-    def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _fields(Deployment)}
-
-
-_SUMMARY_COLUMNS = tuple(name for name in _fields(Deployment) if name != "traffic_baseline")
 
 
 @dataclass(frozen=True)
-class DeploymentSummary:
+class Deployment(_DeploymentFields):
+    """A deployment as recorded (table `deployments`): what `deployments stop` answers."""
+    traffic_baseline: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Deployment:
+        return cls(**{name: row[name] for name in DEPLOYMENT_COLUMNS})
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in DEPLOYMENT_COLUMNS}
+
+
+_SUMMARY_COLUMNS = tuple(name for name in DEPLOYMENT_COLUMNS if name != "traffic_baseline")
+
+
+@dataclass(frozen=True)
+class DeploymentSummary(_DeploymentFields):
     """A deployment as `deployments list` and the app show it: its record (less the traffic baseline; its
     canary less its counters' baseline, with the watcher's `note`), its endpoint, its last switch (an event),
     the version a rollback brings back (None when none is kept), and where its machine did not answer, why
     its health is unknown (`health_detail`)."""
-    name: str
-    model: str
-    machine: str
-    port: int
-    proxy: str | None
-    live_version: int | None
-    live_container: str | None
-    status: str
-    status_reason: str | None
-    health: str | None
-    health_at: float | None
-    operation: dict[str, Any] | None
-    created_at: float
-    updated_at: float
-    bind: str | None
-    auth: str | None
-    canary: dict[str, Any] | None
-    proxy_address: str | None
     endpoint: str
     last_switch: dict[str, Any] | None
     rollback_to: int | None

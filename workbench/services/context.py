@@ -1,6 +1,7 @@
-"""What the use-case modules need from the facade: its plumbing (dirs, store, executors, progress) and the few
-facade methods one use case calls from another. The modules depend on this protocol, never on the facade's
-class, so none of them imports `workbench.services` (or one another in a circle)."""
+"""What the use-case modules need: the plumbing (dirs, store, executors, progress, the GPU probe) and the few
+use cases one calls from another. `core.Core` provides it, and the facade keeps its `Core` private; the
+modules depend on this protocol, never on either class, so none of them imports `workbench.services` or
+`core` (or one another in a circle)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from typing import Any, Callable, Protocol
 from workbench.dirs import Dirs
 from workbench.machines.gpus import GpuProbe
 from workbench.projects.spec import Experiment, ProjectSpec
-from workbench.services.answers import MachineEntry, Run
 from workbench.services.executors import Executors
 from workbench.store import Store
 
@@ -30,12 +30,12 @@ class Services(Protocol):
     def store(self) -> Store: ...
     def follow_in_background(self, run_id: str) -> None: ...
     def launch(self, path: str, experiment: str | None = None, overrides: list[str] | None = None, *,
-               machine: str = "local", executor: str | None = None) -> Run: ...
-    def cancel(self, ref: str) -> Run: ...
+               machine: str = "local", executor: str | None = None) -> dict[str, Any]: ...
+    def cancel(self, ref: str) -> dict[str, Any]: ...
     def pull(self, ref: str, paths: list[str] | None = None) -> list[tuple[str, int]]: ...  # a remote run's output files, fetched
     def local_machine(self) -> Any: ...
-    def list_machines(self) -> list[MachineEntry]: ...
-    # launch.py calls it through the facade, so a test can stand in for the image step of one Workbench
+    def list_machines(self) -> list[dict[str, Any]]: ...
+    # launch.py calls it through here, so a test can stand in for the image step of one Workbench
     def _image_for(self, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str,
                    run_id: str | None = None, *, machine: str = "local") -> str: ...
 

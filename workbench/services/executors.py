@@ -30,7 +30,7 @@ LOCAL = "local"
 class Executors:
     def __init__(self, dirs: Dirs, store: Callable[[], Store]) -> None:
         self._dirs = dirs
-        self._store = store  # opened lazily by the facade: a getter, not the store
+        self._store = store  # opened lazily by core.Core: a getter, not the store
         self._docker: Any = None
         self._docker_error: EngineUnavailable | None = None
         self._made: dict[tuple[str, str], Executor] = {}

@@ -70,8 +70,8 @@ def gc_hosts(wb: Services, keep: set[str], notes: list[str]) -> dict[str, dict[s
 
     done: dict[str, dict[str, int]] = {}
     for machine in wb.list_machines():
-        name = machine.name
-        if machine.kind not in ("ssh", "slurm"):
+        name = machine["name"]
+        if machine["kind"] not in ("ssh", "slurm"):
             continue
         try:
             host = wb.executors.host(name)

@@ -28,7 +28,8 @@ FOLLOWER_RESTART = 30.0  # seconds before one process starts another follower fo
 
 
 class Reconciler:
-    """One per facade: when it last ran (for `if_stale`), and what it has already said (each problem once)."""
+    """One per facade (made on its core.Core): when it last ran (for `if_stale`), and what it has already said
+    (each problem once)."""
 
     def __init__(self, wb: Services) -> None:
         self.wb = wb

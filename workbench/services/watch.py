@@ -86,13 +86,13 @@ class WatchSession:
             self.state = "launch failed"
             self.say(f"cannot start {self.rule.run}: {exc}")
             return None
-        self.wb.follow_in_background(run.id)
+        self.wb.follow_in_background(run["id"])
         with self._lock:
-            self.current = run.id
-            self.runs.append(run.id)
+            self.current = run["id"]
+            self.runs.append(run["id"])
         self.state = "run started"
-        self.say(f"run {run.id} started")
-        return run.id
+        self.say(f"run {run['id']} started")
+        return run["id"]
 
     def _follow_runs(self) -> None:
         while not self._stop.wait(POLL_RUNS):

@@ -79,13 +79,13 @@ class Rig:
 
     @property
     def executor(self) -> Any:
-        return self.wb.executors.get(self.machine, self.executor_kind)
+        return self.wb._services.executors.get(self.machine, self.executor_kind)
 
     def submit(self, argv: list[str], env: dict[str, str] | None = None) -> Started:
         """Records a run as services do (the backend may note things about it there) and submits it."""
         executor = self.executor
         run_id = secrets.token_hex(4)
-        self.wb.store.insert_run({"id": run_id, "project": "conformance", "project_path": "/conformance",
+        self.wb._services.store.insert_run({"id": run_id, "project": "conformance", "project_path": "/conformance",
                                   "experiment": "count", "status": "running", "machine": self.machine,
                                   "executor": self.executor_kind, "created_at": time.time()})
         run_dir = executor.host.run_dir(run_id)
@@ -140,7 +140,7 @@ def rig(request, tmp_path_factory):
             wb.add_machine(machine, env.gpu.ssh, **login)
         wb.trust_machine(machine, env.gpu.fingerprint)
     snapshot = take_snapshot(_project(tmp_path_factory.mktemp("project")), [], wb.dirs.snapshots)
-    host = wb.executors.get(machine, KINDS[kind]).host
+    host = wb._services.executors.get(machine, KINDS[kind]).host
     where = str(snapshot.path)
     if host.remote:
         where = send_snapshot(host.connection, wb.dirs.snapshots, snapshot.hash, host.root, is_dir=host.is_dir).path

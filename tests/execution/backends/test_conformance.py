@@ -183,7 +183,7 @@ def test_a_fresh_backend_adopts_a_submitted_run(rig):
     run = rig.submit(["sh", "count.sh", "6", "0.02"], env={"GATE": "1"})
     fresh = Workbench(rig.wb.dirs)
     try:
-        executor = fresh.executors.get(rig.machine, rig.executor_kind)
+        executor = fresh._services.executors.get(rig.machine, rig.executor_kind)
         assert executor is not rig.executor and isinstance(executor, Adopts)
         adopted = executor.adopt(run.run_id, run.run_dir)
         assert adopted is not None

@@ -176,19 +176,19 @@ def test_gpu_request_on_engine_without_gpu_runtime(home, make_project, docker_cl
     wb = Workbench(gpu_probe=probe)
     with pytest.raises(WorkbenchError, match="has no GPU runtime"):
         wb.launch(str(root))
-    run = wb.store.list_runs()[0]
+    run = wb._services.store.list_runs()[0]
     assert run["status"] == "failed"
-    assert wb.store.get_run(run["id"])["gpu_uuids"] == [uuid]
+    assert wb._services.store.get_run(run["id"])["gpu_uuids"] == [uuid]
     # Placement learned it (recorded with the machine, so every process knows): `--machine auto` passes
     # the engine over for GPU runs — here the only candidate, so refused at once rather than queued.
     with pytest.raises(WorkbenchError, match="no machine with 1 GPU.s. can give a container GPUs now .local: "
                                              "the Docker engine on this machine has no GPU runtime"):
         Workbench(gpu_probe=probe).launch(str(root), machine="auto")
-    assert len(wb.store.list_runs()) == 1  # nothing queued
+    assert len(wb._services.store.list_runs()) == 1  # nothing queued
     from workbench.services import placement
     placement.NO_RUNTIME_RETRY, kept = 0.0, placement.NO_RUNTIME_RETRY  # later it is tried again
     try:
-        assert placement.no_gpu_runtime(wb, "local") is None
+        assert placement.no_gpu_runtime(wb._services, "local") is None
     finally:
         placement.NO_RUNTIME_RETRY = kept
     none = Workbench(gpu_probe=lambda: GpuInventory([], error="NVML: Driver Not Loaded"))

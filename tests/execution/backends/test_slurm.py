@@ -234,7 +234,7 @@ def test_the_machines_screen_shows_the_cluster_from_sinfo(cli, hpc):
         cluster = wb.cluster("hpc")
         part = cluster["partitions"]["gpu"]
         assert part["default"] and part["gpus"] == 2 and sum(part["nodes"].values()) == 1, cluster
-        block = host_block(wb.store.get_machine("hpc"), {"cluster": cluster})
+        block = host_block(wb._services.store.get_machine("hpc"), {"cluster": cluster})
         assert "Slurm cluster via" in block and "gpu (default)" in block and "of 2" in block
     finally:
         wb.close()
@@ -363,7 +363,7 @@ def test_a_job_whose_submit_died_before_writing_its_id_is_adopted_by_name_and_co
     (run_dir / "job_id").unlink()
     wb = Workbench()
     try:
-        executor = wb.executors.for_run(wb.store.get_run(run_id))
+        executor = wb._services.executors.for_run(wb._services.store.get_run(run_id))
         wait_for(lambda: (run_dir / "pid").exists(), timeout=30)
         assert executor.adopt(run_id, str(run_dir))["job"] == job  # the id the job wrote when it started
         (run_dir / "pid").rename(run_dir / "pid.aside")
@@ -371,7 +371,7 @@ def test_a_job_whose_submit_died_before_writing_its_id_is_adopted_by_name_and_co
         assert executor.adopt("0badc0de", str(run_dir.parent / "0badc0de")) is None  # never submitted
         (run_dir / "job_id").write_text("")  # a write cut short: found by name all the same
         assert executor.adopt(run_id, str(run_dir))["job"] == job
-        other = type(executor)(executor.host, wb.store, executor.settings, "another-instance")
+        other = type(executor)(executor.host, wb._services.store, executor.settings, "another-instance")
         assert other.adopt(run_id, str(run_dir)) is None  # same name, another Workbench's comment
         (run_dir / "pid.aside").rename(run_dir / "pid")
     finally:

@@ -169,12 +169,12 @@ def test_a_dispatcher_killed_after_placing_loses_no_run(cli, make_project, fleet
         os.kill(pid, signal.SIGKILL)
     wb = Workbench()
     try:
-        run = wb.store.get_run(run_id)
-        wb.store.acquire_lease(lease_name(run_id), "dead-dispatcher", 0.5)  # a launcher's, as a dispatcher takes
-        assert wb.store.place_run(run_id, "gpu-a", [fleet.gpu_uuids[0]], {"executor": "docker",
+        run = wb._services.store.get_run(run_id)
+        wb._services.store.acquire_lease(lease_name(run_id), "dead-dispatcher", 0.5)  # a launcher's, as a dispatcher takes
+        assert wb._services.store.place_run(run_id, "gpu-a", [fleet.gpu_uuids[0]], {"executor": "docker",
                                   "placement": {"request": run["waiting"], "machine": "gpu-a", "reason": "x"}},
                                   from_queue=True)
-        assert wb.store.reserved_gpus("gpu-a") == {("gpu-a", fleet.gpu_uuids[0]): run_id}
+        assert wb._services.store.reserved_gpus("gpu-a") == {("gpu-a", fleet.gpu_uuids[0]): run_id}
     finally:
         wb.close()
     (fleet.gpu.dir / "gpu-apps.csv").write_text("")
