@@ -8,7 +8,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.store import Store
-from workbench.store.leases import new_owner, owner_gone
+from workbench.store.leases import new_owner
 
 
 class StoreRunNotes:
@@ -51,10 +51,8 @@ class StoreRunNotes:
         owner, lease = new_owner(), _poll_lease(machine)
         if self.store.acquire_lease(lease, owner, ttl):
             return owner
-        holder = self.store.lease_holder(lease)
-        if not (holder and owner_gone(holder)):
-            return None  # another process is asking now
-        self.store.release_lease(lease, holder)  # it died asking (a CLI that exited mid-poll)
+        if self.store.live_lease_holder(lease) is not None:
+            return None  # another process is asking now (one that died asking has it freed: a CLI that exited mid-poll)
         return owner if self.store.acquire_lease(lease, owner, ttl) else None
 
     def release_poll_lease(self, machine: str, owner: str) -> None:

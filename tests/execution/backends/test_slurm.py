@@ -352,6 +352,7 @@ def test_a_job_killed_without_its_record_and_forgotten_by_squeue_ends_as_slurms_
 def test_a_job_whose_submit_died_before_writing_its_id_is_adopted_by_name_and_comment(cli, make_project, hpc):
     """The submit wrote job.sh and called sbatch, then died before `job_id` was written: reconcile still finds
     the job, by the name and comment it was submitted with (and no other Workbench's job of that name)."""
+    from workbench.execution.base import BackendSettings
     from workbench.services import Workbench
 
     root = make_project(SPEC.replace("pause = 0.2", "pause = 10"))
@@ -365,13 +366,13 @@ def test_a_job_whose_submit_died_before_writing_its_id_is_adopted_by_name_and_co
     try:
         executor = wb._services.executors.for_run(wb._services.store.get_run(run_id))
         wait_for(lambda: (run_dir / "pid").exists(), timeout=30)
-        assert executor.adopt(run_id, str(run_dir))["job"] == job  # the id the job wrote when it started
+        assert executor.adopt(run_id, str(run_dir)).job == job  # the id the job wrote when it started
         (run_dir / "pid").rename(run_dir / "pid.aside")
-        assert executor.adopt(run_id, str(run_dir))["job"] == job  # asked of squeue now, by name
+        assert executor.adopt(run_id, str(run_dir)).job == job  # asked of squeue now, by name
         assert executor.adopt("0badc0de", str(run_dir.parent / "0badc0de")) is None  # never submitted
         (run_dir / "job_id").write_text("")  # a write cut short: found by name all the same
-        assert executor.adopt(run_id, str(run_dir))["job"] == job
-        other = type(executor)(executor.host, wb._services.store, executor.settings, "another-instance")
+        assert executor.adopt(run_id, str(run_dir)).job == job
+        other = type(executor)(executor.machine, executor.host, BackendSettings("another-instance", notes=executor.notes))
         assert other.adopt(run_id, str(run_dir)) is None  # same name, another Workbench's comment
         (run_dir / "pid.aside").rename(run_dir / "pid")
     finally:
