@@ -65,6 +65,13 @@ class Experiment:
     machine: str | None = None                   # where it runs: a machine's name, or "auto"
     machines: list[str] = field(default_factory=list)  # or: any of these, chosen at launch (placement)
     setup: str | None = None                     # a shell line run before the command in a Slurm job
+    notebook: str | None = None                  # a notebook run: the .ipynb (relative to the project) executed
+                                                 # by the runner (`command` is then NOTEBOOK_COMMAND + [notebook])
+
+    @property
+    def executed_notebook(self) -> str | None:
+        """Where a notebook run keeps the notebook it executed, with its outputs: a path in its output dir."""
+        return PurePosixPath(self.notebook).name if self.notebook else None
 
 
 @dataclass(frozen=True)
@@ -198,8 +205,13 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+# A notebook run's command: the runner shipped in workbench/runtime/ (on every run's PYTHONPATH) executes the
+# notebook with nbclient, its params injected papermill-style, into $WORKBENCH_OUTPUT/<its file name>.
+NOTEBOOK_RUNNER = "workbench_nbrun"
+NOTEBOOK_COMMAND = ["python3", "-m", NOTEBOOK_RUNNER]
+
 EXPERIMENT_KEYS = {
-    "image", "dockerfile", "command", "params", "gpus", "env", "mounts", "shm_size", "memory", "cpus", "user",
+    "image", "dockerfile", "command", "notebook", "params", "gpus", "env", "mounts", "shm_size", "memory", "cpus", "user",
     "artifacts", "sweep", "checks", "allow_sensitive_mounts", "machine", "machines", "setup",
 }
 
@@ -230,9 +242,10 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
     image, dockerfile = _image_source(v, table, key)
     if dockerfile and not (root / dockerfile).is_file():
         raise v.fail(key + ("dockerfile",), f"{dockerfile} does not exist in {root}")
-    if "command" not in table:
-        raise v.fail(key, "missing `command` (the argv list to run)")
-    command = v.strings(table["command"], key + ("command",), nonempty=True)
+    notebook = _notebook(v, table, key, root)
+    if notebook is None and "command" not in table:
+        raise v.fail(key, "missing `command` (the argv list to run) or `notebook` (an .ipynb to execute)")
+    command = NOTEBOOK_COMMAND + [notebook] if notebook else v.strings(table["command"], key + ("command",), nonempty=True)
 
     params: dict[str, SweepValue] = {}
     for pname, value in v.table(table.get("params", {}), key + ("params",), None).items():
@@ -260,6 +273,9 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
     user = v.string(table["user"], key + ("user",)) if "user" in table else None
     artifacts = [_artifact(v, a, key + ("artifacts",))
                  for a in v.strings(table.get("artifacts", []), key + ("artifacts",))]
+    executed = PurePosixPath(table["notebook"]).name if isinstance(table.get("notebook"), str) else None
+    if executed and executed not in artifacts:
+        artifacts.append(executed)  # the executed notebook comes back from any machine, like a declared artifact
 
     sweep, sweep_options = _sweep(v, table.get("sweep", {}), key + ("sweep",), params)
     method, samples = sweep_options.pop("method"), sweep_options.pop("samples")
@@ -293,8 +309,22 @@ def _experiment(v: _Validator, name: str, raw: Any, root: Path) -> Experiment:
         cpus=v.integer(table["cpus"], key + ("cpus",), minimum=1) if "cpus" in table else None,
         user=user, allow_sensitive_mounts=allow_sensitive, artifacts=artifacts,
         sweep=sweep, sweep_method=method, sweep_samples=samples, sweep_options=sweep_options, checks=checks,
-        setup=_setup(v, table, key),
+        setup=_setup(v, table, key), notebook=notebook,
     )
+
+
+def _notebook(v: _Validator, table: dict[str, Any], key: tuple[str, ...], root: Path) -> str | None:
+    if "notebook" not in table:
+        return None
+    if "command" in table:
+        raise v.fail(key, "set `command` or `notebook`, not both (a notebook run's command is the runner's)")
+    text = v.string(table["notebook"], key + ("notebook",))
+    path = PurePosixPath(text)
+    if path.is_absolute() or ".." in path.parts or text.startswith("~") or path.suffix != ".ipynb":
+        raise v.fail(key + ("notebook",), f"{text!r}: expected an .ipynb path inside the project, like \"train.ipynb\"")
+    if not (root / text).is_file():
+        raise v.fail(key + ("notebook",), f"{text} does not exist in {root}")
+    return path.as_posix()
 
 
 def _setup(v: _Validator, table: dict[str, Any], key: tuple[str, ...]) -> str | None:
