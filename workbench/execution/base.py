@@ -36,6 +36,7 @@ class Launch:
     user: str | None = None             # "uid:gid" or a name
     gpus: int = 0                       # how many GPUs, for a scheduler that picks them itself (Slurm)
     setup: str | None = None            # the experiment's shell line before its command (Slurm jobs)
+    runtime_dir: str | None = None      # workbench/runtime/ on the run's machine: first on the run's PYTHONPATH
 
 
 @dataclass

@@ -480,6 +480,32 @@ rm -rf "$t"
             raise self.failure(f"copying {posixpath.basename(path)}", exc) from None
         return dest.stat().st_size
 
+    @_one_at_a_time
+    def put_tree(self, path: str, files: dict[str, bytes]) -> None:
+        """Writes a folder of files that never changes once written (its name is its content's key): into a
+        temporary folder beside it, then renamed into place, so a reader never sees it half written and a
+        launch racing this one keeps whichever landed first. Readable by all: it holds no secret, and a run
+        may use another uid."""
+        sftp = self.sftp()
+        tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+        try:
+            sftp.mkdir(tmp, 0o755)
+            for name, data in files.items():
+                with sftp.open(posixpath.join(tmp, name), "wb") as fh:
+                    fh.write(data)
+                sftp.chmod(posixpath.join(tmp, name), 0o644)
+            try:
+                sftp.posix_rename(tmp, path)
+                return
+            except OSError:
+                if not stat.S_ISDIR(sftp.stat(path).st_mode or 0):
+                    raise
+            for name in files:  # another launch put it there first
+                sftp.remove(posixpath.join(tmp, name))
+            sftp.rmdir(tmp)
+        except Exception as exc:  # noqa: BLE001
+            raise self.failure(f"writing {posixpath.basename(path)}", exc, posixpath.dirname(path)) from None
+
     def remove_tree(self, path: str) -> None:
         if not path.startswith(self.root.rstrip("/") + "/"):
             raise WorkbenchError(f"{self.name}: refusing to remove {path}, outside {self.root}")

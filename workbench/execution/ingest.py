@@ -19,6 +19,7 @@ from typing import Any, Callable
 from workbench.errors import WorkbenchError
 from workbench.execution.base import METRICS_FILE, Executor, Handle, RunState, inside_out, out_dir
 from workbench.execution.metrics_parser import parse_metric_lines
+from workbench.execution.notebook_lines import failure_reason, last_cell
 from workbench.projects.checks import Check, evaluate
 from workbench.store import Store
 from workbench.store.ingest import Offset
@@ -29,6 +30,7 @@ POLL = 0.2
 
 LogSink = Callable[[bytes], None]
 ProgressSink = Callable[[str], None]
+NOTEBOOK_TAIL = 1 << 16  # of the log, where a failed notebook's runner said why
 PROGRESS_FILE = "progress.txt"  # the line a live run is redrawing now (a tqdm bar); never part of the history
 
 
@@ -50,6 +52,12 @@ class RunIngestor:
         self._log_thread: threading.Thread | None = None
         self._progress_thread: threading.Thread | None = None
         self._warned: set[str] = set()
+        self._notebook = bool((run.get("spec") or {}).get("notebook"))
+        self._progress_lock = threading.Lock()
+        self._progress: ProgressSink | None = None
+        self._cell: str | None = None       # a notebook run's cell starting now, from the runner's marker
+        self._redrawn = ""                  # the line the run is redrawing now (a progress bar)
+        self._shown: str | None = None
 
     # lease ----------------------------------------------------------------------------------------
     def acquire(self) -> bool:
@@ -95,6 +103,10 @@ class RunIngestor:
                     offset = self.store.commit_log(self.seq, self.lease, write)
                 if sink and chunk.data:  # (an offset alone: the source moved on inside a line still being redrawn)
                     sink(chunk.data)
+                if self._notebook and chunk.data and self._progress_thread is not None:
+                    cell = last_cell(chunk.data)
+                    if cell:
+                        self._show_progress(cell=cell)
 
     # metrics --------------------------------------------------------------------------------------
     def ingest_metrics(self, final: bool) -> int:
@@ -159,7 +171,8 @@ class RunIngestor:
         Meanwhile the line the run is redrawing (its progress bar) is kept in PROGRESS_FILE for anyone
         looking, and handed to `progress`."""
         errors: list[BaseException] = []
-        self._progress_thread = threading.Thread(target=self._keep_progress, args=(progress,),
+        self._progress = progress
+        self._progress_thread = threading.Thread(target=self._keep_progress,
                                                  name=f"progress-{self.run['id']}", daemon=True)
         self._progress_thread.start()
 
@@ -191,28 +204,45 @@ class RunIngestor:
         log_thread.join()
         return self.catch_up(sink)  # (Docker's last line without a newline is completed here: `--wait` shows it)
 
-    def _keep_progress(self, progress: ProgressSink | None) -> None:
+    def _keep_progress(self) -> None:
         """A courtesy, never part of ingestion: whatever goes wrong here, the history is unaffected."""
-        path = self.run_dir / PROGRESS_FILE
-        shown = None
         try:
             for line in self.executor.progress(self.handle, self._stop_logs):
                 if self._stop_logs.is_set():
                     break
-                if line == shown:
-                    continue
-                shown = line
-                tmp = path.with_name(f".{PROGRESS_FILE}.{os.getpid()}")
-                tmp.write_text(line, encoding="utf-8")
-                os.replace(tmp, path)
-                if progress is not None:
-                    progress(line)
+                self._show_progress(redrawn=line)
         except Exception:  # noqa: BLE001
             pass
         finally:
-            path.unlink(missing_ok=True)
-            if progress is not None and shown:
-                progress("")
+            with self._progress_lock:
+                (self.run_dir / PROGRESS_FILE).unlink(missing_ok=True)
+                if self._progress is not None and self._shown:
+                    self._progress("")
+                self._shown = None
+
+    def _show_progress(self, *, redrawn: str | None = None, cell: str | None = None) -> None:
+        """The progress line: the line being redrawn, after the cell running now in a notebook run
+        (`cell 7/23 · 45%|####      | 45/100`), or that cell alone (`cell 7/23: model.fit(x)`)."""
+        with self._progress_lock:
+            if redrawn is not None:
+                self._redrawn = redrawn
+            if cell is not None:
+                self._cell = cell
+            line = self._redrawn
+            if self._cell:
+                line = f"{self._cell.split(':', 1)[0]} · {line}" if line else self._cell
+            if line == self._shown or self._stop_logs.is_set():
+                return
+            self._shown = line
+            path = self.run_dir / PROGRESS_FILE
+            try:
+                tmp = path.with_name(f".{PROGRESS_FILE}.{os.getpid()}")
+                tmp.write_text(line, encoding="utf-8")
+                os.replace(tmp, path)
+                if self._progress is not None:
+                    self._progress(line)
+            except Exception:  # noqa: BLE001 - a courtesy, as above
+                pass
 
     def finalize(self, state: RunState) -> None:
         """Records how the run ended. Its checks are evaluated only when it succeeded: a run that failed or
@@ -233,6 +263,9 @@ class RunIngestor:
             reason = state.reason or f"exit code {state.exit_code}"
             if state.reason == "out of memory" and fresh["spec"].get("memory"):
                 reason = f"out of memory (limit {fresh['spec']['memory']})"
+            said = self._notebook_failure()
+            if said:
+                reason = f"{said} ({reason})" if state.reason == "out of memory" else said
         if state.started_at:
             self.store.update_run(self.run["id"], started_at=state.started_at)
         if status == "succeeded":
@@ -240,6 +273,17 @@ class RunIngestor:
         self.store.finish_run(self.run["id"], status, exit_code=state.exit_code, reason=reason,
                               finished_at=state.finished_at)
         self.executor.cleanup(self.handle)
+
+    def _notebook_failure(self) -> str | None:
+        """Why a notebook run failed, in the runner's words: the cell, its first line and the exception."""
+        if not self._notebook:
+            return None
+        try:
+            with open(self.run_dir / "logs.txt", "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - NOTEBOOK_TAIL))
+                return failure_reason(fh.read())
+        except OSError:
+            return None
 
     def evaluate_checks(self, run: dict[str, Any]) -> str | None:
         """The experiment's metric checks on the final (or best) values, recorded with a verdict."""

@@ -3,6 +3,7 @@ starts the same run again from what the history kept (snapshot, image id, params
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 from workbench.errors import NoGpuRuntime, WorkbenchError
 from workbench.execution.base import Executor, Handle, Launch
+from workbench.execution.runtime import runtime_dir
 from workbench.machines.gpus import GpuInventory
 from workbench.projects.snapshot import (Snapshot, large_files_summary, left_out_summary, snapshot_lock,
                                          take_snapshot)
@@ -23,6 +25,8 @@ from workbench.services import placement as place
 from workbench.services.context import Services, warn
 from workbench.services.dispatch_trigger import ensure_dispatcher
 from workbench.services.git_state import git_state
+from workbench.services.images import runner_image
+from workbench.services.notebook_checks import check_notebook, notebook_warnings
 from workbench.services.projects import register_launched
 from workbench.services.records import experiment_from_record, spec_record, unredacted_env
 from workbench.store.leases import LeaseKeeper, lease_name, new_owner
@@ -53,6 +57,7 @@ def launch(wb: Services, path: str, experiment: str | None = None, overrides: li
     exp = spec.experiment(experiment)
     values = {**exp.params, **parse_overrides(exp, overrides or [], str(spec.spec_path))}
     warn_literal_secrets(wb, spec, exp)
+    check_notebook(spec.root, exp)  # a broken notebook is refused before anything is recorded
     requested: str | list[str] = machine if machine is not None else (exp.machines or exp.machine or "local")
     if isinstance(requested, str) and requested != "auto":
         named = wb.executors.machine(requested)
@@ -76,6 +81,9 @@ def launch(wb: Services, path: str, experiment: str | None = None, overrides: li
     return enqueue(wb, spec, exp, values, request, place.why_not(surveys, exp.gpus), priority)
 
 
+NOTEBOOK_PARAMS = "WORKBENCH_NOTEBOOK_PARAMS"  # a notebook run's params as JSON, typed as declared
+
+
 class GpusTaken(WorkbenchError):
     """The GPUs chosen were reserved by another run meanwhile."""
 
@@ -92,8 +100,11 @@ def warn_literal_secrets(wb: Services, spec: ProjectSpec, exp: Experiment) -> No
 def run_env(exp: Experiment, values: dict[str, Any], run_id: str) -> dict[str, str]:
     # Python block-buffers stdout that is not a terminal: without PYTHONUNBUFFERED, live logs stay empty and
     # a cancelled run loses what it printed. The spec's env may still say otherwise.
-    return {"PYTHONUNBUFFERED": "1", **exp.env, **env_from_workstation(exp),
-            **{f"WB_PARAM_{k.upper()}": format_param(v) for k, v in values.items()}, "WORKBENCH_RUN_ID": run_id}
+    env = {"PYTHONUNBUFFERED": "1", **exp.env, **env_from_workstation(exp),
+           **{f"WB_PARAM_{k.upper()}": format_param(v) for k, v in values.items()}, "WORKBENCH_RUN_ID": run_id}
+    if exp.notebook:  # typed, for the runner to inject (WB_PARAM_* are strings)
+        env[NOTEBOOK_PARAMS] = json.dumps(values)
+    return env
 
 
 def new_record(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], *, machine: str,
@@ -235,6 +246,7 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
             if not snapshot_dir.is_dir():
                 raise WorkbenchError(f"snapshot {snapshot_hash[:12]} of run {rerun_of} is gone (removed by gc?)")
         wb.store.update_run(run_id, snapshot=snapshot_hash)
+        notebook_warnings(wb, run_id, snapshot_dir, exp, values)
         run_exec = wb.executors.get(machine, executor_name)
         host = run_exec.host
         # The run's working dir where it runs: the snapshot itself here; on a host, the same tree sent
@@ -248,6 +260,8 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
     image = None
     if backend.runs_in_image:
         image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)
+        if exp.notebook and not image_id:  # (a rerun's recorded image is the one that ran it)
+            image = runner_image(wb, image, machine=machine, run_id=run_id)
         wb.store.update_run(run_id, image=exp.image or exp.dockerfile, image_id=image)
     elif backend.takes_setup_line:  # a Slurm job
         warn(wb, run_id, f"{machine} is a Slurm cluster without a container runtime Workbench uses: the "
@@ -269,7 +283,7 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
         run_dir=host.run_dir(run_id), image=image, gpu_ids=[g.uuid for g in gpus.gpus] if gpus else [],
         mounts=[(m.source, m.target, m.read_only) for m in exp.mounts], shm_size=exp.shm_size,
         memory=exp.memory, cpus=exp.cpus, user=None if exp.user == "root" else (exp.user or host.user()),
-        gpus=exp.gpus, setup=exp.setup if backend.takes_setup_line else None,
+        gpus=exp.gpus, setup=exp.setup if backend.takes_setup_line else None, runtime_dir=runtime_dir(host),
     )
 
 

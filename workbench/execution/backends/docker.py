@@ -15,6 +15,7 @@ from workbench.errors import NoGpuRuntime, WorkbenchError
 from workbench.execution.base import (METRICS_FILE, BackendSettings, Chunk, Handle, Launch, Machine, RunState, metrics_path,
                                       redrawn_tail, signal_reason)
 from workbench.logformat import format_line, stamp_to_ns
+from workbench.execution import runtime
 from workbench.execution.loglines import LineAssembler
 
 if TYPE_CHECKING:
@@ -56,6 +57,9 @@ class DockerExecutor:
             Mount(SNAPSHOT_TARGET, str(launch.snapshot_dir), type="bind", read_only=True),
             Mount(OUTPUT_TARGET, out, type="bind"),
         ]
+        if launch.runtime_dir:
+            mounts.append(Mount(runtime.CONTAINER_PATH, launch.runtime_dir, type="bind", read_only=True))
+            env = runtime.with_runtime(env, runtime.CONTAINER_PATH, self._image_env(launch.image).get("PYTHONPATH"))
         for source, target, read_only in launch.mounts:
             if not self.host.remote and not Path(source).exists():
                 raise WorkbenchError(f"mount source {source} does not exist on this machine",
@@ -105,6 +109,16 @@ class DockerExecutor:
                                      hint="create it there or fix `mounts` in workbench.toml")
             raise WorkbenchError(f"Docker on {where} could not start the container: {message}") from None
         return Handle(str(launch.run_dir), self.host.name, container=container)
+
+    def _image_env(self, image: str | None) -> dict[str, str]:
+        """The environment the image sets (its PYTHONPATH must survive the runtime's)."""
+        import docker.errors
+
+        try:
+            pairs = (self.client.api.inspect_image(image)["Config"] or {}).get("Env") or []
+        except (docker.errors.DockerException, OSError, KeyError, TypeError):
+            return {}  # creating the container says what is wrong with the image or the engine
+        return dict(item.split("=", 1) for item in pairs if "=" in item)
 
     # state ----------------------------------------------------------------------------------------
     def _inspect(self, handle: Handle) -> dict[str, Any] | None:

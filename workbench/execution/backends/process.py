@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from workbench.errors import WorkbenchError
+from workbench.execution import runtime
 from workbench.execution.base import (BackendSettings, Chunk, Handle, Launch, Machine, RunState, exited, metrics_path,
                                       out_dir, redrawn_tail)
 from workbench.execution.hosts import LocalHost
@@ -40,7 +41,9 @@ class ProcessExecutor:
         run_dir = Path(launch.run_dir)
         out = out_dir(str(launch.run_dir))
         Path(out).mkdir(parents=True, exist_ok=True)
-        env = {**_base_env(), **launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": metrics_path(str(launch.run_dir))}
+        env = {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": metrics_path(str(launch.run_dir))}
+        base = _base_env()
+        env = {**base, **runtime.with_runtime(env, launch.runtime_dir, base.get("PYTHONPATH"))}
         bad = [k for k in env if not k or "=" in k or "\0" in k] + [k for k, v in env.items() if "\0" in v]
         if bad:
             raise WorkbenchError(f"environment variable {bad[0]!r} cannot be passed to a process (empty, '=' or NUL)")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import WorkbenchError
+from workbench.execution import runtime
 from workbench.execution.scripts import FINISH, q
 from workbench.execution.backends.slurm_queue import (ENDED, JOB_ID, UNANSWERED, RUNAWAY, SlurmQueue,
                                                       ended_by_accounting, slurms_word)
@@ -228,7 +229,8 @@ id=${{id%%;*}}
             raise WorkbenchError(f"{self.host.name} is a Slurm cluster: `mounts` need a container runtime there",
                                  hint="remove mounts for this machine (Apptainer/Pyxis support is a later step)")
         out = posixpath.join(str(launch.run_dir), "out")
-        return {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}
+        return runtime.with_runtime({**launch.env, "WORKBENCH_OUTPUT": out,
+                                     "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}, launch.runtime_dir)
 
     def _job_scripts(self, launches: list[Launch]) -> tuple[dict[str, str], list[tuple[str, str]]]:
         """(the environment for sbatch's, [(run dir, batch script)] for each launch). A sweep's trials share

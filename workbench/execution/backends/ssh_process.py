@@ -35,6 +35,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 from workbench.errors import WorkbenchError
+from workbench.execution import runtime
 from workbench.execution.backends.process import SUPERVISOR_KILLED
 from workbench.execution.scripts import FINISH, q
 from workbench.execution.base import BackendSettings, Chunk, Handle, Launch, Machine, RunState, exited, redrawn_tail
@@ -196,7 +197,8 @@ class RemoteProcessExecutor:
     def submit(self, launch: Launch) -> Handle:
         run_dir = str(launch.run_dir)
         out = posixpath.join(run_dir, "out")
-        env = {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}
+        env = runtime.with_runtime({**launch.env, "WORKBENCH_OUTPUT": out,
+                                    "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}, launch.runtime_dir)
         if launch.gpu_ids:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(launch.gpu_ids)
         argv = [a.replace("{output}", out) for a in launch.argv]
