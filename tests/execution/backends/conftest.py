@@ -81,7 +81,7 @@ class Rig:
     def executor(self) -> Any:
         return self.wb._services.executors.get(self.machine, self.executor_kind)
 
-    def submit(self, argv: list[str], env: dict[str, str] | None = None) -> Started:
+    def submit(self, argv: list[str], env: dict[str, str] | None = None, runtime_dir: str | None = None) -> Started:
         """Records a run as services do (the backend may note things about it there) and submits it."""
         executor = self.executor
         run_id = secrets.token_hex(4)
@@ -92,7 +92,7 @@ class Rig:
         launch = Launch(run_id=run_id, project="conformance", argv=argv,
                         env={"PYTHONUNBUFFERED": "1", "WORKBENCH_RUN_ID": run_id, **(env or {})},
                         snapshot_dir=self.snapshot_dir, run_dir=run_dir, image=self.image,
-                        user=executor.host.user())
+                        user=executor.host.user(), runtime_dir=runtime_dir)
         started = Started(run_id, run_dir, executor.submit(launch))
         self.started.append(started)
         return started

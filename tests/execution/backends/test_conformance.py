@@ -12,6 +12,7 @@ import time
 import pytest
 
 from workbench.execution.base import Adopts
+from workbench.execution.runtime import SOURCE as runtime_source, runtime_dir
 from workbench.services import Workbench
 
 STAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
@@ -108,6 +109,25 @@ def test_launch_runs_then_exits_zero(rig):
     state = wait_ended(executor, run.handle)
     assert (state.state, state.exit_code, state.reason) == ("exited", 0, None)
     assert state.started_at is not None
+
+
+def test_the_runtime_comes_first_on_the_runs_pythonpath(rig):
+    """Every run finds workbench/runtime (the notebook runner, workbench_log) first on its PYTHONPATH, readable
+    where it runs: the package's own folder here, a copy sent once to an SSH host, mounted read-only in a
+    container. The experiment's own PYTHONPATH comes after it."""
+    where = runtime_dir(rig.executor.host)
+    if rig.executor.host.remote:
+        assert where != str(runtime_source()) and where == runtime_dir(rig.executor.host)  # sent once, then found
+    run = rig.submit(["sh", "-c", 'echo "$PYTHONPATH"; first=${PYTHONPATH%%:*}; '
+                                  'test -r "$first/workbench_log.py" && test -r "$first/workbench_nbrun.py" && echo readable; '
+                                  'touch "$first/x" 2>/dev/null && echo writable || echo read-only'],
+                     env={"PYTHONPATH": "/opt/mine"}, runtime_dir=where)
+    assert wait_ended(rig.executor, run.handle).exit_code == 0
+    out = by_stream(read_logs_from(rig.executor, run.handle, ""))["out"]
+    first = "/wb/lib" if rig.kind == "docker" else where
+    assert out[:2] == [f"{first}:/opt/mine", "readable"], out
+    if rig.kind == "docker":
+        assert out[2] == "read-only"
 
 
 def test_follow_returns_every_line_of_both_streams(rig):
