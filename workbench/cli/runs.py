@@ -1,9 +1,10 @@
-"""`workbench runs ...`: the run history (list, show, logs, cancel, rerun, compare, pull, rm)."""
+"""`workbench runs ...`: the run history (list, show, logs, notebook, cancel, rerun, compare, pull, rm)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -121,6 +122,32 @@ def cmd_runs_logs(wb: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_notebook(wb: Any, args: argparse.Namespace) -> int:
+    """The executed notebook, rendered: paged like `less` on a terminal (colours kept), else plain text."""
+    from rich.console import Console
+
+    from workbench.notebook_render import NotebookError, render
+
+    path = wb.run_notebook(args.run)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise NotebookError(f"cannot read {path}: {exc.strerror or exc}") from None
+    renderables = render(text, path=str(path))
+    console = Console(highlight=False)
+    if not console.is_terminal:  # a file or a pipe: no escape codes, and long lines left whole
+        console = Console(highlight=False, soft_wrap=True)
+    if args.no_pager or not console.is_terminal:
+        for renderable in renderables:
+            console.print(renderable)
+        return 0
+    os.environ.setdefault("LESS", "FRX")  # as git does: colours shown, one screen not paged, screen kept after
+    with console.pager(styles=True):
+        for renderable in renderables:
+            console.print(renderable)
+    return 0
+
+
 def cmd_runs_cancel(wb: Any, args: argparse.Namespace) -> int:
     before = wb.run(args.run).status
     run = wb.cancel(args.run)
@@ -170,6 +197,10 @@ def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> N
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
     p.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its time")
     p.add_argument("--raw", action="store_true", help="print lines byte for byte (terminal escapes included)")
+    p = command(runs, "notebook", cmd_runs_notebook, "a notebook run's executed notebook, with its outputs",
+                json_flag=False)
+    p.add_argument("run")
+    p.add_argument("--no-pager", action="store_true", help="print it without a pager (on a terminal too)")
     p = command(runs, "cancel", cmd_runs_cancel, "stop a running run")
     p.add_argument("run")
     p = command(runs, "rerun", cmd_rerun, "start an identical run from the stored snapshot and image")

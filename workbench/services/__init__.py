@@ -24,7 +24,7 @@ from workbench.projects.spec import ProjectSpec, load_spec
 from workbench.services import gc as gc_
 from workbench.services import dispatch_trigger
 from workbench.services import launch as launch_, machines, projects as projects_, reconcile as reconcile_
-from workbench.services import runs as runs_
+from workbench.services import notebooks, runs as runs_
 from workbench.services.answers import (AddedMachine, AliasSet, Comparison, Dashboard, Deployment, DeploymentDetail,
                                         DeploymentSummary, MachineEntry, MachineStats,
                                         ModelDetail, ModelEntry, ModelVersion, Project, ProjectEntry, Run, RunDetail,
@@ -341,6 +341,10 @@ class Workbench:
     def run_out_dir(self, ref: str) -> Path:
         """The run's output folder on this workstation (what `runs pull` copies into)."""
         return self.dirs.run_dir(self._services.store.get_run(ref)["id"]) / "out"
+
+    def run_notebook(self, ref: str) -> Path:
+        """A notebook run's executed notebook on this workstation (WorkbenchError saying why when there is none)."""
+        return notebooks.executed_notebook(self._services, ref)
 
     def lead_metrics(self, runs: list[RunRow]) -> dict[str, str]:
         """Each run's lead metric (its sweep's objective, else its first check's), read in one pass."""

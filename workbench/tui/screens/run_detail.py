@@ -1,5 +1,6 @@
 """One run: overview (params, reproducibility record, artifacts, events), a live log tail with follow
-mode, and a chart per metric, refreshed every second while the run goes."""
+mode, a chart per metric, and for a notebook run its executed notebook, refreshed every second while the
+run goes."""
 
 from __future__ import annotations
 
@@ -24,12 +25,13 @@ from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.screens.register_model import RegisterModelScreen
 from workbench.tui.screens.run_actions import ACTIVE, RunActions, RunList, RunRemoved
 from workbench.tui.widgets.metric_chart import MetricChart
+from workbench.tui.widgets.notebook_view import NotebookContent, NotebookView, read_notebook
 
 MAX_LOG_LINES = LOG_TAIL_LINES  # lines the Log keeps (and the most one refresh hands it)
 LOG_BATCH = 500  # lines per Log.write_lines call; the event loop runs between batches
 MAX_PROGRESS_CHARS = 1000  # the live progress line is one row: the rest could never show
 CHART_BUCKETS = 240
-TABS = ("overview", "logs", "metrics")
+TABS = ("overview", "logs", "metrics")  # and "notebook", last, for a notebook run
 
 
 class DetailLoaded(Message):
@@ -42,6 +44,13 @@ class DetailLoaded(Message):
 
 class RunGone(Message):
     pass
+
+
+class NotebookLoaded(Message):
+    def __init__(self, content: NotebookContent | None, final: bool) -> None:
+        super().__init__()
+        self.content = content  # None: the file is as last drawn
+        self.final = final  # read after the run ended: it changes no more
 
 
 class PaneScroll(VerticalScroll):
@@ -85,6 +94,7 @@ class RunDetailScreen(RunActions, BaseScreen):
         Binding("o", "tab('overview')", "Overview", show=False, id="detail.overview"),
         Binding("L", "tab('logs')", "Logs", show=False, id="detail.logs"),
         Binding("m", "tab('metrics')", "Metrics", show=False, id="detail.metrics"),
+        Binding("n", "tab('notebook')", "Notebook", show=False, id="detail.notebook"),
         Binding("F", "toggle_follow", "Follow", id="detail.follow"),
         Binding("c", "cancel_run", "Cancel", id="detail.cancel"),
         Binding("d,delete", "delete_run", "Delete", id="detail.delete"),
@@ -106,7 +116,7 @@ class RunDetailScreen(RunActions, BaseScreen):
     }
     RunDetailScreen #overview-progress { padding: 0; }  /* the overview pane has its own padding */
     """
-    FOCUS = {"overview": "#overview-scroll", "logs": "#log", "metrics": "#charts"}
+    FOCUS = {"overview": "#overview-scroll", "logs": "#log", "metrics": "#charts", "notebook": "#notebook-scroll"}
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -119,6 +129,9 @@ class RunDetailScreen(RunActions, BaseScreen):
         self._draining = False
         self._deleting = False  # the user confirmed a delete: its RunGone is expected
         self._said_deleted = False
+        self.tabs = TABS  # the notebook's tab joins them once the run is known to be a notebook run
+        self._notebook_signature: tuple[int, int] | None = None  # the file as last drawn
+        self._notebook_final = False  # read after the run ended: it changes no more
 
     def compose_body(self) -> ComposeResult:
         yield Static(f"run {self.run_id}", id="detail-title")
@@ -219,6 +232,32 @@ class RunDetailScreen(RunActions, BaseScreen):
         self._drain_log()
         self._update_charts(message.series)
         self._show_progress(message.progress)
+        if (run.spec or {}).get("notebook"):
+            self._refresh_notebook(run)
+
+    # the Notebook tab -----------------------------------------------------------------------------
+    def _refresh_notebook(self, run: Any) -> None:
+        """Adds the tab the first time, then reads the notebook again while the run goes (a local run's
+        file grows a cell at a time; an unchanged file is not drawn again) and after it ends, until the file
+        is there (a remote run's copy comes back as it ends)."""
+        if "notebook" not in self.tabs:
+            self.tabs = TABS + ("notebook",)
+            scroll = PaneScroll(NotebookView("loading…", id="notebook-view"), id="notebook-scroll")
+            self.query_one(TabbedContent).add_pane(TabPane("Notebook", scroll, id="notebook"))
+        if not self._notebook_final:
+            self.load_notebook(self._notebook_signature, run.status in ACTIVE)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="run-detail-notebook")
+    def load_notebook(self, seen: tuple[int, int] | None, running: bool) -> None:
+        content = read_notebook(self.workbench, self.run_id, seen, running)
+        found = content is None or content.signature is not None
+        self.post_message(NotebookLoaded(content, final=not running and found))
+
+    def on_notebook_loaded(self, message: NotebookLoaded) -> None:
+        if message.content is not None:
+            self._notebook_signature = message.content.signature
+            self.query_one("#notebook-view", NotebookView).show(message.content)
+        self._notebook_final = self._notebook_final or message.final
 
     def _show_progress(self, line: str | None) -> None:
         """The run's live progress line above the log and atop the overview, one row each (cut with `…` at
@@ -312,11 +351,14 @@ class RunDetailScreen(RunActions, BaseScreen):
         self.app.pop_screen()
 
     def action_tab(self, tab: str) -> None:
+        if tab not in self.tabs:
+            self.notify(f"run {self.run_id} ran a command: it has no notebook" if self.run else "loading…")
+            return
         self.query_one(TabbedContent).active = tab
 
     def _step_tab(self, delta: int) -> None:
         tabs = self.query_one(TabbedContent)
-        tabs.active = TABS[(TABS.index(tabs.active) + delta) % len(TABS)]
+        tabs.active = self.tabs[(self.tabs.index(tabs.active) + delta) % len(self.tabs)]
 
     def action_next_tab(self) -> None:
         self._step_tab(1)
@@ -374,6 +416,7 @@ class RunDetailScreen(RunActions, BaseScreen):
             ("Follow logs", "show the live log tail", lambda: self.action_tab("logs")),
             ("Toggle log follow", "keep the newest line in view, or stop scrolling", self.action_toggle_follow),
             ("Show metrics", "a chart per metric", lambda: self.action_tab("metrics")),
+            ("Show notebook", "a notebook run's executed notebook, with its outputs", lambda: self.action_tab("notebook")),
             ("Cancel run", "stop this run (asks first)", self.action_cancel_run),
             ("Delete run", "remove this run with its logs, metrics and artifacts (asks first)", self.action_delete_run),
             ("Rerun", "an identical run from the stored snapshot and image", self.action_rerun),
