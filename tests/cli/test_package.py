@@ -27,5 +27,5 @@ def test_every_group_registers_its_commands_in_the_order_help_lists_them():
                               "runs", "gc", "projects", "watch", "machines", "_dispatch", "_follow",
                               "_watch_deployments"]
     runs = next(a for a in commands["runs"]._actions if a.dest == "runs_command").choices  # noqa: SLF001
-    assert list(runs) == ["list", "show", "logs", "cancel", "rerun", "compare", "pull", "rm"]
+    assert list(runs) == ["list", "show", "logs", "notebook", "cancel", "rerun", "compare", "pull", "rm"]
     assert parser.parse_args(["runs", "show", "abc", "--json"]).func.__module__ == "workbench.cli.runs"
