@@ -19,6 +19,7 @@ SPEC = """
 [project]
 name = "nb"
 [experiments.nb]
+image = "python:3.11-slim"
 notebook = "analysis.ipynb"
 params = {{ lr = 0.5, epochs = 3, tag = "base" }}
 {extra}
@@ -41,7 +42,7 @@ TRAIN = ("from workbench_log import log\n"
 
 def _run(cli, root, *args):
     done = cli("run", str(root), "--executor", "process", "--json", *args)
-    assert done.code == 0, done.stderr
+    assert done.code == 0, done.err
     return done.json()["id"]
 
 
@@ -127,15 +128,15 @@ def test_a_param_the_notebook_does_not_declare_is_warned_and_injected(cli, make_
 def test_a_broken_notebook_is_refused_before_anything_is_recorded(cli, make_project, content, said):
     root = make_project(SPEC.format(extra=""), {"analysis.ipynb": content})
     done = cli("run", str(root), "--executor", "process")
-    assert done.code != 0 and said in done.stderr and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) <= 2  # the error, and maybe its hint
+    assert done.code != 0 and said in done.err and "Traceback" not in done.err
+    assert len(done.err.strip().splitlines()) <= 2  # the error, and maybe its hint
     assert cli("runs", "list", "--json").json() == []
 
 
 def test_the_spec_refuses_a_notebook_with_a_command_or_a_missing_file(cli, make_project):
     both = make_project(SPEC.format(extra='command = ["true"]'), {"analysis.ipynb": notebook("1")})
     done = cli("run", str(both), "--executor", "process")
-    assert done.code != 0 and "set `command` or `notebook`, not both" in done.stderr
+    assert done.code != 0 and "set `command` or `notebook`, not both" in done.err
     missing = make_project(SPEC.format(extra=""))
     done = cli("run", str(missing), "--executor", "process")
-    assert done.code != 0 and "analysis.ipynb does not exist" in done.stderr
+    assert done.code != 0 and "analysis.ipynb does not exist" in done.err
