@@ -22,7 +22,7 @@ from readme_blocks import README, commands, fenced_blocks, recipe
 
 # `runs show 3fa1`: an id a user reads off the line before; the test puts in the id it got
 PLACEHOLDER_ID = re.compile(r"^[0-9a-f]{4}$")
-TAKES_AN_ID = {"show", "logs", "cancel", "rerun", "rm", "pull", "compare", "register"}
+TAKES_AN_ID = {"show", "logs", "notebook", "cancel", "rerun", "rm", "pull", "compare", "register"}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -122,6 +122,14 @@ def test_run_an_experiment_recipe_runs_as_written(cli, docker_client):
     assert runs[made[2]]["params"] == {"lr": 0.3, "epochs": 20, "hidden": 64}
 
 
+def test_notebook_recipe_runs_as_written(cli, docker_client):
+    (made,) = run_block(cli, "notebook-run")
+    run = cli("runs", "show", made, "--json").json()
+    assert (run["status"], run["verdict"], run["params"]["lr"]) == ("succeeded", "pass", 0.3), run["status_reason"]
+    shown = cli("runs", "notebook", made, "--no-pager").out
+    assert "Digits MLP, in a notebook" in shown and "test accuracy" in shown
+
+
 def test_sweep_recipe_runs_as_written(cli, docker_client):
     (sweep,) = run_block(cli, "sweep")  # starts, lists, shows, then cancels the sweep, as the block does
     shown = cli("sweeps", "show", sweep, "--json").json()
@@ -214,7 +222,7 @@ def test_pytorch_recipe_validates_installs_what_makemore_imports_and_checks_a_me
     assert any(a["path"] == "model.pt" for a in shown["artifacts"]), shown["artifacts"]
 
 
-@pytest.mark.parametrize("name", ["run-an-experiment", "queue", "sweep", "models-and-deployments",
+@pytest.mark.parametrize("name", ["run-an-experiment", "notebook-run", "queue", "sweep", "models-and-deployments",
                                   "makemore/Dockerfile"])
 def test_each_recipe_that_builds_says_how_long_its_first_build_takes(name):
     text = README.read_text()
