@@ -4,11 +4,14 @@ with the run; and for a notebook, that image with the notebook runner in it (`ru
 
 from __future__ import annotations
 
+import shlex
+import tempfile
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.projects.spec import Experiment, ProjectSpec
 from workbench.services.context import Services, warn
+from workbench.textsafe import log_text
 
 
 def build_key(wb: Services, dockerfile: str, snapshot_dir: Path, snapshot_hash: str) -> str:
@@ -118,8 +121,6 @@ def runner_tag(purpose: str, base_id: str) -> str:
 
 def runner_dockerfile(base_id: str, packages: tuple[str, ...] | list[str], user: str = "") -> str:
     """FROM the base, the packages pip-installed as root (the base's own user restored after)."""
-    import shlex
-
     install = " ".join(shlex.quote(p) for p in packages)
     # PIP_BREAK_SYSTEM_PACKAGES: a distribution's python (PEP 668) refuses a plain install; older pips ignore it
     lines = [f"FROM {base_id}", *(["USER root"] if user else []),
@@ -135,11 +136,9 @@ def runner_image(wb: Services, base_id: str, *, machine: str = "local", run_id: 
     exists (one lookup); else the base itself when `python3 -c PROBE` succeeds in it (then tagged, so the next
     call is that lookup); else a thin layer over it (`runner_dockerfile`) built once through `images.build`,
     labelled with this data dir's instance (for `gc`) and its base, said once and, for a run, recorded with
-    it (a `build` event; its output in runner-build.log). Two calls at once may both build: each ends with an
+    it (a `build` event; its output in <purpose>-runner-build.log). Two calls at once may both build: each ends with an
     image carrying the tag. A base where that layer cannot be built (no python3 or pip, no package index) is
     one error saying what to do."""
-    import tempfile
-
     from workbench.execution import images
     from workbench.logformat import format_line, now_stamp
 
@@ -188,8 +187,6 @@ def runner_image(wb: Services, base_id: str, *, machine: str = "local", run_id: 
 def _install_failure(output: list[str], build_error: str) -> str:
     """What the failed install said last (`/bin/sh: python3: not found`, pip's `ERROR: No matching
     distribution…`), else the build's own error; the builder's bookkeeping and pip's notices skipped."""
-    from workbench.textsafe import log_text
-
     noise = ("Removing intermediate container", "--->", "[notice]", "The command ", "WARNING: Running pip as")
     for line in reversed(output):
         plain = log_text(line).strip()
