@@ -292,6 +292,38 @@ def _freed(before: dict[str, tuple[tuple[str, ...], int]], removed: Iterable[str
     return freed
 
 
+def runs_cleanly(client: Any, image: str, argv: list[str], timeout: float = 120) -> bool:
+    """Whether `argv` exits 0 in a throwaway container of `image` (no network; removed after). An image that
+    cannot even start it (no such program in it) answers False."""
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        container = client.containers.create(image, argv, network_disabled=True)
+    except docker.errors.APIError as exc:
+        raise WorkbenchError(f"cannot start a container of image {image}: {_short(exc)}") from None
+    try:
+        container.start()
+        return int(container.wait(timeout=timeout).get("StatusCode", -1)) == 0
+    except docker.errors.APIError:
+        return False
+    except requests.exceptions.ReadTimeout:
+        raise WorkbenchError(f"`{' '.join(argv)}` did not end within {timeout:.0f}s in image {image}") from None
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError:
+            pass
+
+
+def image_names(client: Any, image_id: str) -> list[str]:
+    """The tags the engine gives `image_id` (none for an untagged one)."""
+    try:
+        return list(client.images.get(image_id).tags)
+    except Exception:  # noqa: BLE001 - only a name to show
+        return []
+
+
 # sizes ------------------------------------------------------------------------------------------------
 IMAGE_EVENT = "image"  # a run event: "<ref> <image id>: <N> bytes (<human>)", recorded when its image is resolved
 _IMAGE_BYTES = re.compile(r": (\d+) bytes\b")
