@@ -256,3 +256,12 @@ def test_a_file_the_local_filesystem_cannot_hold_is_one_clear_error(tmp_path):
 
     with pytest.raises(WorkbenchError, match=f"could not bring {long_name} back into .*project: File name too long"):
         s.bring_back({long_name: sha(b"1\n")})
+
+
+def test_a_project_folder_reached_through_a_link_is_written_into(tmp_path):
+    s = Session(tmp_path, {"a.py": b"1\n"})
+    write(s.work, {"a.py": b"2\n"})
+    (tmp_path / "via-link").symlink_to(s.project)
+
+    assert plan_and_apply(tmp_path / "via-link", s.started, hashes(s.work), s.fetch, SID).copied == ["a.py"]
+    assert (s.project / "a.py").read_bytes() == b"2\n"

@@ -78,7 +78,9 @@ def plan_and_apply(project: Path, started: dict[str, str], session_files: dict[s
     """Brings the session's new and changed files into `project` (see the module's docstring).
 
     `started` maps each regular file's path (relative, `/`-separated) to its sha256 when the session started,
-    `session_files` the same for the session's working copy now; paths in LEFT_OUT_PARTS are ignored in both.
+    `session_files` the same for the session's working copy now. A path with a part `.ipynb_checkpoints`,
+    `__pycache__`, `.git`, `.home`, `.jupyter`, `.local`, `.cache` or `.ipython` (LEFT_OUT_PARTS) is ignored in
+    both.
     `fetch(rel, dest)` copies the session's file `rel` to the local path `dest`. A path leaving the project is
     refused (WorkbenchError) before anything is written."""
     for rel in session_files:
@@ -116,7 +118,9 @@ class _ProjectFolder:
 
     def __enter__(self) -> _ProjectFolder:
         try:
-            self.root_fd = os.open(self.project, _DIR_FLAGS)
+            # The project folder itself may be reached through a link (~/proj -> /data/proj): only what is
+            # inside it is opened without following one.
+            self.root_fd = os.open(self.project, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as err:
             raise WorkbenchError(f"cannot open the project folder {self.project} to bring the session's files "
                                  f"back: {err.strerror or err}") from None
