@@ -25,6 +25,7 @@ from workbench.services import placement as place
 from workbench.services.context import Services, warn
 from workbench.services.dispatch_trigger import ensure_dispatcher
 from workbench.services.git_state import git_state
+from workbench.services.images import runner_image
 from workbench.services.notebook_checks import check_notebook, notebook_warnings
 from workbench.services.projects import register_launched
 from workbench.services.records import experiment_from_record, spec_record, unredacted_env
@@ -260,7 +261,6 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
     if backend.runs_in_image:
         image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)
         if exp.notebook and not image_id:  # (a rerun's recorded image is the one that ran it)
-            from workbench.services.images import runner_image
             image = runner_image(wb, image, machine=machine, run_id=run_id)
         wb.store.update_run(run_id, image=exp.image or exp.dockerfile, image_id=image)
     elif backend.takes_setup_line:  # a Slurm job
