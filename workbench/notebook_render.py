@@ -33,9 +33,10 @@ class NotebookError(WorkbenchError):
     """The file is not a notebook this can read (not JSON, not a notebook's shape)."""
 
 
-def render(notebook: str | dict[str, Any], *, path: str) -> list[RenderableType]:
+def render(notebook: str | dict[str, Any], *, path: str, plain: bool = False) -> list[RenderableType]:
     """The notebook (its JSON text, or the parsed object) as renderables, a cell after another; `path` is
-    where the file is, named in image placeholders and errors."""
+    where the file is, named in image placeholders and errors. `plain`: code as plain text (for a file or a
+    pipe: highlighting draws each line to the console's width, which would cut long lines there)."""
     nb = _parsed(notebook, path)
     language = _language(nb)
     out: list[RenderableType] = []
@@ -47,7 +48,7 @@ def render(notebook: str | dict[str, Any], *, path: str) -> list[RenderableType]
         source = _plain(_text(cell.get("source")))
         if kind == "code":
             code_number += 1
-            out.append(_code_cell(cell, source, language, f"{path}#cell-{code_number}"))
+            out.append(_code_cell(cell, source, language, f"{path}#cell-{code_number}", plain))
         elif kind == "markdown":
             out.append(Group(Markdown(source), Text("")) if source.strip() else Text(""))
         else:  # raw, or a kind this does not know: its text as it is
@@ -89,11 +90,13 @@ def _language(nb: dict[str, Any]) -> str:
     return "python"
 
 
-def _code_cell(cell: dict[str, Any], source: str, language: str, where: str) -> RenderableType:
+def _code_cell(cell: dict[str, Any], source: str, language: str, where: str, plain: bool = False) -> RenderableType:
     count = cell.get("execution_count")
     prompt = f"In [{count if isinstance(count, int) else ' '}]:"
     parts: list[RenderableType] = [Text(prompt, style="bold blue")]
-    if source.strip():
+    if source.strip() and plain:
+        parts.append(Text(source.rstrip("\n")))
+    elif source.strip():
         parts.append(Syntax(source.rstrip("\n"), language, theme=SYNTAX_THEME, background_color="default",
                             word_wrap=True))
     for output in cell.get("outputs") or []:

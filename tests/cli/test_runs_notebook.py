@@ -83,3 +83,15 @@ def test_no_pager_prints_on_the_terminal_in_colour(tty_cli, recorded, tmp_path):
 ])
 def test_what_keeps_it_from_showing_is_one_line(cli, recorded, ref, needles):
     assert_one_line_error(cli("runs", "notebook", ref), *needles)
+
+
+def test_into_a_pipe_a_long_code_line_is_left_whole(cli, home):
+    wb = Workbench()
+    nb = executed_notebook()
+    line = "x_tr, y_tr, x_te, y_te = " + ", ".join(f"data[{i}:{i + 1}]" for i in range(30))
+    nb["cells"][1]["source"] = line
+    add_notebook_run(wb, "nblong01", created=NOW, notebook=nb)
+    wb.close()
+    result = cli("runs", "notebook", "nblong01")
+    assert result.code == 0, result.err
+    assert len(line) > 200 and line in result.out.splitlines()

@@ -133,10 +133,10 @@ def cmd_runs_notebook(wb: Any, args: argparse.Namespace) -> int:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise NotebookError(f"cannot read {path}: {exc.strerror or exc}") from None
-    renderables = render(text, path=str(path))
     console = Console(highlight=False)
     if not console.is_terminal:  # a file or a pipe: no escape codes, and long lines left whole
         console = Console(highlight=False, soft_wrap=True)
+    renderables = render(text, path=str(path), plain=not console.is_terminal)
     if args.no_pager or not console.is_terminal:
         for renderable in renderables:
             console.print(renderable)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.projects.spec import Experiment, ProjectSpec
@@ -39,6 +40,19 @@ def _keep_output(wb: Services, run_id: str | None, name: str, lines: list[bytes]
         (run_dir / name).write_bytes(b"".join(lines))
 
 
+def record_image(wb: Services, client: Any, run_id: str | None, ref: str, image_id: str) -> str:
+    """The image's size kept with the run (an `image` event), so `runs show` says it without an engine."""
+    from workbench.execution import images
+
+    if run_id is not None:
+        try:
+            size = images.image_size(client, image_id)
+        except Exception:  # noqa: BLE001 - only a record; the launch says what is wrong with the engine
+            return image_id
+        wb.store.add_event(run_id, images.IMAGE_EVENT, images.image_event(ref, image_id, size))
+    return image_id
+
+
 def image_for(wb: Services, spec: ProjectSpec, exp: Experiment, snapshot_dir: Path, snapshot_hash: str,
               run_id: str | None = None, *, machine: str = "local") -> str:
     """The image id for the run: `exp.image` from the engine (pulled if missing), or `exp.dockerfile` built
@@ -52,14 +66,7 @@ def image_for(wb: Services, spec: ProjectSpec, exp: Experiment, snapshot_dir: Pa
     client = wb.executors.docker_client_for(machine)
 
     def sized(ref: str, image_id: str) -> str:
-        """Its size kept with the run (an `image` event), so `runs show` says it without an engine."""
-        if run_id is not None:
-            try:
-                size = images.image_size(client, image_id)
-            except Exception:  # noqa: BLE001 - only a record; the launch says what is wrong with the engine
-                return image_id
-            wb.store.add_event(run_id, images.IMAGE_EVENT, images.image_event(ref, image_id, size))
-        return image_id
+        return record_image(wb, client, run_id, ref, image_id)
 
     if not exp.dockerfile:
         if machine == "local":
@@ -146,7 +153,7 @@ def runner_image(wb: Services, base_id: str, *, machine: str = "local", run_id: 
     tag = runner_tag(purpose, base_id)
     found = images.local_image_id(client, tag)
     if found:
-        return found
+        return found if found == base_id else record_image(wb, client, run_id, tag, found)
     if images.runs_cleanly(client, base_id, ["python3", "-c", probe]):
         repository, version = tag.rsplit(":", 1)
         client.api.tag(base_id, repository, version, force=True)
@@ -181,7 +188,7 @@ def runner_image(wb: Services, base_id: str, *, machine: str = "local", run_id: 
     if run_id is not None:
         wb.store.add_event(run_id, "build", f"added the {purpose} runner ({wanted}) to {base_name} in a thin "
                                             f"layer: {tag}")
-    return image_id
+    return record_image(wb, client, run_id, tag, image_id)
 
 
 def _install_failure(output: list[str], build_error: str) -> str:

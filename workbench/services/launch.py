@@ -261,7 +261,7 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
     if backend.runs_in_image:
         image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)
         if exp.notebook and not image_id:  # (a rerun's recorded image is the one that ran it)
-            image = runner_image(wb, image, machine=machine, run_id=run_id)
+            image = runner_image(wb, image, machine=machine, run_id=run_id)  # (its own `image` event)
         wb.store.update_run(run_id, image=exp.image or exp.dockerfile, image_id=image)
     elif backend.takes_setup_line:  # a Slurm job
         warn(wb, run_id, f"{machine} is a Slurm cluster without a container runtime Workbench uses: the "
