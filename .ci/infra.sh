@@ -18,6 +18,8 @@ command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need_pkgs+=(iptab
 command -v ssh >/dev/null || need_pkgs+=(openssh-client)
 # deployments: the reverse proxy in front of each deployment (a caddy:2 stand-in built from Debian's binary)
 command -v caddy >/dev/null || need_pkgs+=(caddy)
+# notebook runs on the SSH test host and the Slurm cluster run as processes with the host's python3
+/usr/bin/python3 -c 'import nbclient, ipykernel' 2>/dev/null || need_pkgs+=(python3-nbclient python3-ipykernel)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "apt-get install ${need_pkgs[*]}"
   apt-get update -qq
