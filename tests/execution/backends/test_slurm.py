@@ -234,7 +234,7 @@ def test_the_machines_screen_shows_the_cluster_from_sinfo(cli, hpc):
         cluster = wb.cluster("hpc")
         part = cluster["partitions"]["gpu"]
         assert part["default"] and part["gpus"] == 2 and sum(part["nodes"].values()) == 1, cluster
-        block = host_block(wb._services.store.get_machine("hpc"), {"cluster": cluster})
+        block = host_block(next(m for m in wb.list_machines() if m.name == "hpc"), {"cluster": cluster})
         assert "Slurm cluster via" in block and "gpu (default)" in block and "of 2" in block
     finally:
         wb.close()
