@@ -123,11 +123,16 @@ def session_processes(host) -> list[int]:
 
 
 def signal_sessions(host, sig: int) -> list[int]:
-    pids = session_processes(host)
-    assert pids, "no sshd session to signal"
-    for pid in pids:
-        os.kill(pid, sig)
-    return pids
+    """Signals the host's sshd sessions; returns the pids signalled (a closed session may exit meanwhile)."""
+    signalled = []
+    for pid in session_processes(host):
+        try:
+            os.kill(pid, sig)
+            signalled.append(pid)
+        except ProcessLookupError:
+            pass
+    assert signalled, "no sshd session to signal"
+    return signalled
 
 
 def test_many_clients_at_once_go_through_the_host_s_ssh_connection(forward):
@@ -168,7 +173,10 @@ def test_a_silent_connection_is_dropped_and_made_again(forward, host, monkeypatc
         assert not first.is_active() and serving.tunnel.state == "up"
     finally:
         for pid in stopped:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def test_the_port_stays_bound_while_the_host_is_away_and_works_when_it_is_back(forward, host):
