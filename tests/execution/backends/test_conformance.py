@@ -117,7 +117,7 @@ def test_the_runtime_comes_first_on_the_runs_pythonpath(rig):
     container. The experiment's own PYTHONPATH comes after it."""
     where = runtime_dir(rig.executor.host)
     if rig.executor.host.remote:
-        assert where != str(runtime_source()) and where == runtime_dir(rig.executor.host)  # sent once, then found
+        assert where != str(runtime_source) and where == runtime_dir(rig.executor.host)  # sent once, then found
     run = rig.submit(["sh", "-c", 'echo "$PYTHONPATH"; first=${PYTHONPATH%%:*}; '
                                   'test -r "$first/workbench_log.py" && test -r "$first/workbench_nbrun.py" && echo readable; '
                                   'touch "$first/x" 2>/dev/null && echo writable || echo read-only'],
