@@ -21,8 +21,9 @@ from workbench.services.images import runner_image
 
 LAB_PORT = 8888  # inside the container
 WORKDIR = "/wb/src"
+# --allow-root: the container runs as the login user's uid, which may be root's (JupyterLab refuses it otherwise)
 LAB_COMMAND = ["jupyter", "lab", "--ip=0.0.0.0", f"--port={LAB_PORT}", "--no-browser",
-               f"--ServerApp.root_dir={WORKDIR}"]
+               f"--ServerApp.root_dir={WORKDIR}", "--allow-root"]
 LAB_HOME = "/wb/out/.home"  # the container runs as the login user's uid: a home of its own, private to the run
 SESSION_FILE = "session.json"
 TOKEN_ENV = "JUPYTER_TOKEN"  # jupyter_server reads it; the history redacts any *TOKEN* name anyway
