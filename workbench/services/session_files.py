@@ -6,6 +6,7 @@ the run (its follower), when the host answers."""
 from __future__ import annotations
 
 import posixpath
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from workbench.store.leases import new_owner
 
 BROUGHT_BACK = "brought-back"
 LEASE_TTL = 600.0  # one process brings a session's files back at a time
+WAIT_FOR_OTHER = 300.0
 
 
 def brought_back(wb: Services, run_id: str) -> str | None:
@@ -25,16 +27,20 @@ def brought_back(wb: Services, run_id: str) -> str | None:
     return done[0]["message"] if done else None
 
 
-def bring_back(wb: Services, run: dict[str, Any]) -> str | None:
+def bring_back(wb: Services, run: dict[str, Any], wait: float = WAIT_FOR_OTHER) -> str | None:
     """Brings an ended session's new and changed files into its project; one line saying what it did (the
-    line recorded before, when it was done already; None while another process does it, or when the
-    session never got a working copy)."""
+    line recorded before, when it was done already, by this process or another, waited for up to `wait`
+    seconds; None when the session never got a working copy, or the other process is not done by then)."""
     said = brought_back(wb, run["id"])
     if said is not None or not run.get("snapshot") or not run.get("handle"):
         return said
     lease, owner = f"bring-back:{run['id']}", new_owner()
-    if not wb.store.acquire_lease(lease, owner, LEASE_TTL):
-        return None
+    deadline = time.monotonic() + wait
+    while not wb.store.acquire_lease(lease, owner, LEASE_TTL):  # another process brings them back now
+        said = brought_back(wb, run["id"])
+        if said is not None or time.monotonic() >= deadline:
+            return said
+        time.sleep(0.2)
     try:
         said = brought_back(wb, run["id"])  # another process finished meanwhile
         if said is not None:

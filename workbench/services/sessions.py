@@ -23,7 +23,7 @@ from workbench.projects.spec import load_spec
 from workbench.services.context import Services, first_line, start_detached
 from workbench.services.launch import place_and_start
 from workbench.services.runs import cancel
-from workbench.services.session_files import bring_back, brought_back
+from workbench.services.session_files import bring_back
 from workbench.services.session_setup import (LOOPBACK, check_local_port, docker_needed, free_local_port,
                                               read_session_file, save_port, session_experiment)
 
@@ -158,7 +158,8 @@ def stop_session(wb: Services, ref: str) -> dict[str, Any]:
     if run["status"] in ("queued", "running"):
         raise WorkbenchError(f"session {run['id']} did not stop in time", hint="run `workbench sessions stop` again")
     try:
-        said = bring_back(wb, run) or brought_back(wb, run["id"]) or "no working copy to bring back"
+        said = bring_back(wb, run) or ("another process is still bringing its files back" if run.get("handle")
+                                       else "it never started: nothing to bring back")
     except WorkbenchError as exc:
         said = f"its files are not brought back yet ({exc.message}); they come back when {run['machine']} answers"
     return {**run, "url": None, "token": None, "port": None, "brought_back": said}
