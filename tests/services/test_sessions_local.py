@@ -14,6 +14,7 @@ import pytest
 
 from helpers import SAMPLES
 
+from workbench.cli.runs_table import runs_table
 from workbench.errors import WorkbenchError
 from workbench.machines.gpus import GpuInventory
 from workbench.machines.nvidia_smi import GpuReading
@@ -66,6 +67,8 @@ def test_a_session_opens_is_edited_on_both_sides_and_brings_its_files_back(wb, p
         assert session.token.encode() not in db.read_bytes(), db
     row = next(r for r in wb.runs() if r.id == session.id)
     assert row.kind == "session"
+    assert any(line.startswith(session.id) and "session: mnist-notebook/train" in line
+               for line in runs_table([row], 120))  # `runs list` says it
     assert [(s.id, s.status, s.url) for s in wb.sessions()] == [(session.id, "running", session.url)]
     assert wb.attach_session(session.id).url == session.url
 
