@@ -95,6 +95,8 @@ def test_a_session_opens_is_edited_on_both_sides_and_brings_its_files_back(wb, p
     assert len(events) == 1
     with pytest.raises(WorkbenchError, match="has ended"):
         wb.attach_session(session.id)
+    with pytest.raises(WorkbenchError, match="is a JupyterLab session; a session is not rerun"):
+        wb.rerun(session.id)
     assert wb.sessions()[0].url is None
 
 

@@ -377,6 +377,9 @@ def rerun(wb: Services, ref: str, executor: str | None = None) -> dict[str, Any]
     from workbench.execution.images import local_image_id
 
     old = wb.store.get_run(ref)
+    if old.get("kind") == "session":
+        raise WorkbenchError(f"run {old['id']} is a JupyterLab session; a session is not rerun",
+                             hint=f"open another: `workbench notebook {shlex.quote(old['project_path'])}`")
     again = f"`workbench run {shlex.quote(old['project_path'])}`"
     if not old.get("snapshot"):
         raise WorkbenchError(f"run {old['id']} never got a snapshot (its launch failed); nothing to rerun",
