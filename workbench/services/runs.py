@@ -101,14 +101,11 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
 
 def _bring_back_ended(wb: Services, run: dict[str, Any]) -> None:
     """An ended session's changed files, brought back by whoever saw it end (once: session_files.py); a
-    failure is said and kept with the run (`sessions stop` tries again)."""
+    failure is kept with the run (`sessions stop` tries again)."""
     try:
-        said = bring_back(wb, run)
+        bring_back(wb, run)  # what it did is the run's event
     except WorkbenchError as exc:
         wb.store.add_event(run["id"], "warning", f"its files are not brought back yet: {exc.message}")
-        return
-    if said:
-        wb.progress(f"session {run['id']}: {said}")
 
 
 def follow_in_background(wb: Services, run_id: str) -> None:
