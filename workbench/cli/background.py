@@ -1,5 +1,5 @@
-"""The hidden commands the detached background processes run: the queue's dispatcher, a run's follower and
-the deployment watcher (started by the services, never typed)."""
+"""The hidden commands the detached background processes run: the queue's dispatcher, a run's follower,
+the deployment watcher and a session's forwarder (started by the services, never typed)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,11 @@ def cmd_watch_deployments(wb: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tunnel(wb: Any, args: argparse.Namespace) -> int:
+    wb.serve_tunnel(args.run)
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("_dispatch")  # internal: the detached dispatcher of the queue
     p.set_defaults(func=cmd_dispatch)
@@ -30,3 +35,6 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_follow)
     p = sub.add_parser("_watch_deployments")  # internal: the detached deployment watcher (health, traffic, canaries)
     p.set_defaults(func=cmd_watch_deployments)
+    p = sub.add_parser("_tunnel")  # internal: the detached forwarder of a session on an SSH host
+    p.add_argument("run")
+    p.set_defaults(func=cmd_tunnel)

@@ -26,7 +26,7 @@ def runs_table(runs: list[Any], available: int, lead: dict[str, str] | None = No
     def table(stamp: str) -> list[tuple[Any, ...]]:
         return [_LIST_HEADER] + [
             (run.id, shown_status(run), printable(run.machine or "local"),
-             printable(f"{run.project}/{run.experiment}"),
+             printable(("session: " if run.kind == "session" else "") + f"{run.project}/{run.experiment}"),
              pairs(params, value_text=number_text), pairs(metrics, value_text=number_text),
              started(run, stamp), duration(run, time.time())) for run, (params, metrics) in zip(runs, ordered)]
 

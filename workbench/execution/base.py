@@ -37,6 +37,9 @@ class Launch:
     gpus: int = 0                       # how many GPUs, for a scheduler that picks them itself (Slurm)
     setup: str | None = None            # the experiment's shell line before its command (Slurm jobs)
     runtime_dir: str | None = None      # workbench/runtime/ on the run's machine: first on the run's PYTHONPATH
+    # (host ip, container port, host port or 0 for one the engine picks): a port published (a lab session's)
+    publish: tuple[str, int, int] | None = None
+    writable_workdir: bool = False      # the working dir is the run's own copy (a session's), mounted read-write
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Handle:
     shim: int | None = None             # process: the supervisor's pid
     shim_start: str | None = None
     started_at: float | None = None
+    port: int | None = None             # docker: the host port its published port is bound to (a session's)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "Handle":

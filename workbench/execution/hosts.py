@@ -115,6 +115,20 @@ class LocalHost:
     def remove_tree(self, path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
+    def copy_tree(self, src: str, dest: str) -> None:
+        """A writable copy of `src` (a snapshot, whose files are read-only) at `dest`, links kept as links."""
+        try:
+            shutil.copytree(src, dest, symlinks=True)
+            for root, dirs, files in os.walk(dest):
+                for name in [*dirs, *files]:
+                    path = os.path.join(root, name)
+                    info = os.lstat(path)
+                    if not stat.S_ISLNK(info.st_mode):
+                        os.chmod(path, stat.S_IMODE(info.st_mode) | stat.S_IWUSR)
+            os.chmod(dest, stat.S_IMODE(os.stat(dest).st_mode) | stat.S_IWUSR)
+        except OSError as err:
+            raise WorkbenchError(f"cannot copy {src} to {dest}: {err.strerror or err}") from None
+
     def remove_files(self, paths: Iterable[str]) -> None:
         for path in paths:
             Path(path).unlink(missing_ok=True)
@@ -510,6 +524,10 @@ rm -rf "$t"
         if not path.startswith(self.root.rstrip("/") + "/"):
             raise WorkbenchError(f"{self.name}: refusing to remove {path}, outside {self.root}")
         self.sh(f"chmod -R u+w {q(path)} 2>/dev/null; rm -rf {q(path)}", what=f"removing {path}")
+
+    def copy_tree(self, src: str, dest: str) -> None:
+        """A writable copy of `src` (a snapshot, whose files are read-only) at `dest` on the host."""
+        self.sh(f"cp -R -P {q(src)} {q(dest)} && chmod -R u+w {q(dest)}", timeout=600, what=f"copying {src}")
 
     def remove_files(self, paths: Iterable[str]) -> None:
         listed = " ".join(q(p) for p in paths)

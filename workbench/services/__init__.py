@@ -28,7 +28,7 @@ from workbench.services import notebooks, runs as runs_
 from workbench.services.answers import (AddedMachine, AliasSet, Comparison, Dashboard, Deployment, DeploymentDetail,
                                         DeploymentSummary, MachineEntry, MachineStats,
                                         ModelDetail, ModelEntry, ModelVersion, Project, ProjectEntry, Run, RunDetail,
-                                        RunRow, Sweep, SweepSummary, TrustedKey)
+                                        RunRow, Session, Sweep, SweepSummary, TrustedKey)
 from workbench.services.context import Progress
 from workbench.services.core import Core
 from workbench.services.executors import LOCAL
@@ -290,6 +290,37 @@ class Workbench:
 
     def rerun(self, ref: str, executor: str | None = None) -> Run:
         return Run.from_row(launch_.rerun(self._services, ref, executor))
+
+    # JupyterLab sessions ---------------------------------------------------------------------------
+    def open_session(self, path: str, experiment: str | None = None, *, machine: str | None = None,
+                     gpus: int | None = None, port: int | None = None, queue: bool = False) -> Session:
+        """JupyterLab in the experiment's image on a machine with its GPUs reserved, once it answers."""
+        from workbench.services import sessions as sessions_
+
+        return Session.from_row(sessions_.open_session(self._services, path, experiment, machine=machine, gpus=gpus,
+                                                       port=port, queue=queue))
+
+    def attach_session(self, ref: str, port: int | None = None) -> Session:
+        from workbench.services import sessions as sessions_
+
+        return Session.from_row(sessions_.attach_session(self._services, ref, port))
+
+    def sessions(self) -> list[Session]:
+        from workbench.services import sessions as sessions_
+
+        return [Session.from_row(s) for s in sessions_.sessions(self._services)]
+
+    def stop_session(self, ref: str) -> Session:
+        """Stops it and brings its changed files back into the project (`brought_back` says what)."""
+        from workbench.services import sessions as sessions_
+
+        return Session.from_row(sessions_.stop_session(self._services, ref))
+
+    def serve_tunnel(self, ref: str) -> None:
+        """The detached forwarder of a session on an SSH host (`workbench _tunnel ID`)."""
+        from workbench.services import sessions as sessions_
+
+        sessions_.serve_tunnel(self._services, ref)
 
     # watching -------------------------------------------------------------------------------------
     def watch(self, path: str, say: Callable[[str], None], *, polling: bool = False,

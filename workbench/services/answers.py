@@ -67,6 +67,7 @@ class RunRow(_Priced, _Plain):
     gpu_share: float | None
     sweep_id: str | None
     trial: int | None
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class Run(_Priced, _Plain):
     gpu_share: float | None
     sweep_id: str | None
     trial: int | None
+    kind: str
 
     def to_json(self, now: float | None = None) -> dict[str, Any]:
         """The run as `run`, `runs cancel` and `queue` print it (docs/cli-json.md)."""
@@ -600,3 +602,39 @@ class DeploymentDetail(DeploymentSummary):
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "targets": self.targets, "events": self.events, "traffic": self.traffic}
+
+
+@dataclass(frozen=True)
+class Session(_Priced, _Plain):
+    """A JupyterLab session (a run of kind 'session'): `url` and `token` while it runs (never stored in the
+    history: read from its local session.json), `brought_back` once `sessions stop` brought its files back."""
+    id: str
+    project: str
+    experiment: str
+    status: str
+    status_reason: str | None
+    machine: str
+    gpu_uuids: list[str]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    hourly_cost: float | None
+    gpu_share: float | None
+    url: str | None
+    token: str | None
+    port: int | None
+    brought_back: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Session":
+        return cls(**{name: row.get(name) for name in _fields(cls)})
+
+    def to_json(self, now: float | None = None) -> dict[str, Any]:
+        """`notebook --json`: id, url, token, port, machine, gpus; `sessions list --json` and `sessions stop
+        --json` add project, status, started_at, finished_at, duration, cost and brought_back."""
+        now = time.time() if now is None else now
+        return {"id": self.id, "url": self.url, "token": self.token, "port": self.port, "machine": self.machine,
+                "gpus": len(self.gpu_uuids or []), "project": self.project, "experiment": self.experiment,
+                "status": self.status, "status_reason": self.status_reason, "started_at": self.started_at,
+                "finished_at": self.finished_at, "duration": self.seconds_at(now), "cost": self.cost_at(now),
+                "brought_back": self.brought_back}

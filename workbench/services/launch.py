@@ -29,6 +29,7 @@ from workbench.services.images import runner_image
 from workbench.services.notebook_checks import check_notebook, notebook_warnings
 from workbench.services.projects import register_launched
 from workbench.services.records import experiment_from_record, spec_record, unredacted_env
+from workbench.services.session_setup import docker_needed, lab_image, new_session_file, prepare_session
 from workbench.store.leases import LeaseKeeper, lease_name, new_owner
 
 LAUNCH_LEASE_TTL = 20.0  # a launcher renews its hold on a run while it builds or pulls; a dead one lets go
@@ -63,6 +64,14 @@ def launch(wb: Services, path: str, experiment: str | None = None, overrides: li
         named = wb.executors.machine(requested)
         return start(wb, spec, exp, values, choose_executor(wb, executor, named), machine=named, priority=priority,
                      from_folder=True)
+    return place_and_start(wb, spec, exp, values, requested, executor, priority)
+
+
+def place_and_start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any],
+                    requested: str | list[str], executor: str | None, priority: int = 0, *, queue: bool = True,
+                    session: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Started on the machine placement chooses among `requested` (auto, or a list); when none can take it
+    now, queued (or, without `queue`, refused saying why)."""
     names = place.candidates(wb, requested)
     request = {"machines": requested, "gpus": exp.gpus, "executor": executor}
     for _ in range(3):  # another launcher may reserve the chosen GPUs first: look again
@@ -70,15 +79,19 @@ def launch(wb: Services, path: str, experiment: str | None = None, overrides: li
         place.refuse_if_never(surveys, exp.gpus)
         chosen = place.choose(surveys, exp.gpus)
         if chosen is None:
-            return enqueue(wb, spec, exp, values, request, place.why_not(surveys, exp.gpus), priority)
+            break
         try:
             return start(wb, spec, exp, values, chosen.executor or "docker", machine=chosen.machine,
                          placement=place.placement_of(chosen, exp.gpus, surveys), request=request, priority=priority,
-                         from_folder=True)
+                         from_folder=True, session=session)
         except GpusTaken:
             continue
-    surveys = place.survey_all(wb, names, exp.gpus, executor)
-    return enqueue(wb, spec, exp, values, request, place.why_not(surveys, exp.gpus), priority)
+    else:
+        surveys = place.survey_all(wb, names, exp.gpus, executor)
+    reason = place.why_not(surveys, exp.gpus)
+    if not queue:
+        raise WorkbenchError(f"no machine can take it now ({reason})", hint="add --queue to wait for one")
+    return enqueue(wb, spec, exp, values, request, reason, priority, session=session)
 
 
 NOTEBOOK_PARAMS = "WORKBENCH_NOTEBOOK_PARAMS"  # a notebook run's params as JSON, typed as declared
@@ -109,7 +122,7 @@ def run_env(exp: Experiment, values: dict[str, Any], run_id: str) -> dict[str, s
 
 def new_record(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], *, machine: str,
                executor_name: str, rerun_of: str | None, priority: int, with_git: bool,
-               recorded_spec: dict[str, Any] | None = None) -> tuple[dict[str, Any], list]:
+               recorded_spec: dict[str, Any] | None = None, kind: str = "run") -> tuple[dict[str, Any], list]:
     """A new run's record (not stored yet), with a fresh id, and the git notes to record once it is stored."""
     run_id = secrets.token_hex(4)
     while wb.store.run_exists(run_id):
@@ -121,7 +134,7 @@ def new_record(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[st
         "id": run_id, "project": spec.name, "project_path": str(spec.root), "experiment": exp.name,
         "status": "queued", "machine": machine, "executor": executor_name, "created_at": time.time(),
         "params": values, "argv": argv, "env": redact_env(run_env(exp, values, run_id)), "rerun_of": rerun_of,
-        "spec": recorded_spec or spec_record(exp), "priority": priority, **git,
+        "spec": recorded_spec or spec_record(exp), "priority": priority, "kind": kind, **git,
     }
     return record, git_notes
 
@@ -144,11 +157,14 @@ def _snapshot_warnings(wb: Services, run_id: str, snapshot: Snapshot, spec: Proj
 
 
 def enqueue(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], request: dict[str, Any],
-            reason: str, priority: int = 0) -> dict[str, Any]:
+            reason: str, priority: int = 0, session: dict[str, Any] | None = None) -> dict[str, Any]:
     """A run no machine can take now: recorded `queued` with its snapshot (the project as it is now) and
     what it waits for; the dispatcher starts it when a machine can."""
     record, git_notes = new_record(wb, spec, exp, values, machine="auto", executor_name=request.get("executor")
-                                   or "docker", rerun_of=None, priority=priority, with_git=True)
+                                   or "docker", rerun_of=None, priority=priority, with_git=True,
+                                   kind="session" if session is not None else "run")
+    if session is not None:
+        new_session_file(wb.dirs.run_dir(record["id"]), session.get("port"))
     record.update(waiting=request, status_reason=reason)
     with snapshot_lock(wb.dirs.snapshots, exclusive=False):  # gc keeps it once recorded
         snapshot = take_snapshot(spec.root, spec.exclude, wb.dirs.snapshots)
@@ -167,14 +183,18 @@ def enqueue(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, 
 def start(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], executor_name: str, *,
           machine: str = "local", snapshot_hash: str | None = None, image_id: str | None = None,
           rerun_of: str | None = None, placement: Any = None, request: dict[str, Any] | None = None,
-          priority: int = 0, from_folder: bool = False) -> dict[str, Any]:
+          priority: int = 0, from_folder: bool = False, session: dict[str, Any] | None = None) -> dict[str, Any]:
     """Records the run with its GPUs reserved (one transaction: no other run can take them), then launches
     it. `placement` is the choice of `launch` among several machines; without it the GPUs are picked on
     `machine` now. `from_folder`: launched from the project's folder, which is registered once the run is
-    recorded (a rerun starts from a run's record: its folder may be gone, or its project removed)."""
+    recorded (a rerun starts from a run's record: its folder may be gone, or its project removed).
+    `session` ({"port": local port or None}): a JupyterLab session (services/sessions.py), not a run."""
     record, git_notes = new_record(wb, spec, exp, values, machine=machine, executor_name=executor_name,
-                                   rerun_of=rerun_of, priority=priority, with_git=snapshot_hash is None)
+                                   rerun_of=rerun_of, priority=priority, with_git=snapshot_hash is None,
+                                   kind="session" if session is not None else "run")
     run_id = record["id"]
+    if session is not None:  # its token, kept here only, before anything can launch it
+        new_session_file(wb.dirs.run_dir(run_id), session.get("port"))
     if placement is not None:
         gpus, fields = placement.gpus, placement.fields(request or {})
     else:
@@ -232,7 +252,9 @@ def launch_recorded(wb: Services, run_id: str, seq: int, spec: ProjectSpec, exp:
 def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment, values: dict[str, Any],
                    executor_name: str, machine: str, gpus: GpuInventory | None, *, snapshot_hash: str | None = None,
                    image_id: str | None = None, rerun_of: str | None = None) -> tuple[Executor, Launch]:
-    """Everything up to the start: the snapshot where the run runs, its image, and its Launch."""
+    """Everything up to the start: the snapshot where the run runs, its image, and its Launch (a session's:
+    its working copy, its published port, the lab image; session_setup.py)."""
+    lab = wb.store.get_run(run_id).get("kind") == "session"
     argv = substitute(exp.command, {**values, "run_id": run_id})
     env = run_env(exp, values, run_id)
     with snapshot_lock(wb.dirs.snapshots, exclusive=False):  # gc cannot remove it before it is recorded
@@ -262,7 +284,11 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
         image = image_id or wb._image_for(spec, exp, snapshot_dir, snapshot_hash, run_id, machine=machine)
         if exp.notebook and not image_id:  # (a rerun's recorded image is the one that ran it)
             image = runner_image(wb, image, machine=machine, run_id=run_id)  # (its own `image` event)
+        elif lab and not image_id:
+            image = lab_image(wb, image, machine=machine, run_id=run_id)
         wb.store.update_run(run_id, image=exp.image or exp.dockerfile, image_id=image)
+    elif lab:
+        raise WorkbenchError(docker_needed(machine))
     elif backend.takes_setup_line:  # a Slurm job
         warn(wb, run_id, f"{machine} is a Slurm cluster without a container runtime Workbench uses: the "
                          f"experiment runs as a process in its snapshot there, not in {exp.image or exp.dockerfile} "
@@ -278,12 +304,16 @@ def prepare_launch(wb: Services, run_id: str, spec: ProjectSpec, exp: Experiment
         warn(wb, run_id, f"the container runs as root with writable host mounts ({', '.join(writable)}): "
                          "it can change or replace anything in them")
     wb.dirs.run_dir(run_id).mkdir(parents=True, exist_ok=True)  # here: logs.txt, fetched artifacts
+    publish = None
+    if lab:
+        where, publish = prepare_session(wb.dirs.run_dir(run_id), host, host.run_dir(run_id), where, env)
     return run_exec, Launch(
         run_id=run_id, project=spec.name, argv=argv, env=env, snapshot_dir=where,
         run_dir=host.run_dir(run_id), image=image, gpu_ids=[g.uuid for g in gpus.gpus] if gpus else [],
         mounts=[(m.source, m.target, m.read_only) for m in exp.mounts], shm_size=exp.shm_size,
         memory=exp.memory, cpus=exp.cpus, user=None if exp.user == "root" else (exp.user or host.user()),
         gpus=exp.gpus, setup=exp.setup if backend.takes_setup_line else None, runtime_dir=runtime_dir(host),
+        publish=publish, writable_workdir=lab,
     )
 
 
@@ -347,6 +377,9 @@ def rerun(wb: Services, ref: str, executor: str | None = None) -> dict[str, Any]
     from workbench.execution.images import local_image_id
 
     old = wb.store.get_run(ref)
+    if old.get("kind") == "session":
+        raise WorkbenchError(f"run {old['id']} is a JupyterLab session; a session is not rerun",
+                             hint=f"open another: `workbench notebook {shlex.quote(old['project_path'])}`")
     again = f"`workbench run {shlex.quote(old['project_path'])}`"
     if not old.get("snapshot"):
         raise WorkbenchError(f"run {old['id']} never got a snapshot (its launch failed); nothing to rerun",

@@ -15,6 +15,7 @@ from workbench.failures import is_engine_failure
 from workbench.services.context import Services, first_line, start_detached
 from workbench.services.dispatch_trigger import ensure_dispatcher
 from workbench.services.launch import LAUNCH_LEASE_TTL
+from workbench.services.session_files import bring_back
 from workbench.services.reconcile import (UNREACHABLE, adopt, ingestor, lease_held, mark_reachable,
                                           mark_unreachable)
 from workbench.store.leases import LeaseLost, lease_name, lease_ttl, new_owner
@@ -93,7 +94,18 @@ def wait(wb: Services, ref: str, sink: Callable[[bytes], None] | None = None,
             delay = min(delay * 2, ENGINE_RETRY_MAX)
         run = wb.store.get_run(run["id"])
     wb.store.release_lease(lease_name(run["id"]), owner)  # kept through an outage that lasted to the end
+    if run.get("kind") == "session":
+        _bring_back_ended(wb, run)
     return run
+
+
+def _bring_back_ended(wb: Services, run: dict[str, Any]) -> None:
+    """An ended session's changed files, brought back by whoever saw it end (once: session_files.py); a
+    failure is kept with the run (`sessions stop` tries again)."""
+    try:
+        bring_back(wb, run)  # what it did is the run's event
+    except WorkbenchError as exc:
+        wb.store.add_event(run["id"], "warning", f"its files are not brought back yet: {exc.message}")
 
 
 def follow_in_background(wb: Services, run_id: str) -> None:

@@ -18,7 +18,7 @@ FINAL = ("succeeded", "failed", "cancelled", "lost")
 STATUSES = ACTIVE + FINAL
 LIST_COLUMNS = (
     "id, project, experiment, status, status_reason, machine, executor, created_at, started_at, "
-    "finished_at, exit_code, params, summary, metric_points, verdict, hourly_cost, gpu_share, sweep_id, trial"
+    "finished_at, exit_code, params, summary, metric_points, verdict, hourly_cost, gpu_share, sweep_id, trial, kind"
 )
 
 
@@ -309,13 +309,19 @@ class RunQueries:
             "'id', id, 'project', project, 'experiment', experiment, 'status', status, "
             "'status_reason', status_reason, 'machine', machine, 'executor', executor, "
             "'created_at', created_at, 'started_at', started_at, 'finished_at', finished_at, "
-            "'exit_code', exit_code, 'metric_points', metric_points, 'verdict', verdict, "
+            "'exit_code', exit_code, 'metric_points', metric_points, 'verdict', verdict, 'kind', kind, "
             "'duration', CASE WHEN started_at IS NULL THEN NULL "
             "ELSE max(0.0, coalesce(finished_at, ?) - started_at) END), '}') "
             "|| ',\"params\":' || params || ',\"summary\":' || summary || '}', ','), '') || ']' "
             f"FROM ({inner})"
         )
         return self.query(sql, (now, *args))[0][0]  # type: ignore[attr-defined]
+
+    def sessions(self, limit: int = 50) -> list[dict[str, Any]]:
+        """JupyterLab sessions, the newest first: the running ones and the most recent that ended."""
+        rows = self.query("SELECT * FROM runs WHERE kind = 'session' "  # type: ignore[attr-defined]
+                          "ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [decode_run(r) for r in rows]
 
     def run_exists(self, run_id: str) -> bool:
         return bool(self.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)))  # type: ignore[attr-defined]

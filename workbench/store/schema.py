@@ -343,4 +343,10 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     CREATE INDEX runs_by_finish ON runs (coalesce(finished_at, created_at) DESC, seq DESC)
         WHERE status NOT IN ('queued', 'running');
     """,
+    # 13: what a run is: 'run' (an experiment) or 'session' (JupyterLab on the project's working copy, placed,
+    # pinned and costed like a run)
+    """
+    ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';
+    CREATE INDEX runs_sessions ON runs (created_at DESC) WHERE kind = 'session';
+    """,
 ]

@@ -54,7 +54,7 @@ class DockerExecutor:
         self.host.make_dirs(out)
         env = {**launch.env, "WORKBENCH_OUTPUT": OUTPUT_TARGET, "WORKBENCH_METRICS": f"{OUTPUT_TARGET}/{METRICS_FILE}"}
         mounts = [
-            Mount(SNAPSHOT_TARGET, str(launch.snapshot_dir), type="bind", read_only=True),
+            Mount(SNAPSHOT_TARGET, str(launch.snapshot_dir), type="bind", read_only=not launch.writable_workdir),
             Mount(OUTPUT_TARGET, out, type="bind"),
         ]
         if launch.runtime_dir:
@@ -81,6 +81,10 @@ class DockerExecutor:
             kwargs["memswap_limit"] = launch.memory
         if launch.cpus:
             kwargs["nano_cpus"] = launch.cpus * 10**9
+        if launch.publish:
+            host_ip, container_port, host_port = launch.publish
+            kwargs["ports"] = [container_port]
+            kwargs["port_bindings"] = {container_port: (host_ip, host_port or None)}
         if launch.gpu_ids:
             kwargs["device_requests"] = [DeviceRequest(device_ids=launch.gpu_ids, capabilities=[["gpu"]])]
         api = self.client.api
@@ -104,11 +108,26 @@ class DockerExecutor:
                     f"the Docker engine on {where} has no GPU runtime (could not select device driver \"\" with "
                     "capabilities: [[gpu]])", hint=f"install the NVIDIA Container Toolkit on {where}, or set gpus = 0",
                 ) from None
+            if launch.publish and ("port is already allocated" in message or "address already in use" in message):
+                raise WorkbenchError(f"port {launch.publish[2]} on {where} is already in use: {message}",
+                                     hint="pick another with --port, or leave it out for a free one")
             if "bind source path does not exist" in message:
                 raise WorkbenchError(f"a mount source does not exist on {where}: {message}",
                                      hint="create it there or fix `mounts` in workbench.toml")
             raise WorkbenchError(f"Docker on {where} could not start the container: {message}") from None
-        return Handle(str(launch.run_dir), self.host.name, container=container)
+        port = self._published_port(container, launch.publish[1]) if launch.publish else None
+        return Handle(str(launch.run_dir), self.host.name, container=container, port=port)
+
+    def _published_port(self, container: str, container_port: int) -> int | None:
+        """The host port the engine bound `container_port` to (the one it picked, when asked for any)."""
+        import docker.errors
+
+        try:
+            ports = (self.client.api.inspect_container(container).get("NetworkSettings") or {}).get("Ports") or {}
+        except (docker.errors.APIError, OSError):
+            return None
+        bound = ports.get(f"{container_port}/tcp") or []
+        return int(bound[0]["HostPort"]) if bound and str(bound[0].get("HostPort", "")).isdigit() else None
 
     def _image_env(self, image: str | None) -> dict[str, str]:
         """The environment the image sets (its PYTHONPATH must survive the runtime's)."""
@@ -401,6 +420,7 @@ def _create_args(api: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     host_config = api.create_host_config(
         mounts=kwargs.pop("mounts"), init=kwargs.pop("init"), shm_size=kwargs.pop("shm_size", None),
         mem_limit=kwargs.pop("mem_limit", None), memswap_limit=kwargs.pop("memswap_limit", None),
+        port_bindings=kwargs.pop("port_bindings", None),
         device_requests=kwargs.pop("device_requests", None), nano_cpus=kwargs.pop("nano_cpus", None),
     )
     kwargs.pop("detach", None)
