@@ -46,14 +46,19 @@ class _Priced:
 
 
 @dataclass(frozen=True)
-class RunRow(_Priced, _Plain):
-    """A run as a list shows it (`runs list`, the Runs screen, the Dashboard): store.runs.LIST_COLUMNS."""
+class _RunNamed(_Priced, _Plain):
+    """What names a run and says where it is, first in every record of one."""
     id: str
     project: str
     experiment: str
     status: str
     status_reason: str | None
     machine: str
+
+
+@dataclass(frozen=True)
+class RunRow(_RunNamed):
+    """A run as a list shows it (`runs list`, the Runs screen, the Dashboard): store.runs.LIST_COLUMNS."""
     executor: str
     created_at: float
     started_at: float | None
@@ -605,15 +610,9 @@ class DeploymentDetail(DeploymentSummary):
 
 
 @dataclass(frozen=True)
-class Session(_Priced, _Plain):
+class Session(_RunNamed):
     """A JupyterLab session (a run of kind 'session'): `url` and `token` while it runs (never stored in the
     history: read from its local session.json), `brought_back` once `sessions stop` brought its files back."""
-    id: str
-    project: str
-    experiment: str
-    status: str
-    status_reason: str | None
-    machine: str
     gpu_uuids: list[str]
     created_at: float
     started_at: float | None
