@@ -4,7 +4,7 @@ column, folders cut from the start. The text in them is shaped by workbench/form
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -114,6 +114,15 @@ def metrics_cell(run: RunLike) -> Text:
     elif run.verdict == "fail":
         prefix.append("✗ ", style="red")
     return ItemsText(pairs(run.summary).items, prefix=prefix)
+
+
+SESSION_MARK = "⌁ "  # leads a JupyterLab session's name in a list of runs
+
+
+def project_cell(run: Any) -> Text:
+    """`project/experiment`; a JupyterLab session's led by ⌁, which stays when the column narrows."""
+    text = f"{run.project}/{run.experiment}"
+    return cell(SESSION_MARK + text if run.kind == "session" else text)
 
 
 def status_cell(status: str) -> Text:

@@ -20,7 +20,7 @@ from textual.worker import NoActiveWorker, Worker, get_current_worker
 # Worker groups whose progress lines are one operation's (a change a user asked for, with an outcome), and
 # the title of its notice while it goes.
 OPERATION_GROUPS = {"launch": "Launch", "deploy": "Deploy", "run-actions": "Run", "deployments-edit": "Deployment",
-                    "register": "Register model"}
+                    "register": "Register model", "session": "Session"}
 PROGRESS_SECONDS = 600  # a progress notice stays while the operation runs (a first build takes minutes)
 OUTCOME_SECONDS = 8
 FAILURE_SECONDS = 12

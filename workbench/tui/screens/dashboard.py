@@ -13,9 +13,10 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from workbench.errors import NotFound
-from workbench.formatting import ago, duration, pairs, size
-from workbench.tui.cells import cell, escape, status_cell
+from workbench.formatting import ago, duration, money, pairs, size
+from workbench.tui.cells import cell, escape, project_cell, status_cell
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
+from workbench.tui.screens.session_actions import SessionActions
 from workbench.tui.widgets.fitted_table import FittedTable
 
 MAX_PROGRESS_CHARS = 1000  # of a run's live progress line: a cell shows far fewer
@@ -23,10 +24,11 @@ MAX_PROGRESS_CHARS = 1000  # of a run's live progress line: a cell shows far few
 
 class DashboardLoaded(Message):
     def __init__(self, data: Any, machine: Any, fleet: dict[str, dict[str, Any]],
-                 progress: dict[str, str] | None = None) -> None:
+                 progress: dict[str, str] | None = None, sessions: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.data, self.machine, self.fleet = data, machine, fleet
         self.progress = progress or {}  # run id -> the line it is redrawing now (its tqdm bar)
+        self.sessions = sessions or {}  # the JupyterLab sessions among them (the facade's Session) by id
 
 
 def fleet_summary(fleet: dict[str, dict[str, Any]]) -> str:
@@ -40,6 +42,19 @@ def fleet_summary(fleet: dict[str, dict[str, Any]]) -> str:
         colour = "green" if live["state"] == "connected" else "yellow" if "connect" in live["state"] else "red"
         lines.append(f"[b]{escape(name)}[/b]  [{colour}]●[/] {live['state']} · {kind}{busy}")
     return "\n".join(lines)
+
+
+def session_gpus(session: Any) -> str:
+    """What a session holds, where a run shows its metric points."""
+    gpus = len(session.gpu_uuids or [])
+    return f"{gpus} GPU{'s' if gpus != 1 else ''}" if gpus else "no GPU"
+
+
+def session_where(session: Any, now: float) -> str:
+    """Its cost so far (first: it stays when the column narrows) and its machine, where a run shows its latest
+    metrics."""
+    cost = session.cost_at(now)
+    return f"on {session.machine}" if cost is None else f"{money(cost)} so far on {session.machine}"
 
 
 def machine_summary(sample: Any, holders: dict[tuple[str, str], str] | None = None) -> str:
@@ -63,12 +78,15 @@ def machine_summary(sample: Any, holders: dict[tuple[str, str], str] | None = No
     return "\n".join(lines)
 
 
-class DashboardScreen(BaseScreen):
+class DashboardScreen(SessionActions, BaseScreen):
     MODE = "dashboard"
     REFRESH_SECONDS = 1.0  # a live run's progress line shows within a second
     BINDINGS = [
         Binding("enter", "open", "Open run", id="dashboard.open"),
         Binding("tab", "app.focus_next", "Next panel", show=False, id="dashboard.next"),
+        # the issue's keys here; `u` and `x` as on the Runs screen, where `o` and `s` sort
+        Binding("o,u", "session_url", "Session URL", show=False, id="dashboard.session_url"),
+        Binding("s,x", "stop_session", "Stop session", show=False, id="dashboard.stop_session"),
     ]
     DEFAULT_CSS = """
     DashboardScreen .panel-title { height: 1; padding: 0 1; background: $boost; color: $accent; }
@@ -76,6 +94,10 @@ class DashboardScreen(BaseScreen):
     DashboardScreen #recent { height: 1fr; }
     DashboardScreen #machine { height: auto; max-height: 6; padding: 0 1; }
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, Any] = {}  # the runs shown (the facade's RunRow) by id, as last loaded
 
     def compose_body(self) -> ComposeResult:
         with Vertical():
@@ -105,14 +127,20 @@ class DashboardScreen(BaseScreen):
                 continue
             if line:
                 progress[run.id] = line[:MAX_PROGRESS_CHARS]
-        self.post_message(DashboardLoaded(data, wb.local_machine(), fleet.snapshot() if fleet else {}, progress))
+        sessions = ({s.id: s for s in wb.sessions()}
+                    if any(r.kind == "session" for r in data.running + data.queued) else {})
+        self.post_message(DashboardLoaded(data, wb.local_machine(), fleet.snapshot() if fleet else {}, progress,
+                                          sessions))
 
     def on_dashboard_loaded(self, message: DashboardLoaded) -> None:
-        data, now, progress = message.data, self.clock(), message.progress
+        data, now, progress, sessions = message.data, self.clock(), message.progress, message.sessions
+        self.rows = {r.id: r for r in data.running + data.queued + data.recent}
 
         def latest(run: Any) -> Text:  # what the run is redrawing now, else its latest metrics
             if run.status == "queued" and run.status_reason:  # in the queue: what it waits for
                 return cell(f"queued: {run.status_reason}", "yellow")
+            if run.id in sessions:
+                return cell(session_where(sessions[run.id], now))
             line = progress.get(run.id)
             return cell(line) if line else cell(pairs(run.summary))
 
@@ -120,13 +148,14 @@ class DashboardScreen(BaseScreen):
         self.query_one("#live-title", Static).update(
             f"Running ({len(data.running)})" + (f" · queue: {queued} waiting" if queued else " · queue empty")
             + ("" if data.running else " · launch from Projects (3) or `workbench run PATH`"))
-        self._fill("#live", [(r.id, (cell(r.id), cell(f"{r.project}/{r.experiment}"),
-                                        cell(duration(r, now)), cell(f"{r.metric_points:,}"),
+        self._fill("#live", [(r.id, (cell(r.id), project_cell(r), cell(duration(r, now)),
+                                        cell(session_gpus(sessions[r.id]) if r.id in sessions
+                                             else f"{r.metric_points:,}"),
                                         latest(r)))
                              for r in data.running + data.queued],
                    empty=("-", "nothing running", "", "", ""))
         self._fill("#recent", [(r.id, (cell(r.id), status_cell(r.status),
-                                          cell(f"{r.project}/{r.experiment}"), cell(pairs(r.summary)),
+                                          project_cell(r), cell(pairs(r.summary)),
                                           cell(ago(r.finished_at, now))))
                                for r in data.recent],
                    empty=("-", "", "no finished runs yet", "", ""))
@@ -150,14 +179,23 @@ class DashboardScreen(BaseScreen):
         event.stop()
         self.action_open()
 
-    def action_open(self) -> None:
+    def selected_run(self) -> str | None:
+        """The run under the cursor of the focused table (the running runs' when neither has focus)."""
         table = self.focused if isinstance(self.focused, DataTable) else self.query_one("#live", DataTable)
         if not table.row_count:
-            return
+            return None
         run_id = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        if run_id and run_id != "-":
+        return run_id if run_id and run_id != "-" else None
+
+    def action_open(self) -> None:
+        run_id = self.selected_run()
+        if run_id:
             from workbench.tui.screens.run_detail import RunDetailScreen
             self.app.push_screen(RunDetailScreen(run_id))
 
+    def selected_row(self) -> Any | None:
+        return self.rows.get(self.selected_run() or "")
+
     def palette_commands(self) -> list[PaletteCommand]:
-        return [("Open run", "the selected running or recent run", self.action_open)]
+        return [("Open run", "the selected running or recent run", self.action_open),
+                *self.session_commands("the selected")]

@@ -24,6 +24,7 @@ from workbench.tui.cells import escape, status_markup
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.screens.register_model import RegisterModelScreen
 from workbench.tui.screens.run_actions import ACTIVE, RunActions, RunList, RunRemoved
+from workbench.tui.screens.session_actions import SessionActions
 from workbench.tui.widgets.metric_chart import MetricChart
 from workbench.tui.widgets.notebook_view import NotebookContent, NotebookView, read_notebook
 
@@ -83,7 +84,7 @@ class PaneLog(Log):
         super().action_scroll_right()
 
 
-class RunDetailScreen(RunActions, BaseScreen):
+class RunDetailScreen(RunActions, SessionActions, BaseScreen):
     MODE = "runs"
     REFRESH_SECONDS = 1.0
     AUTO_FOCUS = "#overview-scroll"
@@ -101,6 +102,9 @@ class RunDetailScreen(RunActions, BaseScreen):
         Binding("R", "rerun", "Rerun", id="detail.rerun"),
         Binding("w", "sweep", "Its sweep", show=False, id="detail.sweep"),
         Binding("M", "register_model", "Register model", show=False, id="detail.register_model"),
+        # a JupyterLab session's (`o` is the overview here)
+        Binding("u", "session_url", "Session URL", show=False, id="detail.session_url"),
+        Binding("s,x", "stop_session", "Stop session", show=False, id="detail.stop_session"),
     ]
     DEFAULT_CSS = """
     RunDetailScreen #detail-title { height: 1; padding: 0 1; background: $boost; }
@@ -383,6 +387,9 @@ class RunDetailScreen(RunActions, BaseScreen):
     def action_delete_run(self) -> None:
         self.confirm_delete(self.run_id, self._status())
 
+    def selected_row(self) -> Any | None:
+        return self.run
+
     def action_rerun(self) -> None:
         self.app.run_action_on_run("rerun", self.run_id)  # type: ignore[attr-defined]
 
@@ -420,6 +427,7 @@ class RunDetailScreen(RunActions, BaseScreen):
             ("Cancel run", "stop this run (asks first)", self.action_cancel_run),
             ("Delete run", "remove this run with its logs, metrics and artifacts (asks first)", self.action_delete_run),
             ("Rerun", "an identical run from the stored snapshot and image", self.action_rerun),
+            *self.session_commands("this"),
             ("Register model", "one of this run's artifacts as the next version of a model", self.action_register_model),
             ("Open its sweep", "the sweep this run is a trial of", self.action_sweep),
             ("Back to runs", "the run history", self.action_back),

@@ -19,11 +19,12 @@ from rich.text import Text
 
 from workbench.formatting import (RunLike, duration, elide, fit_items, money, pairs, reading_order, short_value,
                                   shown_status, started)
-from workbench.tui.cells import ItemsText, cell, escape, metrics_cell, table_status
+from workbench.tui.cells import ItemsText, cell, escape, metrics_cell, project_cell, table_status
 from workbench.tui.screens.base import BaseScreen, PaletteCommand
 from workbench.tui.screens.compare import CompareScreen
 from workbench.tui.screens.run_actions import RunActions, RunList, RunRemoved
 from workbench.tui.screens.run_detail import RunDetailScreen
+from workbench.tui.screens.session_actions import SessionActions
 from workbench.tui.screens.sweep import SweepScreen
 from workbench.tui.screens.sweeps import SweepsScreen
 from workbench.tui.widgets.cursor import cursor_key
@@ -201,7 +202,7 @@ class RunsTable(FittedTable):
         self.screen.action_oldest()  # type: ignore[attr-defined]
 
 
-class RunsScreen(RunActions, RunList, BaseScreen):
+class RunsScreen(RunActions, SessionActions, RunList, BaseScreen):
     MODE = "runs"
     BINDINGS = [
         Binding("enter", "open", "Open", id="runs.open"),
@@ -219,6 +220,9 @@ class RunsScreen(RunActions, RunList, BaseScreen):
         Binding("c", "cancel_run", "Cancel", id="runs.cancel"),
         Binding("d,delete", "delete_run", "Delete", id="runs.delete"),
         Binding("R", "rerun", "Rerun", id="runs.rerun"),
+        # a JupyterLab session's (`o` and `s` sort here; the Dashboard takes those too)
+        Binding("u", "session_url", "Session URL", show=False, id="runs.session_url"),
+        Binding("x", "stop_session", "Stop session", show=False, id="runs.stop_session"),
         Binding("j,down", "down", "Down", show=False, id="runs.down"),
         Binding("k,up", "up", "Up", show=False, id="runs.up"),
         Binding("ctrl+f,pagedown", "next_page", "Next page", show=False, id="runs.next_page"),
@@ -371,7 +375,7 @@ class RunsScreen(RunActions, RunList, BaseScreen):
         """The run's cells in the order of the table's columns."""
         table = self.table
         cells = {"id": self._id_cell(run.id), "status": table_status(run),
-                 "project/experiment": cell(f"{run.project}/{run.experiment}"),
+                 "project/experiment": project_cell(run),
                  "params": cell(pairs(run.params)), "metrics": metrics_cell(run), "machine": cell(run.machine),
                  "started": cell(started(run)), "duration": cell(duration(run, now))}
         if table.value_key is not None:
@@ -593,6 +597,9 @@ class RunsScreen(RunActions, RunList, BaseScreen):
         if run_id:
             self.confirm_delete(run_id, self._selected_status(run_id))
 
+    def selected_row(self) -> Any | None:
+        return self.shown.get(self.selected_run() or "")
+
     def on_run_removed(self, message: RunRemoved) -> None:
         self.notify(f"run {message.run_id} deleted")
         if message.run_id in self.table.rows:
@@ -615,6 +622,7 @@ class RunsScreen(RunActions, RunList, BaseScreen):
             ("Delete run", "remove the selected run with its logs, metrics and artifacts (asks first)",
              self.action_delete_run),
             ("Rerun", "an identical run from the stored snapshot and image", self.action_rerun),
+            *self.session_commands("the selected"),
             ("Filter runs", "filter by text", self.action_filter),
             ("Cycle status filter", "all, running, queued, succeeded, …", self.action_cycle_status),
             ("Cycle project filter", "all projects, then each", self.action_cycle_project),
