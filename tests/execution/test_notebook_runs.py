@@ -140,3 +140,20 @@ def test_the_spec_refuses_a_notebook_with_a_command_or_a_missing_file(cli, make_
     missing = make_project(SPEC.format(extra=""))
     done = cli("run", str(missing), "--executor", "process")
     assert done.code != 0 and "analysis.ipynb does not exist" in done.err
+
+
+def test_a_sweep_of_a_broken_notebook_is_refused_before_anything_is_recorded(cli, make_project):
+    root = make_project(SPEC.format(extra="[experiments.nb.sweep]\nlr = [0.1, 0.2]"), {"analysis.ipynb": "{not json"})
+    done = cli("sweep", str(root), "--executor", "process")
+    assert done.code == 1 and "analysis.ipynb is not a valid notebook" in done.err and "Traceback" not in done.err
+    assert cli("sweeps", "list", "--json").json() == [] and cli("runs", "list", "--json").json() == []
+
+
+def test_a_failure_line_the_notebook_prints_itself_is_not_taken_for_the_runners(cli, make_project):
+    """A cell prints a runner-looking failure line, then the runner is killed: the reason is the kill."""
+    fake = ("import os, signal\nprint('[workbench] notebook failed at cell 9/9 (fake): NotMine: no', flush=True)\n"
+            "os.kill(os.getppid(), signal.SIGKILL)")
+    root = make_project(SPEC.format(extra=""), {"analysis.ipynb": notebook(fake)})
+    run = _ended(Workbench(), _run(cli, root))
+    assert run.status == "failed" and "NotMine" not in run.status_reason, run.status_reason
+    assert "SIGKILL" in run.status_reason or run.exit_code == 137, (run.status_reason, run.exit_code)

@@ -31,6 +31,8 @@ POLL = 0.2
 LogSink = Callable[[bytes], None]
 ProgressSink = Callable[[str], None]
 NOTEBOOK_TAIL = 1 << 16  # of the log, where a failed notebook's runner said why
+FAILURE_LINES = 20       # ... among its last lines (the other stream may still have printed a few after it)
+RUNNER_FAILED = (1, 2)   # the runner's exit codes when a cell failed or the kernel died (1), or nothing ran (2)
 PROGRESS_FILE = "progress.txt"  # the line a live run is redrawing now (a tqdm bar); never part of the history
 
 
@@ -58,6 +60,7 @@ class RunIngestor:
         self._cell: str | None = None       # a notebook run's cell starting now, from the runner's marker
         self._redrawn = ""                  # the line the run is redrawing now (a progress bar)
         self._shown: str | None = None
+        self._progress_ended = False        # the progress thread said its last: nothing is shown after it
 
     # lease ----------------------------------------------------------------------------------------
     def acquire(self) -> bool:
@@ -172,6 +175,8 @@ class RunIngestor:
         looking, and handed to `progress`."""
         errors: list[BaseException] = []
         self._progress = progress
+        if self._notebook:  # a follower taking over mid-cell: the cell running now is the last one the log named
+            self._cell = last_cell(self._log_tail(NOTEBOOK_TAIL))
         self._progress_thread = threading.Thread(target=self._keep_progress,
                                                  name=f"progress-{self.run['id']}", daemon=True)
         self._progress_thread.start()
@@ -215,6 +220,7 @@ class RunIngestor:
             pass
         finally:
             with self._progress_lock:
+                self._progress_ended = True  # a last chunk's cell marker committed after this must not draw again
                 (self.run_dir / PROGRESS_FILE).unlink(missing_ok=True)
                 if self._progress is not None and self._shown:
                     self._progress("")
@@ -231,7 +237,7 @@ class RunIngestor:
             line = self._redrawn
             if self._cell:
                 line = f"{self._cell.split(':', 1)[0]} · {line}" if line else self._cell
-            if line == self._shown or self._stop_logs.is_set():
+            if line == self._shown or self._stop_logs.is_set() or self._progress_ended:
                 return
             self._shown = line
             path = self.run_dir / PROGRESS_FILE
@@ -263,7 +269,7 @@ class RunIngestor:
             reason = state.reason or f"exit code {state.exit_code}"
             if state.reason == "out of memory" and fresh["spec"].get("memory"):
                 reason = f"out of memory (limit {fresh['spec']['memory']})"
-            said = self._notebook_failure()
+            said = self._notebook_failure() if state.exit_code in RUNNER_FAILED else None
             if said:
                 reason = f"{said} ({reason})" if state.reason == "out of memory" else said
         if state.started_at:
@@ -275,15 +281,19 @@ class RunIngestor:
         self.executor.cleanup(self.handle)
 
     def _notebook_failure(self) -> str | None:
-        """Why a notebook run failed, in the runner's words: the cell, its first line and the exception."""
+        """Why a notebook run failed, in the runner's words (the cell, its first line and the exception): its
+        last lines only, where the runner says it last (a cell may print such a line from elsewhere before)."""
         if not self._notebook:
             return None
+        return failure_reason(b"\n".join(self._log_tail(NOTEBOOK_TAIL).splitlines()[-FAILURE_LINES:]))
+
+    def _log_tail(self, size: int) -> bytes:
         try:
             with open(self.run_dir / "logs.txt", "rb") as fh:
-                fh.seek(max(0, fh.seek(0, os.SEEK_END) - NOTEBOOK_TAIL))
-                return failure_reason(fh.read())
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - size))
+                return fh.read()
         except OSError:
-            return None
+            return b""
 
     def evaluate_checks(self, run: dict[str, Any]) -> str | None:
         """The experiment's metric checks on the final (or best) values, recorded with a verdict."""

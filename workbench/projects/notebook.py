@@ -16,7 +16,7 @@ PARAMETERS_TAG = "parameters"
 class NotebookOutline:
     code_cells: int
     has_parameters_cell: bool
-    declared: frozenset[str]       # names the parameters cell assigns
+    declared: frozenset[str] | None  # names the parameters cell assigns; None: it is not plain Python
 
 
 def outline(path: Path, shown_as: str | None = None) -> NotebookOutline:
@@ -40,15 +40,18 @@ def outline(path: Path, shown_as: str | None = None) -> NotebookOutline:
                         hint="a notebook is JSON in the nbformat schema; open and save it in Jupyter") from None
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     marked = next((cell for cell in code if PARAMETERS_TAG in (cell.metadata.get("tags") or [])), None)
-    return NotebookOutline(len(code), marked is not None, frozenset(_assigned(marked.source) if marked else ()))
+    assigned = _assigned(marked.source) if marked else set()
+    return NotebookOutline(len(code), marked is not None, None if assigned is None else frozenset(assigned))
 
 
-def _assigned(source: str) -> set[str]:
-    """Names a cell assigns at its top level (`lr = 0.1`, `lr: float = 0.1`, `a, b = 1, 2`)."""
+def _assigned(source: str) -> set[str] | None:
+    """Names a cell assigns at its top level (`lr = 0.1`, `lr: float = 0.1`, `a, b = 1, 2`); IPython's magic and
+    shell lines (`%env X=1`, `!pip ...`) left out. None when the rest is not Python either: nothing can be said."""
+    plain = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
     try:
-        tree = ast.parse(source)
+        tree = ast.parse(plain)
     except SyntaxError:
-        return set()  # IPython magics and the like: nothing can be said, nothing is warned about wrongly
+        return None
     names: set[str] = set()
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []

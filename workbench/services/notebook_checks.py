@@ -28,7 +28,7 @@ def notebook_warnings(wb: Services, run_id: str, root: Path, exp: Experiment, va
     if not found.has_parameters_cell:
         said.append(f"{exp.notebook} has no cell tagged \"parameters\": its params go in a new first cell (tag the "
                     "cell that sets their defaults `parameters` to have them injected after it, as papermill does)")
-    else:
+    elif found.declared is not None:
         undeclared = sorted(set(values) - found.declared)
         if undeclared:
             said.append(f"{exp.notebook}'s parameters cell does not set {', '.join(undeclared)}: injected all the same")

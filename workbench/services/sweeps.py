@@ -32,6 +32,7 @@ from workbench.services.context import Services
 from workbench.services.dispatch_trigger import ensure_dispatcher
 from workbench.services.git_state import git_state
 from workbench.services.launch import check_priority, new_record, warn_literal_secrets
+from workbench.services.notebook_checks import check_notebook
 from workbench.services.projects import register_launched
 from workbench.services.records import experiment_from_record, spec_record
 from workbench.services.runs import cancel_many
@@ -52,6 +53,7 @@ def start_sweep(wb: Services, path: str, experiment: str | None = None, override
                              hint=f"add [experiments.{exp.name}.sweep] to {spec.spec_path} (see README, Sweeps)")
     base = {**exp.params, **parse_overrides(exp, overrides or [], str(spec.spec_path))}
     env_from_workstation(exp)  # a `from_env` variable missing here: said now, before anything is recorded
+    check_notebook(spec.root, exp)  # and a broken notebook
     warn_literal_secrets(wb, spec, exp)
     swept = [name for name in exp.sweep if name in {o.split("=", 1)[0].strip() for o in overrides or []}]
     if swept:
