@@ -157,3 +157,15 @@ def test_a_failure_line_the_notebook_prints_itself_is_not_taken_for_the_runners(
     run = _ended(Workbench(), _run(cli, root))
     assert run.status == "failed" and "NotMine" not in run.status_reason, run.status_reason
     assert "SIGKILL" in run.status_reason or run.exit_code == 137, (run.status_reason, run.exit_code)
+
+
+def test_a_notebook_run_is_rerun_with_its_params(cli, make_project, home):
+    root = make_project(SPEC.format(extra=""), {"analysis.ipynb": notebook(TRAIN)})
+    first = _run(cli, root, "-p", "lr=0.125")
+    assert _ended(Workbench(), first).status == "succeeded"
+    again = cli("runs", "rerun", first, "--wait", "--json")
+    assert again.code == 0, again.err
+    rerun = again.json()
+    assert rerun["status"] == "succeeded" and rerun["params"]["lr"] == 0.125
+    nb = nbformat.read(home / "runs" / rerun["id"] / "out" / "analysis.ipynb", as_version=4)
+    assert "lr = 0.125" in nb.cells[2].source and nb.cells[3].outputs[0]["text"].startswith("lr=0.125")
