@@ -130,3 +130,18 @@ def test_what_nbclient_and_ipykernel_write_is_rendered(tmp_path):
     assert "ZeroDivisionError: division by zero" in lines
     assert any("1 / 0" in line and "---->" in line for line in lines)  # the traceback, as text
     assert "\x1b" not in text
+
+
+def test_a_progress_bar_sent_flush_by_flush_is_one_line_in_its_last_state():
+    bar = [{"output_type": "stream", "name": "stderr", "text": f"\rtrain: {i:3d}%|{'#' * (i // 10):10}|"}
+           for i in range(0, 101, 5)]
+    outputs = [{"output_type": "stream", "name": "stdout", "text": "epoch 1\n"}, *bar,
+               {"output_type": "stream", "name": "stderr", "text": "\n"},
+               {"output_type": "stream", "name": "stdout", "text": "done\n"}]
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+          "cells": [{"cell_type": "code", "source": "train()", "execution_count": 1, "metadata": {},
+                     "outputs": outputs}]}
+    lines = printed(render(nb, path="nb.ipynb")).splitlines()
+
+    assert lines[2:5] == ["epoch 1", "train: 100%|##########|", "done"]
+    assert not any("95%" in line for line in lines)

@@ -244,3 +244,80 @@ def test_an_unknown_kernelspec_runs_with_python3_and_says_so(tmp_path):
     assert done.returncode == 0, done.stderr
     assert '[workbench] the notebook\'s kernel "my-laptop-env" is not installed here: running it with python3' in done.stderr
     assert done.stdout.splitlines()[-1] == "2"
+
+
+def test_a_kernel_whose_python_is_gone_fails_in_one_line(tmp_path):
+    spec = tmp_path / "kernels" / "share" / "jupyter" / "kernels" / "old-env"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(tmp_path / "gone" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "old env", "language": "python"}))
+    nb = write_notebook(tmp_path, [code("print('never')")],
+                        kernelspec={"name": "old-env", "display_name": "old env", "language": "python"})
+    env = {**runner_env(tmp_path), "JUPYTER_PATH": str(spec.parents[1])}
+    done = subprocess.run([sys.executable, "-m", "workbench_nbrun", nb.name], cwd=tmp_path, capture_output=True,
+                          text=True, env=env, timeout=60)
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith(
+        "[workbench] notebook failed: the kernel did not start (FileNotFoundError: "), done.stderr
+    assert "Traceback" not in done.stderr and "never" not in done.stdout
+
+
+def test_an_unwritable_output_folder_runs_every_cell_then_fails_saying_why(tmp_path):
+    (tmp_path / "blocked").write_text("a file where the output folder should be")
+    nb = write_notebook(tmp_path, [code("print('one')"), code("print('two')")])
+    env = {**runner_env(tmp_path), "WORKBENCH_OUTPUT": str(tmp_path / "blocked" / "out")}
+    done = subprocess.run([sys.executable, "-m", "workbench_nbrun", nb.name], cwd=tmp_path, capture_output=True,
+                          text=True, env=env, timeout=60)
+
+    assert done.returncode == 1
+    assert "one\n" in done.stdout and "two\n" in done.stdout
+    warnings = [line for line in done.stderr.splitlines() if "cannot save the executed notebook" in line]
+    assert len(warnings) == 1, done.stderr  # said once, not after every cell
+    assert done.stderr.splitlines()[-1].startswith(
+        f"[workbench] notebook failed: the executed notebook could not be saved to {tmp_path / 'blocked' / 'out'}")
+    assert "Traceback" not in done.stderr
+
+
+def test_each_flush_does_not_become_an_output_of_its_own(tmp_path):
+    nb = write_notebook(tmp_path, [code("import sys, time\nfor i in range(20):\n"
+                                        "    print('step', i, flush=True)\n    time.sleep(0.02)\n"
+                                        "print('oops', file=sys.stderr)")])
+    done = run_notebook(nb)
+
+    assert done.returncode == 0, done.stderr
+    outputs = executed(nb).cells[0].outputs
+    assert [out.name for out in outputs] == ["stdout", "stderr"]
+    assert outputs[0].text == "".join(f"step {i}\n" for i in range(20))
+
+
+def test_merge_streams_joins_only_neighbours_of_the_same_name():
+    spec = importlib.util.spec_from_file_location("workbench_nbrun", RUNTIME / "workbench_nbrun.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    cell = {"outputs": [{"output_type": "stream", "name": "stdout", "text": "a"},
+                        {"output_type": "stream", "name": "stdout", "text": "b\n"},
+                        {"output_type": "stream", "name": "stderr", "text": "c"},
+                        {"output_type": "display_data", "data": {}},
+                        {"output_type": "stream", "name": "stderr", "text": "d"},
+                        {"output_type": "stream", "name": "stderr", "text": "e"}]}
+    runner.merge_streams(cell)
+    assert [(out["output_type"], out.get("text")) for out in cell["outputs"]] == [
+        ("stream", "ab\n"), ("stream", "c"), ("display_data", None), ("stream", "de")]
+
+
+def test_tqdm_auto_draws_its_text_bar_even_with_ipywidgets_installed(tmp_path):
+    missing = [name for name in ("tqdm", "ipywidgets") if importlib.util.find_spec(name) is None]
+    require(not missing, f"pip install {' '.join(missing)}: the test needs them")
+    nb = write_notebook(tmp_path, [code("from tqdm.auto import tqdm, trange\nimport time\n"
+                                        "for _ in tqdm(range(30), desc='train', mininterval=0):\n"
+                                        "    time.sleep(0.01)\nprint(type(trange(1)).__module__)")])
+    done = run_notebook(nb)
+
+    assert done.returncode == 0, done.stderr
+    assert "train: 100%|" in done.stderr and "30/30" in done.stderr
+    assert done.stdout.splitlines()[-1] == "tqdm.std"
+    outputs = executed(nb).cells[0].outputs
+    assert all(out.output_type == "stream" for out in outputs), outputs  # no widget
+    assert [out.name for out in outputs].count("stderr") == 1

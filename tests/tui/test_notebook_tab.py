@@ -20,7 +20,7 @@ from workbench.tui.widgets.notebook_view import NotebookView
 
 def drawn(view: NotebookView) -> str:
     """Every line of the tab's content, scrolled into view or not."""
-    return "\n".join(view.render_line(y).text for y in range(view.size.height))
+    return "\n".join(line.text for line in view.lines)
 
 
 def shown_lines(app, widget) -> list[str]:
@@ -45,7 +45,7 @@ async def test_a_notebook_run_shows_its_executed_notebook_scrolled_by_keys(wb):
         await pilot.press("n")
         await settle(app, pilot)
         assert detail.query_one(TabbedContent).active == "notebook"
-        scroll = detail.query_one("#notebook-scroll")
+        scroll = detail.query_one("#notebook-view")
         assert app.focused is scroll
         text = drawn(detail.query_one(NotebookView))
         for expected in ("Training MNIST", "In [3]:", "epoch 1 loss 0.50", "warning: slow disk", "Out[3]:",
@@ -103,6 +103,37 @@ async def test_the_tab_says_why_there_is_no_notebook_yet_and_shows_it_when_the_r
         assert not view.has_class("message")
         wb._services.store.finish_run("nbrun002", "failed", exit_code=1, reason="notebook failed at cell 6/6")
         await until(app, pilot, lambda: detail._notebook_final)
+
+
+async def test_the_notebook_is_laid_out_in_the_worker_at_the_panes_width_and_again_on_resize(wb):
+    add_notebook_run(wb, "nbrun003", created=NOW, notebook=executed_notebook())
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(100, 24)) as pilot:
+        detail = await open_detail(app, pilot, "nbrun003")
+        await pilot.press("n")
+        view = detail.query_one(NotebookView)
+        await until(app, pilot, lambda: "In [6]:" in drawn(view))
+        wide = len(view.lines)
+        assert all(line.cell_length <= view.layout_width for line in view.lines)
+        await pilot.resize_terminal(50, 24)
+        await until(app, pilot, lambda: len(view.lines) > wide)  # narrower: long lines wrap onto more
+        assert all(line.cell_length <= view.layout_width < 50 for line in view.lines)
+        assert max(line.cell_length for line in view.lines) > view.layout_width - 10  # the width used
+        assert "ValueError: lr too high" in drawn(view)
+
+
+async def test_a_refresh_while_a_read_is_in_flight_starts_no_other(wb):
+    add_notebook_run(wb, "nbrun004", status="running", created=NOW, notebook=executed_notebook())
+    app = WorkbenchApp(wb, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        detail = await open_detail(app, pilot, "nbrun004")
+        await until(app, pilot, lambda: detail._notebook_signature is not None)
+        for _ in range(3):  # three refreshes in one go, as a slow read of a large notebook would see
+            detail._notebook_signature = None
+            detail._refresh_notebook(detail.run)
+        reads = [worker for worker in app.workers if worker.group == "run-detail-notebook"]
+        assert len(reads) == 1
+        await until(app, pilot, lambda: detail._notebook_signature is not None)
 
 
 def test_snapshot_notebook_tab(snap_compare, frozen_app, seeded):  # noqa: F811 - the fixture, imported

@@ -27,6 +27,21 @@ EXIT_FAILED = 1
 EXIT_UNUSABLE = 2  # the notebook, its params or the runner itself cannot be used: nothing ran
 MARKER_WIDTH = 80
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# Run silently in the kernel before the first cell: with ipywidgets installed, tqdm.auto would draw a widget,
+# which a log shows nothing of; tqdm.std writes its bar to stderr like a terminal's.
+TQDM_SETUP = """\
+try:
+    import sys as _wb_sys, tqdm as _wb_tqdm, tqdm.std as _wb_tqdm_std
+    for _wb_name in ("tqdm.auto", "tqdm.autonotebook"):
+        _wb_module = type(_wb_sys)(_wb_name)
+        _wb_module.tqdm, _wb_module.trange = _wb_tqdm_std.tqdm, _wb_tqdm_std.trange
+        _wb_module.__all__ = ["tqdm", "trange"]
+        _wb_sys.modules[_wb_name] = _wb_module
+        setattr(_wb_tqdm, _wb_name.split(".")[1], _wb_module)
+    del _wb_sys, _wb_tqdm, _wb_tqdm_std, _wb_name, _wb_module
+except Exception:
+    pass
+"""
 
 
 class Unusable(Exception):
@@ -210,6 +225,53 @@ def read_notebook(nbformat, path):
     return nb
 
 
+class Saver:
+    """Saves the executed copy after every cell; a failed save (a full disk, an unwritable folder) is said
+    once and does not stop the notebook, but the run fails at the end if the copy could not be written."""
+
+    def __init__(self, nbformat, nb, path, echo):
+        self.nbformat, self.nb, self.path, self.echo = nbformat, nb, path, echo
+        self.error = None
+
+    def __call__(self):
+        if not self.path:
+            return
+        try:
+            save_notebook(self.nbformat, self.nb, self.path)
+        except (OSError, ValueError) as err:
+            if self.error is None:
+                self.echo.line("stderr", "%s cannot save the executed notebook to %s (%s): going on"
+                               % (PREFIX, self.path, _one_line(err)))
+            self.error = err
+        else:
+            self.error = None
+
+    def failure(self):
+        """The closing line when the last save failed, else None."""
+        if self.error is None:
+            return None
+        return "%s notebook failed: the executed notebook could not be saved to %s (%s)" % (
+            PREFIX, self.path, _one_line(self.error))
+
+
+def _one_line(err):
+    return " ".join(str(err).split())[:200] or type(err).__name__
+
+
+def merge_streams(cell):
+    """Consecutive stream outputs of the same name as one (each kernel flush arrives as its own: a progress
+    bar would be hundreds of them), for an nbclient without coalesce_streams, or a cell that failed."""
+    merged = []
+    for out in cell.get("outputs", []):
+        last = merged[-1] if merged else None
+        if (last is not None and out.get("output_type") == "stream" == last.get("output_type")
+                and out.get("name") == last.get("name")):
+            last["text"] = last.get("text", "") + out.get("text", "")
+        else:
+            merged.append(out)
+    cell["outputs"] = merged
+
+
 def save_notebook(nbformat, nb, path):
     """Atomically, so a reader (or a run cancelled mid-save) never sees half a notebook."""
     folder = os.path.dirname(path) or "."
@@ -280,10 +342,11 @@ def execute(nb, nbformat, client, out_path, echo):
 
     code_cells = [(index, cell) for index, cell in enumerate(nb.cells) if cell.cell_type == "code"]
     total = len(code_cells)
-    save = (lambda: save_notebook(nbformat, nb, out_path)) if out_path else (lambda: None)
+    save = Saver(nbformat, nb, out_path, echo)
     save()
     try:
         with client.setup_kernel():
+            quiet_setup(client)
             for number, (index, cell) in enumerate(code_cells, start=1):
                 if not cell.source.strip():
                     continue
@@ -299,13 +362,33 @@ def execute(nb, nbformat, client, out_path, echo):
                                                      "the kernel died (%s)" % kernel_exit_detail(client)))
                     return EXIT_FAILED
                 finally:
+                    merge_streams(cell)
                     save()
     except RuntimeError as err:  # nbclient's word for a kernel that never answered at start
         if client.kc is not None:
             raise
         echo.line("stderr", "%s notebook failed: the kernel did not start (%s)" % (PREFIX, err))
         return EXIT_FAILED
+    except Exception as err:  # a kernel that cannot start (its Python gone), nbclient's own failure
+        where = "the kernel did not start" if client.kc is None else "the runner stopped"
+        echo.line("stderr", "%s notebook failed: %s (%s: %s)" % (PREFIX, where, type(err).__name__, _one_line(err)))
+        return EXIT_FAILED
+    failure = save.failure()
+    if failure:
+        echo.line("stderr", failure)
+        return EXIT_FAILED
     return 0
+
+
+def quiet_setup(client):
+    """TQDM_SETUP in the kernel, its outputs dropped; whatever goes wrong there does not stop the run."""
+    from nbclient.util import run_sync
+
+    try:
+        run_sync(client.kc.execute_interactive)(TQDM_SETUP, silent=True, store_history=False, timeout=30,
+                                      output_hook=lambda msg: None)
+    except Exception:
+        pass
 
 
 def run(path, environ):
@@ -323,8 +406,10 @@ def run(path, environ):
     out_dir = environ.get(OUTPUT_ENV)
     out_path = os.path.join(out_dir, os.path.basename(path)) if out_dir else None
     folder = os.path.dirname(os.path.abspath(path))
+    options = {"coalesce_streams": True} if hasattr(NotebookClient, "coalesce_streams") else {}
     client = live_client_class(NotebookClient, echo)(
-        nb, kernel_name=kernel, timeout=None, allow_errors=False, resources={"metadata": {"path": folder}})
+        nb, kernel_name=kernel, timeout=None, allow_errors=False, resources={"metadata": {"path": folder}},
+        **options)
     # Unix sockets rather than TCP: nothing else on the machine can reach the kernel, and it says no warning.
     client.km = client.kernel_manager_class(
         kernel_name=kernel, transport="ipc", ip=os.path.join(environ["JUPYTER_RUNTIME_DIR"], "kernel"))
@@ -342,7 +427,10 @@ def run(path, environ):
     except Cancelled as stop:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second cancel must not cut the clean-up short
         if out_path:
-            save_notebook(nbformat, nb, out_path)
+            try:
+                save_notebook(nbformat, nb, out_path)
+            except (OSError, ValueError):
+                pass  # said when the save after a cell failed; the run stops all the same
         if client.km is not None and client.km.has_kernel:
             client._cleanup_kernel()
         echo.line("stderr", "%s notebook cancelled (%s)" % (PREFIX, signal.Signals(stop.signum).name))
@@ -365,6 +453,11 @@ def main(argv=None):
             sys.stderr.write(str(err) + "\n")
             sys.stderr.flush()
             return EXIT_UNUSABLE
+        except Exception as err:  # whatever else: still the one closing line Workbench reads, no traceback
+            sys.stderr.write("\n%s notebook failed: the runner stopped (%s: %s)\n"
+                             % (PREFIX, type(err).__name__, _one_line(err)))
+            sys.stderr.flush()
+            return EXIT_FAILED
 
 
 if __name__ == "__main__":

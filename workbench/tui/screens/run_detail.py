@@ -14,6 +14,7 @@ from textual.actions import SkipAction
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import Log, Static, TabbedContent, TabPane
 
 from workbench.errors import NotFound
@@ -26,7 +27,7 @@ from workbench.tui.screens.register_model import RegisterModelScreen
 from workbench.tui.screens.run_actions import ACTIVE, RunActions, RunList, RunRemoved
 from workbench.tui.screens.session_actions import SessionActions
 from workbench.tui.widgets.metric_chart import MetricChart
-from workbench.tui.widgets.notebook_view import NotebookContent, NotebookView, read_notebook
+from workbench.tui.widgets.notebook_view import NotebookContent, NotebookView, lay_out, read_notebook
 
 MAX_LOG_LINES = LOG_TAIL_LINES  # lines the Log keeps (and the most one refresh hands it)
 LOG_BATCH = 500  # lines per Log.write_lines call; the event loop runs between batches
@@ -48,9 +49,10 @@ class RunGone(Message):
 
 
 class NotebookLoaded(Message):
-    def __init__(self, content: NotebookContent | None, final: bool) -> None:
+    def __init__(self, content: NotebookContent | None, lines: list[Strip], width: int, final: bool) -> None:
         super().__init__()
         self.content = content  # None: the file is as last drawn
+        self.lines, self.width = lines, width  # the content laid out at that width
         self.final = final  # read after the run ended: it changes no more
 
 
@@ -82,6 +84,12 @@ class PaneLog(Log):
         if self.max_scroll_x <= 0:
             raise SkipAction()
         super().action_scroll_right()
+
+
+class NotebookPane(NotebookView):
+    """The Notebook tab's view: the same movement keys as the other panes."""
+
+    BINDINGS = PaneScroll.BINDINGS
 
 
 class RunDetailScreen(RunActions, SessionActions, BaseScreen):
@@ -120,7 +128,7 @@ class RunDetailScreen(RunActions, SessionActions, BaseScreen):
     }
     RunDetailScreen #overview-progress { padding: 0; }  /* the overview pane has its own padding */
     """
-    FOCUS = {"overview": "#overview-scroll", "logs": "#log", "metrics": "#charts", "notebook": "#notebook-scroll"}
+    FOCUS = {"overview": "#overview-scroll", "logs": "#log", "metrics": "#charts", "notebook": "#notebook-view"}
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -136,6 +144,8 @@ class RunDetailScreen(RunActions, SessionActions, BaseScreen):
         self.tabs = TABS  # the notebook's tab joins them once the run is known to be a notebook run
         self._notebook_signature: tuple[int, int] | None = None  # the file as last drawn
         self._notebook_final = False  # read after the run ended: it changes no more
+        self._notebook_loading = False  # a read is in flight: the next refresh starts none
+        self._notebook_view: NotebookView | None = None  # the tab's view, once the run is known to have one
 
     def compose_body(self) -> ComposeResult:
         yield Static(f"run {self.run_id}", id="detail-title")
@@ -246,21 +256,28 @@ class RunDetailScreen(RunActions, SessionActions, BaseScreen):
         is there (a remote run's copy comes back as it ends)."""
         if "notebook" not in self.tabs:
             self.tabs = TABS + ("notebook",)
-            scroll = PaneScroll(NotebookView("loading…", id="notebook-view"), id="notebook-scroll")
-            self.query_one(TabbedContent).add_pane(TabPane("Notebook", scroll, id="notebook"))
-        if not self._notebook_final:
-            self.load_notebook(self._notebook_signature, run.status in ACTIVE)
+            self._notebook_view = NotebookPane(NotebookContent([], message="loading…"), id="notebook-view")
+            self.query_one(TabbedContent).add_pane(TabPane("Notebook", self._notebook_view, id="notebook"))
+        if not self._notebook_final and not self._notebook_loading:
+            self._notebook_loading = True
+            self.load_notebook(self._notebook_signature, run.status in ACTIVE, self._notebook_view.layout_width)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="run-detail-notebook")
-    def load_notebook(self, seen: tuple[int, int] | None, running: bool) -> None:
-        content = read_notebook(self.workbench, self.run_id, seen, running)
+    @work(thread=True, exit_on_error=False, group="run-detail-notebook")
+    def load_notebook(self, seen: tuple[int, int] | None, running: bool, width: int) -> None:
+        try:
+            content = read_notebook(self.workbench, self.run_id, seen, running)
+            lines = lay_out(content, width) if content is not None else []
+        except BaseException:
+            self.post_message(NotebookLoaded(None, [], width, final=False))  # so that the next refresh reads
+            raise
         found = content is None or content.signature is not None
-        self.post_message(NotebookLoaded(content, final=not running and found))
+        self.post_message(NotebookLoaded(content, lines, width, final=not running and found))
 
     def on_notebook_loaded(self, message: NotebookLoaded) -> None:
+        self._notebook_loading = False
         if message.content is not None:
             self._notebook_signature = message.content.signature
-            self.query_one("#notebook-view", NotebookView).show(message.content)
+            self._notebook_view.show(message.content, message.lines, message.width)
         self._notebook_final = self._notebook_final or message.final
 
     def _show_progress(self, line: str | None) -> None:
