@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import secrets
 import shutil
 import stat
 import tempfile
@@ -501,9 +502,11 @@ rm -rf "$t"
         launch racing this one keeps whichever landed first. Readable by all: it holds no secret, and a run
         may use another uid."""
         sftp = self.sftp()
-        tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+        # pid and thread tell this workstation's launches apart, the random part two workstations'
+        tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(4)}"
         try:
             sftp.mkdir(tmp, 0o755)
+            sftp.chmod(tmp, 0o755)  # the server's umask (sftp-server -u, the login's) applies to mkdir's mode
             for name, data in files.items():
                 with sftp.open(posixpath.join(tmp, name), "wb") as fh:
                     fh.write(data)

@@ -5,6 +5,7 @@ Where backends differ, the expectation says so per backend, with the reason."""
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import secrets
 import time
@@ -12,7 +13,7 @@ import time
 import pytest
 
 from workbench.execution.base import Adopts
-from workbench.execution.runtime import SOURCE as runtime_source, runtime_dir
+from workbench.execution.runtime import SOURCE as runtime_source, runtime_dir, runtime_key
 from workbench.services import Workbench
 
 STAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
@@ -113,11 +114,12 @@ def test_launch_runs_then_exits_zero(rig):
 
 def test_the_runtime_comes_first_on_the_runs_pythonpath(rig):
     """Every run finds workbench/runtime (the notebook runner, workbench_log) first on its PYTHONPATH, readable
-    where it runs: the package's own folder here, a copy sent once to an SSH host, mounted read-only in a
-    container. The experiment's own PYTHONPATH comes after it."""
+    where it runs: a copy in the data dir here (snap Docker and Docker Desktop cannot mount the installed
+    package's folder), a copy sent once to an SSH host, mounted read-only in a container. The experiment's own
+    PYTHONPATH comes after it."""
     where = runtime_dir(rig.executor.host)
-    if rig.executor.host.remote:
-        assert where != str(runtime_source) and where == runtime_dir(rig.executor.host)  # sent once, then found
+    assert where != str(runtime_source) and where == runtime_dir(rig.executor.host)  # written once, then found
+    assert posixpath.basename(where) == runtime_key()
     probe = 'touch "$first/.probe" 2>/dev/null && echo writable || echo read-only' if rig.kind == "docker" else "true"
     run = rig.submit(["sh", "-c", 'echo "$PYTHONPATH"; first=${PYTHONPATH%%:*}; '
                                   'test -r "$first/workbench_log.py" && test -r "$first/workbench_nbrun.py" && echo readable; '

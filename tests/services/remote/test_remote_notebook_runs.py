@@ -10,6 +10,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from helpers import require
+from workbench.execution.runtime import runtime_key
 from remote_hosts import cluster_up, register
 
 pytestmark = pytest.mark.docker
@@ -77,8 +78,11 @@ def test_a_notebook_runs_as_a_slurm_job(cli, make_project, remote_env, home, tmp
                 "--dir", str(tmp_path / "shared"), "--poll", "1", "--time", "00:10:00")
     assert added.code == 0, added.err
     assert cli("machines", "trust", "hpc", "--fingerprint", remote_env.gpu.fingerprint).code == 0
-    root = _project(make_project, STUDY)
+    # a setup line that sets PYTHONPATH: the runtime still comes first (the runner and workbench_log load)
+    root = _project(make_project, STUDY, "print('pythonpath', os.environ['PYTHONPATH'])",
+                    extra='setup = "export PYTHONPATH=/x"')
     run, shown, logs = _ran(cli, root, "--machine", "hpc", "-p", "lr=0.125")
     assert run["status"] == "succeeded", (run["status_reason"], logs)
     assert "lr 0.125" in logs and shown["metrics"]["lr"]["points"] == 1
+    assert f"pythonpath {tmp_path / 'shared' / 'lib' / runtime_key()}:/x" in logs
     assert (home / "runs" / run["id"] / "out" / "study.ipynb").is_file()

@@ -114,20 +114,24 @@ def _sbatch(env: dict[str, str], arguments: str) -> str:
 {env_file(env)}exec "$@")"""
 
 
-def _with_setup(argv: list[str], setup: str | None) -> list[str]:
+def _with_setup(argv: list[str], setup: str | None, on_path: str) -> list[str]:
     """The command, after the setup line(s) in the same bash (a `source` of a venv or a `module load` must
-    change the command's environment; sites define `module` for bash), which then becomes the command."""
+    change the command's environment; sites define `module` for bash), which then becomes the command. The
+    runtime goes first on PYTHONPATH after them (a setup line may set PYTHONPATH)."""
     if not setup:
         return argv
-    return ["bash", "-c", f'{setup}\nexec "$@"', "workbench-setup", *argv]
+    return ["bash", "-c", f'{setup}\n{on_path}exec "$@"', "workbench-setup", *argv]
 
 
-def batch_script(run_dir: str, snapshot_dir: str, argv: list[str], env: dict[str, str], setup: str | None) -> str:
+def batch_script(run_dir: str, snapshot_dir: str, argv: list[str], env: dict[str, str], setup: str | None,
+                 runtime_dir: str | None = None) -> str:
     """The job: its files 0600 whatever umask Slurm gives it; the experiment with the login's umask ($1). `env`
     holds only what differs between the tasks of one job array (params, run id, output paths: what the run's
-    history shows anyway); the rest of the environment comes from sbatch's (see _sbatch)."""
-    exports = "".join(f"export {name}={q(value)}\n" for name, value in env.items())
-    command = " ".join(q(a) for a in _with_setup(argv, setup))
+    history shows anyway); the rest of the environment comes from sbatch's (see _sbatch). The runtime is put
+    first on PYTHONPATH just before the command, ahead of what the job's environment has then."""
+    on_path = runtime.on_path_line(runtime_dir)
+    exports = "".join(f"export {name}={q(value)}\n" for name, value in env.items()) + ("" if setup else on_path)
+    command = " ".join(q(a) for a in _with_setup(argv, setup, on_path))
     return f"""#!/bin/sh
 # Workbench run (written by SlurmExecutor.submit)
 run={q(run_dir)}
@@ -229,8 +233,7 @@ id=${{id%%;*}}
             raise WorkbenchError(f"{self.host.name} is a Slurm cluster: `mounts` need a container runtime there",
                                  hint="remove mounts for this machine (Apptainer/Pyxis support is a later step)")
         out = posixpath.join(str(launch.run_dir), "out")
-        return runtime.with_runtime({**launch.env, "WORKBENCH_OUTPUT": out,
-                                     "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}, launch.runtime_dir)
+        return {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}
 
     def _job_scripts(self, launches: list[Launch]) -> tuple[dict[str, str], list[tuple[str, str]]]:
         """(the environment for sbatch's, [(run dir, batch script)] for each launch). A sweep's trials share
@@ -250,7 +253,7 @@ id=${{id%%;*}}
         argv = [a.replace("{output}", posixpath.join(run_dir, "out")) for a in launch.argv]
         _check(argv, {**shared, **own})
         setup = "\n".join(line for line in (self.settings.setup, launch.setup) if line) or None  # machine's, then experiment's
-        return run_dir, batch_script(run_dir, str(launch.snapshot_dir), argv, own, setup)
+        return run_dir, batch_script(run_dir, str(launch.snapshot_dir), argv, own, setup, launch.runtime_dir)
 
     def _options(self, launch: Launch) -> list[str]:
         """sbatch's resources: GPUs, memory and CPUs from the experiment (else the partition's defaults), and

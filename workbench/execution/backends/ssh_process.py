@@ -108,7 +108,9 @@ def open_env(env_path: str) -> str:
 READ_ENV = ". /dev/fd/3; exec 3<&-"
 
 
-def _supervisor_script(run_dir: str, snapshot_dir: str, argv: list[str]) -> str:
+def _supervisor_script(run_dir: str, snapshot_dir: str, argv: list[str], runtime_dir: str | None = None) -> str:
+    """The runtime goes on PYTHONPATH here, at exec time, after the run's environment: a fixed value in that
+    environment would replace the PYTHONPATH the login gives the experiment."""
     command = " ".join(q(a) for a in argv)
     env_path = posixpath.join(run_dir, ENV_FILE)
     return f"""# Workbench run supervisor (written by RemoteProcessExecutor.submit)
@@ -140,7 +142,7 @@ fi
   printf '%s\\n' "$me" > "$run/child_start"
   umask "$login_umask"
   {READ_ENV}
-  exec setsid {command}
+  {runtime.on_path_line(runtime_dir)}  exec setsid {command}
 ) < /dev/null >> "$run/stdout.log" 2>> "$run/stderr.log" &
 child=$!
 # setsid makes the child its own process group: wait (bounded) until it has, so the group can be signalled
@@ -197,13 +199,12 @@ class RemoteProcessExecutor:
     def submit(self, launch: Launch) -> Handle:
         run_dir = str(launch.run_dir)
         out = posixpath.join(run_dir, "out")
-        env = runtime.with_runtime({**launch.env, "WORKBENCH_OUTPUT": out,
-                                    "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}, launch.runtime_dir)
+        env = {**launch.env, "WORKBENCH_OUTPUT": out, "WORKBENCH_METRICS": posixpath.join(out, "metrics.jsonl")}
         if launch.gpu_ids:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(launch.gpu_ids)
         argv = [a.replace("{output}", out) for a in launch.argv]
         _check(argv, env)
-        supervisor = _supervisor_script(run_dir, str(launch.snapshot_dir), argv)
+        supervisor = _supervisor_script(run_dir, str(launch.snapshot_dir), argv, launch.runtime_dir)
         # the values go over this channel's stdin into a 0600 file the experiment's shell removes as it reads
         # it (before the supervisor writes its pid record); supervisor.sh holds none of them
         script = f"""{_LIB}
