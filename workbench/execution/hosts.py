@@ -86,9 +86,11 @@ class LocalHost:
         except OSError:
             return None
 
-    def list_outputs(self, out: str, skipped: list[str] | None = None) -> list[Listed]:
+    def list_outputs(self, out: str, skipped: list[str] | None = None, *, whole: bool = False) -> list[Listed]:
         """Every regular file under `out` with its size and sha256; a symbolic link as a link (its target,
-        never followed: an experiment can point one at any host file); anything else is skipped."""
+        never followed: an experiment can point one at any host file); anything else is skipped. `whole`
+        (a session's working copy): a top-level metrics.jsonl is listed too, and what could not be read is
+        named in `skipped`."""
         found: list[Listed] = []
         # fwalk opens each dir relative to its parent's fd and never follows links, so nothing an experiment
         # renames or relinks while we walk can lead outside the output dir.
@@ -99,10 +101,14 @@ class LocalHost:
                     info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
                     if stat.S_ISLNK(info.st_mode):
                         found.append((text_name(rel), 0, "", text_name(os.readlink(name, dir_fd=root_fd))))
-                    elif stat.S_ISREG(info.st_mode) and rel != SKIPPED:
+                    elif stat.S_ISREG(info.st_mode) and (whole or rel != SKIPPED):
                         found.append((text_name(rel), *_hash_file(name, root_fd), None))
+                except FileNotFoundError:
+                    continue  # gone meanwhile
                 except OSError:
-                    continue  # gone, unreadable, or no longer a regular file
+                    if whole and skipped is not None:
+                        skipped.append(text_name(rel))
+                    continue  # unreadable, or no longer a regular file
         return found
 
     def fetch(self, path: str, dest: Path) -> int:
@@ -432,10 +438,12 @@ rm -rf "$t"
         return None if found is None else found[1]
 
     @_one_at_a_time
-    def list_outputs(self, out: str, skipped: list[str] | None = None) -> list[Listed]:
+    def list_outputs(self, out: str, skipped: list[str] | None = None, *, whole: bool = False) -> list[Listed]:
         """The output dir walked over SFTP (attributes of entries, never following links), each regular
         file hashed on the host with sha256sum, a batch of files per command. A dir that cannot be read, or
-        whose names are not UTF-8, is left out and named in `skipped` (never a reason to fail the run)."""
+        whose names are not UTF-8, is left out and named in `skipped` (never a reason to fail the run).
+        `whole` (a session's working copy): a top-level metrics.jsonl is listed too, and a file that could
+        not be hashed is named in `skipped`."""
         sftp = self.sftp()
         files: list[tuple[str, int]] = []
         links: list[Listed] = []
@@ -458,20 +466,23 @@ rm -rf "$t"
                         pending.append(rel)
                     elif stat.S_ISLNK(mode):
                         links.append((text_name(rel), 0, "", text_name(sftp.readlink(posixpath.join(out, rel)) or "")))
-                    elif stat.S_ISREG(mode) and rel != SKIPPED:
+                    elif stat.S_ISREG(mode) and (whole or rel != SKIPPED):
                         files.append((rel, entry.st_size or 0))
         except Exception as exc:  # noqa: BLE001
             raise self.failure("listing the run's output files", exc) from None
         found = list(links)
         for start in range(0, len(files), HASH_BATCH):
             batch = files[start:start + HASH_BATCH]
-            script = "".join(f"sha256sum 2>/dev/null < {q(posixpath.join(out, rel))} || echo -\n"
+            script = "".join(f"sha256sum 2>/dev/null < {q(posixpath.join(out, rel))} || "
+                             f"{{ test -e {q(posixpath.join(out, rel))} && echo + || echo -; }}\n"
                              for rel, _ in batch)
             digests = self.sh(script, timeout=600, what="hashing the run's output files").decode().split("\n")
             for (rel, size), line in zip(batch, digests):
                 digest = line.split(" ", 1)[0]
-                if len(digest) == 64:  # gone meanwhile otherwise
+                if len(digest) == 64:
                     found.append((text_name(rel), size, digest, None))
+                elif whole and digest == "+":  # there, but unreadable ("-": gone meanwhile)
+                    skipped.append(text_name(rel))
         return found
 
     @_one_at_a_time

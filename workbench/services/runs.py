@@ -15,7 +15,7 @@ from workbench.failures import is_engine_failure
 from workbench.services.context import Services, first_line, start_detached
 from workbench.services.dispatch_trigger import ensure_dispatcher
 from workbench.services.launch import LAUNCH_LEASE_TTL
-from workbench.services.session_files import bring_back
+from workbench.services.session_files import bring_back, bring_back_held, bringing_back, brought_back, work_copy
 from workbench.services.reconcile import (UNREACHABLE, adopt, ingestor, lease_held, mark_reachable,
                                           mark_unreachable)
 from workbench.store.leases import LeaseLost, lease_name, lease_ttl, new_owner
@@ -284,11 +284,50 @@ def remove(wb: Services, ref: str, force: bool = False) -> str:
             wb.progress(f"{run['machine']} does not answer: run {run['id']} could not be stopped there "
                         "(`workbench gc` removes its container once the host answers)")
             wb.store.finish_run(run["id"], "cancelled", exit_code=None, reason="removed while its host did not answer")
+    if run.get("kind") == "session" and run.get("handle"):
+        _remove_session(wb, run["id"], force)
+    else:
+        _remove_run(wb, run)
+    return run["id"]
+
+
+def _remove_run(wb: Services, run: dict[str, Any]) -> None:
     if run.get("handle"):
         _remove_run_files(wb, run)
     wb.store.delete_run(run["id"])
     shutil.rmtree(wb.dirs.run_dir(run["id"]), ignore_errors=True)
-    return run["id"]
+
+
+FOLLOWER_FINISHING = 30.0  # seconds a stopped session's follower is given to finish its last ingestion
+
+
+def _remove_session(wb: Services, run_id: str, force: bool) -> None:
+    """An ended session goes with its working copy only once its files are brought back (or with --force,
+    saying what is lost and where). Its follower finishes first, and the bring-back lease is held through
+    the removal, so a follower bringing them back at the same time waits, then finds the run gone."""
+    deadline = time.monotonic() + FOLLOWER_FINISHING
+    while lease_held(wb.store, run_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with bringing_back(wb, run_id) as held:
+        run = wb.store.get_run(run_id)
+        problem = None
+        try:
+            if held:
+                bring_back_held(wb, run)
+            elif brought_back(wb, run_id) is None:
+                problem = "another process is still bringing them back"
+        except WorkbenchError as exc:
+            problem = exc.message
+        if problem is not None:
+            where = work_copy(run)
+            said = problem if where in problem else f"{problem}; its working copy is {where}"
+            if not force:
+                raise WorkbenchError(f"session {run_id}'s files are not brought back: {said}",
+                                     hint="`workbench sessions stop` tries again; `runs rm --force` removes it "
+                                          "and loses them")
+            wb.progress(f"session {run_id} removed without its files brought back ({said}): "
+                        f"what it changed there is lost")
+        _remove_run(wb, run)
 
 
 def _remove_run_files(wb: Services, run: dict[str, Any]) -> None:
