@@ -99,11 +99,27 @@ def _code_cell(cell: dict[str, Any], source: str, language: str, where: str, pla
     elif source.strip():
         parts.append(Syntax(source.rstrip("\n"), language, theme=SYNTAX_THEME, background_color="default",
                             word_wrap=True))
-    for output in cell.get("outputs") or []:
-        if isinstance(output, dict):
-            parts.append(_output(output, count, where))
+    for output in _merged_streams(cell.get("outputs")):
+        parts.append(_output(output, count, where))
     parts.append(Text(""))
     return Group(*parts)
+
+
+def _merged_streams(outputs: Any) -> list[dict[str, Any]]:
+    """The outputs, consecutive stream outputs of the same name as one: a kernel sends each flush as its own
+    (a progress bar: hundreds), which a terminal shows as one stream, its `\r`-redrawn lines in their last
+    state (as `_cut` draws them)."""
+    merged: list[dict[str, Any]] = []
+    for output in outputs if isinstance(outputs, list) else []:
+        if not isinstance(output, dict):
+            continue
+        last = merged[-1] if merged else None
+        if (last is not None and output.get("output_type") == "stream" == last.get("output_type")
+                and output.get("name") == last.get("name")):
+            merged[-1] = {**last, "text": _text(last.get("text")) + _text(output.get("text"))}
+        else:
+            merged.append(output)
+    return merged
 
 
 def _output(output: dict[str, Any], count: Any, where: str) -> RenderableType:
