@@ -105,12 +105,13 @@ def connect(wb: Services, run: dict[str, Any]) -> dict[str, Any]:
     forwarder = None
     if wb.executors.is_remote(run["machine"]):
         forwarder = local
+        errors = local / TUNNEL_ERR
+        errors_from = errors.stat().st_size if errors.exists() else 0
         if not _tunnel_alive(local):
-            session = save_port(local, _port_to_listen_on(wb, run["id"], session.get("port")))
-            errors = local / TUNNEL_ERR
-            errors_from = errors.stat().st_size if errors.exists() else 0
+            save_port(local, _port_to_listen_on(wb, run["id"], session.get("port")))
             start_detached(wb, ["_tunnel", run["id"]], errors)
-            _wait_listening(run["id"], local, errors_from)
+        _wait_listening(run["id"], local, errors_from)  # (one started by another attach may still be starting)
+        session = read_session_file(local)
     wait_ready(wb, run, session["port"], session["token"], forwarder=forwarder)
     return {**run, "url": session_url(session["port"], session["token"]), "token": session["token"],
             "port": session["port"]}
@@ -299,6 +300,7 @@ def serve_tunnel(wb: Services, ref: str) -> None:
     try:
         Tunnel(wb.executors.connection(run["machine"]), listener, LOOPBACK, remote_port).serve(stop)
     finally:
+        os.close(lock)  # before the pid file goes: once it is gone, a new forwarder can start at once
         try:
             if int((local / TUNNEL_PID).read_text()) == os.getpid():
                 (local / TUNNEL_PID).unlink()
