@@ -5,7 +5,13 @@ stopped, and its files brought back."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,10 +25,19 @@ from workbench.errors import WorkbenchError
 from workbench.machines.gpus import GpuInventory
 from workbench.machines.nvidia_smi import GpuReading
 
+# the tests' own requests go straight to 127.0.0.1 whatever proxy a test puts in the environment
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _dead_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again: nothing listens there
+
 
 def _get(url: str) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
+        with _direct.open(url, timeout=10) as answer:
             return answer.status
     except urllib.error.HTTPError as err:
         return err.code
@@ -31,7 +46,7 @@ def _get(url: str) -> int:
 def _put(port: int, token: str, path: str, model: dict) -> None:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/api/contents/{path}?token={token}", method="PUT",
                                      data=json.dumps(model).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
+    with _direct.open(request, timeout=30) as answer:
         assert answer.status in (200, 201)
 
 
@@ -54,7 +69,8 @@ def wb(home, docker_client):
     bench.close()
 
 
-def test_a_session_opens_is_edited_on_both_sides_and_brings_its_files_back(wb, project, home, docker_client):
+def test_a_session_opens_is_edited_on_both_sides_and_brings_its_files_back(wb, project, home, docker_client, cli,
+                                                                            monkeypatch):
     session = wb.open_session(str(project))
     assert session.status == "running" and session.machine == "local"
     assert session.url == f"http://127.0.0.1:{session.port}/lab?token={session.token}"
@@ -70,7 +86,20 @@ def test_a_session_opens_is_edited_on_both_sides_and_brings_its_files_back(wb, p
     assert any(line.startswith(session.id) and "session: mnist-notebook/train" in line
                for line in runs_table([row], 120))  # `runs list` says it
     assert [(s.id, s.status, s.url) for s in wb.sessions()] == [(session.id, "running", session.url)]
-    assert wb.attach_session(session.id).url == session.url
+    # a proxy in the environment (dead here) is never asked: the token would go to it, and the wait fail
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    dead = f"http://127.0.0.1:{_dead_port()}"
+    started = time.monotonic()
+    attached = cli("notebook", "--attach", session.id, env={"http_proxy": dead, "HTTP_PROXY": dead,
+                                                           "all_proxy": dead, "ALL_PROXY": dead})
+    assert attached.code == 0 and attached.out.strip() == session.url, attached.err
+    assert time.monotonic() - started < 60
+    # its home is the container's own, not in its outputs (hashed and fetched as artifacts when it stops)
+    (container,) = docker_client.containers.list(filters={"label": f"workbench.run-id={session.id}"})
+    assert container.exec_run(["sh", "-c", 'test -d "$HOME/.local/share/jupyter" && echo $HOME']).output == \
+        b"/tmp/home\n"
+    out_dir = home / "runs" / session.id / "out"
 
     notebook = {"cells": [{"cell_type": "code", "source": "print(2)", "metadata": {}, "outputs": [],
                            "execution_count": None}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
@@ -87,6 +116,7 @@ def test_a_session_opens_is_edited_on_both_sides_and_brings_its_files_back(wb, p
     assert (project / "serve.py").read_text() == local_serve  # the local edit is never overwritten
     assert (project / f"serve.session-{session.id}.py").read_text() == "print('lab')\n"
     assert not (project / ".ipynb_checkpoints").exists()
+    assert not (out_dir / ".home").exists() and not any(out_dir.glob(".*"))
     assert docker_client.containers.list(all=True, filters={"label": f"workbench.run-id={session.id}"}) == []
     assert wb.gpu_holders() == {}
     # idempotent: stopped again, nothing is brought back twice
@@ -125,3 +155,145 @@ def test_no_machine_with_free_gpus_refuses_or_queues(home, project):
         assert wb.stop_session(queued.id).status == "cancelled"
     finally:
         wb.close()
+
+
+def test_a_port_whose_last_connection_is_in_time_wait_is_free_to_ask_for():
+    """Docker and the forwarder bind with SO_REUSEADDR; a port they can take is not refused up front (here:
+    the last forwarder on it served a connection and ended a moment ago)."""
+    from workbench.machines.tunnel import bind_local
+    from workbench.services.session_setup import check_local_port
+
+    with bind_local(0) as listener:
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # this side closes first: its end (on `port`) waits in TIME_WAIT
+        client.recv(1)
+        client.close()
+    check_local_port(port)
+
+
+def test_an_interrupted_copy_leaves_no_working_copy_and_the_next_launch_copies_it_whole(home, tmp_path):
+    from workbench.execution.hosts import LocalHost
+    from workbench.services.session_setup import new_session_file, prepare_session
+
+    snapshot = tmp_path / "snapshot"
+    (snapshot / "data").mkdir(parents=True)
+    (snapshot / "train.py").write_text("print(1)\n")
+    (snapshot / "data" / "a.txt").write_text("a\n")
+    os.mkfifo(snapshot / "data" / "pipe")  # shutil cannot copy it: the copy fails half-way, as a kill would
+    local_dir, runs_root = tmp_path / "local" / "r1", tmp_path / "runs"
+    new_session_file(local_dir, 8899)
+    host = LocalHost(runs_root)
+    with pytest.raises(WorkbenchError, match="cannot copy"):
+        prepare_session(local_dir, host, host.run_dir("r1"), str(snapshot), {})
+    assert sorted(p.name for p in (runs_root / "r1").iterdir()) == []  # no work/, no half copy left
+    (snapshot / "data" / "pipe").unlink()
+    (runs_root / "r1" / "work.tmp-1").mkdir()  # left by a launcher killed mid-copy
+    env: dict[str, str] = {}
+    where, publish = prepare_session(local_dir, host, host.run_dir("r1"), str(snapshot), env)
+    assert where == str(runs_root / "r1" / "work") and publish == ("127.0.0.1", 8888, 8899)
+    assert (runs_root / "r1" / "work" / "data" / "a.txt").read_text() == "a\n"
+    assert sorted(p.name for p in (runs_root / "r1").iterdir()) == ["work"]
+    assert env["HOME"] == "/tmp/home" and len(env["JUPYTER_TOKEN"]) == 48
+
+
+def _sleeper(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *args])
+
+
+def test_stopping_a_forwarder_kills_no_other_process_that_has_its_pid(tmp_path):
+    """A pid file left by a dead forwarder: its pid now another session's forwarder, or any process with
+    `_tunnel ID` in its command line. Neither holds the session's tunnel.lock: neither is killed."""
+    from workbench.services.sessions import _tunnel_alive, stop_tunnel
+
+    run_dir = tmp_path / "3fa1b2c4"
+    run_dir.mkdir()
+    (run_dir / "tunnel.lock").touch()
+    for other in (_sleeper("_tunnel", "3fa1b2c4"), _sleeper("_tunnel", "9e8d7c6b")):
+        try:
+            (run_dir / "tunnel.pid").write_text(str(other.pid))
+            assert not _tunnel_alive(run_dir)
+            stop_tunnel(run_dir)
+            time.sleep(0.3)
+            assert other.poll() is None, "a process that is not the session's forwarder was killed"
+            assert not (run_dir / "tunnel.pid").exists()
+        finally:
+            other.kill()
+            other.wait()
+
+
+def test_a_forwarder_stops_once_its_session_is_gone_from_the_history(home, monkeypatch):
+    """`runs rm`: its record gone, the forwarder's look answers NotFound, and it stops (not forever)."""
+    from workbench.services import Workbench
+    from workbench.services import sessions as sessions_module
+
+    monkeypatch.setattr(sessions_module, "TUNNEL_WATCH", 0.05)
+    bench = Workbench()
+    try:
+        stop = threading.Event()
+        watcher = threading.Thread(target=sessions_module._watch_session, args=(bench._services, "0badc0de", stop))
+        watcher.start()
+        assert stop.wait(5), "the forwarder kept going for a session that no longer exists"
+        watcher.join(5)
+    finally:
+        bench.close()
+
+
+def test_waiting_for_a_session_whose_forwarder_died_fails_at_once_and_sends_no_token(home, tmp_path):
+    """Its forwarder gone (it could not listen: the port was taken since): the wait says why at once, and
+    the program that holds the port now never sees the token."""
+    from workbench.services import Workbench
+    from workbench.services.sessions import wait_ready
+
+    run_dir = tmp_path / "5e551011"
+    run_dir.mkdir()
+    (run_dir / "tunnel.err").write_text("workbench: error: 127.0.0.1:1234 is already in use\n")
+    (run_dir / "tunnel.lock").touch()
+    seen: list[bytes] = []
+    bench = Workbench()
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        foreign.settimeout(0.2)
+
+        def serve() -> None:
+            try:
+                conn, _ = foreign.accept()
+                seen.append(conn.recv(4096))
+                conn.close()
+            except OSError:
+                pass
+
+        listener = threading.Thread(target=serve)
+        listener.start()
+        run = {"id": "5e551011", "machine": "local", "executor": "docker",
+               "handle": {"run_dir": str(run_dir), "machine": "local", "container": "none", "port": 40000}}
+        started = time.monotonic()
+        try:
+            with pytest.raises(WorkbenchError, match="forwarder of session 5e551011 is gone: 127.0.0.1:1234 is "
+                                                     "already in use"):
+                wait_ready(bench._services, run, foreign.getsockname()[1], "secret-token", forwarder=run_dir)
+        finally:
+            listener.join()
+            bench.close()
+    assert time.monotonic() - started < 5 and seen == []
+
+
+def test_an_adopted_session_keeps_its_published_port(home, docker_client):
+    """Its launcher died before recording the handle: the adopted one has the port the engine published."""
+    from workbench.services import Workbench
+
+    bench = Workbench()
+    executor = bench._services.executors.get("local", "docker")
+    container = docker_client.containers.run(
+        "busybox:latest", ["sleep", "60"], detach=True, ports={"8888/tcp": ("127.0.0.1", None)},
+        labels={"workbench.run-id": "ad0971ed", "workbench.instance": executor.instance, "workbench.kind": "run"})
+    try:
+        container.reload()
+        published = int(container.attrs["NetworkSettings"]["Ports"]["8888/tcp"][0]["HostPort"])
+        adopted = executor.adopt("ad0971ed", "/nowhere/ad0971ed")
+        assert adopted is not None and adopted.container == container.id and adopted.port == published
+    finally:
+        container.remove(force=True)
+        bench.close()

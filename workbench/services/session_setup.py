@@ -10,6 +10,8 @@ import json
 import os
 import posixpath
 import secrets
+import shlex
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,10 @@ WORKDIR = "/wb/src"
 # --allow-root: the container runs as the login user's uid, which may be root's (JupyterLab refuses it otherwise)
 LAB_COMMAND = ["jupyter", "lab", "--ip=0.0.0.0", f"--port={LAB_PORT}", "--no-browser",
                f"--ServerApp.root_dir={WORKDIR}", "--allow-root"]
-LAB_HOME = "/wb/out/.home"  # the container runs as the login user's uid: a home of its own, private to the run
+# The container runs as the login user's uid, which has no home in the image: one in the container's own
+# layer, private to the run and gone with the container. Not under /wb/out: what lands there (pip, Jupyter and
+# kernel caches) would be hashed and fetched as the run's artifacts when it stops.
+LAB_HOME = "/tmp/home"
 SESSION_FILE = "session.json"
 TOKEN_ENV = "JUPYTER_TOKEN"  # jupyter_server reads it; the history redacts any *TOKEN* name anyway
 LOOPBACK = "127.0.0.1"
@@ -86,6 +91,8 @@ def check_local_port(port: int) -> None:
     if not 1 <= port <= 65535:
         raise WorkbenchError(f"--port {port} is not a TCP port", hint="use a port from 1 to 65535")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as Docker and the forwarder bind: a port whose last connections are in TIME_WAIT is free to them
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((LOOPBACK, port))
         except OSError as err:
@@ -99,18 +106,39 @@ def free_local_port() -> int:
         return probe.getsockname()[1]
 
 
+def _copy_whole(host: Any, src: str, dest: str) -> None:
+    """`src` copied to `dest` under a name of its own first, renamed into place once complete: a launcher
+    killed mid-copy leaves no partial `dest` for the next launch to take as the working copy. The copies
+    left by killed launchers are removed first."""
+    parent, name = posixpath.split(dest)
+    tmp = posixpath.join(parent, f"{name}.tmp-{os.getpid()}")
+    if host.remote:
+        pattern = shlex.quote(posixpath.join(parent, name + ".tmp-")) + "*"
+        host.sh(f"chmod -R u+w {pattern} 2>/dev/null; rm -rf {pattern}", what=f"removing partial copies of {name}")
+        host.copy_tree(src, tmp)
+        host.sh(f"mv {shlex.quote(tmp)} {shlex.quote(dest)}", what=f"moving the copy into {dest}")
+        return
+    for stale in Path(parent).glob(f"{name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        host.copy_tree(src, tmp)
+    except WorkbenchError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.rename(tmp, dest)
+
+
 def prepare_session(local_run_dir: Path, host: Any, run_dir: str, snapshot_where: str,
                     env: dict[str, str]) -> tuple[str, tuple[str, int, int]]:
     """The session's working copy (the snapshot copied into `<run dir>/work` on its host, writable; kept
-    when there already), its home, its token in `env`, and what to publish: the lab's port on the engine's
+    when there already: it only ever appears complete), its token and home in `env`, and what to publish: the lab's port on the engine's
     host's loopback, on the local port here, on one the engine picks on an SSH host (reached by a tunnel).
     Returns (working dir, publish)."""
     work = posixpath.join(run_dir, "work")
     host.make_dirs(run_dir)
     copied = host.is_dir(work) if host.remote else Path(work).is_dir()  # (a launch taken over after a crash)
     if not copied:
-        host.copy_tree(snapshot_where, work)
-    host.make_dirs(posixpath.join(run_dir, "out", ".home"))
+        _copy_whole(host, snapshot_where, work)
     session = read_session_file(local_run_dir)
     env.update({TOKEN_ENV: session["token"], "HOME": LAB_HOME})
     if host.remote:

@@ -4,33 +4,39 @@ it answers), attached to again, listed, and stopped (its changed files brought b
 
 The token and the local port live in the local run dir's session.json (session_setup.py), never in SQLite. A
 session on an SSH host is reached through a detached forwarder, `workbench _tunnel ID` (its pid in
-tunnel.pid), from the local port to the port the host's engine published on its loopback."""
+tunnel.pid, written once it listens; it holds an flock on tunnel.lock for its life, so a pid file left by a
+dead one, or a pid used again since, is never taken for it), from the local port to the port the host's
+engine published on its loopback."""
 
 from __future__ import annotations
 
+import fcntl
+import http.client
 import os
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import EngineUnavailable, WorkbenchError
+from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
 from workbench.execution.base import Handle
 from workbench.projects.spec import load_spec
 from workbench.services.context import Services, first_line, start_detached
 from workbench.services.launch import place_and_start
 from workbench.services.runs import cancel
 from workbench.services.session_files import bring_back
-from workbench.services.session_setup import (LOOPBACK, check_local_port, docker_needed, free_local_port,
+from workbench.services.session_setup import (LAB_PORT, LOOPBACK, check_local_port, docker_needed, free_local_port,
                                               read_session_file, save_port, session_experiment)
 
 READY_TIMEOUT = 180.0
 READY_TRY = 2.0  # seconds one readiness request may take
 TUNNEL_PID = "tunnel.pid"
+TUNNEL_LOCK = "tunnel.lock"
+TUNNEL_ERR = "tunnel.err"
 TUNNEL_WATCH = 5.0  # how often a forwarder looks whether its session still runs
+TUNNEL_WATCH_FAILURES = 12  # looks failing in a row (a minute) after which a forwarder gives up
+TUNNEL_START = 30.0  # how long a forwarder just started may take to listen
 
 
 def session_url(port: int, token: str) -> str:
@@ -96,30 +102,89 @@ def connect(wb: Services, run: dict[str, Any]) -> dict[str, Any]:
     """The session's URL once JupyterLab answers there (its forwarder started first on an SSH host)."""
     local = wb.dirs.run_dir(run["id"])
     session = read_session_file(local)
+    forwarder = None
     if wb.executors.is_remote(run["machine"]):
-        if not session.get("port"):
-            session = save_port(local, free_local_port())
+        forwarder = local
+        errors = local / TUNNEL_ERR
+        errors_from = errors.stat().st_size if errors.exists() else 0
         if not _tunnel_alive(local):
-            start_detached(wb, ["_tunnel", run["id"]], local / "tunnel.err")
-    wait_ready(wb, run, session["port"], session["token"])
+            save_port(local, _port_to_listen_on(wb, run["id"], session.get("port")))
+            start_detached(wb, ["_tunnel", run["id"]], errors)
+        _wait_listening(run["id"], local, errors_from)  # (one started by another attach may still be starting)
+        session = read_session_file(local)
+    wait_ready(wb, run, session["port"], session["token"], forwarder=forwarder)
     return {**run, "url": session_url(session["port"], session["token"]), "token": session["token"],
             "port": session["port"]}
 
 
-def wait_ready(wb: Services, run: dict[str, Any], port: int, token: str, timeout: float = READY_TIMEOUT) -> None:
+def _port_to_listen_on(wb: Services, run_id: str, saved: int | None) -> int:
+    """The session's saved local port when it is still free here; a fresh free one (said) when it is taken
+    now (by another program since a reboot, say) or none was saved."""
+    if saved:
+        try:
+            check_local_port(saved)
+            return saved
+        except WorkbenchError:
+            port = free_local_port()
+            wb.progress(f"port {saved} is taken now; session {run_id} is reached on port {port} instead")
+            return port
+    return free_local_port()
+
+
+def _wait_listening(run_id: str, local_run_dir: Path, errors_from: int) -> None:
+    """Until the forwarder just started listens (its pid file written); a one-line error at once when it
+    exits first, with the last line it wrote to tunnel.err after `errors_from`."""
+    deadline = time.monotonic() + TUNNEL_START
+    while _tunnel_pid(local_run_dir) is None:
+        said = _last_error(local_run_dir / TUNNEL_ERR, errors_from)
+        if said is not None and not _tunnel_alive(local_run_dir):
+            raise WorkbenchError(f"the forwarder of session {run_id} stopped: {said}",
+                                 hint=f"its errors: {local_run_dir / TUNNEL_ERR}")
+        if time.monotonic() >= deadline:
+            raise WorkbenchError(f"the forwarder of session {run_id} did not listen within {TUNNEL_START:.0f} s",
+                                 hint=f"its errors: {local_run_dir / TUNNEL_ERR}")
+        time.sleep(0.2)
+
+
+def _last_error(errors: Path, offset: int) -> str | None:
+    """The last line written to `errors` after `offset`, its `workbench: error: ` cut off (None: nothing new)."""
+    try:
+        with errors.open("rb") as fh:
+            fh.seek(offset)
+            lines = [line.strip() for line in fh.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1].removeprefix("workbench: error: ") if lines else None
+
+
+def _answers(port: int, token: str) -> bool:
+    """Whether JupyterLab answers 200 on 127.0.0.1:port with the token, straight: never through a proxy the
+    environment names (http.client consults none), which would get the token and never reach the port."""
+    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=READY_TRY)
+    try:
+        connection.request("GET", f"/api/status?token={token}")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False  # not listening yet, or starting up
+    finally:
+        connection.close()
+
+
+def wait_ready(wb: Services, run: dict[str, Any], port: int, token: str, timeout: float = READY_TIMEOUT,
+               forwarder: Path | None = None) -> None:
     """Until `GET /api/status` with the token answers 200 on the local port; a one-line error when the
-    session ends first, or after `timeout` seconds."""
-    url = f"http://{LOOPBACK}:{port}/api/status?token={token}"
+    session ends first, or after `timeout` seconds. With `forwarder` (the local run dir of a session on an
+    SSH host), at once when its forwarder is gone: the token is never sent to whatever else listens there."""
     executor, handle = wb.executors.for_run(run), Handle.from_record(run["handle"])
     deadline = time.monotonic() + timeout
     checked_at = time.monotonic()
     while True:
-        try:
-            with urllib.request.urlopen(url, timeout=READY_TRY) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, OSError, ValueError):
-            pass  # not listening yet, or starting up
+        if forwarder is not None and _tunnel_pid(forwarder) is None:
+            said = _last_error(forwarder / TUNNEL_ERR, 0)
+            raise WorkbenchError(f"the forwarder of session {run['id']} is gone" + (f": {said}" if said else ""),
+                                 hint=f"start it again with `workbench notebook --attach {run['id']}`")
+        if _answers(port, token):
+            return
         if time.monotonic() - checked_at >= 2.0:
             checked_at = time.monotonic()
             if executor.status(handle).state != "running":
@@ -154,9 +219,9 @@ def stop_session(wb: Services, ref: str) -> dict[str, Any]:
     run = _session(wb, ref)
     if run["status"] in ("queued", "running"):
         run = cancel(wb, run["id"])
-    stop_tunnel(wb.dirs.run_dir(run["id"]))
-    if run["status"] in ("queued", "running"):
+    if run["status"] in ("queued", "running"):  # still reachable through its forwarder, which stays
         raise WorkbenchError(f"session {run['id']} did not stop in time", hint="run `workbench sessions stop` again")
+    stop_tunnel(wb.dirs.run_dir(run["id"]))
     try:
         said = bring_back(wb, run) or ("another process is still bringing its files back" if run.get("handle")
                                        else "it never started: nothing to bring back")
@@ -174,20 +239,31 @@ def _session(wb: Services, ref: str) -> dict[str, Any]:
 
 
 # the forwarder of a session on an SSH host --------------------------------------------------------------------
+def _tunnel_alive(local_run_dir: Path) -> bool:
+    """Whether a forwarder of this session runs: it holds tunnel.lock from its start to its end."""
+    try:
+        fd = os.open(local_run_dir / TUNNEL_LOCK, os.O_RDONLY)
+    except OSError:
+        return False  # never started here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def _tunnel_pid(local_run_dir: Path) -> int | None:
+    """The pid of this session's forwarder once it listens; None when none runs (a pid file a dead one left,
+    whose pid may be anyone's now) or it does not listen yet."""
     try:
         pid = int((local_run_dir / TUNNEL_PID).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return pid if b"_tunnel" in cmdline else None  # a pid used again since is someone else's
-
-
-def _tunnel_alive(local_run_dir: Path) -> bool:
-    return _tunnel_pid(local_run_dir) is not None
+    ours = b"\0_tunnel\0" + local_run_dir.name.encode() + b"\0" in cmdline
+    return pid if ours and _tunnel_alive(local_run_dir) else None
 
 
 def stop_tunnel(local_run_dir: Path) -> None:
@@ -207,26 +283,59 @@ def serve_tunnel(wb: Services, ref: str) -> None:
 
     run = _session(wb, ref)
     local = wb.dirs.run_dir(run["id"])
+    lock = os.open(local / TUNNEL_LOCK, os.O_RDWR | os.O_CREAT, 0o600)  # held until this process ends
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise WorkbenchError(f"session {run['id']} has a forwarder running already") from None
     port = read_session_file(local)["port"]
-    remote_port = Handle.from_record(run["handle"] or {}).port
-    if run["status"] != "running" or not remote_port:
+    if run["status"] != "running":
         raise WorkbenchError(f"session {run['id']} is not running; nothing to forward")
+    remote_port = _remote_port(wb, run)
     listener = bind_local(port)
-    (local / TUNNEL_PID).write_text(str(os.getpid()))
+    (local / TUNNEL_PID).write_text(str(os.getpid()))  # listening: what connect waits for
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-
-    def watch() -> None:
-        while not stop.wait(TUNNEL_WATCH):
-            try:
-                if wb.store.get_run(run["id"])["status"] != "running":
-                    stop.set()
-            except Exception as exc:  # noqa: BLE001 - the forwarder goes on; the next look may answer
-                wb.progress(f"tunnel of session {run['id']}: {first_line(exc)}")
-
-    threading.Thread(target=watch, name="tunnel-watch", daemon=True).start()
+    threading.Thread(target=_watch_session, args=(wb, run["id"], stop), name="tunnel-watch", daemon=True).start()
     try:
         Tunnel(wb.executors.connection(run["machine"]), listener, LOOPBACK, remote_port).serve(stop)
     finally:
-        if _tunnel_pid(local) == os.getpid():
-            (local / TUNNEL_PID).unlink(missing_ok=True)
+        os.close(lock)  # before the pid file goes: once it is gone, a new forwarder can start at once
+        try:
+            if int((local / TUNNEL_PID).read_text()) == os.getpid():
+                (local / TUNNEL_PID).unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def _remote_port(wb: Services, run: dict[str, Any]) -> int:
+    """The port the session's host's engine published its lab on, asked of the engine when the record lacks
+    it (a session adopted from a launcher that died before recording it)."""
+    handle = Handle.from_record(run["handle"] or {})
+    port = handle.port
+    if not port and handle.container:
+        published = getattr(wb.executors.for_run(run), "published_port", None)
+        port = published(handle.container, LAB_PORT) if published else None
+    if not port:
+        raise WorkbenchError(f"session {run['id']} publishes no port on {run['machine']}; nothing to forward",
+                             hint=f"stop it with `workbench sessions stop {run['id']}` and open another")
+    return port
+
+
+def _watch_session(wb: Services, run_id: str, stop: threading.Event) -> None:
+    """Sets `stop` once the session has ended, is gone from the history (`runs rm`), or cannot be looked at
+    TUNNEL_WATCH_FAILURES times in a row."""
+    failures = 0
+    while not stop.wait(TUNNEL_WATCH):
+        try:
+            if wb.store.get_run(run_id)["status"] != "running":
+                stop.set()
+            failures = 0
+        except NotFound:
+            stop.set()
+        except Exception as exc:  # noqa: BLE001 - the next look may answer
+            failures += 1
+            wb.progress(f"tunnel of session {run_id}: {first_line(exc)}")
+            if failures >= TUNNEL_WATCH_FAILURES:
+                wb.progress(f"tunnel of session {run_id}: its session cannot be looked at; stopping")
+                stop.set()

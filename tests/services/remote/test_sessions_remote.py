@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import threading
 import urllib.error
 import urllib.request
 
@@ -20,9 +22,12 @@ from workbench.services.images import runner_image, runner_tag
 pytestmark = pytest.mark.docker
 
 
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _status(port: int, token: str) -> int:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=10) as answer:
+        with _direct.open(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=10) as answer:
             return answer.status
     except (urllib.error.URLError, OSError):
         return 0
@@ -30,7 +35,8 @@ def _status(port: int, token: str) -> int:
 
 def test_a_session_on_an_ssh_host_is_reached_through_its_tunnel(cli, remote_env, docker_client, home, tmp_path):
     register(cli, "gpu", remote_env.gpu, remote_env.user_key)
-    wb = Workbench()
+    said: list[str] = []
+    wb = Workbench(progress=said.append)
     try:
         # the lab image, built here (the host has no package index), then sent there as `docker pull` would
         base = docker_client.images.get("python:3.11-slim").id
@@ -53,7 +59,7 @@ def test_a_session_on_an_ssh_host_is_reached_through_its_tunnel(cli, remote_env,
             f"http://127.0.0.1:{session.port}/api/contents/notes.txt?token={session.token}", method="PUT",
             data=json.dumps({"type": "file", "format": "text", "content": "from the host\n"}).encode(),
             headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with _direct.open(request, timeout=30) as answer:
             assert answer.status in (200, 201)
 
         os.kill(pid, signal.SIGTERM)  # the forwarder gone (a reboot, a kill): --attach starts it again
@@ -61,6 +67,42 @@ def test_a_session_on_an_ssh_host_is_reached_through_its_tunnel(cli, remote_env,
         assert _status(session.port, session.token) == 0
         assert wb.attach_session(session.id).url == session.url
         assert _status(session.port, session.token) == 200
+
+        # gone again, and since then another program listens on its port, and its record lacks the host's
+        # port (adopted from a launcher that died): a fresh port (said), the host's port asked of the engine,
+        # and the other program never sees the token
+        os.kill(int((run_dir / "tunnel.pid").read_text()), signal.SIGTERM)
+        wait_for(lambda: not (run_dir / "tunnel.pid").exists(), timeout=15)
+        handle = dict(wb._services.store.get_run(session.id)["handle"])
+        handle.pop("port")
+        wb._services.store.update_run(session.id, handle=handle)
+        seen: list[bytes] = []
+        with socket.socket() as foreign:
+            foreign.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            foreign.bind(("127.0.0.1", session.port))
+            foreign.listen()
+            foreign.settimeout(0.2)
+            attached = threading.Event()
+
+            def serve() -> None:
+                while not attached.is_set():
+                    try:
+                        conn, _ = foreign.accept()
+                    except OSError:
+                        continue
+                    seen.append(conn.recv(4096))
+                    conn.close()
+
+            other = threading.Thread(target=serve)
+            other.start()
+            try:
+                moved = wb.attach_session(session.id)
+            finally:
+                attached.set()
+                other.join()
+        assert seen == [] and moved.port != session.port and _status(moved.port, moved.token) == 200
+        assert f"port {session.port} is taken now; session {session.id} is reached on port {moved.port} instead" in said
+        session = moved
 
         stopped = wb.stop_session(session.id)
         assert "notes.txt" in stopped.brought_back

@@ -115,19 +115,24 @@ class DockerExecutor:
                 raise WorkbenchError(f"a mount source does not exist on {where}: {message}",
                                      hint="create it there or fix `mounts` in workbench.toml")
             raise WorkbenchError(f"Docker on {where} could not start the container: {message}") from None
-        port = self._published_port(container, launch.publish[1]) if launch.publish else None
+        port = self.published_port(container, launch.publish[1]) if launch.publish else None
         return Handle(str(launch.run_dir), self.host.name, container=container, port=port)
 
-    def _published_port(self, container: str, container_port: int) -> int | None:
-        """The host port the engine bound `container_port` to (the one it picked, when asked for any)."""
+    def published_port(self, container: str, container_port: int | None = None) -> int | None:
+        """The host port the engine bound `container_port` to (the one it picked, when asked for any); None:
+        the first port the container publishes (a run publishes at most one). None when none is bound."""
         import docker.errors
 
         try:
             ports = (self.client.api.inspect_container(container).get("NetworkSettings") or {}).get("Ports") or {}
         except (docker.errors.APIError, OSError):
             return None
-        bound = ports.get(f"{container_port}/tcp") or []
-        return int(bound[0]["HostPort"]) if bound and str(bound[0].get("HostPort", "")).isdigit() else None
+        wanted = [f"{container_port}/tcp"] if container_port is not None else sorted(ports)
+        for name in wanted:
+            for bound in ports.get(name) or []:
+                if str(bound.get("HostPort", "")).isdigit():
+                    return int(bound["HostPort"])
+        return None
 
     def _image_env(self, image: str | None) -> dict[str, str]:
         """The environment the image sets (its PYTHONPATH must survive the runtime's)."""
@@ -344,7 +349,8 @@ class DockerExecutor:
                 self.client.api.start(found[0]["container"])
             except docker.errors.APIError as exc:
                 raise WorkbenchError(f"cannot start the container of run {run_id}: {_short(exc)}") from None
-        return Handle(str(run_dir), self.host.name, container=found[0]["container"])
+        container = found[0]["container"]
+        return Handle(str(run_dir), self.host.name, container=container, port=self.published_port(container))
 
     def remove_orphans(self, containers: list[dict[str, Any]], active: set[str]) -> int:
         """Removes our containers that no active run owns. `active` must be read after `containers` was
