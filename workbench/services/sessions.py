@@ -21,6 +21,7 @@ from typing import Any
 
 from workbench.errors import EngineUnavailable, NotFound, WorkbenchError
 from workbench.execution.base import Handle
+from workbench.machines.ssh import SSHError
 from workbench.projects.spec import load_spec
 from workbench.services.context import Services, first_line, start_detached
 from workbench.services.launch import place_and_start
@@ -225,8 +226,10 @@ def stop_session(wb: Services, ref: str) -> dict[str, Any]:
     try:
         said = bring_back(wb, run) or ("another process is still bringing its files back" if run.get("handle")
                                        else "it never started: nothing to bring back")
-    except WorkbenchError as exc:
+    except SSHError as exc:
         said = f"its files are not brought back yet ({exc.message}); they come back when {run['machine']} answers"
+    except WorkbenchError as exc:  # some files could not be written here: the rest came back, these are said
+        said = f"{exc.message} (`workbench sessions stop {run['id']}` tries them again)"
     return {**run, "url": None, "token": None, "port": None, "brought_back": said}
 
 
