@@ -229,7 +229,7 @@ def stop_session(wb: Services, ref: str) -> dict[str, Any]:
     except SSHError as exc:
         said = f"its files are not brought back yet ({exc.message}); they come back when {run['machine']} answers"
     except WorkbenchError as exc:  # some files could not be written here: the rest came back, these are said
-        said = f"{exc.message} (`workbench sessions stop {run['id']}` tries them again)"
+        said = f"its files are not brought back yet: {exc.message} (`workbench sessions stop {run['id']}` tries again)"
     return {**run, "url": None, "token": None, "port": None, "brought_back": said}
 
 
