@@ -23,6 +23,7 @@ a deployment's isolation is tested on the main engine (tests/serving/test_proxy.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -443,3 +444,22 @@ def tear_down(env: RemoteEnv | None, state: State) -> None:
             host.stop()
     clean_up(state)
     STATE.unlink(missing_ok=True)
+
+
+# --- a host gone silent -------------------------------------------------------------------------------------
+
+def _rule(action: str, host) -> None:
+    subprocess.run(["iptables", action, "INPUT", "-d", host.address, "-p", "tcp", "--dport", str(host.port),
+                    "-j", "DROP"], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def silent(host):
+    """The host's sshd stops answering (packets to it vanish); always healed, even when the test fails."""
+    _rule("-I", host)
+    try:
+        yield
+    finally:
+        while subprocess.run(["iptables", "-D", "INPUT", "-d", host.address, "-p", "tcp", "--dport",
+                              str(host.port), "-j", "DROP"], capture_output=True).returncode == 0:
+            pass  # every copy

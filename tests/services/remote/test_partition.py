@@ -6,7 +6,6 @@ follower ends with the run (none lingers on a dead socket)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sqlite3
@@ -18,7 +17,7 @@ import time
 import pytest
 
 from helpers import COUNTING_SPEC, require, wait_for
-from remote_hosts import register
+from remote_hosts import register, silent
 from test_remote_faults import _follower_pids, _show
 
 pytestmark = pytest.mark.docker
@@ -27,23 +26,6 @@ LINES = 60
 SPEC = COUNTING_SPEC.replace('name = "counting"', 'name = "partition"').replace(
     "n = 30, pause = 0.1", f"n = {LINES}, pause = 0.5")  # 30 s of output: the partition falls in the middle
 SILENCE = 25.0  # seconds the host stays silent
-
-
-def _rule(action: str, host) -> None:
-    subprocess.run(["iptables", action, "INPUT", "-d", host.address, "-p", "tcp", "--dport", str(host.port),
-                    "-j", "DROP"], check=True, capture_output=True)
-
-
-@contextlib.contextmanager
-def silent(host):
-    """The host's sshd stops answering (packets to it vanish); always healed, even when the test fails."""
-    _rule("-I", host)
-    try:
-        yield
-    finally:
-        while subprocess.run(["iptables", "-D", "INPUT", "-d", host.address, "-p", "tcp", "--dport",
-                              str(host.port), "-j", "DROP"], capture_output=True).returncode == 0:
-            pass  # every copy
 
 
 def _timed(cli, *args: str):

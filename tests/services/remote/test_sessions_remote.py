@@ -9,13 +9,15 @@ import os
 import signal
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 
 from helpers import wait_for
-from remote_hosts import copy_image, register
+from remote_hosts import copy_image, register, silent
+from workbench.dirs import resolve_dirs
 from workbench.services import Workbench
 from workbench.services.images import runner_image, runner_tag
 
@@ -33,16 +35,26 @@ def _status(port: int, token: str) -> int:
         return 0
 
 
-def test_a_session_on_an_ssh_host_is_reached_through_its_tunnel(cli, remote_env, docker_client, home, tmp_path):
+@pytest.fixture(scope="module")
+def lab_on_host(remote_env, docker_client, tmp_path_factory):
+    """The lab image, built here, then sent to the host's engine as `docker pull` would: its tag."""
+    base = docker_client.images.get("python:3.11-slim").id
+    wb = Workbench(resolve_dirs(tmp_path_factory.mktemp("lab-image")))
+    try:
+        runner_image(wb._services, base, packages=("jupyterlab",), probe="import jupyterlab", purpose="lab")
+    finally:
+        wb.close()
+    tag = runner_tag("lab", base)
+    copy_image(tag, remote_env.docker_host)
+    return tag
+
+
+def test_a_session_on_an_ssh_host_is_reached_through_its_tunnel(cli, remote_env, lab_on_host, home, tmp_path):
     register(cli, "gpu", remote_env.gpu, remote_env.user_key)
     said: list[str] = []
     wb = Workbench(progress=said.append)
     try:
-        # the lab image, built here (the host has no package index), then sent there as `docker pull` would
-        base = docker_client.images.get("python:3.11-slim").id
-        runner_image(wb._services, base, packages=("jupyterlab",), probe="import jupyterlab", purpose="lab")
-        tag = runner_tag("lab", base)
-        copy_image(tag, remote_env.docker_host)
+        tag = lab_on_host
         root = tmp_path / "lab-project"
         root.mkdir()
         (root / "workbench.toml").write_text(f'[experiments.x]\nimage = "{tag}"\ncommand = ["true"]\n')
@@ -111,3 +123,40 @@ def test_a_session_on_an_ssh_host_is_reached_through_its_tunnel(cli, remote_env,
         wait_for(lambda: _status(session.port, session.token) == 0, timeout=15)
     finally:
         wb.close()
+
+
+def test_a_session_whose_host_goes_silent_keeps_its_files_there_until_it_answers(cli, remote_env, lab_on_host,
+                                                                                  tmp_path):
+    """The host stops answering mid-session: the session shows it, `sessions stop` fails fast in one line and
+    records nothing, the files stay safe there; once the host answers, the stop brings them back."""
+    register(cli, "gpu", remote_env.gpu, remote_env.user_key)
+    root = tmp_path / "away-project"
+    root.mkdir()
+    (root / "workbench.toml").write_text(f'[experiments.x]\nimage = "{lab_on_host}"\ncommand = ["true"]\n')
+    (root / "notes.txt").write_text("start\n")
+    opened = cli("notebook", str(root), "--machine", "gpu", "--json")
+    assert opened.code == 0, opened.err
+    session = opened.json()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{session['port']}/api/contents/notes.txt?token={session['token']}", method="PUT",
+        data=json.dumps({"type": "file", "format": "text", "content": "written there\n"}).encode(),
+        headers={"Content-Type": "application/json"})
+    with _direct.open(request, timeout=30) as answer:
+        assert answer.status in (200, 201)
+    with silent(remote_env.gpu):
+        listed = wait_for(lambda: (s := cli("sessions", "list", "--json").json()[0])
+                          and (s["status_reason"] or "").startswith("host unreachable") and s, timeout=60)
+        assert listed["status"] == "running"
+        began = time.monotonic()
+        stopped = cli("sessions", "stop", session["id"])
+        assert stopped.code == 1 and time.monotonic() - began < 15, stopped.err
+        lines = stopped.err.strip().splitlines()
+        assert len(lines) <= 2 and "gpu" in lines[0] and "Traceback" not in stopped.err, stopped.err
+        assert (root / "notes.txt").read_text() == "start\n"
+        assert cli("sessions", "list", "--json").json()[0]["status"] == "running"  # nothing recorded as stopped
+    wait_for(lambda: not (cli("sessions", "list", "--json").json()[0]["status_reason"] or "").startswith(
+        "host unreachable"), timeout=60)
+    stopped = cli("sessions", "stop", session["id"], "--json")
+    assert stopped.code == 0, stopped.err
+    assert "notes.txt" in stopped.json()["brought_back"]
+    assert (root / "notes.txt").read_text() == "written there\n"
