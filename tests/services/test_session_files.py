@@ -3,35 +3,17 @@ Jupyter's REST API), and the bring-back lease kept while the copying takes long 
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLES
+from jupyter_api import put_text
 
 from workbench.errors import NotFound, WorkbenchError
 from workbench.services import session_files
 from workbench.store.leases import new_owner
-
-
-def _put(port: int, token: str, path: str, text: str) -> None:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/contents/{path}?token={token}", method="PUT",
-                                     data=json.dumps({"type": "file", "format": "text", "content": text}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        assert answer.status in (200, 201)
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    root = tmp_path / "mnist-notebook"
-    shutil.copytree(SAMPLES / "mnist-notebook", root)
-    return root
 
 
 @pytest.fixture
@@ -53,8 +35,8 @@ def wb(home, docker_client, said):
 
 def test_runs_rm_force_on_a_running_session_brings_its_files_back_first(wb, project, home, said):
     session = wb.open_session(str(project))
-    _put(session.port, session.token, "notes.py", "print('lab')\n")
-    _put(session.port, session.token, "metrics.jsonl", '{"step": 1}\n')  # a project file like any other here
+    put_text(session.port, session.token, "notes.py", "print('lab')\n")
+    put_text(session.port, session.token, "metrics.jsonl", '{"step": 1}\n')  # a project file like any other here
 
     assert wb.remove(session.id, force=True) == session.id
 
@@ -70,7 +52,7 @@ def test_runs_rm_force_on_a_running_session_brings_its_files_back_first(wb, proj
 
 def test_runs_rm_refuses_a_session_whose_files_cannot_come_back_and_force_says_what_is_lost(wb, project, said):
     session = wb.open_session(str(project))
-    _put(session.port, session.token, "notes.py", "print('lab')\n")
+    put_text(session.port, session.token, "notes.py", "print('lab')\n")
     moved = project.with_name("moved")
     project.rename(moved)  # the project folder is gone: nothing can be brought back into it
     stopped = wb.stop_session(session.id)
@@ -132,7 +114,7 @@ def test_over_ssh_files_arrive_with_the_users_modes_and_unreadable_ones_are_said
 
         session = wb.open_session(str(root), machine="gpu")
         for name, text in [("notes.txt", "edited\n"), ("new.py", "n\n"), ("metrics.jsonl", '{"step": 1}\n')]:
-            _put(session.port, session.token, name, text)
+            put_text(session.port, session.token, name, text)
         host_engine = docker.DockerClient(base_url=remote_env.docker_host)
         try:
             container, = host_engine.containers.list(filters={"label": f"workbench.run-id={session.id}"})

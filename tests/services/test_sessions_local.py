@@ -6,55 +6,25 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLES
+from jupyter_api import put_contents, status
 
 from workbench.cli.runs_table import runs_table
 from workbench.errors import WorkbenchError
 from workbench.machines.gpus import GpuInventory
 from workbench.machines.nvidia_smi import GpuReading
 
-# the tests' own requests go straight to 127.0.0.1 whatever proxy a test puts in the environment
-_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
 def _dead_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]  # closed again: nothing listens there
-
-
-def _get(url: str) -> int:
-    try:
-        with _direct.open(url, timeout=10) as answer:
-            return answer.status
-    except urllib.error.HTTPError as err:
-        return err.code
-
-
-def _put(port: int, token: str, path: str, model: dict) -> None:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/contents/{path}?token={token}", method="PUT",
-                                     data=json.dumps(model).encode(), headers={"Content-Type": "application/json"})
-    with _direct.open(request, timeout=30) as answer:
-        assert answer.status in (200, 201)
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    root = tmp_path / "mnist-notebook"
-    shutil.copytree(SAMPLES / "mnist-notebook", root)
-    return root
 
 
 @pytest.fixture
@@ -76,8 +46,8 @@ def test_a_session_opens_is_edited_on_both_sides_and_brings_its_files_back(wb, p
     assert session.url == f"http://127.0.0.1:{session.port}/lab?token={session.token}"
     assert len(session.token) == 48
     # ready means answering with the token; without it, refused
-    assert _get(f"http://127.0.0.1:{session.port}/api/status?token={session.token}") == 200
-    assert _get(f"http://127.0.0.1:{session.port}/api/contents") == 403
+    assert status(f"http://127.0.0.1:{session.port}/api/status?token={session.token}") == 200
+    assert status(f"http://127.0.0.1:{session.port}/api/contents") == 403
     # the token is in no byte of the database (WAL included)
     for db in home.glob("*.db*"):
         assert session.token.encode() not in db.read_bytes(), db
@@ -103,8 +73,8 @@ def test_a_session_opens_is_edited_on_both_sides_and_brings_its_files_back(wb, p
 
     notebook = {"cells": [{"cell_type": "code", "source": "print(2)", "metadata": {}, "outputs": [],
                            "execution_count": None}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-    _put(session.port, session.token, "explore.ipynb", {"type": "notebook", "format": "json", "content": notebook})
-    _put(session.port, session.token, "serve.py", {"type": "file", "format": "text", "content": "print('lab')\n"})
+    put_contents(session.port, session.token, "explore.ipynb", {"type": "notebook", "format": "json", "content": notebook})
+    put_contents(session.port, session.token, "serve.py", {"type": "file", "format": "text", "content": "print('lab')\n"})
     local_serve = (project / "serve.py").read_text() + "# changed here too\n"
     (project / "serve.py").write_text(local_serve)
 

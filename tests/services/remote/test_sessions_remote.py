@@ -4,35 +4,22 @@ files brought back over the connection when it stops."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from helpers import wait_for
+from jupyter_api import lab_status, put_text
 from remote_hosts import copy_image, register, silent
 from workbench.dirs import resolve_dirs
 from workbench.services import Workbench
 from workbench.services.images import runner_image, runner_tag
 
 pytestmark = pytest.mark.docker
-
-
-_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _status(port: int, token: str) -> int:
-    try:
-        with _direct.open(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=10) as answer:
-            return answer.status
-    except (urllib.error.URLError, OSError):
-        return 0
 
 
 @pytest.fixture(scope="module")
@@ -62,23 +49,18 @@ def test_a_session_on_an_ssh_host_is_reached_through_its_tunnel(cli, remote_env,
 
         session = wb.open_session(str(root), machine="gpu")
         assert session.machine == "gpu" and session.status == "running"
-        assert _status(session.port, session.token) == 200
+        assert lab_status(session.port, session.token) == 200
         run_dir = home / "runs" / session.id
         pid = int((run_dir / "tunnel.pid").read_text())
         assert b"_tunnel" in open(f"/proc/{pid}/cmdline", "rb").read()
 
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{session.port}/api/contents/notes.txt?token={session.token}", method="PUT",
-            data=json.dumps({"type": "file", "format": "text", "content": "from the host\n"}).encode(),
-            headers={"Content-Type": "application/json"})
-        with _direct.open(request, timeout=30) as answer:
-            assert answer.status in (200, 201)
+        put_text(session.port, session.token, "notes.txt", "from the host\n")
 
         os.kill(pid, signal.SIGTERM)  # the forwarder gone (a reboot, a kill): --attach starts it again
         wait_for(lambda: not (run_dir / "tunnel.pid").exists(), timeout=15)
-        assert _status(session.port, session.token) == 0
+        assert lab_status(session.port, session.token) == 0
         assert wb.attach_session(session.id).url == session.url
-        assert _status(session.port, session.token) == 200
+        assert lab_status(session.port, session.token) == 200
 
         # gone again, and since then another program listens on its port, and its record lacks the host's
         # port (adopted from a launcher that died): a fresh port (said), the host's port asked of the engine,
@@ -112,7 +94,7 @@ def test_a_session_on_an_ssh_host_is_reached_through_its_tunnel(cli, remote_env,
             finally:
                 attached.set()
                 other.join()
-        assert seen == [] and moved.port != session.port and _status(moved.port, moved.token) == 200
+        assert seen == [] and moved.port != session.port and lab_status(moved.port, moved.token) == 200
         assert f"port {session.port} is taken now; session {session.id} is reached on port {moved.port} instead" in said
         session = moved
 
@@ -120,7 +102,7 @@ def test_a_session_on_an_ssh_host_is_reached_through_its_tunnel(cli, remote_env,
         assert "notes.txt" in stopped.brought_back
         assert (root / "notes.txt").read_text() == "from the host\n"
         assert not (run_dir / "tunnel.pid").exists()
-        wait_for(lambda: _status(session.port, session.token) == 0, timeout=15)
+        wait_for(lambda: lab_status(session.port, session.token) == 0, timeout=15)
     finally:
         wb.close()
 
@@ -137,12 +119,7 @@ def test_a_session_whose_host_goes_silent_keeps_its_files_there_until_it_answers
     opened = cli("notebook", str(root), "--machine", "gpu", "--json")
     assert opened.code == 0, opened.err
     session = opened.json()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{session['port']}/api/contents/notes.txt?token={session['token']}", method="PUT",
-        data=json.dumps({"type": "file", "format": "text", "content": "written there\n"}).encode(),
-        headers={"Content-Type": "application/json"})
-    with _direct.open(request, timeout=30) as answer:
-        assert answer.status in (200, 201)
+    put_text(session["port"], session["token"], "notes.txt", "written there\n")
     with silent(remote_env.gpu):
         listed = wait_for(lambda: (s := cli("sessions", "list", "--json").json()[0])
                           and (s["status_reason"] or "").startswith("host unreachable") and s, timeout=60)
