@@ -31,8 +31,8 @@ def test_a_local_run_uses_a_copy_of_the_runtime_in_the_data_dir(tmp_path):
     assert where == tmp_path / "lib" / runtime.runtime_key()
     assert runtime.SOURCE not in where.parents and where != runtime.SOURCE
     assert {p.name: p.read_bytes() for p in where.iterdir()} == dict(runtime.runtime_files())
-    assert stat.S_IMODE(where.stat().st_mode) == 0o755
-    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in where.iterdir())
+    assert stat.S_IMODE(where.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in where.iterdir())
     assert runtime.runtime_dir(host) == str(where) and sorted(p.name for p in where.parent.iterdir()) == [where.name]
 
 
@@ -69,8 +69,8 @@ def login_host(tmp_path_factory):
 
 def test_the_runtime_sent_to_a_host_is_readable_by_all_whatever_the_sftp_umask(login_host):
     where = runtime.runtime_dir(login_host)
-    assert stat.S_IMODE(os.stat(where).st_mode) == 0o755
-    assert all(stat.S_IMODE(os.stat(posixpath.join(where, n)).st_mode) == 0o644 for n, _ in runtime.runtime_files())
+    assert stat.S_IMODE(os.stat(where).st_mode) == 0o700
+    assert all(stat.S_IMODE(os.stat(posixpath.join(where, n)).st_mode) == 0o600 for n, _ in runtime.runtime_files())
     assert [n for n in os.listdir(posixpath.dirname(where)) if ".tmp-" in n] == []
 
 

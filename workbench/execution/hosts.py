@@ -37,6 +37,7 @@ Listed = tuple[str, int, str, str | None]  # (relative path, size, sha256, link 
 # What Workbench writes on a host is the login user's alone, whatever the login's umask (a cluster's shared
 # file system is read by every user of it): dirs 0700, files 0600, snapshot files 0400 (0500 executable).
 PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 PRIVATE_UMASK = "umask 077\n"
 KEEP_LOGIN_UMASK = "wb_umask=$(umask)\n"  # a fork: only for the scripts that start an experiment
 
@@ -510,18 +511,18 @@ rm -rf "$t"
     def put_tree(self, path: str, files: dict[str, bytes]) -> None:
         """Writes a folder of files that never changes once written (its name is its content's key): into a
         temporary folder beside it, then renamed into place, so a reader never sees it half written and a
-        launch racing this one keeps whichever landed first. Readable by all: it holds no secret, and a run
-        may use another uid."""
+        launch racing this one keeps whichever landed first. 0700 and 0600, as everything Workbench keeps there
+        (its runs use the login user's uid)."""
         sftp = self.sftp()
         # pid and thread tell this workstation's launches apart, the random part two workstations'
         tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(4)}"
         try:
-            sftp.mkdir(tmp, 0o755)
-            sftp.chmod(tmp, 0o755)  # the server's umask (sftp-server -u, the login's) applies to mkdir's mode
+            sftp.mkdir(tmp, PRIVATE_DIR)
+            sftp.chmod(tmp, PRIVATE_DIR)  # the server's umask (sftp-server -u, the login's) applies to mkdir's mode
             for name, data in files.items():
                 with sftp.open(posixpath.join(tmp, name), "wb") as fh:
+                    fh.chmod(PRIVATE_FILE)
                     fh.write(data)
-                sftp.chmod(posixpath.join(tmp, name), 0o644)
             try:
                 sftp.posix_rename(tmp, path)
                 return

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.execution.hosts import PRIVATE_DIR, PRIVATE_FILE
 from workbench.execution.scripts import q
 
 SOURCE = Path(__file__).resolve().parent.parent / "runtime"
@@ -59,8 +60,8 @@ def local_runtime_dir(runs_root: Path | None) -> str:
         try:
             for name, data in runtime_files():
                 (tmp / name).write_bytes(data)
-                (tmp / name).chmod(0o644)
-            tmp.chmod(0o755)  # mkdtemp's is 0700; a container may run as another uid
+                (tmp / name).chmod(PRIVATE_FILE)
+            tmp.chmod(PRIVATE_DIR)  # as everything Workbench keeps: its runs use the user's uid
             try:
                 os.rename(tmp, path)
             except OSError:
