@@ -17,6 +17,7 @@ import pytest
 
 from helpers import require, wait_for
 from remote_hosts import cluster_up, make_docker_host, register
+from workbench.execution.runtime import on_path_line, runtime_key
 
 pytestmark = pytest.mark.docker
 
@@ -96,6 +97,11 @@ def _show(cli, run_id: str) -> dict:
 
 def _run_dir(shared: Path, run_id: str) -> Path:
     return shared / "runs" / run_id
+
+
+def runtime_line(run_dir: Path) -> str:
+    """The one line a host's generated script exports: the runtime first on PYTHONPATH, holding no run value."""
+    return on_path_line(str(run_dir.parent.parent / "lib" / runtime_key())).strip()
 
 
 def expected_modes(shared: Path, path: Path, is_dir: bool) -> set[int]:
@@ -186,7 +192,8 @@ def test_a_process_run_over_ssh_leaves_nothing_for_others_and_no_value_in_a_file
     for name in ("supervisor.sh", "pid", "exit_code", "supervisor.err", "child_start"):
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
     assert not (run_dir / "launch.env").exists()  # removed by the experiment's shell as it read it
-    assert b"export" not in (run_dir / "supervisor.sh").read_bytes()
+    exports = [l for l in (run_dir / "supervisor.sh").read_text().splitlines() if "export" in l]
+    assert exports == [runtime_line(run_dir)], exports  # no value of the run's: only the runtime's place
     # the experiment itself runs with the login's umask (its files are in a 0700 dir)
     assert (out / "umask").read_text().strip() == "0000"
     assert stat.S_IMODE(shared.stat().st_mode) == 0o777  # the user's own dir is left as they made it
@@ -218,7 +225,8 @@ def test_a_slurm_job_keeps_its_files_private_and_its_values_out_of_the_shared_di
     for name in ("job.sh", "job_id", "pid", "exit_code", "slurm.out"):
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
     exports = [l.strip() for l in (run_dir / "job.sh").read_text().splitlines() if l.lstrip().startswith("export ")]
-    assert exports == ["export SBATCH_PARTITION=no-such-partition"], exports  # all else came through sbatch
+    # all else came through sbatch; beside the partition, only the runtime's place (after the login's values)
+    assert exports == ["export SBATCH_PARTITION=no-such-partition", runtime_line(run_dir)], exports
     assert (out / "umask").read_text().strip() == "0000"  # the login's, passed to the job for the experiment
 
 
