@@ -192,7 +192,7 @@ def test_a_process_run_over_ssh_leaves_nothing_for_others_and_no_value_in_a_file
     for name in ("supervisor.sh", "pid", "exit_code", "supervisor.err", "child_start"):
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
     assert not (run_dir / "launch.env").exists()  # removed by the experiment's shell as it read it
-    exports = [l for l in (run_dir / "supervisor.sh").read_text().splitlines() if "export" in l]
+    exports = [l.strip() for l in (run_dir / "supervisor.sh").read_text().splitlines() if "export" in l]
     assert exports == [runtime_line(run_dir)], exports  # no value of the run's: only the runtime's place
     # the experiment itself runs with the login's umask (its files are in a 0700 dir)
     assert (out / "umask").read_text().strip() == "0000"
