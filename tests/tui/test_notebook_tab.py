@@ -36,6 +36,12 @@ async def open_detail(app, pilot, run_id: str) -> RunDetailScreen:
     return app.screen
 
 
+async def open_notebook_tab(app, pilot, run_id: str) -> tuple[RunDetailScreen, NotebookView]:
+    detail = await open_detail(app, pilot, run_id)
+    await pilot.press("n")
+    return detail, detail.query_one(NotebookView)
+
+
 async def test_a_notebook_run_shows_its_executed_notebook_scrolled_by_keys(wb):
     add_notebook_run(wb, "nbrun001", created=NOW, notebook=executed_notebook())
     app = WorkbenchApp(wb, clock=lambda: NOW)
@@ -90,9 +96,7 @@ async def test_the_tab_says_why_there_is_no_notebook_yet_and_shows_it_when_the_r
     path = add_notebook_run(wb, "nbrun002", status="running", created=NOW)
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=(80, 24)) as pilot:
-        detail = await open_detail(app, pilot, "nbrun002")
-        await pilot.press("n")
-        view = detail.query_one(NotebookView)
+        detail, view = await open_notebook_tab(app, pilot, "nbrun002")
         await until(app, pilot, lambda: "has not finished its first cell yet" in drawn(view))
         assert view.has_class("message")
         path.parent.mkdir(parents=True)
@@ -109,9 +113,7 @@ async def test_the_notebook_is_laid_out_in_the_worker_at_the_panes_width_and_aga
     add_notebook_run(wb, "nbrun003", created=NOW, notebook=executed_notebook())
     app = WorkbenchApp(wb, clock=lambda: NOW)
     async with app.run_test(size=(100, 24)) as pilot:
-        detail = await open_detail(app, pilot, "nbrun003")
-        await pilot.press("n")
-        view = detail.query_one(NotebookView)
+        detail, view = await open_notebook_tab(app, pilot, "nbrun003")
         await until(app, pilot, lambda: "In [6]:" in drawn(view))
         wide = len(view.lines)
         assert all(line.cell_length <= view.layout_width for line in view.lines)
