@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from workbench.cli import background, deploy, doctor, gc, launch, machines, projects, queue, runs, sessions, sweeps
+from workbench.cli import background, ci, deploy, doctor, gc, launch, machines, projects, queue, runs, sessions, sweeps
 from workbench.cli.output import say
 from workbench.errors import WorkbenchError
 from workbench.formatting import EngineOutput
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print machine-readable JSON")
         return p
 
-    for group in (doctor, launch, sessions, queue, sweeps, deploy, runs, gc, projects, machines):  # the order --help lists
+    for group in (doctor, launch, sessions, queue, sweeps, ci, deploy, runs, gc, projects, machines):  # the order --help lists
         group.add_commands(sub, command)
     background.add_commands(sub)
     return parser

@@ -25,7 +25,7 @@ from workbench.services import gc as gc_
 from workbench.services import dispatch_trigger
 from workbench.services import launch as launch_, machines, projects as projects_, reconcile as reconcile_
 from workbench.services import notebooks, runs as runs_
-from workbench.services.answers import (AddedMachine, AliasSet, Comparison, Dashboard, Deployment, DeploymentDetail,
+from workbench.services.answers import (AddedMachine, AliasSet, BisectResult, CiBranch, CiCommit, Comparison, Dashboard, Deployment, DeploymentDetail,
                                         DeploymentSummary, MachineEntry, MachineStats,
                                         ModelDetail, ModelEntry, ModelVersion, Project, ProjectEntry, Run, RunDetail,
                                         RunRow, Session, Sweep, SweepSummary, TrustedKey)
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from workbench.machines.local import LocalSample
     from workbench.machines.ssh import SSHTarget
     from workbench.machines.telemetry import Fleet
+    from workbench.services.ci_follow import CiFollower
     from workbench.services.watch import WatchSession
 
 __all__ = ["Workbench", "Progress", "LAUNCH_LEASE_TTL", "LAUNCH_LEASE_RENEW", "ENGINE_RETRY_MAX", "HISTORY_WINDOW",
@@ -327,6 +328,55 @@ class Workbench:
               debounce: float | None = None) -> "WatchSession":
         from workbench.services import watch  # the folder watcher is imported only when a project is watched
         return watch.watch(self._services, path, say, polling=polling, debounce=debounce)
+
+    # CI on commits (services/ci*.py) ------------------------------------------------------------------
+    def ci_watch(self, path: str, say: Callable[[str], None], *, branch: str | None = None,
+                 experiment: str | None = None, remote: str | None = None, every_commit: bool = False,
+                 fetch_every: float = 60.0) -> "CiFollower":
+        """Follows a branch here (until stopped): each new commit becomes a run of its own tree."""
+        from workbench.services import ci_follow
+
+        return ci_follow.follow(self._services, path, say, branch=branch, experiment=experiment, remote=remote,
+                                every_commit=every_commit, fetch_every=fetch_every)
+
+    def ci_detach(self, path: str, *, branch: str | None = None, experiment: str | None = None,
+                  remote: str | None = None, every_commit: bool = False, fetch_every: float = 60.0) -> CiBranch:
+        """Follows a branch from a detached process (`workbench _ci_follow`), resumed after a reboot."""
+        from workbench.services import ci_follow
+
+        return CiBranch.from_row(ci_follow.start_detached(self._services, path, branch=branch, experiment=experiment,
+                                                          remote=remote, every_commit=every_commit,
+                                                          fetch_every=fetch_every))
+
+    def ci_follow_detached(self, path: str, branch: str) -> None:
+        """The detached follower's body: follows as `ci watch --detach` recorded it, until `ci stop`."""
+        from workbench.services import ci_follow
+
+        ci_follow.follow_detached(self._services, path, branch)
+
+    def ci_stop(self, path: str, branch: str | None = None) -> list[CiBranch]:
+        from workbench.services import ci_follow
+
+        return [CiBranch.from_row(row) for row in ci_follow.stop(self._services, path, branch)]
+
+    def ci_list(self, path: str, *, branch: str | None = None, experiment: str | None = None,
+                remote: str | None = None, limit: int = 50) -> list[CiCommit]:
+        from workbench.services import ci
+
+        return [CiCommit.from_row(row) for row in ci.list_commits(self._services, path, branch=branch,
+                                                                   experiment=experiment, remote=remote, limit=limit)]
+
+    def ci_branches(self, path: str | None = None) -> list[CiBranch]:
+        from workbench.services import ci
+
+        return [CiBranch.from_row(row) for row in ci.followed(self._services, path)]
+
+    def ci_bisect(self, path: str, good: str, bad: str, say: Callable[[str], None], *, experiment: str | None = None,
+                  check: str | None = None, parallel: int | None = None) -> BisectResult:
+        from workbench.services import ci_bisect
+
+        return ci_bisect.bisect(self._services, path, good, bad, say, experiment=experiment, check=check,
+                                parallel=parallel)
 
     # following and reading runs -------------------------------------------------------------------
     def ingestor(self, run: dict[str, Any]) -> RunIngestor:

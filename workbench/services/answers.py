@@ -637,3 +637,69 @@ class Session(_RunNamed):
                 "status": self.status, "status_reason": self.status_reason, "started_at": self.started_at,
                 "finished_at": self.finished_at, "duration": self.seconds_at(now), "cost": self.cost_at(now),
                 "brought_back": self.brought_back}
+
+
+@dataclass(frozen=True)
+class CiCommit(_Plain):
+    """A commit of a followed branch (`ci list`): its verdict (PASS, FAIL, SKIP, running, queued, skipped,
+    cancelled, lost, not evaluated), the values it rests on and their change against the previous evaluated
+    commit, and its run."""
+    sha: str
+    subject: str
+    author: str
+    committed_at: float
+    verdict: str
+    run_id: str | None
+    metrics: dict[str, float]
+    deltas: dict[str, float]
+    reason: str | None
+    experiment: str | None
+
+    @property
+    def short(self) -> str:
+        return self.sha[:8]
+
+
+@dataclass(frozen=True)
+class CiBranch(_Plain):
+    """A branch followed (`ci watch`): whether a follower holds it now (its pid), and its head's verdict."""
+    project_path: str
+    branch: str
+    experiment: str
+    remote: str | None
+    detached: bool
+    active: bool
+    pid: int | None
+    head: str | None
+    last_verdict: str | None
+    last_sha: str | None
+    last_run: str | None
+
+
+@dataclass(frozen=True)
+class BisectStep(_Plain):
+    sha: str
+    subject: str
+    outcome: str          # good, bad, skip
+    run_id: str | None
+    reused: bool          # its verdict was already recorded (this commit or one with the same tree)
+
+
+@dataclass(frozen=True)
+class BisectResult:
+    """`ci bisect`: the commits tried in order, and the answer: the first bad commit, or the range it could not
+    narrow (every commit in it was skipped)."""
+    good: str
+    bad: str
+    experiment: str
+    check: str | None
+    steps: list[BisectStep]
+    first_bad: str | None
+    first_bad_subject: str | None
+    unresolved: list[str]  # the candidates when skipped commits kept it from one answer
+    runs: int              # runs started by this bisect (not reused)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"good": self.good, "bad": self.bad, "experiment": self.experiment, "check": self.check,
+                "steps": [s.to_json() for s in self.steps], "first_bad": self.first_bad,
+                "first_bad_subject": self.first_bad_subject, "unresolved": self.unresolved, "runs": self.runs}

@@ -122,13 +122,18 @@ def run_env(exp: Experiment, values: dict[str, Any], run_id: str) -> dict[str, s
 
 def new_record(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], *, machine: str,
                executor_name: str, rerun_of: str | None, priority: int, with_git: bool,
-               recorded_spec: dict[str, Any] | None = None, kind: str = "run") -> tuple[dict[str, Any], list]:
-    """A new run's record (not stored yet), with a fresh id, and the git notes to record once it is stored."""
+               recorded_spec: dict[str, Any] | None = None, kind: str = "run",
+               git: dict[str, Any] | None = None) -> tuple[dict[str, Any], list]:
+    """A new run's record (not stored yet), with a fresh id, and the git notes to record once it is stored.
+    `git`: the state to record as it is (a commit's run), instead of the folder's."""
     run_id = secrets.token_hex(4)
     while wb.store.run_exists(run_id):
         run_id = secrets.token_hex(4)
     argv = substitute(exp.command, {**values, "run_id": run_id})  # {output}: the executor puts it in
-    git = git_state(spec.root, spec.exclude) if with_git else {}
+    if git is None:
+        git = git_state(spec.root, spec.exclude) if with_git else {}
+    else:
+        git = {**git, "notes": []}
     git_notes = git.pop("notes", [])  # (kind, message): events once the run is recorded
     record = {
         "id": run_id, "project": spec.name, "project_path": str(spec.root), "experiment": exp.name,
@@ -157,17 +162,19 @@ def _snapshot_warnings(wb: Services, run_id: str, snapshot: Snapshot, spec: Proj
 
 
 def enqueue(wb: Services, spec: ProjectSpec, exp: Experiment, values: dict[str, Any], request: dict[str, Any],
-            reason: str, priority: int = 0, session: dict[str, Any] | None = None) -> dict[str, Any]:
+            reason: str, priority: int = 0, session: dict[str, Any] | None = None, *,
+            source: Path | None = None, git: dict[str, Any] | None = None) -> dict[str, Any]:
     """A run no machine can take now: recorded `queued` with its snapshot (the project as it is now) and
-    what it waits for; the dispatcher starts it when a machine can."""
+    what it waits for; the dispatcher starts it when a machine can. `source`: the folder snapshotted instead
+    of the project's (a commit's files written out), with `git` its recorded state."""
     record, git_notes = new_record(wb, spec, exp, values, machine="auto", executor_name=request.get("executor")
                                    or "docker", rerun_of=None, priority=priority, with_git=True,
-                                   kind="session" if session is not None else "run")
+                                   kind="session" if session is not None else "run", git=git)
     if session is not None:
         new_session_file(wb.dirs.run_dir(record["id"]), session.get("port"))
     record.update(waiting=request, status_reason=reason)
     with snapshot_lock(wb.dirs.snapshots, exclusive=False):  # gc keeps it once recorded
-        snapshot = take_snapshot(spec.root, spec.exclude, wb.dirs.snapshots)
+        snapshot = take_snapshot(source or spec.root, spec.exclude, wb.dirs.snapshots)
         record["snapshot"] = snapshot.hash
         seq = wb.store.insert_run(record)
     register_launched(wb.store, spec)

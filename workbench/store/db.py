@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 from workbench.errors import WorkbenchError
+from workbench.store.ci import CiQueries
 from workbench.store.deployments import DeploymentQueries
 from workbench.store.images import ImageQueries
 from workbench.store.ingest import IngestQueries
@@ -30,7 +31,7 @@ from workbench.store.schema import MIGRATIONS
 BUSY_TIMEOUT_MS = 10_000
 
 
-class Store(RunQueries, QueueQueries, SweepQueries, ModelQueries, DeploymentQueries, MetricQueries, IngestQueries, LeaseQueries, ImageQueries, ProjectQueries,
+class Store(RunQueries, CiQueries, QueueQueries, SweepQueries, ModelQueries, DeploymentQueries, MetricQueries, IngestQueries, LeaseQueries, ImageQueries, ProjectQueries,
             MachineQueries, TelemetryQueries):
     """One SQLite connection shared by the threads of one process; writes are serialised by a lock."""
 

@@ -33,6 +33,13 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def owner_pid(owner: str) -> int | None:
+    """The pid in new_owner's form, when the holder is a process on this machine."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
+
+
 def owner_gone(owner: str) -> bool:
     """The holder named by `owner` (new_owner's form) was a process on this machine that no longer
     exists: killed with -9, or a CLI that exited while a daemon thread held the lease."""

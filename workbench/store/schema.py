@@ -349,4 +349,39 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';
     CREATE INDEX runs_sessions ON runs (created_at DESC) WHERE kind = 'session';
     """,
+    # 14: CI on commits: each commit of a followed branch seen (run, or skipped in a burst), keyed by the project
+    # folder and experiment; its tree, so a commit with the same tree reuses a verdict (bisect); the branches
+    # followed (one follower each, by lease `ci:<project>:<branch>`), whether detached (resumed after a reboot)
+    # and still wanted (`ci stop` clears it)
+    """
+    CREATE TABLE ci_commits (
+        project_path TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        sha TEXT NOT NULL,
+        tree TEXT NOT NULL,
+        branch TEXT,
+        subject TEXT NOT NULL,
+        author TEXT NOT NULL,
+        committed_at REAL NOT NULL,
+        state TEXT NOT NULL,
+        run_id TEXT,
+        seen_at REAL NOT NULL,
+        reason TEXT,
+        PRIMARY KEY (project_path, experiment, sha)
+    ) WITHOUT ROWID;
+    CREATE INDEX ci_commits_tree ON ci_commits (project_path, experiment, tree);
+    CREATE INDEX ci_commits_run ON ci_commits (run_id) WHERE run_id IS NOT NULL;
+    CREATE TABLE ci_follows (
+        project_path TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        remote TEXT,
+        options TEXT NOT NULL DEFAULT '{}',
+        head TEXT,
+        detached INTEGER NOT NULL DEFAULT 0,
+        active INTEGER NOT NULL DEFAULT 1,
+        started_at REAL NOT NULL,
+        PRIMARY KEY (project_path, branch)
+    ) WITHOUT ROWID;
+    """,
 ]
