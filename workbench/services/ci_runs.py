@@ -146,7 +146,8 @@ def format_value(value: float) -> str:
 
 def note_text(row: dict[str, Any], checks: list[dict[str, Any]]) -> str:
     """The git note of a commit's ended run: `workbench: PASS acc=0.964 (run 5e0c2b1a)`."""
-    values = " ".join(f"{k}={format_value(v)}" for k, v in metric_values(row, checks).items())
+    values = " ".join([f"{k}={format_value(v)}" for k, v in metric_values(row, checks).items()]
+                      + [f"{c['metric']}=missing" for c in checks if c["value"] is None])
     reason = "" if values or verdict(row) == "PASS" else f" {(row.get('run_reason') or '')[:120]}"
     return f"workbench: {verdict(row)}{' ' + values if values else reason.rstrip()} (run {row['run_id']})"
 
