@@ -11,7 +11,10 @@ import io
 import json
 import pkgutil
 import re
+import os
 import shlex
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -147,6 +150,32 @@ def test_queue_recipe_runs_as_written(cli, docker_client):
     # before the block's `runs cancel` reaches it, which then answers that it had already ended
     assert last["status"] in ("cancelled", "succeeded"), last["status"]
     assert last["status"] == "succeeded" or any(e["kind"] == "cancelled" for e in last["events"]), last["events"]
+
+
+def test_ci_bisect_recipe_runs_as_written(home, tmp_path, docker_client):
+    """The CI walkthrough as a user pastes it into a shell (git and all), in a folder of its own: bisect names
+    the commit that broke accuracy, the notes are in git, and the follower it started is stopped."""
+    digits = tmp_path / "digits"
+    script = recipe("ci-bisect").text.replace("/tmp/digits", str(digits))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "workbench").write_text(f"#!/bin/sh\nexec {sys.executable} -m workbench \"$@\"\n")
+    (bin_dir / "workbench").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "WORKBENCH_HOME": str(home),
+           "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.org", "GIT_COMMITTER_NAME": "Ada",
+           "GIT_COMMITTER_EMAIL": "ada@example.org"}
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    broke = subprocess.run(["git", "log", "--format=%H", "--grep", "gentler"], cwd=digits, capture_output=True,
+                           text=True).stdout.strip()
+    assert f"first bad commit: {broke} tune: a gentler learning rate" in done.stdout, done.stdout
+    assert "workbench: PASS acc=" in done.stdout or "workbench: FAIL acc=" in done.stdout  # the notes, in git log
+    followers = subprocess.run([sys.executable, "-m", "workbench", "ci", "list", str(digits), "--json"], env=env,
+                               capture_output=True, text=True).stdout
+    listed = json.loads(followers)
+    assert listed[-1]["verdict"] == "PASS" and listed[0]["verdict"] == "FAIL", listed
+    assert "stopped following main" in done.stderr
 
 
 def test_models_and_deployments_recipe_runs_as_written_on_this_machine(cli, docker_client):
