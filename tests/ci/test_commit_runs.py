@@ -3,6 +3,8 @@ tree; a broken spec recorded as a failed run; verdicts, deltas and notes read fr
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 
 import pytest
@@ -125,3 +127,15 @@ def test_ci_list_bad_inputs_are_one_line(cli, tmp_path, git_project):
         assert_one_line_error(cli(*args), said)
     git_project.git("checkout", "-q", "--detach")
     assert_one_line_error(cli("ci", "list", str(git_project.path)), "HEAD is detached", "--branch")
+
+
+def test_gc_removes_the_trees_of_killed_ci_launches_only(wb):
+    folder = wb._services.dirs.data / "ci"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale, live = folder / f"tree-{dead.pid}-abc-01", folder / f"tree-{os.getpid()}-abc-02"
+    for tree in (stale, live):
+        (tree / "sub").mkdir(parents=True)
+        (tree / "sub" / "f").write_text("x")
+    wb.gc()
+    assert not stale.exists() and live.exists()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import secrets
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ def launch_commit(wb: Services, repo: GitRepo, commit: Commit, experiment: str, 
     whose spec cannot be read gets a failed run saying why. The run's record."""
     check_priority(priority)
     tree = tree or commit.tree
-    export = wb.dirs.data / "ci" / f"tree-{commit.sha[:12]}-{secrets.token_hex(3)}"
+    export = wb.dirs.data / "ci" / f"tree-{os.getpid()}-{commit.sha[:12]}-{secrets.token_hex(3)}"
     try:
         folder = repo.export(commit.sha, export)
         try:
@@ -67,6 +69,27 @@ def launch_commit(wb: Services, repo: GitRepo, commit: Commit, experiment: str, 
     wb.store.record_ci_commit(str(repo.path), experiment, commit.record() | {"tree": tree}, "run", branch=branch,
                               run_id=run["id"])
     return run
+
+
+def remove_stale_exports(folder: Path) -> int:
+    """Removes the written-out trees of launches that were killed before removing theirs (`gc`); how many."""
+    removed = 0
+    for entry in folder.glob("tree-*") if folder.is_dir() else []:
+        pid = entry.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def record_unrunnable(wb: Services, repo: GitRepo, commit: Commit, experiment: str, *, project: str,
