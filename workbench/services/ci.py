@@ -78,11 +78,7 @@ def followed(wb: Services, path: str | None = None) -> list[dict[str, Any]]:
     out = []
     for row in wb.store.followed_branches(path):
         holder = wb.store.live_lease_holder(follow_lease(row["project_path"], row["branch"]))
-        last = None
-        commits = [c for c in wb.store.ci_commits(row["project_path"], experiment=row["experiment"])
-                   if c["state"] == "run" and (c.get("branch") in (None, row["branch"]))]
-        if commits:
-            last = max(commits, key=lambda c: (c["seen_at"], c.get("run_seq") or 0))
+        last = wb.store.last_ci_run(row["project_path"], row["experiment"], row["branch"])
         out.append({**row, "detached": bool(row["detached"]), "active": bool(row["active"]),
                     "pid": owner_pid(holder) if holder else None,
                     "last_verdict": verdict(last) if last else None, "last_sha": last and last["sha"],

@@ -61,6 +61,14 @@ class CiQueries:
             "WHERE c.project_path = ? AND c.experiment = ? AND c.tree = ? ORDER BY r.seq DESC",
             (project_path, experiment, tree))]
 
+    def last_ci_run(self, project_path: str, experiment: str, branch: str) -> dict[str, Any] | None:
+        """The newest commit of `branch` given a run (one indexed look: the Dashboard asks every second)."""
+        rows = self.query(  # type: ignore[attr-defined]
+            f"SELECT c.*, {_RUN_FIELDS} FROM ci_commits c LEFT JOIN runs r ON r.id = c.run_id "
+            "WHERE c.project_path = ? AND c.experiment = ? AND c.state = 'run' AND (c.branch = ? OR c.branch IS NULL) "
+            "ORDER BY c.seen_at DESC LIMIT 1", (project_path, experiment, branch))
+        return _commit_row(rows[0]) if rows else None
+
     def ci_commit_of_run(self, run_id: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM ci_commits WHERE run_id = ?", (run_id,))  # type: ignore[attr-defined]
         return dict(rows[0]) if rows else None

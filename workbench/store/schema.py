@@ -371,6 +371,7 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     ) WITHOUT ROWID;
     CREATE INDEX ci_commits_tree ON ci_commits (project_path, experiment, tree);
     CREATE INDEX ci_commits_run ON ci_commits (run_id) WHERE run_id IS NOT NULL;
+    CREATE INDEX ci_commits_seen ON ci_commits (project_path, experiment, seen_at DESC) WHERE state = 'run';
     CREATE TABLE ci_follows (
         project_path TEXT NOT NULL,
         branch TEXT NOT NULL,
