@@ -14,9 +14,15 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from helpers import background_pids, wait_for  # noqa: E402
 
 SPEC = """[project]
 name = "cibench"
@@ -41,31 +47,13 @@ def commit(repo: Path, acc: float, message: str) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def wait(predicate, timeout: float = 60.0, every: float = 0.005):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError("the follower did not record it in time")
-
-
 def end_background(home: Path) -> None:
     """The dispatcher and the runs' followers this benchmark's data dir started, by pid."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for pid in background_pids(home):
         try:
-            argv = open(f"/proc/{entry.name}/cmdline", "rb").read().split(b"\0")
-            environ = open(f"/proc/{entry.name}/environ", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if {b"_dispatch", b"_follow"} & set(argv) and f"WORKBENCH_HOME={home}".encode() in environ:
-            try:
-                os.kill(int(entry.name), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
 
 def main() -> None:
@@ -104,12 +92,12 @@ def main() -> None:
     follower = wb.ci_watch(path, lambda line: None)
     latencies: list[float] = []
     try:
-        wait(lambda: ended(git(repo, "rev-parse", "HEAD")), timeout=120, every=0.05)  # the head, run at start
+        wait_for(lambda: ended(git(repo, "rev-parse", "HEAD")), timeout=120, interval=0.05)  # the head, run at start
         for i in range(args.n):
             before = time.time()
             sha = commit(repo, 0.96 + i / 1000, f"commit {i}")
-            latencies.append(wait(lambda: started(sha)) - before)
-            wait(lambda: ended(sha), timeout=120, every=0.05)
+            latencies.append(wait_for(lambda: started(sha), interval=0.005) - before)
+            wait_for(lambda: ended(sha), timeout=120, interval=0.05)
 
         git(repo, "checkout", "-q", "-b", "work")
         burst = [commit(repo, 0.9 + i / 1000, f"burst {i}") for i in range(args.burst)]
@@ -121,10 +109,10 @@ def main() -> None:
             rows = store.ci_commits(path, burst)
             return (len(rows) == len(burst) and sum(r["state"] == "run" for r in rows) == 1
                     and sum(r["state"] == "skipped" for r in rows) == len(burst) - 1)
-        wait(all_recorded, every=0.002)
+        wait_for(all_recorded, interval=0.002)
         burst_recorded = time.time() - moved
-        burst_started = wait(lambda: started(burst[-1])) - moved
-        wait(lambda: ended(burst[-1]), timeout=120, every=0.05)
+        burst_started = wait_for(lambda: started(burst[-1]), interval=0.005) - moved
+        wait_for(lambda: ended(burst[-1]), timeout=120, interval=0.05)
         states = sorted(r["state"] for r in store.ci_commits(path, burst))
     finally:
         follower.stop()

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from helpers import assert_one_line_error, background_pids, wait_for
+from workbench.errors import WorkbenchError
 
 BACKGROUND = (b"_dispatch", b"_follow", b"_ci_follow")
 ENDED = ("PASS", "FAIL", "SKIP", "cancelled", "lost")
@@ -119,9 +120,12 @@ def test_the_head_runs_at_start_only_when_it_has_no_verdict(bench, git_project, 
     follower, lines = watch(bench, git_project, followers)
     lines.wait_for(f"{head[:8]} PASS")
     follower.stop()
+    note = git_project.git("notes", "--ref=workbench", "show", head)
+    git_project.git("notes", "--ref=workbench", "remove", head)  # as if its run ended while none followed
     again, lines2 = watch(bench, git_project, followers)
     lines2.wait_for("following main")
-    time.sleep(1.5)  # no event to wait on: nothing must happen, and the first look is done well within this
+    wait_for(lambda: git_project.git("notes", "--ref=workbench", "show", head, check=False) == note, timeout=10)
+    time.sleep(1)  # no event to wait on: nothing must happen, and the first look is done well within this
     assert again.runs == [] and lines2.count(head[:8]) == 0
     assert [bench.run(r.id).git_commit for r in bench.runs()] == [head]
 
@@ -193,10 +197,25 @@ def test_a_second_follower_of_the_branch_is_refused_in_one_line(bench, git_proje
     assert follower.wait(0.1)  # the first one goes on
 
 
+def test_ci_stop_ends_a_follower_in_the_foreground(bench, git_project, followers):
+    follower, lines = watch(bench, git_project, followers)
+    lines.wait_for("following main")
+    assert follower.wait(0.5)
+    began = time.monotonic()
+    stopped = bench.ci_stop(str(git_project.path))
+    assert [(b.branch, b.active, b.pid) for b in stopped] == [("main", False, None)]
+    assert not follower.wait(0) and time.monotonic() - began < 3
+    lines.wait_for("main is no longer followed (`ci stop`)")
+    with pytest.raises(WorkbenchError, match="no branch of .* is followed"):
+        bench.ci_stop(str(git_project.path))
+
+
 def _detached_pid(home) -> int:
-    pids = wait_for(lambda: background_pids(home, (b"_ci_follow",)), timeout=10)
-    assert len(pids) == 1, pids
-    return pids[0]
+    """The one detached follower's pid (a process it forks shows its argv until it execs: not counted)."""
+    def one() -> int | None:
+        pids = background_pids(home, (b"_ci_follow",))
+        return pids[0] if len(pids) == 1 else None
+    return wait_for(one, timeout=10)
 
 
 def test_a_detached_follower_runs_commits_until_ci_stop(cli, home, git_project, docker_client):

@@ -175,6 +175,8 @@ class CiFollower:
             self.say(why)
             self._ended.set()
             self._look_now.set()
+            self.keeper.stop()  # `ci stop` waits for the lease to go: freed now, not when stop() is called
+            self.wb.store.release_lease(self.target.lease, self.owner)
 
     def _guarded(self, loop: Callable[[], None]) -> None:
         """Each loop goes on through any one failure (said once): a follower outlives a bad moment."""
@@ -361,10 +363,12 @@ def follow(wb: Services, path: str, say: Callable[[str], None], *, branch: str |
     if fetch_every <= 0:
         raise WorkbenchError(f"--fetch-every must be more than 0 seconds (got {fetch_every:g})")
     target, unanswered = resolve_target(path, branch=branch, experiment=experiment, remote=remote)
-    _refuse_if_followed(wb, target)
     owner = new_owner()
     if not wb.store.acquire_lease(target.lease, owner, LEASE_TTL):
-        _refuse_if_followed(wb, target)  # taken between the look and the take
+        _refuse_if_followed(wb, target)  # names the holder; one that was killed is freed instead ...
+        if not wb.store.acquire_lease(target.lease, owner, LEASE_TTL):  # ... and its lease taken now
+            raise FollowedElsewhere(f"{target.key} of {target.repo.path} is already followed",
+                                    hint=f"`workbench ci stop {target.repo.path} --branch {target.key}` ends it")
     options = {"branch": target.name, "every_commit": every_commit, "fetch_every": fetch_every}
     row = next((r for r in wb.store.followed_branches(str(target.repo.path)) if r["branch"] == target.key), None)
     wb.store.follow_branch(str(target.repo.path), target.key, target.experiment, remote=remote, options=options,
