@@ -225,7 +225,9 @@ class CiFollower:
         if old is None or old == head or self.repo.resolve(old) is None:
             chain = self.repo.first_parent(head, limit=1)
         else:
-            if not self.repo.is_ancestor(old, head):
+            if self.repo.is_ancestor(head, old):
+                self.say(f"{self.branch} moved back to {head[:8]} (from {old[:8]})")
+            elif not self.repo.is_ancestor(old, head):
                 self.say(f"{self.branch} was rewritten ({old[:8]} is no longer in its history: a force-push or a "
                          f"rebase); the old commits keep their runs, the new head is run")
             chain = self.repo.first_parent(head, stop=old, limit=HISTORY_LIMIT) or self.repo.first_parent(head, limit=1)
