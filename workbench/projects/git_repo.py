@@ -183,6 +183,18 @@ class GitRepo:
     def note(self, sha: str) -> str | None:
         return self._run("notes", f"--ref={NOTES_REF}", "show", sha, check=False) or None
 
+    def notes(self, head: str, limit: int) -> dict[str, str]:
+        """Workbench's notes of `head` and its first parents (`limit` of them), in one git call: sha -> note
+        (commits without one are left out)."""
+        out = self._run("log", "--first-parent", f"--max-count={limit}", f"--notes={NOTES_REF}",
+                        "--format=%H%x1f%N%x1e", head)
+        found = {}
+        for chunk in out.split("\x1e"):
+            sha, _, text = chunk.strip("\n").partition("\x1f")
+            if sha and text.strip():
+                found[sha] = text.strip()
+        return found
+
     # remotes ---------------------------------------------------------------------------------------
     def fetch(self, remote: str, branch: str, timeout: float = FETCH_TIMEOUT) -> str:
         """Fetches `branch` of `remote` (a configured remote's name, a path or a URL) and returns the ref it

@@ -69,6 +69,14 @@ class Reconciler:
                 ensure_dispatcher(self.wb)  # after a reboot, or a dispatcher that was killed
             except Exception as exc:  # noqa: BLE001 - said, never fatal to a reconcile
                 self._say_once(f"the dispatcher could not be started: {first_line(exc)}")
+        if self.wb.store.has_detached_followers():
+            try:
+                from workbench.services.ci_follow import ensure_followers  # lazily: most starts follow no branch
+
+                for note in ensure_followers(self.wb):  # after a reboot, or a follower that was killed
+                    self._say_once(note)
+            except Exception as exc:  # noqa: BLE001 - said, never fatal to a reconcile
+                self._say_once(f"a branch follower could not be started: {first_line(exc)}")
         if self.wb.store.has_watched_deployments():
             try:
                 for note in ensure_watcher(self.wb):  # after a reboot, or once the workstation wakes
