@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from workbench.projects.git_repo import GitRepo
+from workbench.errors import WorkbenchError
+from workbench.projects.git_repo import GitRepo, remote_slug
 from workbench.services import Workbench, ci_runs
 
 from helpers import assert_one_line_error
@@ -52,7 +53,7 @@ def test_a_commit_runs_its_own_tree_not_the_work_tree(wb, git_project):
     status = git(git_project.top, "status", "--porcelain")  # the user's work tree and index are untouched
     assert "M acc.txt" in status and "?? untracked.txt" in status
     assert (git_project.path / "acc.txt").read_text() == "0.1\n"
-    assert not list((wb._services.dirs.data / "ci").iterdir())  # the written-out tree is gone
+    assert not list(ci_runs.exports_dir(wb._services).iterdir())  # the written-out tree is gone
 
 
 def test_a_project_in_a_subfolder_runs_from_its_folder_and_its_tree_ignores_the_rest(wb, tmp_path):
@@ -130,7 +131,7 @@ def test_ci_list_bad_inputs_are_one_line(cli, tmp_path, git_project):
 
 
 def test_gc_removes_the_trees_of_killed_ci_launches_only(wb):
-    folder = wb._services.dirs.data / "ci"
+    folder = ci_runs.exports_dir(wb._services)
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale, live = folder / f"tree-{dead.pid}-abc-01", folder / f"tree-{os.getpid()}-abc-02"
@@ -139,3 +140,48 @@ def test_gc_removes_the_trees_of_killed_ci_launches_only(wb):
         (tree / "sub" / "f").write_text("x")
     wb.gc()
     assert not stale.exists() and live.exists()
+
+
+def test_a_project_without_a_name_is_named_by_its_folder_not_the_written_out_tree(wb, tmp_path):
+    project = GitProject(tmp_path / "unnamed")
+    project.commit("no [project] name", files={"workbench.toml": project.path.joinpath("workbench.toml").read_text()
+                                                .replace('name = "ciproj"\n', "")})
+    run = wait_ended(wb, launch(wb, project)["id"])
+    assert run["project"] == "unnamed" and run["status"] == "succeeded"
+    assert [p.name for p in wb.projects()] == ["unnamed"]
+
+
+def test_a_commit_without_the_project_folder_is_a_failed_run_saying_so(wb, tmp_path):
+    project = GitProject(tmp_path / "mono", subdir="models/cls")
+    project.git("rm", "-rq", "models")
+    sha = project.commit("move the model away")
+    project.git("checkout", "-q", f"{sha}~1", "--", "models")
+    project.commit("bring it back")
+    repo = GitRepo(project.path)
+    run = ci_runs.launch_commit(wb._services, repo, repo.commit(sha), "train", project="ciproj", branch="main")
+    assert run["status"] == "failed" and f"cannot write out commit {sha[:8]}" in run["status_reason"]
+
+
+def test_a_commit_with_a_run_is_never_marked_skipped_after(wb, git_project):
+    repo = GitRepo(git_project.path)
+    commit = repo.commit("HEAD")
+    run = wait_ended(wb, launch(wb, git_project)["id"])
+    ci_runs.record_skipped(wb._services, repo, [commit], "train", branch="main", why="a newer one")
+    row = wb._services.store.ci_commits(str(repo.path), [commit.sha])[0]
+    assert (row["state"], row["run_id"], ci_runs.verdict(row)) == ("run", run["id"], "PASS")
+
+
+def test_branch_names_and_remotes_are_never_options_or_patterns(git_project, tmp_path):
+    repo = GitRepo(git_project.path)
+    for bad in ("-x", "ma*in", "a..b"):
+        with pytest.raises(WorkbenchError, match="not a valid branch name"):
+            repo.check_branch(bad)
+    with pytest.raises(WorkbenchError, match="give a remote's name, a path or a URL"):
+        repo.normalize_remote("--upload-pack=touch /tmp/x")
+    assert repo.normalize_remote("../elsewhere", cwd=tmp_path) == str(tmp_path.parent / "elsewhere")
+    assert repo.normalize_remote("ssh://git@host:22/srv/p.git") == "ssh://git@host:22/srv/p.git"
+    assert repo.normalize_remote("git@host:srv/p.git") == "git@host:srv/p.git"
+    slugs = {remote_slug(r) for r in ("/srv/p.git", "/a b/x", "/a-b/x", "/srv.lock", "/y..git")}
+    assert len(slugs) == 5
+    for slug in slugs:
+        assert git_project.git("check-ref-format", f"refs/workbench/remotes/{slug}/main", check=False) == ""

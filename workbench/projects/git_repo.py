@@ -4,6 +4,7 @@ and Workbench's notes under refs/notes/workbench (no other notes ref is ever wri
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -53,11 +54,13 @@ def _parse(text: str) -> list[Commit]:
     return commits
 
 
-def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def git_env(extra: dict[str, str] | None = None, *, batch_ssh: bool = True) -> dict[str, str]:
     """Never a prompt for a password (a detached follower has no terminal; a foreground one must not hang):
-    git fails instead, and the remote is said not to answer."""
+    git fails instead, and the remote is said not to answer. `batch_ssh`: ssh in batch mode with a connect
+    timeout, unless the user chose how git runs ssh (GIT_SSH_COMMAND, GIT_SSH, or core.sshCommand, which the
+    variable would override)."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
-    if not (env.get("GIT_SSH_COMMAND") or env.get("GIT_SSH")):
+    if batch_ssh and not (env.get("GIT_SSH_COMMAND") or env.get("GIT_SSH")):
         env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes -o ConnectTimeout=10"
     return {**env, **(extra or {})}
 
@@ -78,13 +81,14 @@ class GitRepo:
         common_dir = Path(common)
         self.common_dir = (common_dir if common_dir.is_absolute() else self.path / common_dir).resolve()
         self.prefix = self.path.relative_to(self.top.resolve()).as_posix() if self.path != self.top.resolve() else ""
+        self._env = git_env(batch_ssh=not self._run("config", "core.sshCommand", check=False))
 
     # running git -----------------------------------------------------------------------------------
     def _run(self, *args: str, cwd: Path | None = None, timeout: float = GIT_TIMEOUT, env: dict[str, str] | None = None,
              check: bool = True) -> str:
         try:
             done = subprocess.run(["git", *args], cwd=cwd or self.top, capture_output=True, timeout=timeout,
-                                  env=env or git_env(), stdin=subprocess.DEVNULL)
+                                  env=env or getattr(self, "_env", None) or git_env(), stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             raise WorkbenchError("git is not installed", hint="install git") from None
         except subprocess.TimeoutExpired:
@@ -103,6 +107,21 @@ class GitRepo:
             raise WorkbenchError(f"{self.top}: HEAD is detached (at {head}); there is no current branch to follow",
                                  hint="name one with --branch NAME")
         return name
+
+    def check_branch(self, branch: str) -> str:
+        """`branch` when it is a valid branch name (never an option, a pattern or a range), else one line."""
+        if branch.startswith("-") or not self._run("check-ref-format", "--branch", branch, check=False):
+            raise WorkbenchError(f"{branch!r} is not a valid branch name")
+        return branch
+
+    def normalize_remote(self, remote: str, cwd: Path | None = None) -> str:
+        """A configured remote's name or a URL as given; a path made absolute (from `cwd`, where the user
+        typed it), so a detached follower fetches the same one. Never an option."""
+        if remote.startswith("-") or not remote.strip():
+            raise WorkbenchError(f"--remote {remote!r}: give a remote's name, a path or a URL")
+        if self.is_remote_name(remote) or "://" in remote or re.match(r"^[^/:]+:", remote):
+            return remote  # a name, a URL, or scp-like user@host:path
+        return str((cwd or Path.cwd()).joinpath(Path(remote).expanduser()).resolve())
 
     def branch_ref(self, branch: str, remote: str | None = None) -> str:
         """The full ref a follower reads: refs/heads/B, or the fetched copy of the remote's B. Refused in one
@@ -149,13 +168,19 @@ class GitRepo:
     def project_trees(self, commits: list[Commit]) -> dict[str, str]:
         """Each commit's tree of the project's folder (its whole tree when the project is the repository's
         top): commits that differ only outside the project have the same one. One git call for all."""
-        if not self.prefix:
+        if not self.prefix or not commits:
             return {c.sha: c.tree for c in commits}
-        trees: dict[str, str] = {}
-        for start in range(0, len(commits), 200):
-            chunk = commits[start:start + 200]
-            out = self._run("rev-parse", *[f"{c.sha}:{self.prefix}" for c in chunk], check=False).split()
-            trees.update({c.sha: t for c, t in zip(chunk, out) if len(out) == len(chunk)})
+        asked = "".join(f"{c.sha}:{self.prefix}\n" for c in commits)
+        try:  # one answer line per question, in order: `<oid> tree <size>`, or `<question> missing`
+            done = subprocess.run(["git", "cat-file", "--batch-check"], cwd=self.top, input=asked.encode(),
+                                  capture_output=True, timeout=GIT_TIMEOUT, env=self._env)
+            answers = done.stdout.decode(errors="replace").splitlines()
+        except (OSError, subprocess.TimeoutExpired):
+            answers = []
+        trees = {}
+        for commit, answer in zip(commits, answers):
+            oid, kind = (answer.split() + ["", ""])[:2]
+            trees[commit.sha] = oid if kind == "tree" else commit.tree  # the folder is not in that commit
         return {c.sha: trees.get(c.sha, c.tree) for c in commits}
 
     def is_ancestor(self, older: str, newer: str) -> bool:
@@ -164,15 +189,16 @@ class GitRepo:
 
     # a commit's files ------------------------------------------------------------------------------
     def export(self, sha: str, dest: Path) -> Path:
-        """Writes commit `sha`'s tree into `dest` (through a private index: the user's index, work tree, refs
-        and worktree list are untouched) and returns the project's folder inside it. Submodules are not
-        written (a commit holds only their commit id)."""
+        """Writes the project's folder of commit `sha` into `dest` and returns `dest` (through a private
+        index: the user's index, work tree, refs and worktree list are untouched). Submodules are not written
+        (a commit holds only their commit id)."""
         dest.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="wb-index-") as tmp:
-            env = git_env({"GIT_INDEX_FILE": os.path.join(tmp, "index")})
-            self._run("read-tree", sha, env=env)
+            env = {**self._env, "GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            # only the project's folder (a monorepo's other folders are never written)
+            self._run("read-tree", f"{sha}:{self.prefix}" if self.prefix else sha, env=env)
             self._run("checkout-index", "--all", "--force", f"--prefix={dest}/", env=env, timeout=300)
-        return dest / self.prefix if self.prefix else dest
+        return dest
 
     # notes -----------------------------------------------------------------------------------------
     def write_note(self, sha: str, text: str) -> None:
@@ -200,15 +226,16 @@ class GitRepo:
         """Fetches `branch` of `remote` (a configured remote's name, a path or a URL) and returns the ref it
         was fetched to."""
         ref = self.branch_ref(branch, remote)
-        self._run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", remote, f"+refs/heads/{branch}:{ref}",
-                  timeout=timeout)
+        self._run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--end-of-options", remote,
+                  f"+refs/heads/{self.check_branch(branch)}:{ref}", timeout=timeout)
         return ref
 
 
 def remote_slug(remote: str) -> str:
-    """A path or URL as one ref component: `ssh://u@h:22/srv/p.git` -> `ssh-u-h-22-srv-p.git`."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", remote).strip("-.")
-    return slug or "remote"
+    """A path or URL as one valid ref component, distinct for distinct remotes: `ssh://u@h:22/srv/p.git` ->
+    `ssh-u-h-22-srv-p-git-1a2b3c4d` (readable part, then 8 hex of its sha1)."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", remote).strip("-")[-60:].strip("-")
+    return f"{slug or 'remote'}-{hashlib.sha1(remote.encode()).hexdigest()[:8]}"
 
 
 def remove_export(path: Path) -> None:

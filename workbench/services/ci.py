@@ -24,7 +24,8 @@ def follow_lease(project_path: str, branch: str) -> str:
 def resolve_branch(repo: GitRepo, branch: str | None, remote: str | None = None) -> tuple[str, str, str]:
     """(branch, the full ref followed, its head) for `--branch` (default: the current one), refused in one
     line when the branch does not exist."""
-    name = branch or repo.current_branch()
+    name = repo.check_branch(branch) if branch else repo.current_branch()
+    remote = repo.normalize_remote(remote) if remote is not None else None
     ref = repo.branch_ref(name, remote)
     head = repo.resolve(ref)
     if head is None:

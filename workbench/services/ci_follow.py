@@ -83,9 +83,10 @@ def resolve_target(path: str, *, branch: str | None, experiment: str | None,
                    remote: str | None) -> tuple[Target, str | None]:
     """The branch to follow, checked (refused in one line): (it, why the remote did not answer, if it did not)."""
     repo = GitRepo(path)
-    name = branch or repo.current_branch()
+    name = repo.check_branch(branch) if branch else repo.current_branch()
     unanswered = None
     if remote is not None:
+        remote = repo.normalize_remote(remote)  # a path made absolute: the detached follower fetches the same
         try:
             repo.fetch(remote, name)
         except WorkbenchError as exc:

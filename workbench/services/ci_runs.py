@@ -12,6 +12,7 @@ import math
 import os
 import secrets
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,13 @@ def launch_commit(wb: Services, repo: GitRepo, commit: Commit, experiment: str, 
     whose spec cannot be read gets a failed run saying why. The run's record."""
     check_priority(priority)
     tree = tree or commit.tree
-    export = wb.dirs.data / "ci" / f"tree-{os.getpid()}-{commit.sha[:12]}-{secrets.token_hex(3)}"
+    export = exports_dir(wb) / f"tree-{os.getpid()}-{commit.sha[:12]}-{secrets.token_hex(3)}"
     try:
-        folder = repo.export(commit.sha, export)
+        try:
+            folder = repo.export(commit.sha, export)
+        except WorkbenchError as exc:  # the project's folder is not in that commit (or git failed)
+            return record_unrunnable(wb, repo, commit, experiment, project=project, branch=branch, tree=tree,
+                                     reason=f"cannot write out commit {commit.short}: {exc.message}")
         try:
             spec = load_spec(folder)
             exp = spec.experiment(experiment)
@@ -55,7 +60,9 @@ def launch_commit(wb: Services, repo: GitRepo, commit: Commit, experiment: str, 
             reason = str(exc.message).replace(f"{folder}/", where).replace(str(folder), where.rstrip(":/"))
             return record_unrunnable(wb, repo, commit, experiment, project=project, branch=branch, tree=tree,
                                      reason=reason)
-        real = dataclasses.replace(spec, root=repo.path)  # recorded under the project's own folder
+        # Recorded under the project's own folder, and named as the project is (a spec without a name takes
+        # its folder's: the project's, not the written-out tree's)
+        real = dataclasses.replace(spec, root=repo.path, name=repo.path.name if spec.name == folder.name else spec.name)
         warn_literal_secrets(wb, real, exp)
         requested: str | list[str] = exp.machines or exp.machine or "auto"
         request = {"machines": requested, "gpus": exp.gpus, "executor": None}
@@ -69,6 +76,12 @@ def launch_commit(wb: Services, repo: GitRepo, commit: Commit, experiment: str, 
     wb.store.record_ci_commit(str(repo.path), experiment, commit.record() | {"tree": tree}, "run", branch=branch,
                               run_id=run["id"])
     return run
+
+
+def exports_dir(wb: Services) -> Path:
+    """Where commits' trees are written out: a folder per machine (a data dir on a shared file system is
+    cleaned by each machine of its own launches only)."""
+    return wb.dirs.data / "ci" / socket.gethostname()
 
 
 def remove_stale_exports(folder: Path) -> int:
@@ -112,8 +125,11 @@ def record_unrunnable(wb: Services, repo: GitRepo, commit: Commit, experiment: s
 
 def record_skipped(wb: Services, repo: GitRepo, commits: list[Commit], experiment: str, *, branch: str | None,
                    why: str) -> None:
+    """Commits not run (a newer one of the same burst was); one that already has a run keeps it."""
+    trees = repo.project_trees(commits)
     for commit in commits:
-        wb.store.record_ci_commit(str(repo.path), experiment, commit.record(), "skipped", branch=branch, reason=why)
+        wb.store.record_ci_commit(str(repo.path), experiment, commit.record() | {"tree": trees[commit.sha]},
+                                  "skipped", branch=branch, reason=why)
 
 
 # verdicts ----------------------------------------------------------------------------------------------

@@ -36,8 +36,8 @@ def gc(wb: Services) -> dict[str, Any]:
             freed += sum(f.lstat().st_size for f in entry.rglob("*") if f.is_file() and not f.is_symlink())
             shutil.rmtree(entry, ignore_errors=True)
             orphans += 1
-    from workbench.services.ci_runs import remove_stale_exports
-    remove_stale_exports(wb.dirs.data / "ci")  # commits' trees written out by CI launches that were killed
+    from workbench.services.ci_runs import exports_dir, remove_stale_exports
+    remove_stale_exports(exports_dir(wb))  # commits' trees written out by CI launches that were killed
     containers = images_removed = 0
     try:
         containers = remove_orphan_containers(wb)

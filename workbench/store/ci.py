@@ -22,14 +22,16 @@ class CiQueries:
     # commits ------------------------------------------------------------------------------------------
     def record_ci_commit(self, project_path: str, experiment: str, commit: dict[str, Any], state: str, *,
                          branch: str | None, run_id: str | None = None, reason: str | None = None) -> None:
-        """A commit seen (`state`: "run" with its run id, or "skipped"); seen again, it takes the new state."""
+        """A commit seen (`state`: "run" with its run id, or "skipped"); seen again, it takes the new state,
+        except that a commit given a run is never marked skipped afterwards."""
         with self.tx() as conn:  # type: ignore[attr-defined]
             conn.execute(
                 "INSERT INTO ci_commits (project_path, experiment, sha, tree, branch, subject, author, committed_at, "
                 "state, run_id, seen_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (project_path, experiment, sha) DO UPDATE SET state = excluded.state, "
                 "run_id = excluded.run_id, reason = excluded.reason, seen_at = excluded.seen_at, "
-                "branch = coalesce(ci_commits.branch, excluded.branch)",
+                "tree = excluded.tree, branch = coalesce(ci_commits.branch, excluded.branch) "
+                "WHERE excluded.state = 'run' OR ci_commits.state <> 'run'",  # a commit with a run keeps it
                 (project_path, experiment, commit["sha"], commit["tree"], branch, commit["subject"],
                  commit["author"], commit["committed_at"], state, run_id, time.time(), reason))
 
@@ -65,7 +67,7 @@ class CiQueries:
         """The newest commit of `branch` given a run (one indexed look: the Dashboard asks every second)."""
         rows = self.query(  # type: ignore[attr-defined]
             f"SELECT c.*, {_RUN_FIELDS} FROM ci_commits c LEFT JOIN runs r ON r.id = c.run_id "
-            "WHERE c.project_path = ? AND c.experiment = ? AND c.state = 'run' AND (c.branch = ? OR c.branch IS NULL) "
+            "WHERE c.project_path = ? AND c.experiment = ? AND c.state = 'run' AND c.branch = ? "
             "ORDER BY c.seen_at DESC LIMIT 1", (project_path, experiment, branch))
         return _commit_row(rows[0]) if rows else None
 
