@@ -86,8 +86,9 @@ class CiCommitsScreen(BaseScreen):
     CiCommitsScreen #ci-title { height: 1; padding: 0 1; background: $boost; color: $accent; }
     CiCommitsScreen #ci-follow { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap;
                                  text-overflow: ellipsis; }
+    CiCommitsScreen #ci-follow.problem { height: auto; max-height: 3; text-wrap: wrap; }
     CiCommitsScreen #ci-commits { height: 1fr; }
-    CiCommitsScreen #ci-detail { height: auto; max-height: 3; padding: 0 1; border-top: solid $primary; }
+    CiCommitsScreen #ci-detail { height: auto; max-height: 4; padding: 0 1; border-top: solid $primary; }
     """
 
     def __init__(self, project: str, path: str, experiment: str | None = None, *,
@@ -131,8 +132,9 @@ class CiCommitsScreen(BaseScreen):
         title = escape(self.project) + (f" · {escape(message.branch)}" if message.branch else "")
         self.query_one("#ci-title", Static).update(title)
         follow = self.query_one("#ci-follow", Static)
+        follow.set_class(bool(message.problem), "problem")  # said whole: the folder's name can be long
         if message.problem:
-            follow.update(f"[dim]{escape(message.problem)}[/dim]")
+            follow.update(escape(message.problem))  # muted, as the line it stands for
         else:
             follow.update(follow_line(message.branch, message.branches, self.accent())
                           or ("no commits yet" if not message.commits else ""))
