@@ -92,7 +92,7 @@ async def test_without_params_the_focus_starts_on_the_machine_not_the_executor(w
 
 
 async def form_from_projects(app, pilot) -> LaunchForm:
-    """The launch form of the one project listed, opened with enter on the Projects screen."""
+    """The launch form of the one project listed, opened with l on the Projects screen."""
     from textual.widgets import DataTable
 
     from test_run_screens import until
@@ -100,7 +100,7 @@ async def form_from_projects(app, pilot) -> LaunchForm:
     await pilot.press("3")
     await until(app, pilot, lambda: app.screen.query_one("#projects-table", DataTable).row_count == 1)
     app.screen.query_one("#projects-table", DataTable).focus()
-    await pilot.press("enter")
+    await pilot.press("l")
     await until(app, pilot, lambda: isinstance(app.screen, LaunchForm))
     return app.screen
 

@@ -35,7 +35,7 @@ async def test_launch_from_projects_to_succeeded_run_with_metrics_and_logs(wb):
         projects = app.screen
         await wait_until(app, pilot, lambda: projects.query_one("#projects-table", DataTable).row_count == 1)
         projects.query_one("#projects-table", DataTable).focus()
-        await pilot.press("enter")
+        await pilot.press("l")
         await pilot.pause()
         assert isinstance(app.screen, LaunchForm)
         steps = app.screen.query_one("#param-steps")

@@ -29,7 +29,7 @@ async def wait_until(app, pilot, predicate, timeout=60.0):
 
 
 async def launch_from_projects(app, pilot) -> str:
-    """`3`, enter on hello-shell's experiment, ctrl+s in the form; the run detail it opens."""
+    """`3`, l on hello-shell's experiment, ctrl+s in the form; the run detail it opens."""
     await pilot.press("3")
     key = "hello-shell"
     await wait_until(app, pilot, lambda: any(k.value.startswith(key) for k in
@@ -38,7 +38,7 @@ async def launch_from_projects(app, pilot) -> str:
     table.focus()
     table.move_cursor(row=[k.value for k in table.rows].index(next(k.value for k in table.rows
                                                                     if k.value.startswith(key))))
-    await pilot.press("enter")
+    await pilot.press("l")
     await wait_until(app, pilot, lambda: isinstance(app.screen, LaunchForm))
     await pilot.press("ctrl+s")
     before = [s for s in app.screen_stack if isinstance(s, RunDetailScreen)]

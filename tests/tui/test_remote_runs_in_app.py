@@ -181,7 +181,7 @@ async def test_launching_from_projects_offers_the_registered_machines_and_passes
         await pilot.press("3")
         await until(app, pilot, lambda: app.screen.query_one("#projects-table", DataTable).row_count == 1)
         app.screen.query_one("#projects-table", DataTable).focus()
-        await pilot.press("enter")
+        await pilot.press("l")
         await until(app, pilot, lambda: isinstance(app.screen, LaunchForm))
         machine = app.screen.query_one("#machine", Select)
         assert [value for _, value in machine._options if value != Select.BLANK] == ["local", "auto", "gpu-a",

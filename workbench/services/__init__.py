@@ -366,6 +366,13 @@ class Workbench:
         return [CiCommit.from_row(row) for row in ci.list_commits(self._services, path, branch=branch,
                                                                    experiment=experiment, remote=remote, limit=limit)]
 
+    def ci_current_branch(self, path: str) -> str:
+        """The branch `ci list PATH` reads by default (the project's current one); refused in one line where
+        there is none: not a git repository, a detached HEAD."""
+        from workbench.projects.git_repo import GitRepo
+
+        return GitRepo(path).current_branch()
+
     def ci_branches(self, path: str | None = None) -> list[CiBranch]:
         from workbench.services import ci
 

@@ -33,13 +33,14 @@ WORKER_TITLES = {
     "dashboard": "Loading the dashboard", "projects": "Loading projects", "machines": "Loading machines",
     "machine-detail": "Sampling the machine", "launch": "Launch failed", "watch": "Watching",
     "models": "Loading models", "deployments": "Checking deployments", "deployments-health": "Deployment health",
+    "ci-commits": "Loading commits",
 }
 
 
 # Workers started by timers: a repeated failure is said once. Anything a user asked for is always answered.
 HEALTH_SECONDS = 15.0  # how often deployments' health is asked while the app runs
 PERIODIC_GROUPS = frozenset({"deployments-health", "reconcile", "fleet", "telemetry-history", "runs-page", "run-detail", "dashboard",
-                             "projects", "machines", "machine-detail", "models", "deployments"})
+                             "projects", "machines", "machine-detail", "models", "deployments", "ci-commits"})
 
 
 class FleetReady(Message):

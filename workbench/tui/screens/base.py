@@ -65,8 +65,8 @@ class BaseScreen(Screen[None]):
         return []
 
 
-SCREEN_MODULES = ("dashboard", "machines", "machine_detail", "projects", "runs", "run_detail", "compare",
-                  "sweeps", "sweep", "models", "deployments")
+SCREEN_MODULES = ("dashboard", "machines", "machine_detail", "projects", "ci_commits", "runs", "run_detail",
+                  "compare", "sweeps", "sweep", "models", "deployments")
 
 
 def bindings_by_screen(app: App[Any]) -> dict[str, list[Binding]]:

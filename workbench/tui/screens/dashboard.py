@@ -20,13 +20,16 @@ from workbench.tui.screens.session_actions import SessionActions
 from workbench.tui.widgets.fitted_table import FittedTable
 
 MAX_PROGRESS_CHARS = 1000  # of a run's live progress line: a cell shows far fewer
+CI_LINES = 3  # followed branches shown; the rest are counted
 
 
 class DashboardLoaded(Message):
     def __init__(self, data: Any, machine: Any, fleet: dict[str, dict[str, Any]],
-                 progress: dict[str, str] | None = None, sessions: dict[str, Any] | None = None) -> None:
+                 progress: dict[str, str] | None = None, sessions: dict[str, Any] | None = None,
+                 ci: list[tuple[str, Any]] | None = None) -> None:
         super().__init__()
         self.data, self.machine, self.fleet = data, machine, fleet
+        self.ci = ci or []  # (project name, the facade's CiBranch) of each branch wanted followed
         self.progress = progress or {}  # run id -> the line it is redrawing now (its tqdm bar)
         self.sessions = sessions or {}  # the JupyterLab sessions among them (the facade's Session) by id
 
@@ -41,6 +44,21 @@ def fleet_summary(fleet: dict[str, dict[str, Any]]) -> str:
         kind = "CPU only" if live["cpu_only"] else f"{len(gpus)} GPU(s)"
         colour = "green" if live["state"] == "connected" else "yellow" if "connect" in live["state"] else "red"
         lines.append(f"[b]{escape(name)}[/b]  [{colour}]●[/] {live['state']} · {kind}{busy}")
+    return "\n".join(lines)
+
+
+def ci_summary(branches: list[tuple[str, Any]], accent: str) -> str:
+    """One line per followed branch (the first CI_LINES, then how many more): its follower and last verdict."""
+    from workbench.tui.screens.ci_commits import verdict_markup
+
+    lines = []
+    for project, b in branches[:CI_LINES]:
+        state = f"[green]●[/] following (pid {b.pid})" if b.pid else "[yellow]●[/] no follower running"
+        last = f" · last {verdict_markup(b.last_verdict, accent)} {escape((b.last_sha or '')[:8])}" \
+            if b.last_verdict else " · no verdict yet"
+        lines.append(f"[b]CI[/b] {escape(project)} · {escape(b.branch)}  {state}{last}")
+    if len(branches) > CI_LINES:
+        lines.append(f"   +{len(branches) - CI_LINES} more followed branch(es)")
     return "\n".join(lines)
 
 
@@ -93,6 +111,7 @@ class DashboardScreen(SessionActions, BaseScreen):
     DashboardScreen #live { height: 1fr; }
     DashboardScreen #recent { height: 1fr; }
     DashboardScreen #machine { height: auto; max-height: 6; padding: 0 1; }
+    DashboardScreen #ci-branches { height: auto; padding: 0 1; display: none; }
     """
 
     def __init__(self) -> None:
@@ -108,6 +127,7 @@ class DashboardScreen(SessionActions, BaseScreen):
             yield Static("Recent results", classes="panel-title")
             yield FittedTable((("id", 8, 0), ("status", 9, 0), ("project/experiment", 18, 1), ("metrics", 16, 2),
                                ("finished", 8, 0)), cursor_type="row", id="recent")
+            yield Static("", id="ci-branches")  # shown only while a branch is followed
             yield Static("Machines", classes="panel-title")
             yield Static("sampling…", id="machine")
 
@@ -130,7 +150,15 @@ class DashboardScreen(SessionActions, BaseScreen):
         sessions = ({s.id: s for s in wb.sessions()}
                     if any(r.kind == "session" for r in data.running + data.queued) else {})
         self.post_message(DashboardLoaded(data, wb.local_machine(), fleet.snapshot() if fleet else {}, progress,
-                                          sessions))
+                                          sessions, self._followed(wb)))
+
+    @staticmethod
+    def _followed(wb: Any) -> list[tuple[str, Any]]:
+        branches = [b for b in wb.ci_branches() if b.active]
+        if not branches:
+            return []
+        names = {p.path: p.name for p in wb.project_list()}
+        return [(names.get(b.project_path) or b.project_path.rstrip("/").rsplit("/", 1)[-1], b) for b in branches]
 
     def on_dashboard_loaded(self, message: DashboardLoaded) -> None:
         data, now, progress, sessions = message.data, self.clock(), message.progress, message.sessions
@@ -159,6 +187,10 @@ class DashboardScreen(SessionActions, BaseScreen):
                                           cell(ago(r.finished_at, now))))
                                for r in data.recent],
                    empty=("-", "", "no finished runs yet", "", ""))
+        ci = self.query_one("#ci-branches", Static)
+        ci.display = bool(message.ci)
+        if message.ci:
+            ci.update(ci_summary(message.ci, self.app.current_theme.accent or "cyan"))
         remote = fleet_summary(message.fleet)
         self.query_one("#machine", Static).update(machine_summary(message.machine) + ("\n" + remote if remote else ""))
 

@@ -99,7 +99,8 @@ class ProjectsScreen(BaseScreen):
     MODE = "projects"
     REFRESH_SECONDS = 2.0
     BINDINGS = [
-        Binding("enter", "launch", "Launch", id="projects.launch"),
+        Binding("enter", "commits", "Commits", id="projects.commits"),
+        Binding("l", "launch", "Launch", id="projects.launch"),
         Binding("a", "add", "Add project", id="projects.add"),
         Binding("d", "remove", "Remove", id="projects.remove"),
         Binding("w", "toggle_watch", "Watch", id="projects.watch"),
@@ -167,7 +168,7 @@ class ProjectsScreen(BaseScreen):
                     for label, value in zip(COLUMNS, self._cells(row)):
                         if table.get_cell(key, label) != value:
                             table.update_cell(key, label, value)
-        hint = (f"{len({r['project'] for r in message.rows})} project(s) · enter launches the selected experiment"
+        hint = (f"{len({r['project'] for r in message.rows})} project(s) · enter: its commits · l launches"
                 if message.rows else "no projects yet: press a to add a folder that holds a workbench.toml")
         self.query_one("#projects-hint", Static).update(hint)
         self._show_detail()
@@ -210,7 +211,17 @@ class ProjectsScreen(BaseScreen):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.action_launch()
+        self.action_commits()
+
+    def action_commits(self) -> None:
+        """The project's commits with their CI verdicts (its git repository's current branch)."""
+        row = self.selected()
+        if row is None:
+            return
+        from workbench.tui.screens.ci_commits import CiCommitsScreen  # imported when first shown
+
+        self.app.push_screen(CiCommitsScreen(row["project"], row["path"], row["experiment"],
+                                             launch=lambda: self.launch_row(row)))
 
     def action_down(self) -> None:
         self.table.action_cursor_down()
@@ -258,8 +269,11 @@ class ProjectsScreen(BaseScreen):
 
     def action_launch(self) -> None:
         row = self.selected()
-        if row is None:
-            return
+        if row is not None:
+            self.launch_row(row)
+
+    def launch_row(self, row: dict[str, Any]) -> None:
+        """The launch form of `row`'s experiment (also from its commits' screen)."""
         if row["error"]:
             self.notify(row["error"], title="Fix the spec first", severity="error")
             return
@@ -273,6 +287,7 @@ class ProjectsScreen(BaseScreen):
 
     def palette_commands(self) -> list[PaletteCommand]:
         return [
+            ("Commits", "the selected project's commits with their CI verdicts", self.action_commits),
             ("Launch experiment", "run the selected experiment, with param overrides", self.action_launch),
             ("Add project", "register a folder that holds a workbench.toml", self.action_add),
             ("Remove project", "unregister the selected project (runs stay)", self.action_remove),
