@@ -10,6 +10,7 @@ beside it, and when only skipped commits are left between, the answer is that ra
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -85,6 +86,7 @@ class Bisection:
         self.key = str(repo.path)
         self.trees = repo.project_trees(chain)
         self.judged: dict[int, Judged] = {}
+        self.by_tree: dict[str, Judged] = {}  # a project tree judged good or bad
         self.pending: dict[int, str] = {}   # index -> its run going now (this bisect's, or found going)
         self.started: set[str] = set()     # runs this bisect queued
         self.order: list[int] = []         # indices in the order they were judged
@@ -103,6 +105,10 @@ class Bisection:
             lo, hi = self.bounds()
             waiting = [i for i in self.pending if lo < i < hi]
             fresh = [i for i in range(lo + 1, hi) if i not in self.judged and i not in self.pending]
+            if same := [i for i in fresh if self.tree_of(i) in self.by_tree]:
+                for i in same:  # the same files as a commit judged since: the same verdict
+                    self._judge(i, dataclasses.replace(self.by_tree[self.tree_of(i)], reused=True, round=self.rounds))
+                continue
             picks = spread(fresh, lo, hi, max(0, k - len(waiting)))
             if not picks and not waiting:
                 return
@@ -110,6 +116,9 @@ class Bisection:
             going = f", {len(waiting)} of them already running" if waiting else ""
             self.say(f"round {self.rounds}: trying {len(picks) + len(waiting)} commit(s) (range of {hi - lo}){going}")
             for i in picks:
+                if twin := next((j for j in self.pending if self.tree_of(j) == self.tree_of(i)), None):
+                    self.pending[i] = self.pending[twin]  # the same files are being run already
+                    continue
                 run = launch_commit(self.wb, self.repo, self.chain[i], self.experiment, project=self.project,
                                     branch=None, tree=self.trees[self.chain[i].sha])
                 self.pending[i] = run["id"]
@@ -179,8 +188,13 @@ class Bisection:
                      f"range uses their verdicts" if going else "bisect interrupted")
             raise
 
+    def tree_of(self, index: int) -> str:
+        return self.trees[self.chain[index].sha]
+
     def _judge(self, index: int, judged: Judged) -> None:
         self.judged[index] = judged
+        if judged.outcome != "skip":
+            self.by_tree.setdefault(self.tree_of(index), judged)
         self.order.append(index)
         commit = self.chain[index]
         detail = " ".join(f"{k}={format_value(v)}" for k, v in self.values(judged).items()) or "-"

@@ -1,0 +1,200 @@
+"""`workbench ci bisect`: the first commit whose checks fail, found on a real git repository with real runs
+(busybox on the Docker engine); verdicts recorded for a commit or its tree are reused; commits that cannot
+judge are skipped; k commits are tried at once with --parallel."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import GitProject
+from helpers import assert_one_line_error
+
+pytestmark = pytest.mark.usefixtures("docker_client")
+
+TWO_CHECKS = """[project]
+name = "ciproj"
+
+[experiments.train]
+image = "busybox:latest"
+command = ["sh", "train.sh"]
+checks = { acc = ">= 0.9", loss = "<= 0.5" }
+"""
+TRAIN_TWO = """#!/bin/sh
+echo "{\\"step\\": 1, \\"acc\\": $(cat acc.txt), \\"loss\\": $(cat loss.txt)}" >> "$WORKBENCH_METRICS"
+"""
+
+
+def history(project: GitProject, accs: list[float | str | None]) -> list[str]:
+    """GOOD (the initial commit) and a commit per value (None: an empty commit, its tree its parent's); the
+    shas, GOOD first."""
+    shas = [project.head()]
+    for n, acc in enumerate(accs, start=1):
+        shas.append(project.commit(f"c{n}", acc=acc))
+    return shas
+
+
+def bisect(cli, project: GitProject, good: str, bad: str, *args: str):
+    done = cli("ci", "bisect", str(project.path), good, bad, *args, "--json")
+    assert done.code in (0, 1), done.err
+    return done.code, done.json()
+
+
+def steps_by_subject(result) -> dict[str, dict]:
+    return {s["subject"]: s for s in result["steps"]}
+
+
+def test_finds_the_commit_that_broke_the_check_then_reuses_every_verdict(cli, git_project):
+    # 14 commits after GOOD, each with its own tree; c9 drops acc below 0.9
+    shas = history(git_project, [0.95 - n / 1000 if n < 9 else 0.5 - n / 1000 for n in range(1, 15)])
+    code, first = bisect(cli, git_project, shas[0], shas[-1])
+    assert code == 0
+    assert (first["first_bad"], first["first_bad_subject"], first["unresolved"]) == (shas[9], "c9", [])
+    # halving the range (GOOD, BAD] of 14: c7 good, c10 bad, c8 good, c9 bad
+    assert [(s["subject"], s["outcome"]) for s in first["steps"]] == [
+        ("c7", "good"), ("c10", "bad"), ("c8", "good"), ("c9", "bad")]
+    assert first["runs"] == 4 <= math.ceil(math.log2(14)) + 1 and first["rounds"] == 4 and first["parallel"] == 1
+    assert not any(s["reused"] for s in first["steps"])
+    assert steps_by_subject(first)["c9"]["values"] == {"acc": 0.491}
+    assert set(first) == {"good", "bad", "experiment", "check", "steps", "first_bad", "first_bad_subject",
+                          "unresolved", "runs", "rounds", "parallel"}
+    assert set(first["steps"][0]) == {"sha", "subject", "outcome", "run_id", "reused", "values", "reason", "round"}
+    assert (first["good"], first["bad"], first["experiment"], first["check"]) == (shas[0], shas[-1], "train", None)
+
+    for step in first["steps"]:  # the answer is kept with every run it rests on, and each verdict in git
+        run = cli("runs", "show", step["run_id"], "--json").json()
+        assert run["git_commit"] == step["sha"]
+        said = [e["message"] for e in run["events"] if e["kind"] == "bisect"]
+        assert said == [f"bisect {shas[0][:8]}..{shas[-1][:8]} (all checks): first bad commit {shas[9][:8]} c9"]
+        verdict = "PASS" if step["outcome"] == "good" else "FAIL"
+        assert git_project.git("notes", "--ref=workbench", "show", step["sha"]).startswith(f"workbench: {verdict}")
+
+    again = cli("ci", "bisect", str(git_project.path), shas[0], shas[-1])
+    assert again.code == 0, again.err
+    assert "0 run(s) started in 0 round(s), 4 verdict(s) reused" in again.out
+    assert f"first bad commit: {shas[9]} c9" in again.out
+    assert len(cli("runs", "list", "--json").json()) == 4
+
+
+def test_a_commit_with_the_same_tree_as_an_evaluated_one_is_reused(cli, git_project):
+    # c3 is an empty commit: its tree is c2's
+    shas = history(git_project, [0.94, 0.93, None, 0.92, 0.91, 0.5, 0.49, 0.48])
+    _, small = bisect(cli, git_project, shas[0], shas[3])  # tries c1 and c2
+    assert [s["subject"] for s in small["steps"]] == ["c1", "c2"] and small["runs"] == 2
+    c2_run = steps_by_subject(small)["c2"]["run_id"]
+
+    code, result = bisect(cli, git_project, shas[0], shas[-1])
+    assert (code, result["first_bad"]) == (0, shas[6])
+    steps = steps_by_subject(result)
+    assert steps["c3"] == steps["c3"] | {"outcome": "good", "run_id": c2_run, "reused": True, "round": 0}
+    assert steps["c1"]["reused"] and steps["c2"]["reused"]
+    assert result["runs"] == 2 and [s for s in result["steps"] if not s["reused"]] == [
+        s for s in result["steps"] if s["subject"] in ("c5", "c6")]
+
+
+def test_an_exit_125_beside_the_answer_leaves_the_range_unresolved(cli, git_project):
+    shas = history(git_project, [0.94, 0.93, 0.92, "skip", 0.5, 0.49, 0.48, 0.47])
+    code, result = bisect(cli, git_project, shas[0], shas[-1])
+    assert code == 1 and result["first_bad"] is None
+    assert result["unresolved"] == [shas[4], shas[5]]
+    skipped = steps_by_subject(result)["c4"]
+    assert (skipped["outcome"], skipped["reason"]) == ("skip", "exit 125")
+    assert [(s["subject"], s["outcome"]) for s in result["steps"]] == [("c4", "skip"), ("c3", "good"), ("c5", "bad")]
+    said = cli("runs", "show", skipped["run_id"], "--json").json()["events"]
+    assert f"first bad commit is one of {shas[4][:8]}, {shas[5][:8]} (1 skipped)" in said[-1]["message"]
+
+    text = cli("ci", "bisect", str(git_project.path), shas[0], shas[-1])  # all reused now
+    assert text.code == 1, text.err
+    answer = [line for line in text.out.splitlines() if "first bad commit is one of" in line]
+    assert answer == [f"could not narrow it to one commit: the first bad commit is one of {shas[4][:8]}, "
+                      f"{shas[5][:8]} ({shas[4][:8]} could not be judged: skipped)"]
+    assert "Traceback" not in text.err
+
+
+def test_a_commit_whose_spec_is_broken_is_skipped_and_answered_around(cli, git_project):
+    good_spec = (git_project.path / "workbench.toml").read_text()
+    shas = [git_project.head()]
+    for n, acc in enumerate([0.94, 0.93, 0.92], start=1):
+        shas.append(git_project.commit(f"c{n}", acc=acc))
+    shas.append(git_project.commit("c4 breaks the spec", {"workbench.toml": "[project\nname = "}, acc=0.91))
+    shas.append(git_project.commit("c5 mends it", {"workbench.toml": good_spec}, acc=0.90))
+    for n, acc in enumerate([0.5, 0.49, 0.48], start=6):
+        shas.append(git_project.commit(f"c{n}", acc=acc))
+
+    code, result = bisect(cli, git_project, shas[0], shas[-1])
+    assert (code, result["first_bad"], result["unresolved"]) == (0, shas[6], [])
+    steps = steps_by_subject(result)
+    broken = steps["c4 breaks the spec"]
+    assert broken["outcome"] == "skip" and "workbench.toml" in broken["reason"] and shas[4][:8] in broken["reason"]
+    assert [(s["subject"][:2], s["outcome"]) for s in result["steps"]] == [
+        ("c4", "skip"), ("c3", "good"), ("c5", "good"), ("c6", "bad")]
+    run = cli("runs", "show", broken["run_id"], "--json").json()
+    assert run["status"] == "failed" and run["started_at"] is None
+
+
+def two_check_history(project: GitProject) -> list[str]:
+    """GOOD: both checks pass; loss breaks at c3, acc at c6."""
+    (project.path / "loss.txt").write_text("0.2\n")
+    shas = [project.commit("two checks", {"workbench.toml": TWO_CHECKS, "train.sh": TRAIN_TWO})]
+    values = [(0.95, 0.2), (0.95, 0.3), (0.94, 0.9), (0.94, 0.91), (0.93, 0.92), (0.5, 0.93), (0.49, 0.94)]
+    for n, (acc, loss) in enumerate(values, start=1):
+        shas.append(project.commit(f"c{n}", {"loss.txt": f"{loss}\n"}, acc=acc))
+    return shas
+
+
+def test_check_judges_by_that_check_only(cli, git_project):
+    shas = two_check_history(git_project)
+    code, by_loss = bisect(cli, git_project, shas[0], shas[-1], "--check", "loss")
+    assert (code, by_loss["first_bad"], by_loss["check"]) == (0, shas[3], "loss")
+    assert all(set(s["values"]) == {"loss"} for s in by_loss["steps"])
+
+    code, by_acc = bisect(cli, git_project, shas[0], shas[-1], "--check", "acc")
+    assert (code, by_acc["first_bad"]) == (0, shas[6])
+    assert all(set(s["values"]) == {"acc"} for s in by_acc["steps"])
+    # c3 fails on loss but passes on acc: judged good by acc (its run reused)
+    assert steps_by_subject(by_acc)["c3"] | {"reused": True} == steps_by_subject(by_loss)["c3"] | {
+        "outcome": "good", "values": {"acc": 0.94}, "reused": True, "round": 0}
+    event = [e["message"] for e in cli("runs", "show", by_acc["steps"][-1]["run_id"], "--json").json()["events"]
+             if e["kind"] == "bisect"]
+    assert f"bisect {shas[0][:8]}..{shas[-1][:8]} (check acc): first bad commit {shas[6][:8]} c6" in event
+
+    code, by_all = bisect(cli, git_project, shas[0], shas[-1])
+    assert (code, by_all["first_bad"]) == (0, shas[3])
+
+
+def test_parallel_queues_a_round_together_and_takes_fewer_rounds(cli, tmp_path):
+    accs = [0.95 - n / 1000 if n < 11 else 0.5 - n / 1000 for n in range(1, 17)]  # c11 breaks it
+    one, three = GitProject(tmp_path / "one"), GitProject(tmp_path / "three")
+    one_shas, three_shas = history(one, accs), history(three, accs)
+    _, serial = bisect(cli, one, one_shas[0], one_shas[-1])
+    _, parallel = bisect(cli, three, three_shas[0], three_shas[-1], "--parallel", "3")
+    assert (serial["first_bad"], parallel["first_bad"]) == (one_shas[11], three_shas[11])
+    assert parallel["parallel"] == 3 and parallel["rounds"] < serial["rounds"]
+    # (GOOD, BAD] of 16 split in four by c4, c8, c12 → (c8, c12]: c9, c10, c11 → c11 is first bad
+    first_round = [s for s in parallel["steps"] if s["round"] == 1]
+    assert sorted(s["subject"] for s in first_round) == ["c12", "c4", "c8"]
+    created = [cli("runs", "show", s["run_id"], "--json").json()["created_at"] for s in first_round]
+    assert max(created) - min(created) < 1.0
+    assert parallel["rounds"] == 2 and parallel["runs"] == 6
+
+
+def test_bad_input_is_one_line_and_records_nothing(cli, git_project, tmp_path):
+    shas = history(git_project, [0.94, 0.5])
+    path = str(git_project.path)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "workbench.toml").write_text((git_project.path / "workbench.toml").read_text())
+    cases = [
+        ((str(plain), "HEAD~1", "HEAD"), "is not in a git repository"),
+        ((path, "nosuchref", shas[-1]), "GOOD 'nosuchref' is not a commit"),
+        ((path, shas[0], "deadbeef"), "BAD 'deadbeef' is not a commit"),
+        ((path, shas[1], shas[1]), f"GOOD and BAD are the same commit ({shas[1][:8]})"),
+        ((path, shas[-1], shas[0]), "is not an ancestor of BAD"),
+        ((path, shas[0], shas[-1], "-e", "nope"), "no experiment 'nope'"),
+        ((path, shas[0], shas[-1], "--check", "loss"), "experiment train has no check on 'loss' (its checks: acc)"),
+        ((path, shas[0], shas[-1], "--parallel", "0"), "--parallel must be at least 1 (got 0)"),
+    ]
+    for args, needle in cases:
+        assert_one_line_error(cli("ci", "bisect", *args), needle)
+    assert cli("runs", "list", "--json").json() == []
