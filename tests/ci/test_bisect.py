@@ -26,11 +26,11 @@ echo "{\\"step\\": 1, \\"acc\\": $(cat acc.txt), \\"loss\\": $(cat loss.txt)}" >
 """
 
 
-def history(project: GitProject, accs: list[float | str | None]) -> list[str]:
-    """GOOD (the initial commit) and a commit per value (None: an empty commit, its tree its parent's); the
-    shas, GOOD first."""
+def history(project: GitProject, accs: list[float | str | None], start: int = 1) -> list[str]:
+    """The head (GOOD, at first) and a commit per value (None: an empty commit, its tree its parent's), named
+    c<start>, c<start + 1>...; the shas, the head first."""
     shas = [project.head()]
-    for n, acc in enumerate(accs, start=1):
+    for n, acc in enumerate(accs, start=start):
         shas.append(project.commit(f"c{n}", acc=acc))
     return shas
 
@@ -198,3 +198,24 @@ def test_bad_input_is_one_line_and_records_nothing(cli, git_project, tmp_path):
     for args, needle in cases:
         assert_one_line_error(cli("ci", "bisect", *args), needle)
     assert cli("runs", "list", "--json").json() == []
+
+
+def test_a_run_of_the_commit_still_going_is_waited_for_not_started_again(home, git_project):
+    from conftest import TRAIN
+    from workbench.projects.git_repo import GitRepo
+    from workbench.services import Workbench
+    from workbench.services.ci_runs import launch_commit
+
+    shas = history(git_project, [0.94, 0.93])
+    shas.append(git_project.commit("c3 trains slowly", {"train.sh": TRAIN.replace("acc=$(", "sleep 3; acc=$(")}))
+    shas += history(git_project, [0.5, 0.49, 0.48], start=4)[1:]
+    wb, said = Workbench(), []
+    repo = GitRepo(git_project.path)
+    going = launch_commit(wb._services, repo, repo.commit(shas[3]), "train", project="ciproj", branch="main")
+
+    result = wb.ci_bisect(str(git_project.path), shas[0], shas[-1], said.append)
+    assert result.first_bad == shas[4]
+    first = result.steps[0]  # c3, the first probe of (GOOD, BAD] of 6: its run was going already
+    assert (first.sha, first.outcome, first.run_id, first.reused, first.round) == (shas[3], "good", going["id"], True, 1)
+    assert "round 1: trying 1 commit(s) (range of 6), 1 of them already running" in said
+    assert result.runs == 1 and [(s.subject, s.reused) for s in result.steps] == [("c3 trains slowly", True), ("c4", False)]
