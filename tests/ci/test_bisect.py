@@ -217,5 +217,40 @@ def test_a_run_of_the_commit_still_going_is_waited_for_not_started_again(home, g
     assert result.first_bad == shas[4]
     first = result.steps[0]  # c3, the first probe of (GOOD, BAD] of 6: its run was going already
     assert (first.sha, first.outcome, first.run_id, first.reused, first.round) == (shas[3], "good", going["id"], True, 1)
-    assert "round 1: trying 1 commit(s) (range of 6), 1 of them already running" in said
+    assert "round 1: trying 1 commit(s) (range of 6), 1 of them already running" in said  # none queued
     assert result.runs == 1 and [(s.subject, s.reused) for s in result.steps] == [("c3 trains slowly", True), ("c4", False)]
+
+
+def test_ctrl_c_says_which_runs_keep_going_and_the_next_bisect_uses_them(cli, home, git_project):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import TRAIN
+
+    slow = TRAIN.replace("acc=$(", "sleep 2; acc=$(")
+    shas = [git_project.head(), git_project.commit("c1", {"train.sh": slow}, acc=0.94)]
+    shas += history(git_project, [0.93, 0.5, 0.49], start=2)[1:]
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "ci", "bisect", str(git_project.path), shas[0],
+                             shas[-1]], env={**os.environ, "WORKBENCH_HOME": str(home)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("round 1:"):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (seen, out, err)
+    going = [r["id"] for r in cli("runs", "list", "--json").json()]
+    assert len(going) == 1 and f"bisect interrupted: run(s) {going[0]} keep going" in out, (out, err)
+    assert "Traceback" not in err
+
+    code, result = bisect(cli, git_project, shas[0], shas[-1])
+    assert (code, result["first_bad"], result["runs"]) == (0, shas[3], 1)
+    assert (result["steps"][0]["subject"], result["steps"][0]["run_id"], result["steps"][0]["reused"]) == (
+        "c2", going[0], True)

@@ -101,29 +101,42 @@ class Bisection:
 
     def run(self, k: int) -> None:
         self._recall()
-        while True:
-            lo, hi = self.bounds()
-            waiting = [i for i in self.pending if lo < i < hi]
-            fresh = [i for i in range(lo + 1, hi) if i not in self.judged and i not in self.pending]
-            if same := [i for i in fresh if self.tree_of(i) in self.by_tree]:
-                for i in same:  # the same files as a commit judged since: the same verdict
-                    self._judge(i, dataclasses.replace(self.by_tree[self.tree_of(i)], reused=True, round=self.rounds))
+        try:
+            while self._round(k):
+                pass
+        except KeyboardInterrupt:
+            going = sorted(set(self.pending.values()))
+            self.say(f"bisect interrupted: run(s) {', '.join(going)} keep going; the next `ci bisect` of this "
+                     f"range uses their verdicts" if going else "bisect interrupted")
+            raise
+
+    def _round(self, k: int) -> bool:
+        """Tries the next commits and waits for their outcomes; False once the range cannot narrow further."""
+        lo, hi = self.bounds()
+        waiting = [i for i in self.pending if lo < i < hi]
+        fresh = [i for i in range(lo + 1, hi) if i not in self.judged and i not in self.pending]
+        if same := [i for i in fresh if self.tree_of(i) in self.by_tree]:
+            for i in same:  # the same files as a commit judged since: the same verdict
+                self._judge(i, dataclasses.replace(self.by_tree[self.tree_of(i)], reused=True, round=self.rounds))
+            return True
+        picks = spread(fresh, lo, hi, max(0, k - len(waiting)))
+        if not picks and not waiting:
+            return False
+        self.rounds += 1
+        for i in picks:
+            if twin := next((j for j in self.pending if self.tree_of(j) == self.tree_of(i)), None):
+                self.pending[i] = self.pending[twin]  # the same files are being run already
                 continue
-            picks = spread(fresh, lo, hi, max(0, k - len(waiting)))
-            if not picks and not waiting:
-                return
-            self.rounds += 1
-            going = f", {len(waiting)} of them already running" if waiting else ""
-            self.say(f"round {self.rounds}: trying {len(picks) + len(waiting)} commit(s) (range of {hi - lo}){going}")
-            for i in picks:
-                if twin := next((j for j in self.pending if self.tree_of(j) == self.tree_of(i)), None):
-                    self.pending[i] = self.pending[twin]  # the same files are being run already
-                    continue
-                run = launch_commit(self.wb, self.repo, self.chain[i], self.experiment, project=self.project,
-                                    branch=None, tree=self.trees[self.chain[i].sha])
-                self.pending[i] = run["id"]
-                self.started.add(run["id"])
-            self._await(sorted([*waiting, *picks]))
+            run = launch_commit(self.wb, self.repo, self.chain[i], self.experiment, project=self.project,
+                                branch=None, tree=self.tree_of(i))
+            self.pending[i] = run["id"]
+            self.started.add(run["id"])
+        going = f", {len(waiting)} of them already running" if waiting else ""
+        queued = sorted({self.pending[i] for i in picks})
+        self.say(f"round {self.rounds}: trying {len(picks) + len(waiting)} commit(s) (range of {hi - lo}){going}"
+                 + (f": run(s) {', '.join(queued)} queued" if queued else ""))
+        self._await(sorted([*waiting, *picks]))
+        return True
 
     def _recall(self) -> None:
         """What is recorded already for the chain's commits (BAD aside), by commit or by tree: an ended run's
@@ -164,29 +177,23 @@ class Bisection:
     def _await(self, indices: list[int]) -> None:
         """Until each of these commits' runs has ended: each said as it ends."""
         left = {i: self.pending[i] for i in indices}
-        try:
-            while left:
-                states = self.wb.store.ci_run_states(left.values())
-                for i, run_id in list(left.items()):
-                    row = states.get(run_id)
-                    if row is None:  # the run was removed meanwhile: it cannot judge
-                        row = {"run_id": run_id, "run_status": None}
-                    row |= {"sha": self.chain[i].sha, "state": "run"}
-                    checks = run_checks(self.wb, row)
-                    outcome = bisect_outcome(row, checks, self.check)
-                    if outcome is None:
-                        continue
-                    del left[i], self.pending[i]
-                    self._judge(i, Judged(outcome, row, checks, reused=run_id not in self.started, round=self.rounds))
-                    if run_id in self.started and row.get("run_status") is not None:
-                        write_note(self.wb, self.repo, row)
-                if left:
-                    time.sleep(POLL)
-        except KeyboardInterrupt:
-            going = sorted(set(self.pending.values()))
-            self.say(f"bisect interrupted: run(s) {', '.join(going)} keep going; the next `ci bisect` of this "
-                     f"range uses their verdicts" if going else "bisect interrupted")
-            raise
+        while left:
+            states = self.wb.store.ci_run_states(left.values())
+            for i, run_id in list(left.items()):
+                row = states.get(run_id)
+                if row is None:  # the run was removed meanwhile: it cannot judge
+                    row = {"run_id": run_id, "run_status": None}
+                row |= {"sha": self.chain[i].sha, "state": "run"}
+                checks = run_checks(self.wb, row)
+                outcome = bisect_outcome(row, checks, self.check)
+                if outcome is None:
+                    continue
+                del left[i], self.pending[i]
+                self._judge(i, Judged(outcome, row, checks, reused=run_id not in self.started, round=self.rounds))
+                if run_id in self.started and row.get("run_status") is not None:
+                    write_note(self.wb, self.repo, row)
+            if left:
+                time.sleep(POLL)
 
     def tree_of(self, index: int) -> str:
         return self.trees[self.chain[index].sha]
