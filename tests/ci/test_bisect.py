@@ -254,3 +254,16 @@ def test_ctrl_c_says_which_runs_keep_going_and_the_next_bisect_uses_them(cli, ho
     assert (code, result["first_bad"], result["runs"]) == (0, shas[3], 1)
     assert (result["steps"][0]["subject"], result["steps"][0]["run_id"], result["steps"][0]["reused"]) == (
         "c2", going[0], True)
+
+
+def test_check_declared_only_later_judges_older_commits_by_the_work_trees_check(cli, git_project):
+    (git_project.path / "loss.txt").write_text("0.2\n")
+    only_acc = TWO_CHECKS.replace(', loss = "<= 0.5"', "")
+    shas = [git_project.commit("loss written, not checked", {"workbench.toml": only_acc, "train.sh": TRAIN_TWO})]
+    for n, loss in enumerate([0.3, 0.4, 0.8, 0.9], start=1):
+        shas.append(git_project.commit(f"c{n}", {"loss.txt": f"{loss}\n"}))
+    shas.append(git_project.commit("c5 checks loss", {"workbench.toml": TWO_CHECKS}))
+    code, result = bisect(cli, git_project, shas[0], shas[-1], "--check", "loss")
+    assert (code, result["first_bad"]) == (0, shas[3])
+    assert [(s["subject"], s["outcome"], s["values"]) for s in result["steps"]] == [
+        ("c2", "good", {"loss": 0.4}), ("c3", "bad", {"loss": 0.8})]

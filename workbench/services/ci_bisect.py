@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from workbench.errors import WorkbenchError
+from workbench.projects.checks import Check, evaluate
 from workbench.projects.git_repo import Commit, GitRepo
 from workbench.projects.spec import Experiment, load_spec
 from workbench.services import placement as place
@@ -55,7 +56,8 @@ def bisect(wb: Services, path: str, good: str, bad: str, say: Callable[[str], No
                              hint=f"its checks: {', '.join(names)}" if names else "it declares no checks")
     chain = list(reversed(repo.first_parent(bad_sha, stop=good_sha)))
     k = parallel or free_slots(wb, exp)
-    search = Bisection(wb, repo, chain, exp.name, check, say, project=spec.name)
+    rule = next((c for c in exp.checks if c.metric == check), None)
+    search = Bisection(wb, repo, chain, exp.name, rule, say, project=spec.name)
     say(f"bisecting {len(chain)} commit(s) of {exp.name} after {good_sha[:8]} up to {bad_sha[:8]} "
         f"({f'check {check}' if check else 'all checks'}), {k} at a time")
     search.run(k)
@@ -79,9 +81,10 @@ def free_slots(wb: Services, exp: Experiment) -> int:
 
 
 class Bisection:
-    def __init__(self, wb: Services, repo: GitRepo, chain: list[Commit], experiment: str, check: str | None,
+    def __init__(self, wb: Services, repo: GitRepo, chain: list[Commit], experiment: str, rule: Check | None,
                  say: Callable[[str], None], *, project: str) -> None:
-        self.wb, self.repo, self.chain, self.experiment, self.check, self.say = wb, repo, chain, experiment, check, say
+        self.wb, self.repo, self.chain, self.experiment, self.say = wb, repo, chain, experiment, say
+        self.rule, self.check = rule, rule.metric if rule else None
         self.project = project
         self.key = str(repo.path)
         self.trees = repo.project_trees(chain)
@@ -161,7 +164,7 @@ class Bisection:
         else a skip."""
         ended = []
         for row in rows:
-            checks = run_checks(self.wb, row)
+            checks = self.checks_of(row)
             outcome = bisect_outcome(row, checks, self.check)
             if outcome is None:
                 self.pending.setdefault(index, row["run_id"])
@@ -184,7 +187,7 @@ class Bisection:
                 if row is None:  # the run was removed meanwhile: it cannot judge
                     row = {"run_id": run_id, "run_status": None}
                 row |= {"sha": self.chain[i].sha, "state": "run"}
-                checks = run_checks(self.wb, row)
+                checks = self.checks_of(row)
                 outcome = bisect_outcome(row, checks, self.check)
                 if outcome is None:
                     continue
@@ -194,6 +197,16 @@ class Bisection:
                     write_note(self.wb, self.repo, row)
             if left:
                 time.sleep(POLL)
+
+    def checks_of(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """The run's checks; with --check, that check as the work tree declares it when the commit's spec did
+        not declare it yet (else an older commit could never be good by it)."""
+        checks = run_checks(self.wb, row)
+        if self.rule is None or row.get("run_status") != "succeeded" or any(
+                c["metric"] == self.rule.metric for c in checks):
+            return checks
+        seq = row["run_seq"]
+        return checks + evaluate([self.rule], lambda metric: [v for _, v in self.wb.store.metric_history(seq, metric)])
 
     def tree_of(self, index: int) -> str:
         return self.trees[self.chain[index].sha]
