@@ -267,3 +267,20 @@ def test_check_declared_only_later_judges_older_commits_by_the_work_trees_check(
     assert (code, result["first_bad"]) == (0, shas[3])
     assert [(s["subject"], s["outcome"], s["values"]) for s in result["steps"]] == [
         ("c2", "good", {"loss": 0.4}), ("c3", "bad", {"loss": 0.8})]
+
+
+def test_k_is_the_free_gpu_slots_that_fit_the_experiment(home):
+    from workbench.machines.gpus import GpuInventory
+    from workbench.machines.nvidia_smi import GpuReading
+    from workbench.projects.spec import Experiment
+    from workbench.services import Workbench
+    from workbench.services.ci_bisect import free_slots
+
+    def h100(index: int, busy: bool) -> GpuReading:  # as the fixture H100 reads: idle, or busy with a job
+        return GpuReading(index, f"GPU-3a9a2f4c-6b3e-4c8e-9d52-6f0e1c7d2a1{index}", "NVIDIA H100 80GB HBM3",
+                          memory_total=80 << 30, memory_used=(60 << 30) if busy else 0,
+                          utilization=90.0 if busy else 0.0)
+    wb = Workbench(gpu_probe=lambda: GpuInventory([h100(0, False), h100(1, False), h100(2, True), h100(3, False)],
+                                                  driver="580.159.04"))
+    assert [free_slots(wb._services, Experiment(name="g", command=["true"], gpus=gpus)) for gpus in (0, 1, 2, 4)] == [
+        1, 3, 1, 1]
