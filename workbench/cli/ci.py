@@ -75,11 +75,15 @@ def cmd_ci_bisect(wb: Any, args: argparse.Namespace) -> int:
                           experiment=args.experiment, check=args.check, parallel=args.parallel)
     if args.json:
         emit_json(result.to_json())
-    elif result.first_bad:
+        return 0 if result.first_bad else 1
+    reused = sum(1 for step in result.steps if step.reused)
+    _print(f"{result.runs} run(s) started in {result.rounds} round(s), {reused} verdict(s) reused")
+    if result.first_bad:
         _print(f"first bad commit: {result.first_bad} {result.first_bad_subject}")
     else:
+        skipped = ", ".join(s[:8] for s in result.unresolved[:-1])
         _print(f"could not narrow it to one commit: the first bad commit is one of "
-               f"{', '.join(s[:8] for s in result.unresolved)} (the others could not be run)")
+               f"{', '.join(s[:8] for s in result.unresolved)} ({skipped} could not be judged: skipped)")
     return 0 if result.first_bad else 1
 
 

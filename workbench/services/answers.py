@@ -683,6 +683,9 @@ class BisectStep(_Plain):
     outcome: str          # good, bad, skip
     run_id: str | None
     reused: bool          # its verdict was already recorded (this commit or one with the same tree)
+    values: dict[str, float]  # the check values it was judged by
+    reason: str | None    # why a skip could not judge it
+    round: int            # the round that tried it; 0: known before the first
 
 
 @dataclass(frozen=True)
@@ -698,8 +701,11 @@ class BisectResult:
     first_bad_subject: str | None
     unresolved: list[str]  # the candidates when skipped commits kept it from one answer
     runs: int              # runs started by this bisect (not reused)
+    rounds: int            # rounds of runs waited for
+    parallel: int          # commits tried at once in a round
 
     def to_json(self) -> dict[str, Any]:
         return {"good": self.good, "bad": self.bad, "experiment": self.experiment, "check": self.check,
                 "steps": [s.to_json() for s in self.steps], "first_bad": self.first_bad,
-                "first_bad_subject": self.first_bad_subject, "unresolved": self.unresolved, "runs": self.runs}
+                "first_bad_subject": self.first_bad_subject, "unresolved": self.unresolved, "runs": self.runs,
+                "rounds": self.rounds, "parallel": self.parallel}

@@ -71,6 +71,27 @@ class CiQueries:
             "ORDER BY c.seen_at DESC LIMIT 1", (project_path, experiment, branch))
         return _commit_row(rows[0]) if rows else None
 
+    def ci_runs_of_trees(self, project_path: str, experiment: str, trees: Iterable[str]) -> list[dict[str, Any]]:
+        """`ci_runs_of_tree` for many trees in one query each 500 (a bisect's whole range), newest run first."""
+        wanted, rows = sorted(set(trees)), []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            rows += [_commit_row(r) for r in self.query(  # type: ignore[attr-defined]
+                f"SELECT c.*, {_RUN_FIELDS} FROM ci_commits c JOIN runs r ON r.id = c.run_id "
+                f"WHERE c.project_path = ? AND c.experiment = ? AND c.tree IN ({','.join('?' * len(chunk))})",
+                (project_path, experiment, *chunk))]
+        return sorted(rows, key=lambda row: -row["run_seq"])
+
+    def ci_run_states(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The state of these runs as `ci_commits` joins it, by run id: what an awaited commit's run says now
+        (read from the run itself, so a commit recorded again since still finds it)."""
+        wanted = list(run_ids)
+        if not wanted:
+            return {}
+        rows = self.query(f"SELECT r.id AS run_id, {_RUN_FIELDS} FROM runs r "  # type: ignore[attr-defined]
+                          f"WHERE r.id IN ({','.join('?' * len(wanted))})", tuple(wanted))
+        return {row["run_id"]: _commit_row(row) for row in rows}
+
     def ci_commit_of_run(self, run_id: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM ci_commits WHERE run_id = ?", (run_id,))  # type: ignore[attr-defined]
         return dict(rows[0]) if rows else None
