@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from conftest import GitProject
+from git_projects import GitProject
 from helpers import assert_one_line_error
 
 pytestmark = pytest.mark.usefixtures("docker_client")
@@ -201,7 +201,7 @@ def test_bad_input_is_one_line_and_records_nothing(cli, git_project, tmp_path):
 
 
 def test_a_run_of_the_commit_still_going_is_waited_for_not_started_again(home, git_project):
-    from conftest import TRAIN
+    from git_projects import TRAIN
     from workbench.projects.git_repo import GitRepo
     from workbench.services import Workbench
     from workbench.services.ci_runs import launch_commit
@@ -227,7 +227,7 @@ def test_ctrl_c_says_which_runs_keep_going_and_the_next_bisect_uses_them(cli, ho
     import subprocess
     import sys
 
-    from conftest import TRAIN
+    from git_projects import TRAIN
 
     slow = TRAIN.replace("acc=$(", "sleep 2; acc=$(")
     shas = [git_project.head(), git_project.commit("c1", {"train.sh": slow}, acc=0.94)]
