@@ -9,7 +9,7 @@ import math
 import pytest
 
 from git_projects import GitProject
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_client")
 
@@ -217,7 +217,7 @@ def test_a_run_of_the_commit_still_going_is_waited_for_not_started_again(home, g
     assert result.first_bad == shas[4]
     first = result.steps[0]  # c3, the first probe of (GOOD, BAD] of 6: its run was going already
     assert (first.sha, first.outcome, first.run_id, first.reused, first.round) == (shas[3], "good", going["id"], True, 1)
-    assert "round 1: trying 1 commit(s) (range of 6), 1 of them already running" in said  # none queued
+    assert f"round 1: trying 1 commit(s) in a range of 6: {shas[3][:8]} (1 of them already running)" in said
     assert result.runs == 1 and [(s.subject, s.reused) for s in result.steps] == [("c3 trains slowly", True), ("c4", False)]
 
 
@@ -241,6 +241,7 @@ def test_ctrl_c_says_which_runs_keep_going_and_the_next_bisect_uses_them(cli, ho
             seen.append(line)
             if line.startswith("round 1:"):
                 break
+        wait_for(lambda: cli("runs", "list", "--json").json(), timeout=30, interval=0.1)  # its probe is queued
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:

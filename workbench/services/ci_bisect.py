@@ -126,6 +126,10 @@ class Bisection:
         if not picks and not waiting:
             return False
         self.rounds += 1
+        going = f" ({len(waiting)} of them already running)" if waiting else ""
+        tried = ", ".join(self.chain[i].short for i in sorted([*waiting, *picks]))
+        self.say(f"round {self.rounds}: trying {len(picks) + len(waiting)} commit(s) in a range of {hi - lo}: "
+                 f"{tried}{going}")
         for i in picks:
             if twin := next((j for j in self.pending if self.tree_of(j) == self.tree_of(i)), None):
                 self.pending[i] = self.pending[twin]  # the same files are being run already
@@ -134,10 +138,6 @@ class Bisection:
                                 branch=None, tree=self.tree_of(i))
             self.pending[i] = run["id"]
             self.started.add(run["id"])
-        going = f", {len(waiting)} of them already running" if waiting else ""
-        queued = sorted({self.pending[i] for i in picks})
-        self.say(f"round {self.rounds}: trying {len(picks) + len(waiting)} commit(s) (range of {hi - lo}){going}"
-                 + (f": run(s) {', '.join(queued)} queued" if queued else ""))
         self._await(sorted([*waiting, *picks]))
         return True
 
