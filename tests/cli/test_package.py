@@ -23,9 +23,11 @@ def test_loading_the_cli_loads_nothing_below_the_facade():
 def test_every_group_registers_its_commands_in_the_order_help_lists_them():
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices  # noqa: SLF001 - argparse's own
-    assert list(commands) == ["doctor", "run", "notebook", "sessions", "queue", "sweep", "sweeps", "models", "deploy", "deployments",
-                              "runs", "gc", "projects", "watch", "machines", "_dispatch", "_follow",
-                              "_watch_deployments", "_tunnel"]
+    assert list(commands) == ["doctor", "run", "notebook", "sessions", "queue", "sweep", "sweeps", "ci", "models", "deploy",
+                              "deployments", "runs", "gc", "projects", "watch", "machines", "_dispatch", "_follow",
+                              "_watch_deployments", "_tunnel", "_ci_follow"]
+    ci = next(a for a in commands["ci"]._actions if a.dest == "ci_command").choices  # noqa: SLF001
+    assert list(ci) == ["watch", "list", "bisect", "stop"]
     runs = next(a for a in commands["runs"]._actions if a.dest == "runs_command").choices  # noqa: SLF001
     assert list(runs) == ["list", "show", "logs", "notebook", "cancel", "rerun", "compare", "pull", "rm"]
     assert parser.parse_args(["runs", "show", "abc", "--json"]).func.__module__ == "workbench.cli.runs"

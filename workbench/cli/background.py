@@ -1,5 +1,6 @@
 """The hidden commands the detached background processes run: the queue's dispatcher, a run's follower,
-the deployment watcher and a session's forwarder (started by the services, never typed)."""
+the deployment watcher, a session's forwarder and a followed branch's follower (started by the services,
+never typed)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ def cmd_tunnel(wb: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ci_follow(wb: Any, args: argparse.Namespace) -> int:
+    wb.ci_follow_detached(args.path, args.branch)
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("_dispatch")  # internal: the detached dispatcher of the queue
     p.set_defaults(func=cmd_dispatch)
@@ -38,3 +44,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("_tunnel")  # internal: the detached forwarder of a session on an SSH host
     p.add_argument("run")
     p.set_defaults(func=cmd_tunnel)
+    p = sub.add_parser("_ci_follow")  # internal: the detached follower of one branch (`ci watch --detach`)
+    p.add_argument("path")
+    p.add_argument("branch")
+    p.set_defaults(func=cmd_ci_follow)

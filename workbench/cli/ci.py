@@ -1,5 +1,5 @@
 """`workbench ci watch|list|bisect|stop`: CI on commits (follow a branch, each commit a run with a verdict kept
-in git notes; find the commit that broke a check), and the hidden `_ci_follow` a detached follower runs."""
+in git notes; find the commit that broke a check). The detached follower's `_ci_follow` is in background.py."""
 
 from __future__ import annotations
 
@@ -97,11 +97,6 @@ def cmd_ci_stop(wb: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ci_follow(wb: Any, args: argparse.Namespace) -> int:
-    wb.ci_follow_detached(args.path, args.branch)
-    return 0
-
-
 def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
     ci = sub.add_parser("ci", help="CI on commits: follow a branch, list verdicts, bisect").add_subparsers(
         dest="ci_command", metavar="ACTION", required=True)
@@ -135,8 +130,3 @@ def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> N
     p = command(ci, "stop", cmd_ci_stop, "stop following a branch (default: every branch of the project)")
     p.add_argument("path")
     p.add_argument("--branch")
-
-    p = sub.add_parser("_ci_follow")  # internal: the detached follower of one branch
-    p.add_argument("path")
-    p.add_argument("branch")
-    p.set_defaults(func=cmd_ci_follow)
