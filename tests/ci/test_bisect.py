@@ -285,3 +285,23 @@ def test_k_is_the_free_gpu_slots_that_fit_the_experiment(home):
                                                   driver="580.159.04"))
     assert [free_slots(wb._services, Experiment(name="g", command=["true"], gpus=gpus)) for gpus in (0, 1, 2, 4)] == [
         1, 3, 1, 1]
+
+
+def test_a_commit_whose_recorded_run_was_cancelled_is_run_again_not_skipped(cli, git_project):
+    from workbench.projects.git_repo import GitRepo
+    from workbench.services import Workbench
+    from workbench.services.ci_runs import launch_commit
+
+    shas = history(git_project, [0.94, 0.5, 0.49])  # c2 broke it
+    wb = Workbench()
+    try:
+        repo = GitRepo(git_project.path)
+        cancelled = launch_commit(wb._services, repo, repo.commit(shas[2]), "train", project="ciproj", branch="main")
+        wb.cancel(cancelled["id"])
+        wait_for(lambda: wb.run(cancelled["id"]).status == "cancelled", timeout=30)
+        result = wb.ci_bisect(str(git_project.path), shas[0], shas[-1], lambda line: None)
+    finally:
+        wb.close()
+    assert result.first_bad == shas[2] and not result.unresolved
+    step = next(s for s in result.steps if s.sha == shas[2])
+    assert (step.outcome, step.reused) == ("bad", False) and step.run_id != cancelled["id"]

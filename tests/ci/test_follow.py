@@ -285,3 +285,31 @@ def test_bad_input_is_one_line_and_records_nothing(cli, home, git_project, tmp_p
     assert cli("runs", "list", "--json").json() == []
     assert cli("ci", "stop", str(path)).code == 1  # nothing was recorded as followed
     assert background_pids(home, BACKGROUND) == []
+
+
+def test_a_detached_follower_that_cannot_start_is_tried_once_a_minute_not_by_every_command(cli, home, git_project,
+                                                                                         docker_client):
+    started = cli("ci", "watch", str(git_project.path), "--detach", timeout=60)
+    try:
+        assert started.code == 0, started.err
+        pid = _detached_pid(home)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: pid not in background_pids(home, (b"_ci_follow",)), timeout=10)
+        (git_project.path / "workbench.toml").write_text("[project\n")  # the work tree's spec, broken meanwhile
+        for _ in range(4):  # commands that reconcile
+            assert cli("runs", "list", timeout=60).code == 0
+        time.sleep(1)
+        logs = list((home / "ci-follow").glob("*.log"))
+        said = "".join(p.read_text() for p in logs)
+        assert said.count("cannot follow:") == 1, said  # one start tried, not one per command
+        assert not background_pids(home, (b"_ci_follow",))
+    finally:
+        end_background(home)
+
+
+def test_a_follower_in_a_terminal_leaves_its_branch_not_followed_when_it_ends(bench, git_project):
+    follower = bench.ci_watch(str(git_project.path), Lines())
+    assert [b.active for b in bench.ci_branches(str(git_project.path))] == [True]
+    follower.stop()  # Ctrl-C in `ci watch`
+    (branch,) = bench.ci_branches(str(git_project.path))
+    assert (branch.active, branch.pid) == (False, None)

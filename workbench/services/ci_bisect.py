@@ -143,13 +143,15 @@ class Bisection:
 
     def _recall(self) -> None:
         """What is recorded already for the chain's commits (BAD aside), by commit or by tree: an ended run's
-        outcome is used as it is; a run still going is waited for when its commit is tried."""
+        outcome is used as it is (one cancelled or lost is not: its commit is run again); a run still going is
+        waited for when its commit is tried."""
         candidates = self.chain[:-1]
         if not candidates:
             return
-        rows = [r for r in self.wb.store.ci_commits(self.key, [c.sha for c in candidates], self.experiment)
-                if r.get("run_status") is not None]
+        rows = self.wb.store.ci_commits(self.key, [c.sha for c in candidates], self.experiment)
         rows += self.wb.store.ci_runs_of_trees(self.key, self.experiment, {self.trees[c.sha] for c in candidates})
+        # a run cancelled or lost said nothing about its commit: that commit is run again, not skipped
+        rows = [r for r in rows if r.get("run_status") not in (None, "cancelled", "lost")]
         by_sha: dict[str, list[dict[str, Any]]] = {}
         by_tree: dict[str, list[dict[str, Any]]] = {}
         for row in sorted(rows, key=lambda r: -(r.get("run_seq") or 0)):

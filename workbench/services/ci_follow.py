@@ -43,6 +43,7 @@ HISTORY_LIMIT = 200   # commits walked back from a new head to the last one seen
 NOTES_CATCH_UP = 50   # recorded commits whose notes are brought up to date at start
 DELTA_LOOK = 50       # commits walked back for the previous evaluated one (a verdict's change)
 DETACH_WAIT = 5.0
+RESTART_EVERY = 60.0  # a detached follower is started again at most this often
 STOP_WAIT = 5.0
 # Paths relative to the repository's git dir: a branch moving touches these (and only these) ...
 REFS = ["refs/heads/**", "refs/remotes/**", "refs/workbench/**", "packed-refs", "logs/refs/**", "HEAD"]
@@ -116,8 +117,9 @@ class CiFollower:
     """A started follower: `runs` it started, `in_flight` those not ended; `wait` while it follows."""
 
     def __init__(self, wb: Services, target: Target, say: Callable[[str], None], *, every_commit: bool,
-                 fetch_every: float, owner: str, since: str | None, unanswered: str | None) -> None:
-        self.wb, self.target, self.say = wb, target, say
+                 fetch_every: float, owner: str, since: str | None, unanswered: str | None,
+                 detached: bool = False) -> None:
+        self.wb, self.target, self.say, self.detached = wb, target, say, detached
         self.repo, self.branch, self.path = target.repo, target.key, str(target.repo.path)
         self.every_commit, self.fetch_every, self.owner = every_commit, fetch_every, owner
         self.runs: list[str] = []
@@ -169,6 +171,11 @@ class CiFollower:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)
         self.keeper.stop()
+        if not self.detached and not self.keeper.lost.is_set() and \
+                self.wb.store.lease_holder(self.target.lease) in (None, self.owner):
+            # a follower in a terminal that ends (Ctrl-C) leaves the branch not followed (a detached one is
+            # wanted until `ci stop`; one that lost its lease leaves the row to the follower that took it)
+            self.wb.store.unfollow_branch(self.path, self.branch)
         self.wb.store.release_lease(self.target.lease, self.owner)
 
     def _end(self, why: str) -> None:
@@ -196,7 +203,10 @@ class CiFollower:
 
     # the branch moving ----------------------------------------------------------------------------
     def _look_loop(self) -> None:
-        self._catch_up_notes()
+        try:
+            self._catch_up_notes()
+        except Exception as exc:  # noqa: BLE001 - notes are a courtesy: the branch is looked at all the same
+            self._say_once(f"notes not brought up to date: {first_line(exc)}", "catch-up")
         self._look(first=True)
         while not self._ended.is_set():
             self._look_now.wait(SAFETY_LOOK)
@@ -359,26 +369,38 @@ class CiFollower:
 
 
 # starting and stopping ------------------------------------------------------------------------------
+def _take_lease(wb: Services, lease: str, owner: str, key: str, project_path: str) -> None:
+    if not wb.store.acquire_lease(lease, owner, LEASE_TTL):
+        holder = wb.store.live_lease_holder(lease)  # one that was killed is freed here ...
+        if not wb.store.acquire_lease(lease, owner, LEASE_TTL):  # ... and its lease taken now
+            pid = owner_pid(holder) if holder else None
+            raise FollowedElsewhere(f"{key} of {project_path} is already followed"
+                                    f"{f' (pid {pid})' if pid else (f' ({holder})' if holder else '')}",
+                                    hint=f"`workbench ci stop {project_path} --branch {key}` ends it")
+
+
 def follow(wb: Services, path: str, say: Callable[[str], None], *, branch: str | None = None,
            experiment: str | None = None, remote: str | None = None, every_commit: bool = False,
-           fetch_every: float = 60.0, detached: bool = False) -> CiFollower:
-    """Follows a branch from this process until stopped; `say` gets a line per commit and verdict."""
+           fetch_every: float = 60.0, detached: bool = False, owner: str | None = None) -> CiFollower:
+    """Follows a branch from this process until stopped; `say` gets a line per commit and verdict. `owner`:
+    the branch's lease, already held (a detached follower takes it before anything slow)."""
     if fetch_every <= 0:
         raise WorkbenchError(f"--fetch-every must be more than 0 seconds (got {fetch_every:g})")
     target, unanswered = resolve_target(path, branch=branch, experiment=experiment, remote=remote)
-    owner = new_owner()
-    if not wb.store.acquire_lease(target.lease, owner, LEASE_TTL):
-        _refuse_if_followed(wb, target)  # names the holder; one that was killed is freed instead ...
-        if not wb.store.acquire_lease(target.lease, owner, LEASE_TTL):  # ... and its lease taken now
-            raise FollowedElsewhere(f"{target.key} of {target.repo.path} is already followed",
-                                    hint=f"`workbench ci stop {target.repo.path} --branch {target.key}` ends it")
-    options = {"branch": target.name, "every_commit": every_commit, "fetch_every": fetch_every}
+    if owner is None:
+        owner = new_owner()
+        _take_lease(wb, target.lease, owner, target.key, str(target.repo.path))
     row = next((r for r in wb.store.followed_branches(str(target.repo.path)) if r["branch"] == target.key), None)
-    wb.store.follow_branch(str(target.repo.path), target.key, target.experiment, remote=remote, options=options,
-                           detached=detached)
+    if not detached:
+        options = {"branch": target.name, "every_commit": every_commit, "fetch_every": fetch_every}
+        wb.store.follow_branch(str(target.repo.path), target.key, target.experiment, remote=remote,
+                               options=options, detached=False)
+    elif row is None or not row["active"]:  # `ci stop` came while it started: it never re-marks it wanted
+        wb.store.release_lease(target.lease, owner)
+        raise FollowedElsewhere(f"{target.key} of {target.repo.path} is no longer followed")
     since = row.get("head") if row and row.get("experiment") == target.experiment else None
     return CiFollower(wb, target, say, every_commit=every_commit, fetch_every=fetch_every, owner=owner,
-                      since=since, unanswered=unanswered).start()
+                      since=since, unanswered=unanswered, detached=detached).start()
 
 
 def start_detached(wb: Services, path: str, *, branch: str | None = None, experiment: str | None = None,
@@ -393,6 +415,7 @@ def start_detached(wb: Services, path: str, *, branch: str | None = None, experi
                            options={"branch": target.name, "every_commit": every_commit, "fetch_every": fetch_every})
     errors = wb.dirs.data / "ci-follow.err"
     before = errors.stat().st_size if errors.exists() else 0
+    wb.store.acquire_lease(_start_lease(project_path, target.key), new_owner(), RESTART_EVERY)  # none beside it
     start_process(wb, ["_ci_follow", project_path, target.key], errors)
     deadline = time.monotonic() + DETACH_WAIT
     while not wb.store.live_lease_holder(target.lease):
@@ -439,16 +462,21 @@ def follow_detached(wb: Services, path: str, key: str) -> None:
     terminated = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: terminated.set())
     options = row["options"]
+    owner = new_owner()
     try:
+        # the lease first, before any fetch: `ci watch --detach` waits for it, and no second one starts
+        _take_lease(wb, ci.follow_lease(path, key), owner, key, path)
         follower = follow(wb, path, say, branch=options.get("branch"), experiment=row["experiment"],
                           remote=row["remote"], every_commit=bool(options.get("every_commit")),
-                          fetch_every=float(options.get("fetch_every") or 60.0), detached=True)
+                          fetch_every=float(options.get("fetch_every") or 60.0), detached=True, owner=owner)
     except FollowedElsewhere as exc:
         say(f"not started: {exc.message}")
         return
     except WorkbenchError as exc:
-        say(f"cannot follow: {exc}")
+        wb.store.release_lease(ci.follow_lease(path, key), owner)
+        say(f"cannot follow: {exc} (tried again in {RESTART_EVERY:g}s at the earliest)")
         raise
+    wb.store.forget_start_attempt(_start_lease(path, key))  # started well: if it dies, it is restarted at once
     try:
         while follower.wait(0.5) and not terminated.is_set():
             pass
@@ -492,6 +520,15 @@ def ensure_followers(wb: Services) -> list[str]:
             notes.append(f"{row['project_path']} is gone: its branch {row['branch']} is not followed "
                          f"(`workbench ci stop {row['project_path']}` forgets it)")
             continue
+        if not wb.store.acquire_lease(_start_lease(row["project_path"], row["branch"]), new_owner(), RESTART_EVERY):
+            continue  # one was started less than RESTART_EVERY ago: starting, or failing (its log says why)
         start_process(wb, ["_ci_follow", row["project_path"], row["branch"]], wb.dirs.data / "ci-follow.err")
         notes.append(f"following {row['branch']} of {row['project_path']} again (its follower had stopped)")
     return notes
+
+
+def _start_lease(project_path: str, key: str) -> str:
+    """Taken for RESTART_EVERY seconds by each start of a detached follower, cleared by one that started well:
+    a follower that cannot start (a deleted branch, a broken spec) is tried again once a minute, not by every
+    command, and one that started well and then died is started again by the next command."""
+    return f"ci-start:{project_path}:{key}"

@@ -128,6 +128,11 @@ class CiQueries:
             conn.execute("UPDATE ci_follows SET head = ? WHERE project_path = ? AND branch = ?",
                          (head, project_path, branch))
 
+    def forget_start_attempt(self, lease: str) -> None:
+        """A detached follower that started well clears its start's backoff lease (whoever took it)."""
+        with self.tx() as conn:  # type: ignore[attr-defined]
+            conn.execute("DELETE FROM leases WHERE name = ?", (lease,))
+
     def unfollow_branch(self, project_path: str, branch: str | None = None) -> list[str]:
         """No longer wanted followed (its follower ends at its next look); the branches that were."""
         with self.tx() as conn:  # type: ignore[attr-defined]
