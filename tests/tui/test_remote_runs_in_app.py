@@ -6,11 +6,14 @@ connections."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 
 from textual.widgets import DataTable, Select, Static
 
 from fixture_db import NOW
+from helpers import background_pids
 from test_run_screens import add_run, open_runs, row_keys, settle, until
 from workbench.machines.gpus import GpuInventory
 from workbench.machines.local import LocalSample
@@ -53,11 +56,15 @@ def shown_columns(table) -> dict[str, int]:
 # the Runs screen ----------------------------------------------------------------------------------
 def test_an_unreachable_hosts_run_stays_running_marked_by_the_reconciler(wb):
     remote_run(wb, unreachable=False)
-    wb.reconcile(wait=15)
-    run = wb._services.store.get_run("remote01")
-    assert run["status"] == "running"
-    assert run["status_reason"].startswith("host unreachable since")
-    assert "unreachable" in [e["kind"] for e in wb._services.store.events("remote01")]
+    try:
+        wb.reconcile(wait=15)
+        run = wb._services.store.get_run("remote01")
+        assert run["status"] == "running"
+        assert run["status_reason"].startswith("host unreachable since")
+        assert "unreachable" in [e["kind"] for e in wb._services.store.events("remote01")]
+    finally:  # the follower the reconciler started waits for a host that never answers: ended here
+        for pid in background_pids(wb._services.dirs.data):
+            os.kill(pid, signal.SIGTERM)
 
 
 async def test_runs_screen_shows_the_machine_and_the_unreachable_host_at_80_columns(seeded):
