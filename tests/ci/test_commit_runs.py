@@ -103,6 +103,7 @@ def test_ci_list_shows_verdicts_deltas_and_the_notes_say_them(wb, git_project, c
     assert [c["sha"] for c in listed] == shas[::-1]
     assert [c["verdict"] for c in listed] == ["PASS", "skipped", "FAIL", "PASS"]
     assert listed[3]["metrics"] == {"acc": 0.95} and listed[3]["deltas"] == {}
+    assert listed[3]["better"] == {"acc": "higher"} and listed[1]["better"] == {}  # from `acc >= 0.9`; skipped
     assert listed[2]["deltas"]["acc"] == pytest.approx(-0.45)
     assert listed[0]["deltas"]["acc"] == pytest.approx(0.47)  # against 0.5, the previous evaluated commit
     table = cli("ci", "list", str(git_project.path)).out

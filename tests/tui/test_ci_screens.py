@@ -243,3 +243,16 @@ async def test_the_dashboard_lists_followed_branches_three_at_most(wb, tmp_path,
 
         store.unfollow_branch(path)
         await until(app, pilot, lambda: not ci.display)
+
+
+def test_a_change_is_coloured_by_the_way_its_check_wants_it():
+    from workbench.services.answers import CiCommit
+    from workbench.tui.screens.ci_commits import metrics_text
+
+    commit = CiCommit(sha="a" * 40, subject="s", author="A", committed_at=0.0, verdict="PASS", run_id="r",
+                      metrics={"loss": 0.2, "acc": 0.9, "lr": 0.1}, deltas={"loss": -0.1, "acc": -0.01, "lr": 0.05},
+                      better={"loss": "lower", "acc": "higher"}, reason=None, experiment="train")
+    text = metrics_text(commit)
+    styles = {text.plain[span.start:span.end].strip(): str(span.style) for span in text.spans}
+    assert styles == {"-0.1": "green", "-0.01": "red"}  # a falling loss is good news; lr has no check: plain
+    assert "lr=0.1 +0.05" in text.plain

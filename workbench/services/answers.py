@@ -652,6 +652,7 @@ class CiCommit(_Plain):
     run_id: str | None
     metrics: dict[str, float]
     deltas: dict[str, float]
+    better: dict[str, str]   # each checked metric's good direction: "higher" or "lower"
     reason: str | None
     experiment: str | None
 

@@ -9,7 +9,7 @@ from typing import Any
 from workbench.errors import WorkbenchError
 from workbench.projects.git_repo import GitRepo
 from workbench.projects.spec import load_spec
-from workbench.services.ci_runs import default_experiment, metric_values, run_checks, verdict
+from workbench.services.ci_runs import default_experiment, directions, metric_values, run_checks, verdict
 from workbench.services.context import Services
 from workbench.store.leases import owner_pid
 
@@ -62,13 +62,14 @@ def list_commits(wb: Services, path: str, *, branch: str | None = None, experime
     for commit in reversed(commits):  # oldest first: each delta is against the older evaluated commit
         row = rows.get(commit.sha)
         said = verdict(row)
-        values = metric_values(row, run_checks(wb, row)) if row and said in ("PASS", "FAIL") else {}
+        checks = run_checks(wb, row) if row and said in ("PASS", "FAIL") else []
+        values = metric_values(row, checks) if row and said in ("PASS", "FAIL") else {}
         deltas = {k: v - previous[k] for k, v in values.items() if k in previous}
         if values:
             previous = values
         listed.append({"sha": commit.sha, "subject": commit.subject, "author": commit.author,
                        "committed_at": commit.committed_at, "verdict": said, "run_id": row and row.get("run_id"),
-                       "metrics": values, "deltas": deltas, "reason": row and (row.get("reason") or row.get("run_reason")),
+                       "metrics": values, "deltas": deltas, "better": directions(checks), "reason": row and (row.get("reason") or row.get("run_reason")),
                        "experiment": row and row.get("experiment") or experiment})
     return listed[::-1]
 

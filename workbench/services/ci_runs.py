@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -177,6 +178,16 @@ def metric_values(row: dict[str, Any], checks: list[dict[str, Any]]) -> dict[str
         return {c["metric"]: c["value"] for c in checks if c["value"] is not None}
     summary = row.get("run_summary") or {}
     return {k: v for k, v in list(summary.items())[:4] if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def directions(checks: list[dict[str, Any]]) -> dict[str, str]:
+    """Which way each checked metric gets better: "higher" (a `>`/`>=` check) or "lower" (`<`/`<=`)."""
+    found = {}
+    for check in checks:
+        op = re.search(r"(>=|<=|==|>|<)", check.get("expression") or "")
+        if op and op[1] != "==":
+            found[check["metric"]] = "higher" if op[1].startswith(">") else "lower"
+    return found
 
 
 def format_value(value: float) -> str:

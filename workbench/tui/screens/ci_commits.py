@@ -37,7 +37,8 @@ class CommitsLoaded(Message):
 
 
 def metrics_text(commit: Any) -> Text:
-    """`acc=0.964 +0.012`: each value, then its change against the previous evaluated commit in colour."""
+    """`acc=0.964 +0.012`: each value, then its change against the previous evaluated commit, green when it
+    went the way its check wants (up for `>=`, down for `<=`), red when not, plain for an unchecked value."""
     text = Text(no_wrap=True, overflow="ellipsis", end="")
     for name, value in commit.metrics.items():
         if text:
@@ -45,7 +46,9 @@ def metrics_text(commit: Any) -> Text:
         text.append(f"{name}={short_value(value)}")
         delta = commit.deltas.get(name)
         if delta:
-            text.append(f" {delta:+.3g}", style="green" if delta > 0 else "red")
+            better = commit.better.get(name)  # a loss that falls is good news: coloured by the check's direction
+            good = delta < 0 if better == "lower" else delta > 0
+            text.append(f" {delta:+.3g}", style=("green" if good else "red") if better else "")
     return text if text else cell("-", "dim")
 
 
